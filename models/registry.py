@@ -1,0 +1,116 @@
+"""Model registry and dataset presets: the one place that maps a zoo name to a builder.
+
+A family file registers one builder per named variant::
+
+    @register_model("itnet", default_dataset="camvid")
+    def itnet(*, dataset="camvid", shared=True, N=16, L=3, K=1, f=None, classes=None): ...
+
+Builders take keyword-only arguments; ``dataset`` is always passed (a key of ``DATASETS``)
+so a builder can pick the paper's per-dataset defaults. ``get_model`` checks parameter
+names against the builder's signature, so ``--param`` typos fail with one clear line.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from torch import nn
+
+from graphcost.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """Input resolution and class count of a segmentation benchmark."""
+
+    name: str
+    height: int
+    width: int
+    classes: int
+    channels: int = 3
+
+    @property
+    def input_shape(self) -> Tuple[int, int, int, int]:
+        return (1, self.channels, self.height, self.width)
+
+
+DATASETS: Dict[str, DatasetPreset] = {
+    # CamVid at the SegNet pre-processing used by ItNet (480x360), 11 classes.
+    "camvid": DatasetPreset("camvid", 360, 480, 11),
+    # Cityscapes resized to 1024x512 as in ItNet, 19 train ids.
+    "cityscapes": DatasetPreset("cityscapes", 512, 1024, 19),
+    # PASCAL VOC 2012 at 513x513 (McIntosh et al., Table 3), 21 classes.
+    "pascal": DatasetPreset("pascal", 513, 513, 21),
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    default_dataset: str
+    description: str
+
+    def parameters(self) -> Dict[str, inspect.Parameter]:
+        params = inspect.signature(self.builder).parameters
+        return {k: p for k, p in params.items() if k != "dataset"}
+
+
+_REGISTRY: Dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, default_dataset: str = "camvid"):
+    """Decorator: register ``builder`` under ``name`` (lower-case, dashes allowed)."""
+
+    def wrap(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        doc = (inspect.getdoc(builder) or "").split("\n", 1)[0]
+        _REGISTRY[name] = ModelEntry(name, builder, default_dataset, doc)
+        return builder
+
+    return wrap
+
+
+def list_models() -> Dict[str, ModelEntry]:
+    """All registered zoo models, by name."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def model_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UserError(f"unknown model {name!r}; zoo models are: {known}") from None
+
+
+def dataset_preset(name: str) -> DatasetPreset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
+
+
+def default_dataset(name: str) -> DatasetPreset:
+    return dataset_preset(model_entry(name).default_dataset)
+
+
+def get_model(name: str, dataset: Optional[str] = None, **params) -> nn.Module:
+    """Build zoo model ``name`` for ``dataset`` (default: the model's own preset).
+
+    >>> m = get_model("itnet", dataset="camvid", shared=True, N=2)
+    """
+    entry = model_entry(name)
+    preset = dataset_preset(dataset or entry.default_dataset)
+    accepted = entry.parameters()
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(params) - set(accepted))
+    if unknown and not takes_any:
+        names = ", ".join(sorted(k for k, p in accepted.items() if p.kind is not p.VAR_KEYWORD))
+        raise UserError(f"model {name!r} has no parameter {unknown[0]!r}; its parameters are: {names}")
+    try:
+        return entry.builder(dataset=preset.name, **params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"invalid parameters for model {name!r}: {exc}") from None
