@@ -10,21 +10,8 @@ from .errors import UserError
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
-    # Keep `import graphcost` light (the CLI's --help should not pay for torch.fx).
-    if name in ("trace", "Trace"):
-        from . import trace as _trace_mod
-
-        return getattr(_trace_mod, name if name == "Trace" else "trace_model")
-    if name in ("analyze", "analyze_trace"):
-        from . import analysis as _analysis
-
-        return getattr(_analysis, name)
-    if name in ("Analysis", "LayerCost", "OutputCost"):
-        from . import analysis as _analysis
-
-        return getattr(_analysis, name)
-    raise AttributeError(name)
-
+from .tracing import Trace, trace
+from .analysis import Analysis, LayerCost, analyze, analyze_trace
+from .passes.anytime import OutputCost
 
 __all__ = ["UserError", "trace", "Trace", "analyze", "analyze_trace", "Analysis", "LayerCost", "OutputCost"]

@@ -1,0 +1,151 @@
+"""``Analysis``: the plain-data result of all cost passes over one trace.
+
+>>> import torch, graphcost
+>>> a = graphcost.analyze(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), (1, 3, 8, 8))
+>>> a.params, a.macs, a.latency_layers
+(216, 13824, 1)
+>>> sorted(a.to_dict())[:4]
+['all_layers', 'bytes_per_element', 'graph_size_bytes', 'input_shape']
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import pandas as pd
+from torch import nn
+
+from . import passes
+from .passes.anytime import OutputCost
+from .tracing import Trace, trace as trace_model
+
+MACS_NOTE = "macs are multiply-accumulates (1 MAC = 2 FLOPs); other_ops are element ops outside MACs"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One unique layer (a node of the loop-keeping graph), its costs summed over its calls."""
+
+    name: str
+    op: str
+    kind: str
+    calls: int
+    params: int
+    macs: int
+    other_ops: int
+    in_bytes: int
+    out_bytes: int
+    param_bytes: int
+    graph_size_bytes: int
+    latency_layers: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    model: str
+    input_shape: Tuple[int, ...]
+    params: int
+    macs: int
+    other_ops: int
+    graph_size_bytes: int
+    latency_layers: int
+    outputs: Tuple[OutputCost, ...]
+    layers: Tuple[LayerCost, ...]
+    bytes_per_element: int
+    all_layers: bool = False
+    opaque_modules: Tuple[str, ...] = ()
+    unknown_ops: Tuple[str, ...] = ()
+    loop_nodes: int = 0
+    dag_nodes: int = 0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict; the keys of the CLI's ``--format json``."""
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["outputs"] = [
+            {"index": o.index, "macs": o.macs, "latency_layers": o.latency_layers,
+             "graph_size_bytes": o.graph_size_bytes, "other_ops": o.other_ops, "shape": list(o.shape)}
+            for o in self.outputs
+        ]
+        d["layers"] = [asdict(layer) for layer in self.layers]
+        d["opaque_modules"] = list(self.opaque_modules)
+        d["unknown_ops"] = list(self.unknown_ops)
+        d["units"] = {"macs": MACS_NOTE, "graph_size_bytes": "bytes", "latency_layers": "conv layers on the "
+                      "longest path from the input"}
+        return d
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per unique layer."""
+        columns = list(LayerCost.__dataclass_fields__)
+        return pd.DataFrame([asdict(layer) for layer in self.layers], columns=columns)
+
+    def outputs_frame(self) -> pd.DataFrame:
+        """One row per output (anytime cost curve)."""
+        return pd.DataFrame([asdict(o) for o in self.outputs])
+
+
+def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element: Optional[int] = None,
+                  all_layers: bool = False) -> Analysis:
+    """Run every cost pass over an existing trace."""
+    element = bytes_per_element or trace.element_size
+    dag, loop = trace.dag, trace.loop_graph
+    depth = passes.longest_path_layers(dag)
+    graph_bytes = passes.layer_graph_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    param_elements = {id(p): p.numel() for p in trace.module.parameters()}
+    layers = []
+    for layer, data in sorted(loop.nodes(data=True), key=lambda item: item[1]["first_order"]):
+        calls = data["dag_nodes"]
+        node_data = [dag.nodes[c] for c in calls]
+        n_params = sum(param_elements.get(pid, 0) for pid in data["param_ids"])
+        if data["kind"] in ("io", "shape") and not n_params:
+            continue
+        scale = element / trace.element_size
+        layers.append(LayerCost(
+            name=layer,
+            op=data["op"],
+            kind=data["kind"],
+            calls=len(calls),
+            params=n_params,
+            macs=sum(d["macs"] for d in node_data),
+            other_ops=sum(d["other_ops"] for d in node_data),
+            in_bytes=int(max(d["in_bytes"] for d in node_data) * scale),
+            out_bytes=int(max(d["out_bytes"] for d in node_data) * scale),
+            param_bytes=n_params * element,
+            graph_size_bytes=graph_bytes.get(layer, 0),
+            latency_layers=max(depth[c] for c in calls),
+        ))
+    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    return Analysis(
+        model=name or type(trace.module).__name__,
+        input_shape=tuple(trace.input_shape),
+        params=passes.params(trace),
+        macs=passes.macs(trace),
+        other_ops=passes.other_ops(trace),
+        graph_size_bytes=sum(graph_bytes.values()),
+        latency_layers=max((o.latency_layers for o in outputs), default=0),
+        outputs=tuple(outputs),
+        layers=tuple(layers),
+        bytes_per_element=element,
+        all_layers=all_layers,
+        opaque_modules=tuple(trace.opaque_modules),
+        unknown_ops=tuple(trace.unknown_ops),
+        loop_nodes=loop.number_of_nodes(),
+        dag_nodes=dag.number_of_nodes(),
+    )
+
+
+def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, name: Optional[str] = None,
+            bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = ()
+            ) -> Analysis:
+    """Trace ``model`` on a fake input and run every cost pass.
+
+    ``bytes_per_element`` overrides the model dtype's size for graph size (e.g. 1 for int8);
+    ``all_layers`` counts non-conv layers in graph size too.
+    """
+    if bytes_per_element is not None and bytes_per_element <= 0:
+        from .errors import UserError
+
+        raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
+    t = trace_model(model, input_shape, leaf_modules=leaf_modules)
+    return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

@@ -1,0 +1,192 @@
+"""The ``graphcost`` command line: parse options into specs, call the API, render.
+
+Every command takes the same model options (see :func:`model_options`). Errors a user can
+cause print one line on stderr and exit with 2.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from typing import Optional, Tuple
+
+import click
+
+from .errors import UserError
+from .resolve import ModelSpec, parse_input_shape, parse_params
+
+FORMATS = ("table", "json", "csv")
+
+
+def model_options(func):
+    """MODEL plus ``--shared/--independent --dataset --input --param``, parsed into ``spec: ModelSpec``."""
+
+    @click.argument("model", required=False, default="itnet")
+    @click.option("--shared/--independent", "shared", default=None,
+                  help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
+    @click.option("--dataset", type=click.Choice(["camvid", "cityscapes", "pascal"]), default=None,
+                  help="Dataset preset: input resolution and classes (camvid 360x480/11, cityscapes 512x1024/19).")
+    @click.option("--input", "input_text", default=None, metavar="HxW", help="Input resolution, e.g. 512x1024.")
+    @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE",
+                  help="Model parameter (repeatable), e.g. --param N=8 --param f=32.")
+    @functools.wraps(func)
+    def wrapper(model, shared, dataset, input_text, param_items, **kwargs):
+        spec = ModelSpec(
+            name=model,
+            dataset=dataset,
+            input_shape=parse_input_shape(input_text) if input_text is not None else None,
+            params=parse_params(param_items),
+            shared=shared,
+        )
+        return func(spec=spec, **kwargs)
+
+    return wrapper
+
+
+def format_option(func):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                        help="Output format.")(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="graphcost")
+def cli():
+    """Computational-graph costs of PyTorch models, loop-aware, and their mapping onto crossbar arrays.
+
+    MODEL is a zoo name (graphcost models), torchvision:NAME, or package.module:callable.
+    """
+
+
+@cli.command()
+@model_options
+@click.option("--per-layer", is_flag=True, help="Also list every unique layer.")
+@click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
+@click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
+              help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
+@format_option
+def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], fmt: str):
+    """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
+    from .analysis import analyze as run_analysis
+    from .resolve import build
+
+    built = build(spec)
+    result = run_analysis(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
+                          all_layers=all_layers)
+    _render_analysis(result, per_layer, fmt)
+
+
+def _render_analysis(result, per_layer: bool, fmt: str) -> None:
+    from . import render
+
+    if fmt == "json":
+        click.echo(render.dumps(result.to_dict()))
+        return
+    if fmt == "csv":
+        frame = result.to_frame() if per_layer else result.outputs_frame()
+        click.echo(render.frame_csv(frame), nl=False)
+        return
+    con = render.console()
+    shape = "x".join(str(d) for d in result.input_shape)
+    summary = [
+        ("params", render.human(result.params)),
+        ("MACs (multiply-accumulates, not FLOPs)", render.human(result.macs)),
+        ("other ops (pool, norm, act, add, resize)", render.human(result.other_ops)),
+        ("graph size" + (" (all layers)" if result.all_layers else " (conv layers)"),
+         render.megabytes(result.graph_size_bytes)),
+        ("latency (conv layers on longest path)", str(result.latency_layers)),
+        ("unique layers / calls", f"{result.loop_nodes} / {result.dag_nodes}"),
+    ]
+    con.print(render.table(f"{result.model} @ {shape}", ["metric", "value"], summary))
+    if len(result.outputs) > 1:
+        rows = [(o.index, render.human(o.macs), o.latency_layers, render.megabytes(o.graph_size_bytes))
+                for o in result.outputs]
+        con.print(render.table("anytime outputs", ["output", "MACs", "latency", "graph size"], rows))
+    if per_layer:
+        rows = [(layer.name, layer.op, layer.calls, render.human(layer.params), render.human(layer.macs),
+                 render.megabytes(layer.in_bytes), render.megabytes(layer.out_bytes),
+                 render.megabytes(layer.graph_size_bytes)) for layer in result.layers]
+        con.print(render.table("layers", ["layer", "op", "calls", "params", "MACs", "in", "out", "graph size"],
+                               rows))
+    for module in result.opaque_modules:
+        click.echo(f"note: {module} could not be traced symbolically; counted as one opaque layer", err=True)
+    if result.unknown_ops:
+        click.echo(f"note: ops without a cost formula (counted as 0): {', '.join(result.unknown_ops)}", err=True)
+
+
+@cli.command()
+@model_options
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="FILE.graphml or FILE.dot")
+@click.option("--view", type=click.Choice(["loop", "dag"]), default="loop", show_default=True,
+              help="Loop-keeping graph (one node per unique layer) or execution DAG (one node per call).")
+def graph(spec: ModelSpec, out_path: str, view: str):
+    """Export MODEL's loop-keeping graph or execution DAG."""
+    from .export import FORMATS as GRAPH_FORMATS, export_graph
+    from .resolve import build
+    from .tracing import trace
+
+    if not out_path.lower().endswith(GRAPH_FORMATS):
+        raise UserError(f"--out must end in .graphml or .dot, got {out_path!r}")
+    built = build(spec)
+    t = trace(built.module, built.input_shape)
+    g = t.loop_graph if view == "loop" else t.dag
+    export_graph(g, out_path)
+    click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
+
+
+@cli.command(name="models")
+def list_models_command():
+    """List the model zoo."""
+    from . import render
+    from .models import list_models
+
+    rows = [(name, entry.default_dataset, entry.description) for name, entry in list_models().items()]
+    render.console().print(render.table("graphcost model zoo", ["model", "default dataset", "description"], rows))
+
+
+_PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("graphcost.crossbar.cli", ("map",)),
+    ("graphcost.reports.cli", ("report", "sweep")),
+)
+
+
+def _register_plugins() -> None:
+    for module_name, names in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        for name in names:
+            cli.add_command(getattr(module, name))
+
+
+_register_plugins()
+
+
+def main(argv=None) -> int:
+    """Console entry point: user errors become one stderr line and exit code 2."""
+    try:
+        result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"graphcost: error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("graphcost: aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        message = " ".join(exc.format_message().split())
+        click.echo(f"graphcost: error: {message}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("graphcost: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console_main()

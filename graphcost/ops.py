@@ -1,0 +1,364 @@
+"""The op registry: one entry per module type, function or method, giving its cost formula.
+
+A handler sees one *call* (the module, if any, the evaluated arguments — fake tensors — and
+the output) and returns an :class:`OpCost`. Handlers never walk graphs; the passes do that.
+
+MACs are multiply-accumulates of weight-bearing or activation-activation products (conv,
+linear, matmul, recurrent cells, attention). Everything else a layer does (pooling,
+interpolation, normalisation, activations, element-wise arithmetic) is ``other_ops``.
+
+>>> import torch
+>>> info = lookup_module(torch.nn.Conv2d(3, 8, 3))
+>>> info.name, info.kind
+('conv2d', 'conv')
+"""
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: kinds whose layers hold a weight matrix: the paper's "conv layers" for graph size and latency
+#: (a fully-connected layer is a 1x1 convolution; a recurrent cell is a stack of them).
+WEIGHT_KINDS = frozenset({"conv", "linear", "recurrent"})
+
+
+@dataclass(frozen=True)
+class OpCost:
+    macs: int = 0
+    other_ops: int = 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One evaluated call: what a cost handler may look at."""
+
+    module: Optional[nn.Module]
+    args: Sequence[Any]
+    kwargs: Dict[str, Any]
+    output: Any
+
+    def arg(self, index: int, name: str, default=None):
+        if len(self.args) > index:
+            return self.args[index]
+        return self.kwargs.get(name, default)
+
+    @property
+    def out_numel(self) -> int:
+        return sum(t.numel() for t in tensors_in(self.output))
+
+    @property
+    def in_numel(self) -> int:
+        return sum(t.numel() for t in tensors_in((self.args, self.kwargs)))
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    kind: str
+    cost: Callable[[Call], OpCost]
+
+    @property
+    def is_weight_layer(self) -> bool:
+        return self.kind in WEIGHT_KINDS
+
+
+def tensors_in(value) -> list:
+    """All tensors inside nested tuples / lists / dicts."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in tensors_in(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in tensors_in(v)]
+    return []
+
+
+# --------------------------------------------------------------------------- formulas
+def _free(call: Call) -> OpCost:
+    return OpCost()
+
+
+def _per_output_element(call: Call) -> OpCost:
+    return OpCost(other_ops=call.out_numel)
+
+
+def _per_input_element(call: Call) -> OpCost:
+    return OpCost(other_ops=call.in_numel)
+
+
+def _conv_macs(x_shape, w_shape, out_shape, groups: int, transposed: bool) -> int:
+    kernel = math.prod(w_shape[2:])
+    if transposed:  # every input pixel scatters a Cout/groups x k x k patch
+        batch, cin = x_shape[0], x_shape[1]
+        return batch * cin * math.prod(x_shape[2:]) * (w_shape[1]) * kernel
+    cin_per_group = w_shape[1]
+    return math.prod(out_shape) * cin_per_group * kernel
+
+
+def _conv_module(call: Call) -> OpCost:
+    m = call.module
+    x = call.args[0]
+    transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+    macs = _conv_macs(tuple(x.shape), tuple(m.weight.shape), tuple(call.output.shape), m.groups, transposed)
+    return OpCost(macs=macs, other_ops=call.output.numel() if m.bias is not None else 0)
+
+
+def _conv_function(transposed: bool):
+    def cost(call: Call) -> OpCost:
+        x, w = call.arg(0, "input"), call.arg(1, "weight")
+        groups = call.arg(6 if transposed else 6, "groups", 1)
+        macs = _conv_macs(tuple(x.shape), tuple(w.shape), tuple(call.output.shape), groups, transposed)
+        bias = call.arg(2, "bias")
+        return OpCost(macs=macs, other_ops=call.output.numel() if bias is not None else 0)
+
+    return cost
+
+
+def _linear_module(call: Call) -> OpCost:
+    m = call.module
+    return OpCost(macs=call.output.numel() * m.in_features, other_ops=call.output.numel() if m.bias is not None else 0)
+
+
+def _linear_function(call: Call) -> OpCost:
+    w = call.arg(1, "weight")
+    bias = call.arg(2, "bias")
+    return OpCost(macs=call.output.numel() * w.shape[-1], other_ops=call.output.numel() if bias is not None else 0)
+
+
+def _bilinear_module(call: Call) -> OpCost:
+    m = call.module
+    return OpCost(macs=call.output.numel() * m.in1_features * m.in2_features)
+
+
+def _matmul(call: Call) -> OpCost:
+    a = call.arg(0, "input")
+    if a is None or not isinstance(a, torch.Tensor):
+        a = call.args[0]
+    inner = a.shape[-1]
+    return OpCost(macs=call.output.numel() * inner)
+
+
+def _addmm(call: Call) -> OpCost:  # addmm(bias, a, b) / baddbmm(bias, a, b)
+    a = call.arg(1, "mat1", call.kwargs.get("batch1"))
+    return OpCost(macs=call.output.numel() * a.shape[-1], other_ops=call.output.numel())
+
+
+def _einsum(call: Call) -> OpCost:
+    equation = call.args[0]
+    operands = call.args[1:]
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = operands[0]
+    lhs = equation.replace(" ", "").split("->")[0].split(",")
+    sizes: Dict[str, int] = {}
+    for letters, t in zip(lhs, operands):
+        if "..." in letters:  # broadcast dims count once, taken from the output
+            return OpCost(macs=call.output.numel() * _contracted(lhs, equation, sizes, operands))
+        for letter, size in zip(letters, t.shape):
+            sizes[letter] = max(sizes.get(letter, 1), int(size))
+    if len(operands) < 2:
+        return OpCost(other_ops=math.prod(sizes.values()))
+    return OpCost(macs=math.prod(sizes.values()))
+
+
+def _contracted(lhs, equation, sizes, operands) -> int:
+    out = equation.replace(" ", "").split("->")[1] if "->" in equation else ""
+    contracted = 1
+    for letters, t in zip(lhs, operands):
+        letters = letters.replace("...", "")
+        for letter, size in zip(letters, t.shape[-len(letters):] if letters else ()):
+            if letter not in out and letter not in sizes:
+                sizes[letter] = int(size)
+                contracted *= int(size)
+    return contracted
+
+
+def _sdpa(call: Call) -> OpCost:
+    q, k, v = call.args[:3]
+    scores = math.prod(q.shape[:-1]) * k.shape[-2]
+    return OpCost(macs=scores * q.shape[-1] + scores * v.shape[-1], other_ops=scores)
+
+
+def _mha_module(call: Call) -> OpCost:
+    m: nn.MultiheadAttention = call.module
+    q, k = call.args[0], call.args[1]
+    e = m.embed_dim
+    lq = q.numel() // e
+    lk = k.numel() // m.kdim
+    batch = q.shape[1] if (q.dim() == 3 and not m.batch_first) else q.shape[0] if q.dim() == 3 else 1
+    tgt, src = lq // batch, lk // batch
+    proj = lq * e * e + 2 * lk * m.kdim * e  # q, k, v projections (kdim == vdim in the common case)
+    attention = 2 * batch * tgt * src * e
+    out = lq * e * e
+    return OpCost(macs=proj + attention + out, other_ops=batch * m.num_heads * tgt * src)
+
+
+_GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1, nn.LSTMCell: 4, nn.GRUCell: 3, nn.RNNCell: 1}
+
+
+def _recurrent_module(call: Call) -> OpCost:
+    m = call.module
+    gates = next(g for cls, g in _GATES.items() if isinstance(m, cls))
+    x = call.args[0]
+    if isinstance(m, nn.RNNCellBase):
+        steps = x.shape[0] if x.dim() == 2 else 1
+        return OpCost(macs=steps * gates * m.hidden_size * (m.input_size + m.hidden_size))
+    if x.dim() == 3:
+        steps = x.shape[0] * x.shape[1]
+    else:
+        steps = x.shape[0]
+    directions = 2 if m.bidirectional else 1
+    hidden_out = m.proj_size if getattr(m, "proj_size", 0) else m.hidden_size
+    macs = 0
+    for layer in range(m.num_layers):
+        in_size = m.input_size if layer == 0 else hidden_out * directions
+        per_step = gates * m.hidden_size * (in_size + hidden_out)
+        if getattr(m, "proj_size", 0):
+            per_step += m.hidden_size * m.proj_size
+        macs += directions * steps * per_step
+    return OpCost(macs=macs, other_ops=directions * steps * m.num_layers * gates * m.hidden_size)
+
+
+def _pool(call: Call) -> OpCost:
+    m = call.module
+    kernel = m.kernel_size if m is not None else call.arg(1, "kernel_size")
+    dims = call.output.dim() - 2
+    if isinstance(kernel, int):
+        kernel = (kernel,) * max(dims, 1)
+    return OpCost(other_ops=call.output.numel() * math.prod(kernel))
+
+
+def _interpolate(call: Call) -> OpCost:
+    mode = call.module.mode if call.module is not None else call.arg(3, "mode", "nearest")
+    taps = {"nearest": 1, "linear": 2, "bilinear": 4, "bicubic": 16, "trilinear": 8, "area": 1}.get(mode, 1)
+    return OpCost(other_ops=call.output.numel() * taps)
+
+
+# --------------------------------------------------------------------------- the registry
+_MODULES: Dict[type, OpInfo] = {}
+_FUNCTIONS: Dict[Any, OpInfo] = {}
+_METHODS: Dict[str, OpInfo] = {}
+
+
+def register_module(*types: type, name: str, kind: str, cost=_free) -> None:
+    for t in types:
+        _MODULES[t] = OpInfo(name, kind, cost)
+
+
+def register_function(*functions, name: str, kind: str, cost=_free) -> None:
+    for fn in functions:
+        _FUNCTIONS[fn] = OpInfo(name, kind, cost)
+
+
+def register_method(*methods: str, name: Optional[str] = None, kind: str, cost=_free) -> None:
+    for meth in methods:
+        _METHODS[meth] = OpInfo(name or meth, kind, cost)
+
+
+for _dims in (1, 2, 3):
+    register_module(getattr(nn, f"Conv{_dims}d"), name=f"conv{_dims}d", kind="conv", cost=_conv_module)
+    register_module(getattr(nn, f"ConvTranspose{_dims}d"), name=f"conv_transpose{_dims}d", kind="conv", cost=_conv_module)
+    register_function(getattr(F, f"conv{_dims}d"), getattr(torch, f"conv{_dims}d"), name=f"conv{_dims}d", kind="conv",
+                      cost=_conv_function(False))
+    register_function(getattr(F, f"conv_transpose{_dims}d"), getattr(torch, f"conv_transpose{_dims}d"),
+                      name=f"conv_transpose{_dims}d", kind="conv", cost=_conv_function(True))
+
+register_module(nn.Linear, name="linear", kind="linear", cost=_linear_module)
+register_module(nn.Bilinear, name="bilinear", kind="linear", cost=_bilinear_module)
+register_function(F.linear, name="linear", kind="linear", cost=_linear_function)
+register_module(nn.LSTM, nn.LSTMCell, name="lstm", kind="recurrent", cost=_recurrent_module)
+register_module(nn.GRU, nn.GRUCell, name="gru", kind="recurrent", cost=_recurrent_module)
+register_module(nn.RNN, nn.RNNCell, name="rnn", kind="recurrent", cost=_recurrent_module)
+register_module(nn.MultiheadAttention, name="multihead_attention", kind="linear", cost=_mha_module)
+
+register_function(torch.matmul, operator.matmul, torch.mm, torch.bmm, name="matmul", kind="matmul", cost=_matmul)
+register_method("matmul", "mm", "bmm", "__matmul__", name="matmul", kind="matmul", cost=_matmul)
+register_function(torch.addmm, torch.baddbmm, name="addmm", kind="matmul", cost=_addmm)
+register_function(torch.einsum, name="einsum", kind="matmul", cost=_einsum)
+register_function(F.scaled_dot_product_attention, name="attention", kind="matmul", cost=_sdpa)
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d,
+          nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.SyncBatchNorm)
+register_module(*_NORMS, name="norm", kind="norm", cost=_per_output_element)
+register_function(F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.normalize, name="norm", kind="norm",
+                  cost=_per_output_element)
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
+                nn.Softplus, nn.Threshold, nn.Softmax2d)
+register_module(*_ACTIVATIONS, name="activation", kind="activation", cost=_per_output_element)
+register_function(torch.relu, F.relu, F.relu6, F.prelu, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
+                  F.hardswish, F.hardsigmoid, F.hardtanh, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.softmax,
+                  torch.softmax, F.log_softmax, F.softplus, torch.exp, name="activation", kind="activation",
+                  cost=_per_output_element)
+register_method("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "softmax", "log_softmax", "exp", "clamp",
+                "clamp_", kind="activation", cost=_per_output_element)
+
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+register_module(*_POOLS, name="pool", kind="pool", cost=_pool)
+register_function(F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+                  F.max_pool2d_with_indices, name="pool", kind="pool", cost=_pool)
+_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+register_module(*_ADAPTIVE, name="adaptive_pool", kind="pool", cost=_per_input_element)
+register_function(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d,
+                  name="adaptive_pool", kind="pool", cost=_per_input_element)
+register_module(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d, name="max_unpool", kind="resize", cost=_per_input_element)
+register_module(nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, name="interpolate", kind="resize",
+                cost=_interpolate)
+register_function(F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, name="interpolate",
+                  kind="resize", cost=_interpolate)
+register_module(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
+
+register_function(operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.neg,
+                  operator.iadd, operator.imul, torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.abs,
+                  torch.sqrt, torch.rsqrt, torch.pow, torch.where, torch.maximum, torch.minimum, torch.clamp,
+                  name="elementwise", kind="elementwise", cost=_per_output_element)
+register_method("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "pow", "sqrt", "abs",
+                "__add__", "__mul__", "__sub__", "__truediv__", kind="elementwise", cost=_per_output_element)
+register_function(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.argmax, torch.logsumexp,
+                  name="reduce", kind="elementwise", cost=_per_input_element)
+register_method("mean", "sum", "max", "min", "amax", "argmax", "norm", kind="elementwise", cost=_per_input_element)
+
+_SHAPE_FUNCTIONS = (torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape, torch.transpose,
+                    torch.permute, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.narrow,
+                    torch.roll, torch.flip, torch.zeros_like, torch.ones_like, torch.full_like, F.pad,
+                    operator.getitem, builtins.getattr, torch.t)
+register_function(*_SHAPE_FUNCTIONS, name="shape", kind="shape")
+register_method("view", "reshape", "permute", "transpose", "contiguous", "flatten", "size", "dim", "chunk",
+                "split", "expand", "expand_as", "unsqueeze", "squeeze", "repeat", "clone", "float", "half",
+                "to", "type_as", "detach", "narrow", "view_as", "t", "unbind", "__getitem__", "flip", "roll",
+                "new_zeros", "new_ones", "zero_", "fill_", kind="shape")
+register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten,
+                nn.Unflatten, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+                name="shape", kind="shape")
+register_function(F.dropout, F.dropout2d, F.dropout1d, F.dropout3d, name="shape", kind="shape")
+register_module(nn.Embedding, name="embedding", kind="other")
+
+#: what an op nobody registered gets: no cost, reported so users see the gap
+UNKNOWN = OpInfo("unknown", "other", _free)
+
+
+def lookup_module(module: nn.Module) -> Optional[OpInfo]:
+    for cls in type(module).__mro__:
+        info = _MODULES.get(cls)
+        if info is not None:
+            return info
+    return None
+
+
+def lookup_function(fn) -> Optional[OpInfo]:
+    try:
+        return _FUNCTIONS.get(fn)
+    except TypeError:  # unhashable target
+        return None
+
+
+def lookup_method(name: str) -> Optional[OpInfo]:
+    return _METHODS.get(name)

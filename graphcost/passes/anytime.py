@@ -1,0 +1,50 @@
+"""Per-output costs for anytime (multi-output) networks.
+
+Output n needs exactly its ancestors in the execution DAG: its MACs are theirs, its latency is
+its longest path, its graph size is that of the unique layers those calls use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import networkx as nx
+
+from ..tracing import Trace
+from .graph_size import graph_size_bytes
+from .latency import longest_path_layers
+from .macs import macs, other_ops
+
+
+@dataclass(frozen=True)
+class OutputCost:
+    """Cost of producing one output (``index`` counts from 1, as the paper's m_n)."""
+
+    index: int
+    node: str
+    shape: tuple
+    macs: int
+    other_ops: int
+    latency_layers: int
+    graph_size_bytes: int
+
+
+def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False
+                 ) -> List[OutputCost]:
+    """Cost of every output of ``trace``, in the order the model returns them."""
+    depth = longest_path_layers(trace.dag)
+    costs = []
+    for index, out in enumerate(trace.outputs, start=1):
+        needed = nx.ancestors(trace.dag, out) | {out}
+        shapes = trace.dag.nodes[out]["out_shapes"]
+        costs.append(OutputCost(
+            index=index,
+            node=out,
+            shape=tuple(shapes[0]) if shapes else (),
+            macs=macs(trace, needed),
+            other_ops=other_ops(trace, needed),
+            latency_layers=depth[out],
+            graph_size_bytes=graph_size_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers,
+                                              nodes=needed),
+        ))
+    return costs

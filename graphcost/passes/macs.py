@@ -1,0 +1,25 @@
+"""Multiply-accumulates (MACs, not FLOPs) and other ops, summed over every call."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from ..tracing import Trace
+
+
+def macs(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
+    """MACs of conv, linear, matmul and recurrent calls in ``nodes`` (default: all of the DAG).
+
+    A layer called N times costs N times: MACs walk the execution DAG, not the loop graph.
+
+    >>> import torch, graphcost
+    >>> macs(graphcost.trace(torch.nn.Conv2d(2, 4, 1), (1, 2, 3, 3)))
+    72
+    """
+    dag = trace.dag
+    return sum(dag.nodes[n]["macs"] for n in (dag.nodes if nodes is None else nodes))
+
+
+def other_ops(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
+    """Element operations outside MACs: pooling, interpolation, normalisation, activations, adds."""
+    dag = trace.dag
+    return sum(dag.nodes[n]["other_ops"] for n in (dag.nodes if nodes is None else nodes))

@@ -1,0 +1,383 @@
+"""Tracing: torch.fx symbolic trace, shape propagation on fake tensors, and the two graph views.
+
+``trace(model, input_shape)`` returns a :class:`Trace` holding
+
+* ``dag`` — the *execution DAG*: one node per call (fx node name), in execution order; edges
+  carry activations. MACs and latency walk this graph.
+* ``loop_graph`` — the *loop-keeping graph*: the quotient of the DAG by parameter identity.
+  Every call of the same weight tensors (a module called N times, or two modules holding one
+  tied ``Parameter``) is one node; re-use shows up as back edges and self-loops.
+
+No activation is ever allocated: shapes come from running the fx graph on ``FakeTensor``s.
+
+Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-dependent control
+flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
+single node whose MACs are counted by ``torch.utils.flop_counter`` on fake tensors, and it is
+listed in ``Trace.opaque_modules``. If the model's own ``forward`` cannot be traced, a
+:class:`~graphcost.UserError` names it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import networkx as nx
+import torch
+from torch import fx, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import ops
+from .errors import UserError
+
+COMPUTE_OPS = ("call_module", "call_function", "call_method")
+
+
+@dataclass
+class Trace:
+    """One traced model: the fx graph plus its two networkx views."""
+
+    module: nn.Module
+    graph_module: fx.GraphModule
+    input_shape: Tuple[int, ...]
+    dtype: torch.dtype
+    dag: nx.DiGraph
+    loop_graph: nx.DiGraph
+    inputs: List[str]
+    outputs: List[str]
+    opaque_modules: List[str] = field(default_factory=list)
+    unknown_ops: List[str] = field(default_factory=list)
+
+    @property
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    def layer_of(self, dag_node: str) -> str:
+        return self.dag.nodes[dag_node]["layer"]
+
+
+# --------------------------------------------------------------------------- fx tracing
+class _Tracer(fx.Tracer):
+    """fx tracer that remembers which submodule was being traced when tracing failed."""
+
+    def __init__(self, leaves: Set[str]):
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as exc:
+            if not hasattr(exc, "_graphcost_module"):
+                exc._graphcost_module = self.path_of_module(m)
+            raise
+
+
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple[fx.GraphModule, List[str]]:
+    leaves = set(leaf_modules)
+    opaque: List[str] = []
+    while True:
+        tracer = _Tracer(leaves)
+        try:
+            graph = tracer.trace(model)
+        except Exception as exc:  # fx raises many types; we only need to know where
+            culprit = getattr(exc, "_graphcost_module", "")
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if not culprit or culprit in leaves:
+                where = f"module {culprit!r} ({type(model.get_submodule(culprit)).__name__})" if culprit \
+                    else f"the forward of {type(model).__name__}"
+                raise UserError(f"torch.fx cannot trace {where}: {first_line}") from None
+            leaves.add(culprit)
+            opaque.append(culprit)
+            continue
+        name = type(model).__name__
+        return fx.GraphModule(tracer.root, graph, name), opaque
+
+
+# --------------------------------------------------------------------------- shape propagation
+class _CostInterpreter(fx.Interpreter):
+    """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
+
+    def __init__(self, gm: fx.GraphModule, opaque: Set[str]):
+        super().__init__(gm, garbage_collect_values=True)
+        self.opaque = opaque
+        self.records: Dict[str, Dict[str, Any]] = {}
+        self.unknown: Set[str] = set()
+
+    def run_node(self, n: fx.Node):
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        info = self._info(n, module)
+        if info is None and n.op == "call_module":
+            with FlopCounterMode(display=False) as counter:
+                out = getattr(self, n.op)(n.target, args, kwargs)
+            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops._free)
+            cost = ops.OpCost(macs=counter.get_total_flops() // 2)
+        else:
+            out = getattr(self, n.op)(n.target, args, kwargs)
+            if info is None:
+                self.unknown.add(_target_name(n))
+                info = ops.UNKNOWN
+            cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
+        self.records[n.name] = {
+            "info": info,
+            "cost": cost,
+            "out_tensors": [tuple(t.shape) for t in ops.tensors_in(out)],
+            "out_numel": sum(t.numel() for t in ops.tensors_in(out)),
+            "in_numel": _activation_numel(n, args, kwargs),
+        }
+        return out
+
+    @staticmethod
+    def _info(n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
+        if n.op == "call_module":
+            return ops.lookup_module(module)
+        if n.op == "call_function":
+            return ops.lookup_function(n.target)
+        if n.op == "call_method":
+            return ops.lookup_method(n.target)
+        return ops.OpInfo(n.op, "io", ops._free)
+
+
+def _activation_numel(n: fx.Node, args, kwargs) -> int:
+    """Elements of the node's inputs that are activations (not parameters or constants)."""
+    return sum(sum(t.numel() for t in ops.tensors_in(value))
+               for value, src in _zip_inputs(n, args, kwargs) if src is not None and src.op != "get_attr")
+
+
+def _zip_inputs(n: fx.Node, args, kwargs):
+    """Pairs of (evaluated value, source fx node or None) for the node's positional and keyword args."""
+    for src, value in zip(n.args, args):
+        yield value, src if isinstance(src, fx.Node) else _first_node(src)
+    for key, src in n.kwargs.items():
+        yield kwargs.get(key), src if isinstance(src, fx.Node) else _first_node(src)
+
+
+def _first_node(value) -> Optional[fx.Node]:
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            found = v if isinstance(v, fx.Node) else _first_node(v)
+            if found is not None:
+                return found
+    return None
+
+
+def _target_name(n: fx.Node) -> str:
+    if n.op == "call_method":
+        return f".{n.target}()"
+    return getattr(n.target, "__name__", str(n.target))
+
+
+# --------------------------------------------------------------------------- parameter identity
+class _UnionFind:
+    def __init__(self):
+        self.parent: Dict[Any, Any] = {}
+
+    def find(self, x):
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+
+
+def _node_parameters(gm: fx.GraphModule, n: fx.Node) -> List[nn.Parameter]:
+    params: List[nn.Parameter] = []
+    if n.op == "call_module":
+        params.extend(gm.get_submodule(n.target).parameters())
+    for src in n.all_input_nodes:
+        if src.op == "get_attr":
+            value = _get_attr(gm, src.target)
+            if isinstance(value, nn.Parameter):
+                params.append(value)
+    return params
+
+
+def _get_attr(gm: fx.GraphModule, target: str):
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --------------------------------------------------------------------------- the entry point
+def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch.dtype] = None,
+          leaf_modules: Iterable[str] = ()) -> Trace:
+    """Trace ``model`` on a fake input of ``input_shape``; return its DAG and loop-keeping graph.
+
+    >>> import torch
+    >>> conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+    >>> class Loop(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__(); self.conv = conv
+    ...     def forward(self, x):
+    ...         for _ in range(3):
+    ...             x = self.conv(x)
+    ...         return x
+    >>> t = trace(Loop(), (1, 4, 8, 8))
+    >>> len([n for n, d in t.dag.nodes(data=True) if d["kind"] == "conv"]), t.loop_graph.number_of_nodes()
+    (3, 3)
+    >>> t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
+    True
+    """
+    input_shape = tuple(int(s) for s in input_shape)
+    if any(s <= 0 for s in input_shape):
+        raise UserError(f"input shape {input_shape} must be positive")
+    dtype = dtype or _model_dtype(model)
+    was_training = model.training
+    model.eval()
+    try:
+        gm, opaque = _symbolic_trace(model, leaf_modules)
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        interp = _CostInterpreter(gm, set(opaque))
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            x = torch.empty(input_shape, dtype=dtype)
+            try:
+                interp.run(x, *([None] * (len(placeholders) - 1)))
+            except UserError:
+                raise
+            except Exception as exc:
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(f"{type(model).__name__} cannot run on input shape {input_shape}: {first_line}") \
+                    from None
+    finally:
+        model.train(was_training)
+    dag, inputs, outputs = _build_dag(gm, interp.records, dtype)
+    loop_graph = _build_loop_graph(gm, dag)
+    return Trace(model, gm, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque, sorted(interp.unknown))
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _build_dag(gm: fx.GraphModule, records, dtype) -> Tuple[nx.DiGraph, List[str], List[str]]:
+    element = torch.empty((), dtype=dtype).element_size()
+    dag = nx.DiGraph()
+    inputs: List[str] = []
+    order = 0
+    for n in gm.graph.nodes:
+        if n.op == "placeholder":
+            inputs.append(n.name)
+        if n.op not in COMPUTE_OPS and n.op != "placeholder":
+            continue
+        rec = records.get(n.name)
+        if rec is None:  # an unused optional placeholder
+            continue
+        info: ops.OpInfo = rec["info"]
+        params = _node_parameters(gm, n)
+        dag.add_node(
+            n.name,
+            order=order,
+            op=info.name,
+            kind=info.kind,
+            is_weight_layer=info.is_weight_layer or (info.kind == "opaque" and rec["cost"].macs > 0),
+            target=n.target if isinstance(n.target, str) else _target_name(n),
+            module=n.target if n.op == "call_module" else _owner_module(n),
+            macs=int(rec["cost"].macs),
+            other_ops=int(rec["cost"].other_ops),
+            in_bytes=int(rec["in_numel"]) * element,
+            out_bytes=int(rec["out_numel"]) * element,
+            out_shapes=rec["out_tensors"],
+            param_ids=tuple(sorted({id(p) for p in params})),
+        )
+        order += 1
+        for src in n.all_input_nodes:
+            if src.name in dag:
+                dag.add_edge(src.name, n.name)
+    outputs = [o.name for o in _flatten_output(next(n for n in gm.graph.nodes if n.op == "output").args[0])
+               if o.name in dag]
+    return dag, inputs, outputs
+
+
+def _owner_module(n: fx.Node) -> str:
+    stack = n.meta.get("nn_module_stack") or {}
+    if stack:
+        path = list(stack.values())[-1]
+        return path[0] if isinstance(path, tuple) else str(path)
+    return ""
+
+
+def _flatten_output(value) -> List[fx.Node]:
+    if isinstance(value, fx.Node):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [n for v in value for n in _flatten_output(v)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _flatten_output(v)]
+    return []
+
+
+def _build_loop_graph(gm: fx.GraphModule, dag: nx.DiGraph) -> nx.DiGraph:
+    """Quotient of ``dag`` by parameter identity (union of calls sharing any parameter).
+
+    Parameter-free calls (activations, adds, resizes) stay one node per call: they hold no
+    weights, so nothing physical is re-used by calling them again.
+    """
+    uf = _UnionFind()
+    param_owner: Dict[int, str] = {}
+    for name, data in dag.nodes(data=True):
+        uf.find(name)
+        for pid in data["param_ids"]:
+            if pid in param_owner:
+                uf.union(param_owner[pid], name)
+            else:
+                param_owner[pid] = name
+
+    groups: Dict[Any, List[str]] = {}
+    for name in dag.nodes:  # dag node order is execution order
+        groups.setdefault(uf.find(name), []).append(name)
+    layer_name: Dict[str, str] = {}
+    loop = nx.DiGraph()
+    for calls in groups.values():
+        first = dag.nodes[calls[0]]
+        name = first["module"] if first["target"] == first["module"] and first["module"] else calls[0]
+        if name in loop:  # module path reused by a distinct parameter group: disambiguate
+            name = calls[0]
+        params = {pid for c in calls for pid in dag.nodes[c]["param_ids"]}
+        for c in calls:
+            layer_name[c] = name
+            dag.nodes[c]["layer"] = name
+        loop.add_node(
+            name,
+            op=first["op"],
+            kind=first["kind"],
+            is_weight_layer=first["is_weight_layer"],
+            calls=len(calls),
+            dag_nodes=list(calls),
+            param_ids=tuple(sorted(params)),
+            first_order=first["order"],
+        )
+    for u, v in dag.edges:
+        lu, lv = layer_name[u], layer_name[v]
+        if loop.has_edge(lu, lv):
+            loop.edges[lu, lv]["count"] += 1
+        else:
+            back = loop.nodes[lv]["first_order"] <= loop.nodes[lu]["first_order"]
+            loop.add_edge(lu, lv, count=1, back_edge=back)
+    return loop
+
+
+def parameter_numel(trace_: Trace, param_ids: Iterable[int]) -> int:
+    """Elements of the model parameters whose ids are given."""
+    wanted = set(param_ids)
+    return sum(p.numel() for p in trace_.module.parameters() if id(p) in wanted)
+
+
+def layer_parameter_numel(trace_: Trace) -> Dict[str, int]:
+    """Parameter elements per loop-graph node (a tied parameter counts once, in its node)."""
+    by_id = {id(p): p.numel() for p in trace_.module.parameters()}
+    return {name: sum(by_id.get(pid, 0) for pid in data["param_ids"])
+            for name, data in trace_.loop_graph.nodes(data=True)}
