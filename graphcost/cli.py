@@ -5,47 +5,15 @@ cause print one line on stderr and exit with 2.
 """
 from __future__ import annotations
 
-import functools
 import importlib
 import sys
 from typing import Optional, Tuple
 
 import click
 
+from .cli_options import FORMATS, format_option, model_options  # noqa: F401  (re-exported)
 from .errors import UserError
-from .resolve import ModelSpec, parse_input_shape, parse_params
-
-FORMATS = ("table", "json", "csv")
-
-
-def model_options(func):
-    """MODEL plus ``--shared/--independent --dataset --input --param``, parsed into ``spec: ModelSpec``."""
-
-    @click.argument("model", required=False, default="itnet")
-    @click.option("--shared/--independent", "shared", default=None,
-                  help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
-    @click.option("--dataset", type=click.Choice(["camvid", "cityscapes", "pascal"]), default=None,
-                  help="Dataset preset: input resolution and classes (camvid 360x480/11, cityscapes 512x1024/19).")
-    @click.option("--input", "input_text", default=None, metavar="HxW", help="Input resolution, e.g. 512x1024.")
-    @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE",
-                  help="Model parameter (repeatable), e.g. --param N=8 --param f=32.")
-    @functools.wraps(func)
-    def wrapper(model, shared, dataset, input_text, param_items, **kwargs):
-        spec = ModelSpec(
-            name=model,
-            dataset=dataset,
-            input_shape=parse_input_shape(input_text) if input_text is not None else None,
-            params=parse_params(param_items),
-            shared=shared,
-        )
-        return func(spec=spec, **kwargs)
-
-    return wrapper
-
-
-def format_option(func):
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                        help="Output format.")(func)
+from .resolve import ModelSpec
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -63,6 +63,11 @@ class OpInfo:
     name: str
     kind: str
     cost: Callable[[Call], OpCost]
+    #: output has the first input's shape and dtype, so shape propagation need not run the op
+    #: (fake-tensor batch norm alone decomposes into dozens of ops)
+    preserves_shape: bool = False
+    #: optional (module, input tensor) -> output shape, used instead of running the op
+    shape: Optional[Callable[[nn.Module, torch.Tensor], tuple]] = None
 
     @property
     def is_weight_layer(self) -> bool:
@@ -228,10 +233,10 @@ def _recurrent_module(call: Call) -> OpCost:
 def _pool(call: Call) -> OpCost:
     m = call.module
     kernel = m.kernel_size if m is not None else call.arg(1, "kernel_size")
-    dims = call.output.dim() - 2
+    out = tensors_in(call.output)[0]  # max pooling may also return indices
     if isinstance(kernel, int):
-        kernel = (kernel,) * max(dims, 1)
-    return OpCost(other_ops=call.output.numel() * math.prod(kernel))
+        kernel = (kernel,) * max(out.dim() - 2, 1)
+    return OpCost(other_ops=out.numel() * math.prod(kernel))
 
 
 def _interpolate(call: Call) -> OpCost:
@@ -240,36 +245,62 @@ def _interpolate(call: Call) -> OpCost:
     return OpCost(other_ops=call.output.numel() * taps)
 
 
+def conv_output_shape(m: nn.Module, x: torch.Tensor) -> tuple:
+    """Output shape of conv / transposed-conv module ``m`` on ``x`` (PyTorch's formulas)."""
+    spatial = x.shape[2:]
+    k, s, d = m.kernel_size, m.stride, m.dilation
+    if isinstance(m.padding, str):
+        if m.padding == "same":
+            out = tuple(spatial)
+        else:  # valid
+            out = tuple((i - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+    elif isinstance(m, nn.modules.conv._ConvTransposeNd):
+        p, op = m.padding, m.output_padding
+        out = tuple((i - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op[j] + 1 for j, i in enumerate(spatial))
+    else:
+        p = m.padding
+        out = tuple((i + 2 * p[j] - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+    return tuple(x.shape[:1]) + (m.out_channels,) + out
+
+
+def _linear_output_shape(m: nn.Linear, x: torch.Tensor) -> tuple:
+    return tuple(x.shape[:-1]) + (m.out_features,)
+
+
 # --------------------------------------------------------------------------- the registry
 _MODULES: Dict[type, OpInfo] = {}
 _FUNCTIONS: Dict[Any, OpInfo] = {}
 _METHODS: Dict[str, OpInfo] = {}
 
 
-def register_module(*types: type, name: str, kind: str, cost=_free) -> None:
+def register_module(*types: type, name: str, kind: str, cost=_free, preserves_shape: bool = False,
+                    shape=None) -> None:
     for t in types:
-        _MODULES[t] = OpInfo(name, kind, cost)
+        _MODULES[t] = OpInfo(name, kind, cost, preserves_shape, shape)
 
 
-def register_function(*functions, name: str, kind: str, cost=_free) -> None:
+def register_function(*functions, name: str, kind: str, cost=_free, preserves_shape: bool = False) -> None:
     for fn in functions:
-        _FUNCTIONS[fn] = OpInfo(name, kind, cost)
+        _FUNCTIONS[fn] = OpInfo(name, kind, cost, preserves_shape)
 
 
-def register_method(*methods: str, name: Optional[str] = None, kind: str, cost=_free) -> None:
+def register_method(*methods: str, name: Optional[str] = None, kind: str, cost=_free,
+                    preserves_shape: bool = False) -> None:
     for meth in methods:
-        _METHODS[meth] = OpInfo(name or meth, kind, cost)
+        _METHODS[meth] = OpInfo(name or meth, kind, cost, preserves_shape)
 
 
 for _dims in (1, 2, 3):
-    register_module(getattr(nn, f"Conv{_dims}d"), name=f"conv{_dims}d", kind="conv", cost=_conv_module)
-    register_module(getattr(nn, f"ConvTranspose{_dims}d"), name=f"conv_transpose{_dims}d", kind="conv", cost=_conv_module)
+    register_module(getattr(nn, f"Conv{_dims}d"), name=f"conv{_dims}d", kind="conv", cost=_conv_module,
+                    shape=conv_output_shape)
+    register_module(getattr(nn, f"ConvTranspose{_dims}d"), name=f"conv_transpose{_dims}d", kind="conv",
+                    cost=_conv_module, shape=conv_output_shape)
     register_function(getattr(F, f"conv{_dims}d"), getattr(torch, f"conv{_dims}d"), name=f"conv{_dims}d", kind="conv",
                       cost=_conv_function(False))
     register_function(getattr(F, f"conv_transpose{_dims}d"), getattr(torch, f"conv_transpose{_dims}d"),
                       name=f"conv_transpose{_dims}d", kind="conv", cost=_conv_function(True))
 
-register_module(nn.Linear, name="linear", kind="linear", cost=_linear_module)
+register_module(nn.Linear, name="linear", kind="linear", cost=_linear_module, shape=_linear_output_shape)
 register_module(nn.Bilinear, name="bilinear", kind="linear", cost=_bilinear_module)
 register_function(F.linear, name="linear", kind="linear", cost=_linear_function)
 register_module(nn.LSTM, nn.LSTMCell, name="lstm", kind="recurrent", cost=_recurrent_module)
@@ -285,14 +316,15 @@ register_function(F.scaled_dot_product_attention, name="attention", kind="matmul
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d,
           nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.SyncBatchNorm)
-register_module(*_NORMS, name="norm", kind="norm", cost=_per_output_element)
+register_module(*_NORMS, name="norm", kind="norm", cost=_per_output_element, preserves_shape=True)
 register_function(F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.normalize, name="norm", kind="norm",
                   cost=_per_output_element)
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
                 nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
                 nn.Softplus, nn.Threshold, nn.Softmax2d)
-register_module(*_ACTIVATIONS, name="activation", kind="activation", cost=_per_output_element)
+register_module(*_ACTIVATIONS, name="activation", kind="activation", cost=_per_output_element,
+                preserves_shape=True)
 register_function(torch.relu, F.relu, F.relu6, F.prelu, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
                   F.hardswish, F.hardsigmoid, F.hardtanh, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.softmax,
                   torch.softmax, F.log_softmax, F.softplus, torch.exp, name="activation", kind="activation",
@@ -335,8 +367,9 @@ register_method("view", "reshape", "permute", "transpose", "contiguous", "flatte
                 "split", "expand", "expand_as", "unsqueeze", "squeeze", "repeat", "clone", "float", "half",
                 "to", "type_as", "detach", "narrow", "view_as", "t", "unbind", "__getitem__", "flip", "roll",
                 "new_zeros", "new_ones", "zero_", "fill_", kind="shape")
-register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, nn.Flatten,
-                nn.Unflatten, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+                name="shape", kind="shape", preserves_shape=True)
+register_module(nn.Flatten, nn.Unflatten, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
                 name="shape", kind="shape")
 register_function(F.dropout, F.dropout2d, F.dropout1d, F.dropout3d, name="shape", kind="shape")
 register_module(nn.Embedding, name="embedding", kind="other")

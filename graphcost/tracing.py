@@ -12,8 +12,9 @@ No activation is ever allocated: shapes come from running the fx graph on ``Fake
 
 Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-dependent control
 flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
-single node whose MACs are counted by ``torch.utils.flop_counter`` on fake tensors, and it is
-listed in ``Trace.opaque_modules``. If the model's own ``forward`` cannot be traced, a
+single node whose MACs are counted by ``torch.utils.flop_counter`` — on fake tensors, or, when
+its control flow needs real values, on seeded random inputs of the right shapes (only that
+submodule's activations are allocated) — and it is listed in ``Trace.opaque_modules``. If the model's own ``forward`` cannot be traced, a
 :class:`~graphcost.UserError` names it.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import networkx as nx
 import torch
 from torch import fx, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import ops
@@ -77,7 +78,20 @@ class _Tracer(fx.Tracer):
             raise
 
 
+class _Single(nn.Module):
+    """Holds a bare leaf module (``nn.Conv2d(...)`` analysed on its own) so fx sees one call of it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
 def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple[fx.GraphModule, List[str]]:
+    if ops.lookup_module(model) is not None:
+        model = _Single(model)
     leaves = set(leaf_modules)
     opaque: List[str] = []
     while True:
@@ -113,12 +127,17 @@ class _CostInterpreter(fx.Interpreter):
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
         if info is None and n.op == "call_module":
-            with FlopCounterMode(display=False) as counter:
-                out = getattr(self, n.op)(n.target, args, kwargs)
+            out, macs = self._run_opaque(n, args, kwargs)
             info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops._free)
-            cost = ops.OpCost(macs=counter.get_total_flops() // 2)
+            cost = ops.OpCost(macs=macs)
         else:
-            out = getattr(self, n.op)(n.target, args, kwargs)
+            x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if info is not None and info.preserves_shape and x is not None:
+                out = x
+            elif info is not None and info.shape is not None and x is not None and len(args) == 1 and not kwargs:
+                out = x.new_empty(info.shape(module, x))
+            else:
+                out = getattr(self, n.op)(n.target, args, kwargs)
             if info is None:
                 self.unknown.add(_target_name(n))
                 info = ops.UNKNOWN
@@ -132,6 +151,24 @@ class _CostInterpreter(fx.Interpreter):
         }
         return out
 
+    def _run_opaque(self, n: fx.Node, args, kwargs):
+        """Run a leaf nobody registered under torch's flop counter: on fake tensors when it can,
+        else (data-dependent control flow) on real seeded inputs of the same shapes."""
+        try:
+            with FlopCounterMode(display=False) as counter:
+                out = self.call_module(n.target, args, kwargs)
+            return out, counter.get_total_flops() // 2
+        except Exception:
+            if n.target not in self.opaque:
+                raise
+        fake_mode = _active_fake_mode(args)
+        gen = torch.Generator().manual_seed(0)
+        with unset_fake_temporarily():
+            real = _map_tensors((args, kwargs), lambda t: torch.rand(t.shape, generator=gen).to(t.dtype))
+            with FlopCounterMode(display=False) as counter:
+                out = self.module.get_submodule(n.target)(*real[0], **real[1])
+        return _map_tensors(out, fake_mode.from_tensor), counter.get_total_flops() // 2
+
     @staticmethod
     def _info(n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
         if n.op == "call_module":
@@ -141,6 +178,23 @@ class _CostInterpreter(fx.Interpreter):
         if n.op == "call_method":
             return ops.lookup_method(n.target)
         return ops.OpInfo(n.op, "io", ops._free)
+
+
+def _map_tensors(value, fn):
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
+def _active_fake_mode(args) -> FakeTensorMode:
+    for t in ops.tensors_in(args):
+        if isinstance(t, FakeTensor):
+            return t.fake_mode
+    raise RuntimeError("opaque module called without fake tensor inputs")
 
 
 def _activation_numel(n: fx.Node, args, kwargs) -> int:

@@ -1,0 +1,203 @@
+"""A local result store: SQLite, keyed by what a result depends on, so work is never done twice.
+
+Sweeps and reports put every finished work item here as soon as it comes back from the
+executor; an interrupted run resumes where it stopped, and repeated points are read back
+instead of recomputed::
+
+    from graphcost.store import open_store, result_key
+
+    with open_store() as store:                       # ~/.cache/graphcost/results.sqlite
+        key = result_key("sweep-point", model="itnet", params={"N": 2}, input_shape=(1, 3, 64, 96))
+        if (hit := store.get(key)) is None:
+            store.put(key, {"kind": "sweep-point", "model": "itnet"}, compute())
+
+Keys are SHA-256 hashes of canonical JSON of the parts plus the graphcost version, so a new
+version never reads stale costs. Results are JSON-ready dicts. :meth:`ResultStore.frame`
+returns the store as a pandas DataFrame. Only the calling process writes (workers return their
+results to it), so no cross-process locking is needed beyond SQLite's own.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from typing import Any, Dict, Iterable, Mapping, Optional
+
+from .errors import UserError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    model TEXT,
+    meta TEXT NOT NULL,
+    result TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def default_store_path() -> str:
+    """``$GRAPHCOST_STORE``, else ``$XDG_CACHE_HOME/graphcost/results.sqlite`` (``~/.cache`` by default)."""
+    explicit = os.environ.get("GRAPHCOST_STORE")
+    if explicit:
+        return explicit
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "graphcost", "results.sqlite")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _canonical(asdict(value))
+    return repr(value)
+
+
+def result_key(kind: str, **parts: Any) -> str:
+    """Stable hash of ``kind``, the parts (model, params, input shape, dataset, spec, ...) and the version."""
+    from . import __version__
+
+    payload = json.dumps({"kind": kind, "version": __version__, **_canonical(parts)}, sort_keys=True,
+                         separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class ResultStore:
+    """A SQLite file of ``key -> (meta, result)``; opened lazily, usable as a context manager."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: Optional[sqlite3.Connection] = None
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            try:
+                os.makedirs(directory, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=30)
+                conn.execute(SCHEMA)
+                conn.commit()
+            except (OSError, sqlite3.Error) as exc:
+                raise UserError(f"cannot open the result store {self.path!r} ({exc}); pass --store PATH to a "
+                                f"writable file or --no-store") from None
+            self._conn = conn
+        return self._conn
+
+    def get(self, key: str) -> Optional[Dict[str, Any]]:
+        row = self._connect().execute("SELECT result FROM results WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_many(self, keys: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        keys = list(dict.fromkeys(keys))
+        found: Dict[str, Dict[str, Any]] = {}
+        conn = self._connect()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, result in conn.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk):
+                found[key] = json.loads(result)
+        return found
+
+    def put(self, key: str, meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        from . import __version__
+
+        conn = self._connect()
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO results (key, kind, model, meta, result, version, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, str(meta.get("kind", "")), meta.get("model"), json.dumps(_canonical(meta)),
+                 json.dumps(result, default=str), __version__, time.time()))
+            conn.commit()
+        except sqlite3.Error as exc:
+            raise UserError(f"cannot write to the result store {self.path!r} ({exc}); pass --store PATH to a "
+                            f"writable file or --no-store") from None
+
+    def __contains__(self, key: str) -> bool:
+        return self._connect().execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+
+    def __len__(self) -> int:
+        return self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def frame(self, kind: Optional[str] = None):
+        """The stored results as a DataFrame: key, kind, model, version, created, then meta and result columns."""
+        import pandas as pd
+
+        query = "SELECT key, kind, model, meta, result, version, created FROM results"
+        args: tuple = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        raw = pd.read_sql_query(query, self._connect(), params=args)
+        rows = []
+        for record in raw.to_dict("records"):
+            row = {k: record[k] for k in ("key", "kind", "model", "version", "created")}
+            row.update({f"meta.{k}": v for k, v in json.loads(record["meta"]).items()})
+            row.update(json.loads(record["result"]))
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class NullStore(ResultStore):
+    """``--no-store``: remembers nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(path="")
+
+    @property
+    def enabled(self) -> bool:
+        return False
+
+    def get(self, key):
+        return None
+
+    def get_many(self, keys):
+        return {}
+
+    def put(self, key, meta, result):
+        pass
+
+    def __contains__(self, key):
+        return False
+
+    def __len__(self):
+        return 0
+
+    def frame(self, kind=None):
+        import pandas as pd
+
+        return pd.DataFrame()
+
+
+def open_store(path: Optional[str] = None, enabled: bool = True) -> ResultStore:
+    """The store at ``path`` (default :func:`default_store_path`), or a :class:`NullStore` if disabled."""
+    if not enabled:
+        return NullStore()
+    return ResultStore(path or default_store_path())

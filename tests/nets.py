@@ -1,0 +1,87 @@
+"""Small hand-checkable networks shared by the core tests."""
+import torch
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, ch=16):
+        super().__init__()
+        self.c1 = nn.Conv2d(ch, ch, 3, padding=1, bias=False)
+        self.c2 = nn.Conv2d(ch, ch, 1, bias=False)
+
+    def forward(self, x):
+        return x + self.c2(torch.relu(self.c1(x)))
+
+
+class LoopNet(nn.Module):
+    """Stem conv 3->16 k3 s2, one residual block run ``n`` times, head conv 16->5 k1 with bias."""
+
+    def __init__(self, n=3, shared=True):
+        super().__init__()
+        self.n = n
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False)
+        self.blocks = nn.ModuleList([Block()] if shared else [Block() for _ in range(n)])
+        self.head = nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for i in range(self.n):
+            x = self.blocks[0 if len(self.blocks) == 1 else i](x)
+        return self.head(x)
+
+
+class AnytimeNet(nn.Module):
+    """One output per iteration, each through its own head."""
+
+    def __init__(self, n=3):
+        super().__init__()
+        self.n = n
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = nn.Conv2d(8, 8, 3, padding=1)
+        self.heads = nn.ModuleList([nn.Conv2d(8, 2, 1) for _ in range(n)])
+
+    def forward(self, x):
+        x = self.stem(x)
+        outs = []
+        for i in range(self.n):
+            x = torch.relu(self.block(x))
+            outs.append(self.heads[i](x))
+        return outs
+
+
+class TiedNet(nn.Module):
+    """Two conv modules holding one tied weight Parameter (different biases)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        if x.abs().sum() >= 0:  # data-dependent control flow (always true): fx cannot trace this
+            return self.conv(x)
+        return torch.zeros(x.size())
+
+
+class WrapsUntraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pre = nn.Conv2d(3, 3, 1)
+        self.inner = DataDependent()
+
+    def forward(self, x):
+        return self.inner(self.pre(x))
+
+
+def make_loopnet(n: int = 3):
+    return LoopNet(n)

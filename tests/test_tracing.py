@@ -1,0 +1,93 @@
+import sys
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import graphcost
+from graphcost import UserError
+
+sys.path.insert(0, os.path.dirname(__file__))
+from nets import AnytimeNet, LoopNet, TiedNet, WrapsUntraceable, DataDependent  # noqa: E402
+
+
+def weight_nodes(graph):
+    return [n for n, d in graph.nodes(data=True) if d["is_weight_layer"]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_dag_unrolls_and_loop_graph_keeps_one_node_per_weight(n):
+    t = graphcost.trace(LoopNet(n), (1, 3, 64, 64))
+    assert len(weight_nodes(t.dag)) == 2 + 2 * n          # stem, head, two convs per iteration
+    assert sorted(weight_nodes(t.loop_graph)) == ["blocks.0.c1", "blocks.0.c2", "head", "stem"]
+    assert t.loop_graph.nodes["blocks.0.c1"]["calls"] == n
+
+
+def test_reuse_is_a_back_edge():
+    t = graphcost.trace(LoopNet(3), (1, 3, 32, 32))
+    back = [(u, v) for u, v, d in t.loop_graph.edges(data=True) if d["back_edge"]]
+    assert any(v == "blocks.0.c1" for _, v in back)
+    # the unrolled (independent) network has no back edges at all
+    t2 = graphcost.trace(LoopNet(3, shared=False), (1, 3, 32, 32))
+    assert not [1 for *_, d in t2.loop_graph.edges(data=True) if d["back_edge"]]
+
+
+def test_self_loop_for_module_feeding_itself():
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    model = nn.Sequential(conv, conv, conv)
+    t = graphcost.trace(model, (1, 4, 8, 8))
+    assert t.loop_graph.has_edge("0", "0")
+    assert t.loop_graph.nodes["0"]["calls"] == 3
+
+
+def test_tied_parameters_collapse_to_one_node():
+    t = graphcost.trace(TiedNet(), (1, 4, 8, 8))
+    assert len(weight_nodes(t.dag)) == 2
+    assert len(weight_nodes(t.loop_graph)) == 1
+
+
+def test_outputs_in_return_order():
+    t = graphcost.trace(AnytimeNet(4), (1, 3, 16, 16))
+    assert len(t.outputs) == 4
+    assert [t.dag.nodes[o]["module"] for o in t.outputs] == [f"heads.{i}" for i in range(4)]
+
+
+def test_untraceable_submodule_falls_back_to_opaque_leaf():
+    t = graphcost.trace(WrapsUntraceable(), (1, 3, 8, 8))
+    assert t.opaque_modules == ["inner"]
+    a = graphcost.analyze_trace(t)
+    # the opaque leaf's conv MACs are still counted (via torch's flop counter on fake tensors)
+    assert a.macs == 8 * 8 * 3 * 3 + 8 * 8 * 4 * 3 * 9
+
+
+def test_untraceable_root_names_the_model():
+    with pytest.raises(UserError, match="DataDependent"):
+        graphcost.trace(DataDependent(), (1, 3, 8, 8))
+
+
+def test_no_activation_memory_is_allocated_for_large_inputs():
+    """Shape propagation is on fake tensors: a 2048x1024 input costs no activation memory."""
+    import subprocess
+    code = (
+        "import resource, torch, graphcost\n"
+        "from graphcost.models import get_model\n"
+        "m = get_model('itnet', dataset='cityscapes')\n"
+        "a = graphcost.analyze(m, (1, 3, 2048, 1024))\n"
+        "assert a.macs > 1e10\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak_kib = int(out.stdout.strip().splitlines()[-1])
+    assert peak_kib < 1.5 * 1024 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+
+
+def test_trace_leaves_training_mode_untouched():
+    m = LoopNet(2).train()
+    graphcost.trace(m, (1, 3, 16, 16))
+    assert m.training
+
+
+def test_bad_input_shape():
+    with pytest.raises(UserError):
+        graphcost.trace(LoopNet(1), (1, 3, 0, 16))
