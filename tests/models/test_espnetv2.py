@@ -1,0 +1,120 @@
+"""ESPNetv2 (EdgeNets segmentation head): build, fx-trace, shapes, params/MACs vs EdgeNets README."""
+
+import pytest
+import torch
+import torch.fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from graphcost.models import get_model, list_models
+from graphcost.models.espnetv2 import EESP, ESPNetv2Seg, espnetv2
+
+# EdgeNets model/segmentation/model_zoo/README.md, Cityscapes 1024x512: (params [M], "FLOPs" [M]).
+# EdgeNets' flops_compute counts 2 FLOPs per MAC and compute_flops() halves it -> these are MACs.
+EDGENETS_CITY_1024x512 = {0.5: (0.08, 597.56), 1.0: (0.23, 1086.59), 1.5: (0.47, 1714.57), 2.0: (0.79, 2699.05)}
+# Same README, 512x256 table (s=2.0 row is commented out there but listed at 674.78).
+EDGENETS_CITY_512x256 = {0.5: 149.40, 1.0: 271.66, 1.5: 428.66, 2.0: 674.78}
+
+
+def _params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def _macs(m, h, w):
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        x = torch.empty(1, 3, h, w)
+        with FlopCounterMode(display=False) as fc:
+            m(x)
+    return fc.get_total_flops() // 2
+
+
+def test_registered_names():
+    names = set(list_models())
+    assert {"espnetv2", "espnetv2-s0.5", "espnetv2-s1.0", "espnetv2-s1.5", "espnetv2-s2.0"} <= names
+    assert list_models()["espnetv2"].default_dataset == "cityscapes"
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0, 1.5, 2.0])
+def test_named_variant_equals_main_builder(s):
+    a = get_model(f"espnetv2-s{s}")
+    b = get_model("espnetv2", s=s)
+    assert a.s == b.s == s
+    assert [tuple(p.shape) for p in a.parameters()] == [tuple(p.shape) for p in b.parameters()]
+
+
+@pytest.mark.parametrize("bad", [0.75, 3, "abc", None])
+def test_invalid_s_raises(bad):
+    with pytest.raises(ValueError):
+        espnetv2(dataset="cityscapes", s=bad)
+
+
+def test_string_s_accepted():
+    assert espnetv2(dataset="cityscapes", s="1.5").s == 1.5
+
+
+@pytest.mark.parametrize("name,shape", [("espnetv2", (1, 3, 64, 128)), ("espnetv2-s0.5", (2, 3, 72, 96))])
+def test_fx_trace_and_forward(name, shape):
+    torch.manual_seed(0)
+    m = get_model(name).eval()
+    gm = torch.fx.symbolic_trace(m)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        y, yt = m(x), gm(x)
+    assert isinstance(y, torch.Tensor)
+    assert y.shape == (shape[0], 19, shape[2], shape[3])
+    assert torch.allclose(y, yt, atol=1e-5)
+    # grouped / depth-wise convs really use groups=
+    convs = [n for n in gm.modules() if isinstance(n, torch.nn.Conv2d)]
+    assert any(c.groups == c.in_channels == c.out_channels > 1 for c in convs)
+    assert any(1 < c.groups < c.in_channels for c in convs)
+    assert any(c.dilation == (4, 4) for c in convs) and any(c.dilation == (3, 3) for c in convs)
+
+
+def test_camvid_odd_resolution_traced():
+    # 88 rows -> 44, 22, 11, 6 in the encoder: the decoder must resize to the skip sizes (as for
+    # CamVid's 360 rows -> ..., 45, 23).
+    m = get_model("espnetv2", dataset="camvid", s=0.5).eval()
+    gm = torch.fx.symbolic_trace(m)
+    with torch.no_grad():
+        y = gm(torch.randn(1, 3, 88, 120))
+    assert y.shape == (1, 11, 88, 120)
+
+
+def test_eesp_dilations_and_param_count():
+    unit = EESP(512, 512, stride=1, k=4, r_lim=7)  # level-4 unit: receptive fields 3,3,5,7
+    assert unit.dilations == [1, 1, 2, 3]
+    assert EESP(256, 256, r_lim=9).dilations == [1, 2, 3, 4]
+    n = 128
+    expected = (512 * n // 4 + 2 * n + n) + 4 * n * 9 + (2 * 512 + 512) + (512 * 512 // 4 + 2 * 512) + 512
+    assert _params(unit) == expected
+
+
+def test_params_exact():
+    # Derived from the layer list (see docstring); 21 classes = EdgeNets' measuring head.
+    assert _params(ESPNetv2Seg(s=2.0, classes=19)) == 787_488
+    assert _params(ESPNetv2Seg(s=2.0, classes=21)) == 788_773
+    assert _params(ESPNetv2Seg(s=0.5, classes=19)) == 79_340
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0, 1.5, 2.0])
+def test_matches_edgenets_readme_21_class_head(s):
+    # EdgeNets measured with its default 21-class head: reproduced to the README's last digit.
+    paper_params, paper_macs = EDGENETS_CITY_1024x512[s]
+    m21 = ESPNetv2Seg(s=s, classes=21).eval()
+    assert round(_params(m21) / 1e6, 2) == paper_params
+    assert abs(_macs(m21, 512, 1024) / 1e6 - paper_macs) < 0.01
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0, 1.5, 2.0])
+def test_cityscapes_params_within_10_percent(s):
+    paper_params, _ = EDGENETS_CITY_1024x512[s]
+    assert abs(_params(get_model("espnetv2", s=s)) / 1e6 - paper_params) / paper_params < 0.10
+
+
+@pytest.mark.parametrize("s,measured", [(0.5, 564_720_280), (2.0, 2_665_428_632)])
+def test_cityscapes_macs_within_10_percent(s, measured):
+    # 19-class head: 33 M MACs cheaper than EdgeNets' 21-class numbers (-5.5 % at s=0.5, -1.2 % at 2.0).
+    _, paper_macs = EDGENETS_CITY_1024x512[s]
+    macs = _macs(get_model("espnetv2", s=s).eval(), 512, 1024)
+    assert macs == measured
+    assert 0 < (paper_macs * 1e6 - macs) / (paper_macs * 1e6) < 0.10
