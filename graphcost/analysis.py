@@ -92,7 +92,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
     dag, loop = trace.dag, trace.loop_graph
     depth = passes.longest_path_layers(dag)
     graph_bytes = passes.layer_graph_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
-    param_elements = {id(p): p.numel() for p in trace.module.parameters()}
+    param_elements = trace.parameter_numel
     layers = []
     for layer, data in sorted(loop.nodes(data=True), key=lambda item: item[1]["first_order"]):
         calls = data["dag_nodes"]

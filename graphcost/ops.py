@@ -66,8 +66,8 @@ class OpInfo:
     #: output has the first input's shape and dtype, so shape propagation need not run the op
     #: (fake-tensor batch norm alone decomposes into dozens of ops)
     preserves_shape: bool = False
-    #: optional (module, input tensor) -> output shape, used instead of running the op
-    shape: Optional[Callable[[nn.Module, torch.Tensor], tuple]] = None
+    #: optional (module or None, positional args) -> output shape, used instead of running the op
+    shape: Optional[Callable[[Optional[nn.Module], Sequence[Any]], tuple]] = None
 
     @property
     def is_weight_layer(self) -> bool:
@@ -245,8 +245,9 @@ def _interpolate(call: Call) -> OpCost:
     return OpCost(other_ops=call.output.numel() * taps)
 
 
-def conv_output_shape(m: nn.Module, x: torch.Tensor) -> tuple:
-    """Output shape of conv / transposed-conv module ``m`` on ``x`` (PyTorch's formulas)."""
+def conv_output_shape(m: nn.Module, args: Sequence[Any]) -> tuple:
+    """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas)."""
+    x = args[0]
     spatial = x.shape[2:]
     k, s, d = m.kernel_size, m.stride, m.dilation
     if isinstance(m.padding, str):
@@ -263,8 +264,12 @@ def conv_output_shape(m: nn.Module, x: torch.Tensor) -> tuple:
     return tuple(x.shape[:1]) + (m.out_channels,) + out
 
 
-def _linear_output_shape(m: nn.Linear, x: torch.Tensor) -> tuple:
-    return tuple(x.shape[:-1]) + (m.out_features,)
+def _linear_output_shape(m: nn.Linear, args: Sequence[Any]) -> tuple:
+    return tuple(args[0].shape[:-1]) + (m.out_features,)
+
+
+def _broadcast_shape(m, args: Sequence[Any]) -> tuple:
+    return tuple(torch.broadcast_shapes(*(a.shape for a in args if isinstance(a, torch.Tensor))))
 
 
 # --------------------------------------------------------------------------- the registry
@@ -279,9 +284,10 @@ def register_module(*types: type, name: str, kind: str, cost=_free, preserves_sh
         _MODULES[t] = OpInfo(name, kind, cost, preserves_shape, shape)
 
 
-def register_function(*functions, name: str, kind: str, cost=_free, preserves_shape: bool = False) -> None:
+def register_function(*functions, name: str, kind: str, cost=_free, preserves_shape: bool = False,
+                      shape=None) -> None:
     for fn in functions:
-        _FUNCTIONS[fn] = OpInfo(name, kind, cost, preserves_shape)
+        _FUNCTIONS[fn] = OpInfo(name, kind, cost, preserves_shape, shape)
 
 
 def register_method(*methods: str, name: Optional[str] = None, kind: str, cost=_free,
@@ -348,9 +354,12 @@ register_function(F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nea
                   kind="resize", cost=_interpolate)
 register_module(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
 
-register_function(operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.neg,
-                  operator.iadd, operator.imul, torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.abs,
-                  torch.sqrt, torch.rsqrt, torch.pow, torch.where, torch.maximum, torch.minimum, torch.clamp,
+# binary arithmetic: the output shape is the inputs' broadcast (dtype promotion aside)
+register_function(operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
+                  torch.add, torch.sub, torch.mul, torch.maximum, torch.minimum,
+                  name="elementwise", kind="elementwise", cost=_per_output_element, shape=_broadcast_shape)
+register_function(operator.floordiv, operator.neg, torch.div, torch.neg, torch.abs, torch.sqrt, torch.rsqrt,
+                  torch.pow, torch.where, torch.clamp,
                   name="elementwise", kind="elementwise", cost=_per_output_element)
 register_method("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "pow", "sqrt", "abs",
                 "__add__", "__mul__", "__sub__", "__truediv__", kind="elementwise", cost=_per_output_element)

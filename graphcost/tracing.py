@@ -19,7 +19,7 @@ submodule's activations are allocated) — and it is listed in ``Trace.opaque_mo
 """
 from __future__ import annotations
 
-import math
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -40,7 +40,8 @@ class Trace:
     """One traced model: the fx graph plus its two networkx views."""
 
     module: nn.Module
-    graph_module: fx.GraphModule
+    root: nn.Module  # what fx traced: ``module`` itself, or a holder for a bare leaf module
+    graph: fx.Graph
     input_shape: Tuple[int, ...]
     dtype: torch.dtype
     dag: nx.DiGraph
@@ -49,6 +50,20 @@ class Trace:
     outputs: List[str]
     opaque_modules: List[str] = field(default_factory=list)
     unknown_ops: List[str] = field(default_factory=list)
+
+    @functools.cached_property
+    def graph_module(self) -> fx.GraphModule:
+        """The fx GraphModule (built on first use: code generation is a third of tracing time)."""
+        return fx.GraphModule(self.root, self.graph, type(self.module).__name__)
+
+    @functools.cached_property
+    def parameter_numel(self) -> Dict[int, int]:
+        """Elements of every unique model parameter, keyed by ``id`` (as in ``param_ids``)."""
+        return {id(p): p.numel() for p in self.module.parameters()}
+
+    def submodule(self, target: str) -> nn.Module:
+        """The module a ``call_module`` node calls (the very object in ``module``)."""
+        return self.root.get_submodule(target)
 
     @property
     def element_size(self) -> int:
@@ -89,7 +104,7 @@ class _Single(nn.Module):
         return self.model(x)
 
 
-def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple[fx.GraphModule, List[str]]:
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple[nn.Module, fx.Graph, List[str]]:
     if ops.lookup_module(model) is not None:
         model = _Single(model)
     leaves = set(leaf_modules)
@@ -108,16 +123,15 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple
             leaves.add(culprit)
             opaque.append(culprit)
             continue
-        name = type(model).__name__
-        return fx.GraphModule(tracer.root, graph, name), opaque
+        return tracer.root, graph, opaque
 
 
 # --------------------------------------------------------------------------- shape propagation
 class _CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
-    def __init__(self, gm: fx.GraphModule, opaque: Set[str]):
-        super().__init__(gm, garbage_collect_values=True)
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str]):
+        super().__init__(root, garbage_collect_values=True, graph=graph)
         self.opaque = opaque
         self.records: Dict[str, Dict[str, Any]] = {}
         self.unknown: Set[str] = set()
@@ -134,8 +148,9 @@ class _CostInterpreter(fx.Interpreter):
             x = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if info is not None and info.preserves_shape and x is not None:
                 out = x
-            elif info is not None and info.shape is not None and x is not None and len(args) == 1 and not kwargs:
-                out = x.new_empty(info.shape(module, x))
+            elif info is not None and info.shape is not None and x is not None and not kwargs and \
+                    (n.op == "call_function" or len(args) == 1) and _same_dtype(args):
+                out = x.new_empty(info.shape(module, args))
             else:
                 out = getattr(self, n.op)(n.target, args, kwargs)
             if info is None:
@@ -178,6 +193,15 @@ class _CostInterpreter(fx.Interpreter):
         if n.op == "call_method":
             return ops.lookup_method(n.target)
         return ops.OpInfo(n.op, "io", ops._free)
+
+
+def _same_dtype(args) -> bool:
+    """Shape rules skip type promotion, so they apply only where every tensor shares one dtype
+    (Python scalars included: they never promote a floating tensor)."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    return all(t.dtype == tensors[0].dtype and t.device == tensors[0].device for t in tensors) and \
+        all(isinstance(a, (torch.Tensor, float)) or (isinstance(a, int) and tensors[0].is_floating_point())
+            for a in args)
 
 
 def _map_tensors(value, fn):
@@ -244,7 +268,7 @@ class _UnionFind:
             self.parent[rb] = ra
 
 
-def _node_parameters(gm: fx.GraphModule, n: fx.Node) -> List[nn.Parameter]:
+def _node_parameters(gm: nn.Module, n: fx.Node) -> List[nn.Parameter]:
     params: List[nn.Parameter] = []
     if n.op == "call_module":
         params.extend(gm.get_submodule(n.target).parameters())
@@ -256,7 +280,7 @@ def _node_parameters(gm: fx.GraphModule, n: fx.Node) -> List[nn.Parameter]:
     return params
 
 
-def _get_attr(gm: fx.GraphModule, target: str):
+def _get_attr(gm: nn.Module, target: str):
     obj: Any = gm
     for part in target.split("."):
         obj = getattr(obj, part)
@@ -290,9 +314,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
     was_training = model.training
     model.eval()
     try:
-        gm, opaque = _symbolic_trace(model, leaf_modules)
-        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        interp = _CostInterpreter(gm, set(opaque))
+        root, graph, opaque = _symbolic_trace(model, leaf_modules)
+        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        interp = _CostInterpreter(root, graph, set(opaque))
         with FakeTensorMode(allow_non_fake_inputs=True):
             x = torch.empty(input_shape, dtype=dtype)
             try:
@@ -305,9 +329,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
                     from None
     finally:
         model.train(was_training)
-    dag, inputs, outputs = _build_dag(gm, interp.records, dtype)
-    loop_graph = _build_loop_graph(gm, dag)
-    return Trace(model, gm, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque, sorted(interp.unknown))
+    dag, inputs, outputs = _build_dag(root, graph, interp.records, dtype)
+    loop_graph = _build_loop_graph(dag)
+    return Trace(model, root, graph, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque,
+                 sorted(interp.unknown))
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -317,12 +342,12 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _build_dag(gm: fx.GraphModule, records, dtype) -> Tuple[nx.DiGraph, List[str], List[str]]:
+def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiGraph, List[str], List[str]]:
     element = torch.empty((), dtype=dtype).element_size()
     dag = nx.DiGraph()
     inputs: List[str] = []
     order = 0
-    for n in gm.graph.nodes:
+    for n in graph.nodes:
         if n.op == "placeholder":
             inputs.append(n.name)
         if n.op not in COMPUTE_OPS and n.op != "placeholder":
@@ -331,7 +356,7 @@ def _build_dag(gm: fx.GraphModule, records, dtype) -> Tuple[nx.DiGraph, List[str
         if rec is None:  # an unused optional placeholder
             continue
         info: ops.OpInfo = rec["info"]
-        params = _node_parameters(gm, n)
+        params = _node_parameters(root, n)
         dag.add_node(
             n.name,
             order=order,
@@ -351,7 +376,7 @@ def _build_dag(gm: fx.GraphModule, records, dtype) -> Tuple[nx.DiGraph, List[str
         for src in n.all_input_nodes:
             if src.name in dag:
                 dag.add_edge(src.name, n.name)
-    outputs = [o.name for o in _flatten_output(next(n for n in gm.graph.nodes if n.op == "output").args[0])
+    outputs = [o.name for o in _flatten_output(next(n for n in graph.nodes if n.op == "output").args[0])
                if o.name in dag]
     return dag, inputs, outputs
 
@@ -374,7 +399,7 @@ def _flatten_output(value) -> List[fx.Node]:
     return []
 
 
-def _build_loop_graph(gm: fx.GraphModule, dag: nx.DiGraph) -> nx.DiGraph:
+def _build_loop_graph(dag: nx.DiGraph) -> nx.DiGraph:
     """Quotient of ``dag`` by parameter identity (union of calls sharing any parameter).
 
     Parameter-free calls (activations, adds, resizes) stay one node per call: they hold no
@@ -422,16 +447,3 @@ def _build_loop_graph(gm: fx.GraphModule, dag: nx.DiGraph) -> nx.DiGraph:
             back = loop.nodes[lv]["first_order"] <= loop.nodes[lu]["first_order"]
             loop.add_edge(lu, lv, count=1, back_edge=back)
     return loop
-
-
-def parameter_numel(trace_: Trace, param_ids: Iterable[int]) -> int:
-    """Elements of the model parameters whose ids are given."""
-    wanted = set(param_ids)
-    return sum(p.numel() for p in trace_.module.parameters() if id(p) in wanted)
-
-
-def layer_parameter_numel(trace_: Trace) -> Dict[str, int]:
-    """Parameter elements per loop-graph node (a tied parameter counts once, in its node)."""
-    by_id = {id(p): p.numel() for p in trace_.module.parameters()}
-    return {name: sum(by_id.get(pid, 0) for pid in data["param_ids"])
-            for name, data in trace_.loop_graph.nodes(data=True)}
