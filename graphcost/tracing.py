@@ -347,6 +347,7 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
     dag = nx.DiGraph()
     inputs: List[str] = []
     order = 0
+    ordinals: Dict[str, int] = {}
     for n in graph.nodes:
         if n.op == "placeholder":
             inputs.append(n.name)
@@ -371,6 +372,7 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
             out_bytes=int(rec["out_numel"]) * element,
             out_shapes=rec["out_tensors"],
             param_ids=tuple(sorted({id(p) for p in params})),
+            site=_call_site(n, ordinals),
         )
         order += 1
         for src in n.all_input_nodes:
@@ -379,6 +381,23 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
     outputs = [o.name for o in _flatten_output(next(n for n in graph.nodes if n.op == "output").args[0])
                if o.name in dag]
     return dag, inputs, outputs
+
+
+def _call_site(n: fx.Node, ordinals: Dict[str, int]) -> Optional[Tuple[str, int]]:
+    """(owning module path, position among that module call's nodes), or None at the top level.
+
+    fx names the i-th call of a module ``path@i`` in ``nn_module_stack``; the position counts
+    nodes within one such call, so the same line of a re-used module gets the same site.
+    """
+    stack = list((n.meta.get("nn_module_stack") or {}).items())
+    if n.op == "call_module" and stack and stack[-1][1][0] == n.target:
+        stack = stack[:-1]  # a leaf's own entry: its owner is the module that called it
+    if not stack:
+        return None
+    invocation, (path, _) = stack[-1]
+    ordinal = ordinals.get(invocation, 0)
+    ordinals[invocation] = ordinal + 1
+    return (path, ordinal)
 
 
 def _owner_module(n: fx.Node) -> str:
@@ -402,11 +421,14 @@ def _flatten_output(value) -> List[fx.Node]:
 def _build_loop_graph(dag: nx.DiGraph) -> nx.DiGraph:
     """Quotient of ``dag`` by parameter identity (union of calls sharing any parameter).
 
-    Parameter-free calls (activations, adds, resizes) stay one node per call: they hold no
-    weights, so nothing physical is re-used by calling them again.
+    A parameter-free call (activation, add, resize) joins the calls made from the same place of
+    the same module's code: the relu inside a shared block run N times is one node, like the
+    block's convs. Parameter-free code of a module that runs once (e.g. the model's own loop
+    body, where per-iteration batch norms live) stays unrolled, one node per call.
     """
     uf = _UnionFind()
     param_owner: Dict[int, str] = {}
+    site_owner: Dict[Tuple[str, int], str] = {}
     for name, data in dag.nodes(data=True):
         uf.find(name)
         for pid in data["param_ids"]:
@@ -414,6 +436,12 @@ def _build_loop_graph(dag: nx.DiGraph) -> nx.DiGraph:
                 uf.union(param_owner[pid], name)
             else:
                 param_owner[pid] = name
+        site = data.get("site")
+        if site is not None and not data["param_ids"]:
+            if site in site_owner:
+                uf.union(site_owner[site], name)
+            else:
+                site_owner[site] = name
 
     groups: Dict[Any, List[str]] = {}
     for name in dag.nodes:  # dag node order is execution order

@@ -91,3 +91,18 @@ def test_trace_leaves_training_mode_untouched():
 def test_bad_input_shape():
     with pytest.raises(UserError):
         graphcost.trace(LoopNet(1), (1, 3, 0, 16))
+
+
+def test_parameter_free_calls_of_a_shared_block_are_one_node():
+    t = graphcost.trace(LoopNet(4), (1, 3, 16, 16))
+    # the relu and the residual add inside the shared block collapse like its convs
+    assert t.loop_graph.nodes[t.layer_of("relu_3")]["calls"] == 4
+    assert t.layer_of("relu") == t.layer_of("relu_2")
+    assert t.loop_graph.number_of_nodes() == 7  # input, stem, c1, relu, c2, add, head
+
+
+def test_feed_forward_network_has_no_loops():
+    import torchvision
+    t = graphcost.trace(torchvision.models.resnet18(weights=None), (1, 3, 64, 64))
+    assert t.loop_graph.number_of_nodes() == t.dag.number_of_nodes()
+    assert not [1 for *_, d in t.loop_graph.edges(data=True) if d["back_edge"]]
