@@ -1,0 +1,300 @@
+"""Performance of a :class:`~graphcost.crossbar.mapping.Mapping` on a chip: fit, throughput, latency.
+
+Cheap (no re-mapping, no trace), so reports can sweep the chip size. The model, with every
+formula in ``docs/crossbar.md``:
+
+* Every mapped layer is a pipeline stage; all its tiles work in parallel, and its
+  ``replicas`` copies share its MVMs. Stage time per frame
+  ``s_l = (mvms_l + extra_cycles_l) * t_mvm / replicas_l`` (a looped layer's MVMs count every
+  call). Weight-free ops (activations, pooling, adds, resizes) run in digital periphery and
+  are assumed to overlap with the MVMs.
+* Pipelined throughput ``= 1 / max_l s_l`` (frames stream through the stages).
+* Latency of an output = the longest path to it in the execution DAG, each weight-layer call
+  costing ``mvms_call * cycles_per_mvm * t_mvm / replicas`` (a call starts when all its inputs
+  are complete; one frame in flight).
+* ``fits = arrays_used <= arrays_available``. When the graph does not fit, the layers that are
+  called most stay resident (greedily, while a swap pool large enough for the largest
+  remaining layer is left); every other layer is programmed into the swap pool each time it
+  is called, which costs ``tiles * R * write_ns_per_row`` per call, and the pool runs these
+  layers one after another: it is a stage of time ``sum(compute + rewrite)`` per frame.
+  A layer larger than the pool runs in ``ceil(tiles / pool)`` passes.
+* ``replicate``: with ``target_fps`` each layer gets ``r_l = ceil(s_l * target_fps)`` copies
+  (at most ``max_replicas_l``), ``arrays_for_target = sum(tiles_l * r_l)``; without a target,
+  or when that exceeds the chip, the pipeline is balanced within the chip: the smallest
+  bottleneck ``T`` with ``sum(tiles_l * ceil(s_l / T)) <= arrays`` (bisection).
+
+>>> import torch
+>>> from graphcost.crossbar.mapping import map_model
+>>> from graphcost.crossbar.specs import ArraySpec, ChipSpec
+>>> m = map_model(torch.nn.Conv2d(3, 16, 3, padding=1), (1, 3, 32, 32), ArraySpec(256, 256))
+>>> p = performance(m, ChipSpec(arrays=4, mvm_latency_ns=100))
+>>> p.fits, round(p.throughput_fps), round(p.latency_s, 9)     # 1024 MVMs x 100 ns
+(True, 9766, 0.0001024)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from graphcost.errors import UserError
+
+from .mapping import Mapping
+from .specs import ChipSpec
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class LayerPerf:
+    """One layer as a pipeline stage: its copies, time per frame, residency and rewrites."""
+
+    name: str
+    tiles: int
+    replicas: int
+    arrays: int
+    cycles: int
+    stage_time_s: float
+    resident: bool = True
+    passes: int = 1
+    rewrite_s: float = 0.0
+
+    def to_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutputPerf:
+    """One (anytime) output: its latency and the arrays the layers it needs occupy."""
+
+    index: int
+    node: str
+    latency_s: float
+    arrays_used: int
+
+    def to_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The mapping on one chip. ``arrays_used`` counts replicas; ``arrays_needed`` is the minimum
+    to keep every unique layer resident (the mapping's ``sum(tiles)``)."""
+
+    mapping: Mapping
+    chip: ChipSpec
+    target_fps: Optional[float]
+    fits: bool
+    arrays_needed: int
+    arrays_available: Optional[int]
+    arrays_used: int
+    throughput_fps: float
+    latency_s: float
+    frame_time_s: float
+    bottleneck: str
+    resident_fps: float
+    rewrite_s: float
+    rewritten_arrays: int
+    arrays_for_target: Optional[int]
+    target_reachable: Optional[bool]
+    layers: Tuple[LayerPerf, ...]
+    outputs: Tuple[OutputPerf, ...]
+
+    @property
+    def utilization(self) -> float:
+        return self.mapping.utilization
+
+    @property
+    def collapse(self) -> float:
+        """Throughput if everything were resident over throughput on this chip (1 when it fits)."""
+        return self.resident_fps / self.throughput_fps if self.throughput_fps else math.inf
+
+    def to_dict(self) -> Dict[str, object]:
+        m = self.mapping
+        perf = {layer.name: layer for layer in self.layers}
+        layers = []
+        for layer in m.layers:
+            d = layer.to_dict()
+            p = perf[layer.name]
+            d.update(replicas=p.replicas, arrays=p.arrays, stage_time_s=p.stage_time_s, resident=p.resident,
+                     rewrite_s=p.rewrite_s)
+            layers.append(d)
+        outputs = [dict(o.to_dict(), shape=list(s.shape)) for o, s in zip(self.outputs, m.outputs)]
+        return {
+            "model": m.model,
+            "input_shape": list(m.input_shape),
+            "crossbar": m.array.label,
+            "array": m.array.to_dict(),
+            "chip": self.chip.to_dict(),
+            "depthwise": m.depthwise,
+            "arrays_used": self.arrays_used,
+            "arrays_needed": self.arrays_needed,
+            "arrays_available": self.arrays_available,
+            "utilization": m.utilization,
+            "fits": self.fits,
+            "throughput_fps": self.throughput_fps,
+            "latency_s": self.latency_s,
+            "frame_time_s": self.frame_time_s,
+            "bottleneck": self.bottleneck,
+            "resident_fps": self.resident_fps,
+            "rewrite_s": self.rewrite_s,
+            "rewritten_arrays": self.rewritten_arrays,
+            "target_fps": self.target_fps,
+            "arrays_for_target": self.arrays_for_target,
+            "target_reachable": self.target_reachable,
+            "layers": layers,
+            "outputs": outputs,
+            "notes": list(m.notes),
+        }
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.to_dict()["layers"])
+
+    def outputs_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([o.to_dict() for o in self.outputs])
+
+
+# --------------------------------------------------------------------------- replication
+def _replicas_for(stage_s: Sequence[float], caps: Sequence[int], bottleneck_s: float) -> List[int]:
+    """Copies per layer so that every stage takes at most ``bottleneck_s`` (within the caps)."""
+    return [max(1, min(cap, math.ceil(s / bottleneck_s - _EPS))) for s, cap in zip(stage_s, caps)]
+
+
+def _balance(stage_s: Sequence[float], tiles: Sequence[int], caps: Sequence[int], arrays: int) -> List[int]:
+    """The smallest bottleneck reachable with ``arrays`` arrays; its replicas (bisection on T)."""
+    def cost(t: float) -> int:
+        return sum(n * r for n, r in zip(tiles, _replicas_for(stage_s, caps, t)))
+
+    hi = max(stage_s)  # every layer once: fits by assumption
+    lo = max(s / c for s, c in zip(stage_s, caps))
+    if cost(lo) <= arrays:
+        return _replicas_for(stage_s, caps, lo)
+    for _ in range(200):
+        mid = math.sqrt(lo * hi) if lo > 0 else hi / 2
+        if cost(mid) <= arrays:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo <= hi * 1e-12:
+            break
+    return _replicas_for(stage_s, caps, hi)
+
+
+# --------------------------------------------------------------------------- residency
+def _resident_set(mapping: Mapping, arrays: int) -> Tuple[List[bool], int]:
+    """Which layers stay resident when the graph does not fit, and the swap pool size.
+
+    Layers called most often are kept first (each of their tiles would be rewritten once per
+    call otherwise), as long as the arrays left can still hold the largest swapped layer.
+    """
+    layers = mapping.layers
+    order = sorted(range(len(layers)), key=lambda i: (-layers[i].calls, -layers[i].tiles, i))
+    resident = [False] * len(layers)
+    used = 0
+    for i in order:
+        rest = [layers[j].tiles for j in range(len(layers)) if not resident[j] and j != i]
+        if used + layers[i].tiles + (max(rest) if rest else 0) <= arrays and rest:
+            resident[i] = True
+            used += layers[i].tiles
+    return resident, arrays - used
+
+
+# --------------------------------------------------------------------------- the model
+def performance(mapping: Mapping, chip: ChipSpec, *, target_fps: Optional[float] = None) -> Performance:
+    """Fit, throughput and latency of ``mapping`` on ``chip`` (see the module docstring)."""
+    if target_fps is not None and (not isinstance(target_fps, (int, float)) or not target_fps > 0
+                                   or math.isinf(target_fps)):
+        raise UserError(f"--target-fps must be a positive number, got {target_fps!r}")
+    if target_fps is not None and not chip.replicate:
+        raise UserError("--target-fps needs --replicate (copies of the slow layers are what raise the frame rate)")
+    layers = mapping.layers
+    t_mvm = chip.mvm_latency_ns * 1e-9
+    tiles = [layer.tiles for layer in layers]
+    caps = [layer.max_replicas for layer in layers]
+    base_s = [layer.cycles * t_mvm for layer in layers]
+    needed = mapping.arrays_used
+    available = chip.arrays
+    fits = available is None or needed <= available
+    resident_fps = 1.0 / max(base_s)
+
+    replicas = [1] * len(layers)
+    arrays_for_target: Optional[int] = None
+    reachable: Optional[bool] = None
+    if chip.replicate:
+        if target_fps is None and available is None:
+            raise UserError("--replicate needs --arrays (balance the chip) or --target-fps (arrays for a frame rate)")
+        if target_fps is not None:
+            goal = _replicas_for(base_s, caps, 1.0 / target_fps)
+            arrays_for_target = sum(n * r for n, r in zip(tiles, goal))
+            reachable = all(s / r <= (1.0 / target_fps) * (1 + 1e-9) for s, r in zip(base_s, goal))
+            if available is None or arrays_for_target <= available:
+                replicas = goal
+        if fits and available is not None and (target_fps is None or arrays_for_target > available):
+            replicas = _balance(base_s, tiles, caps, available)
+
+    write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
+    stage_s = [s / r for s, r in zip(base_s, replicas)]
+    resident = [True] * len(layers)
+    passes = [1] * len(layers)
+    rewrite = [0.0] * len(layers)
+    pool_s = 0.0
+    if not fits:
+        resident, pool = _resident_set(mapping, available)
+        for i, layer in enumerate(layers):
+            if resident[i]:
+                continue
+            passes[i] = math.ceil(layer.tiles / pool)
+            rewrite[i] = layer.calls * layer.tiles * write_per_array_s
+            stage_s[i] = base_s[i] * passes[i]
+            pool_s += stage_s[i] + rewrite[i]
+
+    resident_stage = [(s, layers[i].name) for i, s in enumerate(stage_s) if resident[i]]
+    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
+    if pool_s > frame_s:
+        frame_s, bottleneck = pool_s, "swap pool (weight rewrites)"
+    throughput = 1.0 / frame_s
+
+    # latency: longest path over the weight-layer calls
+    finish: List[float] = []
+    for call in mapping.calls:
+        i = call.layer
+        layer = layers[i]
+        t = call.mvms * layer.cycles_per_mvm * t_mvm * passes[i] / replicas[i]
+        if not resident[i]:
+            t += layer.tiles * write_per_array_s
+        finish.append(t + max((finish[p] for p in call.preds), default=0.0))
+    arrays_of = [n * r for n, r in zip(tiles, replicas)]
+    outputs = tuple(
+        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
+                   sum(arrays_of[i] for i in o.layers))
+        for o in mapping.outputs)
+    latency = outputs[-1].latency_s if outputs else 0.0
+
+    perf_layers = tuple(
+        LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, stage_s[i], resident[i],
+                  passes[i], rewrite[i])
+        for i, layer in enumerate(layers))
+    return Performance(
+        mapping=mapping,
+        chip=chip,
+        target_fps=target_fps,
+        fits=fits,
+        arrays_needed=needed,
+        arrays_available=available,
+        arrays_used=sum(arrays_of),
+        throughput_fps=throughput,
+        latency_s=latency,
+        frame_time_s=frame_s,
+        bottleneck=bottleneck,
+        resident_fps=resident_fps,
+        rewrite_s=sum(rewrite),
+        rewritten_arrays=sum(layers[i].calls * layers[i].tiles for i in range(len(layers)) if not resident[i]),
+        arrays_for_target=arrays_for_target,
+        target_reachable=reachable,
+        layers=perf_layers,
+        outputs=outputs,
+    )
