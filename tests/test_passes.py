@@ -1,6 +1,3 @@
-import math
-import os
-import sys
 
 import pytest
 import torch
@@ -8,9 +5,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 import graphcost
-
-sys.path.insert(0, os.path.dirname(__file__))
-from nets import AnytimeNet, LoopNet  # noqa: E402
+from nets import AnytimeNet, LoopNet
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])

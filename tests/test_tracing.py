@@ -1,5 +1,4 @@
 import sys
-import os
 
 import pytest
 import torch
@@ -7,9 +6,7 @@ from torch import nn
 
 import graphcost
 from graphcost import UserError
-
-sys.path.insert(0, os.path.dirname(__file__))
-from nets import AnytimeNet, LoopNet, TiedNet, WrapsUntraceable, DataDependent  # noqa: E402
+from nets import AnytimeNet, LoopNet, TiedNet, WrapsUntraceable, DataDependent
 
 
 def weight_nodes(graph):

@@ -2,19 +2,10 @@
 import pytest
 import torch
 from torch import fx, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.errors import UserError
 from graphcost.models import get_model, list_models
-
-
-def _macs(model, shape):
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(*shape)
-        with FlopCounterMode(display=False) as fc:
-            y = model(x)
-    return fc.get_total_flops() // 2, tuple(y.shape)
+from oracles import called_modules, macs_and_shape, param_count
 
 
 def _expected_params(classes, M, N):
@@ -58,8 +49,7 @@ def test_traces_and_matches_eager_even_and_odd_sizes():
 def test_block_structure_in_trace():
     M, N = 3, 21
     traced = fx.symbolic_trace(get_model("cgnet", M=M, N=N))
-    mods = dict(traced.named_modules())
-    called = [mods[n.target] for n in traced.graph.nodes if n.op == "call_module"]
+    called = called_modules(traced)
     dw = [m for m in called if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert sorted(m.dilation[0] for m in dw) == [1] * (M + N) + [2] * M + [4] * N
     assert sum(isinstance(m, nn.AdaptiveAvgPool2d) for m in called) == M + N     # one f_glo per block
@@ -74,11 +64,11 @@ def test_block_structure_in_trace():
 def test_params_exact(dataset, classes, M, N):
     model = get_model("cgnet", dataset=dataset, classes=classes, M=M, N=N)
     n = classes or {"camvid": 11, "cityscapes": 19}[dataset]
-    assert sum(p.numel() for p in model.parameters()) == _expected_params(n, M, N)
+    assert param_count(model) == _expected_params(n, M, N)
 
 
 def test_params_match_paper():
-    params = sum(p.numel() for p in get_model("cgnet").parameters())
+    params = param_count(get_model("cgnet"))
     assert params == 496_306
     assert abs(params - 0.5e6) / 0.5e6 < 0.10
     assert abs(params - 0.49e6) / 0.49e6 < 0.10
@@ -87,20 +77,20 @@ def test_params_match_paper():
 def test_macs_exact_and_vs_published_7g():
     # Cityscapes preset 1024x512. The ~7 G quoted for CGNet_M3N21 agrees with this MAC count
     # (at 2048x1024 the network needs 4x as much; see the builder's docstring).
-    macs, out = _macs(get_model("cgnet").eval(), (1, 3, 512, 1024))
+    macs, out = macs_and_shape(get_model("cgnet").eval(), (1, 3, 512, 1024))
     assert out == (1, 19, 512, 1024)
     assert macs == _expected_macs(512, 1024, 19, 3, 21) == 6_762_312_704
     assert abs(macs - 7e9) / 7e9 < 0.10
 
 
 def test_macs_exact_small_variant_camvid():
-    macs, out = _macs(get_model("cgnet", dataset="camvid", M=2, N=4).eval(), (1, 3, 360, 480))
+    macs, out = macs_and_shape(get_model("cgnet", dataset="camvid", M=2, N=4).eval(), (1, 3, 360, 480))
     assert out == (1, 11, 360, 480)
     assert macs == _expected_macs(360, 480, 11, 2, 4)
 
 
 def test_pascal_odd_size_keeps_input_resolution():
-    _, out = _macs(get_model("cgnet", dataset="pascal", M=2, N=2).eval(), (1, 3, 513, 513))
+    _, out = macs_and_shape(get_model("cgnet", dataset="pascal", M=2, N=2).eval(), (1, 3, 513, 513))
     assert out == (1, 21, 513, 513)
 
 

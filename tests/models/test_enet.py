@@ -2,19 +2,10 @@
 import pytest
 import torch
 from torch import fx, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.errors import UserError
 from graphcost.models import get_model, list_models
-
-
-def _macs(model, shape):
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(*shape)
-        with FlopCounterMode(display=False) as fc:
-            y = model(x)
-    return fc.get_total_flops() // 2, tuple(y.shape)
+from oracles import called_modules, macs_and_shape, param_count
 
 
 def _expected_params(classes):
@@ -62,8 +53,7 @@ def test_traces_and_matches_eager_at_small_size():
 
 def test_trace_has_pool_indices_unpool_and_transposed_convs():
     traced = fx.symbolic_trace(get_model("enet"))
-    mods = dict(traced.named_modules())
-    called = [mods[n.target] for n in traced.graph.nodes if n.op == "call_module"]
+    called = called_modules(traced)
     pools = [m for m in called if isinstance(m, nn.MaxPool2d)]
     assert sum(m.return_indices for m in pools) == 2          # bottleneck1.0 and 2.0
     assert len(pools) == 3                                    # + the initial block's pool
@@ -80,11 +70,11 @@ def test_trace_has_pool_indices_unpool_and_transposed_convs():
 def test_params_exact(dataset, classes):
     model = get_model("enet", dataset=dataset, classes=classes)
     n = classes or {"camvid": 11, "cityscapes": 19}[dataset]
-    assert sum(p.numel() for p in model.parameters()) == _expected_params(n)
+    assert param_count(model) == _expected_params(n)
 
 
 def test_params_match_paper():
-    params = sum(p.numel() for p in get_model("enet").parameters())
+    params = param_count(get_model("enet"))
     assert params == 363_791
     assert abs(params - 0.37e6) / 0.37e6 < 0.10
 
@@ -92,7 +82,7 @@ def test_params_match_paper():
 @pytest.mark.parametrize("dataset,shape", [("camvid", (1, 11, 360, 480)), ("cityscapes", (1, 19, 512, 1024))])
 def test_preset_shapes(dataset, shape):
     model = get_model("enet", dataset=dataset).eval()
-    _, out = _macs(model, (1, 3) + shape[2:])
+    _, out = macs_and_shape(model, (1, 3) + shape[2:])
     assert out == shape
 
 
@@ -100,7 +90,7 @@ def test_flops_reconcile_with_paper_table3():
     # Table 3: 3.83 GFLOPs at 3x640x360. Our MACs count the asymmetric convs as 5x1 + 1x5;
     # the paper's number is 2 x MACs with each of the 4 asymmetric convs (32 ch at 45x80)
     # costed as a full 5x5.
-    macs, out = _macs(get_model("enet").eval(), (1, 3, 360, 640))
+    macs, out = macs_and_shape(get_model("enet").eval(), (1, 3, 360, 640))
     assert out == (1, 11, 360, 640)
     assert macs == 1_694_073_600
     as_5x5 = macs + 4 * 32 * 32 * (25 - 10) * 45 * 80

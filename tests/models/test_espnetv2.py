@@ -3,29 +3,16 @@
 import pytest
 import torch
 import torch.fx
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.models import get_model, list_models
 from graphcost.models.espnetv2 import EESP, ESPNetv2Seg, espnetv2
+from oracles import flop_counter_macs, param_count
 
 # EdgeNets model/segmentation/model_zoo/README.md, Cityscapes 1024x512: (params [M], "FLOPs" [M]).
 # EdgeNets' flops_compute counts 2 FLOPs per MAC and compute_flops() halves it -> these are MACs.
 EDGENETS_CITY_1024x512 = {0.5: (0.08, 597.56), 1.0: (0.23, 1086.59), 1.5: (0.47, 1714.57), 2.0: (0.79, 2699.05)}
 # Same README, 512x256 table (s=2.0 row is commented out there but listed at 674.78).
 EDGENETS_CITY_512x256 = {0.5: 149.40, 1.0: 271.66, 1.5: 428.66, 2.0: 674.78}
-
-
-def _params(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def _macs(m, h, w):
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(1, 3, h, w)
-        with FlopCounterMode(display=False) as fc:
-            m(x)
-    return fc.get_total_flops() // 2
 
 
 def test_registered_names():
@@ -86,14 +73,14 @@ def test_eesp_dilations_and_param_count():
     assert EESP(256, 256, r_lim=9).dilations == [1, 2, 3, 4]
     n = 128
     expected = (512 * n // 4 + 2 * n + n) + 4 * n * 9 + (2 * 512 + 512) + (512 * 512 // 4 + 2 * 512) + 512
-    assert _params(unit) == expected
+    assert param_count(unit) == expected
 
 
 def test_params_exact():
     # Derived from the layer list (see docstring); 21 classes = EdgeNets' measuring head.
-    assert _params(ESPNetv2Seg(s=2.0, classes=19)) == 787_488
-    assert _params(ESPNetv2Seg(s=2.0, classes=21)) == 788_773
-    assert _params(ESPNetv2Seg(s=0.5, classes=19)) == 79_340
+    assert param_count(ESPNetv2Seg(s=2.0, classes=19)) == 787_488
+    assert param_count(ESPNetv2Seg(s=2.0, classes=21)) == 788_773
+    assert param_count(ESPNetv2Seg(s=0.5, classes=19)) == 79_340
 
 
 @pytest.mark.parametrize("s", [0.5, 1.0, 1.5, 2.0])
@@ -101,20 +88,20 @@ def test_matches_edgenets_readme_21_class_head(s):
     # EdgeNets measured with its default 21-class head: reproduced to the README's last digit.
     paper_params, paper_macs = EDGENETS_CITY_1024x512[s]
     m21 = ESPNetv2Seg(s=s, classes=21).eval()
-    assert round(_params(m21) / 1e6, 2) == paper_params
-    assert abs(_macs(m21, 512, 1024) / 1e6 - paper_macs) < 0.01
+    assert round(param_count(m21) / 1e6, 2) == paper_params
+    assert abs(flop_counter_macs(m21, (1, 3, 512, 1024)) / 1e6 - paper_macs) < 0.01
 
 
 @pytest.mark.parametrize("s", [0.5, 1.0, 1.5, 2.0])
 def test_cityscapes_params_within_10_percent(s):
     paper_params, _ = EDGENETS_CITY_1024x512[s]
-    assert abs(_params(get_model("espnetv2", s=s)) / 1e6 - paper_params) / paper_params < 0.10
+    assert abs(param_count(get_model("espnetv2", s=s)) / 1e6 - paper_params) / paper_params < 0.10
 
 
 @pytest.mark.parametrize("s,measured", [(0.5, 564_720_280), (2.0, 2_665_428_632)])
 def test_cityscapes_macs_within_10_percent(s, measured):
     # 19-class head: 33 M MACs cheaper than EdgeNets' 21-class numbers (-5.5 % at s=0.5, -1.2 % at 2.0).
     _, paper_macs = EDGENETS_CITY_1024x512[s]
-    macs = _macs(get_model("espnetv2", s=s).eval(), 512, 1024)
+    macs = flop_counter_macs(get_model("espnetv2", s=s).eval(), (1, 3, 512, 1024))
     assert macs == measured
     assert 0 < (paper_macs * 1e6 - macs) / (paper_macs * 1e6) < 0.10

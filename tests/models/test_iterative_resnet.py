@@ -1,51 +1,17 @@
 """iterative-resnet (Leroux et al. 2022, IterativeNet152): build, trace, shapes, sharing, ACT, costs."""
 import pytest
 import torch
-from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.models import DATASETS, get_model
 from graphcost.errors import UserError
+from oracles import flop_counter_macs, hook_macs, module_calls, param_count
 
 RESNET152 = (3, 8, 36, 3)
-
-
-def _macs(model, shape):
-    """MACs of conv/linear layers (forward hooks, on the meta device: nothing is allocated)."""
-    model = model.to("meta").eval()
-    total = [0]
-
-    def hook(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            total[0] += output.numel() * (module.in_channels // module.groups) * k
-        else:
-            total[0] += output.numel() * module.in_features
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        model(torch.empty(*shape, device="meta"))
-    for handle in handles:
-        handle.remove()
-    return total[0]
-
-
-def _flop_counter_macs(model, shape):
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(*shape)
-        with FlopCounterMode(display=False) as counter:
-            model(x)
-    return counter.get_total_flops() // 2
 
 
 def _meta(**kwargs):
     with torch.device("meta"):  # parameter counts and MACs need no initialised weights
         return get_model("iterative-resnet", **kwargs)
-
-
-def _params(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def _expected_params(iterations=RESNET152, expansion=4, width=64, depthwise=False, shared=True,
@@ -72,14 +38,6 @@ def _expected_params(iterations=RESNET152, expansion=4, width=64, depthwise=Fals
     return total + in_ch * classes + classes
 
 
-def _module_calls(gm):
-    calls = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    return calls
-
-
 def test_default_traces_and_outputs_logits():
     model = get_model("iterative-resnet").eval()  # camvid preset: 11 classes
     gm = torch.fx.symbolic_trace(model)
@@ -101,7 +59,7 @@ def test_classes_default_to_dataset(dataset):
 def test_shared_block_is_one_module_called_per_iteration_with_own_bns():
     iterations = (2, 3, 4, 2)
     gm = torch.fx.symbolic_trace(get_model("iterative-resnet", iterations=iterations))
-    calls = _module_calls(gm)
+    calls = module_calls(gm)
     for s, k in enumerate(iterations):
         for conv in ("conv1", "conv2", "conv3"):
             assert calls[f"stages.{s}.blocks.0.{conv}"] == k
@@ -118,7 +76,7 @@ def test_shared_block_is_one_module_called_per_iteration_with_own_bns():
 def test_independent_variant_unrolls_every_iteration():
     iterations = (2, 3, 4, 2)
     gm = torch.fx.symbolic_trace(get_model("iterative-resnet", iterations=iterations, shared=False))
-    calls = _module_calls(gm)
+    calls = module_calls(gm)
     for s, k in enumerate(iterations):
         for i in range(k):
             assert calls[f"stages.{s}.blocks.{i}.conv2"] == 1
@@ -142,12 +100,12 @@ def test_independent_variant_unrolls_every_iteration():
 def test_params_exact(kwargs):
     model = _meta(**{"classes": 1000, **kwargs})
     ref = {"classes": 1000, **kwargs}
-    assert _params(model) == _expected_params(**ref)
+    assert param_count(model) == _expected_params(**ref)
 
 
 def test_params_exact_literal():
-    assert _params(_meta(stem="cifar", classes=10, expansion=1)) == 4_205_774
-    assert _params(_meta(stem="cifar", classes=10, expansion=4)) == 9_353_294
+    assert param_count(_meta(stem="cifar", classes=10, expansion=1)) == 4_205_774
+    assert param_count(_meta(stem="cifar", classes=10, expansion=4)) == 9_353_294
 
 
 def test_cifar_numbers_match_paper():
@@ -155,9 +113,9 @@ def test_cifar_numbers_match_paper():
     # is "slightly higher" than the 3.7 GMAC of the CIFAR ResNet-152 it is modelled on.
     e1 = _meta(stem="cifar", classes=10, expansion=1)
     e4 = _meta(stem="cifar", classes=10, expansion=4)
-    assert abs(_params(e1) / 4e6 - 1) < 0.10
-    assert abs(_params(e4) / 9e6 - 1) < 0.10
-    assert abs(_macs(e4, (1, 3, 32, 32)) / 3.7e9 - 1) < 0.10
+    assert abs(param_count(e1) / 4e6 - 1) < 0.10
+    assert abs(param_count(e4) / 9e6 - 1) < 0.10
+    assert abs(hook_macs(e4, (1, 3, 32, 32)) / 3.7e9 - 1) < 0.10
 
 
 def test_imagenet_numbers_match_paper():
@@ -165,29 +123,29 @@ def test_imagenet_numbers_match_paper():
     # 9M params (expansion 4) and 6M (expansion 2) = our counts without the 1000-way classifier.
     e4 = _meta(classes=1000)
     e2 = _meta(classes=1000, expansion=2)
-    fc = lambda m: sum(p.numel() for p in m.fc.parameters())  # noqa: E731
-    assert abs((_params(e4) - fc(e4)) / 9e6 - 1) < 0.10
-    assert abs((_params(e2) - fc(e2)) / 6e6 - 1) < 0.10
-    macs = _macs(e4, (1, 3, 224, 224))
+    fc = lambda m: param_count(m.fc)  # noqa: E731
+    assert abs((param_count(e4) - fc(e4)) / 9e6 - 1) < 0.10
+    assert abs((param_count(e2) - fc(e2)) / 6e6 - 1) < 0.10
+    macs = hook_macs(e4, (1, 3, 224, 224))
     assert abs(macs / 11.5e9 - 1) < 0.10
-    shared_params = _params(e4)
+    shared_params = param_count(e4)
     with torch.device("meta"):  # 67M parameters: skip the initialisation
         independent = _meta(classes=1000, shared=False)
-    assert _macs(independent, (1, 3, 224, 224)) == macs  # sharing changes weights, not MACs
-    assert _params(independent) > 5 * shared_params
+    assert hook_macs(independent, (1, 3, 224, 224)) == macs  # sharing changes weights, not MACs
+    assert param_count(independent) > 5 * shared_params
 
 
 def test_mac_helper_agrees_with_flop_counter():
     model = get_model("iterative-resnet", iterations=(1, 2, 1, 1), depthwise=True, expansion=2)
-    assert _macs(model, (1, 3, 64, 64)) == _flop_counter_macs(get_model(
+    assert hook_macs(model, (1, 3, 64, 64)) == flop_counter_macs(get_model(
         "iterative-resnet", iterations=(1, 2, 1, 1), depthwise=True, expansion=2), (1, 3, 64, 64))
 
 
 def test_depthwise_is_cheaper():
     base = _meta(stem="cifar", classes=10)
     dw = _meta(stem="cifar", classes=10, depthwise=True)
-    assert _params(dw) < _params(base)
-    assert _macs(dw, (1, 3, 32, 32)) < _macs(base, (1, 3, 32, 32))
+    assert param_count(dw) < param_count(base)
+    assert hook_macs(dw, (1, 3, 32, 32)) < hook_macs(base, (1, 3, 32, 32))
 
 
 def _set_halting_bias(model, value):

@@ -3,11 +3,10 @@ import pytest
 import torch
 import torch.fx as fx
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.models import get_model
 from graphcost.models.itnet import ItNet, itnet
+from oracles import macs_and_output, param_count
 
 MB = 10**6  # the paper's "MB": decimal megabytes fit its numbers better than MiB
 
@@ -23,22 +22,18 @@ def measure(model: ItNet, height: int, width: int) -> dict:
 
     def hook(mod, inp, out):
         if id(mod) not in seen:
-            seen[id(mod)] = sum(p.numel() for p in mod.parameters()) + inp[0].numel() + out.numel()
+            seen[id(mod)] = param_count(mod) + inp[0].numel() + out.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            x = torch.empty(1, 3, height, width)
-            with FlopCounterMode(display=False) as counter:
-                outs = model(x)
+        macs, outs = macs_and_output(model, (1, 3, height, width))
     finally:
         for h in handles:
             h.remove()
-    macs = counter.get_total_flops() // 2
     cls = model.classifiers[-1].conv  # the other N-1 classifiers do not feed the last output
     cls_macs = cls.in_channels * cls.out_channels * (height // 8) * (width // 8)
     return dict(
-        params=sum(p.numel() for p in model.parameters()),
+        params=param_count(model),
         macs=macs,
         macs_last=macs - (model.N - 1) * cls_macs,
         graph_bytes=4 * sum(seen.values()),
@@ -140,7 +135,7 @@ def test_weight_sharing_structure(shared):
 def test_params_exact(dataset, shared, f, N, L, K):
     model = get_model("itnet", dataset=dataset, shared=shared, f=f, N=N, L=L, K=K)
     C = 11 if dataset == "camvid" else 19
-    assert sum(p.numel() for p in model.parameters()) == expected_params(f, N, L, K, C, shared)
+    assert param_count(model) == expected_params(f, N, L, K, C, shared)
 
 
 def test_defaults_per_dataset():
@@ -148,8 +143,8 @@ def test_defaults_per_dataset():
     assert itnet(dataset="camvid", shared=False).f == 29
     city = get_model("itnet", dataset="cityscapes")
     assert (city.f, city.N, city.L, city.K, city.classes, city.shared) == (50, 16, 3, 1, 19, True)
-    assert sum(p.numel() for p in itnet(dataset="camvid").parameters()) == 178_092
-    assert sum(p.numel() for p in itnet(dataset="camvid", shared=False).parameters()) == 433_307
+    assert param_count(itnet(dataset="camvid")) == 178_092
+    assert param_count(itnet(dataset="camvid", shared=False)) == 433_307
 
 
 def test_state_helper_matches_feedback_shapes():

@@ -1,26 +1,11 @@
 """Recurrent U-Net (DRU bottleneck): build, fx-trace, weight sharing, shapes, exact params/MACs."""
-from collections import Counter
-
 import pytest
 import torch
 import torch.fx
-from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from graphcost.models import get_model, list_models
 from graphcost.models.recunet import recunet
-
-
-def _params(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def _macs(m, h, w):
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(1, 3, h, w)
-        with FlopCounterMode(display=False) as fc:
-            m(x)
-    return fc.get_total_flops() // 2
+from oracles import flop_counter_macs, module_calls, param_count
 
 
 def _double_conv(cin, cout, norm=True):
@@ -58,7 +43,7 @@ def test_fx_trace_weight_sharing_and_outputs():
     torch.manual_seed(0)
     m = get_model("recunet", iterations=3).eval()
     gm = torch.fx.symbolic_trace(m)
-    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    calls = module_calls(gm)
     convs = [t for t in calls if isinstance(gm.get_submodule(t), (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     assert convs and all(calls[t] == 3 for t in convs)  # every conv (same object) runs once per iteration
     assert len(convs) == len([x for x in m.modules() if isinstance(x, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
@@ -89,17 +74,17 @@ def test_invalid_knobs(kwargs):
 
 
 def test_params_exact():
-    assert _params(get_model("recunet")) == _expected_params(11) == 783_755
-    assert _params(get_model("recunet", dataset="cityscapes")) == _expected_params(19) == 784_403
-    assert _params(recunet(dataset="camvid", base_width=4, hidden=48, iterations=5)) == _expected_params(11, 4, 48)
+    assert param_count(get_model("recunet")) == _expected_params(11) == 783_755
+    assert param_count(get_model("recunet", dataset="cityscapes")) == _expected_params(19) == 784_403
+    assert param_count(recunet(dataset="camvid", base_width=4, hidden=48, iterations=5)) == _expected_params(11, 4, 48)
     # iterations do not add parameters (weights are shared)
-    assert _params(recunet(dataset="camvid", iterations=7)) == 783_755
+    assert param_count(recunet(dataset="camvid", iterations=7)) == 783_755
 
 
 def test_macs_exact_and_linear_in_iterations():
     per_it = _expected_macs_per_iteration(11, 64, 128)
-    assert _macs(recunet(dataset="camvid", iterations=1).eval(), 64, 128) == per_it
-    assert _macs(recunet(dataset="camvid", iterations=3).eval(), 64, 128) == 3 * per_it
+    assert flop_counter_macs(recunet(dataset="camvid", iterations=1).eval(), (1, 3, 64, 128)) == per_it
+    assert flop_counter_macs(recunet(dataset="camvid", iterations=3).eval(), (1, 3, 64, 128)) == 3 * per_it
     # CamVid preset 360x480 (odd 45-row level): documented 7.079 G MACs for 3 iterations
-    assert _macs(get_model("recunet").eval(), 360, 480) == 7_079_454_720
+    assert flop_counter_macs(get_model("recunet").eval(), (1, 3, 360, 480)) == 7_079_454_720
     assert 3 * _expected_macs_per_iteration(19, 512, 1024) == 22_561_161_216
