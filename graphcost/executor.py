@@ -185,12 +185,14 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             pass
         else:
+            if address:
+                _check_reachable(address)
             try:
                 if address:
-                    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+                    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 else:
                     ray.init(num_cpus=workers or cpu_count(), include_dashboard=False,
-                             logging_level=logging.WARNING, log_to_driver=False)
+                             logging_level=logging.ERROR, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -249,6 +251,26 @@ class RayExecutor(Executor):
 
     def describe(self) -> str:
         return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an explicit ``host:port`` (or ``ray://host:port``) nobody listens on.
+
+    Ray itself keeps retrying an unreachable GCS for minutes; ``auto`` and other forms are left to Ray.
+    """
+    import socket
+
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot reach the Ray cluster at {address!r} ({reason}); check --address or start it "
+                        f"with 'ray start --head'") from None
 
 
 def _call_in_worker(fn, item):

@@ -11,8 +11,9 @@ instead of recomputed::
         if (hit := store.get(key)) is None:
             store.put(key, {"kind": "sweep-point", "model": "itnet"}, compute())
 
-Keys are SHA-256 hashes of canonical JSON of the parts plus the graphcost version, so a new
-version never reads stale costs. Results are JSON-ready dicts. :meth:`ResultStore.frame`
+Keys are SHA-256 hashes of canonical JSON of the parts plus the graphcost version and a
+fingerprint of the cost code (core, models, crossbar), so neither a new version nor an edited
+model ever reads stale costs. Results are JSON-ready dicts. :meth:`ResultStore.frame`
 returns the store as a pandas DataFrame. Only the calling process writes (workers return their
 results to it), so no cross-process locking is needed beyond SQLite's own.
 """
@@ -65,12 +66,46 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
+_FINGERPRINT: Optional[str] = None
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the source of everything that computes costs (graphcost core, passes, models, crossbar).
+
+    Part of every key, so editing a model or a cost formula never serves stale results, even
+    between releases; the figures' code (``reports``) is left out, as it computes nothing.
+    """
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import graphcost
+
+        digest = hashlib.sha256()
+        roots = [os.path.dirname(os.path.abspath(graphcost.__file__))]
+        for name in ("graphcost.models", "graphcost.crossbar"):
+            try:
+                module = __import__(name, fromlist=["__file__"])
+            except Exception:  # a half-written sibling package must not break keys
+                continue
+            roots.append(os.path.dirname(os.path.abspath(module.__file__)))
+        for root in sorted(set(roots)):
+            for folder, dirs, files in sorted(os.walk(root)):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                for name in sorted(f for f in files if f.endswith(".py")):
+                    path = os.path.join(folder, name)
+                    digest.update(os.path.relpath(path, root).encode())
+                    with open(path, "rb") as handle:
+                        digest.update(handle.read())
+        _FINGERPRINT = digest.hexdigest()
+    return _FINGERPRINT
+
+
 def result_key(kind: str, **parts: Any) -> str:
-    """Stable hash of ``kind``, the parts (model, params, input shape, dataset, spec, ...) and the version."""
+    """Stable hash of ``kind``, the parts (model, params, input shape, dataset, spec, ...), the version
+    and :func:`code_fingerprint`."""
     from . import __version__
 
-    payload = json.dumps({"kind": kind, "version": __version__, **_canonical(parts)}, sort_keys=True,
-                         separators=(",", ":"))
+    payload = json.dumps({"kind": kind, "version": __version__, "code": code_fingerprint(),
+                          **_canonical(parts)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -1,0 +1,186 @@
+"""Shared plumbing of the reports: cached analyses through the executor, output folders, figure style.
+
+Reports never compute costs themselves: an *analysis item* (zoo model, dataset, params, input)
+goes through :func:`analyse_items`, which runs :func:`analyse_item` (``graphcost.analyze``) on an
+executor and keeps the plain-data summary in the result store.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from graphcost.errors import UserError
+
+ANALYSIS_KIND = "analysis-summary"
+
+
+# --------------------------------------------------------------------------- analyses
+def analysis_item(model: str, dataset: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
+                  input_shape: Optional[Sequence[int]] = None, shared: Optional[bool] = None) -> Dict[str, Any]:
+    """A picklable work item naming one analysis (the input shape defaults to the dataset's)."""
+    from graphcost.models import dataset_preset, model_entry
+
+    entry = model_entry(model)
+    preset = dataset_preset(dataset or entry.default_dataset)
+    return {"model": model, "dataset": preset.name, "params": dict(params or {}),
+            "input_shape": list(input_shape or preset.input_shape), "shared": shared}
+
+
+def item_key(item: Mapping[str, Any], kind: str = ANALYSIS_KIND) -> str:
+    from graphcost.store import result_key
+
+    return result_key(kind, **dict(item))
+
+
+def build_item(item: Mapping[str, Any]):
+    from graphcost.resolve import ModelSpec, build
+
+    return build(ModelSpec(name=item["model"], dataset=item["dataset"], input_shape=tuple(item["input_shape"]),
+                           params=dict(item["params"]), shared=item.get("shared")))
+
+
+def summarize(result) -> Dict[str, Any]:
+    """The plain-data part of an :class:`~graphcost.Analysis` the reports use."""
+    return {
+        "params": int(result.params),
+        "macs": int(result.macs),
+        "graph_size_bytes": int(result.graph_size_bytes),
+        "latency_layers": int(result.latency_layers),
+        "input_shape": list(result.input_shape),
+        "outputs": [{"index": int(o.index), "macs": int(o.macs), "latency_layers": int(o.latency_layers),
+                     "graph_size_bytes": int(o.graph_size_bytes)} for o in result.outputs],
+    }
+
+
+def analyse_item(item: Mapping[str, Any]) -> Dict[str, Any]:
+    """``graphcost.analyze`` of one item, summarised. Top-level so executors can ship it."""
+    from graphcost.analysis import analyze
+
+    built = build_item(item)
+    return summarize(analyze(built.module, built.input_shape, name=item["model"]))
+
+
+def run_cached(items: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Dict[str, Any]], kind: str,
+               executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
+    """``[fn(item) for item in items]`` with the store in front and the executor behind; input order."""
+    from graphcost.executor import InlineExecutor
+    from graphcost.store import NullStore
+
+    executor = executor or InlineExecutor()
+    store = store if store is not None else NullStore()
+    keys = [item_key(item, kind) for item in items]
+    found = store.get_many(keys)
+    results: List[Optional[Dict[str, Any]]] = [found.get(k) for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    done = len(items) - len(todo)
+    if progress is not None:
+        progress(done, len(items))
+    for j, result in executor.as_completed(fn, [items[i] for i in todo]):
+        i = todo[j]
+        results[i] = result
+        store.put(keys[i], {"kind": kind, "model": items[i]["model"]}, result)
+        done += 1
+        if progress is not None:
+            progress(done, len(items))
+    return [r for r in results if r is not None]
+
+
+def analyse_items(items: Sequence[Mapping[str, Any]], executor=None, store=None, progress=None
+                  ) -> List[Dict[str, Any]]:
+    """Summaries of :func:`analyse_item` for every item, from the store where possible."""
+    return run_cached(items, analyse_item, ANALYSIS_KIND, executor, store, progress)
+
+
+# --------------------------------------------------------------------------- output folders
+def check_out_dir(path: str) -> str:
+    """Create ``path`` if needed and make sure files can be written there, else :class:`UserError`."""
+    path = os.path.abspath(path or ".")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--out {path!r} is a file, not a folder; give a folder to write into")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".graphcost-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot write to --out {path!r} ({reason}); choose a writable folder") from None
+    return path
+
+
+def write_files(out_dir: str, writers: Mapping[str, Callable[[str], None]]) -> List[str]:
+    """Write every file to a temporary name first, then move them all into place: all or nothing.
+
+    ``writers`` maps a file name (inside ``out_dir``) to ``write(tmp_path)``.
+    """
+    staged: List[Tuple[str, str]] = []
+    try:
+        for name, write in writers.items():
+            final = os.path.join(out_dir, name)
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".graphcost-", suffix=os.path.splitext(name)[1])
+            os.close(fd)
+            staged.append((tmp, final))
+            write(tmp)
+        mode = _file_mode()
+        for tmp, final in staged:
+            os.chmod(tmp, mode)  # mkstemp makes 0600 files; outputs get the usual umask-based mode
+            os.replace(tmp, final)
+    except OSError as exc:
+        raise UserError(f"cannot write into {out_dir!r} ({exc.strerror or exc}); choose a writable folder") \
+            from None
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return [os.path.join(out_dir, name) for name in writers]
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def figure_writers(fig, stem: str, frame=None) -> Dict[str, Callable[[str], None]]:
+    """Writers for ``STEM.png``, ``STEM.svg`` and (with ``frame``) ``STEM.csv``."""
+    writers: Dict[str, Callable[[str], None]] = {
+        f"{stem}.png": lambda p: fig.savefig(p, format="png", dpi=200),
+        f"{stem}.svg": lambda p: fig.savefig(p, format="svg"),
+    }
+    if frame is not None:
+        writers[f"{stem}.csv"] = lambda p: frame.to_csv(p, index=False)
+    return writers
+
+
+# --------------------------------------------------------------------------- style
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (never a display), with a compact paper style."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "font.size": 7.5, "axes.titlesize": 8, "axes.labelsize": 7.5, "legend.fontsize": 6.5,
+        "xtick.labelsize": 6.5, "ytick.labelsize": 6.5, "lines.markersize": 4.5, "lines.linewidth": 1.2,
+        "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5, "savefig.bbox": "tight",
+        "svg.fonttype": "none", "figure.dpi": 100,
+    })
+    return plt
+
+
+#: One colour and marker per model family, shared by every figure.
+STYLE = {
+    "itnet": ("#d62728", "o"),
+    "itnet-independent": ("#9467bd", "s"),
+    "enet": ("#1f77b4", "^"),
+    "espnetv2": ("#2ca02c", "D"),
+    "cgnet": ("#ff7f0e", "v"),
+    "recunet": ("#8c564b", "P"),
+}
+_EXTRA = [("#17becf", "X"), ("#e377c2", "h"), ("#7f7f7f", "*"), ("#bcbd22", "p")]
+
+
+def style_for(key: str, index: int = 0) -> Tuple[str, str]:
+    return STYLE.get(key, _EXTRA[index % len(_EXTRA)])

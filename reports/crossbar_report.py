@@ -1,0 +1,113 @@
+"""Crossbar report: arrays needed and throughput against the chip size M, several models in one plot.
+
+Each model is traced once and mapped onto crossbar arrays (``graphcost.crossbar.mapping``);
+:func:`graphcost.crossbar.perf.performance` then gives, for every chip size M (arrays), whether
+the graph fits, the pipelined throughput, and how many arrays must be re-programmed per frame
+when it does not. The paper's central claim made visible: ItNet's loop-keeping graph fits on a
+small chip and runs at full rate there, while the baselines need far more arrays or must
+rewrite weights every frame.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .common import build_item, figure_writers, pyplot, run_cached, style_for, write_files
+
+CURVE_KIND = "crossbar-curve"
+
+
+def chip_sizes(needed: int, points: int = 36) -> List[int]:
+    """Chip sizes M from 1 to 8x ``needed`` (log-spaced), plus ``needed - 1`` and ``needed``."""
+    top = max(8 * needed, 16)
+    sizes = {max(1, int(round(10 ** (math.log10(top) * i / (points - 1))))) for i in range(points)}
+    sizes |= {needed, max(1, needed - 1)}
+    return sorted(sizes)
+
+
+def crossbar_curve(item: Mapping[str, Any]) -> Dict[str, Any]:
+    """Map one model and evaluate it on every chip size. Top-level: runs in executor workers."""
+    from graphcost.crossbar.mapping import map_trace
+    from graphcost.crossbar.perf import performance
+    from graphcost.crossbar.specs import ArraySpec, ChipSpec
+    from graphcost.tracing import trace
+
+    built = build_item(item)
+    t = trace(built.module, built.input_shape)
+    rows, cols = item["crossbar"]
+    mapping = map_trace(t, ArraySpec(int(rows), int(cols)), item.get("depthwise") or "dense", name=item["model"])
+    needed = int(mapping.arrays_used)
+    chip_kw = {k: item[k] for k in ("mvm_latency_ns", "write_ns_per_row") if item.get(k) is not None}
+    curve = []
+    for m in chip_sizes(needed):
+        perf = performance(mapping, ChipSpec(arrays=m, **chip_kw))
+        curve.append({"arrays": m, "fits": bool(perf.fits), "throughput_fps": float(perf.throughput_fps),
+                      "latency_s": float(perf.latency_s), "rewritten_arrays": int(perf.rewritten_arrays),
+                      "rewrite_s": float(perf.rewrite_s)})
+    full = performance(mapping, ChipSpec(arrays=None, **chip_kw))
+    return {"arrays_needed": needed, "utilization": float(mapping.utilization),
+            "resident_fps": float(full.throughput_fps), "latency_s": float(full.latency_s), "curve": curve}
+
+
+def curves(items: Sequence[Mapping[str, Any]], executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
+    return run_cached(items, crossbar_curve, CURVE_KIND, executor, store, progress)
+
+
+def frame(items: Sequence[Mapping[str, Any]], labels: Sequence[str], results: Sequence[Dict[str, Any]]):
+    """Points CSV: one row per model and chip size."""
+    import pandas as pd
+
+    rows = []
+    for item, label, res in zip(items, labels, results):
+        for point in res["curve"]:
+            rows.append({"label": label, "model": item["model"], "dataset": item["dataset"],
+                         "input_shape": "x".join(str(d) for d in item["input_shape"]),
+                         "crossbar": "x".join(str(d) for d in item["crossbar"]),
+                         "arrays_needed": res["arrays_needed"], "resident_fps": res["resident_fps"], **point})
+    return pd.DataFrame(rows)
+
+
+def plot(items, labels, results, title: str):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(7.16, 2.7))
+    ax_fps, ax_rw = axes
+    for i, (item, label, res) in enumerate(zip(items, labels, results)):
+        key = item["model"] if item.get("shared") is not False else f"{item['model']}-independent"
+        colour, marker = style_for(key, i)
+        xs = [p["arrays"] for p in res["curve"]]
+        text = f"{label}: {res['arrays_needed']:,} arrays"
+        ax_fps.plot(xs, [p["throughput_fps"] for p in res["curve"]], color=colour, label=text, linewidth=1.1)
+        ax_fps.plot([res["arrays_needed"]], [res["resident_fps"]], color=colour, marker=marker, linestyle="none",
+                    markeredgecolor="black", markeredgewidth=0.4)
+        ax_fps.axvline(res["arrays_needed"], color=colour, linestyle=":", linewidth=0.8)
+        rewritten = [max(p["rewritten_arrays"], 0) for p in res["curve"]]
+        ax_rw.plot(xs, [r if r > 0 else math.nan for r in rewritten], color=colour, linewidth=1.1, label=text)
+        ax_rw.plot([res["arrays_needed"]], [1], color=colour, marker=marker, linestyle="none",
+                   markeredgecolor="black", markeredgewidth=0.4)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("chip size M (crossbar arrays)")
+    ax_fps.set_ylabel("throughput (frames/s)")
+    ax_fps.set_title("a) throughput; marker: the graph fits (no rewrites)", loc="left", fontsize=7.5)
+    ax_rw.set_ylabel("arrays re-programmed per frame")
+    ax_rw.set_title("b) weight rewrites per frame (marker: fits, none)", loc="left", fontsize=7.5)
+    handles, names = ax_fps.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title, fontsize=8.5)
+    rows = math.ceil(len(names) / 3)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * rows, 1, 1))
+    return fig
+
+
+def run(items, labels, out_dir: Optional[str], title: str, executor=None, store=None, progress=None):
+    results = curves(items, executor, store, progress)
+    points = frame(items, labels, results)
+    written: List[str] = []
+    if out_dir is not None:
+        fig = plot(items, labels, results, title)
+        try:
+            written = write_files(out_dir, figure_writers(fig, "crossbar", points))
+        finally:
+            pyplot().close(fig)
+    return results, points, written

@@ -1,0 +1,81 @@
+import sys
+import time
+
+import pytest
+
+from graphcost import UserError
+from graphcost.executor import InlineExecutor, LocalExecutor, ProgressBar, make_executor
+
+
+def square(x):
+    return x * x
+
+
+def slow_first(x):
+    # Items finish in reverse order: the first sleeps longest.
+    time.sleep(0.05 * (3 - x) if x < 3 else 0)
+    return x * 10
+
+
+def fail_on_two(x):
+    if x == 2:
+        raise UserError("item two is bad")
+    return x
+
+
+def test_workers_one_runs_inline_in_order():
+    with make_executor("local", workers=1) as ex:
+        assert isinstance(ex, InlineExecutor)
+        assert ex.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
+def test_local_pool_returns_input_order_and_reports_progress():
+    seen = []
+    with make_executor("local", workers=2) as ex:
+        assert isinstance(ex, LocalExecutor) and ex.workers == 2
+        out = ex.map(slow_first, [0, 1, 2, 3], progress=lambda done, total: seen.append((done, total)))
+        assert out == [0, 10, 20, 30]
+        order = [i for i, _ in ex.as_completed(slow_first, [0, 1, 2, 3])]
+        assert sorted(order) == [0, 1, 2, 3]
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert ex._pool is None  # the context manager closed the pool
+
+
+def test_worker_user_error_arrives_as_itself():
+    with make_executor("local", workers=2) as ex:
+        with pytest.raises(UserError, match="item two is bad"):
+            ex.map(fail_on_two, [0, 1, 2, 3])
+
+
+def test_bad_kinds_and_options_are_user_errors():
+    with pytest.raises(UserError, match="unknown executor"):
+        make_executor("spark")
+    with pytest.raises(UserError, match="--address is for --executor ray"):
+        make_executor("local", address="auto")
+    with pytest.raises(UserError, match="at least 1"):
+        make_executor("local", workers=0)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(UserError, match=r"pip install -e '\.\[ray\]'"):
+        make_executor("ray")
+
+
+def test_progress_bar_is_silent_off_a_terminal(capsys):
+    with ProgressBar("x", 3, enabled=False) as bar:
+        bar(1, 3)
+        bar(3, 3)
+    assert capsys.readouterr().err == ""
+
+
+def test_unreachable_ray_address_fails_fast():
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="cannot reach the Ray cluster"):
+        make_executor("ray", address=f"127.0.0.1:{port}")
+    assert time.perf_counter() - start < 30
