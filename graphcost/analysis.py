@@ -65,7 +65,8 @@ class Analysis:
         d["input_shape"] = list(self.input_shape)
         d["outputs"] = [
             {"index": o.index, "macs": o.macs, "latency_layers": o.latency_layers,
-             "graph_size_bytes": o.graph_size_bytes, "other_ops": o.other_ops, "shape": list(o.shape)}
+             "graph_size_bytes": o.graph_size_bytes, "params": o.params, "other_ops": o.other_ops,
+             "shape": list(o.shape)}
             for o in self.outputs
         ]
         d["layers"] = [asdict(layer) for layer in self.layers]

@@ -49,6 +49,13 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
 
 
+def output_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str, write) -> None:
     """Call ``write(tmp_path)`` then move the file into place: never a half-written output."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
@@ -56,6 +63,7 @@ def write_atomic(path: str, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, output_file_mode())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

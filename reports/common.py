@@ -11,6 +11,7 @@ import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
+from graphcost.render import output_file_mode
 
 ANALYSIS_KIND = "analysis-summary"
 
@@ -122,7 +123,7 @@ def write_files(out_dir: str, writers: Mapping[str, Callable[[str], None]]) -> L
             os.close(fd)
             staged.append((tmp, final))
             write(tmp)
-        mode = _file_mode()
+        mode = output_file_mode()
         for tmp, final in staged:
             os.chmod(tmp, mode)  # mkstemp makes 0600 files; outputs get the usual umask-based mode
             os.replace(tmp, final)
@@ -134,12 +135,6 @@ def write_files(out_dir: str, writers: Mapping[str, Callable[[str], None]]) -> L
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return [os.path.join(out_dir, name) for name in writers]
-
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def figure_writers(fig, stem: str, frame=None) -> Dict[str, Callable[[str], None]]:

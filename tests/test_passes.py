@@ -137,3 +137,10 @@ def test_random_conv_stacks_against_direct_formula(layers, size, repeat):
     assert a.graph_size_bytes == expected_bytes
     assert a.params == sum(p.numel() for p in model.parameters())
     assert a.latency_layers == len(layers) + repeat
+
+
+def test_per_output_params_count_only_the_layers_each_output_needs():
+    a = graphcost.analyze(AnytimeNet(3), (1, 3, 16, 16))
+    stem, block, head = 8 * 27 + 8, 8 * 72 + 8, 2 * 8 + 2
+    assert [o.params for o in a.outputs] == [stem + block + head] * 3
+    assert a.params == stem + block + 3 * head

@@ -14,6 +14,7 @@ from ..tracing import Trace
 from .graph_size import graph_size_bytes
 from .latency import longest_path_layers
 from .macs import macs, other_ops
+from .params import params
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class OutputCost:
     other_ops: int
     latency_layers: int
     graph_size_bytes: int
+    params: int
 
 
 def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False
@@ -46,5 +48,6 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
             latency_layers=depth[out],
             graph_size_bytes=graph_size_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers,
                                               nodes=needed),
+            params=params(trace, needed),
         ))
     return costs
