@@ -1,0 +1,92 @@
+"""Simulated crossbar forward vs the float forward, same process: ItNet and torchvision resnet18.
+
+    python benchmarks/bench_crossbar.py                  # noise none (the CLI default) and pcm
+    python benchmarks/bench_crossbar.py --noise none --repeats 15
+
+Spec: 256x256 arrays, 8-bit weights in 2-bit cells, differential pairs, 8-bit DAC / ADC (the
+``graphcost map`` defaults), fast ADC mode, dense depthwise mapping (``--depthwise`` to change);
+noise ``none`` (the CLI default) and ``pcm`` (programming, read noise and drift; with
+programming noise the zero cells of dense / packed depthwise blocks are simulated too, which
+costs ItNet, whose depthwise convs then cost ~25x their MACs, the most). Models: the default ItNet
+(CamVid preset: shared, N=16, L=3, K=1, f=51) at 1x3x192x256 and resnet18 at 1x3x224x224.
+Float and simulated runs are interleaved after a warm-up (so a busy machine slows both alike);
+the script prints the median (and minimum) wall time of each and their ratio. The target is a
+simulated forward within 3x of the float one. Timings are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def _time_pair(f_float, f_sim, repeats: int, warmup: int = 2):
+    for _ in range(warmup):
+        f_float()
+        f_sim()
+    a, b = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f_float()
+        a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        f_sim()
+        b.append(time.perf_counter() - t)
+    return a, b
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--noise", choices=("none", "pcm", "both"), default="both")
+    p.add_argument("--itnet-input", default="192x256", help="HxW of the ItNet input (multiple of 8)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--models", default="itnet,resnet18")
+    p.add_argument("--depthwise", default="dense", help="grouped-conv strategy: dense, packed, time-multiplexed")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import torchvision
+
+    from graphcost.crossbar.simulate import CrossbarModel
+    from graphcost.crossbar.specs import ArraySpec, NoiseSpec
+    from graphcost.models import get_model
+
+    h, w = (int(v) for v in args.itnet_input.lower().split("x"))
+    builders = {
+        "itnet": (lambda: get_model("itnet"), (1, 3, h, w)),
+        "resnet18": (lambda: torchvision.models.resnet18(weights=None), (1, 3, 224, 224)),
+    }
+    noises = {"none": NoiseSpec.none(), "pcm": NoiseSpec.pcm()}
+    chosen = list(noises) if args.noise == "both" else [args.noise]
+    array = ArraySpec(256, 256)  # 8-bit weights, 2-bit cells, differential, 8-bit DAC/ADC
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; array {array.label}, "
+          f"{array.weight_bits}-bit weights / {array.cell_bits}-bit cells, DAC {array.dac_bits} / ADC "
+          f"{array.adc_bits} bits, {args.depthwise} depthwise; median (min) of {args.repeats} interleaved runs")
+    print(f"{'model':10s} {'input':>14s} {'noise':>5s} {'build s':>8s} {'float ms':>16s} {'simulated ms':>16s} "
+          f"{'ratio':>6s} {'(min)':>6s}")
+    torch.manual_seed(0)
+    for name in args.models.split(","):
+        build, shape = builders[name]
+        model = build().eval()
+        x = torch.rand(shape)
+        for noise_name in chosen:
+            t = time.perf_counter()
+            sim = CrossbarModel(model, array, noises[noise_name], seed=0, depthwise=args.depthwise)
+            with torch.inference_mode():
+                sim.calibrate(x)
+            built = time.perf_counter() - t
+            with torch.inference_mode():
+                a, b = _time_pair(lambda: model(x), lambda: sim(x), args.repeats)
+            fa, fb = statistics.median(a), statistics.median(b)
+            print(f"{name:10s} {'x'.join(map(str, shape)):>14s} {noise_name:>5s} {built:8.2f} "
+                  f"{fa * 1e3:8.1f} ({min(a) * 1e3:5.1f}) {fb * 1e3:8.1f} ({min(b) * 1e3:5.1f}) "
+                  f"{fb / fa:6.2f} {min(b) / min(a):6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,359 @@
+"""Accuracy of a network simulated on crossbar arrays: mIoU and fidelity mIoU per anytime output.
+
+:func:`evaluate_accuracy` runs the float model and ``config.trials`` simulated copies
+(:class:`~graphcost.crossbar.simulate.CrossbarModel`, one noise seed each: ``config.seed + trial``)
+on an evaluation set (:mod:`.data`) and reports, for every output of the model (ItNet returns one
+per iteration),
+
+* ``miou`` — the simulated model's mIoU against the labels (pixels labelled 255 ignored);
+* ``fidelity_miou`` — the mIoU of the simulated model's predictions against the float model's
+  predictions (every pixel counts): 1.0 means the hardware changes no decision;
+* ``float_miou`` — the float model's mIoU (the same for every trial),
+
+each as the mean and the (population, ``ddof=0``) standard deviation over trials. The mIoU is the
+dataset mIoU: one confusion matrix over all pixels of all images, IoU per class over the classes
+present in the labels or the predictions, averaged.
+
+A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
+executor (:func:`graphcost.executor.make_executor`) can run trials in other processes or on Ray
+workers; ``executor=None`` runs them here, one after the other.
+
+Weights: :func:`load_weights` loads a state dict (one clear :class:`~graphcost.UserError` for a
+missing, unreadable or mismatching file); :func:`shipped_checkpoint_for` names the checkpoint
+shipped for the default ItNet (trained on the synthetic set by ``python -m
+graphcost.crossbar.train``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphcost.errors import UserError
+
+from .data import IGNORE_INDEX, open_dataset
+from .specs import ArraySpec, NoiseSpec
+
+__all__ = ["AccuracyConfig", "AccuracyResult", "OutputAccuracy", "TrialState", "TrialResult", "evaluate_accuracy",
+           "run_trial", "confusion_matrix", "miou", "load_weights", "default_weights_path",
+           "shipped_checkpoint_for", "SHIPPED_CONFIG", "EVAL_BATCH"]
+
+#: Images per forward pass during evaluation (and the calibration batch: the first one).
+EVAL_BATCH = 4
+
+
+@dataclass(frozen=True)
+class AccuracyConfig:
+    """What to simulate and on which data (built by ``graphcost map --accuracy``)."""
+
+    array: ArraySpec
+    noise: NoiseSpec
+    data: str = "synthetic"  # "synthetic" | "camvid:PATH" | "cityscapes:PATH"
+    samples: int = 8
+    trials: int = 3
+    seed: int = 0
+    classes: int = 11
+    depthwise: str = "dense"
+
+    def __post_init__(self):
+        if self.samples < 1:
+            raise UserError(f"--samples must be at least 1, got {self.samples}")
+        if self.trials < 1:
+            raise UserError(f"--trials must be at least 1, got {self.trials}")
+
+
+# --------------------------------------------------------------------------- mIoU
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, classes: int,
+                     ignore_index: Optional[int] = IGNORE_INDEX) -> torch.Tensor:
+    """``classes x classes`` counts, rows = target, columns = prediction (one ``bincount``).
+
+    Target pixels equal to ``ignore_index`` (or outside ``[0, classes)``) are skipped.
+    """
+    t = target.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    keep = (t >= 0) & (t < classes) & (p >= 0) & (p < classes)
+    if ignore_index is not None:
+        keep &= t != ignore_index
+    return torch.bincount(t[keep] * classes + p[keep], minlength=classes * classes).view(classes, classes)
+
+
+def miou(confusion: torch.Tensor) -> float:
+    """Mean IoU over the classes present in the target or the prediction (0.0 if none).
+
+    >>> miou(torch.tensor([[3, 1], [0, 4]]))   # IoU 3/4 and 4/5
+    0.775
+    """
+    conf = confusion.double()
+    tp = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - tp
+    present = union > 0
+    if not bool(present.any()):
+        return 0.0
+    return round(float((tp[present] / union[present]).mean()), 12)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class OutputAccuracy:
+    """One anytime output: means and stds over trials."""
+
+    index: int  # from 1
+    miou: float
+    fidelity_miou: float
+    miou_std: float
+    fidelity_std: float
+    float_miou: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Plain data: per-output accuracies plus the headline numbers of the last output."""
+
+    outputs: Tuple[OutputAccuracy, ...]
+    trials: int
+    samples: int
+    data: str
+    trial_miou: Tuple[Tuple[float, ...], ...] = ()      # [trial][output]
+    trial_fidelity: Tuple[Tuple[float, ...], ...] = ()  # [trial][output]
+
+    @property
+    def miou(self) -> float:
+        return self.outputs[-1].miou
+
+    @property
+    def fidelity_miou(self) -> float:
+        return self.outputs[-1].fidelity_miou
+
+    @property
+    def std(self) -> float:
+        return self.outputs[-1].miou_std
+
+    @property
+    def float_miou(self) -> float:
+        return self.outputs[-1].float_miou
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "miou": self.miou,
+            "fidelity_miou": self.fidelity_miou,
+            "std": self.std,
+            "fidelity_std": self.outputs[-1].fidelity_std,
+            "float_miou": self.float_miou,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "trials": self.trials,
+            "samples": self.samples,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """Everything a trial needs besides the config: picklable (ships to process / Ray workers)."""
+
+    model: nn.Module
+    images: torch.Tensor              # (S, C, H, W)
+    labels: torch.Tensor              # (S, H, W), 255 = ignore
+    float_preds: Tuple[torch.Tensor, ...]  # per output: (S, H, W) uint8/int64 class ids
+    classes: int
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    trial: int
+    seed: int
+    miou: Tuple[float, ...]       # per output
+    fidelity: Tuple[float, ...]   # per output
+
+
+# --------------------------------------------------------------------------- running
+def _as_outputs(out) -> List[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, torch.Tensor) for o in out):
+        return list(out)
+    if isinstance(out, dict) and out and all(isinstance(o, torch.Tensor) for o in out.values()):
+        return list(out.values())
+    raise UserError(f"the model returns {type(out).__name__}; --accuracy needs logits (N x C x H x W) or a list "
+                    f"of them")
+
+
+def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], channels: Optional[list] = None
+             ) -> List[torch.Tensor]:
+    """Per output: class ids ``(S, H, W)`` (uint8 where classes fit), in batches of :data:`EVAL_BATCH`.
+    ``channels`` (a list) receives the logits' channel count of every output."""
+    per_output: List[List[torch.Tensor]] = []
+    for start in range(0, images.shape[0], EVAL_BATCH):
+        outs = _as_outputs(model(images[start:start + EVAL_BATCH]))
+        if not per_output:
+            per_output = [[] for _ in outs]
+            if channels is not None:
+                channels.extend(int(o.shape[1]) if o.dim() > 1 else 0 for o in outs)
+        for acc, logits in zip(per_output, outs):
+            if logits.dim() != 4:
+                raise UserError(f"--accuracy needs N x C x H x W logits, the model returns shape "
+                                f"{tuple(logits.shape)}")
+            if tuple(logits.shape[-2:]) != tuple(size):
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            pred = logits.argmax(1)
+            acc.append(pred.to(torch.uint8) if logits.shape[1] <= 256 else pred)
+    return [torch.cat(p) for p in per_output]
+
+
+def run_trial(config: AccuracyConfig, state: TrialState, trial: int) -> TrialResult:
+    """One Monte-Carlo trial: program the arrays with seed ``config.seed + trial``, evaluate."""
+    from .simulate import CrossbarModel
+
+    seed = config.seed + trial
+    with torch.inference_mode():
+        sim = CrossbarModel(state.model, config.array, config.noise, seed=seed, depthwise=config.depthwise)
+        sim.calibrate(state.images[:EVAL_BATCH])
+        preds = _predict(sim, state.images, tuple(state.labels.shape[-2:]))
+    if len(preds) != len(state.float_preds):
+        raise RuntimeError("the simulated model returned a different number of outputs than the float model")
+    mious = tuple(miou(confusion_matrix(p, state.labels, state.classes)) for p in preds)
+    fids = tuple(miou(confusion_matrix(p, f, state.classes, ignore_index=None))
+                 for p, f in zip(preds, state.float_preds))
+    return TrialResult(trial, seed, mious, fids)
+
+
+def _run_trial_item(item: Tuple[AccuracyConfig, TrialState, int]) -> TrialResult:
+    """Executor entry point (top level, so it pickles): ``run_trial(*item)``."""
+    return run_trial(*item)
+
+
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+
+
+def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None,
+                      progress: Optional[Callable[[int, int], None]] = None) -> AccuracyResult:
+    """Float and simulated mIoU (and fidelity mIoU) per output, mean and std over ``config.trials``."""
+    dataset = open_dataset(config.data, config.samples, classes=config.classes)
+    images, labels = dataset.tensors()
+    model = model.eval()
+    channels: List[int] = []
+    with torch.inference_mode():
+        float_preds = _predict(model, images, tuple(labels.shape[-2:]), channels)
+    if channels[-1] != dataset.classes:
+        raise UserError(f"the model predicts {channels[-1]} classes but the {dataset.name} data has "
+                        f"{dataset.classes}; build the model with --param classes={dataset.classes}")
+    float_mious = [miou(confusion_matrix(p, labels, dataset.classes)) for p in float_preds]
+    state = TrialState(model, images, labels, tuple(float_preds), dataset.classes)
+    items = [(config, state, t) for t in range(config.trials)]
+    if executor is None:
+        results = []
+        for i, item in enumerate(items):
+            results.append(_run_trial_item(item))
+            if progress is not None:
+                progress(i + 1, len(items))
+    else:
+        results = list(executor.map(_run_trial_item, items, progress=progress))
+    outputs = []
+    for k, float_miou in enumerate(float_mious):
+        m, m_std = _mean_std([r.miou[k] for r in results])
+        f, f_std = _mean_std([r.fidelity[k] for r in results])
+        outputs.append(OutputAccuracy(k + 1, m, f, m_std, f_std, float_miou))
+    return AccuracyResult(tuple(outputs), config.trials, len(dataset), config.data,
+                          tuple(r.miou for r in results), tuple(r.fidelity for r in results))
+
+
+# --------------------------------------------------------------------------- weights
+#: The model configuration the shipped checkpoint was trained for (``graphcost map itnet``).
+SHIPPED_CONFIG: Dict[str, Any] = {"shared": True, "N": 16, "L": 3, "K": 1, "f": 51, "classes": 11}
+SHIPPED_NAME = "itnet_camvid_synthetic.pt"
+
+
+def default_weights_path() -> Path:
+    """The shipped ItNet checkpoint (default ItNet, CamVid preset, trained on the synthetic set)."""
+    return Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
+
+
+def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] = None,
+                           dataset: Optional[str] = None) -> Optional[Path]:
+    """The shipped checkpoint if ``model_name`` with ``params`` is the default ItNet, else ``None``.
+
+    ``params`` are the builder keyword arguments the user gave (``None`` values = defaults);
+    ``dataset`` the preset (``None`` or ``"camvid"``).
+
+    >>> shipped_checkpoint_for("itnet", {"N": 16}).name
+    'itnet_camvid_synthetic.pt'
+    >>> shipped_checkpoint_for("itnet", {"N": 8}) is None, shipped_checkpoint_for("enet") is None
+    (True, True)
+    """
+    if model_name != "itnet" or dataset not in (None, "camvid"):
+        return None
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if key not in SHIPPED_CONFIG or SHIPPED_CONFIG[key] != value or type(value) is not type(SHIPPED_CONFIG[key]):
+            return None
+    path = default_weights_path()
+    return path if path.is_file() else None
+
+
+def load_weights(model: nn.Module, path) -> nn.Module:
+    """Load the state dict in ``path`` into ``model`` (strict); returns ``model``.
+
+    Accepts a plain state dict or a dict holding one under ``"state_dict"`` / ``"model"``; a
+    ``module.`` prefix (DataParallel) is stripped. Raises :class:`~graphcost.UserError` with one
+    sentence for a missing or unreadable file, or one that does not fit the model.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"weights file {path!r} does not exist; pass a state dict saved with "
+                        f"torch.save(model.state_dict(), FILE)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read weights file {path!r} ({reason[:120]}); it must be a state dict saved "
+                        f"with torch.save(model.state_dict(), FILE)") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                       for k, v in obj.items()):
+        raise UserError(f"weights file {path!r} does not hold a state dict (a mapping of parameter names to "
+                        f"tensors); save one with torch.save(model.state_dict(), FILE)")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in obj]
+    unexpected = [k for k in obj if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
+        raise UserError(f"weights file {path!r} does not fit the model: {' and '.join(parts)} keys; was it saved "
+                        f"from the same model with the same --param values?")
+    for key, value in obj.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise UserError(f"weights file {path!r} does not fit the model: {key!r} has shape "
+                            f"{tuple(value.shape)}, the model expects {tuple(expected[key].shape)}")
+    model.load_state_dict(obj, strict=True)
+    return model
+
+
+def checkpoint_metadata(path=None) -> Optional[Dict[str, Any]]:
+    """The JSON written next to a checkpoint by the training script (``None`` if there is none)."""
+    meta = Path(path or default_weights_path()).with_suffix(".json")
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,197 @@
+"""CrossbarModel: exactness at 16 bits, noise model, weight sharing, reproducibility, vectorisation."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import graphcost
+from graphcost.crossbar.simulate import CrossbarModel, DRIFT_T0_SECONDS
+from graphcost.crossbar.specs import ArraySpec, NoiseSpec
+from graphcost.models import get_model
+
+
+def exact(rows=256, cols=256, **kw) -> ArraySpec:
+    return ArraySpec(rows, cols, weight_bits=16, cell_bits=16, dac_bits=16, adc_bits=16, **kw)
+
+
+def rel_err(a, b) -> float:
+    if isinstance(a, (list, tuple)):
+        return max(rel_err(x, y) for x, y in zip(a, b))
+    return float((a - b).abs().max() / b.abs().max())
+
+
+class Mixed(nn.Module):
+    """Every simulated layer type: conv, depthwise, grouped, transposed conv, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 30, 3, padding=1)
+        self.dw = nn.Conv2d(30, 30, 3, padding=1, groups=30)
+        self.grouped = nn.Conv2d(30, 12, 3, padding=1, groups=3, bias=False)
+        self.up = nn.ConvTranspose2d(12, 5, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Linear(5, 4)
+
+    def forward(self, x):
+        y = self.up(self.grouped(torch.relu(self.dw(torch.relu(self.stem(x))))))
+        return self.head(y.mean((2, 3))), y
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    torch.manual_seed(0)
+    return Mixed().eval()
+
+
+@pytest.mark.parametrize("depthwise", ["dense", "packed", "time-multiplexed"])
+@pytest.mark.parametrize("kw", [{}, {"differential": False}, {"analog_bias": True}, {"slice_adc": True},
+                                {"differential": False, "analog_bias": True, "slice_adc": True}])
+def test_16_bit_noise_free_equals_float(mixed, depthwise, kw):
+    kw = dict(kw)
+    slice_adc = kw.pop("slice_adc", False)
+    x = torch.rand(2, 3, 12, 16)
+    # small arrays: every layer spans several tiles (kernels cut across tiles, packed groups, ...)
+    sim = CrossbarModel(mixed, exact(32, 64, **kw), NoiseSpec(), depthwise=depthwise, slice_adc=slice_adc)
+    with torch.no_grad():
+        sim.calibrate(x)
+        assert rel_err(sim(x), mixed(x)) < 1e-3
+    assert any(layer.T > 1 for layer in sim.analog_layers.values())
+
+
+def test_16_bit_tiny_itnet_equals_float():
+    torch.manual_seed(0)
+    net = get_model("itnet", N=2, f=8).eval()
+    x = torch.rand(2, 3, 32, 48)
+    sim = CrossbarModel(net, exact(), NoiseSpec())
+    with torch.no_grad():
+        sim.calibrate(x)
+        out, ref = sim(x), net(x)
+    assert len(out) == 2
+    assert rel_err(out, ref) < 1e-3
+
+
+def test_quantisation_error_shrinks_with_bits(mixed):
+    x = torch.rand(2, 3, 12, 16)
+    with torch.no_grad():
+        ref = mixed(x)[1]
+        errs = []
+        for bits in (4, 6, 8, 12):
+            a = ArraySpec(64, 64, weight_bits=bits, cell_bits=2, dac_bits=bits, adc_bits=bits)
+            sim = CrossbarModel(mixed, a, NoiseSpec())
+            sim.calibrate(x)
+            errs.append(rel_err(sim(x)[1], ref))
+    assert errs == sorted(errs, reverse=True) and errs[-1] < 0.01 < errs[0]
+
+
+def test_same_seed_same_result_other_seed_differs(mixed):
+    x = torch.rand(2, 3, 12, 16)
+    noise = NoiseSpec.rram()
+    a = CrossbarModel(mixed, ArraySpec(32, 64), noise, seed=3)
+    b = CrossbarModel(mixed, ArraySpec(32, 64), noise, seed=3)
+    c = CrossbarModel(mixed, ArraySpec(32, 64), noise, seed=4)
+    with torch.no_grad():
+        ya, yb, yc = a(x)[1], b(x)[1], c(x)[1]
+    assert torch.equal(ya, yb)
+    assert not torch.allclose(ya, yc)
+
+
+class Loop(nn.Module):
+    """One conv called three times (a weight-shared loop) on the same input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, padding=1)
+
+    def forward(self, x):
+        return [self.conv(x) for _ in range(3)]
+
+
+def test_loop_keeps_one_programmed_array_read_noise_is_fresh():
+    torch.manual_seed(1)
+    net, x = Loop().eval(), torch.rand(1, 4, 8, 8)
+    with torch.no_grad():
+        prog = CrossbarModel(net, ArraySpec(256, 256), NoiseSpec(programming=0.05))
+        outs = prog(x)
+        assert len(prog.analog_layers) == 1
+        assert torch.equal(outs[0], outs[1]) and torch.equal(outs[1], outs[2])  # the same physical array
+        assert not torch.allclose(outs[0], net(x)[0], atol=1e-4)  # ...which is noisy
+        read = CrossbarModel(net, ArraySpec(256, 256), NoiseSpec(read=0.05))
+        outs = read(x)
+        assert not torch.allclose(outs[0], outs[1])  # read noise is drawn for every MVM
+
+
+def test_tied_weights_share_the_array():
+    a = nn.Linear(8, 8, bias=False)
+    b = nn.Linear(8, 8, bias=False)
+    b.weight = a.weight
+    net = nn.Sequential(a, nn.ReLU(), b)
+    sim = CrossbarModel(net, ArraySpec(256, 256), NoiseSpec(programming=0.1))
+    layers = list(sim.analog_layers.values())
+    assert len(layers) == 2 and layers[0].weight is layers[1].weight
+
+
+def test_read_noise_std_matches_the_formula():
+    # one linear layer, one tile, 16-bit single-slice differential cells: every output carries
+    # N(0, (read * D * (2**16 - 1))**2 * 2 * sum_i x_i**2) on top of the exact result
+    torch.manual_seed(0)
+    lin = nn.Linear(100, 3, bias=False)
+    read = 0.01
+    sim = CrossbarModel(lin, exact(), NoiseSpec(read=read))
+    x = torch.full((4000, 100), 0.5)
+    with torch.no_grad():
+        sim.calibrate(x[:1] * 2)  # ranges wide enough that nothing clips
+        y = sim(x) - lin(x)
+    delta = float(lin.weight.detach().abs().max()) / (2 ** 15 - 1)
+    expected = read * delta * (2 ** 16 - 1) * math.sqrt(2 * 100 * 0.25)
+    assert float(y.std()) == pytest.approx(expected, rel=0.05)
+    assert abs(float(y.mean())) < 0.1 * expected
+
+
+def test_stuck_off_leaves_only_the_digital_bias():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    sim = CrossbarModel(conv, ArraySpec(256, 256), NoiseSpec(stuck_at_off=1.0))
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        y = sim(x)
+    assert torch.allclose(y, conv.bias.view(1, 4, 1, 1).expand_as(y))
+
+
+def test_drift_is_compensated_globally():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.rand(2, 3, 10, 10)
+    noise = NoiseSpec(drift_nu=0.05, t_seconds=3600.0)
+    sim = CrossbarModel(net, exact(), noise)
+    with torch.no_grad():
+        sim.calibrate(x)
+        assert rel_err(sim(x), net(x)) < 1e-3
+    layer = next(iter(sim.analog_layers.values()))
+    assert layer.compensation == pytest.approx((3600.0 / DRIFT_T0_SECONDS) ** 0.05, rel=1e-4)
+
+
+def test_tiles_run_as_one_grouped_conv():
+    """A layer over many tiles still costs one convolution (plus none for the noise-free ADC)."""
+    calls = []
+
+    class Count(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.nn.functional.conv2d:
+                calls.append(args[1].shape)
+            return func(*args, **(kwargs or {}))
+
+    conv = nn.Conv2d(64, 32, 3, padding=1)
+    sim = CrossbarModel(conv, ArraySpec(32, 64), NoiseSpec())
+    x = torch.rand(1, 64, 8, 8)
+    with torch.no_grad():
+        sim.calibrate(x)
+        layer = sim.analog_layers["Conv2d"]
+        assert layer.T == 18
+        with Count():
+            sim(x)
+    assert len(calls) == 1
+
+
+def test_unknown_depthwise_strategy_is_a_user_error(mixed):
+    with pytest.raises(graphcost.UserError, match="depthwise"):
+        CrossbarModel(mixed, ArraySpec(256, 256), NoiseSpec(), depthwise="diagonal")
