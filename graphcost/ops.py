@@ -66,8 +66,9 @@ class OpInfo:
     #: output has the first input's shape and dtype, so shape propagation need not run the op
     #: (fake-tensor batch norm alone decomposes into dozens of ops)
     preserves_shape: bool = False
-    #: optional (module or None, positional args) -> output shape, used instead of running the op
-    shape: Optional[Callable[[Optional[nn.Module], Sequence[Any]], tuple]] = None
+    #: optional (module or None, args, kwargs) -> output shape (or None: run the op), used
+    #: instead of running the op; the output takes the first input tensor's dtype
+    shape: Optional[Callable[[Optional[nn.Module], Sequence[Any], Dict[str, Any]], Optional[tuple]]] = None
 
     @property
     def is_weight_layer(self) -> bool:
@@ -245,9 +246,11 @@ def _interpolate(call: Call) -> OpCost:
     return OpCost(other_ops=call.output.numel() * taps)
 
 
-def conv_output_shape(m: nn.Module, args: Sequence[Any]) -> tuple:
+def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
     """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas)."""
     x = args[0]
+    if len(args) != 1 or x.dim() != len(m.kernel_size) + 2:
+        return None  # unbatched input or an explicit output_size: let torch decide
     spatial = x.shape[2:]
     k, s, d = m.kernel_size, m.stride, m.dilation
     if isinstance(m.padding, str):
@@ -264,12 +267,58 @@ def conv_output_shape(m: nn.Module, args: Sequence[Any]) -> tuple:
     return tuple(x.shape[:1]) + (m.out_channels,) + out
 
 
-def _linear_output_shape(m: nn.Linear, args: Sequence[Any]) -> tuple:
-    return tuple(args[0].shape[:-1]) + (m.out_features,)
+def _linear_output_shape(m: nn.Linear, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
+    return tuple(args[0].shape[:-1]) + (m.out_features,) if len(args) == 1 else None
 
 
-def _broadcast_shape(m, args: Sequence[Any]) -> tuple:
-    return tuple(torch.broadcast_shapes(*(a.shape for a in args if isinstance(a, torch.Tensor))))
+def _broadcast_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    floating = tensors[0].is_floating_point()
+    if kwargs or not all(isinstance(a, torch.Tensor) or isinstance(a, float) or (isinstance(a, int) and floating)
+                         for a in args):
+        return None  # type promotion or an ``out=``/``alpha=`` we do not model
+    return tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+
+
+def _cat_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or set(kwargs) - {"tensors", "dim"}:
+        return None
+    first = tensors[0].shape
+    if any(t.dim() != len(first) for t in tensors):
+        return None  # legacy empty-tensor concatenation: let torch decide
+    dim = dim % len(first)
+    return tuple(first[:dim]) + (sum(t.shape[dim] for t in tensors),) + tuple(first[dim + 1:])
+
+
+def _interpolate_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    x = args[0]
+    size = args[1] if len(args) > 1 else kwargs.get("size")
+    scale = args[2] if len(args) > 2 else kwargs.get("scale_factor")
+    spatial = x.dim() - 2
+    if m is not None:
+        size, scale = m.size, m.scale_factor
+    if size is not None:
+        size = (size,) * spatial if isinstance(size, int) else tuple(size)
+        return tuple(x.shape[:2]) + tuple(int(s) for s in size)
+    if scale is not None:
+        scale = (scale,) * spatial if isinstance(scale, (int, float)) else tuple(scale)
+        return tuple(x.shape[:2]) + tuple(math.floor(i * float(f)) for i, f in zip(x.shape[2:], scale))
+    return None
+
+
+def _adaptive_pool_shape(spatial: int):
+    def shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+        x = args[0]
+        size = m.output_size if m is not None else (args[1] if len(args) > 1 else kwargs.get("output_size"))
+        if size is None or (m is None and set(kwargs) - {"output_size"}):
+            return None
+        size = (size,) * spatial if isinstance(size, int) else tuple(size)
+        return tuple(x.shape[:-spatial]) + tuple(i if s is None else int(s)
+                                                 for i, s in zip(x.shape[-spatial:], size))
+
+    return shape
 
 
 # --------------------------------------------------------------------------- the registry
@@ -344,14 +393,19 @@ register_function(F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_
                   F.max_pool2d_with_indices, name="pool", kind="pool", cost=_pool)
 _ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
              nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-register_module(*_ADAPTIVE, name="adaptive_pool", kind="pool", cost=_per_input_element)
-register_function(F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, F.adaptive_max_pool2d,
-                  name="adaptive_pool", kind="pool", cost=_per_input_element)
+for _dims in (1, 2, 3):
+    register_module(getattr(nn, f"AdaptiveAvgPool{_dims}d"), name="adaptive_pool", kind="pool",
+                    cost=_per_input_element, shape=_adaptive_pool_shape(_dims))
+    register_function(getattr(F, f"adaptive_avg_pool{_dims}d"), name="adaptive_pool", kind="pool",
+                      cost=_per_input_element, shape=_adaptive_pool_shape(_dims))
+register_module(*_ADAPTIVE[3:], name="adaptive_pool", kind="pool", cost=_per_input_element)  # may return indices
+register_function(F.adaptive_max_pool2d, name="adaptive_pool", kind="pool", cost=_per_input_element)
 register_module(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d, name="max_unpool", kind="resize", cost=_per_input_element)
 register_module(nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, name="interpolate", kind="resize",
-                cost=_interpolate)
-register_function(F.interpolate, F.upsample, F.upsample_bilinear, F.upsample_nearest, name="interpolate",
-                  kind="resize", cost=_interpolate)
+                cost=_interpolate, shape=_interpolate_shape)
+register_function(F.interpolate, name="interpolate", kind="resize", cost=_interpolate, shape=_interpolate_shape)
+register_function(F.upsample, F.upsample_bilinear, F.upsample_nearest, name="interpolate", kind="resize",
+                  cost=_interpolate)
 register_module(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
 
 # binary arithmetic: the output shape is the inputs' broadcast (dtype promotion aside)
@@ -367,7 +421,8 @@ register_function(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torc
                   name="reduce", kind="elementwise", cost=_per_input_element)
 register_method("mean", "sum", "max", "min", "amax", "argmax", "norm", kind="elementwise", cost=_per_input_element)
 
-_SHAPE_FUNCTIONS = (torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape, torch.transpose,
+register_function(torch.cat, torch.concat, name="shape", kind="shape", shape=_cat_shape)
+_SHAPE_FUNCTIONS = (torch.stack, torch.flatten, torch.reshape, torch.transpose,
                     torch.permute, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.narrow,
                     torch.roll, torch.flip, torch.zeros_like, torch.ones_like, torch.full_like, F.pad,
                     operator.getitem, builtins.getattr, torch.t)
