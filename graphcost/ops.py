@@ -75,15 +75,20 @@ class OpInfo:
         return self.kind in WEIGHT_KINDS
 
 
-def tensors_in(value) -> list:
-    """All tensors inside nested tuples / lists / dicts."""
-    if isinstance(value, torch.Tensor):
+def leaves(value, cls) -> list:
+    """All instances of ``cls`` inside nested tuples / lists / dicts, in order."""
+    if isinstance(value, cls):
         return [value]
     if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors_in(v)]
+        return [leaf for v in value for leaf in leaves(v, cls)]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in tensors_in(v)]
+        return [leaf for v in value.values() for leaf in leaves(v, cls)]
     return []
+
+
+def tensors_in(value) -> list:
+    """All tensors inside nested tuples / lists / dicts."""
+    return leaves(value, torch.Tensor)
 
 
 # --------------------------------------------------------------------------- formulas

@@ -389,7 +389,7 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
         for src in n.all_input_nodes:
             if src.name in dag:
                 dag.add_edge(src.name, n.name)
-    outputs = [o.name for o in _flatten_output(next(n for n in graph.nodes if n.op == "output").args[0])
+    outputs = [o.name for o in ops.leaves(next(n for n in graph.nodes if n.op == "output").args[0], fx.Node)
                if o.name in dag]
     return dag, inputs, outputs
 
@@ -417,16 +417,6 @@ def _owner_module(n: fx.Node) -> str:
         path = list(stack.values())[-1]
         return path[0] if isinstance(path, tuple) else str(path)
     return ""
-
-
-def _flatten_output(value) -> List[fx.Node]:
-    if isinstance(value, fx.Node):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [n for v in value for n in _flatten_output(v)]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _flatten_output(v)]
-    return []
 
 
 def _build_loop_graph(dag: nx.DiGraph) -> nx.DiGraph:

@@ -4,15 +4,9 @@ import os
 import networkx as nx
 import pytest
 
-from graphcost.cli import main
+from clirun import run
 
 HERE = os.path.dirname(__file__)
-
-
-def run(capsys, *args):
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_analyze_json_has_the_contract_keys(capsys, monkeypatch):

@@ -8,27 +8,16 @@ from hypothesis import strategies as st
 
 import graphcost
 from graphcost import UserError
-from graphcost.cli import main
 from graphcost.executor import make_executor
 from graphcost.models import get_model
 from graphcost.store import open_store
 from graphcost.sweep import (InvalidWidth, SweepSpec, auc, evaluate_point, parse_grid, rank_rows, run_sweep,
                              widest_width)
+from clirun import run
 
 TINY = dict(model="itnet", grid=parse_grid(["N=1,2", "L=1,2", "K=1"]), input_shape=(1, 3, 64, 96),
             macs_budget=2e7, shared=True)
 VOLATILE = {"seconds"}
-
-
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHCOST_STORE", str(tmp_path / "store.sqlite"))
-
-
-def run(capsys, *args):
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def last_output_macs(model, shape):

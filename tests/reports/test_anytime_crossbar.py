@@ -5,21 +5,10 @@ import pandas as pd
 import pytest
 
 import graphcost
-from graphcost.cli import main
 from graphcost.crossbar.mapping import map_model
 from graphcost.crossbar.specs import ArraySpec
 from graphcost.models import get_model
-
-
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHCOST_STORE", str(tmp_path / "store.sqlite"))
-
-
-def run(capsys, *args):
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
+from clirun import run
 
 
 def test_anytime_report_matches_the_anytime_pass(capsys, tmp_path):

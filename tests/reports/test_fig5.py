@@ -5,20 +5,9 @@ import pandas as pd
 import pytest
 
 import graphcost
-from graphcost.cli import main
 from graphcost.models import get_model
 from graphcost.reports import fig5
-
-
-@pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRAPHCOST_STORE", str(tmp_path / "store.sqlite"))
-
-
-def run(capsys, *args):
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
+from clirun import run
 
 
 def test_literature_table_cites_every_number():
