@@ -4,12 +4,12 @@
 >>> a = graphcost.analyze(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), (1, 3, 8, 8))
 >>> a.params, a.macs, a.latency_layers
 (216, 13824, 1)
->>> sorted(a.to_dict())[:4]
-['all_layers', 'bytes_per_element', 'graph_size_bytes', 'input_shape']
+>>> a.to_dict()["outputs"]
+[{'index': 1, 'macs': 13824, 'latency_layers': 1, 'graph_size_bytes': 3680, 'params': 216, 'other_ops': 0, 'shape': [1, 8, 8, 8]}]
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pandas as pd
@@ -57,7 +57,6 @@ class Analysis:
     unknown_ops: Tuple[str, ...] = ()
     loop_nodes: int = 0
     dag_nodes: int = 0
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict; the keys of the CLI's ``--format json``."""

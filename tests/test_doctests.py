@@ -1,0 +1,18 @@
+"""The examples in the docstrings are part of the documentation: they must run as written."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "graphcost", "graphcost.ops", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
+    "graphcost.export", "graphcost.passes.params", "graphcost.passes.macs", "graphcost.passes.graph_size",
+    "graphcost.passes.latency", "graphcost.crossbar.specs", "graphcost.crossbar.mapping", "graphcost.crossbar.perf",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
