@@ -9,6 +9,7 @@ import functools
 
 import click
 
+from .models.registry import DATASETS
 from .resolve import ModelSpec, parse_input_shape, parse_params
 
 FORMATS = ("table", "json", "csv")
@@ -20,7 +21,7 @@ def model_options(func):
     @click.argument("model", required=False, default="itnet")
     @click.option("--shared/--independent", "shared", default=None,
                   help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
-    @click.option("--dataset", type=click.Choice(["camvid", "cityscapes", "pascal"]), default=None,
+    @click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
                   help="Dataset preset: input resolution and classes (camvid 360x480/11, cityscapes 512x1024/19).")
     @click.option("--input", "input_text", default=None, metavar="HxW", help="Input resolution, e.g. 512x1024.")
     @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE",
