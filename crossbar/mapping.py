@@ -41,6 +41,7 @@ import networkx as nx
 from torch import fx, nn
 
 from graphcost.errors import UserError
+from graphcost.tracing import _get_attr
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
 
@@ -255,17 +256,10 @@ def _out_shape(dag: nx.DiGraph, node: str) -> Tuple[int, ...]:
 
 
 def _fx_node(trace, name: str) -> Optional[fx.Node]:
-    for n in trace.graph_module.graph.nodes:
+    for n in trace.graph.nodes:
         if n.name == name:
             return n
     return None
-
-
-def _get_attr(gm: fx.GraphModule, target: str):
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _arg_shape(trace, fx_node: fx.Node, index: int, name: str) -> Optional[Tuple[int, ...]]:
@@ -273,7 +267,7 @@ def _arg_shape(trace, fx_node: fx.Node, index: int, name: str) -> Optional[Tuple
     if not isinstance(src, fx.Node):
         return None
     if src.op == "get_attr":
-        return tuple(_get_attr(trace.graph_module, src.target).shape)
+        return tuple(_get_attr(trace.root, src.target).shape)
     if src.name in trace.dag:
         return _out_shape(trace.dag, src.name)
     return None
@@ -298,7 +292,7 @@ def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
     module = None
     if first["target"] == first["module"] and first["module"]:
         try:
-            module = trace.graph_module.get_submodule(first["target"])
+            module = trace.submodule(first["target"])
         except AttributeError:
             module = None
     kind = first["kind"]

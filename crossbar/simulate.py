@@ -12,17 +12,19 @@ The model of one layer (all conductances ``g`` relative to ``g_max = 1``)
 *Weight matrix and tiles.* A conv's weight matrix has ``Cin/groups * prod(kernel)`` rows (one
 per input element of a receptive field; a transposed conv is the equivalent direct conv over
 the zero-inserted input, a linear layer has ``in_features`` rows) and one column group per
-output channel, as in :mod:`graphcost.crossbar.mapping`. The rows are split into
-``ceil(rows / R)`` tiles of at most ``R = array.rows`` rows, *balanced* (``ceil(rows / tiles)``
-rows each, so no tile is nearly empty; a tile boundary may cut a kernel). Grouped /
-depthwise convs follow the mapping's ``depthwise`` strategy:
+output channel, as in :mod:`graphcost.crossbar.mapping`. The rows (``+ 1`` with an analog bias
+row, the matrix's last) are split into ``ceil(rows / R)`` tiles of at most ``R = array.rows``
+rows, *balanced* (``ceil(rows / tiles)`` rows each, so no tile is nearly empty; a tile boundary
+may cut a kernel). Grouped / depthwise convs follow the mapping's ``depthwise`` strategy; a
+layer occupies as many arrays (:attr:`AnalogLayer.arrays`) as the mapping's ``tiles``:
 
 * ``dense``: the block-diagonal ``groups*rows_g x Cout`` matrix is tiled along its rows; a tile
   holds the columns of every group it touches, and the structural zeros inside it are real
   cells programmed to 0 (they get programming noise, faults, read noise). Simplification:
   columns are assumed aligned with the row tiles, i.e. a column only sees the zero cells of
   the row tiles that hold its weights; arrays holding only structural zeros (their calibrated
-  ADC range is 0) contribute nothing.
+  ADC range is 0) contribute nothing. With ``analog_bias`` a column's bias cell sits in the
+  last row tile holding its weights (the mapping counts one shared bias row at the bottom).
 * ``packed``: ``min((R - bias)//rows_g, C//cols_g)`` groups on the diagonal of one array
   (balanced over ``ceil(groups / that)`` arrays), structural zeros inside an array are cells.
 * ``time-multiplexed``: every group is driven on its own (only its ``rows_g`` rows are
@@ -180,36 +182,38 @@ def _plan_physical(cin: int, cout: int, groups: int, K: int, array: ArraySpec, s
     tiles: List[_Tile] = []
     if groups > 1 and strategy == "dense":
         total = groups * rows_g
-        T = _ceil_div(total, R)
-        per = _ceil_div(total, T)
-        for t in range(T):
-            lo, hi = t * per, min(total, (t + 1) * per)
-            if lo >= hi:
-                continue
+        for t, (lo, hi) in enumerate(_row_split(total, bias_row, R)):
             g_lo, g_hi = (lo // K) // cg, ((hi - 1) // K) // cg
             tiles.append(_Tile(lo, hi, g_lo * co_g, (g_hi + 1) * co_g, t, 0))
         return _plan(tiles, K, "scatter", groups, 1, col_local=False, one_array=False)
     if groups > 1 and strategy == "packed" and rows_g + bias_row <= R and cols_g <= array.cols:
         per_array = min((R - bias_row) // rows_g, array.cols // cols_g, groups)
-        T = _ceil_div(groups, per_array)
-        gpt = _ceil_div(groups, T)
-        for t in range(T):
-            g_lo, g_hi = t * gpt, min(groups, (t + 1) * gpt)
-            if g_lo >= g_hi:
-                continue
+        for t, (g_lo, g_hi) in enumerate(_split(groups, _ceil_div(groups, per_array))):
             tiles.append(_Tile(g_lo * rows_g, g_hi * rows_g, g_lo * co_g, g_hi * co_g, t, g_lo * co_g))
         return _plan(tiles, K, "concat", groups, 1, col_local=True, one_array=True)
     # ungrouped, time-multiplexed, or packed blocks larger than an array ("tiled alone")
-    Tg = _ceil_div(rows_g, R)
-    per = _ceil_div(rows_g, Tg)
+    pieces = _row_split(rows_g, bias_row, R)
+    Tg = len(pieces)
     alone = groups > 1 and strategy == "packed"
     for gi in range(groups):
-        for r in range(Tg):
-            lo, hi = r * per, min(rows_g, (r + 1) * per)
-            base = gi * rows_g
+        base = gi * rows_g
+        for r, (lo, hi) in enumerate(pieces):
             key = gi * Tg + r if alone else r
             tiles.append(_Tile(base + lo, base + hi, gi * co_g, (gi + 1) * co_g, key, gi * co_g if alone else 0))
     return _plan(tiles, K, "sum", groups, Tg, col_local=alone, one_array=False)
+
+
+def _split(n: int, parts: int) -> List[Tuple[int, int]]:
+    """``range(n)`` cut into at most ``parts`` contiguous pieces of ``ceil(n / parts)`` (balanced)."""
+    per = _ceil_div(n, parts)
+    return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+
+
+def _row_split(rows: int, bias_row: int, R: int) -> List[Tuple[int, int]]:
+    """The weight rows of ``ceil((rows + bias_row) / R)`` balanced row tiles (as the mapping counts
+    them): the bias row is the last row of the matrix, so the last tile keeps room for it."""
+    total = rows + bias_row
+    return [(lo, min(hi, rows)) for lo, hi in _split(total, _ceil_div(total, R)) if lo < rows]
 
 
 def _plan(tiles, K, combine, groups, tiles_per_group, col_local, one_array) -> _Plan:
@@ -342,6 +346,20 @@ class AnalogLayer(nn.Module):
         else:
             ones = ones.reshape(T, span, *self.kernel)
         self.register_buffer("row_ones", ones, persistent=False)
+
+    @property
+    def arrays(self) -> int:
+        """Arrays the layer occupies: per physical row tile, the column blocks its columns span
+        (``dense``: the full block-diagonal width, structural-zero arrays included, as the mapping
+        counts them; ``packed``: one array; blocks tiled alone: one group's columns)."""
+        p, a = self.plan, self.array
+        if p.one_array:
+            blocks = 1
+        elif p.col_local:
+            blocks = _ceil_div(self.cout // self.groups * a.columns_per_weight, a.cols)
+        else:
+            blocks = _ceil_div(self.cout * a.columns_per_weight, a.cols)
+        return len({t.key for t in p.tiles}) * blocks
 
     def array_ids(self, slices: int) -> torch.Tensor:
         """Array id of every partial-sum channel (tile, [slice,] column), for the ADC ranges."""

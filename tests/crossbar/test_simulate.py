@@ -195,3 +195,49 @@ def test_tiles_run_as_one_grouped_conv():
 def test_unknown_depthwise_strategy_is_a_user_error(mixed):
     with pytest.raises(graphcost.UserError, match="depthwise"):
         CrossbarModel(mixed, ArraySpec(256, 256), NoiseSpec(), depthwise="diagonal")
+
+
+# --------------------------------------------------------------------------- one tiling concept
+_TILED_LAYERS = {
+    "conv": (nn.Conv2d(64, 40, 2), (1, 64, 6, 6)),            # 256 weight rows: the bias row is one more
+    "conv3x3": (nn.Conv2d(30, 50, 3, padding=1), (1, 30, 6, 6)),
+    "grouped": (nn.Conv2d(48, 24, 3, padding=1, groups=3), (1, 48, 6, 6)),
+    "depthwise": (nn.Conv2d(64, 64, 3, padding=1, groups=64), (1, 64, 6, 6)),
+    "depthwise_big": (nn.Conv2d(16, 32, 7, padding=3, groups=16), (1, 16, 8, 8)),  # 49-row blocks
+    "transposed": (nn.ConvTranspose2d(24, 12, 3, stride=2, groups=2), (1, 24, 5, 5)),
+    "linear": (nn.Linear(256, 10), (4, 256)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TILED_LAYERS))
+@pytest.mark.parametrize("depthwise", ["dense", "packed", "time-multiplexed"])
+@pytest.mark.parametrize("size", [(32, 64), (64, 48), (100, 96), (256, 256)])
+@pytest.mark.parametrize("kw", [{}, {"analog_bias": True}, {"differential": False, "analog_bias": True}])
+@pytest.mark.parametrize("noise", [NoiseSpec(), NoiseSpec(programming=0.01)])  # sparse and full plans
+def test_simulator_programs_the_tiles_the_mapping_counts(name, depthwise, size, kw, noise):
+    from graphcost.crossbar.mapping import map_model
+
+    module, shape = _TILED_LAYERS[name]
+    array = ArraySpec(*size, **kw)
+    tiles = map_model(module, shape, array, depthwise).layers[0].tiles
+    layer = next(iter(CrossbarModel(module, array, noise, depthwise=depthwise).analog_layers.values()))
+    assert layer.arrays == tiles
+    # the ADC layout uses arrays of that grid only (all of it unless dense leaves zero-only arrays out)
+    used = int(layer.array_ids(array.slices).max()) + 1
+    valid = int((layer.out_index < layer.cout).sum()) * array.slices
+    arrays_with_weights = used - (layer.out_index.numel() * array.slices - valid)
+    if layer.groups > 1 and depthwise == "dense":
+        assert arrays_with_weights <= tiles
+    else:
+        assert arrays_with_weights == tiles
+    # no tile holds more than R rows (weights plus its bias row); dense may put column biases in a
+    # full tile, see the module docstring
+    if not (layer.groups > 1 and depthwise == "dense" and layer.analog_bias):
+        plan = layer.plan
+        physical = plan.physical or list(range(len(plan.tiles)))
+        rows = torch.zeros(max(physical) + 1)
+        has_bias = torch.zeros(max(physical) + 1)
+        for t, tile in enumerate(plan.tiles):
+            rows[physical[t]] += tile.hi - tile.lo
+            has_bias[physical[t]] = max(has_bias[physical[t]], float(layer.bias_rows[t].any()))
+        assert float((rows + has_bias).max()) <= array.rows
