@@ -24,7 +24,7 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any, Dict, Iterable, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import UserError
 
@@ -236,3 +236,40 @@ def open_store(path: Optional[str] = None, enabled: bool = True) -> ResultStore:
     if not enabled:
         return NullStore()
     return ResultStore(path or default_store_path())
+
+
+def cached_map(fn: Callable[[Any], Dict[str, Any]], items: Sequence[Any], keys: Sequence[str], executor=None,
+               store: Optional[ResultStore] = None, meta: Callable[[int], Mapping[str, Any]] = lambda i: {},
+               keep: Callable[[Dict[str, Any]], bool] = lambda result: True,
+               progress: Optional[Callable[[int, int], None]] = None) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """``[fn(item) for item in items]`` in input order, with ``store`` in front and ``executor`` behind.
+
+    Results stored under ``keys[i]`` are read back; the rest run on ``executor`` (inline by
+    default), items sharing a key only once. Each computed result is put under its key with
+    ``meta(i)`` as soon as it arrives, unless ``keep(result)`` is false. ``progress(done, total)``
+    counts stored results too. Returns the results and the indices that were computed now.
+    """
+    from .executor import InlineExecutor
+
+    executor = executor or InlineExecutor()
+    store = store if store is not None else NullStore()
+    found = store.get_many(keys)
+    results: List[Optional[Dict[str, Any]]] = [found.get(k) for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    same: Dict[str, List[int]] = {}
+    for i in todo:
+        same.setdefault(keys[i], []).append(i)
+    first = [indices[0] for indices in same.values()]
+    done, total = len(items) - len(todo), len(items)
+    if progress is not None:
+        progress(done, total)
+    for j, result in executor.as_completed(fn, [items[i] for i in first]):
+        i = first[j]
+        if keep(result):
+            store.put(keys[i], meta(i), result)
+        for k in same[keys[i]]:
+            results[k] = result
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return [r for r in results if r is not None], todo

@@ -498,6 +498,14 @@ class SweepResult:
                 "analyses": self.analyses, "seconds": round(self.seconds, 3)}
 
 
+def flat_frame(rows: Sequence[Mapping[str, Any]]):
+    """Rows as a DataFrame with list columns (``output_macs``, ...) joined by ';', as CSV wants them."""
+    import pandas as pd
+
+    return pd.DataFrame([{k: (";".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v)
+                          for k, v in r.items()} for r in rows])
+
+
 def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Callable[[int, int], None]] = None,
               evaluate: Callable[[Mapping[str, Any]], Dict[str, Any]] = evaluate_point) -> SweepResult:
     """Evaluate every grid point: stored points are read back, the rest go through ``executor``.
@@ -505,37 +513,16 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     Each computed row is stored as soon as it arrives (errors caused by bad parameters are not
     stored, so a fixed model is retried). ``progress(done, total)`` counts cached points too.
     """
-    from .executor import InlineExecutor
-    from .store import NullStore
+    from .store import cached_map
 
     started = time.perf_counter()
     spec = resolve_spec(spec)
-    executor = executor or InlineExecutor()
-    store = store if store is not None else NullStore()
     tasks = [point_task(spec, p) for p in spec.points()]
-    keys = [task_key(t) for t in tasks]
-    stored = store.get_many(keys)
-    rows: List[Optional[Dict[str, Any]]] = [None] * len(tasks)
-    todo = []
-    for i, key in enumerate(keys):
-        if key in stored:
-            rows[i] = stored[key]
-        else:
-            todo.append(i)
-    total, done = len(tasks), len(tasks) - len(todo)
-    if progress is not None:
-        progress(done, total)
-    analyses = 0
-    for j, row in executor.as_completed(evaluate, [tasks[i] for i in todo]):
-        i = todo[j]
-        rows[i] = row
-        analyses += int(row.get("analyses", 0))
-        if row.get("status") != "error":
-            store.put(keys[i], {"kind": POINT_KIND, "model": spec.model, "point": tasks[i]["point"]}, row)
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    return SweepResult(spec, [r for r in rows if r is not None], computed=len(todo), cached=total - len(todo),
+    rows, computed = cached_map(evaluate, tasks, [task_key(t) for t in tasks], executor, store,
+                                meta=lambda i: {"kind": POINT_KIND, "model": spec.model, "point": tasks[i]["point"]},
+                                keep=lambda row: row.get("status") != "error", progress=progress)
+    analyses = sum(int(rows[i].get("analyses", 0)) for i in computed)
+    return SweepResult(spec, rows, computed=len(computed), cached=len(tasks) - len(computed),
                        seconds=time.perf_counter() - started, analyses=analyses)
 
 

@@ -12,7 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from graphcost.errors import UserError
 
-from .common import figure_writers, pyplot, style_for, write_files
+from .common import (analyse_items, analysis_item, figure_writers, model_label, pyplot, shape_text, style_for,
+                     style_key, summarize, variant_name, write_files)
 
 
 def outputs_frame(summary: Dict[str, Any], model: str, accuracy=None, variant: Optional[str] = None,
@@ -87,13 +88,36 @@ def run(summary: Dict[str, Any], model: str, label: str, out_dir: Optional[str],
     frame = outputs_frame(summary, model, accuracy, variant, dataset)
     written: List[str] = []
     if out_dir is not None:
-        shape = "x".join(str(d) for d in summary["input_shape"][-2:])
+        shape = shape_text(summary["input_shape"][-2:])
         fig = plot(frame, f"{label} at {shape}: cost per anytime output", style)
         try:
             written = write_files(out_dir, figure_writers(fig, f"anytime-{_slug(label)}", frame))
         finally:
             pyplot().close(fig)
     return frame, written
+
+
+def analyse(spec, built, executor=None, store=None) -> Dict[str, Any]:
+    """The analysis summary of the model ``spec`` names (``built``: ``graphcost.resolve.build(spec)``).
+
+    Zoo models go through the executor and the store; ``torchvision:NAME`` and ``pkg.mod:callable``
+    models are analysed here from ``built`` (they are no store item).
+    """
+    if ":" in spec.name:
+        from graphcost.analysis import analyze
+
+        return summarize(analyze(built.module, built.input_shape, name=built.label))
+    item = analysis_item(spec.name, built.dataset, spec.params, input_shape=built.input_shape, shared=spec.shared)
+    return analyse_items([item], executor, store)[0]
+
+
+def report(spec, built, summary: Dict[str, Any], out_dir: Optional[str], accuracy=None,
+           variant: Optional[str] = None):
+    """:func:`run` for a model spec: its label, style and variant. Returns ``(label, frame, written)``."""
+    label = model_label(spec.name, spec.shared)
+    frame, written = run(summary, spec.name, label, out_dir, accuracy, variant or variant_name(spec.shared),
+                         built.dataset, style_key(spec.name, spec.shared))
+    return label, frame, written
 
 
 def _slug(text: str) -> str:

@@ -105,13 +105,12 @@ def fig5_command(out_dir: str, accuracy_table: Optional[str], datasets: Tuple[st
     from .common import check_out_dir
 
     out = check_out_dir(out_dir)
-    if accuracy_table:
-        fig5.load_accuracy_table(accuracy_table)  # fail on a bad table before any work
+    datasets = datasets or fig5.DATASETS
+    prepared = fig5.prepare(accuracy_table, datasets)  # fail on a bad table before any work
     with ExitStack() as stack:
         executor, store = run.open(stack)
-        entries = len(fig5.default_entries(datasets or fig5.DATASETS))
-        bar = stack.enter_context(run.bar("fig5: analysing networks", entries))
-        written, points = fig5.run(out, accuracy_table, executor, store, bar, datasets or fig5.DATASETS)
+        bar = stack.enter_context(run.bar("fig5: analysing networks", len(prepared[1])))
+        written, points = fig5.run(out, accuracy_table, executor, store, bar, datasets, prepared=prepared)
     _echo_written(written)
     drawn = points[points["plotted_as"] != "cost-only"]
     click.echo(f"fig5: {len(points)} points from {points.groupby(['dataset', 'label', 'variant']).ngroups} "
@@ -136,29 +135,15 @@ def anytime_command(spec: ModelSpec, out_dir: str, accuracy_table: Optional[str]
     from graphcost.resolve import build
 
     from . import anytime
-    from .common import analyse_items, analysis_item, check_out_dir
+    from .common import check_out_dir, read_table, shape_text
 
     out = check_out_dir(out_dir)
-    accuracy = None
-    if accuracy_table:
-        accuracy = _read_csv(accuracy_table)
+    accuracy = read_table(accuracy_table) if accuracy_table else None
     built = build(spec)  # validates the model and params now, with a one-line error
-    if spec.name.startswith("torchvision:") or ":" in spec.name:
-        from graphcost.analysis import analyze
-
-        from .common import summarize
-
-        summary = summarize(analyze(built.module, built.input_shape, name=built.label))
-    else:
-        item = analysis_item(spec.name, built.dataset, spec.params, input_shape=built.input_shape,
-                             shared=spec.shared)
-        with ExitStack() as stack:
-            executor, store = run.open(stack)
-            summary = analyse_items([item], executor, store)[0]
-    label = spec.name + ("" if spec.shared is None else (" (shared)" if spec.shared else " (independent)"))
-    style = f"{spec.name}-independent" if spec.shared is False else spec.name
-    frame, written = anytime.run(summary, spec.name, label, out, accuracy, variant or _variant(spec),
-                                 built.dataset, style)
+    with ExitStack() as stack:
+        executor, store = run.open(stack) if ":" not in spec.name else (None, None)  # only zoo models are stored
+        summary = anytime.analyse(spec, built, executor, store)
+    label, frame, written = anytime.report(spec, built, summary, out, accuracy, variant)
     if fmt == "json":
         click.echo(render.dumps({"model": spec.name, "input_shape": summary["input_shape"],
                                  "params": summary["params"], "outputs": _records(frame)}))
@@ -173,15 +158,9 @@ def anytime_command(spec: ModelSpec, out_dir: str, accuracy_table: Optional[str]
             rows.append(row)
         columns = ["output", "MACs", "latency (layers)", "graph size"] + (["mIoU (%)"] if "miou" in frame.columns
                                                                          else [])
-        shape = "x".join(str(d) for d in summary["input_shape"])
-        render.console().print(render.table(f"{label} @ {shape}: cost per output", columns, rows))
+        render.console().print(render.table(f"{label} @ {shape_text(summary['input_shape'])}: cost per output",
+                                            columns, rows))
     _echo_written(written)
-
-
-def _variant(spec: ModelSpec) -> Optional[str]:
-    if spec.shared is not None:
-        return "shared" if spec.shared else "independent"
-    return None
 
 
 def _nan(value) -> bool:
@@ -236,11 +215,10 @@ def crossbar_command(models: Tuple[str, ...], dataset: str, input_text: Optional
     """
     from graphcost import render
     from graphcost.crossbar.specs import ArraySpec, ChipSpec, parse_crossbar
-    from graphcost.models import model_entry
     from graphcost.resolve import parse_input_shape
 
     from . import crossbar_report
-    from .common import analysis_item, check_out_dir
+    from .common import check_out_dir, shape_text
 
     out = check_out_dir(out_dir)
     rows_cols = parse_crossbar(crossbar_text)
@@ -251,19 +229,11 @@ def crossbar_command(models: Tuple[str, ...], dataset: str, input_text: Optional
     items, labels = [], []
     for token in models or DEFAULT_CROSSBAR_MODELS:
         name, params = _parse_model_token(token)
-        shared = params.pop("shared", None)
-        entry = model_entry(name)
-        if shared is not None and "shared" not in entry.parameters():
-            raise UserError(f"model {name!r} has no shared/independent variants; drop shared= from {token!r}")
-        item = analysis_item(name, dataset, params, input_shape=shape, shared=shared)
-        from .common import build_item
-
-        build_item(item)  # parameter errors now, in one line
-        item.update(crossbar=list(rows_cols), depthwise=depthwise, mvm_latency_ns=mvm_latency_ns,
-                    write_ns_per_row=write_ns_per_row)
+        item, label = crossbar_report.model_item(name, params, dataset, shape, rows_cols, depthwise, mvm_latency_ns,
+                                                 write_ns_per_row, token=token)
         items.append(item)
-        labels.append(_label(name, params, shared))
-    res_shape = "x".join(str(d) for d in items[0]["input_shape"][-2:])
+        labels.append(label)
+    res_shape = shape_text(items[0]["input_shape"][-2:])
     title = f"{dataset} {res_shape}, {rows_cols[0]}x{rows_cols[1]} crossbar arrays"
     with ExitStack() as stack:
         executor, store = run.open(stack)
@@ -284,15 +254,6 @@ def crossbar_command(models: Tuple[str, ...], dataset: str, input_text: Optional
                                             ["model", "arrays needed", "utilization", "fps when it fits",
                                              "latency (ms)"], rows))
     _echo_written(written)
-
-
-def _label(name: str, params: Dict[str, Any], shared: Optional[bool]) -> str:
-    text = name
-    if shared is not None:
-        text += " (shared)" if shared else " (independent)"
-    if params:
-        text += " " + ",".join(f"{k}={v}" for k, v in params.items())
-    return text
 
 
 # --------------------------------------------------------------------------- graphcost sweep
@@ -334,10 +295,10 @@ def sweep(spec: ModelSpec, grid_items: Tuple[str, ...], macs_budget: Optional[fl
           --macs-budget 2.2e9 --dataset camvid --shared
     """
     from graphcost import render
-    from graphcost.sweep import (SweepSpec, attach_accuracy, describe_failures, parse_grid, parse_metric,
-                                 rank_rows, run_sweep)
+    from graphcost.sweep import (SweepSpec, attach_accuracy, describe_failures, flat_frame, parse_grid, parse_metric,
+                                 rank_rows, resolve_spec, run_sweep)
 
-    from .common import check_out_dir
+    from .common import check_out_dir, read_table
 
     grid = parse_grid(grid_items)
     crossbar = None
@@ -353,20 +314,15 @@ def sweep(spec: ModelSpec, grid_items: Tuple[str, ...], macs_budget: Optional[fl
     if accuracy_table and not metric:
         metric = "auc"
     out = check_out_dir(out_dir) if out_dir is not None else None
-    accuracy = _read_csv(accuracy_table) if accuracy_table else None
+    accuracy = read_table(accuracy_table) if accuracy_table else None
     sweep_spec = SweepSpec(model=spec.name, grid=grid, fixed=tuple(spec.params.items()), dataset=spec.dataset,
                            input_shape=spec.input_shape, shared=spec.shared, macs_budget=macs_budget,
                            width_param=width_param, width_max=width_max, crossbar=crossbar,
                            chip_arrays=chip_arrays)
-    from graphcost.sweep import resolve_spec
-
-    sweep_spec = resolve_spec(sweep_spec)
-    total = 1
-    for _, values in grid:
-        total *= len(values)
+    sweep_spec = resolve_spec(sweep_spec)  # bad names fail before the executor starts
     with ExitStack() as stack:
         executor, store = run.open(stack)
-        bar = stack.enter_context(run.bar(f"sweep {spec.name}", total))
+        bar = stack.enter_context(run.bar(f"sweep {spec.name}", len(sweep_spec.points())))
         result = run_sweep(sweep_spec, executor, store, progress=bar)
         where = executor.describe()
     if result.failed and not skip_failed:
@@ -380,7 +336,9 @@ def sweep(spec: ModelSpec, grid_items: Tuple[str, ...], macs_budget: Optional[fl
     width = sweep_spec.width_param
     written: List[str] = []
     if out is not None:
-        written = _write_sweep(out, result, rows, width, metric_name)
+        from .heatmap import write_sweep
+
+        written = write_sweep(out, result, rows, width, metric_name)
     payload = {"model": spec.name, "dataset": sweep_spec.dataset, "input_shape": list(sweep_spec.input_shape),
                "shared": sweep_spec.shared, "macs_budget": macs_budget, "width_param": width,
                "grid": {k: list(v) for k, v in grid}, "metric": metric, "rows": rows,
@@ -389,7 +347,7 @@ def sweep(spec: ModelSpec, grid_items: Tuple[str, ...], macs_budget: Optional[fl
     if fmt == "json":
         click.echo(render.dumps(payload))
     elif fmt == "csv":
-        click.echo(render.frame_csv(sweep_frame(rows)), nl=False)
+        click.echo(render.frame_csv(flat_frame(rows)), nl=False)
     else:
         _print_sweep_table(spec.name, sweep_spec, rows, width, metric_name)
     if result.failed:
@@ -399,30 +357,10 @@ def sweep(spec: ModelSpec, grid_items: Tuple[str, ...], macs_budget: Optional[fl
     _echo_written(written)
 
 
-def _read_csv(path: str):
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError:
-        raise UserError(f"accuracy table {path!r} does not exist; pass an existing CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read accuracy table {path!r} as CSV: {first}") from None
-
-
-def sweep_frame(rows: Sequence[Dict[str, Any]]):
-    """Rows as a DataFrame with list columns joined by ';' (for CSV)."""
-    import pandas as pd
-
-    flat = []
-    for r in rows:
-        flat.append({k: (";".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v) for k, v in r.items()})
-    return pd.DataFrame(flat)
-
-
 def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Optional[str]) -> None:
     from graphcost import render
+
+    from .common import shape_text
 
     keys = list(spec.grid_keys)
     columns = keys + ([width] if width else []) + ["MACs (last out)", "params", "graph size", "latency"]
@@ -446,30 +384,8 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
         table_rows.append(["" if v is None else v for v in row])
     budget = f", budget {spec.macs_budget:.4g} MACs" if spec.macs_budget else ""
     variant = "" if spec.shared is None else (", shared" if spec.shared else ", independent")
-    shape = "x".join(str(d) for d in spec.input_shape)
+    shape = shape_text(spec.input_shape)
     render.console().print(render.table(f"sweep {model} @ {shape}{variant}{budget}", columns, table_rows))
-
-
-def _write_sweep(out: str, result, rows, width: Optional[str], metric: Optional[str]) -> List[str]:
-    import json
-
-    from .common import figure_writers, pyplot, write_files
-    from .heatmap import plot_sweep
-
-    spec = result.spec
-    stem = f"sweep-{spec.model}" + ("" if spec.shared is None else ("-shared" if spec.shared else "-independent"))
-    frame = sweep_frame(rows)
-    payload = dict(result.to_dict(), rows=rows)
-    writers = {f"{stem}.json": lambda p: open(p, "w").write(json.dumps(payload, indent=2, default=str))}
-    variant = "" if spec.shared is None else (" (shared weights)" if spec.shared else " (independent weights)")
-    budget = f", widest {width} with last-output MACs <= {spec.macs_budget:.3g}" if spec.macs_budget else ""
-    title = f"{spec.model}{variant} @ {'x'.join(str(d) for d in spec.input_shape[-2:])}{budget}"
-    fig = plot_sweep(rows + [r for r in result.rows if r.get("status") != "ok"], spec.grid, width, metric, title)
-    try:
-        writers.update(figure_writers(fig, stem, frame))
-        return write_files(out, writers)
-    finally:
-        pyplot().close(fig)
 
 
 def _main() -> None:  # pragma: no cover - convenience: python -m graphcost.reports.cli

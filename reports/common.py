@@ -11,7 +11,7 @@ import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
-from graphcost.render import output_file_mode
+from graphcost.render import write_atomic
 
 ANALYSIS_KIND = "analysis-summary"
 
@@ -42,16 +42,11 @@ def build_item(item: Mapping[str, Any]):
 
 
 def summarize(result) -> Dict[str, Any]:
-    """The plain-data part of an :class:`~graphcost.Analysis` the reports use."""
-    return {
-        "params": int(result.params),
-        "macs": int(result.macs),
-        "graph_size_bytes": int(result.graph_size_bytes),
-        "latency_layers": int(result.latency_layers),
-        "input_shape": list(result.input_shape),
-        "outputs": [{"index": int(o.index), "macs": int(o.macs), "latency_layers": int(o.latency_layers),
-                     "graph_size_bytes": int(o.graph_size_bytes)} for o in result.outputs],
-    }
+    """The plain-data part of an :class:`~graphcost.Analysis` the reports use (its ``to_dict``,
+    less the per-layer list)."""
+    d = result.to_dict()
+    return {key: d[key] for key in ("params", "macs", "graph_size_bytes", "latency_layers", "input_shape",
+                                    "outputs")}
 
 
 def analyse_item(item: Mapping[str, Any]) -> Dict[str, Any]:
@@ -65,32 +60,55 @@ def analyse_item(item: Mapping[str, Any]) -> Dict[str, Any]:
 def run_cached(items: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Dict[str, Any]], kind: str,
                executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
     """``[fn(item) for item in items]`` with the store in front and the executor behind; input order."""
-    from graphcost.executor import InlineExecutor
-    from graphcost.store import NullStore
+    from graphcost.store import cached_map
 
-    executor = executor or InlineExecutor()
-    store = store if store is not None else NullStore()
-    keys = [item_key(item, kind) for item in items]
-    found = store.get_many(keys)
-    results: List[Optional[Dict[str, Any]]] = [found.get(k) for k in keys]
-    todo = [i for i, r in enumerate(results) if r is None]
-    done = len(items) - len(todo)
-    if progress is not None:
-        progress(done, len(items))
-    for j, result in executor.as_completed(fn, [items[i] for i in todo]):
-        i = todo[j]
-        results[i] = result
-        store.put(keys[i], {"kind": kind, "model": items[i]["model"]}, result)
-        done += 1
-        if progress is not None:
-            progress(done, len(items))
-    return [r for r in results if r is not None]
+    results, _ = cached_map(fn, items, [item_key(item, kind) for item in items], executor, store,
+                            meta=lambda i: {"kind": kind, "model": items[i]["model"]}, progress=progress)
+    return results
 
 
 def analyse_items(items: Sequence[Mapping[str, Any]], executor=None, store=None, progress=None
                   ) -> List[Dict[str, Any]]:
     """Summaries of :func:`analyse_item` for every item, from the store where possible."""
     return run_cached(items, analyse_item, ANALYSIS_KIND, executor, store, progress)
+
+
+# --------------------------------------------------------------------------- inputs and labels
+def read_table(path: str, **read_csv_args):
+    """An accuracy table (CSV) as a DataFrame, or :class:`UserError` naming what is wrong with the file."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **read_csv_args)
+    except FileNotFoundError:
+        raise UserError(f"accuracy table {path!r} does not exist; pass an existing CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read accuracy table {path!r} as CSV: {first}") from None
+
+
+def variant_name(shared: Optional[bool]) -> Optional[str]:
+    """``shared=`` of a model with shared / independent weights as its variant name (None: no variants)."""
+    return None if shared is None else ("shared" if shared else "independent")
+
+
+def model_label(model: str, shared: Optional[bool], params: Optional[Mapping[str, Any]] = None) -> str:
+    """``"itnet (independent) f=29"``: a model, its variant and its non-default parameters."""
+    variant = variant_name(shared)
+    text = model + ("" if variant is None else f" ({variant})")
+    if params:
+        text += " " + ",".join(f"{k}={v}" for k, v in params.items())
+    return text
+
+
+def style_key(model: str, shared: Optional[bool]) -> str:
+    """The :data:`STYLE` key of a model: its independent-weights variant has its own colour."""
+    return f"{model}-independent" if shared is False else model
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``(1, 3, 360, 480)`` -> ``"1x3x360x480"``."""
+    return "x".join(str(d) for d in shape)
 
 
 # --------------------------------------------------------------------------- output folders
@@ -113,28 +131,26 @@ def check_out_dir(path: str) -> str:
 def write_files(out_dir: str, writers: Mapping[str, Callable[[str], None]]) -> List[str]:
     """Write every file to a temporary name first, then move them all into place: all or nothing.
 
-    ``writers`` maps a file name (inside ``out_dir``) to ``write(tmp_path)``.
+    ``writers`` maps a file name (inside ``out_dir``) to ``write(tmp_path)``. Each file goes
+    through :func:`graphcost.render.write_atomic`, nested: file ``i`` is moved into place only
+    after files ``i+1, ...`` are written and moved, so a failing writer leaves no file behind.
     """
-    staged: List[Tuple[str, str]] = []
+    names = list(writers)
+
+    def stage(i: int) -> None:
+        if i < len(names):
+            def write(tmp: str) -> None:
+                writers[names[i]](tmp)
+                stage(i + 1)
+
+            write_atomic(os.path.join(out_dir, names[i]), write)
+
     try:
-        for name, write in writers.items():
-            final = os.path.join(out_dir, name)
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".graphcost-", suffix=os.path.splitext(name)[1])
-            os.close(fd)
-            staged.append((tmp, final))
-            write(tmp)
-        mode = output_file_mode()
-        for tmp, final in staged:
-            os.chmod(tmp, mode)  # mkstemp makes 0600 files; outputs get the usual umask-based mode
-            os.replace(tmp, final)
+        stage(0)
     except OSError as exc:
         raise UserError(f"cannot write into {out_dir!r} ({exc.strerror or exc}); choose a writable folder") \
             from None
-    finally:
-        for tmp, _ in staged:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return [os.path.join(out_dir, name) for name in writers]
+    return [os.path.join(out_dir, name) for name in names]
 
 
 def figure_writers(fig, stem: str, frame=None) -> Dict[str, Callable[[str], None]]:

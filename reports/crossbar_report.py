@@ -10,9 +10,10 @@ rewrite weights every frame.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .common import build_item, figure_writers, pyplot, run_cached, style_for, write_files
+from .common import (analysis_item, build_item, figure_writers, model_label, pyplot, run_cached, shape_text,
+                     style_for, style_key, write_files)
 
 CURVE_KIND = "crossbar-curve"
 
@@ -23,6 +24,28 @@ def chip_sizes(needed: int, points: int = 36) -> List[int]:
     sizes = {max(1, int(round(10 ** (math.log10(top) * i / (points - 1))))) for i in range(points)}
     sizes |= {needed, max(1, needed - 1)}
     return sorted(sizes)
+
+
+def model_item(model: str, params: Mapping[str, Any], dataset: str, input_shape: Optional[Sequence[int]],
+               crossbar: Sequence[int], depthwise: str = "dense", mvm_latency_ns: Optional[float] = None,
+               write_ns_per_row: Optional[float] = None, token: Optional[str] = None) -> Tuple[Dict[str, Any], str]:
+    """The work item of one model of the report and its label; a ``shared`` entry of ``params`` picks the variant
+    (``token``: how the user wrote the model, for the error message).
+
+    Builds the model once, so a bad name or parameter fails now, in one line.
+    """
+    from graphcost.errors import UserError
+    from graphcost.models import model_entry
+
+    params = dict(params)
+    shared = params.pop("shared", None)
+    if shared is not None and "shared" not in model_entry(model).parameters():
+        raise UserError(f"model {model!r} has no shared/independent variants; drop shared= from {token or model!r}")
+    item = analysis_item(model, dataset, params, input_shape=input_shape, shared=shared)
+    build_item(item)
+    item.update(crossbar=list(crossbar), depthwise=depthwise, mvm_latency_ns=mvm_latency_ns,
+                write_ns_per_row=write_ns_per_row)
+    return item, model_label(model, shared, params)
 
 
 def crossbar_curve(item: Mapping[str, Any]) -> Dict[str, Any]:
@@ -61,8 +84,8 @@ def frame(items: Sequence[Mapping[str, Any]], labels: Sequence[str], results: Se
     for item, label, res in zip(items, labels, results):
         for point in res["curve"]:
             rows.append({"label": label, "model": item["model"], "dataset": item["dataset"],
-                         "input_shape": "x".join(str(d) for d in item["input_shape"]),
-                         "crossbar": "x".join(str(d) for d in item["crossbar"]),
+                         "input_shape": shape_text(item["input_shape"]),
+                         "crossbar": shape_text(item["crossbar"]),
                          "arrays_needed": res["arrays_needed"], "resident_fps": res["resident_fps"], **point})
     return pd.DataFrame(rows)
 
@@ -72,8 +95,7 @@ def plot(items, labels, results, title: str):
     fig, axes = plt.subplots(1, 2, figsize=(7.16, 2.7))
     ax_fps, ax_rw = axes
     for i, (item, label, res) in enumerate(zip(items, labels, results)):
-        key = item["model"] if item.get("shared") is not False else f"{item['model']}-independent"
-        colour, marker = style_for(key, i)
+        colour, marker = style_for(style_key(item["model"], item.get("shared")), i)
         xs = [p["arrays"] for p in res["curve"]]
         text = f"{label}: {res['arrays_needed']:,} arrays"
         ax_fps.plot(xs, [p["throughput_fps"] for p in res["curve"]], color=colour, label=text, linewidth=1.1)

@@ -11,9 +11,9 @@ otherwise its known mIoU sits on the last output (the text does not say which ou
 it). Models or outputs without a published mIoU are drawn *cost only*: a tick on the bottom
 edge of each panel at their live x-value, so every analysed network stays visible.
 
-Per-output x-values: MACs, latency and graph size of an output are those of the part of the
-graph it needs (graphcost's anytime pass); the parameter count is the whole network's for every
-output (graphcost has no per-output parameter pass).
+Per-output x-values: MACs, latency, graph size and parameters of an output are those of the part
+of the graph it needs (graphcost's anytime pass): ItNet's output n does not use the classifiers of
+the other outputs.
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
 
-from .common import analyse_items, analysis_item, figure_writers, pyplot, style_for, write_files
+from .common import (analyse_items, analysis_item, figure_writers, pyplot, read_table, shape_text, style_for,
+                     write_files)
 
 DATASETS = ("camvid", "cityscapes")
 #: The split Fig. 5 shows per dataset (caption: "test set of CamVid ... validation set of Cityscapes").
@@ -96,13 +97,7 @@ def load_accuracy_table(path: Optional[str] = None):
     import pandas as pd
 
     target = path or literature_path()
-    try:
-        frame = pd.read_csv(target, dtype={"variant": str, "model": str, "dataset": str})
-    except FileNotFoundError:
-        raise UserError(f"accuracy table {target!r} does not exist; pass an existing CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read accuracy table {target!r} as CSV: {first}") from None
+    frame = read_table(target, dtype={"variant": str, "model": str, "dataset": str})
     missing = [c for c in ("model", "variant", "dataset", "miou") if c not in frame.columns]
     if missing:
         raise UserError(f"accuracy table {target!r} lacks the column(s) {', '.join(missing)}; "
@@ -199,7 +194,8 @@ def compute_points(entries: Sequence[Entry], table, executor=None, store=None, p
         known, on_split = miou_for(table, entry)
         outputs = summary["outputs"] or [{"index": 1, "macs": summary["macs"],
                                           "latency_layers": summary["latency_layers"],
-                                          "graph_size_bytes": summary["graph_size_bytes"]}]
+                                          "graph_size_bytes": summary["graph_size_bytes"],
+                                          "params": summary["params"]}]
         n_out = len(outputs)
         per_output = {k: v for k, v in known.items() if k is not None}
         anytime = n_out > 1 and len(per_output) >= 2
@@ -219,14 +215,14 @@ def compute_points(entries: Sequence[Entry], table, executor=None, store=None, p
                 "output": index,
                 "outputs": n_out,
                 "model_params": entry.params_text + (f";shared={entry.shared}" if entry.shared is not None else ""),
-                "input_shape": "x".join(str(d) for d in item["input_shape"]),
+                "input_shape": shape_text(item["input_shape"]),
                 "graph_size_bytes": out["graph_size_bytes"],
                 "latency_layers": out["latency_layers"],
                 "macs": out["macs"],
-                "params": out.get("params", summary["params"]),
+                "params": out["params"],
                 "graph_size_mb": out["graph_size_bytes"] / 1e6,
                 "gmacs": out["macs"] / 1e9,
-                "mparams": out.get("params", summary["params"]) / 1e6,
+                "mparams": out["params"] / 1e6,
                 "miou": float(lit["miou"]) if lit is not None else math.nan,
                 "miou_split": (lit.get("split") or "") if lit is not None else "",
                 "paper_split": bool(on_split) if lit is not None else None,
@@ -331,15 +327,27 @@ def _pad_xlim(ax, values, log: bool) -> None:
 
 
 # --------------------------------------------------------------------------- the command
-def run(out_dir: str, accuracy_table: Optional[str] = None, executor=None, store=None, progress=None,
-        datasets: Sequence[str] = DATASETS) -> Tuple[List[str], Any]:
-    """Compute, draw and write ``fig5.png``, ``fig5.svg`` and ``fig5.csv`` into ``out_dir`` (all or nothing)."""
-    table = load_accuracy_table()
+def prepare(accuracy_table: Optional[str] = None, datasets: Sequence[str] = DATASETS) -> Tuple[Any, List[Entry]]:
+    """The merged accuracy table and the figure's entries (defaults plus the user table's extra networks).
+
+    Reads every table before any work, so a bad ``--accuracy-table`` fails at once.
+    """
     user = load_accuracy_table(accuracy_table) if accuracy_table else None
-    table = merge_tables(table, user)
+    table = merge_tables(load_accuracy_table(), user)
     entries = default_entries(datasets)
     if user is not None:
         entries += user_entries(user, entries)
+    return table, entries
+
+
+def run(out_dir: str, accuracy_table: Optional[str] = None, executor=None, store=None, progress=None,
+        datasets: Sequence[str] = DATASETS, prepared: Optional[Tuple[Any, List[Entry]]] = None
+        ) -> Tuple[List[str], Any]:
+    """Compute, draw and write ``fig5.png``, ``fig5.svg`` and ``fig5.csv`` into ``out_dir`` (all or nothing).
+
+    ``prepared``: what :func:`prepare` returned for the same table and datasets (read again if absent).
+    """
+    table, entries = prepared or prepare(accuracy_table, datasets)
     points = compute_points(entries, table, executor, store, progress)
     fig = plot(points)
     try:

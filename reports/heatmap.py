@@ -13,7 +13,7 @@ import itertools
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .common import pyplot
+from .common import figure_writers, pyplot, shape_text, variant_name, write_files
 
 #: (row column, title, scale, unit text, log colour scale?)
 QUANTITIES = (
@@ -136,3 +136,32 @@ def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequenc
     if title:
         fig.suptitle(title, fontsize=8.5)
     return fig
+
+
+def write_sweep(out: str, result, rows: Sequence[Dict[str, Any]], width: Optional[str], metric: Optional[str]
+                ) -> List[str]:
+    """``sweep-MODEL[-VARIANT].json/.csv`` (the ranked ``rows``) and the heat-maps ``.png/.svg`` (all or nothing)."""
+    import json
+
+    from graphcost.sweep import flat_frame
+
+    spec = result.spec
+    variant = variant_name(spec.shared)
+    stem = f"sweep-{spec.model}" + ("" if variant is None else f"-{variant}")
+    payload = dict(result.to_dict(), rows=rows)
+
+    def write_json(path: str) -> None:
+        with open(path, "w") as f:
+            f.write(json.dumps(payload, indent=2, default=str))
+
+    writers = {f"{stem}.json": write_json}
+    budget = f", widest {width} with last-output MACs <= {spec.macs_budget:.3g}" if spec.macs_budget else ""
+    weights = "" if variant is None else f" ({variant} weights)"
+    title = f"{spec.model}{weights} @ {shape_text(spec.input_shape[-2:])}{budget}"
+    fig = plot_sweep(list(rows) + [r for r in result.rows if r.get("status") != "ok"], spec.grid, width, metric,
+                     title)
+    try:
+        writers.update(figure_writers(fig, stem, flat_frame(rows)))
+        return write_files(out, writers)
+    finally:
+        pyplot().close(fig)

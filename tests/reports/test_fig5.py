@@ -53,6 +53,8 @@ def test_fig5_camvid_row_writes_png_svg_csv_matching_analyze(capsys, tmp_path):
     assert list(shared["macs"]) == [o.macs for o in ref.outputs]
     assert list(shared["graph_size_bytes"]) == [o.graph_size_bytes for o in ref.outputs]
     assert list(shared["latency_layers"]) == [o.latency_layers for o in ref.outputs]
+    assert list(shared["params"]) == [o.params for o in ref.outputs]  # output n skips the other classifiers
+    assert shared["params"].max() < ref.params
     assert set(shared["plotted_as"]) == {"anytime"} and list(shared["miou"]) == [50 + n for n in range(1, 17)]
 
     independent = points[(points["model"] == "itnet") & (points["variant"] == "independent")]
