@@ -229,12 +229,9 @@ def _trace(task: Mapping[str, Any], params: Mapping[str, Any]):
 
 def last_output_macs(t) -> int:
     """MACs the last output needs: the MACs of its ancestors in the execution DAG."""
-    import networkx as nx
+    from .passes import macs, needed_calls
 
-    from .passes import macs
-
-    out = t.outputs[-1]
-    return macs(t, nx.ancestors(t.dag, out) | {out})
+    return macs(t, needed_calls(t, t.outputs[-1]))
 
 
 def _predict(known: Mapping[int, int], budget: float) -> Optional[int]:

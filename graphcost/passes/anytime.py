@@ -6,7 +6,7 @@ its longest path, its graph size is that of the unique layers those calls use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Set
 
 import networkx as nx
 
@@ -31,13 +31,18 @@ class OutputCost:
     params: int
 
 
+def needed_calls(trace: Trace, output: str) -> Set[str]:
+    """The DAG calls output node ``output`` depends on, itself included."""
+    return nx.ancestors(trace.dag, output) | {output}
+
+
 def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False
                  ) -> List[OutputCost]:
     """Cost of every output of ``trace``, in the order the model returns them."""
     depth = longest_path_layers(trace.dag)
     costs = []
     for index, out in enumerate(trace.outputs, start=1):
-        needed = nx.ancestors(trace.dag, out) | {out}
+        needed = needed_calls(trace, out)
         shapes = trace.dag.nodes[out]["out_shapes"]
         costs.append(OutputCost(
             index=index,
