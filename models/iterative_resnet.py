@@ -25,7 +25,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .registry import DATASETS, register_model
+from .registry import DATASETS, check_int, register_model
 
 __all__ = ["IterativeResNet", "IterativeStage", "ACTUnit", "iterative_resnet", "RESNET152_ITERATIONS"]
 
@@ -215,12 +215,6 @@ class IterativeResNet(nn.Module):
         return logits
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 @register_model("iterative-resnet", default_dataset="camvid")
 def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
                      iterations: Union[int, Sequence[int]] = RESNET152_ITERATIONS, expansion: int = 4,
@@ -285,18 +279,18 @@ def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
         per stage) is not built: the paper does not say how it splits the iterations.
     """
     preset = DATASETS[dataset]
-    classes = preset.classes if classes is None else _positive_int("classes", classes)
+    classes = preset.classes if classes is None else check_int("classes", classes)
     if isinstance(iterations, bool):
         raise ValueError(f"iterations must be a positive integer or a sequence of them, got {iterations!r}")
     if isinstance(iterations, int):
-        iterations = (_positive_int("iterations", iterations),) * 4
+        iterations = (check_int("iterations", iterations),) * 4
     elif isinstance(iterations, (tuple, list)) and len(iterations) > 0:
-        iterations = tuple(_positive_int("each entry of iterations", k) for k in iterations)
+        iterations = tuple(check_int("each entry of iterations", k) for k in iterations)
     else:
         raise ValueError(f"iterations must be a positive integer or a non-empty sequence of them, got {iterations!r}")
-    _positive_int("expansion", expansion)
-    _positive_int("width", width)
-    _positive_int("act_hidden", act_hidden)
+    check_int("expansion", expansion)
+    check_int("width", width)
+    check_int("act_hidden", act_hidden)
     for name, flag in (("depthwise", depthwise), ("shared", shared), ("return_halting", return_halting)):
         if not isinstance(flag, bool):
             raise ValueError(f"{name} must be True or False, got {flag!r}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DATASETS, register_model
+from .registry import DATASETS, check_int, register_model
 
 #: Expansion factor of the bottleneck residual blocks (Fig. A1: t = 6, as in MobileNetV2).
 EXPANSION = 6
@@ -202,11 +202,6 @@ class ItNet(nn.Module):
         return outputs
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 @register_model("itnet", default_dataset="camvid")
 def itnet(
     *,
@@ -274,11 +269,11 @@ def itnet(
         classes = preset.classes
     if f is None:
         f = DEFAULT_WIDTH.get((dataset, bool(shared)), DEFAULT_WIDTH[("camvid", bool(shared))])
-    _check_int("N", N, 1)
-    _check_int("L", L, 1)
-    _check_int("K", K, 0)
-    _check_int("f", f, 2)
-    _check_int("classes", classes, 1)
+    check_int("N", N, 1)
+    check_int("L", L, 1)
+    check_int("K", K, 0)
+    check_int("f", f, 2)
+    check_int("classes", classes, 1)
     if not isinstance(shared, bool):
         raise ValueError(f"shared must be True or False, got {shared!r}")
     return ItNet(f=f, N=N, L=L, K=K, classes=classes, shared=shared, in_channels=preset.channels)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DATASETS, register_model
+from .registry import DATASETS, check_int, register_model
 
 __all__ = ["ResNet101Trunk", "ConvLSTMCell", "RecurrentSeg", "recurrent_seg", "RESNET101_LAYERS"]
 
@@ -150,12 +150,6 @@ class RecurrentSeg(nn.Module):
         return outputs
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 @register_model("recurrent-seg", default_dataset="pascal")
 def recurrent_seg(*, dataset: str = "pascal", classes: int | None = None, iterations: int = 6,
                   lstm_channels: Sequence[int] = (512, 256), kernel_size: int = 1,
@@ -204,14 +198,14 @@ def recurrent_seg(*, dataset: str = "pascal", classes: int | None = None, iterat
         one has ``classes``), ``kernel_size`` (odd, default 1), ``output_stride`` (8, 16, 32).
     """
     preset = DATASETS[dataset]
-    classes = preset.classes if classes is None else _positive_int("classes", classes)
-    _positive_int("iterations", iterations)
+    classes = preset.classes if classes is None else check_int("classes", classes)
+    check_int("iterations", iterations)
     if isinstance(lstm_channels, int) and not isinstance(lstm_channels, bool):
         lstm_channels = (lstm_channels,)
     if not isinstance(lstm_channels, (tuple, list)):
         raise ValueError(f"lstm_channels must be a sequence of positive integers, got {lstm_channels!r}")
-    lstm_channels = tuple(_positive_int("each entry of lstm_channels", c) for c in lstm_channels)
-    if _positive_int("kernel_size", kernel_size) % 2 == 0:
+    lstm_channels = tuple(check_int("each entry of lstm_channels", c) for c in lstm_channels)
+    if check_int("kernel_size", kernel_size) % 2 == 0:
         raise ValueError(f"kernel_size must be odd, got {kernel_size!r}")
     if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):
         raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")

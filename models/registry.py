@@ -60,6 +60,17 @@ class ModelEntry:
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``.
+
+    >>> check_int("N", 16)
+    16
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
 def register_model(name: str, *, default_dataset: str = "camvid"):
     """Decorator: register ``builder`` under ``name`` (lower-case, dashes allowed)."""
 
