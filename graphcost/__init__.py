@@ -13,5 +13,6 @@ __version__ = "0.1.0"
 from .tracing import Trace, trace
 from .analysis import Analysis, LayerCost, analyze, analyze_trace
 from .passes.anytime import OutputCost
+from .viewer import view
 
-__all__ = ["UserError", "trace", "Trace", "analyze", "analyze_trace", "Analysis", "LayerCost", "OutputCost"]
+__all__ = ["UserError", "trace", "Trace", "analyze", "analyze_trace", "Analysis", "LayerCost", "OutputCost", "view"]

@@ -114,6 +114,7 @@ def list_models_command():
 _PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("graphcost.crossbar.cli", ("map",)),
     ("graphcost.reports.cli", ("report", "sweep")),
+    ("graphcost.viewer.cli", ("view",)),
 )
 
 
