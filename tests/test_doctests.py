@@ -7,7 +7,9 @@ import pytest
 MODULES = [
     "graphcost", "graphcost.ops", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
     "graphcost.export", "graphcost.passes.params", "graphcost.passes.macs", "graphcost.passes.graph_size",
-    "graphcost.passes.latency", "graphcost.models.registry", "graphcost.crossbar.specs", "graphcost.crossbar.mapping", "graphcost.crossbar.perf",
+    "graphcost.passes.latency", "graphcost.models.registry", "graphcost.crossbar.specs", "graphcost.crossbar.mapping",
+    "graphcost.crossbar.perf", "graphcost.cli_options", "graphcost.explore.sweep", "graphcost.explore.width",
+    "graphcost.explore.ranking", "graphcost.reports.cli",
 ]
 
 
