@@ -14,6 +14,7 @@ from graphcost.cli_options import Parsed, format_option, model_options
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
+from .data import DATA_KINDS
 from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
                   MapRequest, run_map)
 from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec,
@@ -62,7 +63,7 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
               help="Device noise (relative to g_max): programming, read, stuck_at_on, stuck_at_off, drift_nu, "
                    "t_seconds.")
 @click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU.")
-@click.option("--data", default=SYNTHETIC_DATA, show_default=True, metavar="synthetic|camvid:PATH|cityscapes:PATH",
+@click.option("--data", default=SYNTHETIC_DATA, show_default=True, metavar="|".join(DATA_KINDS),
               help="Evaluation data for --accuracy.")
 @click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
               help="Images for --accuracy.")

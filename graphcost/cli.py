@@ -114,6 +114,7 @@ def list_models_command():
 
 _PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("graphcost.crossbar.cli", ("map_command",)),
+    ("graphcost.crossbar.train_cli", ("train_command",)),
     ("graphcost.reports.cli", ("report", "sweep")),
 )
 
