@@ -1,14 +1,17 @@
 """``graphcost view MODEL --out report.html``: parse options into specs, call :func:`graphcost.viewer.view`."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import click
 
 from graphcost.cli_options import model_options
+from graphcost.crossbar.cli import crossbar_option
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
-                                      ArraySpec, ChipSpec, parse_crossbar)
+                                      ArraySpec, ChipSpec)
 from graphcost.resolve import ModelSpec
+
+_ARRAY = ArraySpec(1, 1)  # the defaults of an array spec, shown in --help
 
 
 @click.command(name="view")
@@ -17,24 +20,26 @@ from graphcost.resolve import ModelSpec
 @click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
-@click.option("--crossbar", "crossbar_text", default=None, metavar="RxC",
-              help="Also map onto RxC crossbar arrays (as graphcost map) and show the mapping.")
+@crossbar_option(default=None, help="Also map onto RxC crossbar arrays (as graphcost map) and show the mapping.")
 @click.option("--arrays", type=click.IntRange(min=1), default=None, metavar="M",
               help="With --crossbar: arrays on the chip (default: as many as the graph needs).")
-@click.option("--weight-bits", type=int, default=8, show_default=True, help="With --crossbar: bits per weight.")
-@click.option("--cell-bits", type=int, default=2, show_default=True, help="With --crossbar: bits stored per cell.")
-@click.option("--differential/--no-differential", default=True, show_default=True,
+@click.option("--weight-bits", type=click.IntRange(min=1), default=_ARRAY.weight_bits, show_default=True,
+              help="With --crossbar: bits per weight.")
+@click.option("--cell-bits", type=click.IntRange(min=1), default=_ARRAY.cell_bits, show_default=True,
+              help="With --crossbar: bits stored per cell.")
+@click.option("--differential/--no-differential", default=_ARRAY.differential, show_default=True,
               help="With --crossbar: signed weights as a pair of cells.")
 @click.option("--analog-bias", is_flag=True, help="With --crossbar: biases as an extra array row.")
-@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default="dense", show_default=True,
+@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
+              show_default=True,
               help="With --crossbar: how grouped / depthwise convs are tiled.")
 @click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
               help="With --crossbar: time of one MVM of one array.")
 @click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
               help="With --crossbar: time to program one array row.")
 def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Optional[int],
-         crossbar_text: Optional[str], arrays: Optional[int], weight_bits: int, cell_bits: int, differential: bool,
-         analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float):
+         crossbar: Optional[Tuple[int, int]], arrays: Optional[int], weight_bits: int, cell_bits: int,
+         differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float):
     """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping."""
     from graphcost.resolve import build
 
@@ -42,8 +47,8 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
 
     path = check_out_file(out_path)
     array = chip = None
-    if crossbar_text is not None:
-        array = ArraySpec(*parse_crossbar(crossbar_text), weight_bits=weight_bits, cell_bits=cell_bits,
+    if crossbar is not None:
+        array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits,
                           differential=differential, analog_bias=analog_bias)
         chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row)
     elif arrays is not None:
