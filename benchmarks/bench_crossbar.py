@@ -51,7 +51,7 @@ def main(argv=None) -> int:
 
     import torchvision
 
-    from graphcost.crossbar.simulate import CrossbarModel
+    from graphcost.crossbar.sim import CrossbarModel
     from graphcost.crossbar.specs import ArraySpec, NoiseSpec
     from graphcost.models import get_model
 

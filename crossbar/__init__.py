@@ -3,21 +3,23 @@
 * :mod:`.specs` — ``ArraySpec``, ``ChipSpec``, ``NoiseSpec`` (frozen, validated) and the CLI parsers.
 * :mod:`.mapping` — ``map_trace`` / ``map_model``: tiles, utilisation and MVMs per unique weight layer.
 * :mod:`.perf` — ``performance``: fit, pipelined throughput, latency per output, rewrites, replication.
-* :mod:`.simulate`, :mod:`.accuracy`, :mod:`.data` — the noisy simulated forward and its mIoU
+* :mod:`.tiling` — layer geometry and tiles (the one tiler).
+* :mod:`.sim`, :mod:`.accuracy`, :mod:`.data` — the noisy simulated forward and its mIoU
   (imported on first use: ``graphcost.crossbar.evaluate_accuracy`` works).
 
 The formulas are in ``docs/crossbar.md``.
 """
 from importlib import import_module as _import_module
 
-from .mapping import CallStage, LayerMapping, Mapping, OutputStage, map_model, map_trace, tile_grouped, tile_matrix
+from .mapping import CallStage, LayerMapping, ModelMapping, OutputStage, map_model, map_trace
+from .tiling import LayerGeometry, Tiling, geometry_of_module, geometry_of_weight, tile_grouped, tile_layer, tile_matrix
 from .perf import LayerPerf, OutputPerf, Performance, performance
 from .specs import (DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec, ChipSpec, NoiseSpec, parse_crossbar,
                     parse_noise)
 
 # names of the simulation side, resolved lazily so importing the mapping never pays for it
 _LAZY = {
-    "CrossbarModel": "simulate",
+    "CrossbarModel": "sim",
     "AccuracyConfig": "accuracy",
     "AccuracyResult": "accuracy",
     "evaluate_accuracy": "accuracy",
@@ -33,6 +35,7 @@ def __getattr__(name):
 
 __all__ = [
     "ArraySpec", "ChipSpec", "NoiseSpec", "DEPTHWISE_STRATEGIES", "NOISE_PRESETS", "parse_crossbar", "parse_noise",
-    "Mapping", "LayerMapping", "CallStage", "OutputStage", "map_model", "map_trace", "tile_matrix", "tile_grouped",
+    "ModelMapping", "LayerMapping", "CallStage", "OutputStage", "map_model", "map_trace", "tile_matrix", "tile_grouped", "tile_layer",
+    "LayerGeometry", "Tiling", "geometry_of_module", "geometry_of_weight",
     "Performance", "LayerPerf", "OutputPerf", "performance",
 ]

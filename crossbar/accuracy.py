@@ -1,7 +1,7 @@
 """Accuracy of a network simulated on crossbar arrays: mIoU and fidelity mIoU per anytime output.
 
 :func:`evaluate_accuracy` runs the float model and ``config.trials`` simulated copies
-(:class:`~graphcost.crossbar.simulate.CrossbarModel`, one noise seed each: ``config.seed + trial``)
+(:class:`~graphcost.crossbar.sim.CrossbarModel`, one noise seed each: ``config.seed + trial``)
 on an evaluation set (:mod:`.data`) and reports, for every output of the model (ItNet returns one
 per iteration),
 
@@ -211,7 +211,7 @@ def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], chan
 
 def run_trial(config: AccuracyConfig, state: TrialState, trial: int) -> TrialResult:
     """One Monte-Carlo trial: program the arrays with seed ``config.seed + trial``, evaluate."""
-    from .simulate import CrossbarModel
+    from .sim import CrossbarModel
 
     seed = config.seed + trial
     with torch.inference_mode():
@@ -239,7 +239,42 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None,
                       progress: Optional[Callable[[int, int], None]] = None) -> AccuracyResult:
-    """Float and simulated mIoU (and fidelity mIoU) per output, mean and std over ``config.trials``."""
+    """Float and simulated mIoU (and fidelity mIoU) per output, mean and std over ``config.trials``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A segmentation model returning ``N x C x H x W`` logits (or a list / dict of them, one per
+        anytime output), with trained weights.
+    config : AccuracyConfig
+        Array and noise specs, data (``synthetic``, ``camvid:PATH``, ``cityscapes:PATH``), samples,
+        trials (trial ``t`` draws its noise with seed ``config.seed + t``), depthwise strategy.
+    executor : optional
+        Runs the trials (``executor.map(fn, items, progress=...)``); ``None``: one after another here.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each trial.
+
+    Returns
+    -------
+    AccuracyResult
+        One :class:`OutputAccuracy` per output (mIoU, fidelity mIoU against the float model's
+        predictions, their stds over trials, float mIoU) and the per-trial values.
+
+    Raises
+    ------
+    UserError
+        The data cannot be opened, the model's class count differs from the data's, or the model
+        does not return segmentation logits.
+
+    Examples
+    --------
+    >>> from graphcost.crossbar.specs import ArraySpec, NoiseSpec
+    >>> net = torch.nn.Conv2d(3, 11, 1)
+    >>> exact = ArraySpec(64, 64, weight_bits=16, cell_bits=16, dac_bits=16, adc_bits=16)
+    >>> result = evaluate_accuracy(net, AccuracyConfig(exact, NoiseSpec(), samples=2, trials=1))
+    >>> len(result.outputs), round(result.fidelity_miou, 2)     # noise-free 16-bit: the float predictions
+    (1, 1.0)
+    """
     dataset = open_dataset(config.data, config.samples, classes=config.classes)
     images, labels = dataset.tensors()
     model = model.eval()
@@ -348,12 +383,3 @@ def load_weights(model: nn.Module, path) -> nn.Module:
                             f"{tuple(value.shape)}, the model expects {tuple(expected[key].shape)}")
     model.load_state_dict(obj, strict=True)
     return model
-
-
-def checkpoint_metadata(path=None) -> Optional[Dict[str, Any]]:
-    """The JSON written next to a checkpoint by the training script (``None`` if there is none)."""
-    meta = Path(path or default_weights_path()).with_suffix(".json")
-    try:
-        return json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return None

@@ -19,10 +19,10 @@ Recurrent layers (LSTM/GRU/RNN and cells) map one gate matrix per layer and dire
 (``rows = input + hidden``, ``cols = gates * hidden * columns_per_weight``); steps of one
 sequence run one after another.
 
-Besides the per-layer table a :class:`Mapping` keeps, as plain data, the execution DAG reduced
+Besides the per-layer table a :class:`ModelMapping` keeps, as plain data, the execution DAG reduced
 to its weight-layer calls (:class:`CallStage`, with predecessor indices) and the outputs, which
 is all :mod:`.perf` needs for latencies along longest paths. No trace travels with it, so a
-Mapping pickles and ships to Ray workers unchanged.
+ModelMapping pickles and ships to Ray workers unchanged.
 
 >>> import torch
 >>> from graphcost.crossbar.specs import ArraySpec
@@ -44,12 +44,10 @@ from graphcost.errors import UserError
 from graphcost.schema import LayerRecord, call_record
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
+from .tiling import (FUNCTIONAL_GROUPS_INDEX, LayerGeometry, ceil_div, geometry_of_module, geometry_of_weight,
+                     tile_grouped, tile_matrix)
 
 _GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 # --------------------------------------------------------------------------- plain data
@@ -97,8 +95,8 @@ class LayerMapping:
 
 @dataclass(frozen=True)
 class CallStage:
-    """One call of a weight layer in the execution DAG: ``layer`` indexes ``Mapping.layers``,
-    ``preds`` index earlier ``Mapping.calls`` reached through weight-free ops only."""
+    """One call of a weight layer in the execution DAG: ``layer`` indexes ``ModelMapping.layers``,
+    ``preds`` index earlier ``ModelMapping.calls`` reached through weight-free ops only."""
 
     node: str
     layer: int
@@ -118,7 +116,7 @@ class OutputStage:
 
 
 @dataclass(frozen=True)
-class Mapping:
+class ModelMapping:
     """Every unique weight layer of one model on arrays of one :class:`ArraySpec`."""
 
     model: str
@@ -174,68 +172,6 @@ class Mapping:
         import pandas as pd
 
         return pd.DataFrame([layer.to_dict() for layer in self.layers])
-
-
-# --------------------------------------------------------------------------- tiling formulas
-@dataclass(frozen=True)
-class _Tiling:
-    tiles: int
-    cycles_per_mvm: int
-    strategy: str
-
-
-def tile_matrix(rows: int, cols: int, array: ArraySpec) -> int:
-    """Tiles of a dense ``rows x cols`` matrix: ``ceil(rows / R) * ceil(cols / C)``.
-
-    >>> tile_matrix(576, 128, ArraySpec(256, 256))
-    3
-    """
-    return _ceil_div(rows, array.rows) * _ceil_div(cols, array.cols)
-
-
-def tile_grouped(rows_g: int, cols_g: int, groups: int, array: ArraySpec, strategy: str,
-                 bias_row: int = 0) -> _Tiling:
-    """Tiles of ``groups`` independent ``rows_g x cols_g`` blocks (a grouped conv).
-
-    ``rows_g`` excludes the bias row; ``bias_row`` (0 or 1) is one shared row per matrix.
-
-    * ``dense`` — the block-diagonal ``(groups*rows_g + bias) x (groups*cols_g)`` matrix, zeros
-      included: ``ceil(.. / R) * ceil(.. / C)`` tiles, one cycle per MVM.
-    * ``packed`` — ``k = min((R - bias) // rows_g, C // cols_g)`` blocks per array on its
-      diagonal: ``ceil(groups / k)`` tiles, one cycle per MVM (blocks larger than an array are
-      tiled alone: ``groups * ceil((rows_g + bias) / R) * ceil(cols_g / C)``).
-    * ``time-multiplexed`` — one kernel per column, all groups share the rows:
-      ``ceil((rows_g + bias) / R) * ceil(groups*cols_g / C)`` tiles; the groups in one array
-      are driven one after another, so an MVM takes as many cycles as the most groups any
-      array holds.
-
-    >>> a = ArraySpec(256, 256)             # depthwise 3x3 over 64 channels, 8 columns a weight
-    >>> [tile_grouped(9, 8, 64, a, s).tiles for s in ("dense", "packed", "time-multiplexed")]
-    [6, 3, 2]
-    >>> tile_grouped(9, 8, 64, a, "time-multiplexed").cycles_per_mvm
-    32
-    """
-    if strategy not in DEPTHWISE_STRATEGIES:
-        raise UserError(f"unknown depthwise strategy {strategy!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
-    R, C = array.rows, array.cols
-    if groups == 1:
-        return _Tiling(tile_matrix(rows_g + bias_row, cols_g, array), 1, "dense")
-    if strategy == "dense":
-        return _Tiling(tile_matrix(groups * rows_g + bias_row, groups * cols_g, array), 1, strategy)
-    if strategy == "packed":
-        if rows_g + bias_row <= R and cols_g <= C:
-            per_array = min((R - bias_row) // rows_g, C // cols_g, groups)
-            return _Tiling(_ceil_div(groups, per_array), 1, strategy)
-        return _Tiling(groups * tile_matrix(rows_g + bias_row, cols_g, array), 1, strategy)
-    # time-multiplexed
-    total_cols = groups * cols_g
-    col_tiles = _ceil_div(total_cols, C)
-    most = 0
-    for j in range(col_tiles):
-        first = (j * C) // cols_g
-        last = (min((j + 1) * C, total_cols) - 1) // cols_g
-        most = max(most, last - first + 1)
-    return _Tiling(_ceil_div(rows_g + bias_row, R) * col_tiles, most, strategy)
 
 
 # --------------------------------------------------------------------------- one layer
@@ -297,23 +233,9 @@ def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
             module = None
     kind = first.kind
 
-    if isinstance(module, nn.modules.conv._ConvNd):
-        groups = module.groups
-        w = tuple(module.weight.shape)
-        if module.transposed:  # weight (Cin, Cout/groups, k..): equivalent direct conv
-            cin, cout = w[0], w[1] * groups
-        else:  # weight (Cout, Cin/groups, k..)
-            cout, cin = w[0], w[1] * groups
-        kernel = math.prod(w[2:])
-        shape = _Shape([(cin // groups * kernel, cout // groups, groups)], module.bias is not None)
-        shape.call_mvms = [_per_vector(_out_shape(dag, c), cout) for c in calls]
-        shape.max_replicas = max(shape.call_mvms, default=1)
-        return shape
-    if isinstance(module, nn.Linear):
-        shape = _Shape([(module.in_features, module.out_features, 1)], module.bias is not None)
-        shape.call_mvms = [_per_vector(_out_shape(dag, c), module.out_features) for c in calls]
-        shape.max_replicas = max(shape.call_mvms, default=1)
-        return shape
+    geometry = geometry_of_module(module) if module is not None else None
+    if geometry is not None:
+        return _geometry_shape(dag, geometry, calls)
     gates = next((g for cls, g in _GATES if isinstance(module, cls)), None)
     if gates is not None:
         return _recurrent_shape(module, gates, [_out_shape(dag, c) for c in calls])
@@ -337,17 +259,15 @@ def _functional_shape(trace, fx_node: fx.Node, op: str, calls: Sequence[str]) ->
     if weight is None:
         return None
     bias = _arg(fx_node, 2, "bias") is not None
-    if op == "linear":
-        out_f, in_f = weight[0], weight[-1]
-        shape = _Shape([(in_f, out_f, 1)], bias)
-        shape.call_mvms = [_per_vector(_out_shape(trace.dag, c), out_f) for c in calls]
-    else:
-        transposed = op.startswith("conv_transpose")
-        groups = int(_arg(fx_node, 7 if transposed else 6, "groups", 1) or 1)
-        kernel = math.prod(weight[2:])
-        cout, cin = (weight[1] * groups, weight[0]) if transposed else (weight[0], weight[1] * groups)
-        shape = _Shape([(cin // groups * kernel, cout // groups, groups)], bias)
-        shape.call_mvms = [_per_vector(_out_shape(trace.dag, c), cout) for c in calls]
+    groups = 1 if op == "linear" else int(_arg(fx_node, FUNCTIONAL_GROUPS_INDEX, "groups", 1) or 1)
+    return _geometry_shape(trace.dag, geometry_of_weight(op, weight, groups, bias), calls)
+
+
+def _geometry_shape(dag: nx.DiGraph, geometry: LayerGeometry, calls: Sequence[str]) -> _Shape:
+    """A conv / transposed conv / linear layer: one matrix per group, one MVM per output vector."""
+    g = geometry.groups
+    shape = _Shape([(geometry.rows_per_group, geometry.cout_per_group, g)], geometry.has_bias)
+    shape.call_mvms = [_per_vector(_out_shape(dag, c), geometry.cout) for c in calls]
     shape.max_replicas = max(shape.call_mvms, default=1)
     return shape
 
@@ -397,7 +317,7 @@ def _generic_shape(trace, module: nn.Module, calls: Sequence[str]) -> _Shape:
     if not matrices:
         raise _Unmappable(f"{trace.layer_of(calls[0])} ({type(module).__name__}) has no weight matrix")
     per_pass = sum(r * c for r, c, _ in matrices)
-    mvms = [max(1, _ceil_div(trace.call(c).macs, per_pass)) for c in calls]
+    mvms = [max(1, ceil_div(trace.call(c).macs, per_pass)) for c in calls]
     has_bias = any(p.dim() == 1 for p in module.parameters())
     shape = _Shape(matrices, has_bias, mvms, max(mvms, default=1),
                    note=f"{trace.layer_of(calls[0])} ({type(module).__name__}): mapped approximately, "
@@ -447,8 +367,45 @@ def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, de
 
 
 # --------------------------------------------------------------------------- the whole graph
-def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Optional[str] = None) -> Mapping:
-    """Map every unique weight layer of ``trace``'s loop-keeping graph onto ``array``-sized tiles."""
+def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Optional[str] = None) -> ModelMapping:
+    """Map every unique weight layer of ``trace``'s loop-keeping graph onto ``array``-sized tiles.
+
+    Parameters
+    ----------
+    trace : graphcost.tracing.Trace
+        A traced model (:func:`graphcost.trace`): its loop graph names the unique weight layers,
+        its execution DAG the calls and their output shapes.
+    array : ArraySpec
+        Array size and cell encoding (bits per weight and cell, differential pairs, analog bias).
+    depthwise : str
+        How grouped / depthwise convs are tiled: ``dense``, ``packed`` or ``time-multiplexed``
+        (:data:`~graphcost.crossbar.specs.DEPTHWISE_STRATEGIES`).
+    name : str, optional
+        The model name recorded in the result (default: the module's class name).
+
+    Returns
+    -------
+    ModelMapping
+        Plain data: one :class:`LayerMapping` per mapped layer (rows, cols, tiles, MVMs per frame
+        over all its calls), the weight-layer calls with their predecessors, the outputs, and notes
+        on layers left digital or mapped approximately.
+
+    Raises
+    ------
+    UserError
+        ``depthwise`` is not a known strategy, or the model has no weight layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from graphcost import trace
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, groups=64))
+    >>> m = map_trace(trace(net, (1, 3, 16, 16)), ArraySpec(128, 128), "packed")
+    >>> [(layer.rows, layer.cols, layer.tiles) for layer in m.layers]   # 64 depthwise 9 x 8 blocks: 14 per array
+    [(27, 512, 4), (9, 512, 5)]
+    >>> m.arrays_used, m.layers[1].mvms
+    (9, 196)
+    """
     if depthwise not in DEPTHWISE_STRATEGIES:
         raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
     loop = trace.loop_graph
@@ -474,7 +431,7 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
         raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
 
     calls, outputs = _reduce_dag(trace, index, call_mvms)
-    return Mapping(
+    return ModelMapping(
         model=name or type(trace.module).__name__,
         input_shape=tuple(trace.input_shape),
         array=array,
@@ -519,7 +476,7 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
 
 
 def map_model(model: nn.Module, input_shape: Sequence[int], array: ArraySpec, depthwise: str = "dense", *,
-              name: Optional[str] = None) -> Mapping:
+              name: Optional[str] = None) -> ModelMapping:
     """Trace ``model`` once at ``input_shape`` and map it (see :func:`map_trace`)."""
     from graphcost.tracing import trace
 

@@ -1,4 +1,4 @@
-"""Performance of a :class:`~graphcost.crossbar.mapping.Mapping` on a chip: fit, throughput, latency.
+"""Performance of a :class:`~graphcost.crossbar.mapping.ModelMapping` on a chip: fit, throughput, latency.
 
 Cheap (no re-mapping, no trace), so reports can sweep the chip size. The model, with every
 formula in ``docs/crossbar.md``:
@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
 
-from .mapping import Mapping
+from .mapping import ModelMapping
 from .specs import ChipSpec
 
 _EPS = 1e-9
@@ -81,7 +81,7 @@ class Performance:
     """The mapping on one chip. ``arrays_used`` counts replicas; ``arrays_needed`` is the minimum
     to keep every unique layer resident (the mapping's ``sum(tiles)``)."""
 
-    mapping: Mapping
+    mapping: ModelMapping
     chip: ChipSpec
     target_fps: Optional[float]
     fits: bool
@@ -185,7 +185,7 @@ def _balance(stage_s: Sequence[float], tiles: Sequence[int], caps: Sequence[int]
 
 
 # --------------------------------------------------------------------------- residency
-def _resident_set(mapping: Mapping, arrays: int) -> Tuple[List[bool], int]:
+def _resident_set(mapping: ModelMapping, arrays: int) -> Tuple[List[bool], int]:
     """Which layers stay resident when the graph does not fit, and the swap pool size.
 
     Layers called most often are kept first (each of their tiles would be rewritten once per
@@ -204,97 +204,143 @@ def _resident_set(mapping: Mapping, arrays: int) -> Tuple[List[bool], int]:
 
 
 # --------------------------------------------------------------------------- the model
-def performance(mapping: Mapping, chip: ChipSpec, *, target_fps: Optional[float] = None) -> Performance:
-    """Fit, throughput and latency of ``mapping`` on ``chip`` (see the module docstring)."""
+def _check_target(chip: ChipSpec, target_fps: Optional[float]) -> None:
     if target_fps is not None and (not isinstance(target_fps, (int, float)) or not target_fps > 0
                                    or math.isinf(target_fps)):
         raise UserError(f"--target-fps must be a positive number, got {target_fps!r}")
     if target_fps is not None and not chip.replicate:
         raise UserError("--target-fps needs --replicate (copies of the slow layers are what raise the frame rate)")
-    layers = mapping.layers
-    t_mvm = chip.mvm_latency_ns * 1e-9
-    tiles = [layer.tiles for layer in layers]
-    caps = [layer.max_replicas for layer in layers]
-    base_s = [layer.cycles * t_mvm for layer in layers]
-    needed = mapping.arrays_used
-    available = chip.arrays
-    fits = available is None or needed <= available
-    resident_fps = 1.0 / max(base_s)
+    if chip.replicate and target_fps is None and chip.arrays is None:
+        raise UserError("--replicate needs --arrays (balance the chip) or --target-fps (arrays for a frame rate)")
 
-    replicas = [1] * len(layers)
+
+def _replication(base_s: List[float], tiles: List[int], caps: List[int], chip: ChipSpec, fits: bool,
+                 target_fps: Optional[float]) -> Tuple[List[int], Optional[int], Optional[bool]]:
+    """Copies per layer, arrays for ``target_fps`` and whether it is reachable (see the module docstring)."""
+    replicas = [1] * len(base_s)
     arrays_for_target: Optional[int] = None
     reachable: Optional[bool] = None
-    if chip.replicate:
-        if target_fps is None and available is None:
-            raise UserError("--replicate needs --arrays (balance the chip) or --target-fps (arrays for a frame rate)")
-        if target_fps is not None:
-            goal = _replicas_for(base_s, caps, 1.0 / target_fps)
-            arrays_for_target = sum(n * r for n, r in zip(tiles, goal))
-            reachable = all(s / r <= (1.0 / target_fps) * (1 + 1e-9) for s, r in zip(base_s, goal))
-            if available is None or arrays_for_target <= available:
-                replicas = goal
-        if fits and available is not None and (target_fps is None or arrays_for_target > available):
-            replicas = _balance(base_s, tiles, caps, available)
+    available = chip.arrays
+    if not chip.replicate:
+        return replicas, arrays_for_target, reachable
+    if target_fps is not None:
+        goal = _replicas_for(base_s, caps, 1.0 / target_fps)
+        arrays_for_target = sum(n * r for n, r in zip(tiles, goal))
+        reachable = all(s / r <= (1.0 / target_fps) * (1 + 1e-9) for s, r in zip(base_s, goal))
+        if available is None or arrays_for_target <= available:
+            replicas = goal
+    if fits and available is not None and (target_fps is None or arrays_for_target > available):
+        replicas = _balance(base_s, tiles, caps, available)
+    return replicas, arrays_for_target, reachable
 
-    write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
-    stage_s = [s / r for s, r in zip(base_s, replicas)]
-    resident = [True] * len(layers)
-    passes = [1] * len(layers)
-    rewrite = [0.0] * len(layers)
-    pool_s = 0.0
-    if not fits:
-        resident, pool = _resident_set(mapping, available)
-        for i, layer in enumerate(layers):
-            if resident[i]:
-                continue
-            passes[i] = math.ceil(layer.tiles / pool)
-            rewrite[i] = layer.calls * layer.tiles * write_per_array_s
-            stage_s[i] = base_s[i] * passes[i]
-            pool_s += stage_s[i] + rewrite[i]
 
-    resident_stage = [(s, layers[i].name) for i, s in enumerate(stage_s) if resident[i]]
-    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
-    if pool_s > frame_s:
-        frame_s, bottleneck = pool_s, "swap pool (weight rewrites)"
-    throughput = 1.0 / frame_s
+@dataclass
+class _Swap:
+    """Residency when the graph does not fit: per layer resident?, passes, rewrite time, stage time."""
 
-    # latency: longest path over the weight-layer calls
+    resident: List[bool]
+    passes: List[int]
+    rewrite: List[float]
+    stage_s: List[float]
+    pool_s: float = 0.0
+
+
+def _swap(mapping: ModelMapping, chip: ChipSpec, fits: bool, base_s: List[float], replicas: List[int],
+          write_per_array_s: float) -> _Swap:
+    layers = mapping.layers
+    n = len(layers)
+    swap = _Swap([True] * n, [1] * n, [0.0] * n, [s / r for s, r in zip(base_s, replicas)])
+    if fits:
+        return swap
+    swap.resident, pool = _resident_set(mapping, chip.arrays)
+    for i, layer in enumerate(layers):
+        if swap.resident[i]:
+            continue
+        swap.passes[i] = math.ceil(layer.tiles / pool)
+        swap.rewrite[i] = layer.calls * layer.tiles * write_per_array_s
+        swap.stage_s[i] = base_s[i] * swap.passes[i]
+        swap.pool_s += swap.stage_s[i] + swap.rewrite[i]
+    return swap
+
+
+def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], arrays_of: List[int], t_mvm: float,
+                      write_per_array_s: float) -> Tuple[OutputPerf, ...]:
+    """Latency of every output: the longest path over the weight-layer calls."""
+    layers = mapping.layers
     finish: List[float] = []
     for call in mapping.calls:
         i = call.layer
         layer = layers[i]
-        t = call.mvms * layer.cycles_per_mvm * t_mvm * passes[i] / replicas[i]
-        if not resident[i]:
+        t = call.mvms * layer.cycles_per_mvm * t_mvm * swap.passes[i] / replicas[i]
+        if not swap.resident[i]:
             t += layer.tiles * write_per_array_s
         finish.append(t + max((finish[p] for p in call.preds), default=0.0))
-    arrays_of = [n * r for n, r in zip(tiles, replicas)]
-    outputs = tuple(
+    return tuple(
         OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
                    sum(arrays_of[i] for i in o.layers))
         for o in mapping.outputs)
-    latency = outputs[-1].latency_s if outputs else 0.0
 
+
+def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[float] = None) -> Performance:
+    """Fit, throughput and latency of ``mapping`` on ``chip`` (formulas in the module docstring).
+
+    Parameters
+    ----------
+    mapping : ModelMapping
+        The model's tiles and MVMs per unique weight layer (:func:`~graphcost.crossbar.mapping.map_trace`).
+    chip : ChipSpec
+        Arrays available (``None``: unlimited), MVM latency, write time per row, ``replicate``.
+    target_fps : float, optional
+        With ``chip.replicate``: the frame rate to size the replicas for.
+
+    Returns
+    -------
+    Performance
+        Plain data: ``fits``, ``throughput_fps``, ``latency_s`` (last output), rewrites when the
+        graph does not fit, one :class:`LayerPerf` per layer and one :class:`OutputPerf` per output.
+
+    Raises
+    ------
+    UserError
+        ``target_fps`` not a positive finite number, ``target_fps`` without ``chip.replicate``, or
+        ``chip.replicate`` with neither ``chip.arrays`` nor ``target_fps``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from graphcost.crossbar.mapping import map_model
+    >>> from graphcost.crossbar.specs import ArraySpec, ChipSpec
+    >>> m = map_model(torch.nn.Conv2d(64, 64, 3, padding=1), (1, 64, 8, 8), ArraySpec(128, 128))
+    >>> m.arrays_used                                   # 576 rows x 512 columns: 5 x 4 arrays
+    20
+    >>> p = performance(m, ChipSpec(arrays=10, mvm_latency_ns=100))
+    >>> p.fits, p.rewritten_arrays                      # every frame rewrites the 20 arrays
+    (False, 20)
+    """
+    _check_target(chip, target_fps)
+    layers = mapping.layers
+    t_mvm = chip.mvm_latency_ns * 1e-9
+    tiles = [layer.tiles for layer in layers]
+    base_s = [layer.cycles * t_mvm for layer in layers]
+    fits = chip.arrays is None or mapping.arrays_used <= chip.arrays
+    replicas, arrays_for_target, reachable = _replication(base_s, tiles, [layer.max_replicas for layer in layers],
+                                                          chip, fits, target_fps)
+    write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
+    swap = _swap(mapping, chip, fits, base_s, replicas, write_per_array_s)
+    resident_stage = [(s, layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
+    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
+    if swap.pool_s > frame_s:
+        frame_s, bottleneck = swap.pool_s, "swap pool (weight rewrites)"
+    arrays_of = [n * r for n, r in zip(tiles, replicas)]
+    outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, write_per_array_s)
     perf_layers = tuple(
-        LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, stage_s[i], resident[i],
-                  passes[i], rewrite[i])
+        LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i], swap.resident[i],
+                  swap.passes[i], swap.rewrite[i])
         for i, layer in enumerate(layers))
     return Performance(
-        mapping=mapping,
-        chip=chip,
-        target_fps=target_fps,
-        fits=fits,
-        arrays_needed=needed,
-        arrays_available=available,
-        arrays_used=sum(arrays_of),
-        throughput_fps=throughput,
-        latency_s=latency,
-        frame_time_s=frame_s,
-        bottleneck=bottleneck,
-        resident_fps=resident_fps,
-        rewrite_s=sum(rewrite),
-        rewritten_arrays=sum(layers[i].calls * layers[i].tiles for i in range(len(layers)) if not resident[i]),
-        arrays_for_target=arrays_for_target,
-        target_reachable=reachable,
-        layers=perf_layers,
-        outputs=outputs,
-    )
+        mapping=mapping, chip=chip, target_fps=target_fps, fits=fits, arrays_needed=mapping.arrays_used,
+        arrays_available=chip.arrays, arrays_used=sum(arrays_of), throughput_fps=1.0 / frame_s,
+        latency_s=outputs[-1].latency_s if outputs else 0.0, frame_time_s=frame_s, bottleneck=bottleneck,
+        resident_fps=1.0 / max(base_s), rewrite_s=sum(swap.rewrite),
+        rewritten_arrays=sum(layer.calls * layer.tiles for i, layer in enumerate(layers) if not swap.resident[i]),
+        arrays_for_target=arrays_for_target, target_reachable=reachable, layers=perf_layers, outputs=outputs)

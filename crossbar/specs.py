@@ -155,7 +155,7 @@ class ChipSpec:
 @dataclass(frozen=True)
 class NoiseSpec:
     """Non-idealities of the analog cells, all relative to ``g_max`` (the simulator's docstring,
-    ``crossbar/simulate.py``, gives the exact math it applies):
+    ``crossbar/sim/``, gives the exact math it applies):
 
     * ``programming`` — std of the Gaussian error of a programmed conductance, drawn once per
       trial when the weights are written.

@@ -149,6 +149,29 @@ def test_functional_conv_with_a_parameter_is_mapped_for_every_call():
     assert sum(1 for c in m.calls if m.layers[c.layer] is conv) == 3
 
 
+class FunctionalTransposed(nn.Module):
+    """``F.conv_transpose2d`` with every argument positional: ``groups`` is the 7th, ``dilation`` the 8th."""
+
+    def __init__(self, groups=2):
+        super().__init__()
+        self.groups = groups
+        self.w = nn.Parameter(torch.randn(8, 4 // groups, 3, 3))
+
+    def forward(self, x):
+        return F.conv_transpose2d(x, self.w, None, 2, 1, 1, self.groups, 1)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_functional_transposed_conv_reads_groups_at_its_torch_position(groups):
+    functional = one_layer(FunctionalTransposed(groups), (1, 8, 8, 8), ArraySpec(16, 16), "dense")
+    module = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1, groups=groups)
+    reference = one_layer(module, (1, 8, 8, 8), ArraySpec(16, 16), "dense")
+    # Cin/groups * 9 rows per group, 4 output channels x 8 columns; 16 x 16 output pixels
+    assert (functional.rows, functional.cols, functional.groups) == (8 // groups * 9, 4 * 8, groups)
+    assert (functional.tiles, functional.mvms, functional.weights) == (reference.tiles, 16 * 16, reference.weights)
+    assert functional.weights == 8 * 4 // groups * 9
+
+
 def test_resnet18_on_256x256_is_201_tiles():
     """aihwkit's analog_summary case: one cell per weight, digital bias."""
     import torchvision

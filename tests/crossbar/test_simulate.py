@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import graphcost
-from graphcost.crossbar.simulate import CrossbarModel, DRIFT_T0_SECONDS
+from graphcost.crossbar.sim import CrossbarModel, DRIFT_T0_SECONDS
 from graphcost.crossbar.specs import ArraySpec, NoiseSpec
 from graphcost.models import get_model
 
@@ -234,10 +234,10 @@ def test_simulator_programs_the_tiles_the_mapping_counts(name, depthwise, size, 
     # full tile, see the module docstring
     if not (layer.groups > 1 and depthwise == "dense" and layer.analog_bias):
         plan = layer.plan
-        physical = plan.physical or list(range(len(plan.tiles)))
+        physical = plan.physical or list(range(len(plan.pieces)))
         rows = torch.zeros(max(physical) + 1)
         has_bias = torch.zeros(max(physical) + 1)
-        for t, tile in enumerate(plan.tiles):
+        for t, tile in enumerate(plan.pieces):
             rows[physical[t]] += tile.hi - tile.lo
             has_bias[physical[t]] = max(has_bias[physical[t]], float(layer.bias_rows[t].any()))
         assert float((rows + has_bias).max()) <= array.rows

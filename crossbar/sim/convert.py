@@ -1,0 +1,108 @@
+"""Model conversion: :class:`CrossbarModel` replaces every conv / transposed conv / linear layer of a
+copy of a model by an :class:`~graphcost.crossbar.sim.layer.AnalogLayer` and calibrates it."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from graphcost.errors import UserError
+
+from ..specs import DEPTHWISE_STRATEGIES, ArraySpec, NoiseSpec
+from .layer import AnalogLayer
+from .noise import generators as noise_generators
+
+#: Module types simulated on the arrays.
+ANALOG_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                nn.Linear)
+
+
+class CrossbarModel(nn.Module):
+    """``model`` with every conv / transposed conv / linear layer simulated on crossbar arrays.
+
+    >>> import torch
+    >>> from graphcost.crossbar.specs import ArraySpec, NoiseSpec
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
+    >>> x = torch.rand(2, 3, 16, 16)
+    >>> sim = CrossbarModel(net, ArraySpec(256, 256, 16, 16, dac_bits=16, adc_bits=16), NoiseSpec())
+    >>> _ = sim.calibrate(x)
+    >>> bool(torch.allclose(sim(x), net(x), rtol=1e-3, atol=1e-3))
+    True
+
+    ``seed`` seeds the programming noise and faults (drawn here, once) and the read noise
+    (drawn per call). ``depthwise``: the mapping strategy of grouped convs (``dense``,
+    ``packed``, ``time-multiplexed``). ``slice_adc``: digitise every bit slice separately
+    (exact, slower) instead of the tile's recombined partial sum (fast, the default).
+    Layers that stay digital (recurrent ones) are listed in ``digital_layers``.
+    """
+
+    def __init__(self, model: nn.Module, array: ArraySpec, noise: NoiseSpec, *, seed: int = 0,
+                 depthwise: str = "dense", slice_adc: bool = False):
+        super().__init__()
+        if depthwise not in DEPTHWISE_STRATEGIES:
+            raise UserError(f"unknown depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
+        self.array, self.noise, self.seed, self.depthwise, self.slice_adc = array, noise, seed, depthwise, slice_adc
+        self.model = copy.deepcopy(model).eval()
+        self.analog_layers: Dict[str, AnalogLayer] = {}
+        self.digital_layers: List[str] = []
+        replaced = self._convert(noise_generators(seed))
+        if id(self.model) in replaced:
+            self.model = replaced[id(self.model)]
+        else:
+            for parent in list(self.model.modules()):
+                for child_name, child in list(parent._modules.items()):
+                    if child is not None and id(child) in replaced:
+                        parent._modules[child_name] = replaced[id(child)]
+        self._layers = list(replaced.values())
+
+    def _convert(self, gens: Dict[str, torch.Generator]) -> Dict[int, AnalogLayer]:
+        """An analog layer per weight module, each module once in definition order; modules sharing
+        a weight (and geometry) share one programming."""
+        replaced: Dict[int, AnalogLayer] = {}
+        by_weight: Dict[Tuple[int, str], AnalogLayer] = {}
+        for name, module in self.model.named_modules():
+            if isinstance(module, ANALOG_TYPES):
+                key = (id(module.weight), type(module).__name__)
+                tied = by_weight.get(key)
+                shared = tied.cells if tied is not None and _same_geometry(tied.reference, module) else None
+                layer = AnalogLayer(module, self.array, self.noise, strategy=self.depthwise, slice_adc=self.slice_adc,
+                                    generators=gens, shared_cells=shared)
+                replaced[id(module)] = layer
+                by_weight.setdefault(key, layer)
+                self.analog_layers[name or type(module).__name__] = layer
+            elif isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+                self.digital_layers.append(name)
+        return replaced
+
+    @property
+    def calibrated(self) -> bool:
+        return all(layer.calibrated for layer in self._layers)
+
+    def calibrate(self, *args, **kwargs) -> Any:
+        """Run the float model on ``args`` and fix every layer's DAC and ADC ranges; returns its output."""
+        for layer in self._layers:
+            layer.calibrating, layer.calibrated = True, False
+            layer.x_absmax.zero_()
+            layer.psum_absmax.zero_()
+            layer.x_signed = layer.psum_signed = False
+        try:
+            with torch.no_grad():
+                out = self.model(*args, **kwargs)
+        finally:
+            for layer in self._layers:
+                layer.calibrating = False
+        for layer in self._layers:
+            layer.finish_calibration()
+        return out
+
+    def forward(self, *args, **kwargs):
+        if not self.calibrated:
+            self.calibrate(*args, **kwargs)
+        return self.model(*args, **kwargs)
+
+
+def _same_geometry(a: nn.Module, b: nn.Module) -> bool:
+    keys = ("stride", "padding", "dilation", "groups", "output_padding", "padding_mode")
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
