@@ -76,12 +76,12 @@ class Analysis:
                       "longest path from the input"}
         return d
 
-    def to_html(self, trace: Optional[Trace] = None, performance=None) -> str:
-        """A self-contained HTML page of this analysis: graphs with ``trace``, mapping with ``performance``
+    def to_html(self, trace: Optional[Trace] = None, mapping=None) -> str:
+        """A self-contained HTML page of this analysis: graphs with ``trace``, mapping with ``mapping``
         (see :func:`graphcost.viewer.render_html`)."""
         from .viewer import render_html  # the viewer imports this module
 
-        return render_html(self, trace, performance)
+        return render_html(self, trace, mapping)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unique layer."""

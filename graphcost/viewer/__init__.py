@@ -8,8 +8,8 @@ Its numbers are the JSON of ``analyze --format json`` / ``map --format json``, e
 >>> import torch, graphcost
 >>> page = graphcost.view(torch.nn.Conv2d(3, 8, 3), (1, 3, 16, 16))
 >>> from graphcost.viewer import read_blocks
->>> read_blocks(page)["analysis"]["macs"]
-43848
+>>> read_blocks(page)["analysis"]["macs"]   # 8 out channels x 14x14 pixels x 3*3*3
+42336
 """
 from __future__ import annotations
 
@@ -43,28 +43,30 @@ def check_out_file(path: str) -> str:
     return path
 
 
-def render_html(analysis: Analysis, trace: Optional[Trace] = None, performance=None, *,
+def render_html(analysis: Analysis, trace: Optional[Trace] = None, mapping=None, *,
                 title: Optional[str] = None) -> str:
-    """The page of ``analysis`` (with ``trace``: its graphs; with ``performance``: its mapping).
+    """The page of ``analysis`` (with ``trace``: its graphs; with ``mapping``: its mapping panel).
 
     Parameters
     ----------
     analysis : the :class:`~graphcost.Analysis` whose ``to_dict()`` the page embeds.
     trace : the :class:`~graphcost.Trace` it was computed from; without it the page holds the
         tables only (an ``Analysis`` does not keep its graphs).
-    performance : a :class:`graphcost.crossbar.Performance` for the mapping panel.
+    mapping : a :class:`graphcost.crossbar.Performance` or the ``MapResult`` of
+        :func:`graphcost.crossbar.run.run_map`: the page embeds its ``to_dict()`` (the JSON of
+        ``graphcost map``, energy and area included where the result has them).
 
     Returns
     -------
     str : the HTML text.
     """
-    blocks = page_data(analysis, trace, performance)
+    blocks = page_data(analysis, trace, mapping)
     shape = "x".join(str(d) for d in analysis.input_shape)
     return build_page(blocks, title or f"{analysis.model} @ {shape} - graphcost view")
 
 
 def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out: Optional[str] = None,
-         name: Optional[str] = None, array=None, chip=None, depthwise: str = "dense",
+         name: Optional[str] = None, array=None, chip=None, depthwise: str = "dense", mapping=None,
          bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = ()
          ) -> str:
     """Trace and analyse ``model`` (and map it onto ``array`` crossbars), return the page's HTML.
@@ -76,20 +78,22 @@ def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out
     array : a :class:`graphcost.crossbar.ArraySpec`; with it the page shows the mapping.
     chip : a :class:`graphcost.crossbar.ChipSpec` (default: as many arrays as the graph needs).
     depthwise : tiling of grouped convs (see ``graphcost map --depthwise``).
+    mapping : instead of ``array``: a mapping already computed for this model (see :func:`render_html`).
 
     Raises
     ------
     UserError : an unwritable ``out``, a model that cannot be traced, a mapping that fails.
     """
+    if array is not None and mapping is not None:
+        raise ValueError("give either array (map on this trace) or mapping (already mapped), not both")
     path = check_out_file(out) if out is not None else None
     t = trace_model(model, input_shape, leaf_modules=leaf_modules)
     analysis = analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)
-    perf = None
     if array is not None:
         from ..crossbar import ChipSpec, map_trace, performance
 
-        perf = performance(map_trace(t, array, depthwise, name=analysis.model), chip or ChipSpec())
-    page = render_html(analysis, t, perf)
+        mapping = performance(map_trace(t, array, depthwise, name=analysis.model), chip or ChipSpec())
+    page = render_html(analysis, t, mapping)
     if path is not None:
         write_page(path, page)
     return page

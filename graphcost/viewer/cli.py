@@ -41,19 +41,25 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
          crossbar: Optional[Tuple[int, int]], arrays: Optional[int], weight_bits: int, cell_bits: int,
          differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float):
     """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping."""
+    from graphcost.crossbar.run import MapRequest, check_request, run_map
     from graphcost.resolve import build
 
     from . import check_out_file, view as render_view
 
     path = check_out_file(out_path)
-    array = chip = None
+    request = None
     if crossbar is not None:
-        array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits,
-                          differential=differential, analog_bias=analog_bias)
-        chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row)
+        request = MapRequest(model=spec, depthwise=depthwise,
+                             array=ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits,
+                                             differential=differential, analog_bias=analog_bias),
+                             chip=ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns,
+                                           write_ns_per_row=write_ns_per_row))
+        check_request(request)
     elif arrays is not None:
         raise click.UsageError("--arrays needs --crossbar RxC (the array size)")
     built = build(spec)
-    render_view(built.module, built.input_shape, out=path, name=built.label, array=array, chip=chip,
-                depthwise=depthwise, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    # the mapping as graphcost map computes it, so the page holds the very JSON of map --format json
+    mapping = run_map(request) if request is not None else None
+    render_view(built.module, built.input_shape, out=path, name=built.label, mapping=mapping,
+                bytes_per_element=bytes_per_element, all_layers=all_layers)
     click.echo(f"wrote {path}", err=True)

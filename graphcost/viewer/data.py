@@ -9,47 +9,42 @@ of an output is :func:`graphcost.passes.anytime.needed_calls` and depth is
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from ..analysis import Analysis
 from ..passes.anytime import needed_calls
 from ..passes.latency import longest_path_layers
+from ..schema import CallRecord
 from ..tracing import Trace
 
-#: The per-call numbers of the execution DAG a page shows (from tracing's node records).
+#: The per-call fields of the execution DAG a page shows (from tracing's :class:`CallRecord`).
 CALL_FIELDS = ("op", "kind", "macs", "other_ops", "in_bytes", "out_bytes")
 #: Per-layer numbers of a loop-graph node taken from ``Analysis.layers``.
 LAYER_FIELDS = ("params", "macs", "other_ops", "in_bytes", "out_bytes", "param_bytes", "graph_size_bytes",
                 "latency_layers")
 
 
-def scope_of(record: Dict[str, Any]) -> str:
-    """The module path a DAG call sits in: a module call's owner, a function call's own module.
-
-    >>> scope_of({"module": "block.conv1", "target": "block.conv1"}), scope_of({"module": "block", "target": "add"})
-    ('block', 'block')
-    """
-    module = record.get("module") or ""
-    if module and record.get("target") == module:  # the call of a submodule: it sits in its parent
-        return module.rpartition(".")[0]
-    return module
+def scope_of(record: CallRecord) -> str:
+    """The module path a DAG call sits in: a submodule call sits in its parent, any other call in
+    the module whose code made it."""
+    return record.module.rpartition(".")[0] if record.calls_module else record.module
 
 
-def _shapes(record: Dict[str, Any]) -> List[List[int]]:
-    return [list(s) for s in record.get("out_shapes") or []]
+def _shapes(record: CallRecord) -> List[List[int]]:
+    return [list(s) for s in record.out_shapes]
 
 
 def dag_payload(trace: Trace, depth: Dict[str, int], layer_index: Dict[str, int]) -> Dict[str, Any]:
     """One record per call, in execution order, and the edges as index pairs."""
     dag = trace.dag
-    order = sorted(dag.nodes, key=lambda n: dag.nodes[n]["order"])
+    order = sorted(dag.nodes, key=lambda n: trace.call(n).order)
     index = {name: i for i, name in enumerate(order)}
     nodes = []
     for name in order:
-        record = dag.nodes[name]
-        node = {"id": name, "layer": layer_index[trace.layer_of(name)], "scope": scope_of(record),
-                "weight": bool(record["is_weight_layer"]), "depth": depth[name], "shapes": _shapes(record)}
-        node.update({key: record[key] for key in CALL_FIELDS})
+        record = trace.call(name)
+        node = {"id": name, "layer": layer_index[record.layer], "scope": scope_of(record),
+                "weight": record.is_weight_layer, "depth": depth[name], "shapes": _shapes(record)}
+        node.update({key: getattr(record, key) for key in CALL_FIELDS})
         nodes.append(node)
     edges = [[index[u], index[v]] for u, v in dag.edges]
     return {"nodes": nodes, "edges": edges, "index": index}
@@ -62,23 +57,23 @@ def loop_payload(trace: Trace, analysis: Analysis, depth: Dict[str, int]) -> Dic
     Weight-free io / shape nodes are not among ``analysis.layers``: their numbers are the sums
     of their calls' (no parameters, no graph size), as the analysis would count them.
     """
-    loop, dag = trace.loop_graph, trace.dag
+    loop = trace.loop_graph
     layers = {layer.name: layer for layer in analysis.layers}
-    order = sorted(loop.nodes, key=lambda n: loop.nodes[n]["first_order"])
+    order = sorted(loop.nodes, key=lambda n: trace.layer(n).first_order)
     nodes = []
     for name in order:
-        data = loop.nodes[name]
-        first = dag.nodes[data["dag_nodes"][0]]
-        node = {"id": name, "op": data["op"], "kind": data["kind"], "calls": data["calls"],
-                "weight": bool(data["is_weight_layer"]), "scope": scope_of(first), "shapes": _shapes(first)}
+        data = trace.layer(name)
+        first = trace.call(data.dag_nodes[0])
+        node = {"id": name, "op": data.op, "kind": data.kind, "calls": data.calls,
+                "weight": data.is_weight_layer, "scope": scope_of(first), "shapes": _shapes(first)}
         layer = layers.get(name)
         if layer is not None:
             node.update({key: getattr(layer, key) for key in LAYER_FIELDS})
         else:
-            calls = [dag.nodes[c] for c in data["dag_nodes"]]
+            calls = [trace.call(c) for c in data.dag_nodes]
             node.update({key: 0 for key in LAYER_FIELDS})
-            node.update(macs=sum(c["macs"] for c in calls), other_ops=sum(c["other_ops"] for c in calls),
-                        latency_layers=max(depth[c] for c in data["dag_nodes"]))
+            node.update(macs=sum(c.macs for c in calls), other_ops=sum(c.other_ops for c in calls),
+                        latency_layers=max(depth[c] for c in data.dag_nodes))
         nodes.append(node)
     index = {name: i for i, name in enumerate(order)}
     edges = [[index[u], index[v], d["count"], bool(d["back_edge"])] for u, v, d in loop.edges(data=True)]
@@ -90,8 +85,7 @@ def critical_path(dag, depth: Dict[str, int], end: str) -> List[str]:
 
     >>> import networkx as nx
     >>> g = nx.DiGraph([("x", "a"), ("a", "b"), ("x", "b")])
-    >>> nx.set_node_attributes(g, {"x": False, "a": True, "b": True}, "is_weight_layer")
-    >>> critical_path(g, longest_path_layers(g), "b")
+    >>> critical_path(g, longest_path_layers(g, counts=lambda node: node != "x"), "b")
     ['x', 'a', 'b']
     """
     path = [end]
@@ -99,8 +93,7 @@ def critical_path(dag, depth: Dict[str, int], end: str) -> List[str]:
         preds = list(dag.predecessors(path[-1]))
         if not preds:
             return path[::-1]
-        # the predecessor that carries the depth; among equals the earliest call
-        path.append(max(preds, key=lambda p: (depth[p], -dag.nodes[p]["order"])))
+        path.append(max(preds, key=lambda p: depth[p]))  # the predecessor that carries the depth
 
 
 def outputs_payload(trace: Trace, depth: Dict[str, int], index: Dict[str, int]) -> List[Dict[str, Any]]:
@@ -122,19 +115,15 @@ def view_payload(trace: Trace, analysis: Analysis) -> Dict[str, Any]:
     return {"loop": loop, "dag": dag, "outputs": outputs}
 
 
-def page_data(analysis: Analysis, trace: Optional[Trace] = None, performance=None,
+def page_data(analysis: Analysis, trace: Optional[Trace] = None, mapping=None,
               extra: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
     """The JSON blocks of a page: ``analysis`` (= ``analyze --format json``), ``map`` (= ``map
-    --format json``, with a mapping), ``graph`` (with a trace) and ``meta``."""
+    --format json``: ``mapping.to_dict()``), ``graph`` (with a trace) and ``meta``."""
     blocks: Dict[str, Dict[str, Any]] = {"analysis": analysis.to_dict()}
-    if performance is not None:
-        blocks["map"] = performance.to_dict()
+    if mapping is not None:
+        blocks["map"] = mapping.to_dict()
     if trace is not None:
         blocks["graph"] = view_payload(trace, analysis)
     blocks["meta"] = dict(extra or {})
     return blocks
 
-
-def layer_names(blocks: Dict[str, Dict[str, Any]]) -> Sequence[str]:
-    """Names of the loop-graph nodes of a page's data (what the page draws in the loop view)."""
-    return [node["id"] for node in blocks["graph"]["loop"]["nodes"]]
