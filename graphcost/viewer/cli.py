@@ -6,12 +6,13 @@ from typing import Optional, Tuple
 import click
 
 from graphcost.cli_options import model_options
-from graphcost.crossbar.cli import crossbar_option
-from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
-                                      ArraySpec, ChipSpec)
+from graphcost.crossbar.cli import crossbar_option, map_command
+from graphcost.crossbar.specs import ArraySpec, ChipSpec
 from graphcost.resolve import ModelSpec
 
-_ARRAY = ArraySpec(1, 1)  # the defaults of an array spec, shown in --help
+#: the hardware options view shares with ``graphcost map`` (the very same click options: names, types, defaults)
+MAP_OPTIONS = ("arrays", "weight_bits", "cell_bits", "differential", "analog_bias", "depthwise", "mvm_latency_ns",
+               "write_ns_per_row")
 
 
 @click.command(name="view")
@@ -20,23 +21,8 @@ _ARRAY = ArraySpec(1, 1)  # the defaults of an array spec, shown in --help
 @click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
-@crossbar_option(default=None, help="Also map onto RxC crossbar arrays (as graphcost map) and show the mapping.")
-@click.option("--arrays", type=click.IntRange(min=1), default=None, metavar="M",
-              help="With --crossbar: arrays on the chip (default: as many as the graph needs).")
-@click.option("--weight-bits", type=click.IntRange(min=1), default=_ARRAY.weight_bits, show_default=True,
-              help="With --crossbar: bits per weight.")
-@click.option("--cell-bits", type=click.IntRange(min=1), default=_ARRAY.cell_bits, show_default=True,
-              help="With --crossbar: bits stored per cell.")
-@click.option("--differential/--no-differential", default=_ARRAY.differential, show_default=True,
-              help="With --crossbar: signed weights as a pair of cells.")
-@click.option("--analog-bias", is_flag=True, help="With --crossbar: biases as an extra array row.")
-@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
-              show_default=True,
-              help="With --crossbar: how grouped / depthwise convs are tiled.")
-@click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
-              help="With --crossbar: time of one MVM of one array.")
-@click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
-              help="With --crossbar: time to program one array row.")
+@crossbar_option(default=None, help="Also map onto RxC crossbar arrays (as graphcost map, whose hardware options "
+                                    "below apply) and show the mapping.")
 def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Optional[int],
          crossbar: Optional[Tuple[int, int]], arrays: Optional[int], weight_bits: int, cell_bits: int,
          differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float):
@@ -63,3 +49,6 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
     render_view(built.module, built.input_shape, out=path, name=built.label, mapping=mapping,
                 bytes_per_element=bytes_per_element, all_layers=all_layers)
     click.echo(f"wrote {path}", err=True)
+
+
+view.params.extend(p for p in map_command.params if p.name in MAP_OPTIONS)

@@ -85,3 +85,12 @@ def test_out_is_checked_before_the_model_is_built(capsys, tmp_path, monkeypatch)
     monkeypatch.setattr("graphcost.resolve.build", lambda spec: built.append(spec))
     rc, _, err = run(capsys, "view", "itnet", "--out", str(tmp_path / "missing" / "x.html"))
     assert rc == 2 and "not writable" in err and built == []
+
+
+def test_view_shares_every_hardware_option_of_map():
+    from graphcost.crossbar.cli import map_command
+    from graphcost.viewer.cli import MAP_OPTIONS, view
+
+    shared = {p.name: p for p in view.params if p.name in MAP_OPTIONS}
+    assert set(shared) == set(MAP_OPTIONS)
+    assert all(any(p is q for q in map_command.params) for p in shared.values())
