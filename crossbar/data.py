@@ -12,11 +12,15 @@ pixels that do not count.
 * :class:`CamVidDataset` — the SegNet CamVid layout: ``root/{train,val,test}/*.png`` and
   ``root/{trainannot,valannot,testannot}/*.png`` (same file names), 11 classes, label 11 (void)
   -> 255; images at 360 x 480, normalised to [0, 1] (ItNet paper, Sec. II-D).
+* :class:`DigitsDataset` — scikit-learn's handwritten digits (``sklearn.datasets.load_digits``:
+  1,797 grey 8 x 8 images of 10 classes, shipped inside scikit-learn, so no download), values
+  scaled from 0..16 to [0, 1]; a fixed seeded split (numpy ``RandomState(0)`` permutation:
+  1,437 training and 360 held-out images). A classification set: labels are ``(S,)`` class ids.
 * :class:`CityscapesDataset` — ``root/leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with
   ``root/gtFine/<split>/<city>/*_gtFine_labelTrainIds.png`` (or ``*_gtFine_labelIds.png``, mapped
   to the 19 train ids, other ids -> 255); resized to 512 x 1024, normalised to [-1, 1].
 
-:func:`open_dataset` parses ``"synthetic" | "camvid:PATH" | "cityscapes:PATH"``; anything a user
+:func:`open_dataset` parses ``"synthetic" | "digits" | "camvid:PATH" | "cityscapes:PATH"``; anything a user
 can get wrong (unknown scheme, missing folder, unreadable file) raises :class:`graphcost.UserError`.
 """
 from __future__ import annotations
@@ -26,13 +30,15 @@ import math
 import os
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from graphcost.errors import UserError
 
 __all__ = ["IGNORE_INDEX", "SYNTHETIC_SHAPE", "SYNTHETIC_TEST_SEED", "SYNTHETIC_TRAIN_SEED", "SegmentationSet",
-           "SyntheticSegmentation", "CamVidDataset", "CityscapesDataset", "open_dataset", "CITYSCAPES_TRAIN_IDS"]
+           "SyntheticSegmentation", "CamVidDataset", "CityscapesDataset", "DigitsDataset", "open_dataset",
+           "CITYSCAPES_TRAIN_IDS", "DATA_KINDS", "DIGITS_CLASSES", "DIGITS_SHAPE", "DIGITS_SPLIT_SEED"]
 
 IGNORE_INDEX = 255
 #: Default resolution of the synthetic set (H, W): a multiple of 16, so ItNet's scales divide it.
@@ -45,6 +51,14 @@ CAMVID_CLASSES = 11
 CAMVID_SHAPE = (360, 480)
 CITYSCAPES_CLASSES = 19
 CITYSCAPES_SHAPE = (512, 1024)
+DIGITS_CLASSES = 10
+DIGITS_SHAPE = (8, 8)
+#: Seed of the fixed digits split (numpy ``RandomState``, stable across numpy versions).
+DIGITS_SPLIT_SEED = 0
+#: Held-out share of the digits split: 360 of 1,797 images.
+DIGITS_TEST_SIZE = 360
+#: The ``--data`` forms :func:`open_dataset` accepts (PATH forms end in ``:``).
+DATA_KINDS = ("synthetic", "digits", "camvid:PATH", "cityscapes:PATH")
 
 #: Cityscapes label id -> train id (cityscapesScripts ``labels.py``); all other ids -> 255.
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11,
@@ -52,10 +66,15 @@ CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21
 
 
 class SegmentationSet:
-    """Base: ``len``, ``[i] -> (image, label)``, ``name``, ``classes``, and :meth:`tensors`."""
+    """Base: ``len``, ``[i] -> (image, label)``, ``name``, ``classes``, and :meth:`tensors`.
+
+    ``task`` is ``"segmentation"`` (labels ``H x W``, scored by mIoU) or ``"classification"``
+    (one label per image, scored by top-1 accuracy).
+    """
 
     name = "dataset"
     classes = 0
+    task = "segmentation"
 
     def __len__(self) -> int:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -162,6 +181,54 @@ class SyntheticSegmentation(SegmentationSet):
         return image.clamp_(0, 1).contiguous(), label
 
 
+# --------------------------------------------------------------------------- digits
+class DigitsDataset(SegmentationSet):
+    """scikit-learn's handwritten digits, one fixed seeded split (``split`` ``"train"`` or ``"test"``).
+
+    >>> test = DigitsDataset("test")
+    >>> len(test), len(DigitsDataset("train")), tuple(test[0][0].shape), test.classes
+    (360, 1437, (1, 8, 8), 10)
+
+    Images are float32 ``1 x 8 x 8`` in [0, 1] (the 0..16 grey levels / 16), labels int64
+    scalars; ``samples`` keeps the first N of the split (its order is the seeded permutation).
+    """
+
+    name = "digits"
+    classes = DIGITS_CLASSES
+    task = "classification"
+
+    def __init__(self, split: str = "test", samples: Optional[int] = None):
+        if split not in ("train", "test"):
+            raise UserError(f"digits split must be train or test, got {split!r}")
+        images, labels = _digits_arrays()
+        order = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(labels))
+        keep = order[:DIGITS_TEST_SIZE] if split == "test" else order[DIGITS_TEST_SIZE:]
+        if samples:
+            keep = keep[:samples]
+        self.split = split
+        self.images = torch.from_numpy(images[keep]).float().div_(16.0).view(-1, 1, *DIGITS_SHAPE)
+        self.labels = torch.from_numpy(labels[keep]).long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def tensors(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.images.clone(), self.labels.clone()
+
+
+def _digits_arrays():
+    """``(images (1797, 64) float, labels (1797,) int)`` from scikit-learn's bundled copy."""
+    try:
+        from sklearn.datasets import load_digits  # lazy: only --data digits needs scikit-learn
+    except ImportError:
+        raise UserError("--data digits needs scikit-learn; pip install scikit-learn") from None
+    bunch = load_digits()
+    return np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target, dtype=np.int64)
+
+
 # --------------------------------------------------------------------------- files
 def _pil():
     try:
@@ -197,8 +264,6 @@ def _read_label(path: str, size: Tuple[int, int]) -> torch.Tensor:
                 im = im.resize((size[1], size[0]), Image.NEAREST)
             if im.mode == "P":
                 im = im.convert("L") if im.getpalette() is None else im
-            import numpy as np
-
             arr = np.array(im, dtype=np.int64)
     except UserError:
         raise
@@ -334,27 +399,46 @@ class CityscapesDataset(SegmentationSet):
 
 
 # --------------------------------------------------------------------------- parsing
-def open_dataset(text: str, samples: int, *, classes: Optional[int] = None,
-                 size: Optional[Tuple[int, int]] = None, seed: int = SYNTHETIC_TEST_SEED) -> SegmentationSet:
-    """``"synthetic"``, ``"camvid:PATH"`` or ``"cityscapes:PATH"`` -> a dataset of at most ``samples`` images.
+def open_dataset(text: str, samples: Optional[int], *, classes: Optional[int] = None,
+                 size: Optional[Tuple[int, int]] = None, seed: Optional[int] = None,
+                 split: str = "test") -> SegmentationSet:
+    """``"synthetic"``, ``"digits"``, ``"camvid:PATH"`` or ``"cityscapes:PATH"`` -> a dataset of at
+    most ``samples`` images (``None``: all of the split).
 
-    ``classes`` sets the synthetic set's class count (CamVid has 11, Cityscapes 19: a different
-    value is an error); ``size = (H, W)`` overrides the resolution (default: synthetic 96 x 128,
-    CamVid 360 x 480, Cityscapes 512 x 1024); ``seed`` picks the synthetic images.
+    ``classes`` sets the synthetic set's class count (digits have 10, CamVid 11, Cityscapes 19: a
+    different value is an error); ``size = (H, W)`` overrides the resolution (default: synthetic
+    96 x 128, CamVid 360 x 480, Cityscapes 512 x 1024); ``split`` is ``"test"`` (evaluation: the
+    synthetic test seed, the digits held-out images, CamVid ``test``, Cityscapes ``val``) or
+    ``"train"``; ``seed`` overrides the synthetic set's data seed.
+
+    >>> open_dataset("digits", 5).task, len(open_dataset("digits", None, split="train"))
+    ('classification', 1437)
     """
     kind, sep, path = (text or "").partition(":")
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if kind == "synthetic" and not sep:
         h, w = size or SYNTHETIC_SHAPE
-        return SyntheticSegmentation(samples, h, w, classes=classes or CAMVID_CLASSES, seed=seed)
+        if seed is None:
+            seed = SYNTHETIC_TEST_SEED if split == "test" else SYNTHETIC_TRAIN_SEED
+        return SyntheticSegmentation(samples or 512, h, w, classes=classes or CAMVID_CLASSES, seed=seed)
+    if kind == "digits" and not sep:
+        _check_classes(kind, DIGITS_CLASSES, classes)
+        return DigitsDataset(split, samples=samples)
     if kind in ("camvid", "cityscapes") and sep:
         if not path:
             raise UserError(f"--data {kind}: needs a path, e.g. --data {kind}:/data/{kind}")
         cls = CamVidDataset if kind == "camvid" else CityscapesDataset
-        if classes is not None and classes != cls.classes:
-            raise UserError(f"{kind} has {cls.classes} classes but the model predicts {classes}; "
-                            f"build the model with {cls.classes} classes (e.g. --dataset {kind})")
+        _check_classes(kind, cls.classes, classes)
         kwargs = {"size": tuple(size)} if size else {}
-        return cls(path, samples=samples, **kwargs)
-    raise UserError(f"--data expects synthetic, camvid:PATH or cityscapes:PATH, got {text!r}")
+        folder = split if kind == "camvid" or split == "train" else "val"
+        return cls(path, split=folder, samples=samples, **kwargs)
+    raise UserError(f"--data expects {', '.join(DATA_KINDS[:-1])} or {DATA_KINDS[-1]}, got {text!r}")
+
+
+def _check_classes(kind: str, expected: int, classes: Optional[int]) -> None:
+    if classes is not None and classes != expected:
+        raise UserError(f"{kind} has {expected} classes but the model predicts {classes}; "
+                        f"build the model with {expected} classes")

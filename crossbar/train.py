@@ -1,163 +1,240 @@
-"""Train the shipped ItNet checkpoint on the synthetic segmentation set.
+"""Training for the crossbar accuracy experiments: float and hardware-aware (HWA), any zoo model.
 
-    python -m graphcost.crossbar.train                # ~7 min on 2 idle CPU cores, writes the shipped file
-    python -m graphcost.crossbar.train --epochs 1 --out /tmp/itnet.pt   # a quick smoke run
+:func:`train` fits ``model`` on the training split of a ``--data`` set (:mod:`.data`) and scores it
+on the held-out split; ``graphcost train`` is its command line and :func:`save_checkpoint` writes
+the result atomically (state dict + a JSON file of how it was made) for ``load_weights``, which
+reads it with ``weights_only=True``.
 
-The model is the DEFAULT ``graphcost map itnet`` network (ItNet, CamVid preset: shared weights,
-N=16, L=3, K=1, f=51, 11 classes; fully convolutional). Training follows the ItNet paper
-(Pfeil, Sec. II-B): the multi-output loss of Eq. 1,
+The loss is the ItNet paper's Eq. 1 (Pfeil, Sec. II-B) over the outputs ``m_n`` of an anytime
+model, ``L = sum_n a_n CE(m_n, labels) / sum_n a_n`` (``a_n = 1`` by default); a model with one
+output is the plain cross-entropy. Segmentation labels of 255 are ignored. The optimiser follows
+the paper: Adam (beta 0.9 / 0.999), the learning rate multiplied by 0.1 after 70 % and 85 % of
+the steps. Segmentation trains on random square crops (``crop``, default 64, a multiple of 16 so
+ItNet's scales divide it) with random horizontal flips and evaluates at full size; classification
+trains on whole images. Every random draw (initialisation, order, crops, flips, HWA noise) comes
+from ``seed``.
 
-    L = sum_n a_n CE(m_n, labels) / sum_n a_n      (a_n = 1 for every output by default),
-
-Adam (beta 0.9 / 0.999) with learning rate 1e-3, multiplied by 0.1 after 70 % and 85 % of
-training (here counted in steps), batch size 8. The data are :class:`~graphcost.crossbar.data.
-SyntheticSegmentation` images (training seed, disjoint from the evaluation images) of 96 x 128,
-trained on random 64 x 64 crops with random horizontal flips (fully convolutional, so the
-crops only make CPU training affordable; evaluation runs at 96 x 128). Everything random is
-seeded from ``--seed``. The state dict is saved as float32 next to a JSON file with the command,
-seed, epochs, timing and the final per-output mIoU on the synthetic evaluation images.
+``hwa`` (a :class:`HWASpec`) trains hardware-aware: see :mod:`.hwa`.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import os
-import sys
 import time
-from typing import List, Optional, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .accuracy import SHIPPED_CONFIG, confusion_matrix, default_weights_path, miou
-from .data import IGNORE_INDEX, SYNTHETIC_SHAPE, SYNTHETIC_TEST_SEED, SYNTHETIC_TRAIN_SEED, SyntheticSegmentation
+from graphcost.errors import UserError
+
+from .accuracy import confusion_matrix, miou
+from .data import IGNORE_INDEX, SegmentationSet, open_dataset
+
+__all__ = ["train", "TrainResult", "multi_output_loss", "evaluate", "save_checkpoint", "check_model_fits_data",
+           "DEFAULT_CROP", "as_outputs"]
+
+#: Side of the square random training crop of segmentation sets (ItNet's scales need a multiple of 16).
+DEFAULT_CROP = 64
+EVAL_BATCH = 64
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: the metric per output on the held-out split and the loss per epoch."""
+
+    task: str                           # "classification" | "segmentation"
+    metric: str                         # "top1" | "miou"
+    per_output: Tuple[float, ...]       # held-out metric per output (the last is the headline)
+    loss_per_epoch: Tuple[float, ...]
+    seconds: float
+    config: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return self.per_output[-1]
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out[self.metric] = self.score
+        return out
+
+
+def as_outputs(out) -> List[torch.Tensor]:
+    """A model's return value as a list of logit tensors (one per anytime output)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return list(out.values())
+    return list(out)
 
 
 def multi_output_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
                       weights: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """Eq. 1 of the ItNet paper: ``sum_n a_n CE(m_n) / sum_n a_n`` (pixels labelled 255 ignored)."""
+    """Eq. 1 of the ItNet paper: ``sum_n a_n CE(m_n) / sum_n a_n`` (pixels labelled 255 ignored).
+
+    >>> logits = [torch.zeros(2, 3), torch.tensor([[9., 0, 0], [0, 9., 0]])]
+    >>> round(float(multi_output_loss(logits, torch.tensor([0, 1]), [1, 0])), 4)   # only m_1: ln 3
+    1.0986
+    """
     a = list(weights) if weights is not None else [1.0] * len(outputs)
     if len(a) != len(outputs):
-        raise ValueError(f"{len(a)} loss weights for {len(outputs)} outputs")
-    total = sum(a)
+        raise UserError(f"{len(a)} loss weights for {len(outputs)} outputs; give one a_n per output")
     loss = sum(w * F.cross_entropy(o, labels, ignore_index=IGNORE_INDEX) for w, o in zip(a, outputs) if w)
-    return loss / total
+    return loss / sum(a)
 
 
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int) -> List[float]:
-    """mIoU of every output on ``images`` (eval mode, batches of 8)."""
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int) -> List[float]:
+    """Per output: top-1 accuracy (labels ``(S,)``) or dataset mIoU (labels ``(S, H, W)``), eval mode."""
     model.eval()
-    confs = None
+    totals: Optional[list] = None
     with torch.inference_mode():
-        for s in range(0, images.shape[0], 8):
-            outs = model(images[s:s + 8])
-            outs = outs if isinstance(outs, (list, tuple)) else [outs]
-            c = [confusion_matrix(o.argmax(1), labels[s:s + 8], classes) for o in outs]
-            confs = c if confs is None else [a + b for a, b in zip(confs, c)]
-    return [miou(c) for c in confs]
+        for s in range(0, images.shape[0], EVAL_BATCH):
+            outs = as_outputs(model(images[s:s + EVAL_BATCH]))
+            y = labels[s:s + EVAL_BATCH]
+            if y.dim() == 1:
+                batch = [(o.argmax(1) == y).sum() for o in outs]
+            else:
+                batch = [confusion_matrix(o.argmax(1), y, classes) for o in outs]
+            totals = batch if totals is None else [a + b for a, b in zip(totals, batch)]
+    if labels.dim() == 1:
+        return [float(t) / labels.shape[0] for t in totals]
+    return [miou(c) for c in totals]
 
 
-def train(*, epochs: int = 24, train_samples: int = 512, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-          crop: int = 64, eval_samples: int = 32, loss_weights: Optional[Sequence[float]] = None,
-          out: Optional[str] = None, log=print) -> dict:
-    from graphcost.models import get_model
+def check_model_fits_data(model: nn.Module, dataset: SegmentationSet, what: str = "--data") -> None:
+    """One float forward of one sample: the model must return logits of the data's task and classes.
 
+    Raises :class:`UserError` (before any training) when it does not, e.g. ``--data digits`` on a
+    segmentation model.
+    """
+    image, label = dataset[0]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outs = as_outputs(model(image.unsqueeze(0)))
+    except RuntimeError as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"the model cannot run on {what} {dataset.name} images of shape {tuple(image.shape)} "
+                        f"({reason}); pick a model built for that data") from None
+    finally:
+        model.train(was_training)
+    want = 2 if dataset.task == "classification" else 4
+    if not outs or any(o.dim() != want for o in outs):
+        shape = tuple(outs[-1].shape) if outs else ()
+        raise UserError(f"{what} {dataset.name} is a {dataset.task} set but the model returns shape {shape}; "
+                        f"pick a {dataset.task} model")
+    if int(outs[-1].shape[1]) != dataset.classes:
+        raise UserError(f"the model predicts {int(outs[-1].shape[1])} classes but {dataset.name} has "
+                        f"{dataset.classes}; build it with --param classes={dataset.classes}")
+
+
+def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, crop: Optional[int],
+             gen: torch.Generator):
+    """One epoch of shuffled batches; segmentation batches are random crops, flipped half the time."""
+    n = images.shape[0]
+    order = torch.randperm(n, generator=gen)
+    for b in range(max(1, n // batch_size)):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        x, y = images[idx], labels[idx]
+        if y.dim() == 3:
+            H, W = x.shape[-2:]
+            ch, cw = min(crop or H, H), min(crop or W, W)
+            y0 = int(torch.randint(0, H - ch + 1, (), generator=gen))
+            x0 = int(torch.randint(0, W - cw + 1, (), generator=gen))
+            x, y = x[..., y0:y0 + ch, x0:x0 + cw], y[..., y0:y0 + ch, x0:x0 + cw]
+            if bool(torch.rand((), generator=gen) < 0.5):
+                x, y = x.flip(-1), y.flip(-1)
+        yield x, y
+
+
+def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
+          seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
+          eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
+          progress: Optional[Callable[[int, int], None]] = None,
+          on_epoch: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
+    """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
+
+    Parameters
+    ----------
+    model : the network (its current weights are the starting point: load ``--init`` before).
+    data : ``"synthetic"``, ``"digits"``, ``"camvid:PATH"`` or ``"cityscapes:PATH"``.
+    hwa : a :class:`~graphcost.crossbar.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
+    epochs, lr, batch_size, seed, crop, loss_weights : see the module docstring.
+    train_samples, eval_samples : use only the first N images of each split (``None``: all; the
+        synthetic set has 512 training images by default).
+    progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    UserError
+        Bad numbers, data the model does not fit, or ``hwa`` on a model without analog layers —
+        all before the first step.
+    """
+    if epochs < 1 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)):
+        raise UserError(f"training needs epochs >= 1, batch size >= 1 and a positive learning rate, got "
+                        f"{epochs}, {batch_size}, {lr}")
+    train_set = open_dataset(data, train_samples, split="train")
+    test_set = open_dataset(data, eval_samples, split="test")
+    check_model_fits_data(model, train_set)
+    net = model
+    if hwa is not None:
+        from .hwa import hwa_model
+
+        net = hwa_model(model, hwa, seed=seed)  # shares model's parameters; raises UserError without analog layers
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    params = {k: v for k, v in SHIPPED_CONFIG.items()}
-    model = get_model("itnet", dataset="camvid", **params)
-    classes = params["classes"]
-    H, W = SYNTHETIC_SHAPE
-    t0 = time.time()
-    images, labels = SyntheticSegmentation(train_samples, H, W, classes, seed=SYNTHETIC_TRAIN_SEED).tensors()
-    test_images, test_labels = SyntheticSegmentation(eval_samples, H, W, classes, seed=SYNTHETIC_TEST_SEED).tensors()
-    steps_per_epoch = train_samples // batch_size
+    images, labels = train_set.tensors()
+    steps_per_epoch = max(1, images.shape[0] // batch_size)
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.7 * total), int(0.85 * total)], gamma=0.1)
-    log(f"training ItNet {params} on {train_samples} synthetic {H}x{W} images ({crop}x{crop} crops), "
-        f"{epochs} epochs x {steps_per_epoch} steps of {batch_size}")
-    step = 0
+    t0, losses, step = time.perf_counter(), [], 0
     for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(train_samples, generator=gen)
+        net.train()
         running = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            y0 = int(torch.randint(0, H - crop + 1, (), generator=gen)) if crop < H else 0
-            x0 = int(torch.randint(0, W - crop + 1, (), generator=gen)) if crop < W else 0
-            ch, cw = min(crop, H), min(crop, W)
-            x = images[idx, :, y0:y0 + ch, x0:x0 + cw]
-            y = labels[idx, y0:y0 + ch, x0:x0 + cw]
-            if bool(torch.rand((), generator=gen) < 0.5):
-                x, y = x.flip(-1), y.flip(-1)
-            loss = multi_output_loss(model(x), y, loss_weights)
+        for x, y in _batches(images, labels, batch_size, crop, gen):
+            loss = multi_output_loss(as_outputs(net(x)), y, loss_weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
+            if hwa is not None:
+                net.after_step()
             running += float(loss.detach())
-        log(f"epoch {epoch + 1}/{epochs}: loss {running / steps_per_epoch:.4f}, lr {sched.get_last_lr()[0]:.0e}, "
-            f"{time.time() - t0:.0f} s")
-    per_output = evaluate(model, test_images, test_labels, classes)
-    default_eval = evaluate(model, test_images[:8], test_labels[:8], classes)
-    seconds = time.time() - t0
-    log(f"synthetic test mIoU per output ({eval_samples} images): " + " ".join(f"{m:.3f}" for m in per_output))
-    meta = {
-        "model": "itnet",
-        "params": params,
-        "dataset_preset": "camvid",
-        "data": f"synthetic {H}x{W}, train seed {SYNTHETIC_TRAIN_SEED}, test seed {SYNTHETIC_TEST_SEED}",
-        "command": "python -m graphcost.crossbar.train " + " ".join(sys.argv[1:]),
-        "seed": seed,
-        "epochs": epochs,
-        "train_samples": train_samples,
-        "batch_size": batch_size,
-        "crop": crop,
-        "lr": lr,
-        "schedule": "x0.1 after 70% and 85% of the steps",
-        "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
-        "train_seconds": round(seconds, 1),
-        "torch": torch.__version__,
-        "eval_samples": eval_samples,
-        "final_miou": per_output[-1],
-        "miou_per_output": per_output,
-        "final_miou_first8": default_eval[-1],
-    }
-    if out:
-        from graphcost.render import write_atomic
+            step += 1
+            if progress is not None:
+                progress(step, total)
+        losses.append(running / steps_per_epoch)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, epochs, losses[-1])
+    test_images, test_labels = test_set.tensors()
+    per_output = evaluate(model, test_images, test_labels, test_set.classes)
+    config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "crop": crop if train_set.task == "segmentation" else None, "train_images": int(images.shape[0]),
+              "eval_images": int(test_images.shape[0]), "hwa": hwa.to_dict() if hwa is not None else None,
+              "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
+              "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
+    metric = "top1" if train_set.task == "classification" else "miou"
+    return TrainResult(train_set.task, metric, tuple(per_output), tuple(losses),
+                       round(time.perf_counter() - t0, 1), config)
 
-        state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        write_atomic(out, lambda tmp: torch.save(state, tmp))
+
+def save_checkpoint(model: nn.Module, path: str, meta: Optional[Dict[str, Any]] = None) -> None:
+    """Write ``model``'s state dict (float32) to ``path`` and ``meta`` as JSON beside it, each atomically."""
+    from graphcost.render import write_atomic
+
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    if meta is not None:
         text = json.dumps(meta, indent=2) + "\n"
-        write_atomic(os.path.splitext(out)[0] + ".json", lambda tmp: open(tmp, "w").write(text))
-        log(f"wrote {out}")
-    return meta
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m graphcost.crossbar.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=24)
-    p.add_argument("--train-samples", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--crop", type=int, default=64, help="square training crop (multiple of 16)")
-    p.add_argument("--eval-samples", type=int, default=32)
-    p.add_argument("--loss-weights", default=None, help="comma-separated a_n, one per output (default all 1)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(default_weights_path()))
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    weights = [float(v) for v in args.loss_weights.split(",")] if args.loss_weights else None
-    train(epochs=args.epochs, train_samples=args.train_samples, batch_size=args.batch_size, lr=args.lr,
-          seed=args.seed, crop=args.crop, eval_samples=args.eval_samples, loss_weights=weights, out=args.out,
-          log=lambda s: print(s, flush=True))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        write_atomic(os.path.splitext(path)[0] + ".json", lambda tmp: open(tmp, "w").write(text))

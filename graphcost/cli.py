@@ -113,6 +113,7 @@ def list_models_command():
 
 _PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("graphcost.crossbar.cli", ("map",)),
+    ("graphcost.crossbar.train_cli", ("train_command",)),
     ("graphcost.reports.cli", ("report", "sweep")),
 )
 

@@ -19,7 +19,7 @@ from .registry import (
 # file that is not there yet simply is not registered.
 from importlib import import_module as _import_module
 
-for _family in ("itnet", "enet", "espnetv2", "cgnet", "recunet", "iterative_resnet", "recurrent_seg"):
+for _family in ("itnet", "enet", "espnetv2", "cgnet", "recunet", "iterative_resnet", "recurrent_seg", "digits_cnn"):
     try:
         _import_module(f"{__name__}.{_family}")
     except ModuleNotFoundError as _exc:  # pragma: no cover - only while a family is unwritten

@@ -42,6 +42,8 @@ DATASETS: Dict[str, DatasetPreset] = {
     "cityscapes": DatasetPreset("cityscapes", 512, 1024, 19),
     # PASCAL VOC 2012 at 513x513 (McIntosh et al., Table 3), 21 classes.
     "pascal": DatasetPreset("pascal", 513, 513, 21),
+    # scikit-learn's handwritten digits (load_digits): 8x8 grey images, 10 classes.
+    "digits": DatasetPreset("digits", 8, 8, 10, channels=1),
 }
 
 

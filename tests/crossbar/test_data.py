@@ -129,3 +129,27 @@ def test_class_count_mismatch_is_a_user_error(tmp_path):
     _camvid(str(tmp_path), n=1)
     with pytest.raises(graphcost.UserError, match="11 classes"):
         open_dataset(f"camvid:{tmp_path}", 1, classes=19)
+
+
+def test_digits_split_is_fixed_disjoint_and_complete():
+    from graphcost.crossbar.data import DigitsDataset
+
+    test, train = DigitsDataset("test"), DigitsDataset("train")
+    assert (len(test), len(train)) == (360, 1437) and test.task == "classification"
+    images, labels = test.tensors()
+    assert images.shape == (360, 1, 8, 8) and labels.shape == (360,) and labels.dtype == torch.int64
+    assert 0 <= float(images.min()) and float(images.max()) <= 1
+    assert set(labels.tolist()) == set(range(10))
+    # disjoint: no held-out image equals a training image at the same label (the set has few duplicates)
+    flat_train = {tuple(x.flatten().tolist()) for x in train.tensors()[0]}
+    shared = sum(tuple(x.flatten().tolist()) in flat_train for x in images)
+    assert shared <= 2
+    again = open_dataset("digits", 5)
+    assert torch.equal(again.tensors()[0], images[:5])
+
+
+def test_digits_class_mismatch_and_forms_are_user_errors():
+    with pytest.raises(graphcost.UserError, match="10 classes"):
+        open_dataset("digits", 2, classes=11)
+    with pytest.raises(graphcost.UserError, match="--data expects"):
+        open_dataset("digits:/x", 2)

@@ -1,0 +1,79 @@
+"""``graphcost train``: train a model (float or hardware-aware) and write its checkpoint.
+
+The command parses options, calls :func:`graphcost.crossbar.train.train` and
+:func:`~graphcost.crossbar.train.save_checkpoint`, and renders; every check a user can fail runs
+before the first training step, and the checkpoint is only written (atomically) at the end.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import click
+
+from graphcost.cli_options import model_options
+from graphcost.errors import UserError
+from graphcost.resolve import ModelSpec
+
+from .data import DATA_KINDS
+
+
+@click.command(name="train")
+@model_options
+@click.option("--data", "data_text", default=None, metavar="|".join(DATA_KINDS),
+              help="Training data; its held-out split scores the result (default: digits for models on the "
+                   "digits preset, else synthetic).")
+@click.option("--init", "init_path", default=None, metavar="FILE",
+              help="Start from these weights (a state dict of the same model), e.g. a float checkpoint to "
+                   "fine-tune with --hwa.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate (x0.1 after 70% and 85% of the steps).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Use only the first N training images (default: the whole training split).")
+@click.option("--crop", type=click.IntRange(min=16), default=64, show_default=True,
+              help="Square random training crop of segmentation images (a multiple of 16 for ItNet).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
+def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], epochs: int, lr: float,
+                  batch_size: int, samples: Optional[int], crop: int, seed: int, out_path: str):
+    """Train MODEL on --data (float, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
+    from graphcost.executor import ProgressBar
+    from graphcost.resolve import build
+
+    from .accuracy import load_weights
+    from .train import save_checkpoint, train
+
+    _check_out(out_path)
+    built = build(spec)
+    data = data_text or ("digits" if built.dataset == "digits" else "synthetic")
+    if init_path is not None:
+        load_weights(built.module, init_path)
+
+    def on_epoch(epoch: int, epochs: int, loss: float) -> None:
+        click.echo(f"epoch {epoch}/{epochs}: loss {loss:.4f}", err=True)
+
+    with ProgressBar("training", 1) as bar:
+        result = train(built.module, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, crop=crop,
+                       train_samples=samples, progress=bar, on_epoch=on_epoch)
+    meta = {"model": spec.name, "params": dict(spec.params), "dataset_preset": built.dataset,
+            "init": os.path.basename(init_path) if init_path else None,
+            "command": "graphcost train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "graphcost train",
+            **result.to_dict()}
+    save_checkpoint(built.module, out_path, meta)
+    click.echo(f"{result.metric} on the held-out {data} split: " +
+               " ".join(f"{v:.4f}" for v in result.per_output) + f" ({result.seconds:.0f} s); wrote {out_path}")
+
+
+def _check_out(path: str) -> None:
+    """The checkpoint's folder must exist (or be creatable) before training starts."""
+    if not path.endswith(".pt"):
+        raise UserError(f"--out must name a .pt file, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UserError(f"--out {path!r}: cannot write into {parent!r}")

@@ -1,0 +1,38 @@
+"""``graphcost train``: a checkpoint that loads, and bad input -> one line, exit 2, nothing written."""
+import json
+
+import pytest
+import torch
+
+from clirun import run
+from graphcost.crossbar.accuracy import load_weights
+from graphcost.models import get_model
+
+
+def test_train_writes_a_checkpoint_and_its_record(capsys, tmp_path):
+    out = tmp_path / "digits.pt"
+    rc, stdout, err = run(capsys, "train", "digits-cnn", "--data", "digits", "--epochs", "1", "--samples", "256",
+                          "--seed", "2", "--out", str(out))
+    assert rc == 0, err
+    assert "top1 on the held-out digits split" in stdout and "epoch 1/1: loss" in err
+    meta = json.loads((tmp_path / "digits.json").read_text())
+    assert meta["model"] == "digits-cnn" and meta["config"]["seed"] == 2 and 0 <= meta["top1"] <= 1
+    load_weights(get_model("digits-cnn"), str(out))
+
+
+@pytest.mark.parametrize("args, match", [
+    (["itnet", "--param", "N=1", "--data", "digits"], "cannot run on --data digits"),
+    (["digits-cnn", "--data", "imagenet"], "--data expects"),
+    (["digits-cnn", "--init", "{shipped}"], "does not fit the model"),
+    (["digits-cnn", "--init", "{missing}"], "does not exist"),
+    (["digits-cnn", "--epochs", "0"], "--epochs"),
+    (["digits-cnn", "--lr", "0"], "--lr"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_file(capsys, tmp_path, args, match):
+    from graphcost.crossbar.accuracy import default_weights_path
+
+    args = [a.format(shipped=default_weights_path(), missing=tmp_path / "nope.pt") for a in args]
+    out = tmp_path / "w.pt"
+    rc, _, err = run(capsys, "train", *args, "--out", str(out))
+    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1 and not err.startswith("Traceback")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
