@@ -286,19 +286,20 @@ HARDWARE_PRESETS: Dict[str, HardwarePreset] = {
 }
 
 
+def _lookup(table: Mapping[str, Any], name: str, what: str, also: str = ""):
+    if name in table:
+        return table[name]
+    raise UserError(f"unknown {what} {name!r}; use one of {', '.join(table)}{also}")
+
+
 def tech_preset(name: str) -> TechSpec:
     """The preset ``name`` (a :class:`UserError` naming the known ones otherwise)."""
-    try:
-        return TECH_PRESETS[name]
-    except KeyError:
-        raise UserError(f"unknown tech {name!r}; use one of {', '.join(TECH_PRESETS)} or a .toml file") from None
+    return _lookup(TECH_PRESETS, name, "tech", " or a .toml file")
 
 
 def hardware_preset(name: str) -> HardwarePreset:
-    try:
-        return HARDWARE_PRESETS[name]
-    except KeyError:
-        raise UserError(f"unknown preset {name!r}; use one of {', '.join(HARDWARE_PRESETS)}") from None
+    """The ``--preset`` bundle ``name``."""
+    return _lookup(HARDWARE_PRESETS, name, "preset")
 
 
 def tech_from_mapping(data: Mapping[str, Any], source: str = "tech") -> TechSpec:

@@ -9,7 +9,8 @@ MODULES = [
     "graphcost.export", "graphcost.passes.params", "graphcost.passes.macs", "graphcost.passes.graph_size",
     "graphcost.passes.latency", "graphcost.models.registry", "graphcost.crossbar.specs", "graphcost.crossbar.mapping", "graphcost.crossbar.perf",
     "graphcost.crossbar.tiling", "graphcost.crossbar.accuracy", "graphcost.crossbar.sim.convert",
-    "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise",
+    "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise", "graphcost.crossbar.tech",
+    "graphcost.crossbar.energy", "graphcost.models.vgg8",
 ]
 
 
