@@ -47,10 +47,10 @@ def parse_param(text: str) -> Tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise UserError(f"--param expects KEY=VALUE with a Python identifier as KEY, got {text!r}")
+        raise UserError(f"a model parameter is KEY=VALUE with a Python identifier as KEY, got {text!r}")
     raw = raw.strip()
     if raw == "":
-        raise UserError(f"--param {key} has no value; write {key}=VALUE")
+        raise UserError(f"parameter {key} has no value; write {key}=VALUE")
     try:
         return key, ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -71,17 +71,17 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     ((1, 3, 360, 480), (1, 1, 28, 28))
     """
     if not _SHAPE.match(text or ""):
-        raise UserError(f"--input expects HxW (e.g. 512x1024), got {text!r}")
+        raise UserError(f"an input shape is HxW (e.g. 512x1024), got {text!r}")
     dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", text.strip()))
     if any(d <= 0 for d in dims):
-        raise UserError(f"--input dimensions must be positive, got {text!r}")
+        raise UserError(f"input dimensions must be positive, got {text!r}")
     if len(dims) == 2:
         return (1, channels) + dims
     if len(dims) == 3:
         return (1,) + dims
     if len(dims) == 4:
         return dims
-    raise UserError(f"--input expects HxW, CxHxW or NxCxHxW, got {text!r}")
+    raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
 def build(spec: ModelSpec) -> BuiltModel:

@@ -108,10 +108,6 @@ def dataset_preset(name: str) -> DatasetPreset:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
 
 
-def default_dataset(name: str) -> DatasetPreset:
-    return dataset_preset(model_entry(name).default_dataset)
-
-
 def get_model(name: str, dataset: Optional[str] = None, **params) -> nn.Module:
     """Build zoo model ``name`` for ``dataset`` (default: the model's own preset).
 
