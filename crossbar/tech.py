@@ -40,7 +40,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from graphcost.errors import UserError
 
-from .specs import ArraySpec
+from .specs import ArraySpec, ChipSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -277,6 +277,16 @@ class HardwarePreset:
     array: ArraySpec
 
 
+#: The technology of ``graphcost map`` when neither ``--tech`` nor ``--preset`` is given.
+DEFAULT_TECH = "rram-22nm"
+
+
+def apply_preset(preset: HardwarePreset, chip: ChipSpec) -> Tuple[ArraySpec, ChipSpec, TechSpec]:
+    """The array, the chip (its MVM time and row write time from the tech) and the tech of ``preset``."""
+    tech, array = preset.tech, preset.array
+    return array, replace(chip, mvm_latency_ns=tech.mvm_latency_ns(array), write_ns_per_row=tech.write_ns_per_row), tech
+
+
 #: ``--preset`` bundles: NeuroSim V1.3's VGG-8 example (Param.cpp: 128x128, 2 bits/cell, 8-bit
 #: weights and bit-serial 8-bit activations, 5-bit ADC; signed weights with a digital offset).
 HARDWARE_PRESETS: Dict[str, HardwarePreset] = {
@@ -343,5 +353,5 @@ def resolve_tech(text: str) -> TechSpec:
     return tech_preset(text)
 
 
-__all__: Tuple[str, ...] = ("TechSpec", "TECH_PRESETS", "HARDWARE_PRESETS", "HardwarePreset", "ADC_KINDS",
+__all__: Tuple[str, ...] = ("TechSpec", "DEFAULT_TECH", "apply_preset", "TECH_PRESETS", "HARDWARE_PRESETS", "HardwarePreset", "ADC_KINDS",
                             "tech_preset", "hardware_preset", "tech_from_mapping", "load_tech", "resolve_tech")
