@@ -18,8 +18,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from graphcost.executor import cpu_count, make_executor  # noqa: E402
-from graphcost.sweep import SweepSpec, parse_grid, run_sweep  # noqa: E402
+from graphcost.explore import SweepSpec, parse_grid, run_sweep  # noqa: E402
+from graphcost.runtime.executor import cpu_count, make_executor  # noqa: E402
 
 GRID = ("N=1,2,4,8,16", "L=1,2,3,4", "K=1,2,3")
 BUDGET = 2.2e9

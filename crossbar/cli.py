@@ -1,45 +1,61 @@
 """``graphcost map``: map a model onto crossbar arrays; arrays, fit, throughput, latency (and accuracy).
 
-The command parses its options into specs (:mod:`.specs`), calls the API (``map_trace``,
-``performance``, and for ``--accuracy`` the simulator's ``evaluate_accuracy``) and renders.
+The command parses its options into specs at the option (:data:`CROSSBAR_SIZE`, :data:`NOISE`),
+builds a :class:`~.run.MapRequest`, calls :func:`~.run.run_map` and renders.
 """
 from __future__ import annotations
 
-import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import click
 
-from graphcost.cli_options import format_option, model_options
-from graphcost.errors import UserError
+from graphcost import render
+from graphcost.cli_options import Parsed, format_option, model_options
 from graphcost.resolve import ModelSpec
+from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
-from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec,
-                    parse_crossbar, parse_noise)
+from .data import DATA_KINDS
+from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
+                  MapRequest, run_map)
+from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec,
+                    ChipSpec, NoiseSpec, parse_crossbar, parse_noise)
+from .tech import (DEFAULT_TECH, HARDWARE_PRESETS, TECH_PRESETS, HardwarePreset, TechSpec, apply_preset,
+                   hardware_preset, resolve_tech)
 
-def check_data(text: str, samples: int) -> str:
-    """Open the ``--data`` set once up front, so a bad path fails before any tracing; returns ``text``."""
-    from .data import open_dataset
+#: ``--crossbar RxC`` -> ``(rows, cols)``; ``--noise PRESET|KEY=VAL,..`` -> :class:`NoiseSpec`.
+CROSSBAR_SIZE = Parsed(parse_crossbar, "crossbar size", "RxC")
+NOISE = Parsed(parse_noise, "noise", "|".join(NOISE_PRESETS) + "|KEY=VAL,..")
+#: ``--tech PRESET|FILE.toml`` -> :class:`TechSpec`; ``--preset NAME`` -> :class:`HardwarePreset`.
+TECH = Parsed(resolve_tech, "tech", "|".join(TECH_PRESETS) + "|FILE.toml")
+PRESET = Parsed(hardware_preset, "preset", "|".join(HARDWARE_PRESETS))
+_ARRAY = ArraySpec(*DEFAULT_CROSSBAR)
 
-    if text != "synthetic":
-        open_dataset(text, samples)
-    return text
+
+def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwargs):
+    """``--crossbar RxC`` parsed into ``crossbar: (rows, cols)``."""
+    text = "x".join(map(str, default)) if default else None  # shown in --help as typed, then parsed
+    return click.option("--crossbar", "crossbar", type=CROSSBAR_SIZE, default=text, show_default=text is not None,
+                        **kwargs)
 
 
 @click.command(name="map")
 @model_options
-@click.option("--crossbar", "crossbar_text", default="256x256", show_default=True, metavar="RxC",
-              help="Array size: rows (inputs) x columns (outputs).")
-@click.option("--arrays", type=int, default=None, metavar="M",
+@crossbar_option(help="Array size: rows (inputs) x columns (outputs).")
+@click.option("--arrays", type=click.IntRange(min=1), default=None, metavar="M",
               help="Arrays on the chip (default: as many as the graph needs).")
-@click.option("--weight-bits", type=int, default=8, show_default=True, help="Bits per weight.")
-@click.option("--cell-bits", type=int, default=2, show_default=True, help="Bits stored per cell (weights are sliced).")
-@click.option("--differential/--no-differential", default=True, show_default=True,
+@click.option("--weight-bits", type=click.IntRange(min=1), default=_ARRAY.weight_bits, show_default=True,
+              help="Bits per weight.")
+@click.option("--cell-bits", type=click.IntRange(min=1), default=_ARRAY.cell_bits, show_default=True,
+              help="Bits stored per cell (weights are sliced).")
+@click.option("--differential/--no-differential", default=_ARRAY.differential, show_default=True,
               help="Signed weights as a pair of cells (two columns).")
-@click.option("--dac-bits", type=int, default=8, show_default=True, help="Input DAC resolution (simulation).")
-@click.option("--adc-bits", type=int, default=8, show_default=True, help="Output ADC resolution (simulation).")
+@click.option("--dac-bits", type=click.IntRange(min=1), default=_ARRAY.dac_bits, show_default=True,
+              help="Input DAC resolution (simulation).")
+@click.option("--adc-bits", type=click.IntRange(min=1), default=_ARRAY.adc_bits, show_default=True,
+              help="Output ADC resolution (simulation).")
 @click.option("--analog-bias", is_flag=True, help="Biases as an extra array row (default: added digitally).")
-@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default="dense", show_default=True,
+@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
+              show_default=True,
               help="Grouped / depthwise convs: block-diagonal with zeros, packed groups, or time-multiplexed.")
 @click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
               help="Time of one matrix-vector multiplication of one array.")
@@ -48,97 +64,52 @@ def check_data(text: str, samples: int) -> str:
 @click.option("--replicate", is_flag=True,
               help="Copy slow layers onto spare arrays (balance within --arrays, or reach --target-fps).")
 @click.option("--target-fps", type=float, default=None, help="With --replicate: frame rate to provision arrays for.")
-@click.option("--noise", "noise_text", default="none", show_default=True, metavar="none|pcm|rram|KEY=VAL,..",
+@click.option("--noise", type=NOISE, default=next(iter(NOISE_PRESETS)), show_default=True,
               help="Device noise (relative to g_max): programming, read, stuck_at_on, stuck_at_off, drift_nu, "
                    "t_seconds.")
 @click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU.")
-@click.option("--data", "data_text", default="synthetic", show_default=True,
-              metavar="synthetic|camvid:PATH|cityscapes:PATH", help="Evaluation data for --accuracy.")
-@click.option("--samples", type=click.IntRange(min=1), default=8, show_default=True, help="Images for --accuracy.")
-@click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--data", default=SYNTHETIC_DATA, show_default=True, metavar="|".join(DATA_KINDS),
+              help="Evaluation data for --accuracy.")
+@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+              help="Images for --accuracy.")
+@click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
               help="Noise draws (Monte-Carlo trials) for --accuracy.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
-@click.option("--weights", "weights_path", default=None, metavar="FILE",
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of every random draw.")
+@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="Trained weights (state dict) to load into the model.")
-@click.option("--executor", "executor_kind", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="Where --accuracy trials run.")
+@click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
+              help="Where --accuracy trials run.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
+@click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
+              help="Technology of the energy and area model: a preset or a TOML file (base = PRESET, FIELD = VALUE).")
+@click.option("--preset", type=PRESET, default=None,
+              help="Array, bits, tech and MVM / write times of a published setup (overrides those options).")
 @click.option("--per-layer", is_flag=True, help="Also list every mapped layer.")
 @format_option
-def map(spec: ModelSpec, crossbar_text: str, arrays: Optional[int], weight_bits: int, cell_bits: int,
-        differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str, mvm_latency_ns: float,
-        write_ns_per_row: float, replicate: bool, target_fps: Optional[float], noise_text: str, accuracy: bool,
-        data_text: str, samples: int, trials: int, seed: int, weights_path: Optional[str], executor_kind: str,
-        address: Optional[str], per_layer: bool, fmt: str):
-    """Map MODEL onto crossbar arrays: arrays used, fit, throughput and latency (per anytime output too)."""
-    from graphcost.resolve import build
-    from graphcost.tracing import trace
-
-    from .mapping import map_trace
-    from .perf import performance
-
-    # ---- parse everything first: a bad option fails before any tracing
-    rows, cols = parse_crossbar(crossbar_text)
-    array = ArraySpec(rows, cols, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
+def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
+                differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
+                mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
+                noise: NoiseSpec, accuracy: bool, data: str, samples: int, trials: int, seed: int,
+                weights_path: Optional[str], executor_kind: str, address: Optional[str], tech: TechSpec,
+                preset: Optional[HardwarePreset], per_layer: bool, fmt: str):
+    """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
+    (per anytime output too)."""
+    array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
                       dac_bits=dac_bits, adc_bits=adc_bits, analog_bias=analog_bias)
     chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row,
                     replicate=replicate)
-    noise = parse_noise(noise_text)
-    if target_fps is not None and not replicate:
-        raise UserError("--target-fps needs --replicate")
-    if replicate and arrays is None and target_fps is None:
-        raise UserError("--replicate needs --arrays (balance the chip) or --target-fps (arrays for a frame rate)")
-    if address is not None and executor_kind != "ray":
-        raise UserError("--address is for --executor ray; drop it or add --executor ray")
-    if accuracy:
-        check_data(data_text, samples)
-    if weights_path is not None and not os.path.isfile(weights_path):
-        raise UserError(f"--weights: no such file {weights_path!r}")
-
-    built = build(spec)
-    if weights_path is None and accuracy:
-        weights_path = _shipped_weights(spec)
-        if weights_path is None:
-            click.echo("note: no --weights given and no shipped checkpoint fits this model: its weights are "
-                       "untrained, so mIoU is that of a random network (fidelity still measures the hardware)",
-                       err=True)
-    if weights_path is not None:
-        from .accuracy import load_weights
-
-        load_weights(built.module, weights_path)
-    mapping = map_trace(trace(built.module, built.input_shape), array, depthwise, name=built.label)
-    perf = performance(mapping, chip, target_fps=target_fps)
-    result = perf.to_dict()
-
-    if accuracy:
-        result["accuracy"] = _accuracy(built.module, mapping, array, noise, data_text, samples, trials, seed,
-                                       depthwise, executor_kind, address, show_progress=(fmt == "table"))
-    _render(perf, result, per_layer, fmt)
-
-
-def _shipped_weights(spec: ModelSpec) -> Optional[str]:
-    """The checkpoint shipped with graphcost for this exact model (the default ItNet), if any."""
-    from .accuracy import shipped_checkpoint_for
-
-    params = dict(spec.params)
-    if spec.shared is not None:
-        params["shared"] = spec.shared
-    path = shipped_checkpoint_for(spec.name, params, spec.dataset)
-    return None if path is None else str(path)
-
-
-def _accuracy(module, mapping, array, noise, data, samples, trials, seed, depthwise, executor_kind, address,
-              show_progress: bool) -> dict:
-    from .accuracy import AccuracyConfig, evaluate_accuracy
-
-    config = AccuracyConfig(array=array, noise=noise, data=data, samples=samples, trials=trials, seed=seed,
-                            classes=mapping.classes, depthwise=depthwise)
-    from graphcost.executor import ProgressBar, make_executor
-
-    with make_executor(executor_kind, address) as executor, \
-            ProgressBar("simulating trials", trials, enabled=None if show_progress else False) as bar:
-        result = evaluate_accuracy(module, config, executor=executor, progress=bar)
-    return result.to_dict()
+    if preset is not None:
+        array, chip, tech = apply_preset(preset, chip)
+    request = MapRequest(
+        model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
+        accuracy=AccuracyRequest(noise, data, samples, trials, seed) if accuracy else None,
+        executor=executor_kind, address=address, tech=tech)
+    show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
+    with ProgressBar("simulating trials", trials if accuracy else 0, enabled=show_bar) as bar:
+        result = run_map(request, progress=bar)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    _render(result.performance, result.to_dict(), per_layer, fmt, result.energy)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -153,9 +124,19 @@ def _seconds(value: float, *, exact: bool = False) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
-    from graphcost import render
+def _energy_rows(result: dict) -> list:
+    e, a = result["energy"], result["area"]
+    parts = ", ".join(f"{k} {v / e['per_frame_j']:.0%}" for k, v in e["breakdown_j"].items()
+                      if e["per_frame_j"] and v / e["per_frame_j"] >= 0.005)
+    return [
+        (f"energy per frame ({e['tech']})", f"{e['per_frame_j'] * 1e6:,.4g} uJ ({parts})"),
+        ("power (at the frame rate)", f"{e['power_w']:,.4g} W"),
+        ("TOPS/W (2 ops per MAC)", f"{e['tops_per_w']:,.4g}"),
+        ("area (arrays in use + periphery)", f"{a['total_mm2']:,.4g} mm2 ({a['adcs']:,} ADCs)"),
+    ]
 
+
+def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     if fmt == "json":
         click.echo(render.dumps(result))
         return
@@ -194,6 +175,8 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
     if m.depthwise != "dense" or any(layer.groups > 1 for layer in m.layers):
         extra = sum(layer.extra_cycles for layer in m.layers)
         summary.append(("grouped convs", f"{m.depthwise}, {extra:,} extra MVM cycles per frame"))
+    if energy is not None:
+        summary += _energy_rows(result)
     acc = result.get("accuracy")
     if acc:
         summary.append(("mIoU (last output, mean over trials)", f"{acc['miou']:.4f} +- {acc['std']:.4f}"))
@@ -206,13 +189,16 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
         rows = []
         for i, o in enumerate(perf.outputs):
             row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
+            if energy is not None:
+                row.append(f"{energy.per_output_j[i] * 1e6:,.4g} uJ")
             if outs:
                 row.append(_output_accuracy(outs[i]) if i < len(outs) else "")
             rows.append(row)
-        columns = ["output", "latency", "arrays"] + (["mIoU"] if outs else [])
+        columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + (["mIoU"] if outs else [])
         con.print(render.table("anytime outputs", columns, rows))
     if per_layer:
         perf_of = {p.name: p for p in perf.layers}
+        energy_of = {le.name: le.energy_j for le in energy.layers} if energy is not None else {}
         extra = any(layer.extra_cycles for layer in m.layers)
         rows = []
         for layer in m.layers:
@@ -220,9 +206,10 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
             rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
                          f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
                         + ([f"{layer.extra_cycles:,}"] if extra else [])
-                        + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"])
+                        + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"]
+                        + ([f"{energy_of[layer.name] * 1e6:,.4g} uJ"] if energy_of else []))
         columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
-                   + (["extra cycles"] if extra else []) + ["stage time", "resident"])
+                   + (["extra cycles"] if extra else []) + ["stage time", "resident"] + (["energy"] if energy_of else []))
         con.print(render.table("layers (MVMs and stage time per frame)", columns, rows))
     for note in m.notes:
         click.echo(f"note: {note}", err=True)

@@ -143,7 +143,7 @@ class ChipSpec:
 
     def __post_init__(self):
         if self.arrays is not None:
-            _check_int("--arrays", self.arrays, 1)
+            _check_int("chip arrays", self.arrays, 1)
         _check_number("mvm latency (ns)", self.mvm_latency_ns, strict=True)
         _check_number("write time per row (ns)", self.write_ns_per_row)
 
@@ -273,10 +273,10 @@ def parse_crossbar(text: str) -> Tuple[int, int]:
     """``"256x128"`` -> ``(256, 128)`` (rows x columns)."""
     match = _CROSSBAR.match(text or "")
     if not match:
-        raise UserError(f"--crossbar expects ROWSxCOLS with positive integers (e.g. 256x256), got {text!r}")
+        raise UserError(f"a crossbar size is ROWSxCOLS with positive integers (e.g. 256x256), got {text!r}")
     rows, cols = int(match.group(1)), int(match.group(2))
     if rows <= 0 or cols <= 0:
-        raise UserError(f"--crossbar rows and columns must be positive, got {text!r}")
+        raise UserError(f"crossbar rows and columns must be positive, got {text!r}")
     return rows, cols
 
 
@@ -291,12 +291,12 @@ def parse_noise(text: str) -> NoiseSpec:
     """
     items = [item.strip() for item in (text or "").split(",") if item.strip()]
     if not items:
-        raise UserError("--noise expects none, pcm, rram or KEY=VALUE,... (e.g. programming=0.02,read=0.01)")
+        raise UserError("noise is none, pcm, rram or KEY=VALUE,... (e.g. programming=0.02,read=0.01)")
     base = NoiseSpec.none()
     if "=" not in items[0]:
         preset = items.pop(0).lower()
         if preset not in NOISE_PRESETS:
-            raise UserError(f"unknown --noise preset {preset!r}; use one of {', '.join(NOISE_PRESETS)} "
+            raise UserError(f"unknown noise preset {preset!r}; use one of {', '.join(NOISE_PRESETS)} "
                             f"or KEY=VALUE pairs")
         base = NOISE_PRESETS[preset]()
     known = [f.name for f in fields(NoiseSpec)]
@@ -305,20 +305,20 @@ def parse_noise(text: str) -> NoiseSpec:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
-            raise UserError(f"--noise item {item!r} is not KEY=VALUE (a preset can only come first)")
+            raise UserError(f"noise item {item!r} is not KEY=VALUE (a preset can only come first)")
         if key not in known:
-            raise UserError(f"unknown --noise key {key!r}; known keys: {', '.join(known)}")
+            raise UserError(f"unknown noise key {key!r}; known keys: {', '.join(known)}")
         values[key] = _noise_value(key, raw.strip())
     return replace(base, **values)
 
 
 def _noise_value(key: str, raw: str):
-    """One ``--noise`` value: a number, a ``:``-separated polynomial, true/false, or a word."""
+    """One noise value: a number, a ``:``-separated polynomial, true/false, or a word."""
     if key == "drift_compensation":
         return raw
     if key == "drift_vs_conductance":
         if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise UserError(f"--noise {key} expects true or false, got {raw!r}")
+            raise UserError(f"noise {key} expects true or false, got {raw!r}")
         return raw.lower() in ("true", "1", "yes")
     try:
         if key == "programming_poly_uS":
@@ -326,4 +326,4 @@ def _noise_value(key: str, raw: str):
         return float(raw)
     except ValueError:
         what = "numbers separated by ':'" if key == "programming_poly_uS" else "a number"
-        raise UserError(f"--noise {key} expects {what}, got {raw!r}") from None
+        raise UserError(f"noise {key} expects {what}, got {raw!r}") from None

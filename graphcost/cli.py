@@ -11,9 +11,24 @@ from typing import Optional, Tuple
 
 import click
 
-from .cli_options import FORMATS, format_option, model_options  # noqa: F401  (re-exported)
+from . import render
+from .analysis import analyze as analyze_model
+from .cli_options import FORMATS, Parsed, format_option, model_options  # noqa: F401  (FORMATS re-exported)
 from .errors import UserError
-from .resolve import ModelSpec
+from .export import FORMATS as GRAPH_FORMATS, export_graph
+from .models import list_models
+from .resolve import ModelSpec, build
+from .tracing import trace
+
+#: ``--view``: the name a user picks -> the :class:`~graphcost.Trace` attribute holding that graph.
+GRAPH_VIEWS = {"loop": "loop_graph", "dag": "dag"}
+
+
+def graph_path(text: str) -> str:
+    """A path for :func:`~graphcost.export.export_graph`: it must end in one of its formats."""
+    if not text.lower().endswith(GRAPH_FORMATS):
+        raise UserError(f"the file must end in {' or '.join(GRAPH_FORMATS)}, got {text!r}")
+    return text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,18 +49,13 @@ def cli():
 @format_option
 def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
-    from .analysis import analyze as run_analysis
-    from .resolve import build
-
     built = build(spec)
-    result = run_analysis(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
+    result = analyze_model(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers)
     _render_analysis(result, per_layer, fmt)
 
 
 def _render_analysis(result, per_layer: bool, fmt: str) -> None:
-    from . import render
-
     if fmt == "json":
         click.echo(render.dumps(result.to_dict()))
         return
@@ -83,20 +93,14 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
 
 @cli.command()
 @model_options
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="FILE.graphml or FILE.dot")
-@click.option("--view", type=click.Choice(["loop", "dag"]), default="loop", show_default=True,
+@click.option("--out", "out_path", required=True, type=Parsed(graph_path, "graph file", "FILE.graphml|FILE.dot"),
+              help="FILE.graphml or FILE.dot")
+@click.option("--view", type=click.Choice(list(GRAPH_VIEWS)), default=next(iter(GRAPH_VIEWS)), show_default=True,
               help="Loop-keeping graph (one node per unique layer) or execution DAG (one node per call).")
 def graph(spec: ModelSpec, out_path: str, view: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
-    from .export import FORMATS as GRAPH_FORMATS, export_graph
-    from .resolve import build
-    from .tracing import trace
-
-    if not out_path.lower().endswith(GRAPH_FORMATS):
-        raise UserError(f"--out must end in .graphml or .dot, got {out_path!r}")
     built = build(spec)
-    t = trace(built.module, built.input_shape)
-    g = t.loop_graph if view == "loop" else t.dag
+    g = getattr(trace(built.module, built.input_shape), GRAPH_VIEWS[view])
     export_graph(g, out_path)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
 
@@ -104,21 +108,19 @@ def graph(spec: ModelSpec, out_path: str, view: str):
 @cli.command(name="models")
 def list_models_command():
     """List the model zoo."""
-    from . import render
-    from .models import list_models
-
     rows = [(name, entry.default_dataset, entry.description) for name, entry in list_models().items()]
     render.console().print(render.table("graphcost model zoo", ["model", "default dataset", "description"], rows))
 
 
 _PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("graphcost.crossbar.cli", ("map",)),
+    ("graphcost.crossbar.cli", ("map_command",)),
     ("graphcost.crossbar.train_cli", ("train_command",)),
     ("graphcost.reports.cli", ("report", "sweep")),
 )
 
 
 def _register_plugins() -> None:
+    # Imported by name so a plugin room that is not installed leaves the core commands working.
     for module_name, names in _PLUGINS:
         try:
             module = importlib.import_module(module_name)

@@ -1,18 +1,57 @@
-"""Click option decorators shared by every ``graphcost`` command, core and plugin alike.
+"""Click option types and decorators shared by every ``graphcost`` command, core and plugin alike.
 
-They live apart from :mod:`graphcost.cli` so plugin commands (``graphcost.crossbar.cli``,
-``graphcost.reports.cli``) can use them while ``graphcost.cli`` imports those plugins.
+Values are parsed *at the option*: a :class:`Parsed` type calls the library's parse function, so
+a bad value becomes a click ``BadParameter`` that names its flag (``Invalid value for '--input':
+...``), while the library's own messages never speak in flags. A new option type is one line::
+
+    TECH = Parsed(load_tech, "tech", "FILE.toml")      # then: click.option("--tech", type=TECH)
+
+This lives apart from :mod:`graphcost.cli` so plugin commands (``graphcost.crossbar.cli``,
+``graphcost.reports.cli``) can use it while ``graphcost.cli`` imports those plugins.
 """
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable, Optional
 
 import click
 
+from .errors import UserError
 from .models.registry import DATASETS
-from .resolve import ModelSpec, parse_input_shape, parse_params
+from .resolve import ModelSpec, parse_input_shape, parse_param
 
 FORMATS = ("table", "json", "csv")
+
+
+class Parsed(click.ParamType):
+    """A click type whose values a library function parses; its :class:`UserError` becomes ``BadParameter``.
+
+    Values that are not strings (defaults given already parsed) pass through unchanged.
+
+    >>> SIZE = Parsed(parse_input_shape, "shape", "HxW")
+    >>> SIZE.convert("32x48", None, None)
+    (1, 3, 32, 48)
+    """
+
+    def __init__(self, parse: Callable[[str], Any], name: str, metavar: Optional[str] = None) -> None:
+        self.parse = parse
+        self.name = name
+        self.metavar = metavar or name.upper()
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return self.metavar
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except UserError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+INPUT_SHAPE = Parsed(parse_input_shape, "input shape", "HxW")
+MODEL_PARAM = Parsed(parse_param, "model parameter", "KEY=VALUE")
 
 
 def model_options(func):
@@ -23,23 +62,17 @@ def model_options(func):
                   help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
     @click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
                   help="Dataset preset: input resolution and classes (camvid 360x480/11, cityscapes 512x1024/19).")
-    @click.option("--input", "input_text", default=None, metavar="HxW", help="Input resolution, e.g. 512x1024.")
-    @click.option("--param", "param_items", multiple=True, metavar="KEY=VALUE",
+    @click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 512x1024.")
+    @click.option("--param", "params", type=MODEL_PARAM, multiple=True,
                   help="Model parameter (repeatable), e.g. --param N=8 --param f=32.")
     @functools.wraps(func)
-    def wrapper(model, shared, dataset, input_text, param_items, **kwargs):
-        spec = ModelSpec(
-            name=model,
-            dataset=dataset,
-            input_shape=parse_input_shape(input_text) if input_text is not None else None,
-            params=parse_params(param_items),
-            shared=shared,
-        )
+    def wrapper(model, shared, dataset, input_shape, params, **kwargs):
+        spec = ModelSpec(name=model, dataset=dataset, input_shape=input_shape, params=dict(params), shared=shared)
         return func(spec=spec, **kwargs)
 
     return wrapper
 
 
 def format_option(func):
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default=FORMATS[0], show_default=True,
                         help="Output format.")(func)

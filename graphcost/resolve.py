@@ -47,10 +47,10 @@ def parse_param(text: str) -> Tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise UserError(f"--param expects KEY=VALUE with a Python identifier as KEY, got {text!r}")
+        raise UserError(f"a model parameter is KEY=VALUE with a Python identifier as KEY, got {text!r}")
     raw = raw.strip()
     if raw == "":
-        raise UserError(f"--param {key} has no value; write {key}=VALUE")
+        raise UserError(f"parameter {key} has no value; write {key}=VALUE")
     try:
         return key, ast.literal_eval(raw)
     except (ValueError, SyntaxError):
@@ -71,17 +71,17 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     ((1, 3, 360, 480), (1, 1, 28, 28))
     """
     if not _SHAPE.match(text or ""):
-        raise UserError(f"--input expects HxW (e.g. 512x1024), got {text!r}")
+        raise UserError(f"an input shape is HxW (e.g. 512x1024), got {text!r}")
     dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", text.strip()))
     if any(d <= 0 for d in dims):
-        raise UserError(f"--input dimensions must be positive, got {text!r}")
+        raise UserError(f"input dimensions must be positive, got {text!r}")
     if len(dims) == 2:
         return (1, channels) + dims
     if len(dims) == 3:
         return (1,) + dims
     if len(dims) == 4:
         return dims
-    raise UserError(f"--input expects HxW, CxHxW or NxCxHxW, got {text!r}")
+    raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
 def build(spec: ModelSpec) -> BuiltModel:
@@ -94,7 +94,7 @@ def build(spec: ModelSpec) -> BuiltModel:
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:
-    from graphcost import models
+    from graphcost import models  # lazy: the zoo imports every model family; other sources need none
 
     entry = models.model_entry(spec.name)
     params = dict(spec.params)
@@ -112,7 +112,7 @@ def _input_for(spec: ModelSpec) -> Tuple[Tuple[int, ...], Optional[str]]:
     if spec.input_shape:
         return spec.input_shape, spec.dataset
     if spec.dataset:
-        from graphcost import models
+        from graphcost import models  # lazy: see _build_zoo
 
         return models.dataset_preset(spec.dataset).input_shape, spec.dataset
     return DEFAULT_INPUT, None
@@ -127,9 +127,9 @@ def _build_torchvision(spec: ModelSpec) -> BuiltModel:
     _no_shared(spec)
     name = spec.name.split(":", 1)[1]
     try:
-        import torchvision
+        import torchvision  # lazy: an optional package, needed only for torchvision: models
     except ImportError:
-        raise UserError("torchvision is not installed; pip install torchvision to analyse torchvision models") \
+        raise UserError("torchvision is not installed; pip install torchvision to analyze torchvision models") \
             from None
     try:
         builder = torchvision.models.get_model_builder(name)

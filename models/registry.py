@@ -44,6 +44,8 @@ DATASETS: Dict[str, DatasetPreset] = {
     "pascal": DatasetPreset("pascal", 513, 513, 21),
     # scikit-learn's handwritten digits (load_digits): 8x8 grey images, 10 classes.
     "digits": DatasetPreset("digits", 8, 8, 10, channels=1),
+    # CIFAR-10 (Krizhevsky 2009): 32x32 colour images, 10 classes (NeuroSim's VGG-8 benchmark).
+    "cifar10": DatasetPreset("cifar10", 32, 32, 10),
 }
 
 
@@ -104,10 +106,6 @@ def dataset_preset(name: str) -> DatasetPreset:
         return DATASETS[name]
     except KeyError:
         raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
-
-
-def default_dataset(name: str) -> DatasetPreset:
-    return dataset_preset(model_entry(name).default_dataset)
 
 
 def get_model(name: str, dataset: Optional[str] = None, **params) -> nn.Module:

@@ -6,6 +6,6 @@
 * :mod:`.heatmap` — sweep heat-maps in the style of the paper's Figs. A2/A3.
 * :mod:`.cli` — ``graphcost report fig5|anytime|crossbar`` and ``graphcost sweep``.
 
-The sweep engine, executor and store live in :mod:`graphcost.sweep`, :mod:`graphcost.executor`
-and :mod:`graphcost.store`.
+The sweep engine lives in :mod:`graphcost.explore`, the executor and store in
+:mod:`graphcost.runtime`.
 """

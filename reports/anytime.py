@@ -8,8 +8,12 @@ exist) the mIoU joins the table and the figure gains mIoU-over-cost panels.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Dict, List, Optional
 
+import pandas as pd
+
+from graphcost.analysis import analyze
 from graphcost.errors import UserError
 
 from .common import (analyse_items, analysis_item, figure_writers, model_label, pyplot, shape_text, style_for,
@@ -19,8 +23,6 @@ from .common import (analyse_items, analysis_item, figure_writers, model_label, 
 def outputs_frame(summary: Dict[str, Any], model: str, accuracy=None, variant: Optional[str] = None,
                   dataset: Optional[str] = None):
     """One row per output: index, macs, latency_layers, graph_size_bytes (+ miou if known)."""
-    import pandas as pd
-
     rows = [dict(o) for o in summary["outputs"]]
     frame = pd.DataFrame(rows, columns=["index", "macs", "latency_layers", "graph_size_bytes"])
     frame.insert(0, "model", model)
@@ -63,7 +65,7 @@ def plot(frame, title: str, style: Optional[str] = None):
         if len(outputs) <= 10:
             ax.set_xticks(list(outputs))
         else:
-            from matplotlib.ticker import MaxNLocator
+            from matplotlib.ticker import MaxNLocator  # lazy: matplotlib only where a figure is drawn
 
             ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     if has_miou:
@@ -104,8 +106,6 @@ def analyse(spec, built, executor=None, store=None) -> Dict[str, Any]:
     models are analysed here from ``built`` (they are no store item).
     """
     if ":" in spec.name:
-        from graphcost.analysis import analyze
-
         return summarize(analyze(built.module, built.input_shape, name=built.label))
     item = analysis_item(spec.name, built.dataset, spec.params, input_shape=built.input_shape, shared=spec.shared)
     return analyse_items([item], executor, store)[0]
@@ -122,6 +122,4 @@ def report(spec, built, summary: Dict[str, Any], out_dir: Optional[str], accurac
 
 def _slug(text: str) -> str:
     """``"itnet (shared)"`` -> ``"itnet-shared"``."""
-    import re
-
     return re.sub(r"-+", "-", "".join(c if c.isalnum() or c in "_." else "-" for c in text)).strip("-") or "model"

@@ -1,8 +1,8 @@
 """Shared plumbing of the reports: cached analyses through the executor, output folders, figure style.
 
-Reports never compute costs themselves: an *analysis item* (zoo model, dataset, params, input)
-goes through :func:`analyse_items`, which runs :func:`analyse_item` (``graphcost.analyze``) on an
-executor and keeps the plain-data summary in the result store.
+Reports never compute costs themselves: an *analysis item* (a :class:`graphcost.resolve.ModelSpec`:
+zoo model, dataset, params, input) goes through :func:`analyse_items`, which runs :func:`analyse_item`
+(``graphcost.analyze``) on an executor and keeps the plain-data summary in the result store.
 """
 from __future__ import annotations
 
@@ -10,35 +10,31 @@ import os
 import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import pandas as pd
+
+from graphcost.analysis import analyze
 from graphcost.errors import UserError
+from graphcost.models import dataset_preset, model_entry
 from graphcost.render import write_atomic
+from graphcost.resolve import ModelSpec, build
+from graphcost.runtime.store import cached_map, result_key
 
 ANALYSIS_KIND = "analysis-summary"
 
 
 # --------------------------------------------------------------------------- analyses
 def analysis_item(model: str, dataset: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
-                  input_shape: Optional[Sequence[int]] = None, shared: Optional[bool] = None) -> Dict[str, Any]:
-    """A picklable work item naming one analysis (the input shape defaults to the dataset's)."""
-    from graphcost.models import dataset_preset, model_entry
-
-    entry = model_entry(model)
-    preset = dataset_preset(dataset or entry.default_dataset)
-    return {"model": model, "dataset": preset.name, "params": dict(params or {}),
-            "input_shape": list(input_shape or preset.input_shape), "shared": shared}
+                  input_shape: Optional[Sequence[int]] = None, shared: Optional[bool] = None) -> ModelSpec:
+    """The picklable work item naming one analysis: a :class:`~graphcost.resolve.ModelSpec` with its
+    dataset and input shape filled in (the input shape defaults to the dataset's)."""
+    preset = dataset_preset(dataset or model_entry(model).default_dataset)
+    return ModelSpec(name=model, dataset=preset.name, input_shape=tuple(input_shape or preset.input_shape),
+                     params=dict(params or {}), shared=shared)
 
 
-def item_key(item: Mapping[str, Any], kind: str = ANALYSIS_KIND) -> str:
-    from graphcost.store import result_key
-
-    return result_key(kind, **dict(item))
-
-
-def build_item(item: Mapping[str, Any]):
-    from graphcost.resolve import ModelSpec, build
-
-    return build(ModelSpec(name=item["model"], dataset=item["dataset"], input_shape=tuple(item["input_shape"]),
-                           params=dict(item["params"]), shared=item.get("shared")))
+def item_key(item, kind: str = ANALYSIS_KIND) -> str:
+    """Store key of a work item (a dataclass: a ``ModelSpec`` or a report's own item)."""
+    return result_key(kind, item=item)
 
 
 def summarize(result) -> Dict[str, Any]:
@@ -49,26 +45,24 @@ def summarize(result) -> Dict[str, Any]:
                                     "outputs")}
 
 
-def analyse_item(item: Mapping[str, Any]) -> Dict[str, Any]:
+def analyse_item(item: ModelSpec) -> Dict[str, Any]:
     """``graphcost.analyze`` of one item, summarised. Top-level so executors can ship it."""
-    from graphcost.analysis import analyze
-
-    built = build_item(item)
-    return summarize(analyze(built.module, built.input_shape, name=item["model"]))
+    built = build(item)
+    return summarize(analyze(built.module, built.input_shape, name=item.name))
 
 
-def run_cached(items: Sequence[Mapping[str, Any]], fn: Callable[[Mapping[str, Any]], Dict[str, Any]], kind: str,
-               executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
-    """``[fn(item) for item in items]`` with the store in front and the executor behind; input order."""
-    from graphcost.store import cached_map
+def run_cached(items: Sequence[Any], fn: Callable[[Any], Dict[str, Any]], kind: str, executor=None, store=None,
+               progress=None) -> List[Dict[str, Any]]:
+    """``[fn(item) for item in items]`` with the store in front and the executor behind; input order.
 
+    Every item has a ``name`` (the model's), kept beside its result in the store.
+    """
     results, _ = cached_map(fn, items, [item_key(item, kind) for item in items], executor, store,
-                            meta=lambda i: {"kind": kind, "model": items[i]["model"]}, progress=progress)
+                            meta=lambda i: {"kind": kind, "model": items[i].name}, progress=progress)
     return results
 
 
-def analyse_items(items: Sequence[Mapping[str, Any]], executor=None, store=None, progress=None
-                  ) -> List[Dict[str, Any]]:
+def analyse_items(items: Sequence[ModelSpec], executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
     """Summaries of :func:`analyse_item` for every item, from the store where possible."""
     return run_cached(items, analyse_item, ANALYSIS_KIND, executor, store, progress)
 
@@ -76,8 +70,6 @@ def analyse_items(items: Sequence[Mapping[str, Any]], executor=None, store=None,
 # --------------------------------------------------------------------------- inputs and labels
 def read_table(path: str, **read_csv_args):
     """An accuracy table (CSV) as a DataFrame, or :class:`UserError` naming what is wrong with the file."""
-    import pandas as pd
-
     try:
         return pd.read_csv(path, **read_csv_args)
     except FileNotFoundError:
@@ -167,6 +159,7 @@ def figure_writers(fig, stem: str, frame=None) -> Dict[str, Callable[[str], None
 # --------------------------------------------------------------------------- style
 def pyplot():
     """matplotlib.pyplot on the Agg backend (never a display), with a compact paper style."""
+    # Lazy on purpose: matplotlib is slow to import and only figures need it (not `graphcost --help`).
     import matplotlib
 
     matplotlib.use("Agg", force=True)

@@ -10,12 +10,41 @@ rewrite weights every frame.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .common import (analysis_item, build_item, figure_writers, model_label, pyplot, run_cached, shape_text,
-                     style_for, style_key, write_files)
+import pandas as pd
+
+from graphcost.crossbar.mapping import map_trace
+from graphcost.crossbar.perf import performance
+from graphcost.crossbar.specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec
+from graphcost.errors import UserError
+from graphcost.models import model_entry
+from graphcost.resolve import ModelSpec, build
+from graphcost.tracing import trace
+
+from .common import analysis_item, figure_writers, model_label, pyplot, run_cached, shape_text, style_for, style_key, \
+    write_files
 
 CURVE_KIND = "crossbar-curve"
+
+
+@dataclass(frozen=True)
+class CurveItem:
+    """The work item of one model of the report: what to build and the hardware it maps onto."""
+
+    model: ModelSpec
+    crossbar: Tuple[int, int]
+    depthwise: str = DEPTHWISE_STRATEGIES[0]
+    chip: ChipSpec = field(default_factory=ChipSpec)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def chip_of(self, arrays: Optional[int]) -> ChipSpec:
+        """This item's chip with ``arrays`` arrays (``None``: as many as the graph needs)."""
+        return replace(self.chip, arrays=arrays)
 
 
 def chip_sizes(needed: int, points: int = 36) -> List[int]:
@@ -27,65 +56,53 @@ def chip_sizes(needed: int, points: int = 36) -> List[int]:
 
 
 def model_item(model: str, params: Mapping[str, Any], dataset: str, input_shape: Optional[Sequence[int]],
-               crossbar: Sequence[int], depthwise: str = "dense", mvm_latency_ns: Optional[float] = None,
-               write_ns_per_row: Optional[float] = None, token: Optional[str] = None) -> Tuple[Dict[str, Any], str]:
+               crossbar: Sequence[int], depthwise: str = DEPTHWISE_STRATEGIES[0], chip: Optional[ChipSpec] = None,
+               token: Optional[str] = None) -> Tuple[CurveItem, str]:
     """The work item of one model of the report and its label; a ``shared`` entry of ``params`` picks the variant
     (``token``: how the user wrote the model, for the error message).
 
     Builds the model once, so a bad name or parameter fails now, in one line.
     """
-    from graphcost.errors import UserError
-    from graphcost.models import model_entry
-
     params = dict(params)
     shared = params.pop("shared", None)
     if shared is not None and "shared" not in model_entry(model).parameters():
         raise UserError(f"model {model!r} has no shared/independent variants; drop shared= from {token or model!r}")
-    item = analysis_item(model, dataset, params, input_shape=input_shape, shared=shared)
-    build_item(item)
-    item.update(crossbar=list(crossbar), depthwise=depthwise, mvm_latency_ns=mvm_latency_ns,
-                write_ns_per_row=write_ns_per_row)
+    spec = analysis_item(model, dataset, params, input_shape=input_shape, shared=shared)
+    build(spec)
+    item = CurveItem(spec, tuple(crossbar), depthwise, chip or ChipSpec())
     return item, model_label(model, shared, params)
 
 
-def crossbar_curve(item: Mapping[str, Any]) -> Dict[str, Any]:
+def crossbar_curve(item: CurveItem) -> Dict[str, Any]:
     """Map one model and evaluate it on every chip size. Top-level: runs in executor workers."""
-    from graphcost.crossbar.mapping import map_trace
-    from graphcost.crossbar.perf import performance
-    from graphcost.crossbar.specs import ArraySpec, ChipSpec
-    from graphcost.tracing import trace
-
-    built = build_item(item)
+    built = build(item.model)
     t = trace(built.module, built.input_shape)
-    rows, cols = item["crossbar"]
-    mapping = map_trace(t, ArraySpec(int(rows), int(cols)), item.get("depthwise") or "dense", name=item["model"])
+    rows, cols = item.crossbar
+    mapping = map_trace(t, ArraySpec(int(rows), int(cols)), item.depthwise or "dense", name=item.name)
     needed = int(mapping.arrays_used)
-    chip_kw = {k: item[k] for k in ("mvm_latency_ns", "write_ns_per_row") if item.get(k) is not None}
     curve = []
     for m in chip_sizes(needed):
-        perf = performance(mapping, ChipSpec(arrays=m, **chip_kw))
+        perf = performance(mapping, item.chip_of(m))
         curve.append({"arrays": m, "fits": bool(perf.fits), "throughput_fps": float(perf.throughput_fps),
                       "latency_s": float(perf.latency_s), "rewritten_arrays": int(perf.rewritten_arrays),
                       "rewrite_s": float(perf.rewrite_s)})
-    full = performance(mapping, ChipSpec(arrays=None, **chip_kw))
+    full = performance(mapping, item.chip_of(None))
     return {"arrays_needed": needed, "utilization": float(mapping.utilization),
             "resident_fps": float(full.throughput_fps), "latency_s": float(full.latency_s), "curve": curve}
 
 
-def curves(items: Sequence[Mapping[str, Any]], executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
+def curves(items: Sequence[CurveItem], executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
     return run_cached(items, crossbar_curve, CURVE_KIND, executor, store, progress)
 
 
-def frame(items: Sequence[Mapping[str, Any]], labels: Sequence[str], results: Sequence[Dict[str, Any]]):
+def frame(items: Sequence[CurveItem], labels: Sequence[str], results: Sequence[Dict[str, Any]]):
     """Points CSV: one row per model and chip size."""
-    import pandas as pd
-
     rows = []
     for item, label, res in zip(items, labels, results):
         for point in res["curve"]:
-            rows.append({"label": label, "model": item["model"], "dataset": item["dataset"],
-                         "input_shape": shape_text(item["input_shape"]),
-                         "crossbar": shape_text(item["crossbar"]),
+            rows.append({"label": label, "model": item.name, "dataset": item.model.dataset,
+                         "input_shape": shape_text(item.model.input_shape),
+                         "crossbar": shape_text(item.crossbar),
                          "arrays_needed": res["arrays_needed"], "resident_fps": res["resident_fps"], **point})
     return pd.DataFrame(rows)
 
@@ -95,7 +112,7 @@ def plot(items, labels, results, title: str):
     fig, axes = plt.subplots(1, 2, figsize=(7.16, 2.7))
     ax_fps, ax_rw = axes
     for i, (item, label, res) in enumerate(zip(items, labels, results)):
-        colour, marker = style_for(style_key(item["model"], item.get("shared")), i)
+        colour, marker = style_for(style_key(item.name, item.model.shared), i)
         xs = [p["arrays"] for p in res["curve"]]
         text = f"{label}: {res['arrays_needed']:,} arrays"
         ax_fps.plot(xs, [p["throughput_fps"] for p in res["curve"]], color=colour, label=text, linewidth=1.1)

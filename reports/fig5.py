@@ -22,7 +22,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import pandas as pd
+
 from graphcost.errors import UserError
+from graphcost.resolve import parse_params
 
 from .common import (analyse_items, analysis_item, figure_writers, pyplot, read_table, shape_text, style_for,
                      write_files)
@@ -94,8 +97,6 @@ def load_accuracy_table(path: Optional[str] = None):
     """The shipped literature table, or a user's CSV with the same columns (``model``, ``variant``,
     ``dataset``, ``miou`` required; ``output``, ``split``, ``source``, ``table``, ``note``, ``params``
     optional). ``miou`` is in percent."""
-    import pandas as pd
-
     target = path or literature_path()
     frame = read_table(target, dtype={"variant": str, "model": str, "dataset": str})
     missing = [c for c in ("model", "variant", "dataset", "miou") if c not in frame.columns]
@@ -115,8 +116,6 @@ def load_accuracy_table(path: Optional[str] = None):
 
 def merge_tables(base, user):
     """User rows replace shipped rows with the same (model, variant, dataset, output, split)."""
-    import pandas as pd
-
     if user is None:
         return base
     key = ["model", "variant", "dataset", "output", "split"]
@@ -145,8 +144,6 @@ def user_entries(table, known: Sequence[Entry]) -> List[Entry]:
     extra: Dict[Tuple[str, str, str], Entry] = {}
     if "params" not in table.columns:
         return []
-    from graphcost.resolve import parse_params
-
     for row in table.to_dict("records"):
         k = (row["model"], row["variant"], row["dataset"])
         if k in have or k in extra or row["dataset"] not in DATASETS:
@@ -165,8 +162,6 @@ def miou_for(table, entry: Entry) -> Tuple[Dict[Optional[int], Dict[str, Any]], 
 
     Returns ``({output: row}, on_paper_split)``.
     """
-    import pandas as pd
-
     rows = table[(table["model"] == entry.model) & (table["variant"] == entry.variant)
                  & (table["dataset"] == entry.dataset) & table["miou"].notna()]
     if rows.empty:
@@ -185,8 +180,6 @@ def miou_for(table, entry: Entry) -> Tuple[Dict[Optional[int], Dict[str, Any]], 
 # --------------------------------------------------------------------------- compute
 def compute_points(entries: Sequence[Entry], table, executor=None, store=None, progress=None):
     """Analyse every entry (executor + store) and return the points frame: one row per drawn point."""
-    import pandas as pd
-
     items = [analysis_item(e.model, e.dataset, dict(e.params), shared=e.shared) for e in entries]
     summaries = analyse_items(items, executor, store, progress)
     rows: List[Dict[str, Any]] = []
@@ -215,7 +208,7 @@ def compute_points(entries: Sequence[Entry], table, executor=None, store=None, p
                 "output": index,
                 "outputs": n_out,
                 "model_params": entry.params_text + (f";shared={entry.shared}" if entry.shared is not None else ""),
-                "input_shape": shape_text(item["input_shape"]),
+                "input_shape": shape_text(item.input_shape),
                 "graph_size_bytes": out["graph_size_bytes"],
                 "latency_layers": out["latency_layers"],
                 "macs": out["macs"],
@@ -236,6 +229,7 @@ def compute_points(entries: Sequence[Entry], table, executor=None, store=None, p
 # --------------------------------------------------------------------------- plot
 def plot(points, title: Optional[str] = None):
     """The 2x4 figure from the points frame (see :func:`compute_points`)."""
+    # Lazy on purpose: matplotlib only where a figure is drawn (see common.pyplot).
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
@@ -306,7 +300,7 @@ def plot(points, title: Optional[str] = None):
 
 def plain_log_ticks(ax, axis: str = "x") -> None:
     """Log-axis ticks at 1, 2, 5 x 10^k written as plain numbers (0.2, 5, 300), no overlapping labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # lazy: see plot()
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))

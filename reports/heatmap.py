@@ -10,8 +10,13 @@ failed (budget not met) are grey and marked with a cross.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from graphcost.explore.sweep import flat_frame
 
 from .common import figure_writers, pyplot, shape_text, variant_name, write_files
 
@@ -55,7 +60,7 @@ def quantities(rows: Sequence[Dict[str, Any]], width_param: Optional[str], metri
 def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequence[Any]]],
                width_param: Optional[str] = None, metric: Optional[str] = None, title: Optional[str] = None):
     """The heat-map figure of a sweep's rows (``grid`` in order; needs at least one parameter)."""
-    import numpy as np
+    # Lazy on purpose: matplotlib only where a figure is drawn (see common.pyplot).
     from matplotlib.colors import LogNorm, Normalize
     from matplotlib.patches import Rectangle
 
@@ -141,10 +146,6 @@ def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequenc
 def write_sweep(out: str, result, rows: Sequence[Dict[str, Any]], width: Optional[str], metric: Optional[str]
                 ) -> List[str]:
     """``sweep-MODEL[-VARIANT].json/.csv`` (the ranked ``rows``) and the heat-maps ``.png/.svg`` (all or nothing)."""
-    import json
-
-    from graphcost.sweep import flat_frame
-
     spec = result.spec
     variant = variant_name(spec.shared)
     stem = f"sweep-{spec.model}" + ("" if variant is None else f"-{variant}")

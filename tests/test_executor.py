@@ -4,7 +4,7 @@ import time
 import pytest
 
 from graphcost import UserError
-from graphcost.executor import InlineExecutor, LocalExecutor, ProgressBar, make_executor
+from graphcost.runtime.executor import InlineExecutor, LocalExecutor, ProgressBar, make_executor
 
 
 def square(x):
@@ -50,7 +50,7 @@ def test_worker_user_error_arrives_as_itself():
 def test_bad_kinds_and_options_are_user_errors():
     with pytest.raises(UserError, match="unknown executor"):
         make_executor("spark")
-    with pytest.raises(UserError, match="--address is for --executor ray"):
+    with pytest.raises(UserError, match="address is for the ray executor"):
         make_executor("local", address="auto")
     with pytest.raises(UserError, match="at least 1"):
         make_executor("local", workers=0)

@@ -4,7 +4,7 @@ import pytest
 
 import graphcost
 from graphcost import UserError
-from graphcost.store import NullStore, ResultStore, default_store_path, open_store, result_key
+from graphcost.runtime.store import NullStore, ResultStore, default_store_path, open_store, result_key
 
 
 def test_roundtrip_and_frame(tmp_path):
@@ -34,7 +34,7 @@ def test_keys_depend_on_every_part_and_the_version(monkeypatch):
     monkeypatch.setattr(graphcost, "__version__", "99.0")
     assert k != result_key("sweep-point", **base)
     monkeypatch.undo()
-    import graphcost.store as store_module
+    import graphcost.runtime.store as store_module
 
     assert k == result_key("sweep-point", **base)
     monkeypatch.setattr(store_module, "_FINGERPRINT", "edited model source")
@@ -51,7 +51,7 @@ def test_null_store_remembers_nothing():
 def test_unwritable_store_is_one_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(UserError, match="--store PATH"):
+    with pytest.raises(UserError, match="writable store path"):
         open_store(str(blocker / "results.sqlite")).get("k")
 
 

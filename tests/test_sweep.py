@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 import graphcost
 from graphcost import UserError
-from graphcost.executor import make_executor
+from graphcost.explore import (InvalidWidth, SweepSpec, auc, evaluate_point, parse_grid, rank_rows, run_sweep,
+                               widest_width)
 from graphcost.models import get_model
-from graphcost.store import open_store
-from graphcost.sweep import (InvalidWidth, SweepSpec, auc, evaluate_point, parse_grid, rank_rows, run_sweep,
-                             widest_width)
+from graphcost.runtime.executor import make_executor
+from graphcost.runtime.store import open_store
 from clirun import run
 
 TINY = dict(model="itnet", grid=parse_grid(["N=1,2", "L=1,2", "K=1"]), input_shape=(1, 3, 64, 96),
@@ -89,7 +89,7 @@ def test_store_resumes_an_interrupted_sweep_and_never_recomputes(tmp_path, monke
     def interrupted(task):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(task["point"])
+        calls.append(dict(task.point))
         return evaluate_point(task)
 
     with open_store(str(tmp_path / "s.sqlite")) as store:
@@ -100,7 +100,7 @@ def test_store_resumes_an_interrupted_sweep_and_never_recomputes(tmp_path, monke
         counted = []
 
         def counting(task):
-            counted.append(task["point"])
+            counted.append(dict(task.point))
             return evaluate_point(task)
 
         resumed = run_sweep(spec, store=store, evaluate=counting)
@@ -108,7 +108,7 @@ def test_store_resumes_an_interrupted_sweep_and_never_recomputes(tmp_path, monke
         assert not {tuple(p.items()) for p in counted} & {tuple(p.items()) for p in calls}
 
         def must_not_run(task):
-            raise AssertionError(f"recomputed {task['point']}")
+            raise AssertionError(f"recomputed {task.point}")
 
         again = run_sweep(spec, store=store, evaluate=must_not_run)
         assert again.cached == 4 and again.computed == 0
@@ -192,10 +192,10 @@ def test_cli_writes_table_csv_json_and_heatmaps(capsys, tmp_path):
     (["--grid", "N"], "KEY=V1,V2"),
     (["--grid", "N=1,,2"], "without gaps"),
     (["--grid", "Q=1,2"], "no parameter 'Q'"),
-    (["--grid", "N=1", "--grid", "f=3"], "searched for the --macs-budget"),
+    (["--grid", "N=1", "--grid", "f=3"], "searched for the MAC budget"),
     (["--grid", "N=1,2", "--macs-budget", "10"], "cannot be met at 2 of 2 grid points: N=1 (even f=2 needs"),
     (["--grid", "N=1", "--metric", "bogus"], "not a column"),
-    (["--grid", "N=1", "--macs-budget", "-5"], "positive"),
+    (["--grid", "N=1", "--macs-budget", "-5"], "--macs-budget"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(capsys, tmp_path, args, needle):
     out_dir = tmp_path / "out"

@@ -75,19 +75,19 @@ def test_replicate_target_fps(capsys):
 @pytest.mark.parametrize("extra, needle", [
     (["--crossbar", "256x"], "--crossbar"),
     (["--crossbar", "0x256"], "--crossbar"),
-    (["--weight-bits", "-1"], "weight bits"),
-    (["--cell-bits", "-2"], "cell bits"),
+    (["--weight-bits", "-1"], "--weight-bits"),
+    (["--cell-bits", "-2"], "--cell-bits"),
     (["--weight-bits", "2", "--cell-bits", "4"], "cannot exceed"),
     (["--arrays", "0"], "--arrays"),
-    (["--noise", "bogus=1"], "unknown --noise key"),
-    (["--target-fps", "10"], "--replicate"),
-    (["--replicate"], "--replicate needs"),
+    (["--noise", "bogus=1"], "Invalid value for '--noise': unknown noise key"),
+    (["--target-fps", "10"], "needs replication"),
+    (["--replicate"], "replication (replicate) needs a chip size"),
     (["--weights", "/nonexistent/weights.pt"], "--weights"),
     (["--accuracy", "--data", "camvid:/nonexistent/camvid"], "does not exist"),
     (["--accuracy", "--data", "cityscapes:"], "needs a path"),
     (["--accuracy", "--data", "imagenet"], "--data expects"),
     (["--depthwise", "zigzag"], "depthwise"),
-    (["--address", "auto"], "--executor ray"),
+    (["--address", "auto"], "ray executor"),
 ])
 def test_bad_specs_are_one_line_and_exit_2(capsys, extra, needle):
     rc, out, err = run(capsys, CONV + extra)

@@ -1,0 +1,155 @@
+"""One mapping job, start to end: what ``graphcost map`` asks for, as a library call.
+
+A :class:`MapRequest` names the model (a :class:`graphcost.resolve.ModelSpec`), the hardware
+(:class:`~.specs.ArraySpec`, :class:`~.specs.ChipSpec`) and, optionally, a simulated-accuracy run
+(:class:`AccuracyRequest`); :func:`run_map` checks it before any tracing, builds the model, loads
+its weights (the shipped checkpoint where one fits and none is given), maps and times it, and
+simulates it if asked::
+
+    from graphcost.crossbar.run import MapRequest, run_map
+    from graphcost.crossbar.specs import ArraySpec
+    from graphcost.resolve import ModelSpec
+
+    result = run_map(MapRequest(ModelSpec("itnet"), ArraySpec(256, 256)))
+    result.performance.throughput_fps, result.to_dict()["arrays_used"]
+
+The defaults of the ``graphcost map`` options are the constants below.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from graphcost.errors import UserError
+from graphcost.resolve import ModelSpec, build
+from graphcost.runtime.executor import EXECUTORS, make_executor
+from graphcost.tracing import trace
+
+from .accuracy import AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
+from .data import open_dataset
+from .energy import AreaReport, EnergyReport, area, energy
+from .mapping import map_trace
+from .perf import Performance, performance
+from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
+from .tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
+
+#: The array size (rows x columns) when none is given.
+DEFAULT_CROSSBAR: Tuple[int, int] = (256, 256)
+#: Evaluation data when none is given: the built-in synthetic segmentation set.
+SYNTHETIC_DATA = "synthetic"
+DEFAULT_SAMPLES = 8
+DEFAULT_TRIALS = 3
+DEFAULT_SEED = 0
+
+UNTRAINED_NOTE = ("no weights given and no shipped checkpoint fits this model: its weights are untrained, so mIoU "
+                  "is that of a random network (fidelity still measures the hardware)")
+
+
+@dataclass(frozen=True)
+class AccuracyRequest:
+    """A simulated-accuracy run: device noise, evaluation data, images, Monte-Carlo trials, seed."""
+
+    noise: NoiseSpec = field(default_factory=NoiseSpec.none)
+    data: str = SYNTHETIC_DATA
+    samples: int = DEFAULT_SAMPLES
+    trials: int = DEFAULT_TRIALS
+    seed: int = DEFAULT_SEED
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """Everything one mapping job needs (``accuracy=None``: no simulation)."""
+
+    model: ModelSpec
+    array: ArraySpec
+    chip: ChipSpec = field(default_factory=ChipSpec)
+    depthwise: str = DEPTHWISE_STRATEGIES[0]
+    target_fps: Optional[float] = None
+    weights: Optional[str] = None
+    accuracy: Optional[AccuracyRequest] = None
+    executor: str = EXECUTORS[0]
+    address: Optional[str] = None
+    tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
+
+
+@dataclass
+class MapResult:
+    """The performance of the mapped model, its energy and area, its accuracy (a dict) if simulated,
+    and notes for the user."""
+
+    performance: Performance
+    accuracy: Optional[Dict[str, Any]] = None
+    notes: List[str] = field(default_factory=list)
+    energy: Optional[EnergyReport] = None
+    area: Optional[AreaReport] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON contract of ``graphcost map --format json``."""
+        result = self.performance.to_dict()
+        if self.energy is not None:
+            result["energy"] = self.energy.to_dict()
+            for layer, layer_energy in zip(result["layers"], self.energy.layers):
+                layer["energy_j"] = layer_energy.energy_j
+        if self.area is not None:
+            result["area"] = self.area.to_dict()
+        if self.accuracy is not None:
+            result["accuracy"] = self.accuracy
+        return result
+
+
+def check_request(request: MapRequest) -> None:
+    """Refuse an inconsistent request before any tracing (one :class:`~graphcost.UserError`)."""
+    chip = request.chip
+    if request.target_fps is not None and not chip.replicate:
+        raise UserError("a target frame rate (target_fps) needs replication (replicate): copies of the slow layers "
+                        "are what raise the frame rate")
+    if chip.replicate and chip.arrays is None and request.target_fps is None:
+        raise UserError("replication (replicate) needs a chip size (arrays) to balance, or a target frame rate "
+                        "(target_fps) to provision for")
+    if request.address is not None and request.executor != "ray":
+        raise UserError("a cluster address is for the ray executor only")
+    if request.weights is not None and not os.path.isfile(request.weights):
+        raise UserError(f"no such weights file {request.weights!r}")
+    acc = request.accuracy
+    if acc is not None and acc.data != SYNTHETIC_DATA:
+        open_dataset(acc.data, acc.samples)  # a bad data path fails now, not after tracing
+
+
+def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
+    """The weights to load: the given file, else (for accuracy) the shipped checkpoint of this exact model."""
+    if request.weights is not None or request.accuracy is None:
+        return request.weights
+    spec = request.model
+    params = dict(spec.params)
+    if spec.shared is not None:
+        params["shared"] = spec.shared
+    path = shipped_checkpoint_for(spec.name, params, spec.dataset)
+    if path is None:
+        notes.append(UNTRAINED_NOTE)
+        return None
+    return str(path)
+
+
+def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
+    """Check, build, map and time the model of ``request``; simulate it if ``request.accuracy`` is set.
+
+    ``progress(done, total)`` follows the accuracy trials. Raises :class:`~graphcost.UserError`
+    for anything the user can fix, before tracing where it can be known before.
+    """
+    check_request(request)
+    built = build(request.model)
+    notes: List[str] = []
+    weights = _weights(request, notes)
+    if weights is not None:
+        load_weights(built.module, weights)
+    mapping = map_trace(trace(built.module, built.input_shape), request.array, request.depthwise, name=built.label)
+    perf = performance(mapping, request.chip, target_fps=request.target_fps)
+    result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
+    acc = request.accuracy
+    if acc is not None:
+        config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,
+                                trials=acc.trials, seed=acc.seed, classes=mapping.classes, depthwise=request.depthwise)
+        with make_executor(request.executor, request.address) as executor:
+            result.accuracy = evaluate_accuracy(built.module, config, executor=executor, progress=progress).to_dict()
+    return result

@@ -1,0 +1,127 @@
+"""The paper's ranking of architectures: Eq. 2's AUC of mIoU over MACs, peak-mIoU discarding, ordering.
+
+Rows are the plain dicts of a sweep (:class:`~graphcost.explore.sweep.SweepResult`); the per-output
+mIoU comes from an accuracy table (a DataFrame: the grid columns, ``output``, ``miou``).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from graphcost.errors import UserError
+
+#: Metrics ranked from high to low unless ``:min`` says otherwise.
+HIGHER_IS_BETTER = {"auc", "peak_miou", "miou", "throughput_fps", "utilization"}
+#: ``y0`` of Eq. 2: mIoU at chance level, the paper's CamVid value.
+CHANCE_MIOU = 0.00828
+#: A point whose peak mIoU is at most the best peak minus this is discarded (Sec. III-A).
+PEAK_TOLERANCE = 0.02
+
+
+def auc(xs: Sequence[float], ys: Sequence[float], y0: float) -> float:
+    """Normalised area under mIoU-over-MACs (the ItNet paper's Eq. 2): trapezoids from ``(0, y0)``, over ``x_N``.
+
+    >>> round(auc([1.0, 2.0], [0.5, 0.6], 0.0), 4)    # (1*(0.5+0)/2 + 1*(0.6+0.5)/2) / 2
+    0.4
+    """
+    px, py = [0.0] + list(map(float, xs)), [float(y0)] + list(map(float, ys))
+    area = 0.0
+    for n in range(len(px) - 1):
+        area += (px[n + 1] - px[n]) * ((py[n + 1] - y0) + (py[n] - y0)) / 2
+    return area / px[-1] if px[-1] else float("nan")
+
+
+def parse_metric(text: str) -> Tuple[str, bool]:
+    """``"graph_size_bytes"`` -> (name, ascending); ``NAME:max`` / ``NAME:min`` choose the order.
+
+    >>> parse_metric("auc"), parse_metric("graph_size_bytes"), parse_metric("params:max")
+    (('auc', False), ('graph_size_bytes', True), ('params', False))
+    """
+    name, _, order = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise UserError("the metric needs a column name, e.g. auc or graph_size_bytes:min")
+    if order and order not in ("min", "max"):
+        raise UserError(f"a metric's order must be :min or :max, got {text!r}")
+    ascending = (order == "min") if order else name not in HIGHER_IS_BETTER
+    return name, ascending
+
+
+def _per_output_miou(table, grid_keys: Sequence[str]) -> Dict[Tuple[str, ...], Dict[int, float]]:
+    """``{grid point as strings: {output: mIoU as a fraction}}`` from an accuracy table."""
+    missing = [c for c in list(grid_keys) + ["output", "miou"] if c not in table.columns]
+    if missing:
+        raise UserError(f"the accuracy table lacks the column(s) {', '.join(missing)}; it needs the grid "
+                        f"parameters, output (1-based) and miou")
+    table = table.copy()
+    if (table["miou"] > 1).any():
+        table["miou"] = table["miou"] / 100.0
+    groups: Dict[Tuple[str, ...], Dict[int, float]] = {}
+    for record in table.to_dict("records"):
+        key = tuple(str(record[k]) for k in grid_keys)
+        groups.setdefault(key, {})[int(record["output"])] = float(record["miou"])
+    return groups
+
+
+def attach_accuracy(rows: List[Dict[str, Any]], table, grid_keys: Sequence[str], chance: float = CHANCE_MIOU,
+                    tolerance: float = PEAK_TOLERANCE) -> None:
+    """Add ``auc``, ``peak_miou`` and ``discarded`` to rows from a per-output accuracy table.
+
+    ``table`` (DataFrame) has the grid columns, ``output`` (1-based) and ``miou`` (fraction, or
+    percent if any value exceeds 1). As in the paper (Sec. III-A): AUC of mIoU over the MACs of
+    each output (Eq. 2, ``y0`` = chance mIoU), and a point whose peak mIoU is at most the best
+    peak minus ``tolerance`` is discarded from the ranking.
+    """
+    groups = _per_output_miou(table, grid_keys)
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        per_output = groups.get(tuple(str(row.get(k)) for k in grid_keys))
+        if not per_output:
+            continue
+        outs = sorted(i for i in per_output if 1 <= i <= len(row["output_macs"]))
+        if not outs:
+            continue
+        xs = [row["output_macs"][i - 1] for i in outs]
+        ys = [per_output[i] for i in outs]
+        row["auc"] = auc(xs, ys, chance)
+        row["peak_miou"] = max(ys)
+    peaks = [r["peak_miou"] for r in rows if "peak_miou" in r]
+    if peaks:
+        best = max(peaks)
+        for r in rows:
+            if "peak_miou" in r:
+                r["discarded"] = bool(r["peak_miou"] <= best - tolerance)
+
+
+def rank_rows(rows: List[Dict[str, Any]], metric: str) -> List[Dict[str, Any]]:
+    """Sort ok rows by ``metric`` (and set ``rank`` from 1); rows without it or discarded go last, unranked."""
+    name, ascending = parse_metric(metric)
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if ok and not any(name in r for r in ok):
+        known = sorted({k for r in ok for k, v in r.items() if isinstance(v, (int, float)) and not
+                        isinstance(v, bool)})
+        hint = " (auc needs an accuracy table)" if name in ("auc", "peak_miou") else ""
+        raise UserError(f"the metric {name!r} is not a column of the sweep{hint}; choose one of: {', '.join(known)}")
+    rankable = [r for r in ok if r.get(name) is not None and not r.get("discarded")]
+    rankable.sort(key=lambda r: r[name], reverse=not ascending)
+    for i, r in enumerate(rankable, start=1):
+        r["rank"] = i
+    rest = [r for r in rows if r not in rankable]
+    for r in rest:
+        r["rank"] = None
+    return rankable + rest
+
+
+def ranked_rows(result, accuracy=None, metric: Optional[str] = None, chance: float = CHANCE_MIOU
+                ) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """The ok rows of a sweep, with the paper's AUC where an accuracy table is given, ranked by ``metric``.
+
+    Without a metric, an accuracy table ranks by ``auc`` (Eq. 2). Returns ``(rows, metric)``.
+    """
+    rows = [r for r in result.rows if r.get("status") == "ok"]
+    if accuracy is not None:
+        attach_accuracy(rows, accuracy, result.spec.grid_keys, chance=chance)
+        metric = metric or "auc"
+    if metric:
+        rows = rank_rows(rows, metric)
+    return rows, metric

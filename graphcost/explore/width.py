@@ -1,0 +1,143 @@
+"""The width search: the widest integer width whose last output stays within a MAC budget.
+
+The paper (ItNet, Sec. III-A) picks, per architecture, "the largest possible number of channels f
+that results in a network with less than 2.2 billion MACs for the last output". MACs grow
+monotonically with the width, so :func:`widest_width` keeps a bracket ``lo`` (widest known within
+budget) / ``hi`` (narrowest known over budget) and stops when ``hi == lo + 1``. A least-squares
+quadratic in the width through the probes so far proposes the next probe (MACs of a width-scaled
+conv net are ``a f^2 + b f`` up to rounding of derived widths), with bisection as the fallback,
+so a point typically costs 3-5 traces.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Mapping, Optional
+
+import numpy as np
+
+from graphcost.passes import macs, needed_calls
+
+DEFAULT_WIDTH_MAX = 4096
+
+
+def last_output_macs(t) -> int:
+    """MACs the last output of trace ``t`` needs: the MACs of its ancestors in the execution DAG."""
+    return macs(t, needed_calls(t, t.outputs[-1]))
+
+
+def _power_law(known: Mapping[int, int], budget: float) -> Optional[int]:
+    """``MACs ~ f^2`` through the probe nearest the budget (on a log scale)."""
+    f0, m0 = min(known.items(), key=lambda kv: abs(math.log(max(kv[1], 1)) - math.log(budget)))
+    if m0 <= 0:
+        return None
+    return int(math.floor(f0 * math.sqrt(budget / m0) + 1e-9))
+
+
+def _predict(known: Mapping[int, int], budget: float) -> Optional[int]:
+    """Largest integer width whose fitted MACs stay within ``budget``.
+
+    One probe: ``MACs ~ f^2`` through it. More: least squares of ``a f^2 + b f`` through all
+    probes (rounding of derived widths such as ``f // 2`` makes the exact curve jitter, which a
+    fit through only the nearest three points would amplify into a wild extrapolation).
+    """
+    if len(known) == 1:
+        return _power_law(known, budget)
+    xs = np.array(list(known), dtype=float)
+    ys = np.array([known[k] for k in known], dtype=float)
+    weights = 1.0 / np.maximum(ys, 1.0)  # relative residuals: every probe counts alike
+    design = np.stack([xs ** 2, xs], axis=1) * weights[:, None]
+    try:
+        (a, b), *_ = np.linalg.lstsq(design, ys * weights, rcond=None)
+    except np.linalg.LinAlgError:  # pragma: no cover - degenerate probes
+        return _power_law(known, budget)
+    if a <= 0 and b <= 0:
+        return _power_law(known, budget)
+    if abs(a) < 1e-12:
+        return int(math.floor(budget / b + 1e-9)) if b > 0 else _power_law(known, budget)
+    disc = b * b + 4 * a * budget
+    if disc < 0:
+        return _power_law(known, budget)
+    root = (-b + math.sqrt(disc)) / (2 * a)
+    return int(math.floor(root + 1e-9)) if math.isfinite(root) and root > 0 else _power_law(known, budget)
+
+
+class InvalidWidth(Exception):
+    """A probe's width that the model rejects (e.g. below its minimum); the search moves above it."""
+
+
+@dataclass
+class WidthSearch:
+    """Result of :func:`widest_width`: ``width`` (None if even ``lo_bound`` is over budget), probes made."""
+
+    width: Optional[int]
+    probes: Dict[int, int] = field(default_factory=dict)
+    capped: bool = False
+
+
+def _next_probe(known: Mapping[int, int], budget: float, lo: Optional[int], hi: Optional[int], lower: int,
+                upper: int) -> Optional[int]:
+    """The next width to probe inside ``[lower, upper]``: the fit's guess, else bisection."""
+    guess = _predict(known, budget)
+    if guess is not None:
+        for option in (guess, guess + 1):
+            if lower <= option <= upper and option not in known:
+                return option
+        if guess < lower and lower not in known:
+            return lower  # the fit undershoots: prove lo + 1 is over budget
+        if guess > upper and upper not in known:
+            return upper
+    if lo is None:
+        candidate = max(lower, min(upper, (lower + (hi if hi is not None else upper)) // 2))
+    elif hi is None:
+        candidate = min(upper, max(lower, 2 * lo))
+    else:
+        candidate = (lo + hi) // 2
+    if candidate in known:
+        candidate = next((w for w in range(lower, upper + 1) if w not in known), None)
+    return candidate
+
+
+def widest_width(probe: Callable[[int], int], budget: float, lo_bound: int = 1, hi_bound: int = DEFAULT_WIDTH_MAX,
+                 start: int = 32) -> WidthSearch:
+    """Largest integer ``w`` in ``[lo_bound, hi_bound]`` with ``probe(w) <= budget``, ``probe`` non-decreasing.
+
+    Proves the answer by probing it and ``w + 1`` (unless ``w == hi_bound``). A probe may raise
+    :class:`InvalidWidth` for widths below the model's minimum: the domain then starts above.
+
+    >>> widest_width(lambda f: 3 * f * f + 5 * f, 1000).width   # 3*17^2+85 = 952, 3*18^2+90 = 1062
+    17
+    """
+    known: Dict[int, int] = {}
+    lo: Optional[int] = None  # widest known within budget
+    hi: Optional[int] = None  # narrowest known over budget
+    f = min(max(start, lo_bound), hi_bound)
+    for _ in range(200):
+        if f not in known:
+            try:
+                value = probe(f)
+            except InvalidWidth:
+                if any(k < f for k in known):
+                    raise  # invalid above a valid width: not a lower bound of the domain
+                lo_bound = f + 1  # widths up to f are invalid for the model: the domain starts above
+                if lo_bound > hi_bound or (hi is not None and lo_bound >= hi):
+                    return WidthSearch(None, known)
+                f = lo_bound if hi is None else min(lo_bound, hi - 1)
+                continue
+            known[f] = value
+            if value <= budget:
+                lo = f if lo is None else max(lo, f)
+            else:
+                hi = f if hi is None else min(hi, f)
+        if hi is not None and hi == lo_bound:
+            return WidthSearch(None, known)
+        if lo is not None and lo == hi_bound:
+            return WidthSearch(lo, known, capped=True)
+        if lo is not None and hi is not None and hi == lo + 1:
+            return WidthSearch(lo, known)
+        candidate = _next_probe(known, budget, lo, hi, lo_bound if lo is None else lo + 1,
+                                hi_bound if hi is None else hi - 1)
+        if candidate is None:  # pragma: no cover - bracket exhausted
+            return WidthSearch(lo, known)
+        f = candidate
+    raise RuntimeError("width search did not converge")  # pragma: no cover

@@ -1,0 +1,329 @@
+"""Run independent work items in parallel: a local process pool, or Ray.
+
+Sweeps, figure reports and Monte-Carlo trials are lists of independent, picklable work items
+(plain data) processed by a top-level function. An :class:`Executor` runs them::
+
+    from graphcost.runtime.executor import make_executor
+
+    with make_executor("local") as ex:              # process pool sized to the cores
+        results = ex.map(analyse_point, points)     # a list, in the order of ``points``
+
+    with make_executor("ray", address=None) as ex:  # a local Ray started for the run
+        for index, result in ex.as_completed(analyse_point, points):
+            store.put(points[index], result)         # save each result as soon as it is done
+
+Contract:
+
+- ``map(fn, items, progress=None) -> list``: results **in input order**; ``progress(done, total)``
+  is called after each finished item (in completion order) from the calling thread.
+- ``as_completed(fn, items) -> iterator of (index, result)`` in completion order, so callers can
+  persist results while the rest still runs (an interrupted sweep keeps what finished).
+- ``fn`` must be a top-level (importable) function and every item picklable. An exception raised
+  by ``fn`` is re-raised in the caller as itself (a :class:`graphcost.UserError` stays one).
+- Context manager: ``__exit__`` closes the pool; the Ray executor calls ``ray.shutdown()`` only if
+  it started Ray itself (an existing cluster or an already initialised Ray is left alone).
+- ``workers=1`` runs inline in the calling process, no pool (deterministic and cheap in tests).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import socket
+import sys
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from graphcost.errors import UserError
+
+EXECUTORS = ("local", "ray")
+RAY_HINT = "install the ray extra: pip install -e '.[ray]'"
+ProgressFn = Callable[[int, int], None]
+
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "LocalExecutor", "RayExecutor", "ProgressBar", "make_executor",
+           "cpu_count"]
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity / containers where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Executor:
+    """Base class: subclasses implement :meth:`as_completed`; :meth:`map` orders the results."""
+
+    kind = "base"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+
+    def as_completed(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Tuple[int, Any]]:
+        raise NotImplementedError
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], progress: Optional[ProgressFn] = None) -> List[Any]:
+        """``[fn(item) for item in items]``, computed in parallel, returned in input order."""
+        items = list(items)
+        results: List[Any] = [None] * len(items)
+        done = 0
+        for index, result in self.as_completed(fn, items):
+            results[index] = result
+            done += 1
+            if progress is not None:
+                progress(done, len(items))
+        return results
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"{self.kind} executor, {self.workers} worker{'s' if self.workers != 1 else ''}"
+
+
+class InlineExecutor(Executor):
+    """Runs every item in the calling process, one after the other."""
+
+    kind = "inline"
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+    def as_completed(self, fn, items):
+        for index, item in enumerate(items):
+            yield index, fn(item)
+
+
+def _init_worker() -> None:
+    # One thread per worker process: the pool provides the parallelism, and oversubscribed
+    # intra-op threads only slow everything down.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
+
+def _default_start_method() -> str:
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else "spawn"
+
+
+class LocalExecutor(Executor):
+    """A :class:`concurrent.futures.ProcessPoolExecutor`; the pool is created lazily and reused.
+
+    Workers start with ``fork`` where the OS has it (no re-import of torch per worker, which costs
+    seconds), else ``spawn``; each worker runs torch single-threaded, which keeps fork safe with
+    torch's OpenMP pool. ``GRAPHCOST_MP_START=spawn`` (or ``forkserver``) overrides it.
+    """
+
+    kind = "local"
+
+    def __init__(self, workers: Optional[int] = None, start_method: Optional[str] = None) -> None:
+        super().__init__(workers or cpu_count())
+        self.start_method = start_method or os.environ.get("GRAPHCOST_MP_START") or _default_start_method()
+        if self.start_method not in multiprocessing.get_all_start_methods():
+            raise UserError(f"process start method {self.start_method!r} is not available here; use one of "
+                            f"{', '.join(multiprocessing.get_all_start_methods())}")
+        self._pool: Optional[cf.ProcessPoolExecutor] = None
+
+    def _get_pool(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context(self.start_method),
+                initializer=_init_worker)
+        return self._pool
+
+    def as_completed(self, fn, items):
+        items = list(items)
+        if not items:
+            return
+        if len(items) == 1:  # not worth a worker start-up
+            yield 0, fn(items[0])
+            return
+        pool = self._get_pool()
+        futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
+        try:
+            for future in cf.as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def _import_ray():
+    try:
+        import ray  # noqa: F401  (lazy on purpose: an optional extra, and slow to import)
+    except ImportError:
+        raise UserError(f"the ray executor needs Ray; {RAY_HINT}") from None
+    return ray
+
+
+class RayExecutor(Executor):
+    """Ray tasks (one CPU each) on an existing cluster (``address``) or a local Ray started for the run.
+
+    ``address=None``: use Ray if this process already initialised it, else start a local Ray with
+    ``workers`` CPUs (default: all cores) and shut it down on :meth:`close`. ``address="auto"`` or
+    ``"ray://host:10001"`` connects to a running cluster, which is never shut down.
+    """
+
+    kind = "ray"
+
+    def __init__(self, address: Optional[str] = None, workers: Optional[int] = None) -> None:
+        ray = _import_ray()
+        self._ray = ray
+        self._started = False
+        if ray.is_initialized():
+            pass
+        else:
+            if address:
+                _check_reachable(address)
+            try:
+                if address:
+                    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=workers or cpu_count(), include_dashboard=False,
+                             logging_level=logging.ERROR, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"cannot start or connect to {where}: {first}") from None
+            self._started = True
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+        except Exception:  # pragma: no cover - resources unavailable on some clients
+            cpus = workers or 1
+        super().__init__(max(1, cpus))
+        self._remote_cache = {}
+
+    def _remote(self, fn):
+        remote = self._remote_cache.get(fn)
+        if remote is None:
+            remote = self._ray.remote(num_cpus=1, max_retries=0)(_call_in_worker)
+            self._remote_cache[fn] = remote
+        return remote
+
+    def as_completed(self, fn, items):
+        ray = self._ray
+        items = list(items)
+        if not items:
+            return
+        remote = self._remote(fn)
+        refs = [remote.remote(fn, item) for item in items]
+        index_of = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    yield index_of[ref], self._get(ref)
+        finally:
+            for ref in pending:
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # pragma: no cover - best effort
+                    pass
+
+    def _get(self, ref):
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise
+
+    def close(self) -> None:
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._started = False
+
+    def describe(self) -> str:
+        return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an explicit ``host:port`` (or ``ray://host:port``) nobody listens on.
+
+    Ray itself keeps retrying an unreachable GCS for minutes; ``auto`` and other forms are left to Ray.
+    """
+    target = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UserError(f"cannot reach the Ray cluster at {address!r} ({reason}); check the address or start "
+                        f"the cluster with 'ray start --head'") from None
+
+
+def _call_in_worker(fn, item):
+    _init_worker()
+    return fn(item)
+
+
+def make_executor(kind: str = "local", address: Optional[str] = None, workers: Optional[int] = None) -> Executor:
+    """An executor by name: ``"local"`` (process pool; ``workers=1`` runs inline) or ``"ray"``.
+
+    ``address`` is for Ray only (an existing cluster; ``None`` starts a local one).
+    """
+    if workers is not None and workers < 1:
+        raise UserError(f"workers must be at least 1, got {workers}")
+    if kind == "local":
+        if address:
+            raise UserError("a cluster address is for the ray executor only")
+        if (workers or cpu_count()) == 1:
+            return InlineExecutor()
+        return LocalExecutor(workers)
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "ray":
+        return RayExecutor(address=address, workers=workers)
+    raise UserError(f"unknown executor {kind!r}; use one of: {', '.join(EXECUTORS)}")
+
+
+class ProgressBar:
+    """A progress bar with ETA on stderr (rich), used as the ``progress`` callback of ``map``.
+
+    ``enabled=None``: only when stderr is a terminal, so pipes and tests stay clean.
+    """
+
+    def __init__(self, description: str, total: int, enabled: Optional[bool] = None) -> None:
+        self.description = description
+        self.total = total
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "ProgressBar":
+        if self.enabled and self.total:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
