@@ -12,7 +12,7 @@ from graphcost.resolve import ModelSpec
 
 #: the hardware options view shares with ``graphcost map`` (the very same click options: names, types, defaults)
 MAP_OPTIONS = ("arrays", "weight_bits", "cell_bits", "differential", "analog_bias", "depthwise", "mvm_latency_ns",
-               "write_ns_per_row")
+               "write_ns_per_row", "tech")
 
 
 @click.command(name="view")
@@ -25,7 +25,8 @@ MAP_OPTIONS = ("arrays", "weight_bits", "cell_bits", "differential", "analog_bia
                                     "below apply) and show the mapping.")
 def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Optional[int],
          crossbar: Optional[Tuple[int, int]], arrays: Optional[int], weight_bits: int, cell_bits: int,
-         differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float):
+         differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float,
+         tech):
     """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping."""
     from graphcost.crossbar.run import MapRequest, check_request, run_map
     from graphcost.resolve import build
@@ -35,7 +36,7 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
     path = check_out_file(out_path)
     request = None
     if crossbar is not None:
-        request = MapRequest(model=spec, depthwise=depthwise,
+        request = MapRequest(model=spec, depthwise=depthwise, tech=tech,
                              array=ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits,
                                              differential=differential, analog_bias=analog_bias),
                              chip=ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns,

@@ -5,7 +5,6 @@ import shutil
 import pytest
 
 import graphcost
-from graphcost.crossbar import ArraySpec
 from graphcost.models import get_model
 from graphcost.passes.anytime import needed_calls
 from graphcost.viewer import read_blocks
@@ -20,9 +19,12 @@ def itnet_trace():
 
 
 @pytest.fixture(scope="module")
-def page_file(tmp_path_factory, itnet_trace):
+def page_file(tmp_path_factory):
+    from graphcost.cli import main
+
     path = tmp_path_factory.mktemp("browser") / "itnet.html"
-    graphcost.view(itnet_trace.module, SHAPE, out=str(path), name="itnet", array=ArraySpec(64, 64))
+    assert main(["view", "itnet", "--shared", "--param", "N=3", "--param", "f=12", "--input", "64x96",
+                 "--crossbar", "64x64", "--out", str(path)]) == 0
     return path
 
 
@@ -80,6 +82,17 @@ def test_clicked_node_shows_the_macs_of_the_json(page, page_file):
     tiles = page.locator("#node-table tr", has_text="map: tiles").first.locator("td").nth(1)
     mapped = next(l for l in blocks["map"]["layers"] if l["name"] == layer["name"])
     assert int(tiles.get_attribute("data-value")) == mapped["tiles"]
+    energy = page.locator("#node-table tr", has_text="map: energy_j").first.locator("td").nth(1)
+    assert float(energy.get_attribute("data-value")) == mapped["energy_j"]
+
+
+def test_map_panel_shows_fit_slowest_stage_and_energy(page, page_file):
+    m = read_blocks(page_file.read_text())["map"]
+    summary = page.inner_text("#map-summary")
+    assert m["bottleneck"] in summary and f"{m['arrays_used']:,}" in summary
+    per_frame = page.locator("#map-summary tr", has_text="energy.per_frame_j").first.locator("td").nth(1)
+    assert float(per_frame.get_attribute("data-value")) == m["energy"]["per_frame_j"]
+    assert page.locator("#map-layers tr").count() == len(m["layers"]) + 1
 
 
 def test_output_1_highlights_the_subgraph_it_needs(page, itnet_trace, page_file):

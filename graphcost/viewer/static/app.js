@@ -29,13 +29,22 @@
     var u = [['ms', 1e-3], ['us', 1e-6], ['ns', 1e-9]];
     for (var i = 0; i < u.length; i++) if (v >= u[i][1] || i === 2) return (v / u[i][1]).toPrecision(3) + ' ' + u[i][0];
   }
+  function si(v, unit) {
+    var p = [['T', 1e12], ['G', 1e9], ['M', 1e6], ['k', 1e3], ['', 1], ['m', 1e-3], ['u', 1e-6], ['n', 1e-9], ['p', 1e-12]];
+    for (var i = 0; i < p.length; i++) if (Math.abs(v) >= p[i][1]) return (v / p[i][1]).toPrecision(3) + ' ' + p[i][0] + unit;
+    return v === 0 ? '0 ' + unit : v.toExponential(2) + ' ' + unit;
+  }
   function exact(v) { return typeof v === 'number' && Number.isInteger(v) ? v.toLocaleString('en') : String(v); }
   function fmtKey(key, v) {
     if (v === null || v === undefined) return '';
     if (typeof v === 'boolean') return v ? 'yes' : 'no';
     if (typeof v !== 'number') return Array.isArray(v) ? JSON.stringify(v) : String(v);
     if (/bytes/.test(key)) return mb(v);
-    if (/_s$/.test(key)) return seconds(v);
+    if (/_s\b/.test(key)) return seconds(v);
+    if (/tops_per_w\b/.test(key)) return v.toPrecision(3) + ' TOPS/W';
+    if (/_j\b/.test(key)) return si(v, 'J');
+    if (/_w\b/.test(key)) return si(v, 'W');
+    if (/_mm2\b/.test(key)) return v.toPrecision(4) + ' mm²';
     if (/utili[sz]ation/.test(key)) return (100 * v).toFixed(1) + '%';
     return Number.isInteger(v) && Math.abs(v) < 1e5 ? String(v) : human(v);
   }
@@ -108,6 +117,8 @@
         Object.keys(M.outputs[i]).forEach(function (k) {
           if (['index', 'node', 'shape'].indexOf(k) < 0) row['map_' + k] = M.outputs[i][k];
         });
+        var per = perOutputReports();
+        Object.keys(per).forEach(function (k) { row['map_' + k] = per[k][i]; });
       }
       return row;
     });
@@ -116,6 +127,34 @@
     var rows = outputRows();
     return table(allKeys(rows).map(function (k) { return {key: k, label: k.replace(/^map_/, 'map: ')}; }), rows,
       {title: 'outputs', id: 'outputs'});
+  }
+
+  // numbers of the map JSON's nested reports (energy, area, ...): 'energy.per_frame_j', 'area.breakdown_mm2.adc', ...
+  function mapReports() {
+    var out = [];
+    function walk(prefix, obj) {
+      Object.keys(obj).forEach(function (k) {
+        var v = obj[k], key = prefix + '.' + k;
+        if (typeof v === 'number' || typeof v === 'string') out.push([key, v]);
+        else if (v && typeof v === 'object' && !Array.isArray(v)) walk(key, v);
+      });
+    }
+    Object.keys(M).forEach(function (k) {
+      if (M[k] && typeof M[k] === 'object' && !Array.isArray(M[k]) && ['array', 'chip', 'accuracy'].indexOf(k) < 0) walk(k, M[k]);
+    });
+    return out;
+  }
+  // per-output lists of the nested reports (e.g. energy.per_output_j), one value per anytime output
+  function perOutputReports() {
+    var out = {};
+    Object.keys(M).forEach(function (k) {
+      var v = M[k];
+      if (!v || typeof v !== 'object' || Array.isArray(v)) return;
+      Object.keys(v).forEach(function (f) {
+        if (/^per_output/.test(f) && Array.isArray(v[f]) && v[f].length === A.outputs.length) out[k + '_' + f.replace(/^per_output_?/, '')] = v[f];
+      });
+    });
+    return out;
   }
 
   function renderMapTables() {
@@ -131,9 +170,7 @@
       ['latency (last output)', M.latency_s, seconds(M.latency_s)],
       ['utilization (cells holding weights)', M.utilization, (100 * M.utilization).toFixed(1) + '%'],
       ['slowest stage (bottleneck)', M.bottleneck, M.bottleneck + ' (' + seconds(M.frame_time_s) + ' per frame)']];
-    Object.keys(M).forEach(function (k) {  // e.g. energy totals when the mapping reports them
-      if (/energy|area|power/.test(k) && typeof M[k] === 'number') pairs.push([k, M[k], fmtKey(k, M[k])]);
-    });
+    mapReports().forEach(function (p) { pairs.push([p[0], p[1], fmtKey(p[0], p[1])]); });
     var html = kvTable(pairs, 'map-summary');
     var keys = allKeys(M.layers);
     var rows = M.layers.slice().sort(function (a, b) { return b.stage_time_s - a.stage_time_s; });
@@ -449,10 +486,10 @@
     if (!state.output) { $('output-info').innerHTML = ''; return; }
     var o = A.outputs[state.output - 1], pairs = [['MACs', o.macs, exact(o.macs)], ['latency (conv layers)', o.latency_layers, String(o.latency_layers)],
       ['graph size', o.graph_size_bytes, mb(o.graph_size_bytes)], ['params', o.params, exact(o.params)]];
-    if (M && M.outputs[state.output - 1]) {
-      var mo = M.outputs[state.output - 1];
-      Object.keys(mo).forEach(function (k) { if (['index', 'node', 'shape'].indexOf(k) < 0) pairs.push(['map: ' + k, mo[k], fmtKey(k, mo[k])]); });
-    }
+    var row = outputRows()[state.output - 1];
+    Object.keys(row).forEach(function (k) {
+      if (k.indexOf('map_') === 0) pairs.push(['map: ' + k.slice(4), row[k], fmtKey(k, row[k])]);
+    });
     var drawn = cy.nodes().not('.faded').length;
     $('output-info').innerHTML = '<h2>output ' + state.output + ' of ' + A.outputs.length + '</h2>' + kvTable(pairs, 'output-table') +
       '<p class="hint">' + drawn + ' of ' + cy.nodes().length + ' drawn nodes needed</p>';
