@@ -45,7 +45,7 @@ from graphcost.schema import LayerRecord, call_record
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
 from .tiling import (FUNCTIONAL_GROUPS_INDEX, LayerGeometry, ceil_div, geometry_of_module, geometry_of_weight,
-                     tile_grouped, tile_matrix)
+                     read_columns, row_drives, tile_grouped, tile_matrix)
 
 _GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
 
@@ -57,7 +57,9 @@ class LayerMapping:
 
     ``rows`` x ``cols`` is the weight matrix one group's MVM uses (``cols`` in physical columns:
     bit slices and differential pairs included); ``tiles`` the arrays it occupies;
-    ``mvms`` its MVMs per frame over all ``calls``; ``cycles_per_mvm`` the array cycles one MVM
+    ``mvms`` its MVMs per frame over all ``calls``; per MVM it reads ``inputs_per_mvm`` and writes
+    ``outputs_per_mvm`` activations, drives ``row_drives`` word lines and digitises ``read_columns``
+    columns per input cycle (from the tiling, for the energy pass); ``cycles_per_mvm`` the array cycles one MVM
     takes (> 1 only for time-multiplexed grouped convs), so ``extra_cycles = mvms *
     (cycles_per_mvm - 1)``; ``max_replicas`` the independent MVMs of one call (replicating a
     layer more often than that cannot speed it up).
@@ -81,6 +83,10 @@ class LayerMapping:
     matrices: int = 1
     max_replicas: int = 1
     mvms_per_call: Tuple[int, ...] = ()
+    inputs_per_mvm: int = 0
+    outputs_per_mvm: int = 0
+    row_drives: int = 0
+    read_columns: int = 0
 
     @property
     def cycles(self) -> int:
@@ -89,7 +95,8 @@ class LayerMapping:
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
-        d.pop("mvms_per_call")
+        for key in ("mvms_per_call", "inputs_per_mvm", "outputs_per_mvm", "row_drives", "read_columns"):
+            d.pop(key)
         return d
 
 
@@ -335,9 +342,14 @@ def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, de
     strategy = "dense"
     rows0 = cols0 = 0
     groups0 = 1
+    n = len(shape.matrices)
+    inputs = outputs = drives = columns = 0
     for i, (rows_g, cols_g, groups) in enumerate(shape.matrices):
         tiling = tile_grouped(rows_g, cols_g * cpw, groups, array, depthwise, bias_row)
         tiles += tiling.tiles
+        inputs, outputs = inputs + rows_g * groups, outputs + cols_g * groups
+        drives += row_drives(tiling, rows_g, groups, bias_row)
+        columns += read_columns(tiling, cols_g * cpw, groups)
         used += (rows_g + bias_row) * cols_g * cpw * groups
         weights += rows_g * cols_g * groups
         cycles = max(cycles, tiling.cycles_per_mvm)
@@ -363,6 +375,11 @@ def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, de
         matrices=len(shape.matrices),
         max_replicas=max(1, int(shape.max_replicas)),
         mvms_per_call=tuple(shape.call_mvms),
+        # an MVM of a multi-matrix layer (recurrent, generic) uses one of its matrices: the average
+        inputs_per_mvm=ceil_div(inputs, n),
+        outputs_per_mvm=ceil_div(outputs, n),
+        row_drives=ceil_div(drives, n),
+        read_columns=ceil_div(columns, n),
     )
 
 
