@@ -5,7 +5,7 @@ builds a :class:`~.run.MapRequest`, calls :func:`~.run.run_map` and renders.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import click
 
@@ -121,9 +121,22 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
         click.echo(render.frame_csv(frame), nl=False)
         return
     m = perf.mapping
-    a = m.array
     con = render.console()
     shape = "x".join(str(d) for d in m.input_shape)
+    acc = result.get("accuracy")
+    con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
+                           _summary_rows(perf, acc)))
+    if len(perf.outputs) > 1:
+        con.print(_outputs_table(perf, acc))
+    if per_layer:
+        con.print(_layers_table(perf))
+    for note in m.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _summary_rows(perf, acc: Optional[dict]) -> List[Tuple[str, str]]:
+    m = perf.mapping
+    a = m.array
     chip = f"{perf.arrays_available} arrays" if perf.arrays_available is not None else "unlimited arrays"
     summary = [
         ("crossbar", f"{a.label}, {a.weight_bits}-bit weights in {a.slices} x {a.cell_bits}-bit cells"
@@ -151,38 +164,40 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
     if m.depthwise != "dense" or any(layer.groups > 1 for layer in m.layers):
         extra = sum(layer.extra_cycles for layer in m.layers)
         summary.append(("grouped convs", f"{m.depthwise}, {extra:,} extra MVM cycles per frame"))
-    acc = result.get("accuracy")
     if acc:
         summary.append(("mIoU (last output, mean over trials)", f"{acc['miou']:.4f} +- {acc['std']:.4f}"))
         summary.append(("fidelity mIoU (vs. the float model)", f"{acc['fidelity_miou']:.4f}"))
         if isinstance(acc.get("float_miou"), (int, float)):
             summary.append(("mIoU of the float model", f"{acc['float_miou']:.4f}"))
-    con.print(render.table(f"{m.model} @ {shape} on {a.label} crossbars", ["metric", "value"], summary))
-    if len(perf.outputs) > 1:
-        outs = acc.get("outputs") if acc else None
-        rows = []
-        for i, o in enumerate(perf.outputs):
-            row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
-            if outs:
-                row.append(_output_accuracy(outs[i]) if i < len(outs) else "")
-            rows.append(row)
-        columns = ["output", "latency", "arrays"] + (["mIoU"] if outs else [])
-        con.print(render.table("anytime outputs", columns, rows))
-    if per_layer:
-        perf_of = {p.name: p for p in perf.layers}
-        extra = any(layer.extra_cycles for layer in m.layers)
-        rows = []
-        for layer in m.layers:
-            p = perf_of[layer.name]
-            rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
-                         f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
-                        + ([f"{layer.extra_cycles:,}"] if extra else [])
-                        + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"])
-        columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
-                   + (["extra cycles"] if extra else []) + ["stage time", "resident"])
-        con.print(render.table("layers (MVMs and stage time per frame)", columns, rows))
-    for note in m.notes:
-        click.echo(f"note: {note}", err=True)
+    return summary
+
+
+def _outputs_table(perf, acc: Optional[dict]):
+    outs = acc.get("outputs") if acc else None
+    rows = []
+    for i, o in enumerate(perf.outputs):
+        row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
+        if outs:
+            row.append(_output_accuracy(outs[i]) if i < len(outs) else "")
+        rows.append(row)
+    columns = ["output", "latency", "arrays"] + (["mIoU"] if outs else [])
+    return render.table("anytime outputs", columns, rows)
+
+
+def _layers_table(perf):
+    layers = perf.mapping.layers
+    perf_of = {p.name: p for p in perf.layers}
+    extra = any(layer.extra_cycles for layer in layers)
+    rows = []
+    for layer in layers:
+        p = perf_of[layer.name]
+        rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
+                     f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
+                    + ([f"{layer.extra_cycles:,}"] if extra else [])
+                    + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"])
+    columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
+               + (["extra cycles"] if extra else []) + ["stage time", "resident"])
+    return render.table("layers (MVMs and stage time per frame)", columns, rows)
 
 
 def _output_accuracy(value) -> str:
