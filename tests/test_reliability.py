@@ -118,9 +118,9 @@ def test_huge_width_costs_no_memory(capsys):
 
 
 # --------------------------------------------------------------------------- noise and notes
-def _graphcost(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "graphcost.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+def _graphcost(*args, output=subprocess.PIPE, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "graphcost.cli", *args], stdout=output, stderr=output, text=True,
+                            **kwargs)
 
 
 def test_shape_error_prints_one_line_without_torch_logs():
@@ -155,3 +155,71 @@ def test_stale_hidden_temp_files_are_cleaned(capsys, tmp_path, monkeypatch):
     assert rc == 0, err
     assert not stale.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "g.graphml"])
+
+
+# --------------------------------------------------------------------------- signals and orphans
+LONG_SWEEP = ["sweep", "itnet", "--shared", "--grid", "N=1..64", "--grid", "L=1..3", "--input", "360x480",
+              "--macs-budget", "2.2e9", "--workers", "2", "--no-store", "--format", "json"]
+
+
+def _start_sweep_with_workers(output=subprocess.PIPE):
+    """A long sweep in its own session, once its pool workers run; returns (process, worker processes)."""
+    proc = _graphcost(*LONG_SWEEP, output=output, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        workers = [p for p in parent.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+        if len(workers) >= 2:
+            return proc, workers
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the sweep never started its workers")
+
+
+def _gone_within(processes, seconds: float) -> list:
+    """The processes still running (zombies count as gone) after waiting up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _kill_all(processes):
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_sigkill_of_the_sweep_leaves_no_worker():
+    # No pipes: a surviving worker would hold them open, and the test would hang instead of failing.
+    proc, workers = _start_sweep_with_workers(output=subprocess.DEVNULL)
+    proc.kill()  # SIGKILL: no handler runs, no cleanup code; only the kernel can stop the workers
+    proc.wait()
+    alive = _gone_within(workers, 5.0)
+    _kill_all(alive)
+    assert not alive, f"{len(alive)} workers outlived their parent"
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_and_ctrl_c_stop_the_pool_and_exit_cleanly(sig, code, word):
+    proc, workers = _start_sweep_with_workers()
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C reaches the group
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        alive = _gone_within(workers, 5.0)
+        _kill_all(alive + [psutil.Process(proc.pid)] if proc.poll() is None else alive)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"graphcost: {word}" and "Traceback" not in err, err
+    assert out == "" and not alive
