@@ -3,6 +3,7 @@
 * :mod:`.specs` — ``ArraySpec``, ``ChipSpec``, ``NoiseSpec`` (frozen, validated) and the CLI parsers.
 * :mod:`.mapping` — ``map_trace`` / ``map_model``: tiles, utilisation and MVMs per unique weight layer.
 * :mod:`.perf` — ``performance``: fit, pipelined throughput, latency per output, rewrites, replication.
+* :mod:`.tech`, :mod:`.energy` — ``TechSpec`` presets / TOML; ``energy`` and ``area`` of a ``Performance``.
 * :mod:`.tiling` — layer geometry and tiles (the one tiler).
 * :mod:`.sim`, :mod:`.accuracy`, :mod:`.data` — the noisy simulated forward and its mIoU
   (imported on first use: ``graphcost.crossbar.evaluate_accuracy`` works).
@@ -13,7 +14,9 @@ from importlib import import_module as _import_module
 
 from .mapping import CallStage, LayerMapping, ModelMapping, OutputStage, map_model, map_trace
 from .tiling import LayerGeometry, Tiling, geometry_of_module, geometry_of_weight, tile_grouped, tile_layer, tile_matrix
+from .energy import AreaReport, EnergyReport, LayerEnergy
 from .perf import LayerPerf, OutputPerf, Performance, performance
+from .tech import HARDWARE_PRESETS, TECH_PRESETS, TechSpec, load_tech
 from .specs import (DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec, ChipSpec, NoiseSpec, parse_crossbar,
                     parse_noise)
 
@@ -38,4 +41,6 @@ __all__ = [
     "ModelMapping", "LayerMapping", "CallStage", "OutputStage", "map_model", "map_trace", "tile_matrix", "tile_grouped", "tile_layer",
     "LayerGeometry", "Tiling", "geometry_of_module", "geometry_of_weight",
     "Performance", "LayerPerf", "OutputPerf", "performance",
+    "TechSpec", "TECH_PRESETS", "HARDWARE_PRESETS", "load_tech", "EnergyReport", "AreaReport",
+    "LayerEnergy",
 ]

@@ -19,10 +19,15 @@ from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIAL
                   MapRequest, run_map)
 from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec,
                     ChipSpec, NoiseSpec, parse_crossbar, parse_noise)
+from .tech import (DEFAULT_TECH, HARDWARE_PRESETS, TECH_PRESETS, HardwarePreset, TechSpec, apply_preset,
+                   hardware_preset, resolve_tech)
 
 #: ``--crossbar RxC`` -> ``(rows, cols)``; ``--noise PRESET|KEY=VAL,..`` -> :class:`NoiseSpec`.
 CROSSBAR_SIZE = Parsed(parse_crossbar, "crossbar size", "RxC")
 NOISE = Parsed(parse_noise, "noise", "|".join(NOISE_PRESETS) + "|KEY=VAL,..")
+#: ``--tech PRESET|FILE.toml`` -> :class:`TechSpec`; ``--preset NAME`` -> :class:`HardwarePreset`.
+TECH = Parsed(resolve_tech, "tech", "|".join(TECH_PRESETS) + "|FILE.toml")
+PRESET = Parsed(hardware_preset, "preset", "|".join(HARDWARE_PRESETS))
 _ARRAY = ArraySpec(*DEFAULT_CROSSBAR)
 
 
@@ -75,29 +80,36 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
               help="Where --accuracy trials run.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
+@click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
+              help="Technology of the energy and area model: a preset or a TOML file (base = PRESET, FIELD = VALUE).")
+@click.option("--preset", type=PRESET, default=None,
+              help="Array, bits, tech and MVM / write times of a published setup (overrides those options).")
 @click.option("--per-layer", is_flag=True, help="Also list every mapped layer.")
 @format_option
 def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
                 differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
                 mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
                 noise: NoiseSpec, accuracy: bool, data: str, samples: int, trials: int, seed: int,
-                weights_path: Optional[str], executor_kind: str, address: Optional[str], per_layer: bool, fmt: str):
-    """Map MODEL onto crossbar arrays: arrays used, fit, throughput and latency (per anytime output too)."""
+                weights_path: Optional[str], executor_kind: str, address: Optional[str], tech: TechSpec,
+                preset: Optional[HardwarePreset], per_layer: bool, fmt: str):
+    """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
+    (per anytime output too)."""
+    array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
+                      dac_bits=dac_bits, adc_bits=adc_bits, analog_bias=analog_bias)
+    chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row,
+                    replicate=replicate)
+    if preset is not None:
+        array, chip, tech = apply_preset(preset, chip)
     request = MapRequest(
-        model=spec,
-        array=ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
-                        dac_bits=dac_bits, adc_bits=adc_bits, analog_bias=analog_bias),
-        chip=ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row,
-                      replicate=replicate),
-        depthwise=depthwise, target_fps=target_fps, weights=weights_path,
+        model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
         accuracy=AccuracyRequest(noise, data, samples, trials, seed) if accuracy else None,
-        executor=executor_kind, address=address)
+        executor=executor_kind, address=address, tech=tech)
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
     with ProgressBar("simulating trials", trials if accuracy else 0, enabled=show_bar) as bar:
         result = run_map(request, progress=bar)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
-    _render(result.performance, result.to_dict(), per_layer, fmt)
+    _render(result.performance, result.to_dict(), per_layer, fmt, result.energy)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -112,7 +124,19 @@ def _seconds(value: float, *, exact: bool = False) -> str:
     raise AssertionError  # pragma: no cover
 
 
-def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
+def _energy_rows(result: dict) -> list:
+    e, a = result["energy"], result["area"]
+    parts = ", ".join(f"{k} {v / e['per_frame_j']:.0%}" for k, v in e["breakdown_j"].items()
+                      if e["per_frame_j"] and v / e["per_frame_j"] >= 0.005)
+    return [
+        (f"energy per frame ({e['tech']})", f"{e['per_frame_j'] * 1e6:,.4g} uJ ({parts})"),
+        ("power (at the frame rate)", f"{e['power_w']:,.4g} W"),
+        ("TOPS/W (2 ops per MAC)", f"{e['tops_per_w']:,.4g}"),
+        ("area (arrays in use + periphery)", f"{a['total_mm2']:,.4g} mm2 ({a['adcs']:,} ADCs)"),
+    ]
+
+
+def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     if fmt == "json":
         click.echo(render.dumps(result))
         return
@@ -123,18 +147,17 @@ def _render(perf, result: dict, per_layer: bool, fmt: str) -> None:
     m = perf.mapping
     con = render.console()
     shape = "x".join(str(d) for d in m.input_shape)
-    acc = result.get("accuracy")
     con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
-                           _summary_rows(perf, acc)))
+                           _summary_rows(perf, result, energy)))
     if len(perf.outputs) > 1:
-        con.print(_outputs_table(perf, acc))
+        con.print(_outputs_table(perf, result.get("accuracy"), energy))
     if per_layer:
-        con.print(_layers_table(perf))
+        con.print(_layers_table(perf, energy))
     for note in m.notes:
         click.echo(f"note: {note}", err=True)
 
 
-def _summary_rows(perf, acc: Optional[dict]) -> List[Tuple[str, str]]:
+def _summary_rows(perf, result: dict, energy) -> List[Tuple[str, str]]:
     m = perf.mapping
     a = m.array
     chip = f"{perf.arrays_available} arrays" if perf.arrays_available is not None else "unlimited arrays"
@@ -164,6 +187,9 @@ def _summary_rows(perf, acc: Optional[dict]) -> List[Tuple[str, str]]:
     if m.depthwise != "dense" or any(layer.groups > 1 for layer in m.layers):
         extra = sum(layer.extra_cycles for layer in m.layers)
         summary.append(("grouped convs", f"{m.depthwise}, {extra:,} extra MVM cycles per frame"))
+    if energy is not None:
+        summary += _energy_rows(result)
+    acc = result.get("accuracy")
     if acc:
         summary.append(("mIoU (last output, mean over trials)", f"{acc['miou']:.4f} +- {acc['std']:.4f}"))
         summary.append(("fidelity mIoU (vs. the float model)", f"{acc['fidelity_miou']:.4f}"))
@@ -172,21 +198,24 @@ def _summary_rows(perf, acc: Optional[dict]) -> List[Tuple[str, str]]:
     return summary
 
 
-def _outputs_table(perf, acc: Optional[dict]):
+def _outputs_table(perf, acc: Optional[dict], energy):
     outs = acc.get("outputs") if acc else None
     rows = []
     for i, o in enumerate(perf.outputs):
         row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
+        if energy is not None:
+            row.append(f"{energy.per_output_j[i] * 1e6:,.4g} uJ")
         if outs:
             row.append(_output_accuracy(outs[i]) if i < len(outs) else "")
         rows.append(row)
-    columns = ["output", "latency", "arrays"] + (["mIoU"] if outs else [])
+    columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + (["mIoU"] if outs else [])
     return render.table("anytime outputs", columns, rows)
 
 
-def _layers_table(perf):
+def _layers_table(perf, energy):
     layers = perf.mapping.layers
     perf_of = {p.name: p for p in perf.layers}
+    energy_of = {le.name: le.energy_j for le in energy.layers} if energy is not None else {}
     extra = any(layer.extra_cycles for layer in layers)
     rows = []
     for layer in layers:
@@ -194,9 +223,10 @@ def _layers_table(perf):
         rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
                      f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
                     + ([f"{layer.extra_cycles:,}"] if extra else [])
-                    + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"])
+                    + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"]
+                    + ([f"{energy_of[layer.name] * 1e6:,.4g} uJ"] if energy_of else []))
     columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
-               + (["extra cycles"] if extra else []) + ["stage time", "resident"])
+               + (["extra cycles"] if extra else []) + ["stage time", "resident"] + (["energy"] if energy_of else []))
     return render.table("layers (MVMs and stage time per frame)", columns, rows)
 
 

@@ -41,11 +41,11 @@ import networkx as nx
 from torch import fx, nn
 
 from graphcost.errors import UserError
-from graphcost.tracing import _get_attr
+from graphcost.schema import LayerRecord, call_record
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
 from .tiling import (FUNCTIONAL_GROUPS_INDEX, LayerGeometry, ceil_div, geometry_of_module, geometry_of_weight,
-                     tile_grouped, tile_matrix)
+                     read_columns, row_drives, tile_grouped, tile_matrix)
 
 _GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
 
@@ -57,7 +57,9 @@ class LayerMapping:
 
     ``rows`` x ``cols`` is the weight matrix one group's MVM uses (``cols`` in physical columns:
     bit slices and differential pairs included); ``tiles`` the arrays it occupies;
-    ``mvms`` its MVMs per frame over all ``calls``; ``cycles_per_mvm`` the array cycles one MVM
+    ``mvms`` its MVMs per frame over all ``calls``; per MVM it reads ``inputs_per_mvm`` and writes
+    ``outputs_per_mvm`` activations, drives ``row_drives`` word lines and digitises ``read_columns``
+    columns per input cycle (from the tiling, for the energy pass); ``cycles_per_mvm`` the array cycles one MVM
     takes (> 1 only for time-multiplexed grouped convs), so ``extra_cycles = mvms *
     (cycles_per_mvm - 1)``; ``max_replicas`` the independent MVMs of one call (replicating a
     layer more often than that cannot speed it up).
@@ -81,6 +83,10 @@ class LayerMapping:
     matrices: int = 1
     max_replicas: int = 1
     mvms_per_call: Tuple[int, ...] = ()
+    inputs_per_mvm: int = 0
+    outputs_per_mvm: int = 0
+    row_drives: int = 0
+    read_columns: int = 0
 
     @property
     def cycles(self) -> int:
@@ -89,7 +95,8 @@ class LayerMapping:
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
-        d.pop("mvms_per_call")
+        for key in ("mvms_per_call", "inputs_per_mvm", "outputs_per_mvm", "row_drives", "read_columns"):
+            d.pop(key)
         return d
 
 
@@ -187,7 +194,7 @@ class _Shape:
 
 
 def _out_shape(dag: nx.DiGraph, node: str) -> Tuple[int, ...]:
-    shapes = dag.nodes[node]["out_shapes"]
+    shapes = call_record(dag, node).out_shapes
     return tuple(shapes[0]) if shapes else ()
 
 
@@ -203,7 +210,7 @@ def _arg_shape(trace, fx_node: fx.Node, index: int, name: str) -> Optional[Tuple
     if not isinstance(src, fx.Node):
         return None
     if src.op == "get_attr":
-        return tuple(_get_attr(trace.root, src.target).shape)
+        return tuple(trace.get_attr(src.target).shape)
     if src.name in trace.dag:
         return _out_shape(trace.dag, src.name)
     return None
@@ -224,14 +231,14 @@ def _per_vector(out_shape: Tuple[int, ...], channels: int) -> int:
 
 def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
     dag = trace.dag
-    first = dag.nodes[calls[0]]
+    first = trace.call(calls[0])
     module = None
-    if first["target"] == first["module"] and first["module"]:
+    if first.calls_module:
         try:
-            module = trace.submodule(first["target"])
+            module = trace.submodule(first.target)
         except AttributeError:
             module = None
-    kind = first["kind"]
+    kind = first.kind
 
     geometry = geometry_of_module(module) if module is not None else None
     if geometry is not None:
@@ -241,12 +248,12 @@ def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
         return _recurrent_shape(module, gates, [_out_shape(dag, c) for c in calls])
     if module is None and kind in ("conv", "linear"):
         fx_node = _fx_node(trace, calls[0])
-        shape = _functional_shape(trace, fx_node, first["op"], calls) if fx_node is not None else None
+        shape = _functional_shape(trace, fx_node, first.op, calls) if fx_node is not None else None
         if shape is not None:
             return shape
     if module is not None:
         return _generic_shape(trace, module, calls)
-    raise _Unmappable(f"{first['layer']} ({first['op']}): its weight is not a parameter of a module")
+    raise _Unmappable(f"{first.layer} ({first.op}): its weight is not a parameter of a module")
 
 
 class _Unmappable(Exception):
@@ -315,17 +322,17 @@ def _generic_shape(trace, module: nn.Module, calls: Sequence[str]) -> _Shape:
             out = int(p.shape[0])
             matrices.append((p.numel() // out, out, 1))
     if not matrices:
-        raise _Unmappable(f"{trace.dag.nodes[calls[0]]['layer']} ({type(module).__name__}) has no weight matrix")
+        raise _Unmappable(f"{trace.layer_of(calls[0])} ({type(module).__name__}) has no weight matrix")
     per_pass = sum(r * c for r, c, _ in matrices)
-    mvms = [max(1, ceil_div(trace.dag.nodes[c]["macs"], per_pass)) for c in calls]
+    mvms = [max(1, ceil_div(trace.call(c).macs, per_pass)) for c in calls]
     has_bias = any(p.dim() == 1 for p in module.parameters())
     shape = _Shape(matrices, has_bias, mvms, max(mvms, default=1),
-                   note=f"{trace.dag.nodes[calls[0]]['layer']} ({type(module).__name__}): mapped approximately, "
+                   note=f"{trace.layer_of(calls[0])} ({type(module).__name__}): mapped approximately, "
                         f"one matrix per weight tensor")
     return shape
 
 
-def _map_layer(name: str, data: dict, shape: _Shape, array: ArraySpec, depthwise: str) -> LayerMapping:
+def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, depthwise: str) -> LayerMapping:
     bias_row = 1 if (array.analog_bias and shape.has_bias) else 0
     cpw = array.columns_per_weight
     tiles = 0
@@ -335,9 +342,14 @@ def _map_layer(name: str, data: dict, shape: _Shape, array: ArraySpec, depthwise
     strategy = "dense"
     rows0 = cols0 = 0
     groups0 = 1
+    n = len(shape.matrices)
+    inputs = outputs = drives = columns = 0
     for i, (rows_g, cols_g, groups) in enumerate(shape.matrices):
         tiling = tile_grouped(rows_g, cols_g * cpw, groups, array, depthwise, bias_row)
         tiles += tiling.tiles
+        inputs, outputs = inputs + rows_g * groups, outputs + cols_g * groups
+        drives += row_drives(tiling, rows_g, groups, bias_row)
+        columns += read_columns(tiling, cols_g * cpw, groups)
         used += (rows_g + bias_row) * cols_g * cpw * groups
         weights += rows_g * cols_g * groups
         cycles = max(cycles, tiling.cycles_per_mvm)
@@ -346,14 +358,14 @@ def _map_layer(name: str, data: dict, shape: _Shape, array: ArraySpec, depthwise
     mvms = sum(shape.call_mvms)
     return LayerMapping(
         name=name,
-        op=data["op"],
-        kind=data["kind"],
+        op=data.op,
+        kind=data.kind,
         rows=rows0,
         cols=cols0,
         tiles=tiles,
         utilization=used / (tiles * array.cells),
         mvms=mvms,
-        calls=int(data["calls"]),
+        calls=int(data.calls),
         extra_cycles=mvms * (cycles - 1),
         cycles_per_mvm=cycles,
         groups=groups0,
@@ -363,6 +375,11 @@ def _map_layer(name: str, data: dict, shape: _Shape, array: ArraySpec, depthwise
         matrices=len(shape.matrices),
         max_replicas=max(1, int(shape.max_replicas)),
         mvms_per_call=tuple(shape.call_mvms),
+        # an MVM of a multi-matrix layer (recurrent, generic) uses one of its matrices: the average
+        inputs_per_mvm=ceil_div(inputs, n),
+        outputs_per_mvm=ceil_div(outputs, n),
+        row_drives=ceil_div(drives, n),
+        read_columns=ceil_div(columns, n),
     )
 
 
@@ -408,17 +425,17 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     """
     if depthwise not in DEPTHWISE_STRATEGIES:
         raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
-    loop, dag = trace.loop_graph, trace.dag
-    weight_layers = sorted((n for n, d in loop.nodes(data=True) if d["is_weight_layer"]),
-                           key=lambda n: loop.nodes[n]["first_order"])
+    loop = trace.loop_graph
+    weight_layers = sorted((n for n in loop if trace.layer(n).is_weight_layer),
+                           key=lambda n: trace.layer(n).first_order)
     layers: List[LayerMapping] = []
     index: Dict[str, int] = {}
     call_mvms: Dict[str, int] = {}
     notes: List[str] = []
     for layer_name in weight_layers:
-        data = loop.nodes[layer_name]
+        data = trace.layer(layer_name)
         try:
-            shape = _layer_shape(trace, data["dag_nodes"])
+            shape = _layer_shape(trace, data.dag_nodes)
         except _Unmappable as exc:
             notes.append(f"not mapped (computed digitally): {exc}")
             continue
@@ -426,7 +443,7 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
             notes.append(shape.note)
         index[layer_name] = len(layers)
         layers.append(_map_layer(layer_name, data, shape, array, depthwise))
-        call_mvms.update(zip(data["dag_nodes"], shape.call_mvms))
+        call_mvms.update(zip(data.dag_nodes, shape.call_mvms))
     if not layers:
         raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
 
@@ -451,10 +468,10 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
     frontier: Dict[str, FrozenSet[int]] = {}
     stages: List[CallStage] = []
     empty: FrozenSet[int] = frozenset()
-    for node in sorted(dag.nodes, key=lambda n: dag.nodes[n]["order"]):
+    for node in sorted(dag.nodes, key=lambda n: trace.call(n).order):
         preds = [frontier[p] for p in dag.predecessors(node)]
         above = preds[0] if len(preds) == 1 else (frozenset().union(*preds) if preds else empty)
-        layer = dag.nodes[node].get("layer")
+        layer = trace.layer_of(node)
         if node in call_mvms and layer in index:
             stages.append(CallStage(node, index[layer], int(call_mvms[node]), tuple(sorted(above))))
             frontier[node] = frozenset((len(stages) - 1,))

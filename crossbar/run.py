@@ -28,9 +28,11 @@ from graphcost.tracing import trace
 
 from .accuracy import AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
 from .data import open_dataset
+from .energy import AreaReport, EnergyReport, area, energy
 from .mapping import map_trace
 from .perf import Performance, performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
+from .tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
 
 #: The array size (rows x columns) when none is given.
 DEFAULT_CROSSBAR: Tuple[int, int] = (256, 256)
@@ -68,19 +70,29 @@ class MapRequest:
     accuracy: Optional[AccuracyRequest] = None
     executor: str = EXECUTORS[0]
     address: Optional[str] = None
+    tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
 
 
 @dataclass
 class MapResult:
-    """The performance of the mapped model, its accuracy (a dict) if simulated, and notes for the user."""
+    """The performance of the mapped model, its energy and area, its accuracy (a dict) if simulated,
+    and notes for the user."""
 
     performance: Performance
     accuracy: Optional[Dict[str, Any]] = None
     notes: List[str] = field(default_factory=list)
+    energy: Optional[EnergyReport] = None
+    area: Optional[AreaReport] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON contract of ``graphcost map --format json``."""
         result = self.performance.to_dict()
+        if self.energy is not None:
+            result["energy"] = self.energy.to_dict()
+            for layer, layer_energy in zip(result["layers"], self.energy.layers):
+                layer["energy_j"] = layer_energy.energy_j
+        if self.area is not None:
+            result["area"] = self.area.to_dict()
         if self.accuracy is not None:
             result["accuracy"] = self.accuracy
         return result
@@ -133,7 +145,8 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     if weights is not None:
         load_weights(built.module, weights)
     mapping = map_trace(trace(built.module, built.input_shape), request.array, request.depthwise, name=built.label)
-    result = MapResult(performance(mapping, request.chip, target_fps=request.target_fps), notes=notes)
+    perf = performance(mapping, request.chip, target_fps=request.target_fps)
+    result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     acc = request.accuracy
     if acc is not None:
         config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,

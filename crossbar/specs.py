@@ -152,29 +152,53 @@ class ChipSpec:
 
 
 # --------------------------------------------------------------------------- device noise
+#: aihwkit's ``PCMLikeNoiseModel`` programming-noise polynomial, std in uS of ``sum_i c_i (g/g_max)^i``
+#: at ``g_max = 25 uS`` (fitted on 1M IBM PCM devices: Nandakumar et al., ICECS 2019).
+PCM_PROGRAMMING_POLY_US = (0.26348, 1.9650, -1.1731)
+#: Its 1/f read-noise coefficient ``Q_s`` at full scale and the read time of the 1/f fit.
+PCM_READ_1F = 0.0088
+PCM_T_READ_SECONDS = 250e-9
+#: Floors of its conductance-dependent drift-exponent mean and spread (``clamp(min=0.049)`` / ``0.008``).
+PCM_DRIFT_NU, PCM_DRIFT_NU_STD = 0.049, 0.008
+#: ``--drift-compensation`` choices.
+DRIFT_COMPENSATIONS = ("global", "none")
+
+
 @dataclass(frozen=True)
 class NoiseSpec:
-    """Non-idealities of the analog cells, all relative to ``g_max`` (the simulator's docstring,
-    ``crossbar/sim/``, gives the exact math it applies):
+    """Non-idealities of the analog cells; conductances ``g`` are relative to ``g_max``, the largest
+    conductance a cell is programmed to (a weight of ``max|W|`` maps to ``g_max`` on its side of a
+    differential pair). The simulator's docstring (``crossbar/sim/``) gives the exact math.
 
-    * ``programming`` — std of the Gaussian error of a programmed conductance, drawn once per
-      trial when the weights are written.
-    * ``read`` — std of the Gaussian read noise of a conductance, drawn afresh for every MVM.
-    * ``stuck_at_on`` / ``stuck_at_off`` — probability that a cell is stuck at ``g_max`` /
-      at 0 (a device failure), drawn once per trial.
-    * ``drift_nu`` — drift exponent: ``g(t) = g(t0) * (t / t0) ** -drift_nu`` with
-      ``t0 = 20 s`` (aihwkit's PCM ``t_0``); ``t_seconds`` — time since programming at which
-      inference runs.
+    * ``programming`` — std of a conductance-independent Gaussian programming error; and
+      ``programming_poly_uS`` — a conductance-dependent one (aihwkit's PCM polynomial): std
+      ``sum_i c_i (g/g_max)^i`` in uS at ``g_max_uS``. Both drawn once per trial; programmed
+      conductances are clamped at 0, as aihwkit does.
+    * ``read`` — std of a Gaussian read noise drawn afresh for every MVM (thermal / shot noise);
+      ``read_1f`` — aihwkit's accumulated 1/f read noise: ``Q_s = min(0.2, read_1f / max((g/g_max)^0.65,
+      1e-3))`` times ``|g(t)|`` times ``sqrt(ln((t + t0 + t_read) / (2 t_read)))`` (``t_read_seconds``),
+      drawn once per evaluation time (it grows with log time), not per MVM.
+    * ``stuck_at_on`` / ``stuck_at_off`` — probability that a cell is stuck at ``g_max`` / at 0.
+    * ``drift_nu`` / ``drift_nu_std`` — mean and spread of the per-cell drift exponent ``nu =
+      |N(mean, std)|``, drawn once per trial: ``g(t) = g (1 + t / t0) ** -nu`` with ``t0 = 20 s``
+      (aihwkit's convention: ``t_seconds`` counts from the end of programming). With
+      ``drift_vs_conductance`` mean and spread follow aihwkit's PCM fit, ``mean = clamp(0.0244 -
+      0.0155 ln(g/g_max), drift_nu, 0.1)`` and ``std = clamp(-0.0059 - 0.0125 ln(g/g_max),
+      drift_nu_std, 0.045)``, drawn from the target conductance.
+    * ``t_seconds`` — time since programming at which inference runs.
+    * ``drift_compensation`` — ``"global"``: a reference read of each layer at time ``t`` rescales
+      its outputs by ``sum|w(programmed)| / sum|w(t)|`` (Joshi et al., Nat. Commun. 11, 2473, 2020;
+      aihwkit's ``GlobalDriftCompensation``); ``"none"``.
 
-    ``NoiseSpec.none()`` is an ideal device; ``NoiseSpec.pcm()`` has the magnitudes of
-    aihwkit's ``PCMLikeNoiseModel`` (fitted on 1M IBM PCM devices, Nandakumar et al., ICECS
-    2019): programming std ``(0.26348 + 1.9650 g - 1.1731 g^2) uS`` at ``g_max = 25 uS`` is
-    3.8 % of ``g_max`` at half scale and 4.2 % at full scale; 1/f read noise ``Q_s = 0.0088``
-    of ``g`` at full scale (~1 % of ``g_max``); drift exponent mean ``max(0.049, 0.0244 -
-    0.0155 ln g)`` i.e. ~0.05; and aihwkit's usual evaluation time of one hour.
-    ``NoiseSpec.rram()`` adds the stuck-at fault rates measured on a 4 Mb HfO2 RRAM chip by
-    C.-Y. Chen et al. (IEEE Trans. Computers 64(1), 2015: 1.75 % stuck-at-0 i.e. off, 9.04 %
-    stuck-at-1 i.e. on) to PCM-like analog noise.
+    Presets: ``NoiseSpec.none()`` is an ideal device; ``NoiseSpec.pcm()`` is aihwkit's
+    ``PCMLikeNoiseModel`` statistic by statistic (aihwkit 1.1.0, ``inference/noise/pcm.py``; fitted
+    on 1M IBM PCM devices, Nandakumar et al., ICECS 2019): programming std 0.26348 + 1.9650 r -
+    1.1731 r^2 uS at 25 uS (1.05 % of g_max at g = 0, 3.8 % at half scale, 4.2 % at full scale),
+    conductance-dependent drift exponents (mean >= 0.049, spread >= 0.008), 1/f read noise
+    ``Q_s = 0.0088`` (3.7 % of g at full scale 20 s after programming, 4.2 % after a day), one hour
+    after programming, global drift compensation. ``NoiseSpec.rram()`` adds the stuck-at rates of
+    a 4 Mb HfO2 RRAM chip (C.-Y. Chen et al., IEEE Trans. Computers 64(1), 2015: 1.75 % stuck-at-0,
+    9.04 % stuck-at-1) to the PCM programming and read noise, without drift.
     """
 
     programming: float = 0.0
@@ -183,14 +207,30 @@ class NoiseSpec:
     stuck_at_off: float = 0.0
     drift_nu: float = 0.0
     t_seconds: float = 0.0
+    programming_poly_uS: Tuple[float, ...] = ()
+    g_max_uS: float = 25.0
+    read_1f: float = 0.0
+    t_read_seconds: float = PCM_T_READ_SECONDS
+    drift_nu_std: float = 0.0
+    drift_vs_conductance: bool = False
+    drift_compensation: str = "global"
 
     def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            maximum = 1.0 if f.name.startswith("stuck_at") else None
-            _check_number(f"noise {f.name}", value, maximum=maximum)
+        for name in _NUMBER_FIELDS:
+            maximum = 1.0 if name.startswith("stuck_at") else None
+            _check_number(f"noise {name}", getattr(self, name), maximum=maximum)
+        _check_number("noise g_max_uS", self.g_max_uS, strict=True)
+        _check_number("noise t_read_seconds", self.t_read_seconds, strict=True)
         if self.stuck_at_on + self.stuck_at_off > 1.0:
             raise UserError("noise stuck_at_on + stuck_at_off must be <= 1 (they are probabilities)")
+        poly = self.programming_poly_uS
+        if not isinstance(poly, tuple) or not all(isinstance(c, (int, float)) and math.isfinite(c) for c in poly):
+            raise UserError(f"noise programming_poly_uS must be a tuple of finite numbers, got {poly!r}")
+        if not isinstance(self.drift_vs_conductance, bool):
+            raise UserError(f"noise drift_vs_conductance must be true or false, got {self.drift_vs_conductance!r}")
+        if self.drift_compensation not in DRIFT_COMPENSATIONS:
+            raise UserError(f"noise drift compensation must be one of {', '.join(DRIFT_COMPENSATIONS)}, "
+                            f"got {self.drift_compensation!r}")
 
     @classmethod
     def none(cls) -> "NoiseSpec":
@@ -199,22 +239,29 @@ class NoiseSpec:
 
     @classmethod
     def pcm(cls) -> "NoiseSpec":
-        """aihwkit-PCM-like magnitudes (see the class docstring for the derivation)."""
-        return cls(programming=0.038, read=0.01, drift_nu=0.05, t_seconds=3600.0)
+        """aihwkit's ``PCMLikeNoiseModel`` statistics, one hour after programming (see the class docstring)."""
+        return cls(programming_poly_uS=PCM_PROGRAMMING_POLY_US, read_1f=PCM_READ_1F, drift_nu=PCM_DRIFT_NU,
+                   drift_nu_std=PCM_DRIFT_NU_STD, drift_vs_conductance=True, t_seconds=3600.0)
 
     @classmethod
     def rram(cls) -> "NoiseSpec":
-        """PCM-like analog noise plus RRAM stuck-at faults (C.-Y. Chen et al., 2015), no drift."""
-        return cls(programming=0.038, read=0.01, stuck_at_on=0.0904, stuck_at_off=0.0175)
+        """PCM-like programming and read noise plus RRAM stuck-at faults (C.-Y. Chen et al., 2015), no drift."""
+        return cls(programming_poly_uS=PCM_PROGRAMMING_POLY_US, read_1f=PCM_READ_1F, stuck_at_on=0.0904,
+                   stuck_at_off=0.0175)
 
     @property
     def is_ideal(self) -> bool:
-        return self == NoiseSpec()
+        return replace(self, drift_compensation="global", t_seconds=0.0, g_max_uS=25.0,
+                       t_read_seconds=PCM_T_READ_SECONDS) == NoiseSpec()
 
-    def to_dict(self) -> Dict[str, float]:
-        return asdict(self)
+    def to_dict(self) -> Dict[str, object]:
+        out = asdict(self)
+        out["programming_poly_uS"] = list(self.programming_poly_uS)
+        return out
 
 
+_NUMBER_FIELDS = ("programming", "read", "stuck_at_on", "stuck_at_off", "drift_nu", "t_seconds", "read_1f",
+                  "drift_nu_std")
 NOISE_PRESETS = {"none": NoiseSpec.none, "ideal": NoiseSpec.none, "pcm": NoiseSpec.pcm, "rram": NoiseSpec.rram}
 
 
@@ -236,10 +283,11 @@ def parse_crossbar(text: str) -> Tuple[int, int]:
 def parse_noise(text: str) -> NoiseSpec:
     """``"none"``, a preset (``pcm``, ``rram``), ``KEY=VAL,..`` or ``PRESET,KEY=VAL,..``.
 
-    Keys are the :class:`NoiseSpec` fields; unnamed fields are 0 (or the preset's value).
+    Keys are the :class:`NoiseSpec` fields; unnamed fields keep their defaults (or the preset's
+    value); ``programming_poly_uS`` takes ``c0:c1:c2``, ``drift_vs_conductance`` true / false.
 
-    >>> parse_noise("pcm,drift_nu=0").drift_nu, parse_noise("pcm,drift_nu=0").programming
-    (0.0, 0.038)
+    >>> parse_noise("pcm,drift_nu=0").drift_nu, parse_noise("pcm,drift_nu=0").programming_poly_uS
+    (0.0, (0.26348, 1.965, -1.1731))
     """
     items = [item.strip() for item in (text or "").split(",") if item.strip()]
     if not items:
@@ -252,7 +300,7 @@ def parse_noise(text: str) -> NoiseSpec:
                             f"or KEY=VALUE pairs")
         base = NOISE_PRESETS[preset]()
     known = [f.name for f in fields(NoiseSpec)]
-    values: Dict[str, float] = {}
+    values: Dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -260,8 +308,22 @@ def parse_noise(text: str) -> NoiseSpec:
             raise UserError(f"noise item {item!r} is not KEY=VALUE (a preset can only come first)")
         if key not in known:
             raise UserError(f"unknown noise key {key!r}; known keys: {', '.join(known)}")
-        try:
-            values[key] = float(raw)
-        except ValueError:
-            raise UserError(f"noise {key} expects a number, got {raw.strip()!r}") from None
+        values[key] = _noise_value(key, raw.strip())
     return replace(base, **values)
+
+
+def _noise_value(key: str, raw: str):
+    """One noise value: a number, a ``:``-separated polynomial, true/false, or a word."""
+    if key == "drift_compensation":
+        return raw
+    if key == "drift_vs_conductance":
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise UserError(f"noise {key} expects true or false, got {raw!r}")
+        return raw.lower() in ("true", "1", "yes")
+    try:
+        if key == "programming_poly_uS":
+            return tuple(float(c) for c in raw.split(":")) if raw else ()
+        return float(raw)
+    except ValueError:
+        what = "numbers separated by ':'" if key == "programming_poly_uS" else "a number"
+        raise UserError(f"noise {key} expects {what}, got {raw!r}") from None

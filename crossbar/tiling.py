@@ -136,6 +136,33 @@ class Tiling:
     packed_groups: Tuple[Tuple[int, int], ...] = ()  # packed in one array: the groups of each array
 
 
+def row_drives(tiling: Tiling, rows_g: int, groups: int, bias_row: int = 0) -> int:
+    """Word lines driven per MVM and input cycle: every row of a block once in each array of its
+    row tile (``col_blocks`` arrays side by side share the inputs, each drives its own rows).
+
+    >>> a = ArraySpec(256, 256)
+    >>> row_drives(tile_grouped(576, 1024, 1, a, "dense"), 576, 1)    # 3 row tiles x 4 column blocks
+    2304
+    """
+    if groups == 1 or tiling.strategy == "dense":
+        return (groups * rows_g + bias_row) * tiling.col_blocks
+    if tiling.packed_groups:
+        return groups * rows_g + bias_row * len(tiling.packed_groups)
+    blocks = tiling.col_blocks if tiling.per_group else 1  # time-multiplexed: a group's rows, in its block
+    return groups * (rows_g + bias_row) * blocks
+
+
+def read_columns(tiling: Tiling, cols_g: int, groups: int) -> int:
+    """Physical columns digitised per MVM and input cycle (one ADC conversion each): every column
+    of a block once per row tile holding it.
+
+    >>> read_columns(tile_grouped(576, 1024, 1, ArraySpec(256, 256), "dense"), 1024, 1)
+    3072
+    """
+    per_block_tiles = 1 if tiling.packed_groups else len(tiling.row_tiles)
+    return per_block_tiles * groups * cols_g
+
+
 def tile_matrix(rows: int, cols: int, array: ArraySpec) -> int:
     """Tiles of a dense ``rows x cols`` matrix: ``ceil(rows / R) * ceil(cols / C)``.
 

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 from torch import nn
 
-from . import passes
+from . import ops, passes
+from .errors import UserError
 from .passes.anytime import OutputCost
 from .tracing import Trace, trace as trace_model
 
@@ -94,26 +95,26 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
     graph_bytes = passes.layer_graph_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
     param_elements = trace.parameter_numel
     layers = []
-    for layer, data in sorted(loop.nodes(data=True), key=lambda item: item[1]["first_order"]):
-        calls = data["dag_nodes"]
-        node_data = [dag.nodes[c] for c in calls]
-        n_params = sum(param_elements.get(pid, 0) for pid in data["param_ids"])
-        if data["kind"] in ("io", "shape") and not n_params:
+    for layer in sorted(loop, key=lambda name: trace.layer(name).first_order):
+        record = trace.layer(layer)
+        calls = [trace.call(c) for c in record.dag_nodes]
+        n_params = sum(param_elements.get(pid, 0) for pid in record.param_ids)
+        if record.kind in ("io", "shape") and not n_params:
             continue
         scale = element / trace.element_size
         layers.append(LayerCost(
             name=layer,
-            op=data["op"],
-            kind=data["kind"],
+            op=record.op,
+            kind=record.kind,
             calls=len(calls),
             params=n_params,
-            macs=sum(d["macs"] for d in node_data),
-            other_ops=sum(d["other_ops"] for d in node_data),
-            in_bytes=int(max(d["in_bytes"] for d in node_data) * scale),
-            out_bytes=int(max(d["out_bytes"] for d in node_data) * scale),
+            macs=sum(c.macs for c in calls),
+            other_ops=sum(c.other_ops for c in calls),
+            in_bytes=int(max(c.in_bytes for c in calls) * scale),
+            out_bytes=int(max(c.out_bytes for c in calls) * scale),
             param_bytes=n_params * element,
             graph_size_bytes=graph_bytes.get(layer, 0),
-            latency_layers=max(depth[c] for c in calls),
+            latency_layers=max(depth[c] for c in record.dag_nodes),
         ))
     outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
     return Analysis(
@@ -136,16 +137,57 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
 
 
 def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, name: Optional[str] = None,
-            bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = ()
-            ) -> Analysis:
+            bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
+            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None) -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
-    ``bytes_per_element`` overrides the model dtype's size for graph size (e.g. 1 for int8);
-    ``all_layers`` counts non-conv layers in graph size too.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model. Nothing is allocated for activations: shapes come from fake tensors.
+    input_shape : sequence of int, default (1, 3, 224, 224)
+        Shape of the single input tensor, batch included.
+    name : str, optional
+        Label of the result (default: the model's class name).
+    bytes_per_element : int, optional
+        Bytes per parameter and activation element for graph size (default: the model dtype's
+        size; e.g. 1 for int8).
+    all_layers : bool, default False
+        Graph size counts non-conv layers (activations, norms, adds, ...) too.
+    leaf_modules : sequence of str, optional
+        Submodule paths to keep as single opaque calls (MACs by torch's flop counter).
+    custom_costs : dict, optional
+        ``{op: formula}`` overriding or adding cost formulas for this call only (as
+        ``FlopCounterMode``'s ``custom_mapping``): ``op`` is a module type, a function or a tensor
+        method's name; ``formula`` takes a :class:`~graphcost.ops.Call` and returns an
+        :class:`~graphcost.ops.OpCost`. To add a formula for good, use :func:`graphcost.register_cost`.
+
+    Returns
+    -------
+    Analysis
+        Params, MACs, other ops, graph size and latency, per unique layer and per output.
+
+    Raises
+    ------
+    UserError
+        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model's
+        ``forward`` cannot be traced by ``torch.fx``, or the model cannot run at ``input_shape``.
+
+    Examples
+    --------
+    >>> import torch, graphcost
+    >>> conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    >>> a = graphcost.analyze(conv, (1, 3, 8, 8))
+    >>> a.params, a.macs, a.latency_layers
+    (216, 13824, 1)
+
+    Count a convolution at half its MACs, for this call only:
+
+    >>> half = lambda call: graphcost.ops.OpCost(macs=call.out_numel * 27 // 2)
+    >>> graphcost.analyze(conv, (1, 3, 8, 8), custom_costs={torch.nn.Conv2d: half}).macs
+    6912
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
-        from .errors import UserError
-
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    t = trace_model(model, input_shape, leaf_modules=leaf_modules)
+    t = trace_model(model, input_shape, leaf_modules=leaf_modules, custom_costs=custom_costs)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

@@ -8,6 +8,7 @@ import networkx as nx
 
 from .errors import UserError
 from .render import write_atomic
+from .schema import RECORD, flat_attributes
 
 FORMATS = (".graphml", ".dot")
 
@@ -18,11 +19,20 @@ def _scalar(value: Any):
     return str(value)
 
 
+def _flat(data: dict) -> dict:
+    """A node's attributes with its record spread out as flat fields."""
+    if RECORD not in data:
+        return data
+    flat = {k: v for k, v in data.items() if k != RECORD}
+    flat.update(flat_attributes(data[RECORD]))
+    return flat
+
+
 def plain_graph(graph: nx.DiGraph) -> nx.DiGraph:
     """A copy whose attributes are scalars (GraphML and DOT take nothing else)."""
     out = nx.DiGraph()
     for node, data in graph.nodes(data=True):
-        out.add_node(node, **{k: _scalar(v) for k, v in data.items() if k != "param_ids"})
+        out.add_node(node, **{k: _scalar(v) for k, v in _flat(data).items() if k != "param_ids"})
     for u, v, data in graph.edges(data=True):
         out.add_edge(u, v, **{k: _scalar(val) for k, val in data.items()})
     return out
@@ -39,7 +49,7 @@ def to_dot(graph: nx.DiGraph, name: str = "graphcost") -> str:
       "a" -> "a";
     """
     lines = [f"digraph {_quote(name)} {{", "  rankdir=TB;"]
-    for node, data in graph.nodes(data=True):
+    for node, data in plain_graph(graph).nodes(data=True):
         attrs = []
         if data.get("is_weight_layer"):
             attrs.append("shape=box")

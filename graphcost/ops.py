@@ -1,7 +1,11 @@
 """The op registry: one entry per module type, function or method, giving its cost formula.
 
-A handler sees one *call* (the module, if any, the evaluated arguments — fake tensors — and
-the output) and returns an :class:`OpCost`. Handlers never walk graphs; the passes do that.
+A formula sees one *call* (the module, if any, the evaluated arguments — fake tensors — and
+the output) and returns an :class:`OpCost`. Formulas never walk graphs; the passes do that.
+
+Each formula is registered by the :func:`register_cost` decorator beside it (as
+``torch.utils.flop_counter`` registers its flop formulas); registering an op twice raises.
+``analyze(..., custom_costs={op: formula})`` overrides formulas for one call only.
 
 MACs are multiply-accumulates of weight-bearing or activation-activation products (conv,
 linear, matmul, recurrent cells, attention). Everything else a layer does (pooling,
@@ -11,6 +15,17 @@ interpolation, normalisation, activations, element-wise arithmetic) is ``other_o
 >>> info = lookup_module(torch.nn.Conv2d(3, 8, 3))
 >>> info.name, info.kind
 ('conv2d', 'conv')
+
+User code adds a formula for its own module (or function, or method name) once:
+
+>>> class Doubler(torch.nn.Module):
+...     def forward(self, x):
+...         return 2 * x
+>>> @register_cost(Doubler, name="doubler", kind="elementwise")
+... def doubler_cost(call):
+...     return OpCost(other_ops=call.out_numel)
+>>> lookup_module(Doubler()).name
+'doubler'
 """
 from __future__ import annotations
 
@@ -18,11 +33,13 @@ import builtins
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import UserError
 
 #: kinds whose layers hold a weight matrix: the paper's "conv layers" for graph size and latency
 #: (a fully-connected layer is a 1x1 convolution; a recurrent cell is a stack of them).
@@ -62,7 +79,7 @@ class Call:
 class OpInfo:
     name: str
     kind: str
-    cost: Callable[[Call], OpCost]
+    cost: Callable[["Call"], "OpCost"]
     #: output has the first input's shape and dtype, so shape propagation need not run the op
     #: (fake-tensor batch norm alone decomposes into dozens of ops)
     preserves_shape: bool = False
@@ -91,15 +108,217 @@ def tensors_in(value) -> list:
     return leaves(value, torch.Tensor)
 
 
+# --------------------------------------------------------------------------- the registry
+Formula = Callable[[Call], OpCost]
+#: what an op is keyed by: a module type, a function (``torch.add``, ``operator.add``) or a method name
+Op = Union[type, Callable, str]
+
+_MODULES: Dict[type, OpInfo] = {}
+_FUNCTIONS: Dict[Any, OpInfo] = {}
+_METHODS: Dict[str, OpInfo] = {}
+
+
+def _table(op: Op) -> dict:
+    if isinstance(op, str):
+        return _METHODS
+    if isinstance(op, type):
+        if not issubclass(op, nn.Module):
+            raise TypeError(f"{op.__name__} is a class but not a torch.nn.Module")
+        return _MODULES
+    if callable(op):
+        return _FUNCTIONS
+    raise TypeError(f"an op is a module type, a function or a method name, not {type(op).__name__}")
+
+
+def op_name(op: Op) -> str:
+    """How messages name an op: ``Conv2d``, ``add``, ``.view()``."""
+    if isinstance(op, str):
+        return f".{op}()"
+    return getattr(op, "__name__", None) or str(op)
+
+
+def register_cost(*ops: Op, name: Optional[str] = None, kind: str = "other", preserves_shape: bool = False,
+                  shape=None) -> Callable[[Formula], Formula]:
+    """Decorator registering a cost formula for module types, functions or method names.
+
+    Parameters
+    ----------
+    *ops : module type, function or str
+        What the formula costs: a module type (its calls are leaves of the trace), a function
+        (``torch.add``, ``operator.mul``) or a tensor method's name (``"view"``).
+    name : str, optional
+        The op name analyses report (default: a method's name, else ``kind``).
+    kind : str
+        ``conv``, ``linear``, ``recurrent`` (the paper's weight layers), ``matmul``, ``norm``,
+        ``activation``, ``pool``, ``resize``, ``elementwise``, ``shape`` or ``other``.
+    preserves_shape : bool
+        The output has the first input's shape and dtype, so tracing need not run the op.
+    shape : callable, optional
+        ``(module or None, args, kwargs) -> output shape or None`` used instead of running the op.
+
+    Returns
+    -------
+    The decorator; it returns the formula unchanged.
+
+    Raises
+    ------
+    ValueError
+        If one of ``ops`` already has a formula (override per call with ``custom_costs=``).
+    """
+    tables = [_table(op) for op in ops]
+
+    def decorator(formula: Formula) -> Formula:
+        for op, table in zip(ops, tables):
+            if op in table:
+                raise ValueError(f"{op_name(op)} already has a cost formula ({table[op].name}); "
+                                 "pass custom_costs={op: formula} to analyze() to override it for one call")
+        for op, table in zip(ops, tables):
+            table[op] = OpInfo(name or (op if isinstance(op, str) else kind), kind, formula, preserves_shape, shape)
+        return formula
+
+    return decorator
+
+
+def check_custom_costs(custom_costs: Optional[Mapping[Op, Formula]]) -> Dict[Op, Formula]:
+    """``custom_costs`` as a dict, each key a valid op and each value callable (else UserError)."""
+    checked: Dict[Op, Formula] = {}
+    for op, formula in (custom_costs or {}).items():
+        try:
+            _table(op)
+        except TypeError as exc:
+            raise UserError(f"custom_costs key {op!r}: {exc}") from None
+        if not callable(formula):
+            raise UserError(f"custom_costs[{op_name(op)}] must be a formula (Call -> OpCost), "
+                            f"got {type(formula).__name__}")
+        checked[op] = formula
+    return checked
+
+
+def _with_custom(op: Op, info: Optional[OpInfo], custom: Mapping[Op, Formula]) -> Optional[OpInfo]:
+    formula = custom.get(op) if custom else None
+    if formula is None:
+        return info
+    if info is None:  # an op the registry does not know: reported as itself
+        return OpInfo(op_name(op), "custom", formula)
+    return OpInfo(info.name, info.kind, formula, info.preserves_shape, info.shape)
+
+
+def lookup_module(module: nn.Module, custom: Optional[Mapping[Op, Formula]] = None) -> Optional[OpInfo]:
+    """The registered op of ``module``'s type (or its nearest registered base class)."""
+    for cls in type(module).__mro__:
+        info = _with_custom(cls, _MODULES.get(cls), custom)
+        if info is not None:
+            return info
+    return None
+
+
+def is_registered_type(module: nn.Module, custom: Optional[Mapping[Op, Formula]] = None) -> bool:
+    """Whether ``module``'s own type has a formula: tracing keeps such modules as leaves."""
+    return type(module) in _MODULES or bool(custom) and type(module) in custom
+
+
+def lookup_function(fn, custom: Optional[Mapping[Op, Formula]] = None) -> Optional[OpInfo]:
+    try:
+        return _with_custom(fn, _FUNCTIONS.get(fn), custom)
+    except TypeError:  # unhashable target
+        return None
+
+
+def lookup_method(name: str, custom: Optional[Mapping[Op, Formula]] = None) -> Optional[OpInfo]:
+    return _with_custom(name, _METHODS.get(name), custom)
+
+
 # --------------------------------------------------------------------------- formulas
-def _free(call: Call) -> OpCost:
+_SHAPE_FUNCTIONS = (torch.stack, torch.flatten, torch.reshape, torch.transpose,
+                    torch.permute, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.narrow,
+                    torch.roll, torch.flip, torch.zeros_like, torch.ones_like, torch.full_like, F.pad,
+                    operator.getitem, builtins.getattr, torch.t)
+_SHAPE_METHODS = ("view", "reshape", "permute", "transpose", "contiguous", "flatten", "size", "dim", "chunk",
+                  "split", "expand", "expand_as", "unsqueeze", "squeeze", "repeat", "clone", "float", "half",
+                  "to", "type_as", "detach", "narrow", "view_as", "t", "unbind", "__getitem__", "flip", "roll",
+                  "new_zeros", "new_ones", "zero_", "fill_")
+
+
+@register_cost(*_SHAPE_FUNCTIONS, F.dropout, F.dropout2d, F.dropout1d, F.dropout3d, name="shape", kind="shape")
+@register_cost(*_SHAPE_METHODS, kind="shape")
+@register_cost(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
+               name="shape", kind="shape", preserves_shape=True)
+@register_cost(nn.Flatten, nn.Unflatten, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+               name="shape", kind="shape")
+@register_cost(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
+@register_cost(nn.Embedding, name="embedding", kind="other")
+def free(call: Call) -> OpCost:
+    """No arithmetic: views, copies, padding, dropout at inference, table look-ups."""
     return OpCost()
 
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d,
+          nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.SyncBatchNorm)
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
+                nn.Softplus, nn.Threshold, nn.Softmax2d)
+
+
+@register_cost(*_NORMS, name="norm", kind="norm", preserves_shape=True)
+@register_cost(F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.normalize, name="norm", kind="norm")
+@register_cost(*_ACTIVATIONS, name="activation", kind="activation", preserves_shape=True)
+@register_cost(torch.relu, F.relu, F.relu6, F.prelu, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
+               F.hardswish, F.hardsigmoid, F.hardtanh, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.softmax,
+               torch.softmax, F.log_softmax, F.softplus, torch.exp, name="activation", kind="activation")
+@register_cost("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "softmax", "log_softmax", "exp", "clamp",
+               "clamp_", kind="activation")
+@register_cost(operator.floordiv, operator.neg, torch.div, torch.neg, torch.abs, torch.sqrt, torch.rsqrt,
+               torch.pow, torch.where, torch.clamp, name="elementwise", kind="elementwise")
+@register_cost("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "pow", "sqrt", "abs",
+               "__add__", "__mul__", "__sub__", "__truediv__", kind="elementwise")
 def _per_output_element(call: Call) -> OpCost:
     return OpCost(other_ops=call.out_numel)
 
 
+def _broadcast_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    floating = tensors[0].is_floating_point()
+    if kwargs or not all(isinstance(a, torch.Tensor) or isinstance(a, float) or (isinstance(a, int) and floating)
+                         for a in args):
+        return None  # type promotion or an ``out=``/``alpha=`` we do not model
+    return tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+
+
+# binary arithmetic: the output shape is the inputs' broadcast (dtype promotion aside); same cost as
+# any element-wise op, registered apart only for the shape rule
+@register_cost(operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
+               torch.add, torch.sub, torch.mul, torch.maximum, torch.minimum,
+               name="elementwise", kind="elementwise", shape=_broadcast_shape)
+def _broadcast_elementwise(call: Call) -> OpCost:
+    return _per_output_element(call)
+
+
+def _adaptive_pool_shape(spatial: int):
+    def shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+        x = args[0]
+        size = m.output_size if m is not None else (args[1] if len(args) > 1 else kwargs.get("output_size"))
+        if size is None or (m is None and set(kwargs) - {"output_size"}):
+            return None
+        size = (size,) * spatial if isinstance(size, int) else tuple(size)
+        return tuple(x.shape[:-spatial]) + tuple(i if s is None else int(s)
+                                                 for i, s in zip(x.shape[-spatial:], size))
+
+    return shape
+
+
+@register_cost(nn.AdaptiveAvgPool1d, F.adaptive_avg_pool1d, name="adaptive_pool", kind="pool",
+               shape=_adaptive_pool_shape(1))
+@register_cost(nn.AdaptiveAvgPool2d, F.adaptive_avg_pool2d, name="adaptive_pool", kind="pool",
+               shape=_adaptive_pool_shape(2))
+@register_cost(nn.AdaptiveAvgPool3d, F.adaptive_avg_pool3d, name="adaptive_pool", kind="pool",
+               shape=_adaptive_pool_shape(3))
+# adaptive max pooling may also return indices: no shape rule
+@register_cost(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, F.adaptive_max_pool2d,
+               name="adaptive_pool", kind="pool")
+@register_cost(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d, name="max_unpool", kind="resize")
+@register_cost(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.argmax, torch.logsumexp,
+               name="reduce", kind="elementwise")
+@register_cost("mean", "sum", "max", "min", "amax", "argmax", "norm", kind="elementwise")
 def _per_input_element(call: Call) -> OpCost:
     return OpCost(other_ops=call.in_numel)
 
@@ -113,6 +332,33 @@ def _conv_macs(x_shape, w_shape, out_shape, groups: int, transposed: bool) -> in
     return math.prod(out_shape) * cin_per_group * kernel
 
 
+def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
+    """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas)."""
+    x = args[0]
+    if len(args) != 1 or x.dim() != len(m.kernel_size) + 2:
+        return None  # unbatched input or an explicit output_size: let torch decide
+    spatial = x.shape[2:]
+    k, s, d = m.kernel_size, m.stride, m.dilation
+    if isinstance(m.padding, str):
+        if m.padding == "same":
+            out = tuple(spatial)
+        else:  # valid
+            out = tuple((i - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+    elif isinstance(m, nn.modules.conv._ConvTransposeNd):
+        p, op = m.padding, m.output_padding
+        out = tuple((i - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op[j] + 1 for j, i in enumerate(spatial))
+    else:
+        p = m.padding
+        out = tuple((i + 2 * p[j] - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+    return tuple(x.shape[:1]) + (m.out_channels,) + out
+
+
+@register_cost(nn.Conv1d, name="conv1d", kind="conv", shape=conv_output_shape)
+@register_cost(nn.Conv2d, name="conv2d", kind="conv", shape=conv_output_shape)
+@register_cost(nn.Conv3d, name="conv3d", kind="conv", shape=conv_output_shape)
+@register_cost(nn.ConvTranspose1d, name="conv_transpose1d", kind="conv", shape=conv_output_shape)
+@register_cost(nn.ConvTranspose2d, name="conv_transpose2d", kind="conv", shape=conv_output_shape)
+@register_cost(nn.ConvTranspose3d, name="conv_transpose3d", kind="conv", shape=conv_output_shape)
 def _conv_module(call: Call) -> OpCost:
     m = call.module
     x = call.args[0]
@@ -121,33 +367,53 @@ def _conv_module(call: Call) -> OpCost:
     return OpCost(macs=macs, other_ops=call.output.numel() if m.bias is not None else 0)
 
 
-def _conv_function(transposed: bool):
-    def cost(call: Call) -> OpCost:
-        x, w = call.arg(0, "input"), call.arg(1, "weight")
-        groups = call.arg(6 if transposed else 6, "groups", 1)
-        macs = _conv_macs(tuple(x.shape), tuple(w.shape), tuple(call.output.shape), groups, transposed)
-        bias = call.arg(2, "bias")
-        return OpCost(macs=macs, other_ops=call.output.numel() if bias is not None else 0)
-
-    return cost
+def _functional_conv_cost(call: Call, transposed: bool) -> OpCost:
+    x, w = call.arg(0, "input"), call.arg(1, "weight")
+    groups = call.arg(6, "groups", 1)  # index 6 for conv*d and conv_transpose*d alike
+    macs = _conv_macs(tuple(x.shape), tuple(w.shape), tuple(call.output.shape), groups, transposed)
+    bias = call.arg(2, "bias")
+    return OpCost(macs=macs, other_ops=call.output.numel() if bias is not None else 0)
 
 
+@register_cost(F.conv1d, torch.conv1d, name="conv1d", kind="conv")
+@register_cost(F.conv2d, torch.conv2d, name="conv2d", kind="conv")
+@register_cost(F.conv3d, torch.conv3d, name="conv3d", kind="conv")
+def _conv_function(call: Call) -> OpCost:
+    return _functional_conv_cost(call, transposed=False)
+
+
+@register_cost(F.conv_transpose1d, torch.conv_transpose1d, name="conv_transpose1d", kind="conv")
+@register_cost(F.conv_transpose2d, torch.conv_transpose2d, name="conv_transpose2d", kind="conv")
+@register_cost(F.conv_transpose3d, torch.conv_transpose3d, name="conv_transpose3d", kind="conv")
+def _conv_transpose_function(call: Call) -> OpCost:
+    return _functional_conv_cost(call, transposed=True)
+
+
+def _linear_output_shape(m: nn.Linear, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
+    return tuple(args[0].shape[:-1]) + (m.out_features,) if len(args) == 1 else None
+
+
+@register_cost(nn.Linear, name="linear", kind="linear", shape=_linear_output_shape)
 def _linear_module(call: Call) -> OpCost:
     m = call.module
     return OpCost(macs=call.output.numel() * m.in_features, other_ops=call.output.numel() if m.bias is not None else 0)
 
 
+@register_cost(F.linear, name="linear", kind="linear")
 def _linear_function(call: Call) -> OpCost:
     w = call.arg(1, "weight")
     bias = call.arg(2, "bias")
     return OpCost(macs=call.output.numel() * w.shape[-1], other_ops=call.output.numel() if bias is not None else 0)
 
 
+@register_cost(nn.Bilinear, name="bilinear", kind="linear")
 def _bilinear_module(call: Call) -> OpCost:
     m = call.module
     return OpCost(macs=call.output.numel() * m.in1_features * m.in2_features)
 
 
+@register_cost(torch.matmul, operator.matmul, torch.mm, torch.bmm, name="matmul", kind="matmul")
+@register_cost("matmul", "mm", "bmm", "__matmul__", name="matmul", kind="matmul")
 def _matmul(call: Call) -> OpCost:
     a = call.arg(0, "input")
     if a is None or not isinstance(a, torch.Tensor):
@@ -156,11 +422,13 @@ def _matmul(call: Call) -> OpCost:
     return OpCost(macs=call.output.numel() * inner)
 
 
+@register_cost(torch.addmm, torch.baddbmm, name="addmm", kind="matmul")
 def _addmm(call: Call) -> OpCost:  # addmm(bias, a, b) / baddbmm(bias, a, b)
     a = call.arg(1, "mat1", call.kwargs.get("batch1"))
     return OpCost(macs=call.output.numel() * a.shape[-1], other_ops=call.output.numel())
 
 
+@register_cost(torch.einsum, name="einsum", kind="matmul")
 def _einsum(call: Call) -> OpCost:
     equation = call.args[0]
     operands = call.args[1:]
@@ -190,12 +458,14 @@ def _contracted(lhs, equation, sizes, operands) -> int:
     return contracted
 
 
+@register_cost(F.scaled_dot_product_attention, name="attention", kind="matmul")
 def _sdpa(call: Call) -> OpCost:
     q, k, v = call.args[:3]
     scores = math.prod(q.shape[:-1]) * k.shape[-2]
     return OpCost(macs=scores * q.shape[-1] + scores * v.shape[-1], other_ops=scores)
 
 
+@register_cost(nn.MultiheadAttention, name="multihead_attention", kind="linear")
 def _mha_module(call: Call) -> OpCost:
     m: nn.MultiheadAttention = call.module
     q, k = call.args[0], call.args[1]
@@ -213,6 +483,9 @@ def _mha_module(call: Call) -> OpCost:
 _GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1, nn.LSTMCell: 4, nn.GRUCell: 3, nn.RNNCell: 1}
 
 
+@register_cost(nn.LSTM, nn.LSTMCell, name="lstm", kind="recurrent")
+@register_cost(nn.GRU, nn.GRUCell, name="gru", kind="recurrent")
+@register_cost(nn.RNN, nn.RNNCell, name="rnn", kind="recurrent")
 def _recurrent_module(call: Call) -> OpCost:
     m = call.module
     gates = next(g for cls, g in _GATES.items() if isinstance(m, cls))
@@ -236,6 +509,10 @@ def _recurrent_module(call: Call) -> OpCost:
     return OpCost(macs=macs, other_ops=directions * steps * m.num_layers * gates * m.hidden_size)
 
 
+@register_cost(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+               name="pool", kind="pool")
+@register_cost(F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+               F.max_pool2d_with_indices, name="pool", kind="pool")
 def _pool(call: Call) -> OpCost:
     m = call.module
     kernel = m.kernel_size if m is not None else call.arg(1, "kernel_size")
@@ -243,58 +520,6 @@ def _pool(call: Call) -> OpCost:
     if isinstance(kernel, int):
         kernel = (kernel,) * max(out.dim() - 2, 1)
     return OpCost(other_ops=out.numel() * math.prod(kernel))
-
-
-def _interpolate(call: Call) -> OpCost:
-    mode = call.module.mode if call.module is not None else call.arg(3, "mode", "nearest")
-    taps = {"nearest": 1, "linear": 2, "bilinear": 4, "bicubic": 16, "trilinear": 8, "area": 1}.get(mode, 1)
-    return OpCost(other_ops=call.output.numel() * taps)
-
-
-def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
-    """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas)."""
-    x = args[0]
-    if len(args) != 1 or x.dim() != len(m.kernel_size) + 2:
-        return None  # unbatched input or an explicit output_size: let torch decide
-    spatial = x.shape[2:]
-    k, s, d = m.kernel_size, m.stride, m.dilation
-    if isinstance(m.padding, str):
-        if m.padding == "same":
-            out = tuple(spatial)
-        else:  # valid
-            out = tuple((i - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
-    elif isinstance(m, nn.modules.conv._ConvTransposeNd):
-        p, op = m.padding, m.output_padding
-        out = tuple((i - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op[j] + 1 for j, i in enumerate(spatial))
-    else:
-        p = m.padding
-        out = tuple((i + 2 * p[j] - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
-    return tuple(x.shape[:1]) + (m.out_channels,) + out
-
-
-def _linear_output_shape(m: nn.Linear, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
-    return tuple(args[0].shape[:-1]) + (m.out_features,) if len(args) == 1 else None
-
-
-def _broadcast_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    floating = tensors[0].is_floating_point()
-    if kwargs or not all(isinstance(a, torch.Tensor) or isinstance(a, float) or (isinstance(a, int) and floating)
-                         for a in args):
-        return None  # type promotion or an ``out=``/``alpha=`` we do not model
-    return tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
-
-
-def _cat_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
-    tensors = args[0] if args else kwargs.get("tensors")
-    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-    if not isinstance(tensors, (list, tuple)) or not tensors or set(kwargs) - {"tensors", "dim"}:
-        return None
-    first = tensors[0].shape
-    if any(t.dim() != len(first) for t in tensors):
-        return None  # legacy empty-tensor concatenation: let torch decide
-    dim = dim % len(first)
-    return tuple(first[:dim]) + (sum(t.shape[dim] for t in tensors),) + tuple(first[dim + 1:])
 
 
 def _interpolate_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
@@ -313,154 +538,32 @@ def _interpolate_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
     return None
 
 
-def _adaptive_pool_shape(spatial: int):
-    def shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
-        x = args[0]
-        size = m.output_size if m is not None else (args[1] if len(args) > 1 else kwargs.get("output_size"))
-        if size is None or (m is None and set(kwargs) - {"output_size"}):
-            return None
-        size = (size,) * spatial if isinstance(size, int) else tuple(size)
-        return tuple(x.shape[:-spatial]) + tuple(i if s is None else int(s)
-                                                 for i, s in zip(x.shape[-spatial:], size))
-
-    return shape
+@register_cost(nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, F.interpolate, name="interpolate",
+               kind="resize", shape=_interpolate_shape)
+@register_cost(F.upsample, F.upsample_bilinear, F.upsample_nearest, name="interpolate", kind="resize")
+def _interpolate(call: Call) -> OpCost:
+    mode = call.module.mode if call.module is not None else call.arg(3, "mode", "nearest")
+    taps = {"nearest": 1, "linear": 2, "bilinear": 4, "bicubic": 16, "trilinear": 8, "area": 1}.get(mode, 1)
+    return OpCost(other_ops=call.output.numel() * taps)
 
 
-# --------------------------------------------------------------------------- the registry
-_MODULES: Dict[type, OpInfo] = {}
-_FUNCTIONS: Dict[Any, OpInfo] = {}
-_METHODS: Dict[str, OpInfo] = {}
+def _cat_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    tensors = args[0] if args else kwargs.get("tensors")
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not tensors or set(kwargs) - {"tensors", "dim"}:
+        return None
+    first = tensors[0].shape
+    if any(t.dim() != len(first) for t in tensors):
+        return None  # legacy empty-tensor concatenation: let torch decide
+    dim = dim % len(first)
+    return tuple(first[:dim]) + (sum(t.shape[dim] for t in tensors),) + tuple(first[dim + 1:])
 
 
-def register_module(*types: type, name: str, kind: str, cost=_free, preserves_shape: bool = False,
-                    shape=None) -> None:
-    for t in types:
-        _MODULES[t] = OpInfo(name, kind, cost, preserves_shape, shape)
+# concatenation does no arithmetic; registered apart from ``free`` only for its shape rule
+@register_cost(torch.cat, torch.concat, name="shape", kind="shape", shape=_cat_shape)
+def _concatenate(call: Call) -> OpCost:
+    return free(call)
 
-
-def register_function(*functions, name: str, kind: str, cost=_free, preserves_shape: bool = False,
-                      shape=None) -> None:
-    for fn in functions:
-        _FUNCTIONS[fn] = OpInfo(name, kind, cost, preserves_shape, shape)
-
-
-def register_method(*methods: str, name: Optional[str] = None, kind: str, cost=_free,
-                    preserves_shape: bool = False) -> None:
-    for meth in methods:
-        _METHODS[meth] = OpInfo(name or meth, kind, cost, preserves_shape)
-
-
-for _dims in (1, 2, 3):
-    register_module(getattr(nn, f"Conv{_dims}d"), name=f"conv{_dims}d", kind="conv", cost=_conv_module,
-                    shape=conv_output_shape)
-    register_module(getattr(nn, f"ConvTranspose{_dims}d"), name=f"conv_transpose{_dims}d", kind="conv",
-                    cost=_conv_module, shape=conv_output_shape)
-    register_function(getattr(F, f"conv{_dims}d"), getattr(torch, f"conv{_dims}d"), name=f"conv{_dims}d", kind="conv",
-                      cost=_conv_function(False))
-    register_function(getattr(F, f"conv_transpose{_dims}d"), getattr(torch, f"conv_transpose{_dims}d"),
-                      name=f"conv_transpose{_dims}d", kind="conv", cost=_conv_function(True))
-
-register_module(nn.Linear, name="linear", kind="linear", cost=_linear_module, shape=_linear_output_shape)
-register_module(nn.Bilinear, name="bilinear", kind="linear", cost=_bilinear_module)
-register_function(F.linear, name="linear", kind="linear", cost=_linear_function)
-register_module(nn.LSTM, nn.LSTMCell, name="lstm", kind="recurrent", cost=_recurrent_module)
-register_module(nn.GRU, nn.GRUCell, name="gru", kind="recurrent", cost=_recurrent_module)
-register_module(nn.RNN, nn.RNNCell, name="rnn", kind="recurrent", cost=_recurrent_module)
-register_module(nn.MultiheadAttention, name="multihead_attention", kind="linear", cost=_mha_module)
-
-register_function(torch.matmul, operator.matmul, torch.mm, torch.bmm, name="matmul", kind="matmul", cost=_matmul)
-register_method("matmul", "mm", "bmm", "__matmul__", name="matmul", kind="matmul", cost=_matmul)
-register_function(torch.addmm, torch.baddbmm, name="addmm", kind="matmul", cost=_addmm)
-register_function(torch.einsum, name="einsum", kind="matmul", cost=_einsum)
-register_function(F.scaled_dot_product_attention, name="attention", kind="matmul", cost=_sdpa)
-
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d,
-          nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.SyncBatchNorm)
-register_module(*_NORMS, name="norm", kind="norm", cost=_per_output_element, preserves_shape=True)
-register_function(F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.normalize, name="norm", kind="norm",
-                  cost=_per_output_element)
-
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-                nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
-                nn.Softplus, nn.Threshold, nn.Softmax2d)
-register_module(*_ACTIVATIONS, name="activation", kind="activation", cost=_per_output_element,
-                preserves_shape=True)
-register_function(torch.relu, F.relu, F.relu6, F.prelu, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
-                  F.hardswish, F.hardsigmoid, F.hardtanh, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.softmax,
-                  torch.softmax, F.log_softmax, F.softplus, torch.exp, name="activation", kind="activation",
-                  cost=_per_output_element)
-register_method("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "softmax", "log_softmax", "exp", "clamp",
-                "clamp_", kind="activation", cost=_per_output_element)
-
-_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-register_module(*_POOLS, name="pool", kind="pool", cost=_pool)
-register_function(F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-                  F.max_pool2d_with_indices, name="pool", kind="pool", cost=_pool)
-_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
-             nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-for _dims in (1, 2, 3):
-    register_module(getattr(nn, f"AdaptiveAvgPool{_dims}d"), name="adaptive_pool", kind="pool",
-                    cost=_per_input_element, shape=_adaptive_pool_shape(_dims))
-    register_function(getattr(F, f"adaptive_avg_pool{_dims}d"), name="adaptive_pool", kind="pool",
-                      cost=_per_input_element, shape=_adaptive_pool_shape(_dims))
-register_module(*_ADAPTIVE[3:], name="adaptive_pool", kind="pool", cost=_per_input_element)  # may return indices
-register_function(F.adaptive_max_pool2d, name="adaptive_pool", kind="pool", cost=_per_input_element)
-register_module(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d, name="max_unpool", kind="resize", cost=_per_input_element)
-register_module(nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, name="interpolate", kind="resize",
-                cost=_interpolate, shape=_interpolate_shape)
-register_function(F.interpolate, name="interpolate", kind="resize", cost=_interpolate, shape=_interpolate_shape)
-register_function(F.upsample, F.upsample_bilinear, F.upsample_nearest, name="interpolate", kind="resize",
-                  cost=_interpolate)
-register_module(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
-
-# binary arithmetic: the output shape is the inputs' broadcast (dtype promotion aside)
-register_function(operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
-                  torch.add, torch.sub, torch.mul, torch.maximum, torch.minimum,
-                  name="elementwise", kind="elementwise", cost=_per_output_element, shape=_broadcast_shape)
-register_function(operator.floordiv, operator.neg, torch.div, torch.neg, torch.abs, torch.sqrt, torch.rsqrt,
-                  torch.pow, torch.where, torch.clamp,
-                  name="elementwise", kind="elementwise", cost=_per_output_element)
-register_method("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "pow", "sqrt", "abs",
-                "__add__", "__mul__", "__sub__", "__truediv__", kind="elementwise", cost=_per_output_element)
-register_function(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.argmax, torch.logsumexp,
-                  name="reduce", kind="elementwise", cost=_per_input_element)
-register_method("mean", "sum", "max", "min", "amax", "argmax", "norm", kind="elementwise", cost=_per_input_element)
-
-register_function(torch.cat, torch.concat, name="shape", kind="shape", shape=_cat_shape)
-_SHAPE_FUNCTIONS = (torch.stack, torch.flatten, torch.reshape, torch.transpose,
-                    torch.permute, torch.squeeze, torch.unsqueeze, torch.chunk, torch.split, torch.narrow,
-                    torch.roll, torch.flip, torch.zeros_like, torch.ones_like, torch.full_like, F.pad,
-                    operator.getitem, builtins.getattr, torch.t)
-register_function(*_SHAPE_FUNCTIONS, name="shape", kind="shape")
-register_method("view", "reshape", "permute", "transpose", "contiguous", "flatten", "size", "dim", "chunk",
-                "split", "expand", "expand_as", "unsqueeze", "squeeze", "repeat", "clone", "float", "half",
-                "to", "type_as", "detach", "narrow", "view_as", "t", "unbind", "__getitem__", "flip", "roll",
-                "new_zeros", "new_ones", "zero_", "fill_", kind="shape")
-register_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
-                name="shape", kind="shape", preserves_shape=True)
-register_module(nn.Flatten, nn.Unflatten, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
-                name="shape", kind="shape")
-register_function(F.dropout, F.dropout2d, F.dropout1d, F.dropout3d, name="shape", kind="shape")
-register_module(nn.Embedding, name="embedding", kind="other")
 
 #: what an op nobody registered gets: no cost, reported so users see the gap
-UNKNOWN = OpInfo("unknown", "other", _free)
-
-
-def lookup_module(module: nn.Module) -> Optional[OpInfo]:
-    for cls in type(module).__mro__:
-        info = _MODULES.get(cls)
-        if info is not None:
-            return info
-    return None
-
-
-def lookup_function(fn) -> Optional[OpInfo]:
-    try:
-        return _FUNCTIONS.get(fn)
-    except TypeError:  # unhashable target
-        return None
-
-
-def lookup_method(name: str) -> Optional[OpInfo]:
-    return _METHODS.get(name)
+UNKNOWN = OpInfo("unknown", "other", free)

@@ -113,7 +113,7 @@ def build(spec: ModelSpec) -> BuiltModel:
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:
-    from graphcost import models
+    from graphcost import models  # lazy: the zoo imports every model family; other sources need none
 
     entry = models.model_entry(spec.name)
     params = dict(spec.params)
@@ -131,7 +131,7 @@ def _input_for(spec: ModelSpec) -> Tuple[Tuple[int, ...], Optional[str]]:
     if spec.input_shape:
         return spec.input_shape, spec.dataset
     if spec.dataset:
-        from graphcost import models
+        from graphcost import models  # lazy: see _build_zoo
 
         return models.dataset_preset(spec.dataset).input_shape, spec.dataset
     return DEFAULT_INPUT, None
@@ -146,9 +146,9 @@ def _build_torchvision(spec: ModelSpec) -> BuiltModel:
     _no_shared(spec)
     name = spec.name.split(":", 1)[1]
     try:
-        import torchvision
+        import torchvision  # lazy: an optional package, needed only for torchvision: models
     except ImportError:
-        raise UserError("torchvision is not installed; pip install torchvision to analyse torchvision models") \
+        raise UserError("torchvision is not installed; pip install torchvision to analyze torchvision models") \
             from None
     try:
         builder = torchvision.models.get_model_builder(name)

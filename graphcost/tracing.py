@@ -20,8 +20,8 @@ model's own ``forward`` cannot be traced, a :class:`~graphcost.UserError` names 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 import torch
@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import ops
 from .errors import UserError
+from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
@@ -70,20 +71,36 @@ class Trace:
     def element_size(self) -> int:
         return torch.empty((), dtype=self.dtype).element_size()
 
+    def call(self, dag_node: str) -> CallRecord:
+        """The record of one call (node of the execution DAG)."""
+        return call_record(self.dag, dag_node)
+
+    def layer(self, loop_node: str) -> LayerRecord:
+        """The record of one unique layer (node of the loop-keeping graph)."""
+        return layer_record(self.loop_graph, loop_node)
+
     def layer_of(self, dag_node: str) -> str:
-        return self.dag.nodes[dag_node]["layer"]
+        """The loop-graph node a call belongs to."""
+        return self.call(dag_node).layer
+
+    def get_attr(self, target: str):
+        """The value a ``get_attr`` fx node fetches (a parameter, buffer or constant of the model)."""
+        return get_attr(self.root, target)
 
 
 # --------------------------------------------------------------------------- fx tracing
 class _Tracer(fx.Tracer):
     """fx tracer that remembers which submodule was being traced when tracing failed."""
 
-    def __init__(self, leaves: Set[str]):
+    def __init__(self, leaves: Set[str], custom: Dict):
         super().__init__()
         self.leaves = leaves
+        self.custom = custom
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+        # a module type with its own formula is costed whole, not traced into
+        return qualname in self.leaves or ops.is_registered_type(m, self.custom) or \
+            super().is_leaf_module(m, qualname)
 
     def call_module(self, m, forward, args, kwargs):
         try:
@@ -95,7 +112,7 @@ class _Tracer(fx.Tracer):
 
 
 class _Single(nn.Module):
-    """Holds a bare leaf module (``nn.Conv2d(...)`` analysed on its own) so fx sees one call of it."""
+    """Holds a bare leaf module (``nn.Conv2d(...)`` analyzed on its own) so fx sees one call of it."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -105,13 +122,15 @@ class _Single(nn.Module):
         return self.model(x)
 
 
-def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple[nn.Module, fx.Graph, List[str]]:
-    if ops.lookup_module(model) is not None:
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = (), custom: Optional[Dict] = None
+                    ) -> Tuple[nn.Module, fx.Graph, List[str]]:
+    custom = custom or {}
+    if ops.lookup_module(model, custom) is not None:
         model = _Single(model)
     leaves = set(leaf_modules)
     opaque: List[str] = []
     while True:
-        tracer = _Tracer(leaves)
+        tracer = _Tracer(leaves, custom)
         try:
             graph = tracer.trace(model)
         except Exception as exc:  # fx raises many types; we only need to know where
@@ -131,9 +150,10 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = ()) -> Tuple
 class _CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str]):
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict):
         super().__init__(root, garbage_collect_values=True, graph=graph)
         self.opaque = opaque
+        self.custom = custom
         self.records: Dict[str, Dict[str, Any]] = {}
         self.unknown: Set[str] = set()
 
@@ -143,7 +163,7 @@ class _CostInterpreter(fx.Interpreter):
         info = self._info(n, module)
         if info is None and n.op == "call_module":
             out, macs = self._run_opaque(n, args, kwargs)
-            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops._free)
+            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
             cost = ops.OpCost(macs=macs)
         else:
             out = self._shortcut(info, module, args, kwargs)
@@ -197,15 +217,14 @@ class _CostInterpreter(fx.Interpreter):
                 out = self.module.get_submodule(n.target)(*real[0], **real[1])
         return tree_map_only(torch.Tensor, fake_mode.from_tensor, out), counter.get_total_flops() // 2
 
-    @staticmethod
-    def _info(n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
+    def _info(self, n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
         if n.op == "call_module":
-            return ops.lookup_module(module)
+            return ops.lookup_module(module, self.custom)
         if n.op == "call_function":
-            return ops.lookup_function(n.target)
+            return ops.lookup_function(n.target, self.custom)
         if n.op == "call_method":
-            return ops.lookup_method(n.target)
-        return ops.OpInfo(n.op, "io", ops._free)
+            return ops.lookup_method(n.target, self.custom)
+        return ops.OpInfo(n.op, "io", ops.free)
 
 
 def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
@@ -277,14 +296,15 @@ def _node_parameters(gm: nn.Module, n: fx.Node) -> List[nn.Parameter]:
         params.extend(gm.get_submodule(n.target).parameters())
     for src in n.all_input_nodes:
         if src.op == "get_attr":
-            value = _get_attr(gm, src.target)
+            value = get_attr(gm, src.target)
             if isinstance(value, nn.Parameter):
                 params.append(value)
     return params
 
 
-def _get_attr(gm: nn.Module, target: str):
-    obj: Any = gm
+def get_attr(root: nn.Module, target: str):
+    """The object at dotted path ``target`` below ``root`` (what an fx ``get_attr`` node fetches)."""
+    obj: Any = root
     for part in target.split("."):
         obj = getattr(obj, part)
     return obj
@@ -292,8 +312,42 @@ def _get_attr(gm: nn.Module, target: str):
 
 # --------------------------------------------------------------------------- the entry point
 def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch.dtype] = None,
-          leaf_modules: Iterable[str] = ()) -> Trace:
-    """Trace ``model`` on a fake input of ``input_shape``; return its DAG and loop-keeping graph.
+          leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None) -> Trace:
+    """Trace ``model`` on a fake input; return its execution DAG and loop-keeping graph.
+
+    No activation is allocated: shapes come from fake tensors. Every call's cost (from the op
+    registry, :mod:`graphcost.ops`) is stored on its DAG node as a :class:`~graphcost.schema.CallRecord`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model; its training mode is restored afterwards (tracing runs in eval mode).
+    input_shape : sequence of int
+        Shape of the single input tensor, batch included, e.g. ``(1, 3, 224, 224)``.
+    dtype : torch.dtype, optional
+        Input dtype (default: the dtype of the model's first floating-point parameter, else float32).
+    leaf_modules : iterable of str, optional
+        Submodule paths to keep as single opaque calls instead of tracing into them.
+    custom_costs : dict, optional
+        ``{op: formula}`` overriding (or adding) cost formulas for this trace only: ``op`` is a
+        module type, a function or a tensor method's name, ``formula`` takes an
+        :class:`~graphcost.ops.Call` and returns an :class:`~graphcost.ops.OpCost`.
+
+    Returns
+    -------
+    Trace
+        ``dag`` (one node per call), ``loop_graph`` (one node per unique layer), inputs, outputs,
+        and the modules / ops that could not be costed exactly (``opaque_modules``, ``unknown_ops``).
+
+    Raises
+    ------
+    UserError
+        If ``input_shape`` is not positive, the model's own ``forward`` cannot be traced by
+        ``torch.fx``, the model cannot run at ``input_shape``, or ``custom_costs`` is malformed.
+
+    Examples
+    --------
+    A convolution run three times is three calls but one layer, with a self-loop:
 
     >>> import torch
     >>> conv = torch.nn.Conv2d(4, 4, 3, padding=1)
@@ -305,37 +359,41 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
     ...             x = self.conv(x)
     ...         return x
     >>> t = trace(Loop(), (1, 4, 8, 8))
-    >>> len([n for n, d in t.dag.nodes(data=True) if d["kind"] == "conv"]), sorted(t.loop_graph)
+    >>> len([n for n in t.dag if t.call(n).kind == "conv"]), sorted(t.loop_graph)
     (3, ['conv', 'x'])
-    >>> t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
-    True
+    >>> t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
+    (3, True)
     """
     input_shape = tuple(int(s) for s in input_shape)
     if any(s <= 0 for s in input_shape):
         raise UserError(f"input shape {input_shape} must be positive")
+    custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
     was_training = model.training
     model.eval()
     try:
-        root, graph, opaque = _symbolic_trace(model, leaf_modules)
-        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-        interp = _CostInterpreter(root, graph, set(opaque))
-        with FakeTensorMode(allow_non_fake_inputs=True):
-            x = torch.empty(input_shape, dtype=dtype)
-            try:
-                interp.run(x, *([None] * (len(placeholders) - 1)))
-            except UserError:
-                raise
-            except Exception as exc:
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise UserError(f"{type(model).__name__} cannot run on input shape {input_shape}: {first_line}") \
-                    from None
+        root, graph, opaque = _symbolic_trace(model, leaf_modules, custom)
+        interp = _CostInterpreter(root, graph, set(opaque), custom)
+        _run_on_fake_input(interp, graph, input_shape, dtype, type(model).__name__)
     finally:
         model.train(was_training)
     dag, inputs, outputs = _build_dag(root, graph, interp.records, dtype)
     loop_graph = _build_loop_graph(dag)
     return Trace(model, root, graph, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque,
                  sorted(interp.unknown))
+
+
+def _run_on_fake_input(interp: "_CostInterpreter", graph: fx.Graph, input_shape, dtype, model_name: str) -> None:
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        x = torch.empty(input_shape, dtype=dtype)
+        try:
+            interp.run(x, *([None] * (len(placeholders) - 1)))
+        except UserError:
+            raise
+        except Exception as exc:
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{model_name} cannot run on input shape {input_shape}: {first_line}") from None
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -359,24 +417,7 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
         rec = records.get(n.name)
         if rec is None:  # an unused optional placeholder
             continue
-        info: ops.OpInfo = rec["info"]
-        params = _node_parameters(root, n)
-        dag.add_node(
-            n.name,
-            order=order,
-            op=info.name,
-            kind=info.kind,
-            is_weight_layer=info.is_weight_layer or (info.kind == "opaque" and rec["cost"].macs > 0),
-            target=n.target if isinstance(n.target, str) else _target_name(n),
-            module=n.target if n.op == "call_module" else _owner_module(n),
-            macs=int(rec["cost"].macs),
-            other_ops=int(rec["cost"].other_ops),
-            in_bytes=int(rec["in_numel"]) * element,
-            out_bytes=int(rec["out_numel"]) * element,
-            out_shapes=rec["out_tensors"],
-            param_ids=tuple(sorted({id(p) for p in params})),
-            site=_call_site(n, ordinals),
-        )
+        dag.add_node(n.name, **{RECORD: _call_record(root, n, rec, order, element, ordinals)})
         order += 1
         for src in n.all_input_nodes:
             if src.name in dag:
@@ -384,6 +425,30 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
     outputs = [o.name for o in ops.leaves(next(n for n in graph.nodes if n.op == "output").args[0], fx.Node)
                if o.name in dag]
     return dag, inputs, outputs
+
+
+def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, element: int,
+                 ordinals: Dict[str, int]) -> CallRecord:
+    info: ops.OpInfo = rec["info"]
+    cost: ops.OpCost = rec["cost"]
+    param_ids = tuple(sorted({id(p) for p in _node_parameters(root, n)}))
+    # a module without a formula still holds a weight layer when torch counted MACs in it
+    computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
+    return CallRecord(
+        order=order,
+        op=info.name,
+        kind=info.kind,
+        is_weight_layer=info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
+        target=n.target if isinstance(n.target, str) else _target_name(n),
+        module=n.target if n.op == "call_module" else _owner_module(n),
+        macs=int(cost.macs),
+        other_ops=int(cost.other_ops),
+        in_bytes=int(rec["in_numel"]) * element,
+        out_bytes=int(rec["out_numel"]) * element,
+        out_shapes=tuple(rec["out_tensors"]),
+        param_ids=param_ids,
+        site=_call_site(n, ordinals),
+    )
 
 
 def _call_site(n: fx.Node, ordinals: Dict[str, int]) -> Optional[Tuple[str, int]]:
@@ -419,52 +484,56 @@ def _build_loop_graph(dag: nx.DiGraph) -> nx.DiGraph:
     block's convs. Parameter-free code of a module that runs once (e.g. the model's own loop
     body, where per-iteration batch norms live) stays unrolled, one node per call.
     """
+    groups = _parameter_groups(dag)
+    layer_of: Dict[str, str] = {}
+    loop = nx.DiGraph()
+    for calls in groups:
+        first = call_record(dag, calls[0])
+        name = layer_name(calls[0], first)
+        if name in loop:  # module path reused by a distinct parameter group: disambiguate
+            name = calls[0]
+        for c in calls:
+            layer_of[c] = name
+            dag.nodes[c][RECORD] = replace(call_record(dag, c), layer=name)
+        params = {pid for c in calls for pid in call_record(dag, c).param_ids}
+        loop.add_node(name, **{RECORD: LayerRecord(
+            op=first.op,
+            kind=first.kind,
+            is_weight_layer=first.is_weight_layer,
+            calls=len(calls),
+            dag_nodes=tuple(calls),
+            param_ids=tuple(sorted(params)),
+            first_order=first.order,
+        )})
+    for u, v in dag.edges:
+        lu, lv = layer_of[u], layer_of[v]
+        if loop.has_edge(lu, lv):
+            loop.edges[lu, lv]["count"] += 1
+        else:
+            back = layer_record(loop, lv).first_order <= layer_record(loop, lu).first_order
+            loop.add_edge(lu, lv, count=1, back_edge=back)
+    return loop
+
+
+def _parameter_groups(dag: nx.DiGraph) -> List[List[str]]:
+    """The DAG's calls grouped into unique layers (each group in execution order, groups by first call)."""
     uf = _UnionFind()
     param_owner: Dict[int, str] = {}
     site_owner: Dict[Tuple[str, int], str] = {}
-    for name, data in dag.nodes(data=True):
+    for name in dag.nodes:
+        record = call_record(dag, name)
         uf.find(name)
-        for pid in data["param_ids"]:
+        for pid in record.param_ids:
             if pid in param_owner:
                 uf.union(param_owner[pid], name)
             else:
                 param_owner[pid] = name
-        site = data.get("site")
-        if site is not None and not data["param_ids"]:
-            if site in site_owner:
-                uf.union(site_owner[site], name)
+        if record.site is not None and not record.param_ids:
+            if record.site in site_owner:
+                uf.union(site_owner[record.site], name)
             else:
-                site_owner[site] = name
-
+                site_owner[record.site] = name
     groups: Dict[Any, List[str]] = {}
     for name in dag.nodes:  # dag node order is execution order
         groups.setdefault(uf.find(name), []).append(name)
-    layer_name: Dict[str, str] = {}
-    loop = nx.DiGraph()
-    for calls in groups.values():
-        first = dag.nodes[calls[0]]
-        name = first["module"] if first["target"] == first["module"] and first["module"] else calls[0]
-        if name in loop:  # module path reused by a distinct parameter group: disambiguate
-            name = calls[0]
-        params = {pid for c in calls for pid in dag.nodes[c]["param_ids"]}
-        for c in calls:
-            layer_name[c] = name
-            dag.nodes[c]["layer"] = name
-        loop.add_node(
-            name,
-            op=first["op"],
-            kind=first["kind"],
-            is_weight_layer=first["is_weight_layer"],
-            calls=len(calls),
-            dag_nodes=list(calls),
-            param_ids=tuple(sorted(params)),
-            first_order=first["order"],
-        )
-    for u, v in dag.edges:
-        lu, lv = layer_name[u], layer_name[v]
-        if loop.has_edge(lu, lv):
-            loop.edges[lu, lv]["count"] += 1
-        else:
-            back = loop.nodes[lv]["first_order"] <= loop.nodes[lu]["first_order"]
-            loop.add_edge(lu, lv, count=1, back_edge=back)
-    return loop
+    return list(groups.values())

@@ -18,7 +18,8 @@ from .registry import (
 # file that is not there yet simply is not registered.
 from importlib import import_module as _import_module
 
-for _family in ("itnet", "enet", "espnetv2", "cgnet", "recunet", "iterative_resnet", "recurrent_seg", "digits_cnn"):
+for _family in ("itnet", "enet", "espnetv2", "cgnet", "recunet", "iterative_resnet", "recurrent_seg", "digits_cnn",
+                "vgg8"):
     try:
         _import_module(f"{__name__}.{_family}")
     except ModuleNotFoundError as _exc:  # pragma: no cover - only while a family is unwritten

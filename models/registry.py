@@ -44,6 +44,8 @@ DATASETS: Dict[str, DatasetPreset] = {
     "pascal": DatasetPreset("pascal", 513, 513, 21),
     # scikit-learn's handwritten digits (load_digits): 8x8 grey images, 10 classes.
     "digits": DatasetPreset("digits", 8, 8, 10, channels=1),
+    # CIFAR-10 (Krizhevsky 2009): 32x32 colour images, 10 classes (NeuroSim's VGG-8 benchmark).
+    "cifar10": DatasetPreset("cifar10", 32, 32, 10),
 }
 
 

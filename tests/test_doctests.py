@@ -5,12 +5,13 @@ import importlib
 import pytest
 
 MODULES = [
-    "graphcost", "graphcost.ops", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
+    "graphcost", "graphcost.ops", "graphcost.schema", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
     "graphcost.export", "graphcost.passes.params", "graphcost.passes.macs", "graphcost.passes.graph_size",
     "graphcost.passes.latency", "graphcost.models.registry", "graphcost.crossbar.specs", "graphcost.crossbar.mapping",
     "graphcost.crossbar.perf", "graphcost.crossbar.tiling", "graphcost.crossbar.accuracy", "graphcost.crossbar.sim.convert",
     "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise", "graphcost.cli_options",
     "graphcost.explore.sweep", "graphcost.explore.width", "graphcost.explore.ranking", "graphcost.reports.cli",
+    "graphcost.crossbar.tech", "graphcost.crossbar.energy", "graphcost.models.vgg8",
 ]
 
 

@@ -74,4 +74,99 @@ def test_traced_output_shapes_equal_a_real_forward(name, dataset, params):
         real = model(torch.rand(shape))
     real = real if isinstance(real, (list, tuple)) else [real]
     t = graphcost.trace(model, shape)
-    assert [tuple(t.dag.nodes[o]["out_shapes"][0]) for o in t.outputs] == [tuple(r.shape) for r in real]
+    assert [t.call(o).out_shapes[0] for o in t.outputs] == [tuple(r.shape) for r in real]
+
+
+# --------------------------------------------------------------------------- the registry
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations made in a test vanish after it."""
+    for table in ("_MODULES", "_FUNCTIONS", "_METHODS"):
+        monkeypatch.setattr(ops, table, dict(getattr(ops, table)))
+
+
+class Scale(nn.Module):
+    """A user module with a weight that fx would otherwise trace into (a mul and a sum)."""
+
+    def __init__(self, n=4):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(n, n))
+
+    def forward(self, x):
+        return (x.unsqueeze(-1) * self.w).sum(-2)
+
+
+def scale_cost(call):
+    return ops.OpCost(macs=call.out_numel * call.module.w.shape[0])
+
+
+def test_register_cost_makes_a_user_module_one_costed_leaf(scratch_registry):
+    model = nn.Sequential(Scale(), nn.ReLU())
+    before = graphcost.analyze(model, (2, 4))
+    assert before.macs == 0  # traced into: a mul and a sum, no MACs
+    graphcost.register_cost(Scale, name="scale", kind="linear")(scale_cost)
+    after = graphcost.analyze(model, (2, 4))
+    assert after.macs == 2 * 4 * 4
+    assert [(layer.name, layer.op, layer.calls) for layer in after.layers if layer.kind == "linear"] == [("0", "scale", 1)]
+    assert after.latency_layers == 1
+
+
+def test_registering_an_op_twice_raises(scratch_registry):
+    graphcost.register_cost(Scale, name="scale")(scale_cost)
+    with pytest.raises(ValueError, match="Scale already has a cost formula"):
+        graphcost.register_cost(Scale, name="scale")(scale_cost)
+    with pytest.raises(ValueError, match="Conv2d already has"):
+        graphcost.register_cost(nn.Conv2d, name="conv2d", kind="conv")(scale_cost)
+    with pytest.raises(ValueError, match=r"\.view\(\) already has"):
+        graphcost.register_cost("view")(ops.free)
+    with pytest.raises(TypeError):
+        graphcost.register_cost(3)
+
+
+def test_a_rejected_registration_changes_nothing(scratch_registry):
+    with pytest.raises(ValueError):
+        graphcost.register_cost(Scale, nn.Linear, name="scale")(scale_cost)
+    assert ops.lookup_module(Scale()) is None
+
+
+def test_custom_costs_override_for_one_call_only():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    plain = graphcost.analyze(conv, (1, 3, 8, 8))
+    doubled = graphcost.analyze(conv, (1, 3, 8, 8),
+                                custom_costs={nn.Conv2d: lambda call: ops.OpCost(macs=2 * plain.macs)})
+    assert doubled.macs == 2 * plain.macs
+    assert doubled.layers[0].op == "conv2d" and doubled.latency_layers == 1  # name and kind kept
+    assert graphcost.analyze(conv, (1, 3, 8, 8)).macs == plain.macs
+
+
+def test_custom_costs_for_functions_methods_and_unregistered_modules():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = Scale()
+
+        def forward(self, x):
+            return torch.relu(self.scale(x)).view(-1)
+
+    custom = {torch.relu: lambda call: ops.OpCost(other_ops=100), "view": lambda call: ops.OpCost(other_ops=1),
+              Scale: scale_cost}
+    a = graphcost.analyze(Net(), (2, 4), custom_costs=custom)
+    assert (a.macs, a.other_ops) == (2 * 4 * 4, 101)
+    assert [layer.op for layer in a.layers if layer.params] == ["Scale"]
+    assert a.latency_layers == 1  # a custom module with weights and MACs is a weight layer
+
+
+@pytest.mark.parametrize("custom", [{3: ops.free}, {nn.Conv2d: "free"}, {int: ops.free}])
+def test_malformed_custom_costs_are_user_errors(custom):
+    with pytest.raises(graphcost.UserError, match="custom_costs"):
+        graphcost.analyze(nn.Conv2d(1, 1, 1), (1, 1, 2, 2), custom_costs=custom)
+
+
+def test_node_records_are_frozen():
+    import dataclasses
+
+    t = graphcost.trace(nn.Conv2d(1, 2, 3), (1, 1, 5, 5))
+    record = t.call(t.outputs[0])
+    assert (record.op, record.macs, record.out_shapes, record.layer) == ("conv2d", 2 * 9 * 9, ((1, 2, 3, 3),), "model")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.macs = 0

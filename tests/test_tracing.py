@@ -10,7 +10,7 @@ from nets import AnytimeNet, LoopNet, TiedNet, WrapsUntraceable, DataDependent
 
 
 def weight_nodes(graph):
-    return [n for n, d in graph.nodes(data=True) if d["is_weight_layer"]]
+    return [n for n, record in graph.nodes(data="record") if record.is_weight_layer]
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])
@@ -18,7 +18,7 @@ def test_dag_unrolls_and_loop_graph_keeps_one_node_per_weight(n):
     t = graphcost.trace(LoopNet(n), (1, 3, 64, 64))
     assert len(weight_nodes(t.dag)) == 2 + 2 * n          # stem, head, two convs per iteration
     assert sorted(weight_nodes(t.loop_graph)) == ["blocks.0.c1", "blocks.0.c2", "head", "stem"]
-    assert t.loop_graph.nodes["blocks.0.c1"]["calls"] == n
+    assert t.layer("blocks.0.c1").calls == n
 
 
 def test_reuse_is_a_back_edge():
@@ -35,7 +35,7 @@ def test_self_loop_for_module_feeding_itself():
     model = nn.Sequential(conv, conv, conv)
     t = graphcost.trace(model, (1, 4, 8, 8))
     assert t.loop_graph.has_edge("0", "0")
-    assert t.loop_graph.nodes["0"]["calls"] == 3
+    assert t.layer("0").calls == 3
 
 
 def test_tied_parameters_collapse_to_one_node():
@@ -47,7 +47,7 @@ def test_tied_parameters_collapse_to_one_node():
 def test_outputs_in_return_order():
     t = graphcost.trace(AnytimeNet(4), (1, 3, 16, 16))
     assert len(t.outputs) == 4
-    assert [t.dag.nodes[o]["module"] for o in t.outputs] == [f"heads.{i}" for i in range(4)]
+    assert [t.call(o).module for o in t.outputs] == [f"heads.{i}" for i in range(4)]
 
 
 def test_untraceable_submodule_falls_back_to_opaque_leaf():
@@ -93,7 +93,7 @@ def test_bad_input_shape():
 def test_parameter_free_calls_of_a_shared_block_are_one_node():
     t = graphcost.trace(LoopNet(4), (1, 3, 16, 16))
     # the relu and the residual add inside the shared block collapse like its convs
-    assert t.loop_graph.nodes[t.layer_of("relu_3")]["calls"] == 4
+    assert t.layer(t.layer_of("relu_3")).calls == 4
     assert t.layer_of("relu") == t.layer_of("relu_2")
     assert t.loop_graph.number_of_nodes() == 7  # input, stem, c1, relu, c2, add, head
 

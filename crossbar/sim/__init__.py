@@ -11,7 +11,8 @@ which every weight layer (``Conv1d/2d/3d``, ``ConvTranspose1d/2d/3d``, ``Linear`
 an :class:`AnalogLayer`; everything else (batch norm, activations, pooling, resizing, recurrent
 layers) stays digital and exact. A module called N times (ItNet's weight-shared iterative
 block) is ONE analog layer: it is programmed once per seed, so all N iterations see the same
-programming noise, stuck cells and drift, while read noise is drawn afresh for every call.
+programming noise, stuck cells, drift and 1/f noise, while per-MVM read noise is drawn afresh for
+every call.
 
 The model of one layer (all conductances ``g`` relative to ``g_max = 1``)
 -------------------------------------------------------------------------
@@ -46,27 +47,37 @@ weights and, with ``analog_bias``, biases). ``differential``: ``|q|`` is stored 
 positive (``q > 0``) or negative cell of a pair; otherwise one cell holds ``q + Qmax`` and the
 digital periphery subtracts ``D * Qmax * sum(x)`` over the tile's rows (exact). The stored
 integer is split into ``S = ceil(weight_bits / cell_bits)`` base-``2**cell_bits`` digits
-``d_j``, one cell each, programmed to ``g = d_j / (2**cell_bits - 1)``; the digital
-periphery shift-adds the slices: ``w = D (2**cb - 1) sum_j 2**(cb j) (g+_j - g-_j)``.
+``d_j``, one cell each, programmed to ``g = d_j / top_j`` where ``top_j`` is the largest digit
+slice ``j`` ever holds (:func:`.programming.slice_tops`), so ``max|W|`` is programmed to ``g_max``
+on its side of the pair in every slice (aihwkit's ``SinglePairConductanceConverter``); the digital
+periphery shift-adds the slices: ``w = D sum_j top_j 2**(cb j) (g+_j - g-_j)``.
 
-*Noise* (:class:`~graphcost.crossbar.specs.NoiseSpec`, a PCM-like model after aihwkit's
-``PCMLikeNoiseModel``: Nandakumar et al., ICECS 2019; Joshi et al., Nat. Commun. 11, 2473,
-2020; Rasch et al., AICAS 2021):
+*Noise* (:class:`~graphcost.crossbar.specs.NoiseSpec`; the ``pcm`` preset is aihwkit's
+``PCMLikeNoiseModel`` statistic by statistic: Nandakumar et al., ICECS 2019; Joshi et al.,
+Nat. Commun. 11, 2473, 2020), per cell of every (polarity, slice) plane, zero cells included:
 
-* programming: ``g <- max(0, g + N(0, programming))`` for every cell of an array (zero cells
-  too), drawn ONCE per seed (a conductance-independent simplification of aihwkit's
-  polynomial; the spec's presets take its value at 50-100 % of ``g_max``);
+* programming: ``g <- max(0, g + N(0, sigma(g)))``, ``sigma = programming + sum_i c_i g^i / g_max_uS``
+  (aihwkit's polynomial, 1.05 % of ``g_max`` at ``g = 0``, 4.2 % at ``g = 1``), drawn ONCE per
+  seed; the clamp at 0 is aihwkit's (a zero cell keeps a mean of ``0.4 sigma(0)``);
 * stuck-at: each cell independently stuck at ``g_max`` (probability ``stuck_at_on``) or at 0
   (``stuck_at_off``), drawn once per seed;
-* drift: ``g(t) = g * (t / t0) ** -drift_nu`` with ``t0 = 20 s`` (aihwkit), for ``t > t0``;
-  stuck cells do not drift. *Global drift compensation* (Joshi et al. 2020; aihwkit's
-  ``GlobalDriftCompensation``): the digital periphery multiplies each layer's output by
-  ``sum g(t0) / sum g(t)`` (a reference read of all cells) *after* the ADC, so drift costs
-  ADC resolution and amplifies read noise instead of shrinking the outputs;
-* read noise: every cell's conductance fluctuates by ``N(0, read)`` independently for every MVM
-  (conductance-independent, an upper bound on aihwkit's 1/f read noise for low conductances).
-  A column's partial sum then carries Gaussian noise of std
-  ``read * sqrt(sum_i x_i**2)`` over the tile's active rows; this is sampled *exactly in
+* drift: ``g(t) = g (1 + t / t0) ** -nu`` with ``t0 = 20 s`` and ``t`` counted from the end of
+  programming (aihwkit), a per-cell exponent ``nu = |N(mean, std)|`` drawn once per seed from the
+  TARGET conductance (with ``drift_vs_conductance``: aihwkit's fits, mean ``0.049``-``0.1`` and
+  spread ``0.008``-``0.045`` growing as ``g`` falls); stuck cells do not drift;
+* accumulated 1/f read noise (``read_1f``): ``g(t) <- max(0, g(t) + |g(t)| Q_s(g) sqrt(ln((t + t0 +
+  t_read) / (2 t_read))) N(0, 1))``, ``Q_s = min(0.2, read_1f / max(g**0.65, 1e-3))`` of the
+  programmed ``g``, drawn once per evaluation time (as aihwkit's ``drift_analog_weights``): the
+  same for every MVM at that time; the same seed reuses the same standard normals at every time
+  (common random numbers, so curves over time are smooth);
+* *global drift compensation* (``drift_compensation="global"``; Joshi et al. 2020, aihwkit's
+  ``GlobalDriftCompensation``): a reference read of the layer at time ``t`` gives
+  ``sum|w(programmed)| / sum|w(t)|`` over its recombined weights, and the digital periphery
+  multiplies the layer's outputs by it *after* the ADC, so drift costs ADC resolution and
+  amplifies noise instead of shrinking the outputs; ``"none"`` leaves the outputs drifted;
+* per-MVM read noise (``read``): every cell fluctuates by ``N(0, read)`` independently for every
+  MVM. A column's partial sum then carries Gaussian noise of std ``read * sqrt(sum_i x_i**2)``
+  (recombined over slices and pair) over the tile's active rows; this is sampled *exactly in
   distribution* per output element, ``sum_i x_i**2`` coming from one cheap grouped conv (the
   standard normals come from a 65536-level quantile table, see :func:`.noise.gaussian`).
 
@@ -93,8 +104,8 @@ scaled by ``2**(cb j)`` instead of one. ``slice_adc=True`` does exactly that (``
 partial sums, slower). With ``weight_bits = cell_bits = 16``, 16-bit DAC/ADC and no noise both
 modes equal the float model to ~1e-4 relative.
 
-Random numbers: one ``torch.Generator`` each for programming noise, stuck-at faults and read
-noise, all derived from ``seed``; the same seed gives the same result, and different noise
+Random numbers: one ``torch.Generator`` each for programming noise, stuck-at faults, per-MVM
+read noise, drift exponents and 1/f read noise, all derived from ``seed``; the same seed gives the same result, and different noise
 magnitudes with the same seed share the underlying draws (common random numbers).
 """
 from .convert import ANALOG_TYPES, CrossbarModel

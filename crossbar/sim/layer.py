@@ -15,7 +15,7 @@ from torch import nn
 
 from ..specs import ArraySpec, NoiseSpec
 from ..tiling import geometry_of_module, plan_tiles
-from .noise import gaussian
+from .noise import gaussian, programs_zero_cells
 from .programming import ProgrammedCells, program
 from .quantization import EPS_RANGE, levels, quantize
 
@@ -42,8 +42,7 @@ class AnalogLayer(nn.Module):
         self.dims = 1 if self.kind == "linear" else module.weight.dim() - 2
         bias = module.bias.detach() if module.bias is not None else None
         self.analog_bias = bool(array.analog_bias and bias is not None)
-        sparse = array.differential and noise.programming == 0 and noise.stuck_at_on == 0 and \
-            noise.stuck_at_off == 0
+        sparse = array.differential and not programs_zero_cells(noise)
         self.plan = plan_tiles(geometry, array, strategy, sparse)
         self._build_index()
         cells = shared_cells if shared_cells is not None else program(

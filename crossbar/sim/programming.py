@@ -7,11 +7,11 @@ reads; a weight-shared module called N times is programmed once and shares it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .noise import perturbs_cells, programmed_conductance, read_noise_scale
+from .noise import cells_at_time, perturbs_cells, program_cells, read_noise_scale
 from .quantization import quantize_weights, slice_conductance, weight_qmax, weight_step
 
 
@@ -77,31 +77,54 @@ def _place_bias(qbias: torch.Tensor, layer) -> Tuple[torch.Tensor, torch.Tensor]
     return qbt, bias_rows
 
 
-def _encode(qt: torch.Tensor, present: torch.Tensor, qmax: int, unit: float, layer,
+def slice_tops(weight_bits: int, cell_bits: int, differential: bool) -> List[int]:
+    """Largest digit each bit slice ever holds: the stored magnitude (``Qmax`` for a differential
+    pair, ``2 Qmax`` for an offset cell) cut into base-``2**cell_bits`` digits, at least 1. A slice's
+    digit ``d`` is programmed to ``g = d / top``, so ``max|W|`` reaches ``g_max`` on every slice.
+
+    >>> slice_tops(8, 2, True), slice_tops(8, 8, True), slice_tops(8, 2, False)
+    ([3, 3, 3, 1], [127], [3, 3, 3, 3])
+    """
+    largest = weight_qmax(weight_bits) * (1 if differential else 2)
+    slices = -(-weight_bits // cell_bits)
+    return [max(1, min(2 ** cell_bits - 1, largest >> (cell_bits * j))) for j in range(slices)]
+
+
+def _encode(qt: torch.Tensor, present: torch.Tensor, qmax: int, delta: float, layer,
             gens: Dict[str, torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor, float]:
     """Differential pair of magnitudes or one offset cell, then base-``2**cb`` digits, one
     (polarity, slice) plane at a time so memory stays at a few copies of the layer's cells.
-    Returns the effective and nominal recombined cells and the drift compensation."""
+    Returns the effective and nominal recombined cells and the global drift compensation
+    ``sum|w(programmed)| / sum|w(t)|`` over the layer's recombined weights (1 with ``"none"``)."""
     a, noise = layer.array, layer.noise
-    cb, S = a.cell_bits, a.slices
+    cb, tops = a.cell_bits, slice_tops(a.weight_bits, a.cell_bits, a.differential)
     if a.differential:
         planes = [(qt.clamp(min=0), 1.0), ((-qt).clamp(min=0), -1.0)]
     else:
         planes = [(torch.where(present, qt + qmax, 0), 1.0)]
     noisy, per_slice = perturbs_cells(noise), layer.slice_adc
-    size = (S,) + qt.shape if per_slice else qt.shape
+    size = (len(tops),) + qt.shape if per_slice else qt.shape
     eff, nom = torch.zeros(size), torch.zeros(size)
-    total_0 = total_t = 0.0
+    compensate = noisy and noise.drift_compensation == "global"
+    w_prog = torch.zeros(qt.shape) if compensate else None
+    w_t = torch.zeros(qt.shape) if compensate else None
     for mags, sign in planes:
-        for j in range(S):
-            g0 = slice_conductance(mags, j, cb)
-            coef = sign if per_slice else sign * unit * float((2 ** cb) ** j)
+        for j, top in enumerate(tops):
+            g0 = slice_conductance(mags, j, cb, top)
+            weight = sign * delta * top * float((2 ** cb) ** j)  # of one unit of conductance
+            coef = sign if per_slice else weight
             (nom[j] if per_slice else nom).add_(g0, alpha=coef)
             if noisy:
-                g, sum_0, sum_t = programmed_conductance(g0, present, noise, gens)
-                total_0, total_t = total_0 + sum_0, total_t + sum_t
-                (eff[j] if per_slice else eff).add_(g, alpha=coef)
-    compensation = total_0 / total_t if total_t > 0 else 1.0
+                g, stuck = program_cells(g0, present, noise, gens)
+                g_t = cells_at_time(g, g0, stuck, noise, gens)
+                (eff[j] if per_slice else eff).add_(g_t, alpha=coef)
+                if compensate:
+                    w_prog.add_(g, alpha=weight)
+                    w_t.add_(g_t, alpha=weight)
+    compensation = 1.0
+    if compensate:
+        total_t = float(w_t.abs().sum())
+        compensation = float(w_prog.abs().sum()) / total_t if total_t > 0 else 1.0
     return (eff if noisy else nom), nom, compensation
 
 
@@ -140,17 +163,18 @@ def program(w: torch.Tensor, bias: Optional[torch.Tensor], layer, gens: Dict[str
         present = torch.cat([present.reshape(T, cols, -1), bias_rows.bool().unsqueeze(-1)], -1)
     else:
         qt, present = qt.reshape(T, cols, -1), present.reshape(T, cols, -1)
-    base, S = 2 ** a.cell_bits, a.slices
-    unit = delta * (base - 1)  # weight per unit conductance of the least significant slice
-    eff, nom, compensation = _encode(qt.to(torch.int64), present, qmax, unit, layer, gens)
+    eff, nom, compensation = _encode(qt.to(torch.int64), present, qmax, delta, layer, gens)
     weight, bias_psum = _pack(eff, layer, bias is not None, dtype)
     nominal, bias_nominal = _pack(nom, layer, bias is not None, dtype)
     npol = 2 if a.differential else 1
+    S = a.slices
+    coefs = [top * float((2 ** a.cell_bits) ** j) for j, top in enumerate(slice_tops(a.weight_bits, a.cell_bits,
+                                                                                     a.differential))]
     if layer.slice_adc:
         read_scale = read_noise_scale(layer.noise, npol)
-        slice_coef = torch.tensor([unit * base ** j for j in range(S)], dtype=dtype)
+        slice_coef = torch.tensor([delta * c for c in coefs], dtype=dtype)
     else:
-        read_scale = read_noise_scale(layer.noise, npol, unit, [base ** j for j in range(S)])
+        read_scale = read_noise_scale(layer.noise, npol, delta, coefs)
         slice_coef = torch.ones(1, dtype=dtype)
     bias_rows = bias_rows.to(dtype)
     return ProgrammedCells(weight, nominal, bias_psum, bias_nominal, float(read_scale), float(delta * qmax),

@@ -49,7 +49,9 @@ def quantize_weights(w: torch.Tensor, step: float, qmax: int) -> torch.Tensor:
     return torch.round(w.double() / step).clamp(-qmax, qmax).to(torch.long)
 
 
-def slice_conductance(magnitudes: torch.Tensor, slice_index: int, cell_bits: int) -> torch.Tensor:
-    """Conductance ``d_j / (2**cell_bits - 1)`` of base-``2**cell_bits`` digit ``j`` of ``magnitudes``."""
-    top = 2 ** cell_bits - 1
-    return ((magnitudes >> (cell_bits * slice_index)) & top).to(torch.float32).div_(top)
+def slice_conductance(magnitudes: torch.Tensor, slice_index: int, cell_bits: int,
+                      top: Optional[int] = None) -> torch.Tensor:
+    """Conductance ``d_j / top`` of base-``2**cell_bits`` digit ``j`` of ``magnitudes``; ``top`` is the
+    largest digit that slice holds (default ``2**cell_bits - 1``), which is programmed to ``g_max``."""
+    mask = 2 ** cell_bits - 1
+    return ((magnitudes >> (cell_bits * slice_index)) & mask).to(torch.float32).div_(top or mask)

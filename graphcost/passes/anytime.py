@@ -43,7 +43,7 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
     costs = []
     for index, out in enumerate(trace.outputs, start=1):
         needed = needed_calls(trace, out)
-        shapes = trace.dag.nodes[out]["out_shapes"]
+        shapes = trace.call(out).out_shapes
         costs.append(OutputCost(
             index=index,
             node=out,

@@ -19,20 +19,21 @@ def layer_graph_bytes(trace: Trace, *, bytes_per_element: Optional[int] = None, 
     ``nodes`` restricts the calls considered (e.g. the ancestors of one anytime output);
     ``all_layers`` counts non-conv layers too (activations, norms, adds, ...).
     """
-    dag, loop = trace.dag, trace.loop_graph
+    loop = trace.loop_graph
     element = trace.element_size
     scale = (bytes_per_element / element) if bytes_per_element else 1.0
     param_elements = trace.parameter_numel
     wanted = None if nodes is None else set(nodes)
     sizes: Dict[str, int] = {}
-    for layer, data in loop.nodes(data=True):
-        if not (data["is_weight_layer"] or (all_layers and data["kind"] not in ("io", "shape"))):
+    for layer in loop:
+        record = trace.layer(layer)
+        if not (record.is_weight_layer or (all_layers and record.kind not in ("io", "shape"))):
             continue
-        calls = [c for c in data["dag_nodes"] if wanted is None or c in wanted]
+        calls = [trace.call(c) for c in record.dag_nodes if wanted is None or c in wanted]
         if not calls:
             continue
-        fmap = max(dag.nodes[c]["in_bytes"] + dag.nodes[c]["out_bytes"] for c in calls) * scale
-        weights = sum(param_elements.get(pid, 0) for pid in data["param_ids"]) * (bytes_per_element or element)
+        fmap = max(c.in_bytes + c.out_bytes for c in calls) * scale
+        weights = sum(param_elements.get(pid, 0) for pid in record.param_ids) * (bytes_per_element or element)
         sizes[layer] = int(round(fmap + weights))
     return sizes
 

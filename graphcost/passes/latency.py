@@ -1,25 +1,30 @@
 """Latency in layers: the longest path from the input, counted in conv layers (the paper's depth)."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import networkx as nx
 
+from ..schema import call_record
 from ..tracing import Trace
 
 
-def longest_path_layers(dag: nx.DiGraph, weight: str = "is_weight_layer") -> Dict[str, int]:
-    """For every node, the most ``weight``-flagged nodes on any path ending in it (itself included).
+def longest_path_layers(dag: nx.DiGraph, counts: Optional[Callable[[str], bool]] = None) -> Dict[str, int]:
+    """For every node, the most counted nodes on any path ending in it (itself included).
+
+    ``counts(node)`` says whether a node counts; by default, whether its call is a weight layer.
 
     >>> g = nx.DiGraph([("x", "a"), ("a", "b"), ("x", "b")])
-    >>> nx.set_node_attributes(g, {"x": False, "a": True, "b": True}, "is_weight_layer")
-    >>> longest_path_layers(g)["b"]
+    >>> longest_path_layers(g, counts=lambda node: node != "x")["b"]
     2
     """
+    if counts is None:
+        def counts(node: str) -> bool:
+            return call_record(dag, node).is_weight_layer
     depth: Dict[str, int] = {}
     for node in nx.topological_sort(dag):
         best = max((depth[p] for p in dag.predecessors(node)), default=0)
-        depth[node] = best + int(bool(dag.nodes[node].get(weight)))
+        depth[node] = best + int(bool(counts(node)))
     return depth
 
 

@@ -18,5 +18,5 @@ def params(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
     """
     if nodes is None:
         return sum(trace.parameter_numel.values())
-    used = {pid for n in nodes for pid in trace.dag.nodes[n]["param_ids"]}
+    used = {pid for n in nodes for pid in trace.call(n).param_ids}
     return sum(trace.parameter_numel.get(pid, 0) for pid in used)

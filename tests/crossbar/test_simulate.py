@@ -131,8 +131,9 @@ def test_tied_weights_share_the_array():
 
 
 def test_read_noise_std_matches_the_formula():
-    # one linear layer, one tile, 16-bit single-slice differential cells: every output carries
-    # N(0, (read * D * (2**16 - 1))**2 * 2 * sum_i x_i**2) on top of the exact result
+    # one linear layer, one tile, 16-bit single-slice differential cells (max|W| -> g_max, i.e. one
+    # unit of conductance is D * (2**15 - 1)): every output carries
+    # N(0, (read * D * (2**15 - 1))**2 * 2 * sum_i x_i**2) on top of the exact result
     torch.manual_seed(0)
     lin = nn.Linear(100, 3, bias=False)
     read = 0.01
@@ -142,7 +143,7 @@ def test_read_noise_std_matches_the_formula():
         sim.calibrate(x[:1] * 2)  # ranges wide enough that nothing clips
         y = sim(x) - lin(x)
     delta = float(lin.weight.detach().abs().max()) / (2 ** 15 - 1)
-    expected = read * delta * (2 ** 16 - 1) * math.sqrt(2 * 100 * 0.25)
+    expected = read * delta * (2 ** 15 - 1) * math.sqrt(2 * 100 * 0.25)
     assert float(y.std()) == pytest.approx(expected, rel=0.05)
     assert abs(float(y.mean())) < 0.1 * expected
 
@@ -167,7 +168,7 @@ def test_drift_is_compensated_globally():
         sim.calibrate(x)
         assert rel_err(sim(x), net(x)) < 1e-3
     layer = next(iter(sim.analog_layers.values()))
-    assert layer.compensation == pytest.approx((3600.0 / DRIFT_T0_SECONDS) ** 0.05, rel=1e-4)
+    assert layer.compensation == pytest.approx((1 + 3600.0 / DRIFT_T0_SECONDS) ** 0.05, rel=1e-4)
 
 
 def test_tiles_run_as_one_grouped_conv():

@@ -65,10 +65,15 @@ def test_chip_validation():
 def test_noise_presets_and_validation():
     assert NoiseSpec.none().is_ideal and not NoiseSpec.pcm().is_ideal
     pcm = NoiseSpec.pcm()
-    assert 0.03 < pcm.programming < 0.05 and pcm.drift_nu == 0.05 and pcm.t_seconds == 3600
+    # aihwkit PCMLikeNoiseModel: programming std polynomial (uS at 25 uS), drift floors, 1/f Q_s
+    assert pcm.programming_poly_uS == (0.26348, 1.9650, -1.1731) and pcm.g_max_uS == 25.0
+    assert (pcm.drift_nu, pcm.drift_nu_std, pcm.drift_vs_conductance) == (0.049, 0.008, True)
+    assert pcm.read_1f == 0.0088 and pcm.t_read_seconds == 250e-9 and pcm.t_seconds == 3600
+    assert pcm.drift_compensation == "global" and pcm.to_dict()["programming_poly_uS"] == [0.26348, 1.965, -1.1731]
     assert NoiseSpec.rram().stuck_at_on == 0.0904 and NoiseSpec.rram().stuck_at_off == 0.0175
     for bad in (dict(read=-0.1), dict(stuck_at_on=1.5), dict(stuck_at_on=0.6, stuck_at_off=0.6),
-                dict(programming=float("nan")), dict(t_seconds=float("inf"))):
+                dict(programming=float("nan")), dict(t_seconds=float("inf")), dict(drift_compensation="local"),
+                dict(programming_poly_uS=[1.0]), dict(g_max_uS=0.0), dict(drift_nu_std=-1.0)):
         with pytest.raises(UserError, match="noise"):
             NoiseSpec(**bad)
 
@@ -79,12 +84,16 @@ def test_parse_noise():
     assert parse_noise("programming=0.02,read=0.01") == NoiseSpec(programming=0.02, read=0.01)
     assert parse_noise("pcm,drift_nu=0") == dataclasses.replace(NoiseSpec.pcm(), drift_nu=0.0)
     assert parse_noise("stuck-at-on=0.01").stuck_at_on == 0.01
+    spec = parse_noise("pcm,programming_poly_uS=0.5:1,drift_vs_conductance=false,drift_compensation=none")
+    assert spec.programming_poly_uS == (0.5, 1.0) and not spec.drift_vs_conductance
+    assert spec.drift_compensation == "none"
 
 
 @pytest.mark.parametrize("text, needle", [
     ("bogus=1", "unknown noise key"), ("gaussian", "unknown noise preset"), ("read=abc", "expects a number"),
     ("read", "unknown noise preset"), ("pcm,none", "not KEY=VALUE"), ("", "noise is none, pcm"),
-    ("read=-1", "noise read"),
+    ("read=-1", "noise read"), ("drift_vs_conductance=maybe", "true or false"),
+    ("programming_poly_uS=1:x", "separated by ':'"), ("drift_compensation=local", "noise drift compensation"),
 ])
 def test_parse_noise_rejects(text, needle):
     with pytest.raises(UserError, match=needle):

@@ -1,0 +1,231 @@
+"""Energy, power and area of a mapped model on a chip of one :class:`~graphcost.crossbar.tech.TechSpec`.
+
+Two passes over a :class:`~graphcost.crossbar.perf.Performance` (the mapping on a chip); they
+never re-count MVMs: the mapping's per-layer MVMs, and the tiling's word lines driven and
+columns digitised per MVM, are all they multiply. Per layer and frame, with
+``c = ceil(dac_bits / input_bits_per_cycle)`` input cycles per MVM (bit-serial: ``c = dac_bits``):
+
+* ``dac``   = MVMs x word lines driven x c x ``row_drive_energy_j``;
+* ``array`` = MVMs x weight cells x c x ``cell_read_energy_j``;
+* ``adc``   = MVMs x columns digitised x c x ``adc_energy_j(adc_bits)`` (conversions);
+* ``shift_add`` = conversions x ``shift_add_energy_j_per_op`` (slices, input bits, row tiles);
+* ``buffer`` = MVMs x (inputs read x ``buffer_read`` + outputs written x ``buffer_write``) x
+  activation bytes (every MVM reads its input vector: no line-buffer reuse is assumed);
+* ``interconnect`` = MVMs x (inputs + outputs) x activation bits x ``interconnect_energy_j_per_bit``;
+* ``leakage`` = (arrays x ``leakage_w_per_array`` + ADCs x ``leakage_w_per_adc``) x frame time
+  (``1 / throughput``), shared over layers by their arrays;
+* ``write`` = for every layer not resident (the graph does not fit ``--arrays``): its calls x
+  weight cells x ``write_energy_j_per_cell`` (rewritten each time it is called).
+
+Energy to reach anytime output ``n`` counts the calls it waits for (and their rewrites) plus
+leakage over its share of the frame time (``latency_n / latency_last``). ``tops_per_w`` counts
+2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
+``power_w = E_frame * throughput`` (dynamic power at the streaming frame rate plus leakage).
+
+Area (as used by the mapping): arrays (``cells x cell_area``), ADCs (``ceil(cols /
+columns_per_adc)`` per array), word-line drivers (per row), shift-add (one per ADC) and the
+activation buffer (the largest output feature map of one call, double-buffered).
+
+>>> import torch
+>>> from graphcost.crossbar.mapping import map_model
+>>> from graphcost.crossbar.perf import performance
+>>> from graphcost.crossbar.specs import ArraySpec, ChipSpec
+>>> from graphcost.crossbar.tech import TECH_PRESETS
+>>> perf = performance(map_model(torch.nn.Linear(128, 64), (1, 128), ArraySpec(128, 128, adc_bits=5)), ChipSpec())
+>>> e = energy(perf, TECH_PRESETS["rram-22nm"])
+>>> conversions = 1 * 512 * 8                  # one MVM, 64 outputs x 8 columns, 8 bit-serial cycles
+>>> e.layers[0].conversions == conversions, round(e.breakdown_j["adc"] / conversions * 1e15, 1)
+(True, 52.7)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+from .mapping import LayerMapping
+from .perf import Performance
+from .tech import TechSpec
+
+#: Keys of ``energy.breakdown_j`` (JSON contract).
+ENERGY_COMPONENTS = ("adc", "dac", "array", "shift_add", "buffer", "interconnect", "leakage", "write")
+#: Keys of ``area.breakdown_mm2``.
+AREA_COMPONENTS = ("arrays", "adc", "drivers", "shift_add", "buffers")
+
+#: Operations per MAC in TOPS and TOPS/W (a multiply and an add).
+OPS_PER_MAC = 2
+
+
+@dataclass(frozen=True)
+class LayerEnergy:
+    """One layer's energy per frame, by component, and its ADC conversions and MACs."""
+
+    name: str
+    breakdown_j: Dict[str, float]
+    conversions: int
+    macs: int
+
+    @property
+    def energy_j(self) -> float:
+        return sum(self.breakdown_j.values())
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Energy per frame (total, per component, per layer, per anytime output), TOPS/W, power."""
+
+    tech: str
+    per_frame_j: float
+    per_output_j: Tuple[float, ...]
+    breakdown_j: Dict[str, float]
+    macs: int
+    tops_per_w: float
+    power_w: float
+    layers: Tuple[LayerEnergy, ...]
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"per_frame_j": self.per_frame_j, "per_output_j": list(self.per_output_j),
+                "breakdown_j": dict(self.breakdown_j), "tops_per_w": self.tops_per_w, "power_w": self.power_w,
+                "tech": self.tech, "macs": self.macs, "ops_per_mac": OPS_PER_MAC}
+
+
+@dataclass(frozen=True)
+class AreaReport:
+    """Chip area as used by the mapping, by component."""
+
+    total_mm2: float
+    breakdown_mm2: Dict[str, float]
+    arrays: int
+    adcs: int
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"total_mm2": self.total_mm2, "breakdown_mm2": dict(self.breakdown_mm2), "arrays": self.arrays,
+                "adcs": self.adcs}
+
+
+def layer_macs(layer: LayerMapping) -> int:
+    """MACs per frame: MVMs x weights of the matrix one MVM uses."""
+    return layer.mvms * layer.weights // max(1, layer.matrices)
+
+
+def _dynamic(layer: LayerMapping, perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float], int]:
+    array = perf.mapping.array
+    cycles = tech.input_cycles(array.dac_bits)
+    conversions = layer.mvms * layer.read_columns * cycles
+    act_bytes = tech.activation_bits / 8
+    moved = layer.mvms * (layer.inputs_per_mvm + layer.outputs_per_mvm)
+    return {
+        "adc": conversions * tech.adc_energy_j(array.adc_bits),
+        "dac": layer.mvms * layer.row_drives * cycles * tech.row_drive_energy_j,
+        "array": layer.mvms * (layer.used_cells // max(1, layer.matrices)) * cycles * tech.cell_read_energy_j,
+        "shift_add": conversions * tech.shift_add_energy_j_per_op,
+        "buffer": layer.mvms * act_bytes * (layer.inputs_per_mvm * tech.buffer_read_energy_j_per_byte
+                                            + layer.outputs_per_mvm * tech.buffer_write_energy_j_per_byte),
+        "interconnect": moved * tech.activation_bits * tech.interconnect_energy_j_per_bit,
+    }, conversions
+
+
+def chip_arrays(perf: Performance) -> int:
+    """Arrays the mapping occupies on the chip (replicas included; the whole chip when it does not fit)."""
+    available = perf.chip.arrays
+    return perf.arrays_used if available is None else min(perf.arrays_used, available)
+
+
+def leakage_w(perf: Performance, tech: TechSpec) -> float:
+    """Leakage power of the arrays in use and their ADCs."""
+    arrays = chip_arrays(perf)
+    return arrays * (tech.leakage_w_per_array + tech.adcs_per_array(perf.mapping.array) * tech.leakage_w_per_adc)
+
+
+def _layers(perf: Performance, tech: TechSpec) -> Tuple[LayerEnergy, ...]:
+    leak_j = leakage_w(perf, tech) * perf.frame_time_s
+    tiles = sum(p.arrays for p in perf.layers) or 1
+    layers = []
+    for layer, lp in zip(perf.mapping.layers, perf.layers):
+        parts, conversions = _dynamic(layer, perf, tech)
+        parts["leakage"] = leak_j * lp.arrays / tiles
+        rewritten = 0 if lp.resident else layer.calls * layer.used_cells
+        parts["write"] = rewritten * tech.write_energy_j_per_cell
+        layers.append(LayerEnergy(layer.name, {k: parts[k] for k in ENERGY_COMPONENTS}, conversions,
+                                  layer_macs(layer)))
+    return tuple(layers)
+
+
+def _needed_calls(perf: Performance) -> List[int]:
+    """Per output, the bitset of calls it waits for (the calls above its predecessors)."""
+    above: List[int] = []
+    for call in perf.mapping.calls:
+        bits = 1 << len(above)
+        for p in call.preds:
+            bits |= above[p]
+        above.append(bits)
+    needed = []
+    for output in perf.mapping.outputs:
+        bits = 0
+        for p in output.preds:
+            bits |= above[p]
+        needed.append(bits)
+    return needed
+
+
+def _per_output(perf: Performance, layers: Sequence[LayerEnergy], tech: TechSpec) -> Tuple[float, ...]:
+    mapping = perf.mapping
+    per_call = []
+    for call in mapping.calls:  # a call's share of its layer's dynamic energy, and its own rewrite
+        layer, le = mapping.layers[call.layer], layers[call.layer]
+        share = call.mvms / layer.mvms if layer.mvms else 0.0
+        dynamic = le.energy_j - le.breakdown_j["leakage"] - le.breakdown_j["write"]
+        per_call.append(dynamic * share + le.breakdown_j["write"] / max(1, layer.calls))
+    leak_j = sum(le.breakdown_j["leakage"] for le in layers)
+    last = perf.outputs[-1].latency_s if perf.outputs else 0.0
+    result = []
+    for bits, out in zip(_needed_calls(perf), perf.outputs):
+        calls = sum(e for i, e in enumerate(per_call) if bits >> i & 1)
+        result.append(calls + leak_j * (out.latency_s / last if last > 0 else 1.0))
+    return tuple(result)
+
+
+def energy(perf: Performance, tech: TechSpec) -> EnergyReport:
+    """Energy per frame of ``perf``'s mapping on its chip in technology ``tech`` (module docstring).
+
+    Parameters
+    ----------
+    perf : Performance
+        The mapping on a chip (:func:`~graphcost.crossbar.perf.performance`): MVMs, residency,
+        frame time and output latencies.
+    tech : TechSpec
+        Per-component constants (:data:`~graphcost.crossbar.tech.TECH_PRESETS` or a TOML file).
+
+    Returns
+    -------
+    EnergyReport
+        ``per_frame_j``, ``per_output_j``, ``breakdown_j`` (keys :data:`ENERGY_COMPONENTS`),
+        ``tops_per_w`` (2 ops per MAC), ``power_w`` and one :class:`LayerEnergy` per layer.
+    """
+    layers = _layers(perf, tech)
+    breakdown = {k: sum(le.breakdown_j[k] for le in layers) for k in ENERGY_COMPONENTS}
+    total = sum(breakdown.values())
+    macs = sum(le.macs for le in layers)
+    tops_per_w = OPS_PER_MAC * macs / (total * tech.post_layout_energy_factor) / 1e12 if total > 0 else 0.0
+    power = total * perf.throughput_fps if math.isfinite(perf.throughput_fps) else 0.0
+    return EnergyReport(tech.name, total, _per_output(perf, layers, tech), breakdown, macs, tops_per_w, power,
+                        layers)
+
+
+def area(perf: Performance, tech: TechSpec) -> AreaReport:
+    """Area of the arrays the mapping uses and their periphery (see the module docstring)."""
+    array = perf.mapping.array
+    arrays = chip_arrays(perf)
+    adcs = arrays * tech.adcs_per_array(array)
+    largest_out = max((max(layer.mvms_per_call, default=0) * layer.outputs_per_mvm
+                       for layer in perf.mapping.layers), default=0)
+    buffer_kib = 2 * largest_out * tech.activation_bits / 8 / 1024
+    um2 = {
+        "arrays": arrays * array.cells * tech.cell_area_um2(),
+        "adc": adcs * tech.adc_area_um2(array.adc_bits),
+        "drivers": arrays * array.rows * tech.driver_area_um2_per_row,
+        "shift_add": adcs * tech.shift_add_area_um2_per_adc,
+        "buffers": buffer_kib * tech.buffer_area_um2_per_kib,
+    }
+    mm2 = {k: v * 1e-6 for k, v in um2.items()}
+    return AreaReport(sum(mm2.values()), mm2, arrays, adcs)

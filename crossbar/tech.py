@@ -1,0 +1,357 @@
+"""Technology: per-component energy, area and time constants of a chip (:class:`TechSpec`).
+
+One frozen dataclass, units in the field names, the source of every preset's value beside it.
+:data:`TECH_PRESETS` holds ``rram-22nm`` (NeuroSim V1.3's defaults), ``pcm-14nm``, ``sram-22nm``
+and ``isaac-32nm``; :func:`load_tech` reads a custom spec from a TOML file (a preset to start
+from and the fields to change), validated: an unknown key, a missing unit or a negative / NaN
+value is a :class:`graphcost.UserError`. :data:`HARDWARE_PRESETS` bundle a tech with the array
+it was published with (``neurosim-v1.3``: NeuroSim V1.3's VGG-8 example).
+
+Sources (facts and constants only, no code taken):
+
+* NeuroSim V1.3 (github.com/neurosim/DNN_NeuroSim_V1.3): ``Param.cpp`` defaults (22 nm, RRAM
+  1T1R 4x12 F², Ron 6 kOhm, 0.5 V / 10 ns read, 2 V write, 128x128, 2 bits/cell, 8 columns per
+  ADC, 5-bit ADC, 1 GHz, post-layout energy factor 1.22); ``MultilevelSenseAmp.cpp`` (22 nm LSTP
+  current-mode sense amplifier: 1.7 uW per reference level, 1 ns per conversion); ``SarADC.cpp``
+  (22 nm LSTP SAR: (0.538 b + 4.3753) uW over b + 1 ns; 14 nm: (0.3132 b + 2.5681) uW; area
+  ``A_n (269 + 109 (b-1)) + A_p (209 + 73 (b-1))`` in minimum transistors); ``SubArray.cpp``
+  (bit-line and word-line capacitance 0.2 fF/um).
+* ISAAC (Shafiee et al., ISCA 2016, Table 6): 8-bit ADC 2 mW at 1.28 GS/s, 1200 um²; 128x128
+  crossbar 0.3 mW, 25 um²; 1-bit DAC 3.9 uW per array (128 of them); 100 ns read cycle.
+* Digital: 16-bit shift-add 0.021 pJ (32 nm, ISAAC); 64 KB SRAM 1.6 pJ/B read, 2.1 pJ/B write
+  (45 nm, Horowitz ISSCC 2014), scaled to the node linearly in feature size (CV² with C ~ F).
+* Programming: RRAM ~0.6 pJ per 2 V / 10 ns pulse, write-verify ~8.5 us per row (NeuRRAM, Wan
+  et al., Nature 2022); PCM reset 300 uA / 40 ns, set 150 uA / 150 ns (Burr et al., JETCAP 2016).
+
+Where no publication gives a component, the value is marked *assumed* with its reasoning.
+
+>>> rram = TECH_PRESETS["rram-22nm"]
+>>> round(rram.adc_energy_j(5) * 1e15, 1)        # NeuroSim's 22 nm sense amp: 31 levels x 1.7 uW x 1 ns
+52.7
+>>> rram.adc_energy_j(6) > rram.adc_energy_j(5)
+True
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Dict, Mapping, Tuple
+
+from graphcost.errors import UserError
+
+from .specs import ArraySpec, ChipSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+#: ADC architectures: ``sar`` (one comparator, ``b`` steps, ``b + 1`` cycles) and ``flash``
+#: (``2**b - 1`` comparators / sense-amp references, one cycle; NeuroSim's multilevel sense amp).
+ADC_KINDS = ("sar", "flash")
+
+_F2_UM2 = 1e-6  # nm² -> um²
+
+
+@dataclass(frozen=True)
+class TechSpec:
+    """Per-component constants of one technology (units in the names; SI unless named).
+
+    Energies are per event: ``cell_read_energy_j`` per weight cell of a driven row and read
+    column per input cycle; ``row_drive_energy_j`` per word line driven per input cycle (DAC /
+    driver and the line's capacitance); ADC per conversion from ``adc_power_w_static +
+    adc_power_w_per_step * steps`` over its conversion time (:meth:`adc_energy_j`);
+    ``shift_add_energy_j_per_op`` per digitised column (shift-add of slices and input bits,
+    accumulation of row tiles); buffers per byte; interconnect per bit moved; leakage as
+    power; programming per cell written (with verify).
+    """
+
+    name: str
+    node_nm: float
+    cell_area_f2: float
+    cell_read_energy_j: float
+    row_drive_energy_j: float
+    input_bits_per_cycle: int
+    adc_kind: str
+    adc_power_w_static: float
+    adc_power_w_per_step: float
+    adc_cycle_ns: float
+    adc_area_um2_static: float
+    adc_area_um2_per_step: float
+    columns_per_adc: int
+    shift_add_energy_j_per_op: float
+    shift_add_area_um2_per_adc: float
+    driver_area_um2_per_row: float
+    buffer_read_energy_j_per_byte: float
+    buffer_write_energy_j_per_byte: float
+    buffer_area_um2_per_kib: float
+    interconnect_energy_j_per_bit: float
+    leakage_w_per_array: float
+    leakage_w_per_adc: float
+    clock_hz: float
+    read_pulse_ns: float
+    write_energy_j_per_cell: float
+    write_ns_per_row: float
+    activation_bits: int = 8
+    post_layout_energy_factor: float = 1.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "adc_kind"):
+                if not isinstance(value, str) or not value:
+                    raise UserError(f"tech {f.name} must be a non-empty string, got {value!r}")
+            elif f.name in ("input_bits_per_cycle", "columns_per_adc", "activation_bits"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise UserError(f"tech {f.name} must be a positive integer, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+                    or math.isinf(value) or value < 0:
+                raise UserError(f"tech {f.name} must be a finite number >= 0, got {value!r}")
+        if self.adc_kind not in ADC_KINDS:
+            raise UserError(f"tech adc_kind must be one of {', '.join(ADC_KINDS)}, got {self.adc_kind!r}")
+        for name in ("node_nm", "clock_hz", "adc_cycle_ns", "post_layout_energy_factor"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"tech {name} must be > 0, got {getattr(self, name)!r}")
+
+    # ------------------------------------------------------------------ derived
+    def adc_steps(self, bits: int) -> int:
+        """Comparator steps of one conversion: ``bits`` (SAR) or ``2**bits - 1`` (flash)."""
+        return bits if self.adc_kind == "sar" else 2 ** bits - 1
+
+    def adc_time_ns(self, bits: int) -> float:
+        """One conversion: ``(bits + 1)`` cycles (SAR) or one cycle (flash)."""
+        return self.adc_cycle_ns * ((bits + 1) if self.adc_kind == "sar" else 1)
+
+    def adc_energy_j(self, bits: int) -> float:
+        """Energy of one conversion: ``(P_static + P_step * steps) * conversion time``."""
+        power = self.adc_power_w_static + self.adc_power_w_per_step * self.adc_steps(bits)
+        return power * self.adc_time_ns(bits) * 1e-9
+
+    def adc_area_um2(self, bits: int) -> float:
+        return self.adc_area_um2_static + self.adc_area_um2_per_step * self.adc_steps(bits)
+
+    def input_cycles(self, input_bits: int) -> int:
+        """Array cycles to feed an ``input_bits`` activation: ``ceil(bits / input_bits_per_cycle)``."""
+        return -(-input_bits // self.input_bits_per_cycle)
+
+    def cell_area_um2(self) -> float:
+        return self.cell_area_f2 * self.node_nm ** 2 * _F2_UM2
+
+    def mvm_latency_ns(self, array: ArraySpec) -> float:
+        """One MVM of one array: per input cycle a read pulse, then the ``columns_per_adc`` columns
+        sharing an ADC converted one after another."""
+        per_cycle = self.read_pulse_ns + min(self.columns_per_adc, array.cols) * self.adc_time_ns(array.adc_bits)
+        return self.input_cycles(array.dac_bits) * per_cycle
+
+    def adcs_per_array(self, array: ArraySpec) -> int:
+        return -(-array.cols // self.columns_per_adc)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _scale(value_at: float, from_nm: float, to_nm: float) -> float:
+    """Dynamic energy scaled linearly with feature size (C ~ F at constant voltage)."""
+    return value_at * to_nm / from_nm
+
+
+def _sram_buffer_area_um2_per_kib(node_nm: float) -> float:
+    """8192 SRAM bits of 160 F² (NeuroSim Param.cpp's suggested cell above 22 nm), x1.5 for the
+    array periphery (*assumed*)."""
+    return 8192 * 160 * node_nm ** 2 * _F2_UM2 * 1.5
+
+
+def _min_transistor_um2(node_nm: float) -> float:
+    """A minimum-size transistor with spacing: ~100 F² (*assumed*: NeuroSim's gate-area model
+    gives 3-4 F wide x 28 F tall cells)."""
+    return 100 * node_nm ** 2 * _F2_UM2
+
+
+def _rram_22nm() -> TechSpec:
+    n = 22.0
+    t = _min_transistor_um2(n)
+    wire_cap_f_per_um = 0.2e-15                      # SubArray.cpp
+    bitline_um = 128 * 4 * n * 1e-3                  # 128 cells of 4 F height (1T1R)
+    wordline_um = 128 * 12 * n * 1e-3                # 128 cells of 12 F width
+    vdd = 0.8                                        # 22 nm LSTP supply (*assumed*, ITRS)
+    return TechSpec(
+        name="rram-22nm", node_nm=n, cell_area_f2=4 * 12,
+        # bit-line charge of a read column shared over its 128 cells at the 0.5 V read voltage
+        cell_read_energy_j=wire_cap_f_per_um * bitline_um * 0.5 ** 2 / 128,
+        # word-line charge at Vdd plus a 1-bit driver (~2 fJ, *assumed*)
+        row_drive_energy_j=wire_cap_f_per_um * wordline_um * vdd ** 2 + 2e-15,
+        input_bits_per_cycle=1,                      # NeuroSim feeds activations bit-serially
+        adc_kind="flash", adc_power_w_static=0.0, adc_power_w_per_step=1.7e-6, adc_cycle_ns=1.0,
+        # 18 transistors per reference level plus the sense amplifier (MultilevelSenseAmp.cpp)
+        adc_area_um2_static=50 * t, adc_area_um2_per_step=18 * t,
+        columns_per_adc=8,
+        shift_add_energy_j_per_op=_scale(0.021e-12, 32, n),
+        shift_add_area_um2_per_adc=500 * t,          # 16-bit adder + register (*assumed* ~500 transistors)
+        driver_area_um2_per_row=20 * t,              # decoder + level shifter per row (*assumed*)
+        buffer_read_energy_j_per_byte=_scale(1.6e-12, 45, n),
+        buffer_write_energy_j_per_byte=_scale(2.1e-12, 45, n),
+        buffer_area_um2_per_kib=_sram_buffer_area_um2_per_kib(n),
+        interconnect_energy_j_per_bit=0.05e-12,      # ~0.1 pJ/bit/mm over ~0.5 mm (*assumed*)
+        leakage_w_per_array=0.1e-6, leakage_w_per_adc=10e-9,  # LSTP periphery (*assumed*)
+        clock_hz=1e9, read_pulse_ns=10.0,
+        write_energy_j_per_cell=10 * 0.6e-12,        # ~10 write-verify pulses of ~0.6 pJ
+        write_ns_per_row=8500.0,                     # NeuRRAM's effective write-verify time
+        activation_bits=8, post_layout_energy_factor=1.22)
+
+
+def _sram_22nm() -> TechSpec:
+    n = 22.0
+    t = _min_transistor_um2(n)
+    rram = _rram_22nm()
+    return replace(
+        rram, name="sram-22nm", cell_area_f2=10 * 28,  # Param.cpp SRAM cell 10 x 28 F²
+        # 8T SRAM read bit line swings at Vdd: charge of a 128-cell bit line of 10 F cells
+        cell_read_energy_j=0.2e-15 * 128 * 10 * n * 1e-3 * 0.8 ** 2 / 128,
+        row_drive_energy_j=0.2e-15 * 128 * 28 * n * 1e-3 * 0.8 ** 2 + 2e-15,
+        adc_area_um2_static=50 * t, adc_area_um2_per_step=18 * t,
+        leakage_w_per_array=128 * 128 * 0.1e-9 * 0.8,  # ~0.1 nA per LSTP 6T/8T cell (*assumed*)
+        write_energy_j_per_cell=1e-15, write_ns_per_row=1.0,  # one clocked SRAM row write (*assumed*)
+        post_layout_energy_factor=1.22)
+
+
+def _isaac_32nm() -> TechSpec:
+    n = 32.0
+    return TechSpec(
+        name="isaac-32nm", node_nm=n,
+        cell_area_f2=25.0 / (128 * 128 * n ** 2 * _F2_UM2),  # 25 um² per 128x128 crossbar
+        cell_read_energy_j=0.3e-3 * 100e-9 / (128 * 128),    # 0.3 mW per crossbar over its 100 ns cycle
+        row_drive_energy_j=3.9e-6 * 100e-9 / 128,            # 3.9 uW for 128 1-bit DACs, 100 ns
+        input_bits_per_cycle=1,
+        # 2 mW at 1.28 GS/s (1.56 pJ); split static 0.4 mW + 0.2 mW per bit (*assumed*, SAR-like)
+        adc_kind="sar", adc_power_w_static=0.4e-3, adc_power_w_per_step=0.2e-3, adc_cycle_ns=1 / 1.28 / 9,
+        adc_area_um2_static=1200.0 / 2, adc_area_um2_per_step=1200.0 / 2 / 8,
+        columns_per_adc=128,                                 # one ADC per crossbar
+        shift_add_energy_j_per_op=0.021e-12, shift_add_area_um2_per_adc=60.0,  # ISAAC S+A 0.2 mW, 60 um²
+        driver_area_um2_per_row=170.0 / (8 * 128),          # ISAAC: 0.00017 mm² of DACs per 8 crossbars
+        buffer_read_energy_j_per_byte=_scale(1.6e-12, 45, n),
+        buffer_write_energy_j_per_byte=_scale(2.1e-12, 45, n),
+        buffer_area_um2_per_kib=_sram_buffer_area_um2_per_kib(n),
+        interconnect_energy_j_per_bit=0.1e-12,
+        leakage_w_per_array=1e-6, leakage_w_per_adc=1e-6,   # *assumed*
+        clock_hz=1.28e9, read_pulse_ns=100.0,
+        write_energy_j_per_cell=10 * 0.6e-12, write_ns_per_row=8500.0,
+        activation_bits=16)
+
+
+def _pcm_14nm() -> TechSpec:
+    n = 14.0
+    t = _min_transistor_um2(n)
+    return TechSpec(
+        name="pcm-14nm", node_nm=n, cell_area_f2=4 * 12,   # 1T1R-like PCM cell (*assumed*, as NeuroSim's)
+        cell_read_energy_j=0.2e-15 * 256 * 4 * n * 1e-3 * 0.3 ** 2 / 256,  # 0.3 V read (*assumed*)
+        row_drive_energy_j=0.2e-15 * 256 * 12 * n * 1e-3 * 0.7 ** 2 + 1e-15,
+        # HERMES feeds 8-bit inputs as pulse durations in one read (multi-bit "DAC")
+        input_bits_per_cycle=8,
+        adc_kind="sar", adc_power_w_static=2.5681e-6, adc_power_w_per_step=0.3132e-6, adc_cycle_ns=1.0,
+        adc_area_um2_static=(269 - 109) * t + (209 - 73) * t, adc_area_um2_per_step=109 * t + 73 * t,
+        columns_per_adc=1,                                 # HERMES: one ADC per column
+        shift_add_energy_j_per_op=_scale(0.021e-12, 32, n), shift_add_area_um2_per_adc=500 * t,
+        driver_area_um2_per_row=20 * t,
+        buffer_read_energy_j_per_byte=_scale(1.6e-12, 45, n),
+        buffer_write_energy_j_per_byte=_scale(2.1e-12, 45, n),
+        buffer_area_um2_per_kib=_sram_buffer_area_um2_per_kib(n),
+        interconnect_energy_j_per_bit=0.03e-12,
+        leakage_w_per_array=0.1e-6, leakage_w_per_adc=10e-9,
+        clock_hz=1e9, read_pulse_ns=128.0,                 # 8-bit pulse-width input (HERMES ~130 ns MVM)
+        # reset 1.5 V x 300 uA x 40 ns + set 1.5 V x 150 uA x 150 ns, ~5 verify iterations (*assumed*)
+        write_energy_j_per_cell=5 * (1.5 * 300e-6 * 40e-9 + 1.5 * 150e-6 * 150e-9),
+        write_ns_per_row=5 * (40 + 150 + 250),
+        activation_bits=8)
+
+
+#: The technology presets (``--tech NAME``).
+TECH_PRESETS: Dict[str, TechSpec] = {t.name: t for t in (_rram_22nm(), _pcm_14nm(), _sram_22nm(), _isaac_32nm())}
+
+
+@dataclass(frozen=True)
+class HardwarePreset:
+    """A tech with the array it was published with (``--preset NAME``)."""
+
+    tech: TechSpec
+    array: ArraySpec
+
+
+#: The technology of ``graphcost map`` when neither ``--tech`` nor ``--preset`` is given.
+DEFAULT_TECH = "rram-22nm"
+
+
+def apply_preset(preset: HardwarePreset, chip: ChipSpec) -> Tuple[ArraySpec, ChipSpec, TechSpec]:
+    """The array, the chip (its MVM time and row write time from the tech) and the tech of ``preset``."""
+    tech, array = preset.tech, preset.array
+    return array, replace(chip, mvm_latency_ns=tech.mvm_latency_ns(array), write_ns_per_row=tech.write_ns_per_row), tech
+
+
+#: ``--preset`` bundles: NeuroSim V1.3's VGG-8 example (Param.cpp: 128x128, 2 bits/cell, 8-bit
+#: weights and bit-serial 8-bit activations, 5-bit ADC; signed weights with a digital offset).
+HARDWARE_PRESETS: Dict[str, HardwarePreset] = {
+    "neurosim-v1.3": HardwarePreset(TECH_PRESETS["rram-22nm"],
+                                    ArraySpec(128, 128, weight_bits=8, cell_bits=2, differential=False,
+                                              dac_bits=8, adc_bits=5)),
+}
+
+
+def _lookup(table: Mapping[str, Any], name: str, what: str, also: str = ""):
+    if name in table:
+        return table[name]
+    raise UserError(f"unknown {what} {name!r}; use one of {', '.join(table)}{also}")
+
+
+def tech_preset(name: str) -> TechSpec:
+    """The preset ``name`` (a :class:`UserError` naming the known ones otherwise)."""
+    return _lookup(TECH_PRESETS, name, "tech", " or a .toml file")
+
+
+def hardware_preset(name: str) -> HardwarePreset:
+    """The ``--preset`` bundle ``name``."""
+    return _lookup(HARDWARE_PRESETS, name, "preset")
+
+
+def tech_from_mapping(data: Mapping[str, Any], source: str = "tech") -> TechSpec:
+    """A :class:`TechSpec` from ``{"base": PRESET, FIELD: VALUE, ...}`` (``base`` defaults to
+    ``rram-22nm``); every key must be a field (units are part of the names).
+
+    >>> tech_from_mapping({"base": "rram-22nm", "columns_per_adc": 4}).columns_per_adc
+    4
+    """
+    values = dict(data)
+    base = tech_preset(str(values.pop("base", "rram-22nm")))
+    known = {f.name for f in fields(TechSpec)}
+    for key in values:
+        if key not in known:
+            hint = [k for k in known if k.split("_")[0] == key.split("_")[0]]
+            raise UserError(f"{source}: unknown key {key!r} (keys carry their unit, e.g. "
+                            f"{', '.join(sorted(hint)[:3]) or 'adc_cycle_ns'}); see graphcost.crossbar.tech.TechSpec")
+    values.setdefault("name", f"{base.name}+custom")
+    return replace(base, **values)
+
+
+def load_tech(path: str) -> TechSpec:
+    """Read a TOML tech file: top-level ``base = "PRESET"`` and ``FIELD = VALUE`` lines (or a
+    ``[tech]`` table holding them)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise UserError(f"tech file {path!r} cannot be read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"tech file {path!r} is not valid TOML: {exc}") from None
+    if set(data) == {"tech"} and isinstance(data["tech"], dict):
+        data = data["tech"]
+    return tech_from_mapping(data, source=f"tech file {path!r}")
+
+
+def resolve_tech(text: str) -> TechSpec:
+    """``--tech`` value: a preset name or a path ending in ``.toml``."""
+    if text.endswith(".toml"):
+        return load_tech(text)
+    return tech_preset(text)
+
+
+__all__: Tuple[str, ...] = ("TechSpec", "DEFAULT_TECH", "apply_preset", "TECH_PRESETS", "HARDWARE_PRESETS", "HardwarePreset", "ADC_KINDS",
+                            "tech_preset", "hardware_preset", "tech_from_mapping", "load_tech", "resolve_tech")
