@@ -147,6 +147,9 @@ def _init_pool_worker(parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the parent alone handles it (and stops the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's SIGTERM handler (which unwinds the CLI); the parent
+    # stops its workers with SIGTERM, so here it must simply end the process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _one_thread()
 
 
