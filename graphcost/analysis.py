@@ -9,13 +9,14 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 from torch import nn
 
 from . import ops, passes
+from .aten_costs import Uncounted
 from .errors import UserError
 from .passes.anytime import OutputCost
 from .tracing import Trace, trace as trace_model
@@ -58,6 +59,18 @@ class Analysis:
     unknown_ops: Tuple[str, ...] = ()
     loop_nodes: int = 0
     dag_nodes: int = 0
+    #: aten ops that compute but have no formula (op -> calls, example shapes); see ``complete``
+    uncounted: Mapping[str, Uncounted] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every call that computes was counted: False means ``macs`` / ``other_ops`` are lower bounds."""
+        return not self.uncounted
+
+    @property
+    def incomplete_note(self) -> str:
+        """One line naming what was not counted ("" when complete)."""
+        return "; ".join(f"{op} x{u.calls} (e.g. shapes {list(map(list, u.shapes))})" for op, u in self.uncounted.items())
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict; the keys of the CLI's ``--format json``."""
@@ -72,6 +85,9 @@ class Analysis:
         d["layers"] = [asdict(layer) for layer in self.layers]
         d["opaque_modules"] = list(self.opaque_modules)
         d["unknown_ops"] = list(self.unknown_ops)
+        d["complete"] = self.complete
+        d["uncounted"] = {op: {"calls": u.calls, "shapes": [list(s) for s in u.shapes]}
+                          for op, u in self.uncounted.items()}
         d["units"] = {"macs": MACS_NOTE, "graph_size_bytes": "bytes", "latency_layers": "conv layers on the "
                       "longest path from the input"}
         return d
@@ -131,6 +147,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
         all_layers=all_layers,
         opaque_modules=tuple(trace.opaque_modules),
         unknown_ops=tuple(trace.unknown_ops),
+        uncounted=dict(trace.uncounted),
         loop_nodes=loop.number_of_nodes(),
         dag_nodes=dag.number_of_nodes(),
     )

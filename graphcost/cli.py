@@ -23,6 +23,9 @@ from .models import list_models
 from .resolve import ModelSpec, build_for_shapes
 from .tracing import trace
 
+#: exit status of ``analyze --strict`` when some computing op could not be counted
+EXIT_INCOMPLETE = 3
+
 #: ``--view``: the name a user picks -> the :class:`~graphcost.Trace` attribute holding that graph.
 GRAPH_VIEWS = {"loop": "loop_graph", "dag": "dag"}
 
@@ -49,13 +52,16 @@ def cli():
 @click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
+@click.option("--strict", is_flag=True, help="Exit with 3 when some computing op could not be counted.")
 @format_option
-def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], fmt: str):
+def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], strict: bool,
+            fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
     built = build_for_shapes(spec)
     result = analyze_model(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers)
     _render_analysis(result, per_layer, fmt)
+    return EXIT_INCOMPLETE if strict and not result.complete else 0
 
 
 def _render_analysis(result, per_layer: bool, fmt: str) -> None:
@@ -77,6 +83,8 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
         ("latency (conv layers on longest path)", str(result.latency_layers)),
         ("unique layers / calls", f"{result.loop_nodes} / {result.dag_nodes}"),
     ]
+    if not result.complete:
+        summary.append(("INCOMPLETE: computing ops not counted (MACs are a lower bound)", result.incomplete_note))
     con.print(render.table(f"{result.model} @ {shape}", ["metric", "value"], summary))
     if len(result.outputs) > 1:
         rows = [(o.index, render.human(o.macs), o.latency_layers, render.megabytes(o.graph_size_bytes))
@@ -88,10 +96,12 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
                  render.megabytes(layer.graph_size_bytes)) for layer in result.layers]
         con.print(render.table("layers", ["layer", "op", "calls", "params", "MACs", "in", "out", "graph size"],
                                rows))
-    for module in result.opaque_modules:
-        click.echo(f"note: {module} could not be traced symbolically; counted as one opaque layer", err=True)
+    if result.opaque_modules:
+        click.echo(f"note: opaque modules (no graphcost formula; costed per aten op by torch's formulas): "
+                   f"{', '.join(result.opaque_modules)}", err=True)
     if result.unknown_ops:
-        click.echo(f"note: ops without a cost formula (counted as 0): {', '.join(result.unknown_ops)}", err=True)
+        click.echo(f"note: functions without a graphcost formula (costed per aten op): {', '.join(result.unknown_ops)}",
+                   err=True)
 
 
 @cli.command()

@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx._symbolic_trace import _assert_is_none
 
 from .errors import UserError
 
@@ -247,8 +248,11 @@ _SHAPE_METHODS = ("view", "reshape", "permute", "transpose", "contiguous", "flat
                name="shape", kind="shape")
 @register_cost(nn.PixelShuffle, nn.PixelUnshuffle, name="pixel_shuffle", kind="shape")
 @register_cost(nn.Embedding, name="embedding", kind="other")
+# comparisons and asserts guard shapes; they compute nothing a cost should count
+@register_cost(operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge, operator.not_,
+               torch._assert, _assert_is_none, name="check", kind="shape")
 def free(call: Call) -> OpCost:
-    """No arithmetic: views, copies, padding, dropout at inference, table look-ups."""
+    """No arithmetic: views, copies, padding, dropout at inference, table look-ups, checks."""
     return OpCost()
 
 

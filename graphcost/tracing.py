@@ -10,27 +10,34 @@
 
 No activation is ever allocated: shapes come from running the fx graph on ``FakeTensor``s.
 
+Calls without a formula in the op registry — ``nn`` leaf modules nobody registered, fx-wrapped
+leaf functions — are costed per aten op (:mod:`graphcost.aten_costs`) on the slow math path;
+their modules are listed in ``Trace.opaque_modules``, and aten ops nobody can cost in
+``Trace.uncounted`` (``Trace.complete`` is then false).
+
 Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-dependent control
 flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
-single node whose MACs are counted by ``torch.utils.flop_counter`` — on fake tensors, or, when
-its control flow needs real values, on seeded random inputs of the right shapes (only that
-submodule's activations are allocated) — and it is listed in ``Trace.opaque_modules``. If the
-model's own ``forward`` cannot be traced, a :class:`~graphcost.UserError` names it.
+single node costed per aten op — on fake tensors, or, when its control flow needs real values,
+on seeded random inputs of the right shapes (only that submodule's activations are allocated).
+If the model's own ``forward`` cannot be traced, a :class:`~graphcost.UserError` names it.
 """
 from __future__ import annotations
 
 import functools
+import inspect
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 import torch
 from torch import fx, nn
+from torch.fx._symbolic_trace import _assert_is_none
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 from torch.utils._pytree import tree_map_only
-from torch.utils.flop_counter import FlopCounterMode
 
 from . import ops
+from .aten_costs import AtenCost, Uncounted
 from .errors import UserError
 from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
 
@@ -52,6 +59,13 @@ class Trace:
     outputs: List[str]
     opaque_modules: List[str] = field(default_factory=list)
     unknown_ops: List[str] = field(default_factory=list)
+    #: aten ops that compute but have no formula anywhere: op -> calls, example shapes
+    uncounted: Dict[str, Uncounted] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every call that computes was counted (nothing in ``uncounted``)."""
+        return not self.uncounted
 
     @functools.cached_property
     def graph_module(self) -> fx.GraphModule:
@@ -129,10 +143,11 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = (), custom: 
         model = _Single(model)
     leaves = set(leaf_modules)
     opaque: List[str] = []
+    defaults = _optional_defaults(model)
     while True:
         tracer = _Tracer(leaves, custom)
         try:
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=defaults or None)
         except Exception as exc:  # fx raises many types; we only need to know where
             culprit = getattr(exc, "_graphcost_module", "")
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -143,7 +158,35 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = (), custom: 
             leaves.add(culprit)
             opaque.append(culprit)
             continue
+        _drop_default_guards(graph)
         return tracer.root, graph, opaque
+
+
+#: what fx inserts to check that a concrete argument kept its traced value
+_GUARDS = (torch._assert, _assert_is_none)
+
+
+def _optional_defaults(model: nn.Module) -> Dict[str, Any]:
+    """Optional ``forward`` arguments after the input, at their defaults: traced as constants so
+    ``if mask is None`` / ``is_causal=False`` take the branch an eager call without them takes."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C forward: nothing to specialise
+        return {}
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {p.name: p.default for p in named[1:]
+            if p.default is None or isinstance(p.default, (bool, int, float, str))}
+
+
+def _drop_default_guards(graph: fx.Graph) -> None:
+    """Remove the placeholders of specialised defaults and the guards fx hangs on them."""
+    for ph in [n for n in graph.nodes if n.op == "placeholder"][1:]:
+        users = list(ph.users)
+        checks = [u for u in users if u.target is operator.eq and all(g.target in _GUARDS for g in u.users)]
+        if not ph.args or not all(u in checks or u.target in _GUARDS for u in users):
+            continue  # no default, or the argument is used beyond its guard: keep it
+        for node in [g for c in checks for g in c.users] + [u for u in users if u not in checks] + checks + [ph]:
+            graph.erase_node(node)
 
 
 # --------------------------------------------------------------------------- shape propagation
@@ -155,23 +198,20 @@ class _CostInterpreter(fx.Interpreter):
         self.opaque = opaque
         self.custom = custom
         self.records: Dict[str, Dict[str, Any]] = {}
-        self.unknown: Set[str] = set()
+        self.unknown: Set[str] = set()  # functions / methods without a formula, costed per aten op
+        self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
+        self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
 
     def run_node(self, n: fx.Node):
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
-        if info is None and n.op == "call_module":
-            out, macs = self._run_opaque(n, args, kwargs)
-            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
-            cost = ops.OpCost(macs=macs)
+        if info is None and n.op in COMPUTE_OPS:
+            out, info, cost = self._run_per_aten_op(n, module, args, kwargs)
         else:
             out = self._shortcut(info, module, args, kwargs)
             if out is None:
                 out = getattr(self, n.op)(n.target, args, kwargs)
-            if info is None:
-                self.unknown.add(_target_name(n))
-                info = ops.UNKNOWN
             cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
         self.records[n.name] = {
             "info": info,
@@ -181,6 +221,23 @@ class _CostInterpreter(fx.Interpreter):
             "in_numel": _activation_numel(n, args, kwargs),
         }
         return out
+
+    def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
+        """Run a call without a formula under :class:`AtenCost`: an opaque module, or a function /
+        method (e.g. an fx-wrapped leaf function) costed by the aten ops it runs."""
+        if module is not None:
+            out, counter = self._run_opaque(n, args, kwargs)
+            self.opaque_calls.setdefault(n.target, None)
+            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
+        else:
+            with AtenCost() as counter:
+                out = getattr(self, n.op)(n.target, args, kwargs)
+            self.unknown.add(_target_name(n))
+            info = ops.OpInfo(_target_name(n), "opaque", ops.free)
+        for op, found in counter.uncounted.items():
+            calls, shapes = self.uncounted.get(op, (0, found.shapes))
+            self.uncounted[op] = (calls + found.calls, shapes)
+        return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops)
 
     @staticmethod
     def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
@@ -198,13 +255,13 @@ class _CostInterpreter(fx.Interpreter):
         shape = info.shape(module, args, kwargs)
         return None if shape is None else _fake_empty(tensors[0], shape)
 
-    def _run_opaque(self, n: fx.Node, args, kwargs):
-        """Run a leaf nobody registered under torch's flop counter: on fake tensors when it can,
-        else (data-dependent control flow) on real seeded inputs of the same shapes."""
+    def _run_opaque(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
+        """Run a leaf nobody registered per aten op: on fake tensors when it can, else
+        (data-dependent control flow) on real seeded inputs of the same shapes."""
         try:
-            with FlopCounterMode(display=False) as counter:
+            with AtenCost() as counter:
                 out = self.call_module(n.target, args, kwargs)
-            return out, counter.get_total_flops() // 2
+            return out, counter
         except Exception:
             if n.target not in self.opaque:
                 raise
@@ -213,9 +270,9 @@ class _CostInterpreter(fx.Interpreter):
         with unset_fake_temporarily():
             real = tree_map_only(torch.Tensor, lambda t: torch.rand(t.shape, generator=gen).to(t.dtype),
                                  (args, kwargs))
-            with FlopCounterMode(display=False) as counter:
+            with AtenCost() as counter:
                 out = self.module.get_submodule(n.target)(*real[0], **real[1])
-        return tree_map_only(torch.Tensor, fake_mode.from_tensor, out), counter.get_total_flops() // 2
+        return tree_map_only(torch.Tensor, fake_mode.from_tensor, out), counter
 
     def _info(self, n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
         if n.op == "call_module":
@@ -379,8 +436,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
         model.train(was_training)
     dag, inputs, outputs = _build_dag(root, graph, interp.records, dtype)
     loop_graph = _build_loop_graph(dag)
-    return Trace(model, root, graph, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque,
-                 sorted(interp.unknown))
+    opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
+    uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
+    return Trace(model, root, graph, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque_modules,
+                 sorted(interp.unknown), uncounted)
 
 
 def _run_on_fake_input(interp: "_CostInterpreter", graph: fx.Graph, input_shape, dtype, model_name: str) -> None:
@@ -388,7 +447,7 @@ def _run_on_fake_input(interp: "_CostInterpreter", graph: fx.Graph, input_shape,
     with FakeTensorMode(allow_non_fake_inputs=True):
         x = torch.empty(input_shape, dtype=dtype)
         try:
-            interp.run(x, *([None] * (len(placeholders) - 1)))
+            interp.run(x, *(p.args[0] if p.args else None for p in placeholders[1:]))
         except UserError:
             raise
         except Exception as exc:

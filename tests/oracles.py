@@ -21,6 +21,32 @@ def macs_and_output(model: nn.Module, shape) -> tuple:
     return counter.get_total_flops() // 2, output
 
 
+def eager_macs(model: nn.Module, *inputs, **kw_inputs) -> int:
+    """MACs of ``model(*inputs, **kw_inputs)`` by FlopCounterMode with attention as explicit matmuls.
+
+    Each input is a shape (a float tensor of that shape) or a tensor; the forward runs on fake
+    tensors in eval mode, with the fused ``nn`` fast paths off and attention on the math backend
+    (so QK^T and AV are two counted matmuls whatever the device). MACs = FLOPs // 2.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model.eval()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode, sdpa_kernel(SDPBackend.MATH):
+            def fake(value):
+                return torch.empty(*value) if isinstance(value, (tuple, list)) else mode.from_tensor(value)
+
+            args = [fake(v) for v in inputs]
+            kwargs = {k: fake(v) for k, v in kw_inputs.items()}
+            with FlopCounterMode(display=False) as counter:
+                model(*args, **kwargs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() // 2
+
+
 def flop_counter_macs(model: nn.Module, shape) -> int:
     """MACs of ``model`` on an input of ``shape`` (FlopCounterMode on fake tensors, FLOPs // 2)."""
     return macs_and_output(model, shape)[0]

@@ -1,0 +1,171 @@
+"""Costs of calls graphcost has no formula for, counted per aten op on fake tensors.
+
+An opaque module (an ``nn`` leaf nobody registered, or a submodule fx cannot trace) and an
+fx-wrapped leaf function (``torch.fx.wrap``, e.g. torchvision's ``shifted_window_attention``)
+run once under :class:`AtenCost`, a dispatch mode that sees every aten op they execute:
+
+* ops with a formula in ``torch.utils.flop_counter`` (mm, bmm, addmm, convolution, attention)
+  count ``flops // 2`` MACs;
+* pointwise ops (``torch.Tag.pointwise``), reductions and normalisations count ``other_ops``;
+* views, copies, factories, indexing, comparisons and asserts do no arithmetic;
+* anything else is *uncounted*: listed with its calls and an example shape, so an analysis can
+  say it is incomplete instead of silently counting 0.
+
+They run on the slow, complete path: fused fast paths (``nn.TransformerEncoderLayer``'s
+``_transformer_encoder_layer_fwd``) hide their matmuls from any counter, so they are switched off;
+attention counts as QKᵀ + AV whatever kernel runs it (math, flash, CPU flash).
+
+>>> import torch
+>>> with AtenCost() as cost, torch.no_grad():
+...     _ = torch.softmax(torch.ones(2, 3) @ torch.ones(3, 4), -1)
+>>> cost.macs, cost.other_ops, dict(cost.uncounted)
+(24, 8, {})
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+aten = torch.ops.aten
+
+#: aten ops that do no arithmetic besides the views (``func.is_view``): copies, factories,
+#: gathers, concatenation, padding, random masks, asserts and metadata queries
+_FREE = frozenset(p for p in (
+    aten.clone, aten._to_copy, aten.copy_, aten.copy, aten.empty, aten.empty_like, aten.empty_strided,
+    aten.new_empty, aten.new_empty_strided, aten.zeros, aten.zeros_like, aten.ones, aten.ones_like, aten.full,
+    aten.full_like, aten.new_zeros, aten.new_ones, aten.new_full, aten.arange, aten.scalar_tensor, aten.fill_,
+    aten.zero_, aten.fill, aten.lift_fresh, aten.lift_fresh_copy, aten.detach, aten.alias, aten.cat, aten.stack,
+    aten.index, aten.index_select, aten.gather, aten.embedding, aten.constant_pad_nd, aten.reflection_pad1d,
+    aten.reflection_pad2d, aten.replication_pad1d, aten.replication_pad2d, aten.roll, aten.flip, aten.repeat,
+    aten.tril, aten.triu, aten.split_with_sizes_copy, aten.slice_scatter, aten.select_scatter, aten.index_put,
+    aten.index_put_, aten.masked_fill, aten.masked_fill_, aten.dropout, aten.native_dropout, aten.bernoulli,
+    aten.bernoulli_, aten.rand, aten.rand_like, aten.randn, aten.randn_like, aten._assert_async,
+    aten._assert_scalar, aten.sym_constrain_range_for_size, aten._local_scalar_dense, aten.item,
+    aten.is_nonzero, aten.unfold, aten.im2col, aten.pixel_shuffle, aten.pixel_unshuffle, aten.one_hot,
+    aten.resize_, aten.set_, aten.contiguous, aten.linspace, aten.eye, aten.tensor_split, aten.split,
+    aten.chunk, aten.unbind, aten.unsafe_split, aten.as_strided_scatter, aten.scatter, aten.scatter_,
+    aten.channel_shuffle, aten.native_channel_shuffle, aten._unsafe_view, torch.ops.prim.device,
+    aten.masked_scatter, aten.where, aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.logical_not,
+    aten.logical_and, aten.logical_or, aten.isnan, aten.isinf, aten.any, aten.all, aten.argmax, aten.argmin,
+) if p is not None)
+
+#: CPU / vendor attention kernels FlopCounterMode has no formula for: the flash formula
+#: (QKᵀ + AV) applies as it stands, so attention counts the same whatever the backend
+_ATTENTION_KERNELS = {
+    packet: flop_registry[aten._scaled_dot_product_flash_attention]
+    for packet in (aten._scaled_dot_product_flash_attention_for_cpu,
+                   getattr(aten, "_scaled_dot_product_fused_attention_overrideable", None))
+    if packet is not None
+}
+_MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS}
+
+#: normalisations and softmax: one op per output element, like the registry's modules
+_PER_OUTPUT = frozenset((
+    aten._softmax, aten._log_softmax, aten.softmax, aten.log_softmax, aten.native_layer_norm,
+    aten.native_group_norm, aten.native_batch_norm, aten._native_batch_norm_legit_no_training,
+    aten._native_batch_norm_legit, aten._native_batch_norm_legit_functional, aten.upsample_nearest2d,
+    aten.upsample_bilinear2d, aten.upsample_bicubic2d, aten._upsample_bilinear2d_aa, aten.upsample_nearest1d,
+    aten.upsample_linear1d, aten.upsample_nearest3d, aten.upsample_trilinear3d, aten.max_pool2d_with_indices,
+    aten.avg_pool2d, aten.avg_pool1d, aten.avg_pool3d, aten.max_pool3d_with_indices, aten._adaptive_avg_pool2d,
+    aten._adaptive_avg_pool3d, aten.adaptive_max_pool2d, aten.cumsum, aten.rms_norm, aten._fused_rms_norm,
+    aten._safe_softmax,
+))
+
+#: metadata queries FlopCounterMode skips as well: they never reach arithmetic
+_METADATA = frozenset(p for p in (
+    aten.sym_size, aten.sym_stride, aten.sym_numel, aten.sym_storage_offset, aten.size, aten.stride, aten.numel,
+    aten.dim, aten.is_contiguous, aten.sym_is_contiguous, aten.is_strides_like_format,
+    aten.is_non_overlapping_and_dense, aten.storage_offset,
+) if p is not None)
+
+
+@dataclass(frozen=True)
+class Uncounted:
+    """An aten op that computes but has no formula: how often it ran and one example's shapes."""
+
+    calls: int
+    shapes: Tuple[Tuple[int, ...], ...]
+
+
+def _numel(value) -> int:
+    return sum(t.numel() for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor))
+
+
+def _shapes(args) -> Tuple[Tuple[int, ...], ...]:
+    return tuple(tuple(int(s) for s in t.shape) for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
+
+
+def _does_no_arithmetic(func, packet) -> bool:
+    return packet in _FREE or packet in _METADATA or getattr(func, "is_view", False) or \
+        torch.Tag.view_copy in func.tags
+
+
+class AtenCost(TorchDispatchMode):
+    """Counts MACs, other ops and uncounted ops of everything run inside it (see the module doc)."""
+
+    def __init__(self):
+        super().__init__()
+        self.macs = 0
+        self.other_ops = 0
+        self._uncounted: Dict[str, List] = {}
+        self._math: Optional[contextlib.ExitStack] = None
+
+    @property
+    def uncounted(self) -> Dict[str, Uncounted]:
+        return {op: Uncounted(calls, shapes) for op, (calls, shapes) in self._uncounted.items()}
+
+    def __enter__(self):
+        self._math = contextlib.ExitStack()
+        self._math.enter_context(slow_math_path())
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._math.close()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if packet in _METADATA or func is torch.ops.prim.layout.default:
+            return NotImplemented  # as FlopCounterMode: tensor subclasses answer these themselves
+        counted = packet in _MAC_FORMULAS or packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags or \
+            torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
+        if not counted and func is not torch.ops.prim.device.default:  # a composite op may decompose into ops we know (as FlopCounterMode does)
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        self._count(func, packet, args, kwargs, out)
+        return out
+
+    def _count(self, func, packet, args, kwargs, out) -> None:
+        if packet in _MAC_FORMULAS:
+            self.macs += int(_MAC_FORMULAS[packet](*args, **kwargs, out_val=out)) // 2
+        elif packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags:
+            self.other_ops += _numel(out if packet not in _PER_OUTPUT else tree_flatten(out)[0][:1])
+        elif torch.Tag.reduction in func.tags:
+            self.other_ops += _numel(args[:1])
+        elif not _does_no_arithmetic(func, packet):
+            calls, shapes = self._uncounted.get(str(packet), (0, _shapes((args, kwargs))))
+            self._uncounted[str(packet)] = (calls + 1, shapes)
+
+
+@contextlib.contextmanager
+def slow_math_path() -> Iterator[None]:
+    """No fused ``nn`` fast paths (``_transformer_encoder_layer_fwd``, ``_native_multi_head_attention``)
+    while counting, restored afterwards."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
