@@ -50,7 +50,10 @@ class RunOptions:
     def open(self, stack: ExitStack):
         """Enter the executor and the store; both close when ``stack`` does."""
         store = stack.enter_context(open_store(self.store_path, enabled=not self.no_store))
-        store.get_many([])  # open (and create) it now: a bad --store fails before any work
+        store.get_many([])  # open (and create) it now: a bad, foreign or locked --store fails before any work
+        if store.read_only_note():
+            click.echo(f"note: {store.read_only_note()}", err=True)
+        stack.callback(lambda: [click.echo(f"note: {note}", err=True) for note in store.notes()])
         executor = stack.enter_context(make_executor(self.executor_kind, self.address, self.workers))
         return executor, store
 
