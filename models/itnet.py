@@ -30,6 +30,10 @@ DEFAULT_WIDTH = {
     ("cityscapes", False): 50,
 }
 
+#: Bounds of the counts that build modules (the paper sweeps N <= 16, L <= 4, K <= 3): an absurd value
+#: is refused at once instead of constructing millions of layers.
+MAX_ITERATIONS, MAX_SCALES, MAX_BLOCKS = 1024, 16, 256
+
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -269,9 +273,9 @@ def itnet(
         classes = preset.classes
     if f is None:
         f = DEFAULT_WIDTH.get((dataset, bool(shared)), DEFAULT_WIDTH[("camvid", bool(shared))])
-    check_int("N", N, 1)
-    check_int("L", L, 1)
-    check_int("K", K, 0)
+    check_int("N", N, 1, MAX_ITERATIONS)
+    check_int("L", L, 1, MAX_SCALES)
+    check_int("K", K, 0, MAX_BLOCKS)
     check_int("f", f, 2)
     check_int("classes", classes, 1)
     if not isinstance(shared, bool):

@@ -64,14 +64,22 @@ class ModelEntry:
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``.
+def check_int(name: str, value, minimum: int = 1, maximum: Optional[int] = None) -> int:
+    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``, else a ValueError naming ``name``.
+
+    ``maximum`` bounds a count that builds modules (iterations, blocks, scales), so an absurd value
+    is refused at once instead of constructing millions of layers.
 
     >>> check_int("N", 16)
     16
+    >>> check_int("L", 10 ** 9, 1, 16)
+    Traceback (most recent call last):
+    ValueError: L must be an integer from 1 to 16, got 1000000000
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    if bad or (maximum is not None and value > maximum):
+        limits = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name} must be an integer {limits}, got {value!r}")
     return value
 
 
