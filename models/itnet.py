@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DATASETS, check_int, register_model
+from .registry import DATASETS, MAX_REPEATS, MAX_WIDTH, check_int, register_model
 
 #: Expansion factor of the bottleneck residual blocks (Fig. A1: t = 6, as in MobileNetV2).
 EXPANSION = 6
@@ -29,10 +29,6 @@ DEFAULT_WIDTH = {
     ("cityscapes", True): 50,
     ("cityscapes", False): 50,
 }
-
-#: Bounds of the counts that build modules (the paper sweeps N <= 16, L <= 4, K <= 3): an absurd value
-#: is refused at once instead of constructing millions of layers.
-MAX_ITERATIONS, MAX_SCALES, MAX_BLOCKS = 1024, 16, 256
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -273,10 +269,10 @@ def itnet(
         classes = preset.classes
     if f is None:
         f = DEFAULT_WIDTH.get((dataset, bool(shared)), DEFAULT_WIDTH[("camvid", bool(shared))])
-    check_int("N", N, 1, MAX_ITERATIONS)
-    check_int("L", L, 1, MAX_SCALES)
-    check_int("K", K, 0, MAX_BLOCKS)
-    check_int("f", f, 2)
+    check_int("N", N, 1, MAX_REPEATS)
+    check_int("L", L, 1, MAX_REPEATS)
+    check_int("K", K, 0, MAX_REPEATS)
+    check_int("f", f, 2, MAX_WIDTH)
     check_int("classes", classes, 1)
     if not isinstance(shared, bool):
         raise ValueError(f"shared must be True or False, got {shared!r}")
