@@ -23,8 +23,8 @@ from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_P
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
 from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec,
-                               check_accuracy_table, check_grid, check_table, describe_failures, flat_frame,
-                               parse_axis, parse_metric, ranked_rows, resolve_spec, run_sweep)
+                               check_accuracy_table, check_grid, check_metric, check_table, describe_failures, flat_frame,
+                               parse_axis, parse_metric, ranked_rows, resolve_spec, row_columns, run_sweep)
 from graphcost.models.registry import DATASETS
 from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
@@ -432,6 +432,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         raise UserError(f"{exc} with --yes") from None
     if accuracy is not None:
         check_accuracy_table(accuracy, sweep_spec.grid_keys, accuracy_table)  # every row, before any analysis
+    if metric:
+        check_metric(metric, row_columns(sweep_spec, accuracy is not None))
     with ExitStack() as stack:
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))
