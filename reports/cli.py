@@ -17,9 +17,10 @@ import click
 
 from graphcost import render
 from graphcost.cli_options import INPUT_SHAPE, Parsed, format_option, model_options
-from graphcost.crossbar.cli import crossbar_option
+from graphcost.crossbar.cli import TECH, crossbar_option
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
                                       ChipSpec)
+from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
 from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, SweepSpec, check_grid, describe_failures, flat_frame,
                                parse_axis, parse_metric, ranked_rows, resolve_spec, run_sweep)
@@ -28,7 +29,7 @@ from graphcost.resolve import ModelSpec, build, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
 from graphcost.runtime.store import open_store
 
-from . import anytime, crossbar_report, fig5
+from . import anytime, crossbar_report, energy as energy_report, fig5
 from .common import check_out_dir, read_table, shape_text
 from .heatmap import write_sweep
 
@@ -200,6 +201,20 @@ DEFAULT_CROSSBAR_MODELS = ("itnet@shared=True", "itnet@shared=False", "enet", "e
 DEFAULT_REPORT_DATASET = "camvid"
 
 
+def _curve_items(models, dataset: str, input_shape, crossbar: Tuple[int, int], depthwise: str, chip: ChipSpec,
+                 tech: Optional[TechSpec] = None):
+    """The work items and labels of ``report crossbar`` / ``report energy`` (default models if none), and a title."""
+    tokens = [(m, None) for m in models] or [(parse_model_token(t), t) for t in DEFAULT_CROSSBAR_MODELS]
+    items, labels = [], []
+    for (name, params), token in tokens:
+        item, label = crossbar_report.model_item(name, params, dataset, input_shape, crossbar, depthwise, chip,
+                                                 token=token, tech=tech)
+        items.append(item)
+        labels.append(label)
+    title = f"{dataset} {shape_text(items[0].model.input_shape[-2:])}, {crossbar[0]}x{crossbar[1]} crossbar arrays"
+    return items, labels, title
+
+
 @report.command(name="crossbar")
 @click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
 @click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_REPORT_DATASET, show_default=True,
@@ -226,20 +241,14 @@ def crossbar_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: st
     """
     out = check_out_dir(out_dir)
     chip = ChipSpec(mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row)
-    tokens = [(m, None) for m in models] or [(parse_model_token(t), t) for t in DEFAULT_CROSSBAR_MODELS]
-    items, labels = [], []
-    for (name, params), token in tokens:
-        item, label = crossbar_report.model_item(name, params, dataset, input_shape, crossbar, depthwise, chip,
-                                                 token=token)
-        items.append(item)
-        labels.append(label)
-    title = f"{dataset} {shape_text(items[0].model.input_shape[-2:])}, {crossbar[0]}x{crossbar[1]} crossbar arrays"
+    items, labels, title = _curve_items(models, dataset, input_shape, crossbar, depthwise, chip)
     with ExitStack() as stack:
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar("crossbar: mapping networks", len(items)))
         results, points, written = crossbar_report.run(items, labels, out, title, executor, store, bar)
     summary = [{"model": label, "arrays_needed": r["arrays_needed"], "utilization": r["utilization"],
-                "throughput_fps": r["resident_fps"], "latency_s": r["latency_s"]}
+                "throughput_fps": r["resident_fps"], "latency_s": r["latency_s"], "energy_j": r["energy_j"],
+                "power_w": r["power_w"]}
                for label, r in zip(labels, results)]
     if fmt == "json":
         click.echo(render.dumps({"crossbar": f"{crossbar[0]}x{crossbar[1]}", "dataset": dataset, "models": summary,
@@ -248,10 +257,59 @@ def crossbar_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: st
         click.echo(render.frame_csv(points), nl=False)
     else:
         rows = [(s["model"], f"{s['arrays_needed']:,}", f"{s['utilization']:.1%}", f"{s['throughput_fps']:,.0f}",
-                 f"{s['latency_s'] * 1e3:.3f}") for s in summary]
+                 f"{s['latency_s'] * 1e3:.3f}", f"{s['energy_j'] * 1e6:,.4g}", f"{s['power_w']:.4g}") for s in summary]
         render.console().print(render.table(f"crossbar fit: {title}",
                                             ["model", "arrays needed", "utilization", "fps when it fits",
-                                             "latency (ms)"], rows))
+                                             "latency (ms)", "energy (uJ/frame)", "power (W)"], rows))
+    _echo_written(written)
+
+
+@report.command(name="energy")
+@click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_REPORT_DATASET, show_default=True,
+              help="Dataset preset: input resolution and classes.")
+@click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 360x480.")
+@crossbar_option(help="Crossbar array size: rows x columns.")
+@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
+              show_default=True, help="How grouped / depthwise convs are tiled.")
+@click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
+              help="Technology of the energy model: a preset or a TOML file.")
+@click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
+              help="Time of one MVM of one array (ns).")
+@click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
+              help="Time to program one array row (ns).")
+@out_option()
+@format_option
+@run_options
+def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
+                   input_shape: Optional[Tuple[int, ...]], crossbar: Tuple[int, int], depthwise: str, tech: TechSpec,
+                   mvm_latency_ns: float, write_ns_per_row: float, out_dir: str, fmt: str, run: RunOptions):
+    """Energy per frame by component and against chip size M for several MODELs.
+
+    MODEL as for ``report crossbar`` (default: ItNet shared and independent, ENet, ESPNetv2 s=2,
+    CGNet, RecUNet). Writes energy.png/.svg/.csv and energy_breakdown.csv to --out.
+    """
+    out = check_out_dir(out_dir)
+    chip = ChipSpec(mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row)
+    items, labels, title = _curve_items(models, dataset, input_shape, crossbar, depthwise, chip, tech)
+    title = f"{title}, {tech.name}"
+    with ExitStack() as stack:
+        executor, store = run.open(stack)
+        bar = stack.enter_context(run.bar("energy: mapping networks", len(items)))
+        results, points, written = energy_report.run(items, labels, out, title, executor, store, bar)
+    summary = energy_report.summary_rows(labels, results)
+    if fmt == "json":
+        click.echo(render.dumps({"crossbar": f"{crossbar[0]}x{crossbar[1]}", "dataset": dataset, "tech": tech.name,
+                                 "models": summary, "points": _records(points)}))
+    elif fmt == "csv":
+        click.echo(render.frame_csv(energy_report.breakdown_frame(labels, results)), nl=False)
+    else:
+        rows = [(s["model"], f"{s['arrays_needed']:,}", f"{s['energy_j'] * 1e6:,.4g}",
+                 f"{s['largest']} {s['largest_share']:.0%}", f"{s['power_w']:.4g}", f"{s['tops_per_w']:.3g}")
+                for s in summary]
+        render.console().print(render.table(f"energy per frame: {title}",
+                                            ["model", "arrays needed", "energy (uJ/frame)", "largest part",
+                                             "power (W)", "TOPS/W"], rows))
     _echo_written(written)
 
 

@@ -15,9 +15,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from graphcost.crossbar.energy import energy
 from graphcost.crossbar.mapping import map_trace
 from graphcost.crossbar.perf import performance
 from graphcost.crossbar.specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec
+from graphcost.crossbar.tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
 from graphcost.errors import UserError
 from graphcost.models import model_entry
 from graphcost.resolve import ModelSpec, build
@@ -37,6 +39,7 @@ class CurveItem:
     crossbar: Tuple[int, int]
     depthwise: str = DEPTHWISE_STRATEGIES[0]
     chip: ChipSpec = field(default_factory=ChipSpec)
+    tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
 
     @property
     def name(self) -> str:
@@ -57,7 +60,7 @@ def chip_sizes(needed: int, points: int = 36) -> List[int]:
 
 def model_item(model: str, params: Mapping[str, Any], dataset: str, input_shape: Optional[Sequence[int]],
                crossbar: Sequence[int], depthwise: str = DEPTHWISE_STRATEGIES[0], chip: Optional[ChipSpec] = None,
-               token: Optional[str] = None) -> Tuple[CurveItem, str]:
+               token: Optional[str] = None, tech: Optional[TechSpec] = None) -> Tuple[CurveItem, str]:
     """The work item of one model of the report and its label; a ``shared`` entry of ``params`` picks the variant
     (``token``: how the user wrote the model, for the error message).
 
@@ -69,7 +72,7 @@ def model_item(model: str, params: Mapping[str, Any], dataset: str, input_shape:
         raise UserError(f"model {model!r} has no shared/independent variants; drop shared= from {token or model!r}")
     spec = analysis_item(model, dataset, params, input_shape=input_shape, shared=shared)
     build(spec)
-    item = CurveItem(spec, tuple(crossbar), depthwise, chip or ChipSpec())
+    item = CurveItem(spec, tuple(crossbar), depthwise, chip or ChipSpec(), tech or TECH_PRESETS[DEFAULT_TECH])
     return item, model_label(model, shared, params)
 
 
@@ -83,12 +86,17 @@ def crossbar_curve(item: CurveItem) -> Dict[str, Any]:
     curve = []
     for m in chip_sizes(needed):
         perf = performance(mapping, item.chip_of(m))
+        e = energy(perf, item.tech)
         curve.append({"arrays": m, "fits": bool(perf.fits), "throughput_fps": float(perf.throughput_fps),
                       "latency_s": float(perf.latency_s), "rewritten_arrays": int(perf.rewritten_arrays),
-                      "rewrite_s": float(perf.rewrite_s)})
+                      "rewrite_s": float(perf.rewrite_s), "energy_j": float(e.per_frame_j),
+                      "power_w": float(e.power_w), "write_j": float(e.breakdown_j["write"])})
     full = performance(mapping, item.chip_of(None))
+    e = energy(full, item.tech)
     return {"arrays_needed": needed, "utilization": float(mapping.utilization),
-            "resident_fps": float(full.throughput_fps), "latency_s": float(full.latency_s), "curve": curve}
+            "resident_fps": float(full.throughput_fps), "latency_s": float(full.latency_s), "curve": curve,
+            "energy_j": float(e.per_frame_j), "power_w": float(e.power_w), "tops_per_w": float(e.tops_per_w),
+            "breakdown_j": {k: float(v) for k, v in e.breakdown_j.items()}}
 
 
 def curves(items: Sequence[CurveItem], executor=None, store=None, progress=None) -> List[Dict[str, Any]]:
