@@ -436,7 +436,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     args, kwargs = split_inputs(inputs if input_shape is None else input_shape)
     custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
-    root_module = _Single(model) if ops.lookup_module(model, custom) is not None else model
+    # a model that is itself one leaf (nn.Conv2d, nn.TransformerEncoder) is traced as one call of it
+    is_leaf = ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
+    root_module = _Single(model) if is_leaf else model
     bound = _bind(root_module, args, kwargs)
     specs = {name: describe(value, dtype) for name, value in bound.items()}
     was_training = model.training
