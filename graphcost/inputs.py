@@ -16,12 +16,17 @@ Optional ``forward`` arguments not given keep their defaults.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .errors import UserError
+
+
+#: more elements than any tensor can have (torch's storage size overflows long before 2**63 bytes)
+MAX_ELEMENTS = 2 ** 48
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class InputSpec:
         shape = tuple(self.shape)
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape) or any(s <= 0 for s in shape):
             raise UserError(f"input shape {shape} must be positive integers")
+        if math.prod(shape) >= MAX_ELEMENTS:
+            raise UserError(f"input shape {shape} has more than 2**48 elements; no tensor that large exists")
         object.__setattr__(self, "shape", shape)
         if self.dtype is not None and not isinstance(self.dtype, torch.dtype):
             raise UserError(f"input dtype must be a torch.dtype, got {self.dtype!r}")
