@@ -12,10 +12,11 @@ __version__ = "0.1.0"
 
 from .ops import Call, OpCost, register_cost
 from .schema import CallRecord, LayerRecord
+from .inputs import InputSpec
 from .tracing import Trace, trace
 from .analysis import Analysis, LayerCost, analyze, analyze_trace
 from .passes.anytime import OutputCost
 from .viewer import view
 
 __all__ = ["UserError", "trace", "Trace", "analyze", "analyze_trace", "Analysis", "LayerCost", "OutputCost",
-           "register_cost", "Call", "OpCost", "CallRecord", "LayerRecord", "view"]
+           "register_cost", "Call", "OpCost", "CallRecord", "LayerRecord", "InputSpec", "view"]

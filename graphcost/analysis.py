@@ -61,6 +61,8 @@ class Analysis:
     dag_nodes: int = 0
     #: aten ops that compute but have no formula (op -> calls, example shapes); see ``complete``
     uncounted: Mapping[str, Uncounted] = field(default_factory=dict)
+    #: every input: (forward argument name, shape, dtype name)
+    inputs: Tuple[Tuple[str, Tuple[int, ...], str], ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -86,6 +88,7 @@ class Analysis:
         d["opaque_modules"] = list(self.opaque_modules)
         d["unknown_ops"] = list(self.unknown_ops)
         d["complete"] = self.complete
+        d["inputs"] = [{"name": name, "shape": list(shape), "dtype": dtype} for name, shape, dtype in self.inputs]
         d["uncounted"] = {op: {"calls": u.calls, "shapes": [list(s) for s in u.shapes]}
                           for op, u in self.uncounted.items()}
         d["units"] = {"macs": MACS_NOTE, "graph_size_bytes": "bytes", "latency_layers": "conv layers on the "
@@ -155,22 +158,28 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
         opaque_modules=tuple(trace.opaque_modules),
         unknown_ops=tuple(trace.unknown_ops),
         uncounted=dict(trace.uncounted),
+        inputs=tuple((name, spec.shape, str(spec.dtype).replace("torch.", ""))
+                     for name, spec in trace.input_specs.items()),
         loop_nodes=loop.number_of_nodes(),
         dag_nodes=dag.number_of_nodes(),
     )
 
 
-def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, name: Optional[str] = None,
+def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,
             bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
-            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None) -> Analysis:
+            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
+            input_shape: Optional[Sequence[int]] = None) -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
     Parameters
     ----------
     model : torch.nn.Module
         The model. Nothing is allocated for activations: shapes come from fake tensors.
-    input_shape : sequence of int, default (1, 3, 224, 224)
-        Shape of the single input tensor, batch included.
+    inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
+        What ``forward`` is called with (see :func:`graphcost.trace`): a shape tuple is one float
+        input, batch included; ``InputSpec(shape, dtype)`` or an example tensor gives a dtype
+        (token ids: ``InputSpec((1, 128), torch.int64)``); a tuple is positional, a dict keyword
+        inputs. ``input_shape=`` is the same, by its old name.
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
@@ -213,5 +222,6 @@ def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, 
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    t = trace_model(model, input_shape, leaf_modules=leaf_modules, custom_costs=custom_costs)
+    t = trace_model(model, inputs if input_shape is None else input_shape, leaf_modules=leaf_modules,
+                    custom_costs=custom_costs)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

@@ -58,7 +58,7 @@ def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_elemen
             fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
     built = build_for_shapes(spec)
-    result = analyze_model(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
+    result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers)
     _render_analysis(result, per_layer, fmt)
     return EXIT_INCOMPLETE if strict and not result.complete else 0
@@ -113,7 +113,7 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
 def graph(spec: ModelSpec, out_path: str, view: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
     built = build_for_shapes(spec)
-    g = getattr(trace(built.module, built.input_shape), GRAPH_VIEWS[view])
+    g = getattr(trace(built.module, built.call_inputs), GRAPH_VIEWS[view])
     export_graph(g, out_path)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
 

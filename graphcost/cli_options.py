@@ -18,7 +18,7 @@ import click
 
 from .errors import UserError
 from .models.registry import DATASETS
-from .resolve import ModelSpec, parse_input_shape, parse_param
+from .resolve import ModelSpec, input_fields, parse_input, parse_input_shape, parse_param
 
 FORMATS = ("table", "json", "csv")
 
@@ -51,6 +51,7 @@ class Parsed(click.ParamType):
 
 
 INPUT_SHAPE = Parsed(parse_input_shape, "input shape", "HxW")
+INPUT = Parsed(parse_input, "input", "[NAME=]DIMS[:DTYPE]")
 MODEL_PARAM = Parsed(parse_param, "model parameter", "KEY=VALUE")
 
 
@@ -62,12 +63,14 @@ def model_options(func):
                   help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
     @click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
                   help="Dataset preset: input resolution and classes (camvid 360x480/11, cityscapes 512x1024/19).")
-    @click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 512x1024.")
+    @click.option("--input", "inputs", type=INPUT, multiple=True,
+                  help="Input (repeatable): resolution HxW / CxHxW (e.g. 512x1024), or an exact tensor "
+                       "[NAME=]DIMS[:DTYPE] (e.g. input_ids=1x128:int64); named inputs are keywords.")
     @click.option("--param", "params", type=MODEL_PARAM, multiple=True,
                   help="Model parameter (repeatable), e.g. --param N=8 --param f=32.")
     @functools.wraps(func)
-    def wrapper(model, shared, dataset, input_shape, params, **kwargs):
-        spec = ModelSpec(name=model, dataset=dataset, input_shape=input_shape, params=dict(params), shared=shared)
+    def wrapper(model, shared, dataset, inputs, params, **kwargs):
+        spec = ModelSpec(name=model, dataset=dataset, params=dict(params), shared=shared, **input_fields(inputs))
         return func(spec=spec, **kwargs)
 
     return wrapper

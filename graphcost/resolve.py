@@ -10,26 +10,32 @@ import importlib
 import inspect
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .errors import UserError
+from .inputs import InputSpec
 
 DEFAULT_INPUT = (1, 3, 224, 224)
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build and at which input shape (``input_shape=None``: the model's default)."""
+    """What to build and at which input shape (``input_shape=None``: the model's default).
+
+    ``inputs`` holds typed or named inputs (``--input input_ids=1x128:int64``), each
+    ``(name or None, InputSpec)``; a single plain image shape stays in ``input_shape``.
+    """
 
     name: str = "itnet"
     dataset: Optional[str] = None
     input_shape: Optional[Tuple[int, ...]] = None
     params: Dict[str, Any] = field(default_factory=dict)
     shared: Optional[bool] = None
+    inputs: Tuple[Tuple[Optional[str], InputSpec], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,13 @@ class BuiltModel:
     input_shape: Tuple[int, ...]
     label: str
     dataset: Optional[str]
+    #: typed / named inputs for ``analyze`` (None: one float input of ``input_shape``)
+    inputs: Any = None
+
+    @property
+    def call_inputs(self) -> Any:
+        """What to pass to :func:`graphcost.analyze` / :func:`graphcost.trace` as ``inputs``."""
+        return self.input_shape if self.inputs is None else self.inputs
 
 
 #: Longest literal a model parameter or grid value may be (a width, a tuple of iterations: a few characters).
@@ -108,13 +121,109 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
+_DTYPES = {name: getattr(torch, name) for name in (
+    "float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")}
+_DTYPES.update({"float": torch.float32, "half": torch.float16, "double": torch.float64, "long": torch.int64,
+                "int": torch.int32})
+_INPUT = re.compile(r"^\s*(?:(?P<name>[A-Za-z_]\w*)\s*=)?\s*(?P<dims>[^:=]+?)\s*(?::\s*(?P<dtype>\w+))?\s*$")
+
+
+def parse_input(text: str) -> Tuple[Optional[str], InputSpec]:
+    """``[NAME=]DIMS[:DTYPE]``: HxW and CxHxW are an image (batch 1, 3 channels for HxW);
+    a value with a dtype, or with 1 or 4+ dims, is that exact tensor.
+
+    >>> parse_input("512x1024"), parse_input("input_ids=1x128:int64")
+    ((None, InputSpec(shape=(1, 3, 512, 1024), dtype=None)), ('input_ids', InputSpec(shape=(1, 128), dtype=torch.int64)))
+    """
+    match = _INPUT.match(text or "")
+    if not match or not _SHAPE.match(match["dims"]):
+        raise UserError(f"an input is [NAME=]DIMS[:DTYPE] (e.g. 512x1024 or input_ids=1x128:int64), got {text!r}")
+    dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", match["dims"].strip()))
+    if any(d <= 0 for d in dims):
+        raise UserError(f"input dimensions must be positive, got {text!r}")
+    dtype = None
+    if match["dtype"]:
+        if match["dtype"] not in _DTYPES:
+            raise UserError(f"unknown dtype {match['dtype']!r} in {text!r}; use one of {', '.join(_DTYPES)}")
+        dtype = _DTYPES[match["dtype"]]
+    elif len(dims) in (2, 3):
+        dims = parse_input_shape(match["dims"])
+    return match["name"], InputSpec(dims, dtype)
+
+
+def input_fields(parsed: Sequence[Tuple[Optional[str], InputSpec]]) -> Dict[str, Any]:
+    """``ModelSpec`` fields for parsed inputs: one plain image shape stays ``input_shape``."""
+    if not parsed:
+        return {"input_shape": None, "inputs": ()}
+    if len(parsed) == 1 and parsed[0][0] is None and parsed[0][1].dtype is None:
+        return {"input_shape": parsed[0][1].shape, "inputs": ()}
+    names = [name for name, _ in parsed if name is not None]
+    if len(names) != len(set(names)):
+        raise UserError(f"an input name is given twice: {', '.join(names)}")
+    return {"input_shape": None, "inputs": tuple(parsed)}
+
+
+def call_inputs(inputs: Sequence[Tuple[Optional[str], InputSpec]]) -> Any:
+    """Parsed inputs as ``analyze`` takes them: unnamed ones positional, named ones keywords."""
+    args = tuple(spec for name, spec in inputs if name is None)
+    kwargs = {name: spec for name, spec in inputs if name is not None}
+    return args + ((kwargs,) if kwargs else ())
+
+
 def build(spec: ModelSpec) -> BuiltModel:
     """Build the module a spec names, with its input shape."""
     if spec.name.startswith("torchvision:"):
-        return _build_torchvision(spec)
-    if ":" in spec.name:
-        return _build_callable(spec)
-    return _build_zoo(spec)
+        built = _build_torchvision(spec)
+    elif spec.name.startswith("timm:"):
+        built = _build_timm(spec)
+    elif ":" in spec.name:
+        built = _build_callable(spec)
+    else:
+        built = _build_zoo(spec)
+    if spec.inputs:
+        built = replace(built, inputs=call_inputs(spec.inputs), input_shape=spec.inputs[0][1].shape)
+    return built
+
+
+class BuildFailed(UserError):
+    """The model's factory raised while building it."""
+
+
+def call_factory(label: str, factory, params: Dict[str, Any]) -> nn.Module:
+    """``factory(**params)``; parameters it does not take, or anything it raises, become one line."""
+    try:
+        inspect.signature(factory).bind(**params)
+    except TypeError as exc:
+        raise UserError(f"cannot call {label} with {params}: {exc}") from None
+    except ValueError:  # no signature to check (a builtin): let the call decide
+        pass
+    try:
+        module = factory(**params)
+    except Exception as exc:  # the factory is the user's code: whatever it raises is a build failure
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line}") from None
+    if not isinstance(module, nn.Module):
+        raise UserError(f"{label} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _build_timm(spec: ModelSpec) -> BuiltModel:
+    _no_shared(spec)
+    name = spec.name.split(":", 1)[1]
+    try:
+        import timm  # lazy: an optional extra, needed only for timm: models
+    except ImportError:
+        raise UserError("timm is not installed; pip install 'graphcost[timm]' to analyze timm models") from None
+    if spec.params.get("pretrained"):
+        raise UserError("graphcost never downloads weights; drop the pretrained parameter")
+    if not timm.is_model(name):
+        raise UserError(f"timm has no model {name!r}; see timm.list_models()")
+    module = call_factory(spec.name, timm.create_model, {"model_name": name, "pretrained": False, **spec.params})
+    shape, dataset = _input_for(spec)
+    if not spec.input_shape and not spec.dataset:
+        size = getattr(module, "pretrained_cfg", {}).get("input_size")
+        shape = (1,) + tuple(size) if size else shape
+    return BuiltModel(module, shape, spec.name, dataset)
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:
@@ -164,10 +273,7 @@ def _build_torchvision(spec: ModelSpec) -> BuiltModel:
         params.setdefault("weights_backbone", None)
     if params.get("weights") is not None or params.get("weights_backbone") is not None:
         raise UserError("graphcost never downloads weights; drop the weights parameter")
-    try:
-        module = builder(**params)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"invalid parameters for torchvision:{name}: {exc}") from None
+    module = call_factory(spec.name, builder, params)
     shape, dataset = _input_for(spec)
     return BuiltModel(module, shape, spec.name, dataset)
 
@@ -182,12 +288,7 @@ def _build_callable(spec: ModelSpec) -> BuiltModel:
     factory = getattr(mod, attr, None)
     if factory is None or not callable(factory):
         raise UserError(f"{module_name!r} has no callable {attr!r}")
-    try:
-        module = factory(**spec.params)
-    except TypeError as exc:
-        raise UserError(f"cannot call {spec.name} with {spec.params}: {exc}") from None
-    if not isinstance(module, nn.Module):
-        raise UserError(f"{spec.name} returned {type(module).__name__}, not a torch.nn.Module")
+    module = call_factory(spec.name, factory, dict(spec.params))
     shape, dataset = _input_for(spec)
     return BuiltModel(module, shape, spec.name, dataset)
 
@@ -201,6 +302,8 @@ def build_for_shapes(spec: ModelSpec) -> BuiltModel:
     try:
         with torch.device("meta"):
             return build(spec)
+    except BuildFailed:  # the factory raised on the meta device: it may need real tensors
+        return build(spec)
     except UserError:
         raise
     except Exception:  # noqa: BLE001 - a constructor that needs real tensors: fall back to real ones

@@ -39,6 +39,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, Uncounted
 from .errors import UserError
+from .inputs import InputSpec, describe, fake_input, split_inputs
 from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
@@ -61,6 +62,8 @@ class Trace:
     unknown_ops: List[str] = field(default_factory=list)
     #: aten ops that compute but have no formula anywhere: op -> calls, example shapes
     uncounted: Dict[str, Uncounted] = field(default_factory=dict)
+    #: every input given, by ``forward`` argument name: its shape and dtype
+    input_specs: Dict[str, InputSpec] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -136,14 +139,11 @@ class _Single(nn.Module):
         return self.model(x)
 
 
-def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str] = (), custom: Optional[Dict] = None
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str]
                     ) -> Tuple[nn.Module, fx.Graph, List[str]]:
-    custom = custom or {}
-    if ops.lookup_module(model, custom) is not None:
-        model = _Single(model)
     leaves = set(leaf_modules)
     opaque: List[str] = []
-    defaults = _optional_defaults(model)
+    defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
     while True:
         tracer = _Tracer(leaves, custom)
         try:
@@ -217,8 +217,8 @@ class _CostInterpreter(fx.Interpreter):
             "info": info,
             "cost": cost,
             "out_tensors": [tuple(t.shape) for t in ops.tensors_in(out)],
-            "out_numel": sum(t.numel() for t in ops.tensors_in(out)),
-            "in_numel": _activation_numel(n, args, kwargs),
+            "out_bytes": _nbytes(out),
+            "in_bytes": _activation_bytes(n, args, kwargs),
         }
         return out
 
@@ -300,10 +300,15 @@ def _active_fake_mode(args) -> FakeTensorMode:
     raise RuntimeError("opaque module called without fake tensor inputs")
 
 
-def _activation_numel(n: fx.Node, args, kwargs) -> int:
-    """Elements of the node's inputs that are activations (not parameters or constants)."""
-    return sum(sum(t.numel() for t in ops.tensors_in(value))
-               for value, src in _zip_inputs(n, args, kwargs) if src is not None and src.op != "get_attr")
+def _nbytes(value) -> int:
+    """Bytes of the tensors in ``value``, each at its own dtype."""
+    return sum(t.numel() * t.element_size() for t in ops.tensors_in(value))
+
+
+def _activation_bytes(n: fx.Node, args, kwargs) -> int:
+    """Bytes of the node's inputs that are activations (not parameters or constants)."""
+    return sum(_nbytes(value) for value, src in _zip_inputs(n, args, kwargs)
+               if src is not None and src.op != "get_attr")
 
 
 def _zip_inputs(n: fx.Node, args, kwargs):
@@ -368,8 +373,9 @@ def get_attr(root: nn.Module, target: str):
 
 
 # --------------------------------------------------------------------------- the entry point
-def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch.dtype] = None,
-          leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None) -> Trace:
+def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
+          leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
+          input_shape: Optional[Sequence[int]] = None) -> Trace:
     """Trace ``model`` on a fake input; return its execution DAG and loop-keeping graph.
 
     No activation is allocated: shapes come from fake tensors. Every call's cost (from the op
@@ -379,10 +385,15 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
     ----------
     model : torch.nn.Module
         The model; its training mode is restored afterwards (tracing runs in eval mode).
-    input_shape : sequence of int
-        Shape of the single input tensor, batch included, e.g. ``(1, 3, 224, 224)``.
+    inputs : shape, InputSpec, tensor, or a tuple / dict of them
+        What ``forward`` is called with (:mod:`graphcost.inputs`): a shape tuple such as
+        ``(1, 3, 224, 224)`` is one float input; ``InputSpec(shape, dtype)`` and example tensors
+        (real, fake or meta: only their shape and dtype count) give a dtype; a tuple is several
+        positional inputs, a dict keyword inputs. Optional arguments not given keep their defaults.
+        ``input_shape=`` is the same, by its old name.
     dtype : torch.dtype, optional
-        Input dtype (default: the dtype of the model's first floating-point parameter, else float32).
+        The model's floating-point dtype (default: its first floating-point parameter's, else
+        float32): inputs given by shape alone take it, and graph size counts weights at its size.
     leaf_modules : iterable of str, optional
         Submodule paths to keep as single opaque calls instead of tracing into them.
     custom_costs : dict, optional
@@ -399,8 +410,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
     Raises
     ------
     UserError
-        If ``input_shape`` is not positive, the model's own ``forward`` cannot be traced by
-        ``torch.fx``, the model cannot run at ``input_shape``, or ``custom_costs`` is malformed.
+        If an input shape is not positive, ``forward`` takes no such inputs, the model's own
+        ``forward`` cannot be traced by ``torch.fx``, the model cannot run on the inputs, or
+        ``custom_costs`` is malformed.
 
     Examples
     --------
@@ -421,38 +433,60 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, dtype: Optional[torch
     >>> t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
     (3, True)
     """
-    input_shape = tuple(int(s) for s in input_shape)
-    if any(s <= 0 for s in input_shape):
-        raise UserError(f"input shape {input_shape} must be positive")
+    args, kwargs = split_inputs(inputs if input_shape is None else input_shape)
     custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
+    # a model that is itself one leaf (nn.Conv2d, nn.TransformerEncoder) is traced as one call of it
+    is_leaf = ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
+    root_module = _Single(model) if is_leaf else model
+    bound = _bind(root_module, args, kwargs)
+    specs = {name: describe(value, dtype) for name, value in bound.items()}
     was_training = model.training
     model.eval()
     try:
-        root, graph, opaque = _symbolic_trace(model, leaf_modules, custom)
+        root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
         interp = _CostInterpreter(root, graph, set(opaque), custom)
-        _run_on_fake_input(interp, graph, input_shape, dtype, type(model).__name__)
+        _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__)
     finally:
         model.train(was_training)
-    dag, inputs, outputs = _build_dag(root, graph, interp.records, dtype)
+    dag, placeholders, outputs = _build_dag(root, graph, interp.records)
     loop_graph = _build_loop_graph(dag)
     opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
-    return Trace(model, root, graph, input_shape, dtype, dag, loop_graph, inputs, outputs, opaque_modules,
-                 sorted(interp.unknown), uncounted)
+    first = next(iter(specs.values()))
+    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders, outputs, opaque_modules,
+                 sorted(interp.unknown), uncounted, specs)
 
 
-def _run_on_fake_input(interp: "_CostInterpreter", graph: fx.Graph, input_shape, dtype, model_name: str) -> None:
+def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
+    """The inputs by ``forward`` argument name, checked against its signature."""
+    try:
+        return dict(inspect.signature(root.forward).bind_partial(*args, **kwargs).arguments)
+    except TypeError as exc:
+        raise UserError(f"{type(root).__name__}.forward cannot take these inputs: {exc}") from None
+
+
+def _run_on_fake_inputs(interp: "_CostInterpreter", graph: fx.Graph, bound: Dict[str, Any], dtype, device,
+                        model_name: str) -> None:
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     with FakeTensorMode(allow_non_fake_inputs=True):
-        x = torch.empty(input_shape, dtype=dtype)
+        values = {name: fake_input(value, dtype, device) for name, value in bound.items()}
         try:
-            interp.run(x, *(p.args[0] if p.args else None for p in placeholders[1:]))
+            interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
+                         for p in placeholders))
         except UserError:
             raise
         except Exception as exc:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"{model_name} cannot run on input shape {input_shape}: {first_line}") from None
+            given = ", ".join(f"{name} {describe(v, dtype).shape}" for name, v in bound.items())
+            raise UserError(f"{model_name} cannot run on input {given}: {first_line}") from None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """Where the model's parameters live (the meta device for a model built only for its shapes)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -462,8 +496,7 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiGraph, List[str], List[str]]:
-    element = torch.empty((), dtype=dtype).element_size()
+def _build_dag(root: nn.Module, graph: fx.Graph, records) -> Tuple[nx.DiGraph, List[str], List[str]]:
     dag = nx.DiGraph()
     inputs: List[str] = []
     order = 0
@@ -476,7 +509,7 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
         rec = records.get(n.name)
         if rec is None:  # an unused optional placeholder
             continue
-        dag.add_node(n.name, **{RECORD: _call_record(root, n, rec, order, element, ordinals)})
+        dag.add_node(n.name, **{RECORD: _call_record(root, n, rec, order, ordinals)})
         order += 1
         for src in n.all_input_nodes:
             if src.name in dag:
@@ -486,8 +519,8 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records, dtype) -> Tuple[nx.DiG
     return dag, inputs, outputs
 
 
-def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, element: int,
-                 ordinals: Dict[str, int]) -> CallRecord:
+def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, ordinals: Dict[str, int]
+                 ) -> CallRecord:
     info: ops.OpInfo = rec["info"]
     cost: ops.OpCost = rec["cost"]
     param_ids = tuple(sorted({id(p) for p in _node_parameters(root, n)}))
@@ -502,8 +535,8 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, e
         module=n.target if n.op == "call_module" else _owner_module(n),
         macs=int(cost.macs),
         other_ops=int(cost.other_ops),
-        in_bytes=int(rec["in_numel"]) * element,
-        out_bytes=int(rec["out_numel"]) * element,
+        in_bytes=int(rec["in_bytes"]),
+        out_bytes=int(rec["out_bytes"]),
         out_shapes=tuple(rec["out_tensors"]),
         param_ids=param_ids,
         site=_call_site(n, ordinals),

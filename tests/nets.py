@@ -100,3 +100,26 @@ class Spectral(nn.Module):
 
 def make_spectral():
     return Spectral()
+
+
+class TwoInputs(nn.Module):
+    """Token ids through an embedding, plus an optional float bias given by keyword."""
+
+    def __init__(self, vocab=50, dim=16):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.fc = nn.Linear(dim, 4)
+
+    def forward(self, input_ids, bias=None):
+        h = self.embed(input_ids)
+        if bias is not None:
+            h = h + bias
+        return self.fc(h)
+
+
+def make_two_inputs():
+    return TwoInputs()
+
+
+def make_failing(**params):
+    raise TypeError("unsupported operand inside the factory")

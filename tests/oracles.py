@@ -35,8 +35,11 @@ def eager_macs(model: nn.Module, *inputs, **kw_inputs) -> int:
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with FakeTensorMode(allow_non_fake_inputs=True) as mode, sdpa_kernel(SDPBackend.MATH):
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+
             def fake(value):
-                return torch.empty(*value) if isinstance(value, (tuple, list)) else mode.from_tensor(value)
+                return torch.empty(*value, device=device) if isinstance(value, (tuple, list)) \
+                    else mode.from_tensor(value.to(device) if value.device != device else value)
 
             args = [fake(v) for v in inputs]
             kwargs = {k: fake(v) for k, v in kw_inputs.items()}

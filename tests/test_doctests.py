@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "graphcost", "graphcost.ops", "graphcost.schema", "graphcost.aten_costs", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
+    "graphcost", "graphcost.ops", "graphcost.schema", "graphcost.aten_costs", "graphcost.inputs", "graphcost.tracing", "graphcost.analysis", "graphcost.resolve", "graphcost.render",
     "graphcost.export", "graphcost.passes.params", "graphcost.passes.macs", "graphcost.passes.graph_size",
     "graphcost.passes.latency", "graphcost.models.registry", "graphcost.crossbar.specs", "graphcost.crossbar.mapping",
     "graphcost.crossbar.perf", "graphcost.crossbar.tiling", "graphcost.crossbar.accuracy", "graphcost.crossbar.sim.convert",

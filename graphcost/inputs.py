@@ -1,0 +1,94 @@
+"""What a model is called with: shapes, typed specs, example tensors, positional or by keyword.
+
+``analyze(model, inputs)`` and ``trace(model, inputs)`` accept
+
+* a shape tuple ``(1, 3, 224, 224)``: one float input at the model's dtype (as always);
+* :class:`InputSpec` ``(shape, dtype)``: e.g. token ids ``InputSpec((1, 128), torch.int64)``;
+* an example tensor (real, fake or meta): its shape and dtype, never its values;
+* a tuple / list of these: positional inputs;
+* a dict ``{name: input}``: keyword inputs (``{"input_ids": ..., "attention_mask": ...}``).
+
+Optional ``forward`` arguments not given keep their defaults.
+
+>>> args, kwargs = split_inputs(((1, 3, 8, 8), {"mask": InputSpec((1, 8), torch.bool)}))
+>>> args, kwargs
+([InputSpec(shape=(1, 3, 8, 8), dtype=None)], {'mask': InputSpec(shape=(1, 8), dtype=torch.bool)})
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .errors import UserError
+
+
+#: more elements than any tensor can have (torch's storage size overflows long before 2**63 bytes)
+MAX_ELEMENTS = 2 ** 48
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input tensor by shape and dtype (``dtype=None``: the model's floating-point dtype)."""
+
+    shape: Tuple[int, ...]
+    dtype: Optional[torch.dtype] = None
+
+    def __post_init__(self):
+        shape = tuple(self.shape)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in shape) or any(s <= 0 for s in shape):
+            raise UserError(f"input shape {shape} must be positive integers")
+        if math.prod(shape) >= MAX_ELEMENTS:
+            raise UserError(f"input shape {shape} has more than 2**48 elements; no tensor that large exists")
+        object.__setattr__(self, "shape", shape)
+        if self.dtype is not None and not isinstance(self.dtype, torch.dtype):
+            raise UserError(f"input dtype must be a torch.dtype, got {self.dtype!r}")
+
+
+Input = Union[Sequence[int], InputSpec, torch.Tensor]
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, (tuple, list, torch.Size)) and all(
+        isinstance(s, int) and not isinstance(s, bool) for s in value)
+
+
+def _one(value) -> Union[InputSpec, torch.Tensor]:
+    if isinstance(value, (InputSpec, torch.Tensor)):
+        return value
+    if _is_shape(value):
+        return InputSpec(tuple(int(s) for s in value))
+    raise UserError(f"an input is a shape tuple, an InputSpec or a tensor, not {type(value).__name__}")
+
+
+def split_inputs(inputs: Any) -> Tuple[List[Union[InputSpec, torch.Tensor]], Dict[str, Union[InputSpec, torch.Tensor]]]:
+    """Positional and keyword inputs, each an :class:`InputSpec` or an example tensor."""
+    if isinstance(inputs, dict):
+        return [], {str(k): _one(v) for k, v in inputs.items()}
+    if _is_shape(inputs) or isinstance(inputs, (InputSpec, torch.Tensor)):
+        return [_one(inputs)], {}
+    if isinstance(inputs, (tuple, list)) and inputs:
+        args, kwargs = [], {}
+        for value in inputs:
+            if isinstance(value, dict):
+                kwargs.update({str(k): _one(v) for k, v in value.items()})
+            else:
+                args.append(_one(value))
+        return args, kwargs
+    raise UserError(f"inputs must be a shape, an InputSpec, a tensor, a tuple or a dict of them, got {inputs!r}")
+
+
+def describe(value: Union[InputSpec, torch.Tensor], default_dtype: torch.dtype) -> InputSpec:
+    """The shape and dtype an input will have."""
+    if isinstance(value, torch.Tensor):
+        return InputSpec(tuple(int(s) for s in value.shape), value.dtype)
+    return InputSpec(value.shape, value.dtype or default_dtype)
+
+
+def fake_input(value: Union[InputSpec, torch.Tensor], default_dtype: torch.dtype, device: torch.device
+               ) -> torch.Tensor:
+    """An empty tensor like ``value``, to be created inside an active ``FakeTensorMode``."""
+    spec = describe(value, default_dtype)
+    return torch.empty(spec.shape, dtype=spec.dtype, device=device)
