@@ -18,17 +18,22 @@ A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial
 executor (:func:`graphcost.executor.make_executor`) can run trials in other processes or on Ray
 workers; ``executor=None`` runs them here, one after the other.
 
-Weights: :func:`load_weights` loads a state dict (one clear :class:`~graphcost.UserError` for a
-missing, unreadable or mismatching file); :func:`shipped_checkpoint_for` names the checkpoint
-shipped for the default ItNet (trained on the synthetic set by ``python -m
-graphcost.crossbar.train``).
+Classifiers (logits ``N x C``, e.g. ``digits-cnn`` on ``--data digits``) are scored by top-1
+accuracy instead: ``top1``, ``fidelity_top1`` (agreement with the float model's predictions),
+``float_top1``. ``config.times_seconds`` evaluates the same programmed devices at several times
+after programming (``result.times``: one :class:`TimeAccuracy` per time).
+
+Weights: :func:`load_weights` loads a state dict with ``weights_only=True`` (one clear
+:class:`~graphcost.UserError` for a missing, unreadable or mismatching file);
+:func:`shipped_checkpoint_for` names the float or hardware-aware checkpoint shipped for the default
+ItNet (synthetic set) and digits-cnn (digits), written by ``graphcost train``.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -41,8 +46,8 @@ from graphcost.errors import UserError
 from .data import IGNORE_INDEX, open_dataset
 from .specs import ArraySpec, NoiseSpec
 
-__all__ = ["AccuracyConfig", "AccuracyResult", "OutputAccuracy", "TrialState", "TrialResult", "evaluate_accuracy",
-           "run_trial", "confusion_matrix", "miou", "load_weights", "default_weights_path",
+__all__ = ["ShippedModel", "SHIPPED", "WEIGHT_KINDS", "check_weights", "AccuracyConfig", "AccuracyResult", "OutputAccuracy", "TimeAccuracy", "TrialState", "TrialResult",
+           "evaluate_accuracy", "run_trial", "confusion_matrix", "miou", "score", "load_weights", "default_weights_path",
            "shipped_checkpoint_for", "SHIPPED_CONFIG", "EVAL_BATCH"]
 
 #: Images per forward pass during evaluation (and the calibration batch: the first one).
@@ -55,18 +60,29 @@ class AccuracyConfig:
 
     array: ArraySpec
     noise: NoiseSpec
-    data: str = "synthetic"  # "synthetic" | "camvid:PATH" | "cityscapes:PATH"
+    data: str = "synthetic"  # "synthetic" | "digits" | "camvid:PATH" | "cityscapes:PATH"
     samples: int = 8
     trials: int = 3
     seed: int = 0
     classes: int = 11
     depthwise: str = "dense"
 
+    #: Times after programming to evaluate at (``()``: only ``noise.t_seconds``); every time reuses the
+    #: trial's programming noise and drift exponents (same seed), so a curve over time is one device's.
+    times_seconds: Tuple[float, ...] = ()
+
     def __post_init__(self):
         if self.samples < 1:
             raise UserError(f"--samples must be at least 1, got {self.samples}")
         if self.trials < 1:
             raise UserError(f"--trials must be at least 1, got {self.trials}")
+        if any(not (t >= 0 and math.isfinite(t)) for t in self.times_seconds):
+            raise UserError(f"--times must be finite and >= 0 seconds, got {self.times_seconds}")
+
+    @property
+    def times(self) -> Tuple[float, ...]:
+        """The evaluation times: ``times_seconds`` or, if empty, the noise spec's own ``t_seconds``."""
+        return tuple(self.times_seconds) or (self.noise.t_seconds,)
 
 
 # --------------------------------------------------------------------------- mIoU
@@ -102,7 +118,8 @@ def miou(confusion: torch.Tensor) -> float:
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class OutputAccuracy:
-    """One anytime output: means and stds over trials."""
+    """One anytime output: means and stds over trials of the score (mIoU, or top-1 for classifiers;
+    the field names say ``miou``, :meth:`to_dict` names them after the metric)."""
 
     index: int  # from 1
     miou: float
@@ -111,20 +128,38 @@ class OutputAccuracy:
     fidelity_std: float
     float_miou: float
 
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, metric: str = "miou") -> Dict[str, Any]:
+        return {"index": self.index, metric: self.miou, f"fidelity_{metric}": self.fidelity_miou,
+                f"{metric}_std": self.miou_std, "fidelity_std": self.fidelity_std, f"float_{metric}": self.float_miou}
+
+
+@dataclass(frozen=True)
+class TimeAccuracy:
+    """All outputs at one time after programming."""
+
+    t_seconds: float
+    outputs: Tuple[OutputAccuracy, ...]
+
+    def to_dict(self, metric: str = "miou") -> Dict[str, Any]:
+        last = self.outputs[-1]
+        return {"t_seconds": self.t_seconds, metric: last.miou, f"fidelity_{metric}": last.fidelity_miou,
+                f"float_{metric}": last.float_miou, "std": last.miou_std, "fidelity_std": last.fidelity_std,
+                "outputs": [o.to_dict(metric) for o in self.outputs]}
 
 
 @dataclass(frozen=True)
 class AccuracyResult:
-    """Plain data: per-output accuracies plus the headline numbers of the last output."""
+    """Plain data: per-time, per-output accuracies; the headline numbers are those of the last output
+    at the first time. ``metric`` is ``"miou"`` (segmentation) or ``"top1"`` (classification)."""
 
     outputs: Tuple[OutputAccuracy, ...]
     trials: int
     samples: int
     data: str
-    trial_miou: Tuple[Tuple[float, ...], ...] = ()      # [trial][output]
-    trial_fidelity: Tuple[Tuple[float, ...], ...] = ()  # [trial][output]
+    trial_miou: Tuple[Tuple[float, ...], ...] = ()      # [trial][output], first time
+    trial_fidelity: Tuple[Tuple[float, ...], ...] = ()  # [trial][output], first time
+    metric: str = "miou"
+    times: Tuple[TimeAccuracy, ...] = ()
 
     @property
     def miou(self) -> float:
@@ -143,13 +178,15 @@ class AccuracyResult:
         return self.outputs[-1].float_miou
 
     def to_dict(self) -> Dict[str, Any]:
+        m = self.metric
         return {
-            "miou": self.miou,
-            "fidelity_miou": self.fidelity_miou,
+            m: self.miou,
+            f"fidelity_{m}": self.fidelity_miou,
             "std": self.std,
             "fidelity_std": self.outputs[-1].fidelity_std,
-            "float_miou": self.float_miou,
-            "outputs": [o.to_dict() for o in self.outputs],
+            f"float_{m}": self.float_miou,
+            "outputs": [o.to_dict(m) for o in self.outputs],
+            "times": [t.to_dict(m) for t in self.times],
             "trials": self.trials,
             "samples": self.samples,
             "data": self.data,
@@ -162,8 +199,8 @@ class TrialState:
 
     model: nn.Module
     images: torch.Tensor              # (S, C, H, W)
-    labels: torch.Tensor              # (S, H, W), 255 = ignore
-    float_preds: Tuple[torch.Tensor, ...]  # per output: (S, H, W) uint8/int64 class ids
+    labels: torch.Tensor              # (S, H, W), 255 = ignore; classifiers (S,)
+    float_preds: Tuple[torch.Tensor, ...]  # per output: (S, H, W) or (S,) class ids
     classes: int
 
 
@@ -171,8 +208,9 @@ class TrialState:
 class TrialResult:
     trial: int
     seed: int
-    miou: Tuple[float, ...]       # per output
-    fidelity: Tuple[float, ...]   # per output
+    miou: Tuple[float, ...]       # per output, first time
+    fidelity: Tuple[float, ...]   # per output, first time
+    per_time: Tuple[Tuple[Tuple[float, ...], Tuple[float, ...]], ...] = ()  # [time] -> (scores, fidelities)
 
 
 # --------------------------------------------------------------------------- running
@@ -199,8 +237,11 @@ def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], chan
             if channels is not None:
                 channels.extend(int(o.shape[1]) if o.dim() > 1 else 0 for o in outs)
         for acc, logits in zip(per_output, outs):
+            if logits.dim() == 2:  # a classifier: one class id per image
+                acc.append(logits.argmax(1))
+                continue
             if logits.dim() != 4:
-                raise UserError(f"--accuracy needs N x C x H x W logits, the model returns shape "
+                raise UserError(f"--accuracy needs N x C x H x W (or N x C) logits, the model returns shape "
                                 f"{tuple(logits.shape)}")
             if tuple(logits.shape[-2:]) != tuple(size):
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -209,21 +250,37 @@ def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], chan
     return [torch.cat(p) for p in per_output]
 
 
+def score(pred: torch.Tensor, target: torch.Tensor, classes: int, ignore_index: Optional[int] = IGNORE_INDEX
+          ) -> float:
+    """Top-1 accuracy for class ids per image (``(S,)``), else the dataset mIoU.
+
+    >>> score(torch.tensor([1, 2, 2]), torch.tensor([1, 2, 0]), 3)
+    0.6666666666666666
+    """
+    if target.dim() == 1:
+        return int((pred.long() == target.long()).sum()) / target.numel()
+    return miou(confusion_matrix(pred, target, classes, ignore_index))
+
+
 def run_trial(config: AccuracyConfig, state: TrialState, trial: int) -> TrialResult:
-    """One Monte-Carlo trial: program the arrays with seed ``config.seed + trial``, evaluate."""
+    """One Monte-Carlo trial: program the arrays with seed ``config.seed + trial``, evaluate at every
+    time of ``config.times`` (the same seed, so the same programmed cells and drift exponents)."""
     from .sim import CrossbarModel
 
     seed = config.seed + trial
-    with torch.inference_mode():
-        sim = CrossbarModel(state.model, config.array, config.noise, seed=seed, depthwise=config.depthwise)
-        sim.calibrate(state.images[:EVAL_BATCH])
-        preds = _predict(sim, state.images, tuple(state.labels.shape[-2:]))
-    if len(preds) != len(state.float_preds):
-        raise RuntimeError("the simulated model returned a different number of outputs than the float model")
-    mious = tuple(miou(confusion_matrix(p, state.labels, state.classes)) for p in preds)
-    fids = tuple(miou(confusion_matrix(p, f, state.classes, ignore_index=None))
-                 for p, f in zip(preds, state.float_preds))
-    return TrialResult(trial, seed, mious, fids)
+    per_time = []
+    for t in config.times:
+        with torch.inference_mode():
+            sim = CrossbarModel(state.model, config.array, replace(config.noise, t_seconds=t), seed=seed,
+                                depthwise=config.depthwise)
+            sim.calibrate(state.images[:EVAL_BATCH])
+            preds = _predict(sim, state.images, tuple(state.labels.shape[-2:]))
+        if len(preds) != len(state.float_preds):
+            raise RuntimeError("the simulated model returned a different number of outputs than the float model")
+        scores = tuple(score(p, state.labels, state.classes) for p in preds)
+        fids = tuple(score(p, f, state.classes, ignore_index=None) for p, f in zip(preds, state.float_preds))
+        per_time.append((scores, fids))
+    return TrialResult(trial, seed, per_time[0][0], per_time[0][1], tuple(per_time))
 
 
 def _run_trial_item(item: Tuple[AccuracyConfig, TrialState, int]) -> TrialResult:
@@ -284,7 +341,7 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None
     if channels[-1] != dataset.classes:
         raise UserError(f"the model predicts {channels[-1]} classes but the {dataset.name} data has "
                         f"{dataset.classes}; build the model with --param classes={dataset.classes}")
-    float_mious = [miou(confusion_matrix(p, labels, dataset.classes)) for p in float_preds]
+    float_scores = [score(p, labels, dataset.classes) for p in float_preds]
     state = TrialState(model, images, labels, tuple(float_preds), dataset.classes)
     items = [(config, state, t) for t in range(config.trials)]
     if executor is None:
@@ -295,47 +352,95 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None
                 progress(i + 1, len(items))
     else:
         results = list(executor.map(_run_trial_item, items, progress=progress))
+    times = tuple(TimeAccuracy(t, _summarise([r.per_time[i] for r in results], float_scores))
+                  for i, t in enumerate(config.times))
+    metric = "top1" if dataset.task == "classification" else "miou"
+    return AccuracyResult(times[0].outputs, config.trials, len(dataset), config.data,
+                          tuple(r.miou for r in results), tuple(r.fidelity for r in results), metric, times)
+
+
+def _summarise(per_trial: Sequence[Tuple[Tuple[float, ...], Tuple[float, ...]]], float_scores: Sequence[float]
+               ) -> Tuple[OutputAccuracy, ...]:
+    """Mean and std over trials of every output's score and fidelity at one time."""
     outputs = []
-    for k, float_miou in enumerate(float_mious):
-        m, m_std = _mean_std([r.miou[k] for r in results])
-        f, f_std = _mean_std([r.fidelity[k] for r in results])
-        outputs.append(OutputAccuracy(k + 1, m, f, m_std, f_std, float_miou))
-    return AccuracyResult(tuple(outputs), config.trials, len(dataset), config.data,
-                          tuple(r.miou for r in results), tuple(r.fidelity for r in results))
+    for k, float_score in enumerate(float_scores):
+        m, m_std = _mean_std([scores[k] for scores, _ in per_trial])
+        f, f_std = _mean_std([fids[k] for _, fids in per_trial])
+        outputs.append(OutputAccuracy(k + 1, m, f, m_std, f_std, float_score))
+    return tuple(outputs)
 
 
 # --------------------------------------------------------------------------- weights
-#: The model configuration the shipped checkpoint was trained for (``graphcost map itnet``).
+#: The model configuration the shipped ItNet checkpoints were trained for (``graphcost map itnet``).
 SHIPPED_CONFIG: Dict[str, Any] = {"shared": True, "N": 16, "L": 3, "K": 1, "f": 51, "classes": 11}
 SHIPPED_NAME = "itnet_camvid_synthetic.pt"
+#: The kinds of shipped checkpoint ``--weights`` names: trained in float, or hardware-aware (HWA).
+WEIGHT_KINDS = ("float", "hwa")
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A zoo model with shipped checkpoints: its name, the builder arguments and preset they fit,
+    and the checkpoint file of each kind (in ``crossbar/weights/``)."""
+
+    name: str
+    config: Dict[str, Any]
+    datasets: Tuple[Optional[str], ...]
+    files: Dict[str, str]
+
+
+SHIPPED = (
+    ShippedModel("itnet", SHIPPED_CONFIG, (None, "camvid"),
+                 {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
+    ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
+                 {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
+)
+
+
+def weights_folder() -> Path:
+    return Path(__file__).resolve().parent / "weights"
 
 
 def default_weights_path() -> Path:
     """The shipped ItNet checkpoint (default ItNet, CamVid preset, trained on the synthetic set)."""
-    return Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
+    return weights_folder() / SHIPPED_NAME
 
 
 def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] = None,
-                           dataset: Optional[str] = None) -> Optional[Path]:
-    """The shipped checkpoint if ``model_name`` with ``params`` is the default ItNet, else ``None``.
+                           dataset: Optional[str] = None, kind: str = "float") -> Optional[Path]:
+    """The shipped checkpoint of ``kind`` (``"float"`` or ``"hwa"``) if ``model_name`` with ``params``
+    is a model graphcost ships weights for (the default ItNet, digits-cnn), else ``None``.
 
     ``params`` are the builder keyword arguments the user gave (``None`` values = defaults);
-    ``dataset`` the preset (``None`` or ``"camvid"``).
+    ``dataset`` the preset (``None`` or the model's own).
 
     >>> shipped_checkpoint_for("itnet", {"N": 16}).name
     'itnet_camvid_synthetic.pt'
     >>> shipped_checkpoint_for("itnet", {"N": 8}) is None, shipped_checkpoint_for("enet") is None
     (True, True)
+    >>> shipped_checkpoint_for("digits-cnn").name
+    'digits_cnn_float.pt'
     """
-    if model_name != "itnet" or dataset not in (None, "camvid"):
-        return None
-    for key, value in (params or {}).items():
-        if value is None:
+    if kind not in WEIGHT_KINDS:
+        raise ValueError(f"kind must be one of {WEIGHT_KINDS}, got {kind!r}")
+    for shipped in SHIPPED:
+        if shipped.name != model_name or dataset not in shipped.datasets:
             continue
-        if key not in SHIPPED_CONFIG or SHIPPED_CONFIG[key] != value or type(value) is not type(SHIPPED_CONFIG[key]):
-            return None
-    path = default_weights_path()
-    return path if path.is_file() else None
+        for key, value in (params or {}).items():
+            want = shipped.config.get(key)
+            if value is not None and (key not in shipped.config or want != value or type(value) is not type(want)):
+                return None
+        path = weights_folder() / shipped.files[kind]
+        return path if path.is_file() else None
+    return None
+
+
+def check_weights(text: str) -> str:
+    """A ``--weights`` value: a shipped kind (``float``, ``hwa``) or the path of an existing file."""
+    if text in WEIGHT_KINDS or os.path.isfile(text):
+        return text
+    raise UserError(f"weights are {' or '.join(WEIGHT_KINDS)} (a shipped checkpoint) or a state dict file; "
+                    f"{text!r} is neither")
 
 
 def load_weights(model: nn.Module, path) -> nn.Module:

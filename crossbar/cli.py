@@ -5,6 +5,7 @@ builds a :class:`~.run.MapRequest`, calls :func:`~.run.run_map` and renders.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Tuple
 
 import click
@@ -17,8 +18,10 @@ from graphcost.runtime.executor import EXECUTORS, ProgressBar
 from .data import DATA_KINDS
 from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
                   MapRequest, run_map)
-from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec,
-                    ChipSpec, NoiseSpec, parse_crossbar, parse_noise)
+from .accuracy import WEIGHT_KINDS, check_weights
+from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, DRIFT_COMPENSATIONS,
+                    NOISE_PRESETS, TIME_UNITS_SECONDS, ArraySpec, ChipSpec, NoiseSpec, parse_crossbar, parse_noise,
+                    parse_times)
 from .tech import (DEFAULT_TECH, HARDWARE_PRESETS, TECH_PRESETS, HardwarePreset, TechSpec, apply_preset,
                    hardware_preset, resolve_tech)
 
@@ -28,6 +31,9 @@ NOISE = Parsed(parse_noise, "noise", "|".join(NOISE_PRESETS) + "|KEY=VAL,..")
 #: ``--tech PRESET|FILE.toml`` -> :class:`TechSpec`; ``--preset NAME`` -> :class:`HardwarePreset`.
 TECH = Parsed(resolve_tech, "tech", "|".join(TECH_PRESETS) + "|FILE.toml")
 PRESET = Parsed(hardware_preset, "preset", "|".join(HARDWARE_PRESETS))
+#: ``--times 60s,1h,..`` -> seconds; ``--weights float|hwa|FILE`` -> the kind or an existing file.
+TIMES = Parsed(parse_times, "times", "T[s|m|h|d|y],..")
+WEIGHTS = Parsed(check_weights, "weights", "|".join(WEIGHT_KINDS) + "|FILE")
 _ARRAY = ArraySpec(*DEFAULT_CROSSBAR)
 
 
@@ -67,7 +73,14 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--noise", type=NOISE, default=next(iter(NOISE_PRESETS)), show_default=True,
               help="Device noise (relative to g_max): programming, read, stuck_at_on, stuck_at_off, drift_nu, "
                    "t_seconds.")
-@click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU.")
+@click.option("--drift-compensation", type=click.Choice(DRIFT_COMPENSATIONS), default=None,
+              help="Rescale each layer's outputs by a reference read at each time (global, the default of the "
+                   "noise presets) or not (none).")
+@click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU (top-1 for "
+                                                "classifiers).")
+@click.option("--times", type=TIMES, default=None,
+              help="With --accuracy: evaluate at these times after programming (units s, m, h, d, y), e.g. "
+                   "60s,1h,1d,1y (default: the noise's t_seconds).")
 @click.option("--data", default=SYNTHETIC_DATA, show_default=True, metavar="|".join(DATA_KINDS),
               help="Evaluation data for --accuracy.")
 @click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
@@ -75,8 +88,9 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--trials", type=click.IntRange(min=1), default=DEFAULT_TRIALS, show_default=True,
               help="Noise draws (Monte-Carlo trials) for --accuracy.")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed of every random draw.")
-@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
-              help="Trained weights (state dict) to load into the model.")
+@click.option("--weights", "weights_path", type=WEIGHTS, default=None,
+              help="Weights to load: the shipped float or hardware-aware (hwa) checkpoint of a zoo model, or a "
+                   "state dict file (default with --accuracy: the shipped float checkpoint, where one fits).")
 @click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
               help="Where --accuracy trials run.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
@@ -89,7 +103,8 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
                 differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
                 mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
-                noise: NoiseSpec, accuracy: bool, data: str, samples: int, trials: int, seed: int,
+                noise: NoiseSpec, drift_compensation: Optional[str], accuracy: bool, times: Optional[Tuple[float, ...]],
+                data: str, samples: int, trials: int, seed: int,
                 weights_path: Optional[str], executor_kind: str, address: Optional[str], tech: TechSpec,
                 preset: Optional[HardwarePreset], per_layer: bool, fmt: str):
     """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
@@ -100,9 +115,11 @@ def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int
                     replicate=replicate)
     if preset is not None:
         array, chip, tech = apply_preset(preset, chip)
+    if drift_compensation is not None:
+        noise = replace(noise, drift_compensation=drift_compensation)
     request = MapRequest(
         model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
-        accuracy=AccuracyRequest(noise, data, samples, trials, seed) if accuracy else None,
+        accuracy=AccuracyRequest(noise, data, samples, trials, seed, times or ()) if accuracy else None,
         executor=executor_kind, address=address, tech=tech)
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
     with ProgressBar("simulating trials", trials if accuracy else 0, enabled=show_bar) as bar:
@@ -178,12 +195,19 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     if energy is not None:
         summary += _energy_rows(result)
     acc = result.get("accuracy")
+    metric = "top1" if acc and "top1" in acc else "miou"
+    label = {"top1": "top-1", "miou": "mIoU"}[metric]
     if acc:
-        summary.append(("mIoU (last output, mean over trials)", f"{acc['miou']:.4f} +- {acc['std']:.4f}"))
-        summary.append(("fidelity mIoU (vs. the float model)", f"{acc['fidelity_miou']:.4f}"))
-        if isinstance(acc.get("float_miou"), (int, float)):
-            summary.append(("mIoU of the float model", f"{acc['float_miou']:.4f}"))
+        summary.append((f"{label} (last output, mean over trials)", f"{acc[metric]:.4f} +- {acc['std']:.4f}"))
+        summary.append((f"fidelity {label} (vs. the float model)", f"{acc['fidelity_' + metric]:.4f}"))
+        if isinstance(acc.get(f"float_{metric}"), (int, float)):
+            summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
     con.print(render.table(f"{m.model} @ {shape} on {a.label} crossbars", ["metric", "value"], summary))
+    if acc and len(acc.get("times", [])) > 1:
+        rows = [[_duration(t["t_seconds"]), f"{t[metric]:.4f} +- {t['std']:.4f}", f"{t['fidelity_' + metric]:.4f}",
+                 f"{t['float_' + metric]:.4f}"] for t in acc["times"]]
+        con.print(render.table("accuracy over time after programming (last output)",
+                               ["time", label, f"fidelity {label}", f"float {label}"], rows))
     if len(perf.outputs) > 1:
         outs = acc.get("outputs") if acc else None
         rows = []
@@ -192,9 +216,9 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
             if energy is not None:
                 row.append(f"{energy.per_output_j[i] * 1e6:,.4g} uJ")
             if outs:
-                row.append(_output_accuracy(outs[i]) if i < len(outs) else "")
+                row.append(_output_accuracy(outs[i], metric) if i < len(outs) else "")
             rows.append(row)
-        columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + (["mIoU"] if outs else [])
+        columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + ([label] if outs else [])
         con.print(render.table("anytime outputs", columns, rows))
     if per_layer:
         perf_of = {p.name: p for p in perf.layers}
@@ -215,10 +239,18 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-def _output_accuracy(value) -> str:
+def _output_accuracy(value, metric: str = "miou") -> str:
     if isinstance(value, dict):
-        miou = value.get("miou")
-        return f"{miou:.4f}" if isinstance(miou, (int, float)) else str(value)
+        score = value.get(metric)
+        return f"{score:.4f}" if isinstance(score, (int, float)) else str(value)
     if isinstance(value, (int, float)):
         return f"{value:.4f}"
     return str(value)
+
+
+def _duration(seconds: float) -> str:
+    """``86400.0`` -> ``'1 d'``: the largest ``--times`` unit that divides it, else seconds."""
+    for unit, size in reversed(list(TIME_UNITS_SECONDS.items())):
+        if seconds >= size and float(seconds / size).is_integer():
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"

@@ -26,7 +26,7 @@ from graphcost.resolve import ModelSpec, build
 from graphcost.runtime.executor import EXECUTORS, make_executor
 from graphcost.tracing import trace
 
-from .accuracy import AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
+from .accuracy import SHIPPED, WEIGHT_KINDS, AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
 from .data import open_dataset
 from .energy import AreaReport, EnergyReport, area, energy
 from .mapping import map_trace
@@ -55,6 +55,8 @@ class AccuracyRequest:
     samples: int = DEFAULT_SAMPLES
     trials: int = DEFAULT_TRIALS
     seed: int = DEFAULT_SEED
+    #: Times after programming to evaluate at (``()``: the noise spec's own ``t_seconds``).
+    times_seconds: Tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,26 +111,45 @@ def check_request(request: MapRequest) -> None:
                         "(target_fps) to provision for")
     if request.address is not None and request.executor != "ray":
         raise UserError("a cluster address is for the ray executor only")
-    if request.weights is not None and not os.path.isfile(request.weights):
+    if request.weights in WEIGHT_KINDS:
+        _shipped_weights(request.model, request.weights)  # none shipped for this model: fail now
+    elif request.weights is not None and not os.path.isfile(request.weights):
         raise UserError(f"no such weights file {request.weights!r}")
     acc = request.accuracy
     if acc is not None and acc.data != SYNTHETIC_DATA:
         open_dataset(acc.data, acc.samples)  # a bad data path fails now, not after tracing
 
 
-def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
-    """The weights to load: the given file, else (for accuracy) the shipped checkpoint of this exact model."""
-    if request.weights is not None or request.accuracy is None:
-        return request.weights
-    spec = request.model
+def _shipped_path(spec: ModelSpec, kind: str) -> Optional[str]:
+    """The shipped ``kind`` checkpoint of this exact model (``None`` if graphcost ships none)."""
     params = dict(spec.params)
     if spec.shared is not None:
         params["shared"] = spec.shared
-    path = shipped_checkpoint_for(spec.name, params, spec.dataset)
+    path = shipped_checkpoint_for(spec.name, params, spec.dataset, kind)
+    return None if path is None else str(path)
+
+
+def _shipped_weights(spec: ModelSpec, kind: str) -> str:
+    """The shipped ``kind`` checkpoint the user asked for by name; raises when none fits the model."""
+    path = _shipped_path(spec, kind)
+    if path is None:
+        raise UserError(f"graphcost ships no {kind} checkpoint for {spec.name} with these parameters (it ships "
+                        f"float and hwa weights for the default {' and '.join(s.name for s in SHIPPED)}); "
+                        f"pass a weights file instead")
+    return path
+
+
+def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
+    """The weights to load: the given file or shipped kind, else (for accuracy) the shipped float
+    checkpoint of this exact model."""
+    if request.weights in WEIGHT_KINDS:
+        return _shipped_weights(request.model, request.weights)
+    if request.weights is not None or request.accuracy is None:
+        return request.weights
+    path = _shipped_path(request.model, "float")
     if path is None:
         notes.append(UNTRAINED_NOTE)
-        return None
-    return str(path)
+    return path
 
 
 def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
@@ -149,7 +170,8 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     acc = request.accuracy
     if acc is not None:
         config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,
-                                trials=acc.trials, seed=acc.seed, classes=mapping.classes, depthwise=request.depthwise)
+                                trials=acc.trials, seed=acc.seed, classes=mapping.classes, depthwise=request.depthwise,
+                                times_seconds=tuple(acc.times_seconds))
         with make_executor(request.executor, request.address) as executor:
             result.accuracy = evaluate_accuracy(built.module, config, executor=executor, progress=progress).to_dict()
     return result

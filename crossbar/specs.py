@@ -280,6 +280,30 @@ def parse_crossbar(text: str) -> Tuple[int, int]:
     return rows, cols
 
 
+#: Units of ``--times`` (a year is 365 days).
+TIME_UNITS_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "y": 365 * 86400.0}
+_TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([smhdy])\s*$")
+
+
+def parse_times(text: str) -> Tuple[float, ...]:
+    """``"60s,1h,1d,1y"`` -> seconds after programming (units s, m, h, d, y; never negative).
+
+    >>> parse_times("60s,1h,1d,1y")
+    (60.0, 3600.0, 86400.0, 31536000.0)
+    """
+    items = [item for item in (text or "").split(",")]
+    times = []
+    for item in items:
+        match = _TIME.match(item)
+        if item.strip().startswith("-"):
+            raise UserError(f"times count from the end of programming and cannot be negative, got {item.strip()!r}")
+        if not match:
+            raise UserError(f"times are NUMBER+UNIT separated by commas, units s, m, h, d, y (e.g. 60s,1h,1d,1y), "
+                            f"got {item.strip()!r}")
+        times.append(float(match.group(1)) * TIME_UNITS_SECONDS[match.group(2)])
+    return tuple(times)
+
+
 def parse_noise(text: str) -> NoiseSpec:
     """``"none"``, a preset (``pcm``, ``rram``), ``KEY=VAL,..`` or ``PRESET,KEY=VAL,..``.
 

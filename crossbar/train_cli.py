@@ -40,7 +40,7 @@ from .data import DATA_KINDS
 def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], epochs: int, lr: float,
                   batch_size: int, samples: Optional[int], crop: int, seed: int, out_path: str):
     """Train MODEL on --data (float, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
-    from graphcost.executor import ProgressBar
+    from graphcost.runtime.executor import ProgressBar
     from graphcost.resolve import build
 
     from .accuracy import load_weights
