@@ -77,3 +77,15 @@ def test_cli_unknown_hardware_key_is_one_line_exit_2(capsys, tmp_path):
 def test_bad_pareto_is_one_line_exit_2(capsys):
     rc, _, err = run(capsys, "sweep", "itnet", "--grid", "N=1", "--pareto", "energy_j", "--no-store")
     assert rc == 2 and err.count("\n") == 1 and "--pareto" in err
+
+
+def test_pareto_of_accuracy_and_energy_matches_the_table_on_model_keys(capsys, tmp_path):
+    table = tmp_path / "acc.csv"
+    table.write_text("N,output,miou\n1,1,40\n2,1,42\n2,2,50\n")
+    rc, stdout, err = run(capsys, "sweep", "itnet", "--shared", "--input", "32x48", "--param", "L=1", "--param",
+                          "K=1", "--param", "f=8", "--grid", "N=1,2", "--grid", "hw.adc_bits=4,8",
+                          "--accuracy-table", str(table), "--pareto", "energy_j,auc", "--no-store", "--format", "json")
+    assert rc == 0, err
+    rows = {(r["N"], r["hw.adc_bits"]): r for r in json.loads(stdout)["rows"]}
+    assert rows[(1, 4)]["auc"] == rows[(1, 8)]["auc"] < rows[(2, 4)]["auc"]  # mIoU is the model's, not the ADC's
+    assert [k for k, r in sorted(rows.items()) if r["pareto"]] == [(1, 4), (2, 4)]
