@@ -15,6 +15,7 @@ from .schema import CallRecord, LayerRecord
 from .tracing import Trace, trace
 from .analysis import Analysis, LayerCost, analyze, analyze_trace
 from .passes.anytime import OutputCost
+from .viewer import view
 
 __all__ = ["UserError", "trace", "Trace", "analyze", "analyze_trace", "Analysis", "LayerCost", "OutputCost",
-           "register_cost", "Call", "OpCost", "CallRecord", "LayerRecord"]
+           "register_cost", "Call", "OpCost", "CallRecord", "LayerRecord", "view"]

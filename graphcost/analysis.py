@@ -92,6 +92,13 @@ class Analysis:
                       "longest path from the input"}
         return d
 
+    def to_html(self, trace: Optional[Trace] = None, mapping=None) -> str:
+        """A self-contained HTML page of this analysis: graphs with ``trace``, mapping with ``mapping``
+        (see :func:`graphcost.viewer.render_html`)."""
+        from .viewer import render_html  # the viewer imports this module
+
+        return render_html(self, trace, mapping)
+
     def to_frame(self) -> pd.DataFrame:
         """One row per unique layer."""
         columns = list(LayerCost.__dataclass_fields__)

@@ -126,6 +126,7 @@ _PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("graphcost.crossbar.cli", ("map_command",)),
     ("graphcost.crossbar.train_cli", ("train_command",)),
     ("graphcost.reports.cli", ("report", "sweep")),
+    ("graphcost.viewer.cli", ("view",)),
 )
 
 

@@ -33,6 +33,7 @@ from graphcost.runtime.store import open_store
 from . import anytime, crossbar_report, energy as energy_report, fig5
 from .common import check_out_dir, read_table, shape_text, variant_name
 from .heatmap import write_sweep
+from .index_page import write_index
 from .pareto import write_pareto
 
 
@@ -123,6 +124,7 @@ def fig5_command(out_dir: str, accuracy_table: Optional[str], datasets: Tuple[st
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar("fig5: analysing networks", len(prepared[1])))
         written, points = fig5.run(out, accuracy_table, executor, store, bar, datasets, prepared=prepared)
+    written.append(write_index(out, "graphcost report fig5", written))
     _echo_written(written)
     drawn = points[points["plotted_as"] != "cost-only"]
     click.echo(f"fig5: {len(points)} points from {points.groupby(['dataset', 'label', 'variant']).ngroups} "
@@ -252,6 +254,7 @@ def crossbar_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: st
                 "throughput_fps": r["resident_fps"], "latency_s": r["latency_s"], "energy_j": r["energy_j"],
                 "power_w": r["power_w"]}
                for label, r in zip(labels, results)]
+    written.append(write_index(out, f"graphcost report crossbar: {title}", written, summary))
     if fmt == "json":
         click.echo(render.dumps({"crossbar": f"{crossbar[0]}x{crossbar[1]}", "dataset": dataset, "models": summary,
                                  "points": _records(points)}))

@@ -46,7 +46,7 @@ def test_crossbar_report_several_models_in_one_plot(capsys, tmp_path):
     assert needed["itnet (shared) N=4,f=16"] == shared_ref.arrays_used
     # the loop-keeping graph needs fewer arrays than the unrolled one: the paper's point
     assert needed["itnet (shared) N=4,f=16"] < needed["itnet (independent) N=4,f=16"]
-    assert sorted(os.listdir(out_dir)) == ["crossbar.csv", "crossbar.png", "crossbar.svg"]
+    assert sorted(os.listdir(out_dir)) == ["crossbar.csv", "crossbar.png", "crossbar.svg", "index.html"]
     points = pd.read_csv(out_dir / "crossbar.csv")
     for label, part in points.groupby("label"):
         fits = part[part["arrays"] >= part["arrays_needed"]]

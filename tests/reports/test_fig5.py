@@ -35,7 +35,7 @@ def test_fig5_camvid_row_writes_png_svg_csv_matching_analyze(capsys, tmp_path):
     rc, out, err = run(capsys, "report", "fig5", "--dataset", "camvid", "--out", str(out_dir),
                        "--accuracy-table", str(acc))
     assert rc == 0, err
-    assert sorted(os.listdir(out_dir)) == ["fig5.csv", "fig5.png", "fig5.svg"]
+    assert sorted(os.listdir(out_dir)) == ["fig5.csv", "fig5.png", "fig5.svg", "index.html"]
     assert (out_dir / "fig5.png").read_bytes()[:4] == b"\x89PNG"
     assert "<svg" in (out_dir / "fig5.svg").read_text()[:500]
     points = pd.read_csv(out_dir / "fig5.csv")
