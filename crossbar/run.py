@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from graphcost.errors import UserError
-from graphcost.resolve import ModelSpec, build
+from graphcost.resolve import ModelSpec, build, build_for_shapes
 from graphcost.runtime.executor import EXECUTORS, make_executor
 from graphcost.tracing import trace
 
@@ -159,7 +159,8 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     for anything the user can fix, before tracing where it can be known before.
     """
     check_request(request)
-    built = build(request.model)
+    needs_weights = request.accuracy is not None or request.weights is not None
+    built = build(request.model) if needs_weights else build_for_shapes(request.model)  # shapes are enough
     notes: List[str] = []
     weights = _weights(request, notes)
     if weights is not None:

@@ -6,7 +6,10 @@ cause print one line on stderr and exit with 2.
 from __future__ import annotations
 
 import importlib
+import logging
+import signal
 import sys
+import threading
 from typing import Optional, Tuple
 
 import click
@@ -17,7 +20,7 @@ from .cli_options import FORMATS, Parsed, format_option, model_options  # noqa: 
 from .errors import UserError
 from .export import FORMATS as GRAPH_FORMATS, export_graph
 from .models import list_models
-from .resolve import ModelSpec, build
+from .resolve import ModelSpec, build_for_shapes
 from .tracing import trace
 
 #: exit status of ``analyze --strict`` when some computing op could not be counted
@@ -54,7 +57,7 @@ def cli():
 def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], strict: bool,
             fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
-    built = build(spec)
+    built = build_for_shapes(spec)
     result = analyze_model(built.module, built.input_shape, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers)
     _render_analysis(result, per_layer, fmt)
@@ -109,7 +112,7 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
               help="Loop-keeping graph (one node per unique layer) or execution DAG (one node per call).")
 def graph(spec: ModelSpec, out_path: str, view: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
-    built = build(spec)
+    built = build_for_shapes(spec)
     g = getattr(trace(built.module, built.input_shape), GRAPH_VIEWS[view])
     export_graph(g, out_path)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
@@ -146,14 +149,34 @@ def _register_plugins() -> None:
 _register_plugins()
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (pools stopped, stores closed), then exit 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _quiet_torch() -> None:
+    # FakeTensor logs a full traceback (~20 lines) whenever a shape rule fails, before our
+    # one-line UserError about the same failure reaches the user.
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+
+
 def main(argv=None) -> int:
-    """Console entry point: user errors become one stderr line and exit code 2."""
+    """Console entry point: user errors become one stderr line and exit code 2; Ctrl-C exits 130, SIGTERM 143."""
+    _quiet_torch()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
     except UserError as exc:
         click.echo(f"graphcost: error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            click.echo("graphcost: interrupted", err=True)
+            return 130
         click.echo("graphcost: aborted", err=True)
         return 1
     except click.ClickException as exc:
@@ -163,6 +186,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("graphcost: interrupted", err=True)
         return 130
+    except Terminated:
+        click.echo("graphcost: terminated", err=True)
+        return 128 + signal.SIGTERM
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return result if isinstance(result, int) else 0
 
 

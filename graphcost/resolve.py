@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
 from .errors import UserError
@@ -38,6 +39,27 @@ class BuiltModel:
     dataset: Optional[str]
 
 
+#: Longest literal a model parameter or grid value may be (a width, a tuple of iterations: a few characters).
+MAX_LITERAL_CHARS = 1000
+
+
+def parse_literal(text: str) -> Any:
+    """A Python literal, else the text itself; a value too long or too deeply nested is refused.
+
+    >>> parse_literal("(3, 8)"), parse_literal("fast"), parse_literal("-1.5")
+    ((3, 8), 'fast', -1.5)
+    """
+    text = text.strip()
+    if len(text) > MAX_LITERAL_CHARS:
+        raise UserError(f"a parameter value may have at most {MAX_LITERAL_CHARS} characters, got {len(text)}")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    except (RecursionError, MemoryError):
+        raise UserError(f"parameter value {text[:20]!r}... is nested too deeply to read") from None
+
+
 def parse_param(text: str) -> Tuple[str, Any]:
     """``"f=51"`` -> ``("f", 51)``; values are Python literals, else plain strings.
 
@@ -51,10 +73,7 @@ def parse_param(text: str) -> Tuple[str, Any]:
     raw = raw.strip()
     if raw == "":
         raise UserError(f"parameter {key} has no value; write {key}=VALUE")
-    try:
-        return key, ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return key, raw
+    return key, parse_literal(raw)
 
 
 def parse_params(items: Sequence[str]) -> Dict[str, Any]:
@@ -70,8 +89,8 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     >>> parse_input_shape("360x480"), parse_input_shape("1x1x28x28")
     ((1, 3, 360, 480), (1, 1, 28, 28))
     """
-    if not _SHAPE.match(text or ""):
-        raise UserError(f"an input shape is HxW (e.g. 512x1024), got {text!r}")
+    if not _SHAPE.match(text or "") or len(text) > 64:
+        raise UserError(f"an input shape is HxW (e.g. 512x1024), got {text[:64]!r}")
     dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", text.strip()))
     if any(d <= 0 for d in dims):
         raise UserError(f"input dimensions must be positive, got {text!r}")
@@ -166,3 +185,18 @@ def _build_callable(spec: ModelSpec) -> BuiltModel:
         raise UserError(f"{spec.name} returned {type(module).__name__}, not a torch.nn.Module")
     shape, dataset = _input_for(spec)
     return BuiltModel(module, shape, spec.name, dataset)
+
+
+def build_for_shapes(spec: ModelSpec) -> BuiltModel:
+    """:func:`build` on the meta device: parameters have shapes but no storage, so a huge width costs nothing.
+
+    For tracing, analysis and mapping, which only read shapes. A model that cannot be built on
+    the meta device (its constructor computes with its own weights) is built normally.
+    """
+    try:
+        with torch.device("meta"):
+            return build(spec)
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - a constructor that needs real tensors: fall back to real ones
+        return build(spec)

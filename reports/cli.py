@@ -22,11 +22,11 @@ from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_P
                                       ChipSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
-from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, SweepSpec, check_grid, describe_failures, flat_frame,
-                               pareto_front, parse_axis, parse_metric, parse_pareto, ranked_rows, resolve_spec,
-                               run_sweep)
+from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec, check_grid,
+                               describe_failures, flat_frame, pareto_front, parse_axis, parse_metric, parse_pareto,
+                               ranked_rows, resolve_spec, run_sweep)
 from graphcost.models.registry import DATASETS
-from graphcost.resolve import ModelSpec, build, parse_params
+from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
 from graphcost.runtime.store import open_store
 
@@ -146,7 +146,7 @@ def anytime_command(spec: ModelSpec, out_dir: str, accuracy_table: Optional[str]
     """
     out = check_out_dir(out_dir)
     accuracy = read_table(accuracy_table) if accuracy_table else None
-    built = build(spec)  # validates the model and params now, with a one-line error
+    built = build_for_shapes(spec)  # validates the model and params now, with a one-line error
     with ExitStack() as stack:
         executor, store = run.open(stack) if ":" not in spec.name else (None, None)  # only zoo models are stored
         summary = anytime.analyse(spec, built, executor, store)
@@ -357,11 +357,13 @@ def _metric_text(text: str) -> str:
                    "direction); with --out also draw it (sweep-MODEL-pareto.png/.svg).")
 @click.option("--out", "out_dir", default=None, metavar="DIR",
               help="Also write sweep-MODEL.csv/.json and the heat-maps sweep-MODEL.png/.svg here.")
+@click.option("--yes", is_flag=True, help=f"Run a grid of more than {MAX_GRID_POINTS:,} points.")
 @format_option
 @run_options
 def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Optional[str], width_max: int,
           crossbar: Optional[Tuple[int, int]], chip_arrays: Optional[int], metric: Optional[str],
           accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str],
+          yes: bool,
           fmt: str, run: RunOptions):
     """Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs. A2/A3).
 
@@ -376,14 +378,18 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     """
     out = check_out_dir(out_dir) if out_dir is not None else None
     accuracy = read_table(accuracy_table) if accuracy_table else None
-    sweep_spec = resolve_spec(SweepSpec(  # bad names fail before the executor starts
-        model=spec.name, grid=grid, fixed=tuple(spec.params.items()), dataset=spec.dataset,
-        input_shape=spec.input_shape, shared=spec.shared, macs_budget=macs_budget, width_param=width_param,
-        width_max=width_max, crossbar=crossbar, chip_arrays=chip_arrays))
+    max_points = None if yes else MAX_GRID_POINTS
+    try:
+        sweep_spec = resolve_spec(SweepSpec(  # bad names and a huge grid fail before the executor starts
+            model=spec.name, grid=grid, fixed=tuple(spec.params.items()), dataset=spec.dataset,
+            input_shape=spec.input_shape, shared=spec.shared, macs_budget=macs_budget, width_param=width_param,
+            width_max=width_max, crossbar=crossbar, chip_arrays=chip_arrays), max_points)
+    except GridTooLarge as exc:
+        raise UserError(f"{exc} with --yes") from None
     with ExitStack() as stack:
         executor, store = run.open(stack)
-        bar = stack.enter_context(run.bar(f"sweep {spec.name}", len(sweep_spec.points())))
-        result = run_sweep(sweep_spec, executor, store, progress=bar)
+        bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))
+        result = run_sweep(sweep_spec, executor, store, progress=bar, max_points=max_points)
         where = executor.describe()
     if result.failed and not skip_failed:
         raise UserError(describe_failures(result) + _failure_hint(sweep_spec))
@@ -402,6 +408,9 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         click.echo(render.frame_csv(flat_frame(rows)), nl=False)
     else:
         _print_sweep_table(spec.name, sweep_spec, rows, sweep_spec.width_param, metric_name)
+    for row in rows:
+        if row.get("note"):
+            click.echo(f"note: {' '.join(f'{k}={row.get(k)}' for k in sweep_spec.grid_keys)}: {row['note']}", err=True)
     if result.failed:
         click.echo(f"note: skipped {len(result.failed)} failed grid points: {describe_failures(result)}"
                    f"{_failure_hint(sweep_spec)}", err=True)

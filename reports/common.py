@@ -15,8 +15,8 @@ import pandas as pd
 from graphcost.analysis import analyze
 from graphcost.errors import UserError
 from graphcost.models import dataset_preset, model_entry
-from graphcost.render import write_atomic
-from graphcost.resolve import ModelSpec, build
+from graphcost.render import clean_stale_temp_files, temp_prefix, write_atomic
+from graphcost.resolve import ModelSpec, build_for_shapes
 from graphcost.runtime.store import cached_map, result_key
 
 ANALYSIS_KIND = "analysis-summary"
@@ -47,7 +47,7 @@ def summarize(result) -> Dict[str, Any]:
 
 def analyse_item(item: ModelSpec) -> Dict[str, Any]:
     """``graphcost.analyze`` of one item, summarised. Top-level so executors can ship it."""
-    built = build(item)
+    built = build_for_shapes(item)
     return summarize(analyze(built.module, built.input_shape, name=item.name))
 
 
@@ -111,7 +111,8 @@ def check_out_dir(path: str) -> str:
         raise UserError(f"--out {path!r} is a file, not a folder; give a folder to write into")
     try:
         os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".graphcost-probe-")
+        clean_stale_temp_files(path)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=temp_prefix() + "probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

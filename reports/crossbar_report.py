@@ -22,7 +22,7 @@ from graphcost.crossbar.specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec
 from graphcost.crossbar.tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
 from graphcost.errors import UserError
 from graphcost.models import model_entry
-from graphcost.resolve import ModelSpec, build
+from graphcost.resolve import ModelSpec, build_for_shapes
 from graphcost.tracing import trace
 
 from .common import analysis_item, figure_writers, model_label, pyplot, run_cached, shape_text, style_for, style_key, \
@@ -71,14 +71,14 @@ def model_item(model: str, params: Mapping[str, Any], dataset: str, input_shape:
     if shared is not None and "shared" not in model_entry(model).parameters():
         raise UserError(f"model {model!r} has no shared/independent variants; drop shared= from {token or model!r}")
     spec = analysis_item(model, dataset, params, input_shape=input_shape, shared=shared)
-    build(spec)
+    build_for_shapes(spec)
     item = CurveItem(spec, tuple(crossbar), depthwise, chip or ChipSpec(), tech or TECH_PRESETS[DEFAULT_TECH])
     return item, model_label(model, shared, params)
 
 
 def crossbar_curve(item: CurveItem) -> Dict[str, Any]:
     """Map one model and evaluate it on every chip size. Top-level: runs in executor workers."""
-    built = build(item.model)
+    built = build_for_shapes(item.model)
     t = trace(built.module, built.input_shape)
     rows, cols = item.crossbar
     mapping = map_trace(t, ArraySpec(int(rows), int(cols)), item.depthwise or "dense", name=item.name)

@@ -26,7 +26,6 @@ interrupted sweep resumes and repeated points are read back, not recomputed.
 """
 from __future__ import annotations
 
-import ast
 import itertools
 import math
 import re
@@ -39,13 +38,17 @@ import pandas as pd
 from graphcost.analysis import analyze_trace
 from graphcost.errors import UserError
 from graphcost.models import dataset_preset, model_entry
-from graphcost.resolve import ModelSpec, build
+from graphcost.resolve import ModelSpec, build_for_shapes, parse_literal
 from graphcost.runtime.store import cached_map, result_key
 from graphcost.tracing import trace
 
 from .width import DEFAULT_WIDTH_MAX, InvalidWidth, last_output_macs, widest_width
 
 POINT_KIND = "sweep-point"
+#: Values one grid axis may have (a range is refused before it is materialised).
+MAX_AXIS_VALUES = 10_000
+#: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
+MAX_GRID_POINTS = 2_000
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
@@ -54,14 +57,6 @@ DEFAULT_DEPTHWISE = "dense"
 _GRID_KEY = re.compile(r"^(hw\.)?[A-Za-z_][A-Za-z0-9_]*$")  # hw.KEY: a hardware axis (graphcost.crossbar.hardware)
 HW_PREFIX = "hw."
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
-
-
-def _literal(text: str) -> Any:
-    text = text.strip()
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def parse_axis(text: str) -> Tuple[str, Tuple[Any, ...]]:
@@ -81,12 +76,17 @@ def parse_axis(text: str) -> Tuple[str, Tuple[Any, ...]]:
         start, stop = int(match.group(1)), int(match.group(2))
         if stop < start:
             raise UserError(f"{key}={raw.strip()} is an empty range; write {key}=LOW..HIGH")
+        if stop - start + 1 > MAX_AXIS_VALUES:
+            raise UserError(f"{key}={raw.strip()} has {stop - start + 1:,} values; a grid axis may have at most "
+                            f"{MAX_AXIS_VALUES:,}")
         values = tuple(range(start, stop + 1))
     else:
         parts = [p.strip() for p in raw.split(",")]
+        if len(parts) > MAX_AXIS_VALUES:
+            raise UserError(f"{key} has {len(parts):,} values; a grid axis may have at most {MAX_AXIS_VALUES:,}")
         if not raw.strip() or any(p == "" for p in parts):
             raise UserError(f"{key} needs comma-separated values without gaps (e.g. {key}=1,2,4), got {text!r}")
-        values = tuple(_literal(p) for p in parts)
+        values = tuple(parse_literal(p) for p in parts)
     if len(set(map(repr, values))) != len(values):
         raise UserError(f"{key} repeats a value: {raw.strip()}")
     return key, values
@@ -141,6 +141,11 @@ class SweepSpec:
     def grid_keys(self) -> Tuple[str, ...]:
         return tuple(k for k, _ in self.grid)
 
+    @property
+    def size(self) -> int:
+        """Grid points, counted without listing them."""
+        return math.prod(len(values) for _, values in self.grid)
+
     def points(self) -> List[Dict[str, Any]]:
         """Every grid point, in grid order (the last parameter varies fastest)."""
         keys = self.grid_keys
@@ -174,14 +179,27 @@ def _check_width(spec: SweepSpec, accepted, takes_any: bool, names: str) -> Opti
     return width
 
 
-def resolve_spec(spec: SweepSpec) -> SweepSpec:
+class GridTooLarge(UserError):
+    """A grid larger than the caller allowed: refused before any point is listed or run."""
+
+
+def check_size(spec: SweepSpec, max_points: Optional[int] = MAX_GRID_POINTS) -> None:
+    """Refuse a grid of more than ``max_points`` points (``None``: no limit), before anything is listed."""
+    if max_points is not None and spec.size > max_points:
+        raise GridTooLarge(f"the grid has {spec.size:,} points, more than the {max_points:,} a sweep runs unasked "
+                        f"(each point is one to six traces); shrink the grid or confirm that you mean it")
+
+
+def resolve_spec(spec: SweepSpec, max_points: Optional[int] = MAX_GRID_POINTS) -> SweepSpec:
     """Check names against the model's signature and fill in the dataset, input shape and width parameter.
 
     Raises :class:`UserError` for an unknown model or parameter, a parameter both fixed and
-    swept, a budget without a width parameter, or a width parameter that is also swept.
+    swept, a budget without a width parameter, a width parameter that is also swept, or a grid
+    larger than ``max_points``.
     """
     if not spec.grid:
         raise UserError("a sweep needs at least one grid parameter (KEY=V1,V2,...)")
+    check_size(spec, max_points)
     if spec.chip_arrays is not None and spec.crossbar is None:
         raise UserError("a chip size (chip_arrays) needs the crossbar array size (crossbar) it is made of")
     if spec.macs_budget is not None and not (spec.macs_budget > 0 and math.isfinite(spec.macs_budget)):
@@ -275,7 +293,7 @@ class _Probe:
 
     def trace(self, width: Optional[int] = None):
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
-        built = build(self.task.spec.model_spec(params))
+        built = build_for_shapes(self.task.spec.model_spec(params))
         self.analyses += 1
         return trace(built.module, built.input_shape)
 
@@ -295,7 +313,7 @@ def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
     spec = task.spec
     width, budget = spec.width_param, float(spec.macs_budget)
     start = _start_width(spec)
-    build(spec.model_spec({**task.params, width: start}))  # bad non-width params fail here, once
+    build_for_shapes(spec.model_spec({**task.params, width: start}))  # bad non-width params fail here, once
     search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start)
     if search.width is None:
         smallest = min(search.probes) if search.probes else None
@@ -384,7 +402,8 @@ def flat_frame(rows: Sequence[Mapping[str, Any]]):
 
 
 def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Callable[[int, int], None]] = None,
-              evaluate: Callable[[PointTask], Dict[str, Any]] = evaluate_point) -> SweepResult:
+              evaluate: Callable[[PointTask], Dict[str, Any]] = evaluate_point,
+              max_points: Optional[int] = MAX_GRID_POINTS) -> SweepResult:
     """Evaluate every grid point of a sweep: stored points are read back, the rest run on ``executor``.
 
     Parameters
@@ -401,6 +420,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
         ``progress(done, total)`` after each point, stored points included.
     evaluate : callable, optional
         ``evaluate(task) -> row`` for one :class:`PointTask` (default :func:`evaluate_point`).
+    max_points : int or None, optional
+        Refuse a larger grid before anything runs (default :data:`MAX_GRID_POINTS`; ``None``: no limit).
 
     Returns
     -------
@@ -412,7 +433,7 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     ------
     graphcost.UserError
         An unknown model or parameter, a parameter both swept and fixed, a MAC budget that is
-        not positive, or a budget without a width parameter to search.
+        not positive, a budget without a width parameter to search, or too large a grid.
 
     Examples
     --------
@@ -424,7 +445,7 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     [(1, 53, True), (2, 45, True)]
     """
     started = time.perf_counter()
-    spec = resolve_spec(spec)
+    spec = resolve_spec(spec, max_points)
     tasks = [point_task(spec, p) for p in spec.points()]
     rows, computed = cached_map(evaluate, tasks, [t.key() for t in tasks], executor, store,
                                 meta=lambda i: tasks[i].meta(), keep=lambda row: row.get("status") != "error",

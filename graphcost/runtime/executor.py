@@ -27,11 +27,15 @@ Contract:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -79,14 +83,14 @@ class Executor:
                 progress(done, len(items))
         return results
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
     def __enter__(self) -> "Executor":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(abort=exc_type is not None)
 
     def describe(self) -> str:
         return f"{self.kind} executor, {self.workers} worker{'s' if self.workers != 1 else ''}"
@@ -105,11 +109,48 @@ class InlineExecutor(Executor):
             yield index, fn(item)
 
 
-def _init_worker() -> None:
+#: ``prctl`` option asking the kernel for a signal when the parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: Seconds between a worker's checks that its parent is alive, where ``prctl`` is not available.
+WATCHDOG_S = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker die with ``parent_pid``: nothing we start outlives us.
+
+    Linux: the kernel sends SIGKILL when the parent exits, however it exits (SIGKILL included).
+    Elsewhere: a daemon thread polls the parent and exits the worker when it has gone.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:  # pragma: no cover - non-Linux
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(WATCHDOG_S)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="graphcost-parent-watchdog", daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _one_thread() -> None:
     # One thread per worker process: the pool provides the parallelism, and oversubscribed
     # intra-op threads only slow everything down.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+
+
+def _init_pool_worker(parent_pid: int) -> None:
+    """Initializer of a local pool worker: dies with its parent, leaves Ctrl-C to it, one thread."""
+    _die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the parent alone handles it (and stops the workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked worker inherits the parent's SIGTERM handler (which unwinds the CLI); the parent
+    # stops its workers with SIGTERM, so here it must simply end the process.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _one_thread()
 
 
 def _default_start_method() -> str:
@@ -138,7 +179,7 @@ class LocalExecutor(Executor):
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context(self.start_method),
-                initializer=_init_worker)
+                initializer=_init_pool_worker, initargs=(os.getpid(),))
         return self._pool
 
     def as_completed(self, fn, items):
@@ -157,10 +198,20 @@ class LocalExecutor(Executor):
             for future in futures:
                 future.cancel()
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, abort: bool = False) -> None:
+        """Shut the pool down; ``abort`` (an exception or a signal is unwinding) stops running workers now."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if abort:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers:
+                process.terminate()
+            for process in workers:
+                process.join(timeout=5)
+        else:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _import_ray():
@@ -245,7 +296,7 @@ class RayExecutor(Executor):
                 raise cause from None
             raise
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
@@ -273,7 +324,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _call_in_worker(fn, item):
-    _init_worker()
+    _one_thread()
     return fn(item)
 
 

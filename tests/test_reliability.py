@@ -1,0 +1,225 @@
+"""Reliability (issue 10): hostile input is refused in one line before any work; nothing we start
+outlives us; signals end a run cleanly; nothing is left behind.
+
+The fuzz tests run the real command line in-process: every outcome is a result (exit 0) or exactly
+one ``graphcost: error:`` line on stderr with exit 2, never a traceback.
+"""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clirun import run
+
+# capsys is read (and so reset) by every run, so sharing it across examples is safe.
+FUZZ = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+#: The issue's bounds on refusing a bad option value.
+REFUSE_WITHIN_S = 2.0
+REFUSE_WITHIN_BYTES = 500e6
+
+TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+NUMBERS = st.one_of(st.integers(-10 ** 30, 10 ** 30).map(str), st.floats(allow_nan=True).map(repr))
+NESTED = st.integers(1, 4000).flatmap(lambda n: st.sampled_from(["-" * n + "1", "(" * n + "1" + ")" * n,
+                                                                  "[" * n + "]" * n, "9" * n, "'" + "a" * n + "'"]))
+CONV = ["torch.nn:Conv2d", "--param", "in_channels=3", "--param", "out_channels=4", "--param", "kernel_size=1",
+        "--input", "8x8"]
+
+
+def _rss_bytes() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+
+
+def assert_result_or_one_line(capsys, *args):
+    """Run the CLI; it either succeeds or refuses in one stderr line, exit 2 (fast, when it is the option's value)."""
+    rss0, start = _rss_bytes(), time.perf_counter()
+    rc, out, err = run(capsys, *args)
+    elapsed = time.perf_counter() - start
+    assert "Traceback" not in err, err
+    assert rc in (0, 2), (rc, err)
+    if rc == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("graphcost: error: "), err
+        if "Invalid value for" in err:  # refused at the option: before any work
+            assert elapsed < REFUSE_WITHIN_S and _rss_bytes() - rss0 < REFUSE_WITHIN_BYTES, (elapsed, err)
+    return rc, out, err
+
+
+# --------------------------------------------------------------------------- fuzz: option values
+@FUZZ
+@given(value=st.one_of(TEXT, st.builds("{}={}".format, st.sampled_from(["a", "N", "f", "", "1x"]),
+                                       st.one_of(TEXT, NUMBERS, NESTED))))
+def test_fuzz_param(capsys, value):
+    # nn.Identity takes any keyword, so every well-formed --param reaches a real (cheap) analysis.
+    assert_result_or_one_line(capsys, "analyze", "torch.nn:Identity", "--input", "8x8", f"--param={value}")
+
+
+@FUZZ
+@given(value=st.one_of(TEXT, st.lists(st.one_of(NUMBERS, st.just("0"), st.just("1")), min_size=1, max_size=5)
+                       .map("x".join)))
+def test_fuzz_input(capsys, value):
+    assert_result_or_one_line(capsys, "analyze", "torch.nn:Identity", f"--input={value}")
+
+
+@FUZZ
+@given(value=st.one_of(TEXT, st.lists(st.builds("{}={}".format, st.sampled_from(
+    ["programming", "read", "stuck_at_on", "stuck_at_off", "drift_nu", "t_seconds", "bogus"]), NUMBERS),
+    max_size=4).map(",".join), st.sampled_from(["none", "pcm", "rram", "pcm,read=0.5", "ideal,bogus"])))
+def test_fuzz_noise(capsys, value):
+    assert_result_or_one_line(capsys, "map", *CONV, f"--noise={value}", "--format", "json")
+
+
+@FUZZ
+@given(value=st.one_of(TEXT, st.builds("{}x{}".format, NUMBERS, NUMBERS)))
+def test_fuzz_crossbar(capsys, value):
+    assert_result_or_one_line(capsys, "map", *CONV, f"--crossbar={value}", "--format", "json")
+
+
+@FUZZ
+@given(axes=st.lists(st.builds("{}={}".format, st.sampled_from(["N", "L", "K", "f", "bogus", "", "1"]),
+                               st.one_of(TEXT, NUMBERS, NESTED, st.builds("{}..{}".format, NUMBERS, NUMBERS))),
+                     min_size=1, max_size=3))
+def test_fuzz_grid(capsys, axes):
+    # 1x1 input: any grid point that parses fails fast at the first pooling layer, so the fuzz
+    # exercises parsing and validation, not long analyses.
+    assert_result_or_one_line(capsys, "sweep", "itnet", "--shared", "--input", "1x1", "--workers", "1",
+                              "--no-store", "--format", "json", *[f"--grid={a}" for a in axes])
+
+
+# --------------------------------------------------------------------------- resource bombs
+def test_deeply_nested_param_is_one_line(capsys):
+    rc, _, err = assert_result_or_one_line(capsys, "analyze", "torch.nn:Identity", "--input", "8x8",
+                                           "--param=N=" + "-" * 3000 + "1")
+    assert rc == 2 and "--param" in err
+
+
+def test_huge_grid_is_refused_before_any_work_unless_yes(capsys):
+    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..1000", "--grid", "L=1..1000",
+                                           "--no-store")
+    assert rc == 2 and "1,000,000 points" in err and "--yes" in err
+    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..100000000")
+    assert rc == 2 and "at most" in err
+
+
+def test_huge_width_costs_no_memory(capsys):
+    """f=8192 would be >6 GB of real ItNet weights; on the meta device it is shapes only."""
+    rss0 = _rss_bytes()
+    rc, out, err = run(capsys, "analyze", "itnet", "--param", "f=8192", "--param", "N=2", "--input", "64x96",
+                       "--format", "json")
+    assert rc == 0, err
+    assert _rss_bytes() - rss0 < REFUSE_WITHIN_BYTES
+
+
+# --------------------------------------------------------------------------- noise and notes
+def _graphcost(*args, output=subprocess.PIPE, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "graphcost.cli", *args], stdout=output, stderr=output, text=True,
+                            **kwargs)
+
+
+def test_shape_error_prints_one_line_without_torch_logs():
+    proc = _graphcost("analyze", "itnet", "--input", "1x1")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert err.count("\n") == 1 and err.startswith("graphcost: error: "), err
+
+
+def test_width_cap_note_reaches_the_table(capsys):
+    rc, out, err = run(capsys, "sweep", "itnet", "--shared", "--grid", "N=1", "--param", "L=1", "--param", "K=1",
+                       "--input", "32x48", "--macs-budget", "1e12", "--width-max", "8", "--workers", "1")
+    assert rc == 0, err
+    assert "capped at the search maximum 8" in err
+
+
+# --------------------------------------------------------------------------- leftovers
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_hidden_temp_files_are_cleaned(capsys, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.dirname(__file__))
+    stale = tmp_path / f".graphcost-{_dead_pid()}-abc.graphml"
+    live = tmp_path / f".graphcost-{os.getpid()}-def.graphml"
+    other = tmp_path / ".hidden-of-someone-else"
+    for path in (stale, live, other):
+        path.write_text("x")
+    rc, _, err = run(capsys, "graph", "nets:make_loopnet", "--input", "16x16", "--out", str(tmp_path / "g.graphml"))
+    assert rc == 0, err
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "g.graphml"])
+
+
+# --------------------------------------------------------------------------- signals and orphans
+LONG_SWEEP = ["sweep", "itnet", "--shared", "--grid", "N=1..64", "--grid", "L=1..3", "--input", "360x480",
+              "--macs-budget", "2.2e9", "--workers", "2", "--no-store", "--format", "json"]
+
+
+def _start_sweep_with_workers(output=subprocess.PIPE):
+    """A long sweep in its own session, once its pool workers run; returns (process, worker processes)."""
+    proc = _graphcost(*LONG_SWEEP, output=output, start_new_session=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        workers = [p for p in parent.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+        if len(workers) >= 2:
+            return proc, workers
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the sweep never started its workers")
+
+
+def _gone_within(processes, seconds: float) -> list:
+    """The processes still running (zombies count as gone) after waiting up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _kill_all(processes):
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_sigkill_of_the_sweep_leaves_no_worker():
+    # No pipes: a surviving worker would hold them open, and the test would hang instead of failing.
+    proc, workers = _start_sweep_with_workers(output=subprocess.DEVNULL)
+    proc.kill()  # SIGKILL: no handler runs, no cleanup code; only the kernel can stop the workers
+    proc.wait()
+    alive = _gone_within(workers, 5.0)
+    _kill_all(alive)
+    assert not alive, f"{len(alive)} workers outlived their parent"
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_and_ctrl_c_stop_the_pool_and_exit_cleanly(sig, code, word):
+    proc, workers = _start_sweep_with_workers()
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)  # Ctrl-C reaches the group
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        alive = _gone_within(workers, 5.0)
+        _kill_all(alive + [psutil.Process(proc.pid)] if proc.poll() is None else alive)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"graphcost: {word}" and "Traceback" not in err, err
+    assert out == "" and not alive
