@@ -22,9 +22,10 @@ from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_P
                                       ChipSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
-from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec, check_grid,
-                               describe_failures, flat_frame, pareto_front, parse_axis, parse_metric, parse_pareto,
-                               ranked_rows, resolve_spec, run_sweep)
+from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec,
+                               check_accuracy_table, check_grid, check_table, describe_failures, flat_frame,
+                               pareto_front, parse_axis, parse_metric, parse_pareto, ranked_rows, resolve_spec,
+                               run_sweep)
 from graphcost.models.registry import DATASETS
 from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
@@ -52,7 +53,10 @@ class RunOptions:
     def open(self, stack: ExitStack):
         """Enter the executor and the store; both close when ``stack`` does."""
         store = stack.enter_context(open_store(self.store_path, enabled=not self.no_store))
-        store.get_many([])  # open (and create) it now: a bad --store fails before any work
+        store.get_many([])  # open (and create) it now: a bad, foreign or locked --store fails before any work
+        if store.read_only_note():
+            click.echo(f"note: {store.read_only_note()}", err=True)
+        stack.callback(lambda: [click.echo(f"note: {note}", err=True) for note in store.notes()])
         executor = stack.enter_context(make_executor(self.executor_kind, self.address, self.workers))
         return executor, store
 
@@ -105,8 +109,8 @@ def report():
 
 @report.command(name="fig5")
 @out_option()
-@accuracy_option("mIoU per model/variant/dataset[/output] replacing the shipped literature values "
-                 "(columns: model, variant, dataset, miou; optional output, split, source, params).")
+@accuracy_option("mIoU per model/variant/dataset/split[/output] replacing the shipped literature values "
+                 "(columns: model, variant, dataset, split, miou; optional output, source, params).")
 @click.option("--dataset", "datasets", type=click.Choice(fig5.DATASETS), multiple=True,
               help="Only these rows of the figure (default: both).")
 @run_options
@@ -146,6 +150,8 @@ def anytime_command(spec: ModelSpec, out_dir: str, accuracy_table: Optional[str]
     """
     out = check_out_dir(out_dir)
     accuracy = read_table(accuracy_table) if accuracy_table else None
+    if accuracy is not None:
+        check_table(accuracy, accuracy_table, ["output", "miou"], numbers=["miou"], integers=["output"])
     built = build_for_shapes(spec)  # validates the model and params now, with a one-line error
     with ExitStack() as stack:
         executor, store = run.open(stack) if ":" not in spec.name else (None, None)  # only zoo models are stored
@@ -386,6 +392,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
             width_max=width_max, crossbar=crossbar, chip_arrays=chip_arrays), max_points)
     except GridTooLarge as exc:
         raise UserError(f"{exc} with --yes") from None
+    if accuracy is not None:
+        check_accuracy_table(accuracy, [k for k in sweep_spec.grid_keys if not k.startswith("hw.")], accuracy_table)  # every row, before any analysis
     with ExitStack() as stack:
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))

@@ -70,6 +70,8 @@ def analyse_items(items: Sequence[ModelSpec], executor=None, store=None, progres
 # --------------------------------------------------------------------------- inputs and labels
 def read_table(path: str, **read_csv_args):
     """An accuracy table (CSV) as a DataFrame, or :class:`UserError` naming what is wrong with the file."""
+    # Only an empty cell is missing: "n/a" or "NaN" written by a user is a bad value to report, not a blank.
+    read_csv_args = {"keep_default_na": False, "na_values": [""], **read_csv_args}
     try:
         return pd.read_csv(path, **read_csv_args)
     except FileNotFoundError:

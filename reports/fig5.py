@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from graphcost.errors import UserError
+from graphcost.explore import check_table
 from graphcost.resolve import parse_params
 
 from .common import (analyse_items, analysis_item, figure_writers, pyplot, read_table, shape_text, style_for,
@@ -99,10 +100,15 @@ def load_accuracy_table(path: Optional[str] = None):
     optional). ``miou`` is in percent."""
     target = path or literature_path()
     frame = read_table(target, dtype={"variant": str, "model": str, "dataset": str})
-    missing = [c for c in ("model", "variant", "dataset", "miou") if c not in frame.columns]
-    if missing:
-        raise UserError(f"accuracy table {target!r} lacks the column(s) {', '.join(missing)}; "
-                        f"it needs model, variant, dataset, miou (and optionally output, split, source)")
+    # A user's row must name its split: without one it could never replace the shipped value it means.
+    required = ["model", "variant", "dataset", "miou"] + (["split"] if path else [])
+    check_table(frame, target, required, numbers=["miou"], integers=["output"], may_be_blank=["miou", "output"])
+    if path:
+        blank = frame["split"].isna() | (frame["split"].astype(str).str.strip() == "")
+        if blank.any():
+            row = int(blank.to_numpy().nonzero()[0][0]) + 2
+            raise UserError(f"{target}, row {row}, column split: the cell is empty; name the split of the mIoU "
+                            f"(the figure shows {', '.join(f'{d} {s}' for d, s in PAPER_SPLIT.items())})")
     for column in LITERATURE_COLUMNS:
         if column not in frame.columns:
             frame[column] = None

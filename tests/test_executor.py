@@ -79,3 +79,54 @@ def test_unreachable_ray_address_fails_fast():
     with pytest.raises(UserError, match="cannot reach the Ray cluster"):
         make_executor("ray", address=f"127.0.0.1:{port}")
     assert time.perf_counter() - start < 30
+
+
+def _listening(process):
+    """(process name, address) of every listening inet socket of ``process`` and its descendants."""
+    import psutil
+
+    found = []
+    for p in [process] + process.children(recursive=True):
+        try:
+            found += [(p.name(), c.laddr.ip) for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        except psutil.Error:  # a process that ended meanwhile
+            pass
+    return found
+
+
+def test_local_ray_listens_on_loopback_only():
+    import ipaddress
+
+    import psutil
+
+    with make_executor("ray", workers=1) as ex:
+        assert ex.map(square, [3]) == [9]
+        sockets = _listening(psutil.Process())
+    assert len(sockets) >= 3  # GCS, raylet, workers: the check inspects real sockets
+    exposed = [(name, ip) for name, ip in sockets if not ipaddress.ip_address(ip.replace("::ffff:", "")).is_loopback]
+    assert not exposed, exposed
+
+
+def test_local_ray_dies_with_a_killed_driver():
+    import subprocess
+
+    import psutil
+
+    code = ("from graphcost.runtime.executor import make_executor; ex = make_executor('ray', workers=1); "
+            "print('ready', flush=True); import time; time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert len(started) >= 3  # GCS, raylet, agents, the watcher
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    alive = started
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in alive:
+        p.kill()
+    assert not alive, [p.name() for p in alive]

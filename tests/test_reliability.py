@@ -223,3 +223,64 @@ def test_sigterm_and_ctrl_c_stop_the_pool_and_exit_cleanly(sig, code, word):
     assert proc.returncode == code, err
     assert err.strip().splitlines()[-1] == f"graphcost: {word}" and "Traceback" not in err, err
     assert out == "" and not alive
+
+
+# --------------------------------------------------------------------------- input files before any work
+TINY_SWEEP = ["sweep", "itnet", "--shared", "--grid", "N=1", "--param", "L=1", "--param", "K=1", "--input", "32x48",
+              "--macs-budget", "5e6", "--workers", "1", "--format", "json"]
+
+
+def _store_rows() -> int:
+    from graphcost.runtime.store import default_store_path, open_store
+
+    path = default_store_path()
+    return len(open_store(path)) if os.path.exists(path) else 0
+
+
+@pytest.mark.parametrize("rows, needle", [
+    ("1,1,1,1,fifty\n", "row 2, column miou: 'fifty' is not a number"),
+    ("1,1,1,1,50\n1,1,1,two,60\n", "row 3, column output: 'two' is not a whole number"),
+    ("1,1,1,1,\n", "row 2, column miou: the cell is empty"),
+    ("1,1,1,0,50\n", "column output: '0' is not a whole number >= 1"),
+    ("1,1,1,1,inf\n", "'inf' is not a number"),
+])
+def test_sweep_accuracy_table_is_checked_row_by_row_before_any_analysis(capsys, tmp_path, rows, needle):
+    table = tmp_path / "acc.csv"
+    table.write_text("N,L,K,output,miou\n" + rows)
+    rc, out, err = run(capsys, *TINY_SWEEP, "--accuracy-table", str(table))
+    assert rc == 2 and err.count("\n") == 1 and str(table) in err and needle in err, err
+    assert _store_rows() == 0  # refused before the first analysis
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("model,variant,dataset,miou\nenet,default,camvid,50\n", "lacks the column(s) split"),
+    ("model,variant,dataset,miou,split\nenet,default,camvid,50,\n", "row 2, column split: the cell is empty"),
+    ("model,variant,dataset,miou,split\nenet,default,camvid,abc,test\n", "row 2, column miou: 'abc'"),
+    ("model,variant,dataset,miou,split,output\nitnet,shared,camvid,50,test,last\n", "column output: 'last'"),
+])
+def test_fig5_accuracy_table_rows_are_checked(capsys, tmp_path, text, needle):
+    table = tmp_path / "acc.csv"
+    table.write_text(text)
+    rc, out, err = run(capsys, "report", "fig5", "--out", str(tmp_path / "o"), "--accuracy-table", str(table))
+    assert rc == 2 and err.count("\n") == 1 and needle in err, err
+    assert _store_rows() == 0
+
+
+def test_anytime_accuracy_table_rows_are_checked(capsys, tmp_path):
+    table = tmp_path / "acc.csv"
+    table.write_text("output,miou\n1,40\n2,n/a\n")
+    rc, out, err = run(capsys, "report", "anytime", "itnet", "--out", str(tmp_path / "o"), "--accuracy-table",
+                       str(table))
+    assert rc == 2 and err.count("\n") == 1 and "row 3, column miou: 'n/a'" in err, err
+
+
+CELL = st.one_of(NUMBERS, st.integers(0, 20).map(str), TEXT, st.just(""))
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(CELL, min_size=5, max_size=5), min_size=1, max_size=4),
+       header=st.sampled_from(["N,L,K,output,miou", "N,L,K,output,mIoU", "N,output,miou,L,K", "a,b,c,d,e"]))
+def test_fuzz_accuracy_table_rows(capsys, tmp_path, rows, header):
+    table = tmp_path / "acc.csv"
+    table.write_text(header + "\n" + "".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+    assert_result_or_one_line(capsys, *TINY_SWEEP, "--accuracy-table", str(table))

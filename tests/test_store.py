@@ -51,7 +51,7 @@ def test_null_store_remembers_nothing():
 def test_unwritable_store_is_one_user_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(UserError, match="writable store path"):
+    with pytest.raises(UserError, match="store path"):
         open_store(str(blocker / "results.sqlite")).get("k")
 
 
@@ -61,3 +61,119 @@ def test_default_path_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("GRAPHCOST_STORE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_store_path() == os.path.join(str(tmp_path), "graphcost", "results.sqlite")
+
+
+# --------------------------------------------------------------------------- faults (issue 10)
+import sqlite3  # noqa: E402
+
+from graphcost.runtime.store import APPLICATION_ID, cached_map  # noqa: E402
+
+
+def _sqlite(path, *statements):
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("statements, needle", [
+    (["CREATE TABLE results (key TEXT, value TEXT)"], "another program"),                 # foreign, same table name
+    (["CREATE TABLE notes (body TEXT)"], "another program"),                                # foreign, other tables
+    (["PRAGMA application_id = 12345"], "another program"),                                # another app's marker
+    ([f"PRAGMA application_id = {APPLICATION_ID}", "PRAGMA user_version = 99"], "schema version 99"),
+])
+def test_foreign_or_newer_files_are_refused_unchanged(tmp_path, statements, needle):
+    path = str(tmp_path / "x.sqlite")
+    _sqlite(path, *statements)
+    before = open(path, "rb").read()
+    with pytest.raises(UserError, match=needle):
+        open_store(path).get_many([])
+    assert open(path, "rb").read() == before  # never altered
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "x.sqlite"
+    path.write_text("hello, I am a text file that happens to be here\n" * 10)
+    with pytest.raises(UserError, match="not a SQLite file"):
+        open_store(str(path)).get("k")
+
+
+def test_a_store_written_before_the_marker_is_adopted(tmp_path):
+    from graphcost.runtime.store import SCHEMA
+
+    path = str(tmp_path / "old.sqlite")
+    _sqlite(path, SCHEMA)
+    with open_store(path) as store:
+        store.put("k", {"kind": "x"}, {"a": 1})
+        assert store.get("k") == {"a": 1}
+
+
+def test_a_corrupt_row_is_a_miss_recomputed_and_reported(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    with open_store(path) as store:
+        store.put("a", {"kind": "x"}, {"v": 1})
+        store.put("b", {"kind": "x"}, {"v": 2})
+    _sqlite(path, "UPDATE results SET result = '{not json' WHERE key = 'a'")
+    computed = []
+
+    def fn(item):
+        computed.append(item)
+        return {"v": item}
+
+    with open_store(path) as store:
+        results, fresh = cached_map(fn, [1, 2], ["a", "b"], store=store)
+        assert results == [{"v": 1}, {"v": 2}] and computed == [1] and fresh == [0]
+        assert store.corrupt == 1 and "1 unreadable rows" in store.notes()[0]
+    with open_store(path) as store:  # the row was overwritten with the recomputed result
+        assert store.get("a") == {"v": 1} and store.corrupt == 0
+
+
+def test_a_locked_store_is_refused_in_one_line_and_a_late_lock_loses_no_result(tmp_path):
+    path = str(tmp_path / "s.sqlite")
+    with open_store(path) as store:
+        store.put("a", {"kind": "x"}, {"v": 1})
+    other = sqlite3.connect(path)
+    other.execute("BEGIN EXCLUSIVE")  # another program holds the lock
+    try:
+        with pytest.raises(UserError, match="locked by another program"):
+            open_store(path, timeout_s=0.2).get_many(["a"])
+    finally:
+        other.rollback()
+    store = open_store(path, timeout_s=0.2)
+    assert store.get_many(["a", "new"]) == {"a": {"v": 1}}  # a run reads its hits first, while the store is free
+    other.execute("BEGIN EXCLUSIVE")  # then another program locks it, while results are being computed
+    try:
+        store.put("new", {"kind": "x"}, {"v": 5})  # no exception: the result is kept by the caller
+        assert store.unsaved == 1 and "could not be saved" in store.notes()[0]
+    finally:
+        other.rollback()
+        other.close()
+        store.close()
+
+
+def test_a_read_only_store_is_read_but_not_written(tmp_path, monkeypatch):
+    path = str(tmp_path / "s.sqlite")
+    with open_store(path) as store:
+        store.put("a", {"kind": "x"}, {"v": 1})
+    # Tests run as root, for whom file modes do not bind; os.access is what the store asks.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with open_store(path) as store:
+        assert store.get_many(["a", "b"]) == {"a": {"v": 1}} and not store.writable
+        assert "read-only" in store.read_only_note()
+        store.put("b", {"kind": "x"}, {"v": 2})
+        assert store.unsaved == 1 and store.get("b") is None
+
+
+def test_cli_says_a_store_is_read_only_before_computing(capsys, tmp_path, monkeypatch):
+    from clirun import run
+
+    path = str(tmp_path / "s.sqlite")
+    open_store(path).get_many([])  # create it
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    rc, out, err = run(capsys, "sweep", "itnet", "--grid", "N=1", "--param", "L=1", "--input", "32x48", "--workers",
+                       "1", "--store", path)
+    assert rc == 0, err
+    assert err.splitlines()[0].startswith("note: the result store") and "read-only" in err.splitlines()[0]

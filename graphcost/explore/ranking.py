@@ -5,6 +5,7 @@ mIoU comes from an accuracy table (a DataFrame: the grid columns, ``output``, ``
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
@@ -46,19 +47,66 @@ def parse_metric(text: str) -> Tuple[str, bool]:
     return name, ascending
 
 
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
+
+
+def _number(value, integer: bool) -> Optional[float]:
+    """``value`` as a finite number (a whole one >= 1 if ``integer``), else None."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(number) or (integer and (not number.is_integer() or number < 1)):
+        return None
+    return number
+
+
+def check_table(table, source: str, required: Sequence[str], numbers: Sequence[str] = (),
+                integers: Sequence[str] = (), may_be_blank: Sequence[str] = ()) -> None:
+    """Refuse a table with a missing column or a bad cell, naming ``source``, the row (its CSV line) and column.
+
+    ``numbers`` must be finite numbers, ``integers`` whole numbers >= 1; cells of ``may_be_blank``
+    columns may be empty. Run it before any work, so a bad file never costs a computation.
+
+    >>> import pandas as pd
+    >>> check_table(pd.DataFrame({"output": [1, 2], "miou": ["50", "x"]}), "acc.csv", ["output", "miou"], ["miou"])
+    Traceback (most recent call last):
+    graphcost.errors.UserError: acc.csv, row 3, column miou: 'x' is not a number
+    """
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise UserError(f"{source} lacks the column(s) {', '.join(missing)}")
+    for column in list(numbers) + list(integers):
+        if column not in table.columns:
+            continue
+        integer = column in integers
+        for i, value in enumerate(table[column].tolist()):
+            if _blank(value):
+                if column in may_be_blank:
+                    continue
+                raise UserError(f"{source}, row {i + 2}, column {column}: the cell is empty")
+            if _number(value, integer) is None:
+                kind = "a whole number >= 1" if integer else "a number"
+                raise UserError(f"{source}, row {i + 2}, column {column}: {str(value)[:40]!r} is not {kind}")
+
+
+def check_accuracy_table(table, grid_keys: Sequence[str], source: str = "the accuracy table") -> None:
+    """The per-output accuracy table of a sweep: the grid columns, ``output`` (from 1) and numeric ``miou``."""
+    check_table(table, source, list(grid_keys) + ["output", "miou"], numbers=["miou"], integers=["output"])
+
+
 def _per_output_miou(table, grid_keys: Sequence[str]) -> Dict[Tuple[str, ...], Dict[int, float]]:
     """``{grid point as strings: {output: mIoU as a fraction}}`` from an accuracy table."""
-    missing = [c for c in list(grid_keys) + ["output", "miou"] if c not in table.columns]
-    if missing:
-        raise UserError(f"the accuracy table lacks the column(s) {', '.join(missing)}; it needs the grid "
-                        f"parameters, output (1-based) and miou")
+    check_accuracy_table(table, grid_keys)
     table = table.copy()
+    table["miou"] = table["miou"].astype(float)
     if (table["miou"] > 1).any():
         table["miou"] = table["miou"] / 100.0
     groups: Dict[Tuple[str, ...], Dict[int, float]] = {}
     for record in table.to_dict("records"):
         key = tuple(str(record[k]) for k in grid_keys)
-        groups.setdefault(key, {})[int(record["output"])] = float(record["miou"])
+        groups.setdefault(key, {})[int(float(record["output"]))] = float(record["miou"])
     return groups
 
 

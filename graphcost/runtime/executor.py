@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -245,13 +246,13 @@ class RayExecutor(Executor):
                 if address:
                     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 else:
-                    ray.init(num_cpus=workers or cpu_count(), include_dashboard=False,
-                             logging_level=logging.ERROR, log_to_driver=False)
+                    _start_local_ray(ray, workers or cpu_count())
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(f"cannot start or connect to {where}: {first}") from None
             self._started = True
+            self._reaper = None if address else _start_reaper()
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
         except Exception:  # pragma: no cover - resources unavailable on some clients
@@ -297,12 +298,88 @@ class RayExecutor(Executor):
             raise
 
     def close(self, abort: bool = False) -> None:
+        reaper, self._reaper = getattr(self, "_reaper", None), None
+        if reaper is not None:  # we are alive and shut Ray down ourselves
+            reaper.kill()
+            reaper.wait()
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
         self._started = False
 
     def describe(self) -> str:
         return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
+
+
+#: Ray's own switch for a local-only node (what it uses on macOS and Windows): the node address is
+#: 127.0.0.1 and every Ray server (GCS, raylet, object manager, agents, workers) binds to it.
+RAY_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _start_local_ray(ray, cpus: int) -> None:
+    """``ray.init`` of a local Ray that listens on loopback only (no dashboard)."""
+    constants = ray._private.ray_constants  # read at call time by ray's services, so setting it here counts
+    saved_env, saved_flag = os.environ.get(RAY_LOOPBACK_ENV), constants.ENABLE_RAY_CLUSTER
+    os.environ[RAY_LOOPBACK_ENV] = "0"  # inherited by the Ray processes started now
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    finally:  # a later ray.init(address=...) in this process reaches clusters as usual
+        constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(RAY_LOOPBACK_ENV, None)
+        else:
+            os.environ[RAY_LOOPBACK_ENV] = saved_env
+
+
+def _descendants(pid: int) -> List[Tuple[int, str]]:
+    """``(pid, start time)`` of every descendant of ``pid`` (Linux ``/proc``; elsewhere none)."""
+    parents = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = (int(fields[1]), fields[19])  # ppid, start time (clock ticks since boot)
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, (ppid, start) in parents.items():
+            if ppid == current:
+                found.append((child, start))
+                frontier.append(child)
+    return found
+
+
+_REAPER = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent, targets = int(sys.argv[1]), [t.split(":") for t in sys.argv[2:]]
+while os.getppid() == parent:
+    time.sleep(0.2)
+for pid, start in targets:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[19] != start:
+                continue  # the pid belongs to another process by now
+        os.kill(int(pid), signal.SIGKILL)
+    except (OSError, IndexError):
+        pass
+"""
+
+
+def _start_reaper() -> Optional[subprocess.Popen]:
+    """A tiny watcher that SIGKILLs the local Ray's processes if this process dies without shutting Ray down.
+
+    Ray's GCS and raylet die with their driver, but its agents poll for seconds or outlive it; the
+    watcher notices the driver's death (it is re-parented) within 0.2 s. Linux only.
+    """
+    targets = _descendants(os.getpid())
+    if not targets:
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *[f"{p}:{s}" for p, s in targets]],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 __all__ = ["ResultStore", "NullStore", "open_store", "result_key", "default_store_path", "code_fingerprint",
-           "cached_map"]
+           "cached_map", "APPLICATION_ID", "SCHEMA_VERSION", "BUSY_TIMEOUT_S"]
 
 
 def default_store_path() -> str:
@@ -112,48 +112,139 @@ def result_key(kind: str, **parts: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class ResultStore:
-    """A SQLite file of ``key -> (meta, result)``; opened lazily, usable as a context manager."""
+#: ``PRAGMA application_id`` of a graphcost store ("gcst"): a SQLite file without it is someone else's.
+APPLICATION_ID = 0x67637374
+#: ``PRAGMA user_version``: the layout of the ``results`` table. A store of another version is refused.
+SCHEMA_VERSION = 1
+COLUMNS = ("key", "kind", "model", "meta", "result", "version", "created")
+#: Seconds a store locked by another program is retried before it is refused.
+BUSY_TIMEOUT_S = 30.0
 
-    def __init__(self, path: str) -> None:
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class ResultStore:
+    """A SQLite file of ``key -> (meta, result)``; opened lazily, usable as a context manager.
+
+    Opening checks that the file is a graphcost store of this schema (an empty or new file becomes
+    one; anything else is refused, never altered) and whether it can be written: a read-only store
+    is read but not written (``writable`` is false, nothing fails later). A row that cannot be read
+    back is a miss (recomputed and overwritten) counted in ``corrupt``; a result that cannot be
+    saved because another program holds the lock past ``timeout_s`` is counted in ``unsaved``.
+    """
+
+    def __init__(self, path: str, timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = path
+        self.timeout_s = timeout_s
+        self.writable = True
+        self.corrupt = 0
+        self.unsaved = 0
         self._conn: Optional[sqlite3.Connection] = None
 
     @property
     def enabled(self) -> bool:
         return True
 
+    def _refuse(self, why: str) -> UserError:
+        return UserError(f"the result store {self.path!r} {why}; choose another store path or run without a store")
+
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            directory = os.path.dirname(os.path.abspath(self.path))
             try:
-                os.makedirs(directory, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=30)
-                conn.execute(SCHEMA)
-                conn.commit()
-            except (OSError, sqlite3.Error) as exc:
-                raise UserError(f"cannot open the result store {self.path!r} ({exc}); choose a writable "
-                                f"store path or run without a store") from None
-            self._conn = conn
+                self._conn = self._open()
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc):
+                    raise self._refuse(f"is locked by another program ({_reason(exc)})") from None
+                raise self._refuse(f"cannot be opened ({_reason(exc)})") from None
+            except sqlite3.DatabaseError as exc:
+                raise self._refuse(f"is not a SQLite file ({_reason(exc)})") from None
+            except OSError as exc:
+                raise self._refuse(f"cannot be created ({exc.strerror or _reason(exc)})") from None
         return self._conn
 
+    def _open(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        exists = os.path.exists(self.path)
+        if not exists:
+            os.makedirs(directory, exist_ok=True)
+        # SQLite writes a journal beside the file: both must be writable to store anything.
+        self.writable = not exists or (os.access(self.path, os.W_OK) and os.access(directory, os.W_OK))
+        if self.writable:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s)
+        else:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s)
+        try:
+            self._check_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """Accept our own store (or an empty file, which becomes one); refuse anything else unchanged."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(results)"))
+        if app_id == APPLICATION_ID:
+            if version != SCHEMA_VERSION:
+                raise self._refuse(f"has schema version {version}, and this graphcost reads version {SCHEMA_VERSION}")
+            return
+        legacy = app_id == 0 and tables == {"results"} and columns == COLUMNS  # written before the marker existed
+        if app_id != 0 or (tables and not legacy):
+            raise self._refuse("belongs to another program (a SQLite file without graphcost's marker)")
+        if not self.writable:
+            if not tables:
+                raise self._refuse("is read-only and empty")
+            return
+        conn.execute(SCHEMA)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.commit()
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> List[tuple]:
+        """Rows of a read; a store locked past the timeout is refused in one line."""
+        try:
+            return self._connect().execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:
+            what = "is locked by another program" if "locked" in str(exc) else "cannot be read"
+            raise self._refuse(f"{what} ({_reason(exc)}, after {self.timeout_s:g} s of retries)") from None
+
+    def _decode(self, text: str) -> Optional[Dict[str, Any]]:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            self.corrupt += 1  # a miss: the caller recomputes it and put() overwrites the row
+            return None
+        return value
+
     def get(self, key: str) -> Optional[Dict[str, Any]]:
-        row = self._connect().execute("SELECT result FROM results WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        rows = self._query("SELECT result FROM results WHERE key = ?", (key,))
+        return self._decode(rows[0][0]) if rows else None
 
     def get_many(self, keys: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         keys = list(dict.fromkeys(keys))
         found: Dict[str, Dict[str, Any]] = {}
-        conn = self._connect()
+        self._connect()
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, result in conn.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk):
-                found[key] = json.loads(result)
+            for key, text in self._query(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk):
+                value = self._decode(text)
+                if value is not None:
+                    found[key] = value
         return found
 
     def put(self, key: str, meta: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+        """Store ``result`` under ``key``; a read-only or locked store counts it in ``unsaved`` instead."""
         conn = self._connect()
+        if not self.writable:
+            self.unsaved += 1
+            return
         try:
             conn.execute(
                 "INSERT OR REPLACE INTO results (key, kind, model, meta, result, version, created) "
@@ -161,15 +252,31 @@ class ResultStore:
                 (key, str(meta.get("kind", "")), meta.get("model"), json.dumps(_canonical(meta)),
                  json.dumps(result, default=str), graphcost.__version__, time.time()))
             conn.commit()
-        except sqlite3.Error as exc:
-            raise UserError(f"cannot write to the result store {self.path!r} ({exc}); choose a writable "
-                            f"store path or run without a store") from None
+        except sqlite3.OperationalError:  # locked past the timeout, disk full: keep the result, say so later
+            conn.rollback()
+            self.unsaved += 1
+
+    def read_only_note(self) -> Optional[str]:
+        """The sentence to show before any work when the store is read-only, else None."""
+        if self.writable:
+            return None
+        return f"the result store {self.path!r} is read-only: results are read from it but not saved"
+
+    def notes(self) -> List[str]:
+        """What the user should know about this store after a run (one sentence each)."""
+        out = []
+        if self.writable and self.unsaved:
+            out.append(f"{self.unsaved} results could not be saved to the result store {self.path!r} (locked "
+                       f"by another program or full); they were computed and used")
+        if self.corrupt:
+            out.append(f"{self.corrupt} unreadable rows of the result store {self.path!r} were recomputed")
+        return out
 
     def __contains__(self, key: str) -> bool:
-        return self._connect().execute("SELECT 1 FROM results WHERE key = ?", (key,)).fetchone() is not None
+        return bool(self._query("SELECT 1 FROM results WHERE key = ?", (key,)))
 
     def __len__(self) -> int:
-        return self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return self._query("SELECT COUNT(*) FROM results")[0][0]
 
     def frame(self, kind: Optional[str] = None):
         """The stored results as a DataFrame: key, kind, model, version, created, then meta and result columns."""
@@ -181,9 +288,12 @@ class ResultStore:
         raw = pd.read_sql_query(query, self._connect(), params=args)
         rows = []
         for record in raw.to_dict("records"):
+            meta, result = self._decode(record["meta"]), self._decode(record["result"])
+            if meta is None or result is None:
+                continue  # an unreadable row is no result
             row = {k: record[k] for k in ("key", "kind", "model", "version", "created")}
-            row.update({f"meta.{k}": v for k, v in json.loads(record["meta"]).items()})
-            row.update(json.loads(record["result"]))
+            row.update({f"meta.{k}": v for k, v in meta.items()})
+            row.update(result)
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -204,6 +314,9 @@ class NullStore(ResultStore):
 
     def __init__(self) -> None:
         super().__init__(path="")
+
+    def notes(self) -> List[str]:
+        return []
 
     @property
     def enabled(self) -> bool:
@@ -228,11 +341,14 @@ class NullStore(ResultStore):
         return pd.DataFrame()
 
 
-def open_store(path: Optional[str] = None, enabled: bool = True) -> ResultStore:
-    """The store at ``path`` (default :func:`default_store_path`), or a :class:`NullStore` if disabled."""
+def open_store(path: Optional[str] = None, enabled: bool = True, timeout_s: float = BUSY_TIMEOUT_S) -> ResultStore:
+    """The store at ``path`` (default :func:`default_store_path`), or a :class:`NullStore` if disabled.
+
+    ``timeout_s``: how long a store locked by another program is retried before it is refused.
+    """
     if not enabled:
         return NullStore()
-    return ResultStore(path or default_store_path())
+    return ResultStore(path or default_store_path(), timeout_s=timeout_s)
 
 
 def cached_map(fn: Callable[[Any], Dict[str, Any]], items: Sequence[Any], keys: Sequence[str], executor=None,

@@ -129,6 +129,8 @@ def test_longest_path_has_latency_layers_weight_nodes(page, page_file):
     a = read_blocks(page_file.read_text())["analysis"]
     page.check("input[name=view][value=dag]")
     n_weight = page.evaluate("graphcostView.cy.nodes('.critical.weight').length")
+    # highlighting draws a border: the nodes keep their size
+    assert page.evaluate("graphcostView.cy.nodes('.critical').every(n => n.width() === n.data('w'))")
     page.check("input[name=view][value=loop]")
     assert n_weight == a["latency_layers"]
 

@@ -329,14 +329,16 @@
       els.push({group: 'nodes', data: {id: r, index: i, label: nodeLabel(view, view === 'loop' ? n : Object.assign({}, n, {calls: 1}))}, classes: cls});
     });
     els = els.concat(groupElements(view, groups));
+    // a drawn node's place in execution order: its (first) member's index (loop nodes come in first-call order)
+    var first = {};
+    rep.forEach(function (r, i) { if (!(r in first)) first[r] = i; });
     var edges = {}, loops = {};
     data.edges.forEach(function (e) {
-      var s = rep[e[0]], t = rep[e[1]], back = view === 'loop' && e[3], count = view === 'loop' ? e[2] : 1;
-      if (s === t && s.charAt(0) === 'm') { if (back || e[0] === e[1]) loops[s] = true; return; }
-      var key = s + '>' + t, ed = edges[key];
-      if (!ed) ed = edges[key] = {source: s, target: t, count: 0, back: true};
-      ed.count += count;
-      ed.back = ed.back && (back || s === t);
+      var s = rep[e[0]], t = rep[e[1]], count = view === 'loop' ? e[2] : 1;
+      if (s === t && s.charAt(0) === 'm') { if (e[3] || e[0] === e[1]) loops[s] = true; return; }
+      var key = s + '>' + t;
+      if (!edges[key]) edges[key] = {source: s, target: t, count: 0, back: view === 'loop' && first[t] <= first[s]};
+      edges[key].count += count;
     });
     Object.keys(loops).forEach(function (s) { edges[s + '>' + s] = {source: s, target: s, count: 0, back: true}; });
     Object.keys(edges).forEach(function (k, j) {
@@ -352,7 +354,8 @@
   var STYLE = [
     {selector: 'node', style: {'shape': 'round-rectangle', 'label': 'data(label)', 'text-wrap': 'wrap', 'font-size': 9,
       'text-valign': 'center', 'text-halign': 'center', 'width': 'data(w)', 'height': 'data(h)',
-      'background-color': 'data(color)', 'border-width': 1, 'border-color': '#78909c', 'color': 'data(fg)'}},
+      'background-color': 'data(color)', 'border-width': 1, 'border-color': '#78909c', 'color': 'data(fg)',
+      'min-zoomed-font-size': 5}},
     {selector: 'node.weight', style: {'border-width': 2, 'border-color': '#37474f'}},
     {selector: 'node.io', style: {'shape': 'ellipse'}},
     {selector: 'node.shape', style: {'shape': 'rectangle', 'border-style': 'dotted'}},
@@ -363,24 +366,24 @@
       'curve-style': 'unbundled-bezier', 'control-point-distances': 60, 'control-point-weights': 0.5}},
     {selector: 'edge:loop', style: {'curve-style': 'bezier', 'loop-direction': '-45deg', 'loop-sweep': '-60deg',
       'control-point-step-size': 40}},
-    {selector: '.critical', style: {'border-color': '#d32f2f', 'border-width': 4, 'line-color': '#d32f2f', 'target-arrow-color': '#d32f2f',
-      'width': 3, 'z-index': 10}},
+    {selector: 'node.critical', style: {'border-color': '#d32f2f', 'border-width': 4, 'z-index': 10}},
+    {selector: 'edge.critical', style: {'line-color': '#d32f2f', 'target-arrow-color': '#d32f2f', 'width': 3, 'z-index': 10}},
     {selector: '.faded', style: {'opacity': 0.15}},
     {selector: '.match', style: {'border-color': '#00c853', 'border-width': 5, 'z-index': 20}},
     {selector: 'node:selected', style: {'border-color': '#2962ff', 'border-width': 5, 'z-index': 30}}
   ];
   var cy = cytoscape({container: $('cy'), style: STYLE, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
     textureOnViewport: true, hideEdgesOnViewport: false, pixelRatio: 1});
-  cy.on('zoom', function () { cy.nodes().style('text-opacity', cy.zoom() < 0.35 ? 0 : 1); });
 
   function draw() {
     cy.elements().remove();
     cy.add(buildElements());
     applyMetrics();
-    var big = cy.nodes().length > 600, flow = cy.elements().not('edge.back').not('edge:loop');
+    var big = cy.nodes().length > 300, flow = cy.elements().not('edge.back').not('edge:loop');
     var dir = state.direction === 'auto' ? autoDirection(flow) : state.direction;
+    // network-simplex ranks best but takes ~10 s on ~1000 nodes; tight-tree about a tenth of that
     flow.layout({name: 'dagre', rankDir: dir, nodeSep: big ? 8 : 14, rankSep: big ? 18 : 28, edgeSep: 4,
-      fit: false, animate: false}).run();
+      ranker: big ? 'tight-tree' : 'network-simplex', fit: false, animate: false}).run();
     cy.edges('.back').style('control-point-distances', function (e) {
       var dy = Math.abs(e.source().position('y') - e.target().position('y'));
       return Math.min(400, 40 + dy / 4);
