@@ -393,7 +393,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     except GridTooLarge as exc:
         raise UserError(f"{exc} with --yes") from None
     if accuracy is not None:
-        check_accuracy_table(accuracy, [k for k in sweep_spec.grid_keys if not k.startswith("hw.")], accuracy_table)  # every row, before any analysis
+        model_keys = [k for k in sweep_spec.grid_keys if not k.startswith("hw.")]  # mIoU is the model's
+        check_accuracy_table(accuracy, model_keys, accuracy_table)  # every row, before any analysis
     with ExitStack() as stack:
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))
