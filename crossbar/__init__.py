@@ -27,6 +27,8 @@ _LAZY = {
     "AccuracyResult": "accuracy",
     "evaluate_accuracy": "accuracy",
     "load_weights": "accuracy",
+    "train": "training",
+    "HWASpec": "sim.hwa",
 }
 
 

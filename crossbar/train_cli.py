@@ -1,7 +1,7 @@
 """``graphcost train``: train a model (float or hardware-aware) and write its checkpoint.
 
-The command parses options, calls :func:`graphcost.crossbar.train.train` and
-:func:`~graphcost.crossbar.train.save_checkpoint`, and renders; every check a user can fail runs
+The command parses options, calls :func:`graphcost.crossbar.training.train` and
+:func:`~graphcost.crossbar.training.save_checkpoint`, and renders; every check a user can fail runs
 before the first training step, and the checkpoint is only written (atomically) at the end.
 """
 from __future__ import annotations
@@ -16,7 +16,9 @@ from graphcost.cli_options import model_options
 from graphcost.errors import UserError
 from graphcost.resolve import ModelSpec
 
+from .cli import NOISE
 from .data import DATA_KINDS
+from .specs import NoiseSpec
 
 
 @click.command(name="train")
@@ -27,6 +29,11 @@ from .data import DATA_KINDS
 @click.option("--init", "init_path", default=None, metavar="FILE",
               help="Start from these weights (a state dict of the same model), e.g. a float checkpoint to "
                    "fine-tune with --hwa.")
+@click.option("--hwa", is_flag=True, help="Hardware-aware training: the simulator's analog layers in their "
+              "differentiable mode (weight noise from --noise, output noise, DAC/ADC with straight-through "
+              "estimators, weight clipping).")
+@click.option("--noise", type=NOISE, default="pcm", show_default=True,
+              help="With --hwa: the device noise whose spread (at its t_seconds) sets the weight noise.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate (x0.1 after 70% and 85% of the steps).")
@@ -37,14 +44,16 @@ from .data import DATA_KINDS
               help="Square random training crop of segmentation images (a multiple of 16 for ItNet).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
-def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], epochs: int, lr: float,
+def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], hwa: bool,
+                  noise: NoiseSpec, epochs: int, lr: float,
                   batch_size: int, samples: Optional[int], crop: int, seed: int, out_path: str):
-    """Train MODEL on --data (float, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
+    """Train MODEL on --data (float or --hwa, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
     from graphcost.runtime.executor import ProgressBar
     from graphcost.resolve import build
 
     from .accuracy import load_weights
-    from .train import save_checkpoint, train
+    from .sim.hwa import HWASpec
+    from .training import save_checkpoint, train
 
     _check_out(out_path)
     built = build(spec)
@@ -52,12 +61,14 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
     if init_path is not None:
         load_weights(built.module, init_path)
 
+    hwa_spec = HWASpec.for_noise(noise) if hwa else None
+
     def on_epoch(epoch: int, epochs: int, loss: float) -> None:
         click.echo(f"epoch {epoch}/{epochs}: loss {loss:.4f}", err=True)
 
     with ProgressBar("training", 1) as bar:
-        result = train(built.module, data, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, crop=crop,
-                       train_samples=samples, progress=bar, on_epoch=on_epoch)
+        result = train(built.module, data, hwa=hwa_spec, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                       crop=crop, train_samples=samples, progress=bar, on_epoch=on_epoch)
     meta = {"model": spec.name, "params": dict(spec.params), "dataset_preset": built.dataset,
             "init": os.path.basename(init_path) if init_path else None,
             "command": "graphcost train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "graphcost train",

@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
     except UserError as exc:
-        click.echo(f"graphcost: error: {exc}", err=True)
+        message = " ".join(str(exc).split())  # one line, even when it quotes a multi-line error of torch
+        click.echo(f"graphcost: error: {message}", err=True)
         return 2
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -80,6 +81,8 @@ def parse_params(items: Sequence[str]) -> Dict[str, Any]:
     return dict(parse_param(item) for item in items)
 
 
+#: Elements an input may have: shapes beyond this overflow torch's storage-size arithmetic.
+MAX_INPUT_ELEMENTS = 2 ** 40
 _SHAPE = re.compile(r"^\s*\d+(\s*[xX,]\s*\d+)*\s*$")
 
 
@@ -94,6 +97,8 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", text.strip()))
     if any(d <= 0 for d in dims):
         raise UserError(f"input dimensions must be positive, got {text!r}")
+    if math.prod(dims) * channels > MAX_INPUT_ELEMENTS:
+        raise UserError(f"input {text!r} has more than {MAX_INPUT_ELEMENTS:.3g} elements; no tensor that large exists")
     if len(dims) == 2:
         return (1, channels) + dims
     if len(dims) == 3:

@@ -25,7 +25,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .registry import DATASETS, check_int, register_model
+from .registry import DATASETS, MAX_REPEATS, MAX_WIDTH, check_int, register_model
 
 __all__ = ["IterativeResNet", "IterativeStage", "ACTUnit", "iterative_resnet", "RESNET152_ITERATIONS"]
 
@@ -283,13 +283,13 @@ def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
     if isinstance(iterations, bool):
         raise ValueError(f"iterations must be a positive integer or a sequence of them, got {iterations!r}")
     if isinstance(iterations, int):
-        iterations = (check_int("iterations", iterations),) * 4
+        iterations = (check_int("iterations", iterations, 1, MAX_REPEATS),) * 4
     elif isinstance(iterations, (tuple, list)) and len(iterations) > 0:
-        iterations = tuple(check_int("each entry of iterations", k) for k in iterations)
+        iterations = tuple(check_int("each entry of iterations", k, 1, MAX_REPEATS) for k in iterations)
     else:
         raise ValueError(f"iterations must be a positive integer or a non-empty sequence of them, got {iterations!r}")
-    check_int("expansion", expansion)
-    check_int("width", width)
+    check_int("expansion", expansion, 1, MAX_WIDTH)
+    check_int("width", width, 1, MAX_WIDTH)
     check_int("act_hidden", act_hidden)
     for name, flag in (("depthwise", depthwise), ("shared", shared), ("return_halting", return_halting)):
         if not isinstance(flag, bool):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DATASETS, check_int, register_model
+from .registry import DATASETS, MAX_REPEATS, MAX_WIDTH, check_int, register_model
 
 #: Expansion factor of the bottleneck residual blocks (Fig. A1: t = 6, as in MobileNetV2).
 EXPANSION = 6
@@ -269,10 +269,10 @@ def itnet(
         classes = preset.classes
     if f is None:
         f = DEFAULT_WIDTH.get((dataset, bool(shared)), DEFAULT_WIDTH[("camvid", bool(shared))])
-    check_int("N", N, 1)
-    check_int("L", L, 1)
-    check_int("K", K, 0)
-    check_int("f", f, 2)
+    check_int("N", N, 1, MAX_REPEATS)
+    check_int("L", L, 1, MAX_REPEATS)
+    check_int("K", K, 0, MAX_REPEATS)
+    check_int("f", f, 2, MAX_WIDTH)
     check_int("classes", classes, 1)
     if not isinstance(shared, bool):
         raise ValueError(f"shared must be True or False, got {shared!r}")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DATASETS, check_int, register_model
+from .registry import DATASETS, MAX_REPEATS, MAX_WIDTH, check_int, register_model
 
 __all__ = ["ResNet101Trunk", "ConvLSTMCell", "RecurrentSeg", "recurrent_seg", "RESNET101_LAYERS"]
 
@@ -199,12 +199,12 @@ def recurrent_seg(*, dataset: str = "pascal", classes: int | None = None, iterat
     """
     preset = DATASETS[dataset]
     classes = preset.classes if classes is None else check_int("classes", classes)
-    check_int("iterations", iterations)
+    check_int("iterations", iterations, 1, MAX_REPEATS)
     if isinstance(lstm_channels, int) and not isinstance(lstm_channels, bool):
         lstm_channels = (lstm_channels,)
     if not isinstance(lstm_channels, (tuple, list)):
         raise ValueError(f"lstm_channels must be a sequence of positive integers, got {lstm_channels!r}")
-    lstm_channels = tuple(check_int("each entry of lstm_channels", c) for c in lstm_channels)
+    lstm_channels = tuple(check_int("each entry of lstm_channels", c, 1, MAX_WIDTH) for c in lstm_channels)
     if check_int("kernel_size", kernel_size) % 2 == 0:
         raise ValueError(f"kernel_size must be odd, got {kernel_size!r}")
     if output_stride not in (8, 16, 32) or isinstance(output_stride, bool):

@@ -64,14 +64,27 @@ class ModelEntry:
 _REGISTRY: Dict[str, ModelEntry] = {}
 
 
-def check_int(name: str, value, minimum: int = 1) -> int:
-    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``.
+#: Upper bounds on structural integers. Building a model is Python work per module even on the meta
+#: device, so a repeat count of 10**30 would hang or exhaust memory before any analysis: refuse it.
+#: The papers use at most 16 iterations and a few layers per block; the bounds leave ample room.
+MAX_REPEATS = 1024
+MAX_WIDTH = 1 << 20
+
+
+def check_int(name: str, value, minimum: int = 1, maximum: Optional[int] = None) -> int:
+    """``value`` if it is an int (not a bool) in ``[minimum, maximum]``, else a ValueError naming ``name``.
 
     >>> check_int("N", 16)
     16
+    >>> check_int("N", 10**30, maximum=MAX_REPEATS)
+    Traceback (most recent call last):
+    ...
+    ValueError: N must be an integer in [1, 1024], got 1000000000000000000000000000000
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return value
 
 

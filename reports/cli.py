@@ -10,29 +10,29 @@ from __future__ import annotations
 import functools
 import math
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
 from graphcost import render
 from graphcost.cli_options import INPUT_SHAPE, Parsed, format_option, model_options
-from graphcost.crossbar.cli import TECH, crossbar_option
+from graphcost.crossbar.cli import NOISE, TECH, TIMES, crossbar_option
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
-                                      ChipSpec)
+                                      ChipSpec, NoiseSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
 from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec,
-                               check_accuracy_table, check_grid, check_table, describe_failures, flat_frame,
-                               pareto_front, parse_axis, parse_metric, parse_pareto, ranked_rows, resolve_spec,
-                               run_sweep)
+                               check_accuracy_table, check_grid, check_metric, check_table, describe_failures,
+                               flat_frame, pareto_front, parse_axis, parse_metric, parse_pareto, ranked_rows,
+                               resolve_spec, row_columns, run_sweep)
 from graphcost.models.registry import DATASETS
 from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
 from graphcost.runtime.store import open_store
 
 from . import anytime, crossbar_report, energy as energy_report, fig5
-from .common import check_out_dir, read_table, shape_text, variant_name
+from .common import check_out_dir, figure_writers, read_table, shape_text, variant_name, write_files
 from .heatmap import write_sweep
 from .index_page import write_index
 from .pareto import write_pareto
@@ -324,6 +324,54 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
     _echo_written(written)
 
 
+@report.command(name="drift")
+@click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
+@click.option("--noise", type=NOISE, default="pcm", show_default=True, help="Device noise (a preset or KEY=VAL,..).")
+@click.option("--times", type=TIMES, default="60s,1h,1d,1y", show_default=True,
+              help="Times after programming (units s, m, h, d, y).")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Evaluation images per model (default: 8 synthetic images, the 360 held-out digits).")
+@click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True, help="Noise draws per point.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@out_option()
+@format_option
+def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: Tuple[float, ...],
+                  samples: Optional[int], trials: int, seed: int, out_dir: str, fmt: str):
+    """Accuracy vs time after programming for MODELs graphcost ships weights for: float, post-training
+    (the float weights as programmed) and hardware-aware (HWA) weights, per output for anytime models.
+
+    MODEL: itnet (synthetic data) or digits-cnn (digits); default both. Writes drift.png/.svg/.csv to --out.
+    """
+    from graphcost.crossbar.specs import ArraySpec
+
+    from . import drift
+
+    out = check_out_dir(out_dir)
+    tokens = models or (("digits-cnn", {}), ("itnet", {}))
+    specs = [ModelSpec(name=name, params=dict(params)) for name, params in tokens]
+    data = ["digits" if spec.name == "digits-cnn" else "synthetic" for spec in specs]
+    counts = [samples or (360 if d == "digits" else 8) for d in data]
+    with ProgressBar("drift: simulating", 2 * len(specs), enabled=None if fmt == "table" else False) as bar:
+        frame = drift.drift_frame(specs, data, counts, times, noise, ArraySpec(256, 256), trials, seed, bar)
+    fig = drift.drift_figure(frame, f"accuracy after programming, {noise_label(noise)}, {trials} trials")
+    written = write_files(out, figure_writers(fig, "drift", frame))
+    last = frame[frame["output"] == frame.groupby("model")["output"].transform("max")]
+    if fmt == "json":
+        click.echo(render.dumps({"rows": _records(frame)}))
+    elif fmt == "csv":
+        click.echo(render.frame_csv(frame), nl=False)
+    else:
+        rows = [(r["model"], r["weights"], f"{r['t_seconds']:g}", f"{r['score']:.4f} +- {r['std']:.4f}",
+                 f"{r['fidelity']:.4f}", f"{r['float_score']:.4f}") for r in _records(last)]
+        render.console().print(render.table("accuracy after programming (last output)",
+                                            ["model", "weights", "t (s)", "score", "fidelity", "float"], rows))
+    _echo_written(written)
+
+
+def noise_label(noise) -> str:
+    return "pcm" if noise == replace(NoiseSpec.pcm(), t_seconds=noise.t_seconds) else "custom noise"
+
+
 # --------------------------------------------------------------------------- graphcost sweep
 def _grid(ctx, param, axes):
     """``--grid`` values (already parsed one by one) as one grid: a parameter named twice is refused."""
@@ -395,6 +443,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     if accuracy is not None:
         model_keys = [k for k in sweep_spec.grid_keys if not k.startswith("hw.")]  # mIoU is the model's
         check_accuracy_table(accuracy, model_keys, accuracy_table)  # every row, before any analysis
+    if metric:
+        check_metric(metric, row_columns(sweep_spec, accuracy is not None))
     with ExitStack() as stack:
         executor, store = run.open(stack)
         bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))

@@ -212,3 +212,15 @@ def test_cli_unwritable_out_is_one_line_exit_2(capsys, tmp_path):
     blocker.write_text("x")
     rc, out, err = run(capsys, "sweep", "itnet", "--grid", "N=1", "--input", "64x96", "--out", str(blocker / "d"))
     assert rc == 2 and err.count("\n") == 1 and "--out" in err and out == ""
+
+
+def test_row_columns_are_the_columns_every_ok_row_has():
+    """--metric is checked against row_columns before the sweep runs: they must not drift from real rows."""
+    from graphcost.explore import row_columns
+
+    result = run_sweep(SweepSpec(**dict(TINY, grid=parse_grid(["N=1", "L=1", "K=1"]), crossbar=(64, 64),
+                                        chip_arrays=8)))
+    (row,) = result.rows
+    assert row["status"] == "ok"
+    numbers = {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} | {"fits"}
+    assert set(row_columns(result.spec)) == numbers

@@ -35,16 +35,20 @@ class CrossbarModel(nn.Module):
     (drawn per call). ``depthwise``: the mapping strategy of grouped convs (``dense``,
     ``packed``, ``time-multiplexed``). ``slice_adc``: digitise every bit slice separately
     (exact, slower) instead of the tile's recombined partial sum (fast, the default).
+    ``share_parameters``: the wrapped copy uses ``model``'s own parameters and buffers (for
+    hardware-aware training, :mod:`.hwa`) instead of copies.
     Layers that stay digital (recurrent ones) are listed in ``digital_layers``.
     """
 
     def __init__(self, model: nn.Module, array: ArraySpec, noise: NoiseSpec, *, seed: int = 0,
-                 depthwise: str = "dense", slice_adc: bool = False):
+                 depthwise: str = "dense", slice_adc: bool = False, share_parameters: bool = False):
         super().__init__()
         if depthwise not in DEPTHWISE_STRATEGIES:
             raise UserError(f"unknown depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
         self.array, self.noise, self.seed, self.depthwise, self.slice_adc = array, noise, seed, depthwise, slice_adc
-        self.model = copy.deepcopy(model).eval()
+        # share_parameters (HWA training): the copy's modules hold the ORIGINAL parameters and buffers
+        memo = {id(t): t for t in (*model.parameters(), *model.buffers())} if share_parameters else {}
+        self.model = copy.deepcopy(model, memo).eval()
         self.analog_layers: Dict[str, AnalogLayer] = {}
         self.digital_layers: List[str] = []
         replaced = self._convert(noise_generators(seed))

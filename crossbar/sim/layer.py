@@ -7,7 +7,7 @@ and ADC per tile, digital offset, tile combination and bias after (see the packa
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ class AnalogLayer(nn.Module):
         self._read_gen = generators["read"]
         self.calibrating = self.calibrated = False
         geometry = geometry_of_module(module)
+        self.geometry = geometry
+        self.hwa: Optional[Callable] = None  # set by sim.hwa: the differentiable forward of HWA training
         self.kind, self.groups, self.cin, self.cout = geometry.kind, geometry.groups, geometry.cin, geometry.cout
         self.kernel, self.K = geometry.kernel, geometry.kernel_size
         self.dims = 1 if self.kind == "linear" else module.weight.dim() - 2
@@ -196,6 +198,8 @@ class AnalogLayer(nn.Module):
         y.view(B, T, -1, *sp).sub_(sx * self.offset)
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if self.hwa is not None:
+            return self.hwa(x, output_size)
         if self.calibrating:
             return self._calibration_call(x, output_size)
         if not self.calibrated:

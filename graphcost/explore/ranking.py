@@ -141,6 +141,15 @@ def attach_accuracy(rows: List[Dict[str, Any]], table, grid_keys: Sequence[str],
                 r["discarded"] = bool(r["peak_miou"] <= best - tolerance)
 
 
+def check_metric(metric: str, columns: Sequence[str]) -> None:
+    """Refuse, before any work, a metric that will not be a column of the rows (``columns``)."""
+    name, _ = parse_metric(metric)
+    if name not in columns:
+        hint = " (auc needs an accuracy table)" if name in ("auc", "peak_miou") else ""
+        raise UserError(f"the metric {name!r} is not a column of the sweep{hint}; choose one of: "
+                        f"{', '.join(sorted(set(columns)))}")
+
+
 def rank_rows(rows: List[Dict[str, Any]], metric: str) -> List[Dict[str, Any]]:
     """Sort ok rows by ``metric`` (and set ``rank`` from 1); rows without it or discarded go last, unranked."""
     name, ascending = parse_metric(metric)

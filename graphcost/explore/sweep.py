@@ -45,6 +45,12 @@ from graphcost.tracing import trace
 from .width import DEFAULT_WIDTH_MAX, InvalidWidth, last_output_macs, widest_width
 
 POINT_KIND = "sweep-point"
+#: Number columns of every ``ok`` row (besides the grid, the width and ``macs_next_width``), and those
+#: ``crossbar`` adds (``arrays_used``, ``utilization``, then the :class:`Performance` fields).
+COST_COLUMNS = ("macs", "macs_total", "params", "graph_size_bytes", "latency_layers", "outputs", "analyses",
+                "seconds")
+PERF_COLUMNS = ("arrays_needed", "fits", "throughput_fps", "latency_s")
+MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "power_w", "tops_per_w", "area_mm2")
 #: Values one grid axis may have (a range is refused before it is materialised).
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
@@ -229,6 +235,13 @@ def resolve_spec(spec: SweepSpec, max_points: Optional[int] = MAX_GRID_POINTS) -
     dataset = dataset_preset(spec.dataset or entry.default_dataset).name
     shape = tuple(spec.input_shape) if spec.input_shape else dataset_preset(dataset).input_shape
     return replace(spec, dataset=dataset, input_shape=shape, width_param=width)
+
+
+def row_columns(spec: SweepSpec, accuracy: bool = False) -> Tuple[str, ...]:
+    """The number columns every ``ok`` row of the resolved ``spec`` has (``accuracy``: with Eq. 2's columns)."""
+    width = (spec.width_param, "macs_next_width") if spec.width_param else ()
+    mapping = MAPPING_COLUMNS if spec.crossbar or any(k.startswith(HW_PREFIX) for k in spec.grid_keys) else ()
+    return tuple(spec.grid_keys) + width + COST_COLUMNS + mapping + (("auc", "peak_miou") if accuracy else ())
 
 
 # --------------------------------------------------------------------------- one point

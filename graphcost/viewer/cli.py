@@ -29,7 +29,7 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
          tech):
     """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping."""
     from graphcost.crossbar.run import MapRequest, check_request, run_map
-    from graphcost.resolve import build
+    from graphcost.resolve import build_for_shapes
 
     from . import check_out_file, view as render_view
 
@@ -44,7 +44,7 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
         check_request(request)
     elif arrays is not None:
         raise click.UsageError("--arrays needs --crossbar RxC (the array size)")
-    built = build(spec)
+    built = build_for_shapes(spec)  # the page shows shapes and costs: no weights needed
     # the mapping as graphcost map computes it, so the page holds the very JSON of map --format json
     mapping = run_map(request) if request is not None else None
     render_view(built.module, built.input_shape, out=path, name=built.label, mapping=mapping,

@@ -115,15 +115,13 @@ def view_payload(trace: Trace, analysis: Analysis) -> Dict[str, Any]:
     return {"loop": loop, "dag": dag, "outputs": outputs}
 
 
-def page_data(analysis: Analysis, trace: Optional[Trace] = None, mapping=None,
-              extra: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+def page_data(analysis: Analysis, trace: Optional[Trace] = None, mapping=None) -> Dict[str, Dict[str, Any]]:
     """The JSON blocks of a page: ``analysis`` (= ``analyze --format json``), ``map`` (= ``map
-    --format json``: ``mapping.to_dict()``), ``graph`` (with a trace) and ``meta``."""
+    --format json``: ``mapping.to_dict()``) and ``graph`` (with a trace)."""
     blocks: Dict[str, Dict[str, Any]] = {"analysis": analysis.to_dict()}
     if mapping is not None:
         blocks["map"] = mapping.to_dict()
     if trace is not None:
         blocks["graph"] = view_payload(trace, analysis)
-    blocks["meta"] = dict(extra or {})
     return blocks
 

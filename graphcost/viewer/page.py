@@ -2,7 +2,7 @@
 
 The page loads nothing: its Content-Security-Policy forbids every fetch (``default-src 'none'``),
 scripts and styles are inline, and the data sits in ``<script type="application/json">`` blocks
-(``id="graphcost-analysis"``, ``graphcost-map``, ``graphcost-graph``, ``graphcost-meta``) that
+(``id="graphcost-analysis"``, ``graphcost-map``, ``graphcost-graph``) that
 :func:`read_blocks` parses back.
 """
 from __future__ import annotations

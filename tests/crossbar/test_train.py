@@ -6,7 +6,7 @@ import torch
 
 import graphcost
 from graphcost.crossbar.accuracy import load_weights
-from graphcost.crossbar.train import check_model_fits_data, evaluate, multi_output_loss, save_checkpoint, train
+from graphcost.crossbar.training import check_model_fits_data, evaluate, multi_output_loss, save_checkpoint, train
 from graphcost.crossbar.data import open_dataset
 from graphcost.models import get_model
 

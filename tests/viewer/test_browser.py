@@ -138,3 +138,18 @@ def test_longest_path_has_latency_layers_weight_nodes(page, page_file):
 def test_no_console_error_and_no_network_request(page, page_file):
     assert page.errors == []
     assert page.requests == [page_file.as_uri()]
+
+
+def test_analysis_without_its_trace_renders_the_tables(browser, tmp_path):
+    a = graphcost.analyze(get_model("itnet", dataset="camvid", shared=True, N=2, f=8), SHAPE)
+    path = tmp_path / "tables.html"
+    path.write_text(a.to_html())
+    pg = browser.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    macs = pg.locator("#analysis-summary tr", has_text="MACs").first.locator("td").nth(1)
+    assert int(macs.get_attribute("data-value")) == a.macs
+    assert "No graph" in pg.inner_text("#cy") and errors == []
+    pg.close()

@@ -220,6 +220,7 @@
   renderPlots();
   if (!G) {
     $('cy').innerHTML = '<p class="hint" style="padding:12px">No graph in this page (rendered from an Analysis without its trace).</p>';
+    document.body.setAttribute('data-ready', 'true');
     return;
   }
 

@@ -14,7 +14,10 @@ ItNet's scales divide it) with random horizontal flips and evaluates at full siz
 trains on whole images. Every random draw (initialisation, order, crops, flips, HWA noise) comes
 from ``seed``.
 
-``hwa`` (a :class:`HWASpec`) trains hardware-aware: see :mod:`.hwa`.
+``hwa`` (a :class:`~graphcost.crossbar.sim.hwa.HWASpec`) trains hardware-aware: the forward runs
+the simulator's analog layers in their differentiable mode (weight and output noise every batch,
+DAC / ADC with straight-through estimators, weight clipping after every step; :mod:`.sim.hwa`),
+the backward updates the model's own parameters.
 """
 from __future__ import annotations
 
@@ -163,7 +166,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     ----------
     model : the network (its current weights are the starting point: load ``--init`` before).
     data : ``"synthetic"``, ``"digits"``, ``"camvid:PATH"`` or ``"cityscapes:PATH"``.
-    hwa : a :class:`~graphcost.crossbar.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
+    hwa : a :class:`~graphcost.crossbar.sim.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
     epochs, lr, batch_size, seed, crop, loss_weights : see the module docstring.
     train_samples, eval_samples : use only the first N images of each split (``None``: all; the
         synthetic set has 512 training images by default).
@@ -182,14 +185,14 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     if epochs < 1 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UserError(f"training needs epochs >= 1, batch size >= 1 and a positive learning rate, got "
                         f"{epochs}, {batch_size}, {lr}")
+    net = model
+    if hwa is not None:
+        from .sim.hwa import hwa_model
+
+        net = hwa_model(model, hwa, seed=seed)  # shares model's parameters; raises UserError without analog layers
     train_set = open_dataset(data, train_samples, split="train")
     test_set = open_dataset(data, eval_samples, split="test")
     check_model_fits_data(model, train_set)
-    net = model
-    if hwa is not None:
-        from .hwa import hwa_model
-
-        net = hwa_model(model, hwa, seed=seed)  # shares model's parameters; raises UserError without analog layers
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     images, labels = train_set.tensors()
