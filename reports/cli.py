@@ -23,17 +23,19 @@ from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_P
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
 from graphcost.errors import UserError
 from graphcost.explore import (CHANCE_MIOU, DEFAULT_WIDTH_MAX, MAX_GRID_POINTS, GridTooLarge, SweepSpec,
-                               check_accuracy_table, check_grid, check_metric, check_table, describe_failures, flat_frame,
-                               parse_axis, parse_metric, ranked_rows, resolve_spec, row_columns, run_sweep)
+                               check_accuracy_table, check_grid, check_metric, check_table, describe_failures,
+                               flat_frame, pareto_front, parse_axis, parse_metric, parse_pareto, ranked_rows,
+                               resolve_spec, row_columns, run_sweep)
 from graphcost.models.registry import DATASETS
 from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
 from graphcost.runtime.store import open_store
 
 from . import anytime, crossbar_report, energy as energy_report, fig5
-from .common import check_out_dir, figure_writers, read_table, shape_text, write_files
+from .common import check_out_dir, figure_writers, read_table, shape_text, variant_name, write_files
 from .heatmap import write_sweep
 from .index_page import write_index
+from .pareto import write_pareto
 
 
 # --------------------------------------------------------------------------- shared options
@@ -404,6 +406,9 @@ def _metric_text(text: str) -> str:
               help="y0 of the AUC: mIoU at chance level (the paper's CamVid value).")
 @click.option("--skip-failed", is_flag=True, help="Drop grid points that fail (e.g. budget not met) instead of "
                                                  "stopping with an error.")
+@click.option("--pareto", type=Parsed(parse_pareto, "pareto", "METRIC,METRIC"), default=None,
+              help="Mark the Pareto front of two columns (e.g. energy_j,throughput_fps; :min/:max to override the "
+                   "direction); with --out also draw it (sweep-MODEL-pareto.png/.svg).")
 @click.option("--out", "out_dir", default=None, metavar="DIR",
               help="Also write sweep-MODEL.csv/.json and the heat-maps sweep-MODEL.png/.svg here.")
 @click.option("--yes", is_flag=True, help=f"Run a grid of more than {MAX_GRID_POINTS:,} points.")
@@ -411,7 +416,8 @@ def _metric_text(text: str) -> str:
 @run_options
 def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Optional[str], width_max: int,
           crossbar: Optional[Tuple[int, int]], chip_arrays: Optional[int], metric: Optional[str],
-          accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, out_dir: Optional[str], yes: bool,
+          accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str],
+          yes: bool,
           fmt: str, run: RunOptions):
     """Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs. A2/A3).
 
@@ -419,6 +425,10 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     Example (the paper's search, Sec. III-A):
       graphcost sweep itnet --grid N=1,2,4,8,16 --grid L=1,2,3,4 --grid K=1,2,3 \\
           --macs-budget 2.2e9 --dataset camvid --shared
+
+    Hardware keys (hw.crossbar, hw.adc_bits, hw.arrays, hw.tech, any TechSpec field) sweep the chip:
+      graphcost sweep itnet --grid N=2,4 --grid hw.crossbar=128x128,256x256 --grid hw.adc_bits=4,6,8 \\
+          --pareto energy_j,throughput_fps
     """
     out = check_out_dir(out_dir) if out_dir is not None else None
     accuracy = read_table(accuracy_table) if accuracy_table else None
@@ -431,7 +441,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     except GridTooLarge as exc:
         raise UserError(f"{exc} with --yes") from None
     if accuracy is not None:
-        check_accuracy_table(accuracy, sweep_spec.grid_keys, accuracy_table)  # every row, before any analysis
+        model_keys = [k for k in sweep_spec.grid_keys if not k.startswith("hw.")]  # mIoU is the model's
+        check_accuracy_table(accuracy, model_keys, accuracy_table)  # every row, before any analysis
     if metric:
         check_metric(metric, row_columns(sweep_spec, accuracy is not None))
     with ExitStack() as stack:
@@ -443,7 +454,13 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         raise UserError(describe_failures(result) + _failure_hint(sweep_spec))
     rows, metric = ranked_rows(result, accuracy, metric, chance_miou)
     metric_name = parse_metric(metric)[0] if metric else None
+    front = _mark_pareto(rows, pareto) if pareto else None
     written = write_sweep(out, result, rows, sweep_spec.width_param, metric_name) if out is not None else []
+    if front is not None and out is not None:
+        variant = variant_name(sweep_spec.shared)
+        stem = f"sweep-{spec.name}" + ("" if variant is None else f"-{variant}")
+        written += write_pareto(out, stem, rows, front, pareto, sweep_spec.grid_keys,
+                                f"{spec.name}: Pareto front of {pareto[0][0]} and {pareto[1][0]}")
     if fmt == "json":
         click.echo(render.dumps(_sweep_payload(sweep_spec, result, rows, metric)))
     elif fmt == "csv":
@@ -459,6 +476,19 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     click.echo(f"sweep: {len(result.rows)} points ({result.cached} from the store, {result.computed} computed, "
                f"{result.analyses} analyses) in {result.seconds:.1f} s on the {where}", err=True)
     _echo_written(written)
+
+
+def _mark_pareto(rows: List[Dict[str, Any]], pareto) -> List[bool]:
+    """Set ``pareto`` on every row; a metric that is no column is one clear error."""
+    for name, _ in pareto:
+        if rows and not any(name in r for r in rows):
+            known = sorted({k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and
+                            not isinstance(v, bool)})
+            raise UserError(f"--pareto: {name!r} is not a column of the sweep; choose from: {', '.join(known)}")
+    front = pareto_front(rows, pareto)
+    for row, on in zip(rows, front):
+        row["pareto"] = on
+    return front
 
 
 def _failure_hint(spec: SweepSpec) -> str:
@@ -479,7 +509,8 @@ def _sweep_payload(spec: SweepSpec, result, rows, metric: Optional[str]) -> Dict
 def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Optional[str]) -> None:
     keys = list(spec.grid_keys)
     columns = keys + ([width] if width else []) + ["MACs (last out)", "params", "graph size", "latency"]
-    extra = [c for c in ("arrays_used", "fits", "throughput_fps") if any(c in r for r in rows)]
+    extra = [c for c in ("arrays_used", "fits", "throughput_fps", "energy_j", "area_mm2", "pareto")
+             if any(c in r for r in rows)]
     columns += extra
     if metric:
         columns += ([metric] if metric not in extra else []) + ["rank"]
@@ -490,7 +521,9 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
                 r["latency_layers"]]
         for c in extra:
             v = r.get(c)
-            row.append(f"{v:,.0f}" if c == "throughput_fps" and v is not None else v)
+            if isinstance(v, float):
+                v = f"{v:,.0f}" if c == "throughput_fps" else f"{v:.4g}"
+            row.append(v)
         if metric:
             if metric not in extra:
                 v = r.get(metric)

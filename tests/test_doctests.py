@@ -11,7 +11,7 @@ MODULES = [
     "graphcost.crossbar.perf", "graphcost.crossbar.tiling", "graphcost.crossbar.accuracy", "graphcost.crossbar.sim.convert",
     "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise", "graphcost.cli_options",
     "graphcost.explore.sweep", "graphcost.explore.width", "graphcost.explore.ranking", "graphcost.reports.cli",
-    "graphcost.crossbar.tech", "graphcost.crossbar.energy", "graphcost.models.vgg8",
+    "graphcost.crossbar.tech", "graphcost.crossbar.energy", "graphcost.models.vgg8", "graphcost.crossbar.hardware",
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from graphcost.errors import UserError
 
 #: Metrics ranked from high to low unless ``:min`` says otherwise.
-HIGHER_IS_BETTER = {"auc", "peak_miou", "miou", "throughput_fps", "utilization"}
+HIGHER_IS_BETTER = {"auc", "peak_miou", "miou", "throughput_fps", "utilization", "tops_per_w"}
 #: ``y0`` of Eq. 2: mIoU at chance level, the paper's CamVid value.
 CHANCE_MIOU = 0.00828
 #: A point whose peak mIoU is at most the best peak minus this is discarded (Sec. III-A).
@@ -177,8 +177,46 @@ def ranked_rows(result, accuracy=None, metric: Optional[str] = None, chance: flo
     """
     rows = [r for r in result.rows if r.get("status") == "ok"]
     if accuracy is not None:
-        attach_accuracy(rows, accuracy, result.spec.grid_keys, chance=chance)
+        model_keys = [k for k in result.spec.grid_keys if not k.startswith("hw.")]  # accuracy is the model's
+        attach_accuracy(rows, accuracy, model_keys, chance=chance)
         metric = metric or "auc"
     if metric:
         rows = rank_rows(rows, metric)
     return rows, metric
+
+
+def parse_pareto(text: str) -> Tuple[Tuple[str, bool], Tuple[str, bool]]:
+    """``"energy_j,throughput_fps"`` -> two ``(name, ascending)`` metrics (see :func:`parse_metric`).
+
+    >>> parse_pareto("energy_j,throughput_fps")
+    (('energy_j', True), ('throughput_fps', False))
+    """
+    parts = [p.strip() for p in (text or "").split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise UserError(f"a Pareto front needs two metrics, METRIC,METRIC (e.g. energy_j,throughput_fps), got {text!r}")
+    first, second = parse_metric(parts[0]), parse_metric(parts[1])
+    return first, second
+
+
+def pareto_front(rows: List[Dict[str, Any]], metrics) -> List[bool]:
+    """Per row, whether no other row is at least as good in both metrics and better in one.
+
+    ``metrics``: two ``(name, ascending)`` pairs (ascending: lower is better). Rows lacking a
+    metric are never on the front.
+
+    >>> rows = [{"e": 1, "fps": 10}, {"e": 2, "fps": 30}, {"e": 3, "fps": 20}, {"e": 1, "fps": 5}]
+    >>> pareto_front(rows, (("e", True), ("fps", False)))
+    [True, True, False, False]
+    """
+    def score(row):
+        values = [row.get(name) for name, _ in metrics]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v != v for v in values):
+            return None
+        return tuple(v if ascending else -v for v, (_, ascending) in zip(values, metrics))  # lower is better
+
+    scores = [score(r) for r in rows]
+
+    def dominated(s) -> bool:
+        return any(o is not None and o != s and all(a <= b for a, b in zip(o, s)) for o in scores)
+
+    return [s is not None and not dominated(s) for s in scores]

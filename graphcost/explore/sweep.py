@@ -50,7 +50,7 @@ POINT_KIND = "sweep-point"
 COST_COLUMNS = ("macs", "macs_total", "params", "graph_size_bytes", "latency_layers", "outputs", "analyses",
                 "seconds")
 PERF_COLUMNS = ("arrays_needed", "fits", "throughput_fps", "latency_s")
-MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS
+MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "power_w", "tops_per_w", "area_mm2")
 #: Values one grid axis may have (a range is refused before it is materialised).
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
@@ -60,7 +60,8 @@ DEFAULT_DEPTHWISE = "dense"
 
 
 # --------------------------------------------------------------------------- parsing
-_GRID_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GRID_KEY = re.compile(r"^(hw\.)?[A-Za-z_][A-Za-z0-9_]*$")  # hw.KEY: a hardware axis (graphcost.crossbar.hardware)
+HW_PREFIX = "hw."
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*$")
 
 
@@ -214,7 +215,13 @@ def resolve_spec(spec: SweepSpec, max_points: Optional[int] = MAX_GRID_POINTS) -
     takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
     names = ", ".join(sorted(k for k, p in accepted.items() if p.kind is not p.VAR_KEYWORD))
     fixed = dict(spec.fixed)
-    for key in list(spec.grid_keys) + list(fixed):
+    model_keys = [k for k in spec.grid_keys if not k.startswith(HW_PREFIX)]
+    if len(model_keys) < len(spec.grid_keys):
+        # Lazy on purpose: the crossbar room is a plugin of the sweep, loaded only when asked for.
+        from graphcost.crossbar.hardware import check_hardware_axes
+
+        check_hardware_axes(spec.grid, spec.crossbar)
+    for key in model_keys + list(fixed):
         if key not in accepted and not takes_any:
             raise UserError(f"model {spec.model!r} has no parameter {key!r}; its parameters are: {names}")
     for key in spec.grid_keys:
@@ -233,7 +240,7 @@ def resolve_spec(spec: SweepSpec, max_points: Optional[int] = MAX_GRID_POINTS) -
 def row_columns(spec: SweepSpec, accuracy: bool = False) -> Tuple[str, ...]:
     """The number columns every ``ok`` row of the resolved ``spec`` has (``accuracy``: with Eq. 2's columns)."""
     width = (spec.width_param, "macs_next_width") if spec.width_param else ()
-    mapping = MAPPING_COLUMNS if spec.crossbar else ()
+    mapping = MAPPING_COLUMNS if spec.crossbar or any(k.startswith(HW_PREFIX) for k in spec.grid_keys) else ()
     return tuple(spec.grid_keys) + width + COST_COLUMNS + mapping + (("auc", "peak_miou") if accuracy else ())
 
 
@@ -247,12 +254,19 @@ class PointTask:
 
     @property
     def params(self) -> Dict[str, Any]:
-        """Fixed parameters and the point's values (the point wins, though a resolved spec has no overlap)."""
-        return {**dict(self.spec.fixed), **dict(self.point)}
+        """Fixed parameters and the point's model values (the point wins, though a resolved spec has no overlap)."""
+        return {**dict(self.spec.fixed), **{k: v for k, v in self.point if not k.startswith(HW_PREFIX)}}
+
+    @property
+    def hardware(self) -> Dict[str, Any]:
+        """The point's ``hw.`` values (hardware axes)."""
+        return {k: v for k, v in self.point if k.startswith(HW_PREFIX)}
 
     def key(self) -> str:
         """Store key: model, params, input, dataset, variant, budget and hardware spec (not the grid)."""
         parts = {k: v for k, v in asdict(self.spec).items() if k not in ("grid", "fixed")}
+        if self.hardware:
+            parts["hardware"] = self.hardware
         return result_key(POINT_KIND, params=self.params, **parts)
 
     def meta(self) -> Dict[str, Any]:
@@ -264,21 +278,13 @@ def point_task(spec: SweepSpec, point: Mapping[str, Any]) -> PointTask:
     return PointTask(spec, tuple(point.items()))
 
 
-def _mapping_columns(spec: SweepSpec, t) -> Dict[str, Any]:
+def _mapping_columns(task: PointTask, t) -> Dict[str, Any]:
     # Lazy on purpose: the crossbar room is a plugin of the sweep, loaded only when asked for.
-    from graphcost.crossbar.mapping import map_trace
-    from graphcost.crossbar.perf import performance
-    from graphcost.crossbar.specs import ArraySpec, ChipSpec
+    from graphcost.crossbar.hardware import hardware, hardware_columns
 
-    rows, cols = spec.crossbar
-    mapping = map_trace(t, ArraySpec(int(rows), int(cols)), spec.depthwise or DEFAULT_DEPTHWISE)
-    out: Dict[str, Any] = {"crossbar": f"{rows}x{cols}", "arrays_used": mapping.arrays_used,
-                           "utilization": round(float(mapping.utilization), 6)}
-    perf = performance(mapping, ChipSpec(arrays=spec.chip_arrays))
-    for name in PERF_COLUMNS:
-        value = getattr(perf, name)
-        out[name] = value if not isinstance(value, float) else float(value)
-    return out
+    spec = task.spec
+    array, chip, tech = hardware(task.hardware, spec.crossbar, spec.chip_arrays)
+    return hardware_columns(t, array, chip, tech, spec.depthwise or DEFAULT_DEPTHWISE)
 
 
 def _start_width(spec: SweepSpec) -> int:
@@ -367,8 +373,8 @@ def evaluate_point(task: PointTask) -> Dict[str, Any]:
         t = _search(task, probe, row) if spec.macs_budget is not None else probe.trace()
         if t is not None:
             row.update(_cost_columns(analyze_trace(t, name=spec.model, bytes_per_element=spec.bytes_per_element)))
-            if spec.crossbar:
-                row.update(_mapping_columns(spec, t))
+            if spec.crossbar or task.hardware:
+                row.update(_mapping_columns(task, t))
     except (UserError, InvalidWidth) as exc:
         row.update(status="error", reason=str(exc))
     row.update(analyses=probe.analyses, seconds=round(time.perf_counter() - start_time, 4))
