@@ -225,18 +225,30 @@ def _curve_items(models, dataset: str, input_shape, crossbar: Tuple[int, int], d
     return items, labels, title
 
 
+_CHIP_CURVE_OPTIONS = (
+    click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_REPORT_DATASET, show_default=True,
+                 help="Dataset preset: input resolution and classes."),
+    click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 360x480."),
+    crossbar_option(help="Crossbar array size: rows x columns."),
+    click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
+                 show_default=True, help="How grouped / depthwise convs are tiled."),
+    click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
+                 help="Time of one MVM of one array (ns)."),
+    click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
+                 help="Time to program one array row (ns)."),
+)
+
+
+def _chip_curve_options(command):
+    """The options every chip-size curve report (``crossbar``, ``energy``) shares, declared once."""
+    for option in reversed(_CHIP_CURVE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @report.command(name="crossbar")
 @click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
-@click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_REPORT_DATASET, show_default=True,
-              help="Dataset preset: input resolution and classes.")
-@click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 360x480.")
-@crossbar_option(help="Crossbar array size: rows x columns.")
-@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
-              show_default=True, help="How grouped / depthwise convs are tiled.")
-@click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
-              help="Time of one MVM of one array (ns).")
-@click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
-              help="Time to program one array row (ns).")
+@_chip_curve_options
 @out_option()
 @format_option
 @run_options
@@ -277,18 +289,9 @@ def crossbar_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: st
 
 @report.command(name="energy")
 @click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
-@click.option("--dataset", type=click.Choice(list(DATASETS)), default=DEFAULT_REPORT_DATASET, show_default=True,
-              help="Dataset preset: input resolution and classes.")
-@click.option("--input", "input_shape", type=INPUT_SHAPE, default=None, help="Input resolution, e.g. 360x480.")
-@crossbar_option(help="Crossbar array size: rows x columns.")
-@click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
-              show_default=True, help="How grouped / depthwise convs are tiled.")
+@_chip_curve_options
 @click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
               help="Technology of the energy model: a preset or a TOML file.")
-@click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
-              help="Time of one MVM of one array (ns).")
-@click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
-              help="Time to program one array row (ns).")
 @out_option()
 @format_option
 @run_options
