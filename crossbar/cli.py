@@ -153,6 +153,9 @@ def _energy_rows(result: dict) -> list:
     ]
 
 
+_METRIC_LABELS = {"top1": "top-1", "miou": "mIoU"}
+
+
 def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     if fmt == "json":
         click.echo(render.dumps(result))
@@ -162,9 +165,26 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
         click.echo(render.frame_csv(frame), nl=False)
         return
     m = perf.mapping
-    a = m.array
     con = render.console()
+    acc = result.get("accuracy")
+    metric = "top1" if acc and "top1" in acc else "miou"
     shape = "x".join(str(d) for d in m.input_shape)
+    con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
+                           _summary_rows(perf, result, energy, acc, metric)))
+    if acc and len(acc.get("times", [])) > 1:
+        _print_times(con, acc, metric)
+    if len(perf.outputs) > 1:
+        _print_outputs(con, perf, energy, acc, metric)
+    if per_layer:
+        _print_layers(con, perf, energy)
+    for note in m.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
+    m = perf.mapping
+    a = m.array
+    label = _METRIC_LABELS[metric]
     chip = f"{perf.arrays_available} arrays" if perf.arrays_available is not None else "unlimited arrays"
     summary = [
         ("crossbar", f"{a.label}, {a.weight_bits}-bit weights in {a.slices} x {a.cell_bits}-bit cells"
@@ -194,49 +214,53 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
         summary.append(("grouped convs", f"{m.depthwise}, {extra:,} extra MVM cycles per frame"))
     if energy is not None:
         summary += _energy_rows(result)
-    acc = result.get("accuracy")
-    metric = "top1" if acc and "top1" in acc else "miou"
-    label = {"top1": "top-1", "miou": "mIoU"}[metric]
     if acc:
         summary.append((f"{label} (last output, mean over trials)", f"{acc[metric]:.4f} +- {acc['std']:.4f}"))
         summary.append((f"fidelity {label} (vs. the float model)", f"{acc['fidelity_' + metric]:.4f}"))
         if isinstance(acc.get(f"float_{metric}"), (int, float)):
             summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
-    con.print(render.table(f"{m.model} @ {shape} on {a.label} crossbars", ["metric", "value"], summary))
-    if acc and len(acc.get("times", [])) > 1:
-        rows = [[_duration(t["t_seconds"]), f"{t[metric]:.4f} +- {t['std']:.4f}", f"{t['fidelity_' + metric]:.4f}",
-                 f"{t['float_' + metric]:.4f}"] for t in acc["times"]]
-        con.print(render.table("accuracy over time after programming (last output)",
-                               ["time", label, f"fidelity {label}", f"float {label}"], rows))
-    if len(perf.outputs) > 1:
-        outs = acc.get("outputs") if acc else None
-        rows = []
-        for i, o in enumerate(perf.outputs):
-            row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
-            if energy is not None:
-                row.append(f"{energy.per_output_j[i] * 1e6:,.4g} uJ")
-            if outs:
-                row.append(_output_accuracy(outs[i], metric) if i < len(outs) else "")
-            rows.append(row)
-        columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + ([label] if outs else [])
-        con.print(render.table("anytime outputs", columns, rows))
-    if per_layer:
-        perf_of = {p.name: p for p in perf.layers}
-        energy_of = {le.name: le.energy_j for le in energy.layers} if energy is not None else {}
-        extra = any(layer.extra_cycles for layer in m.layers)
-        rows = []
-        for layer in m.layers:
-            p = perf_of[layer.name]
-            rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
-                         f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
-                        + ([f"{layer.extra_cycles:,}"] if extra else [])
-                        + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"]
-                        + ([f"{energy_of[layer.name] * 1e6:,.4g} uJ"] if energy_of else []))
-        columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
-                   + (["extra cycles"] if extra else []) + ["stage time", "resident"] + (["energy"] if energy_of else []))
-        con.print(render.table("layers (MVMs and stage time per frame)", columns, rows))
-    for note in m.notes:
-        click.echo(f"note: {note}", err=True)
+    return summary
+
+
+def _print_times(con, acc, metric: str) -> None:
+    label = _METRIC_LABELS[metric]
+    rows = [[_duration(t["t_seconds"]), f"{t[metric]:.4f} +- {t['std']:.4f}", f"{t['fidelity_' + metric]:.4f}",
+             f"{t['float_' + metric]:.4f}"] for t in acc["times"]]
+    con.print(render.table("accuracy over time after programming (last output)",
+                           ["time", label, f"fidelity {label}", f"float {label}"], rows))
+
+
+def _print_outputs(con, perf, energy, acc, metric: str) -> None:
+    label = _METRIC_LABELS[metric]
+    outs = acc.get("outputs") if acc else None
+    rows = []
+    for i, o in enumerate(perf.outputs):
+        row = [o.index, _seconds(o.latency_s), f"{o.arrays_used:,}"]
+        if energy is not None:
+            row.append(f"{energy.per_output_j[i] * 1e6:,.4g} uJ")
+        if outs:
+            row.append(_output_accuracy(outs[i], metric) if i < len(outs) else "")
+        rows.append(row)
+    columns = ["output", "latency", "arrays"] + (["energy"] if energy is not None else []) + ([label] if outs else [])
+    con.print(render.table("anytime outputs", columns, rows))
+
+
+def _print_layers(con, perf, energy) -> None:
+    m = perf.mapping
+    perf_of = {p.name: p for p in perf.layers}
+    energy_of = {le.name: le.energy_j for le in energy.layers} if energy is not None else {}
+    extra = any(layer.extra_cycles for layer in m.layers)
+    rows = []
+    for layer in m.layers:
+        p = perf_of[layer.name]
+        rows.append([layer.name, layer.op, layer.calls, layer.rows, layer.cols, layer.tiles, p.replicas,
+                     f"{layer.utilization:.1%}", f"{layer.mvms:,}"]
+                    + ([f"{layer.extra_cycles:,}"] if extra else [])
+                    + [_seconds(p.stage_time_s), "yes" if p.resident else "swapped"]
+                    + ([f"{energy_of[layer.name] * 1e6:,.4g} uJ"] if energy_of else []))
+    columns = (["layer", "op", "calls", "rows", "cols", "tiles", "copies", "util", "MVMs"]
+               + (["extra cycles"] if extra else []) + ["stage time", "resident"] + (["energy"] if energy_of else []))
+    con.print(render.table("layers (MVMs and stage time per frame)", columns, rows))
 
 
 def _output_accuracy(value, metric: str = "miou") -> str:
