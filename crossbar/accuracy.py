@@ -30,7 +30,6 @@ ItNet (synthetic set) and digits-cnn (digits), written by ``graphcost train``.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, replace

@@ -28,7 +28,7 @@ from __future__ import annotations
 import colorsys
 import math
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch

@@ -45,7 +45,7 @@ from graphcost.schema import LayerRecord, call_record
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
 from .tiling import (FUNCTIONAL_GROUPS_INDEX, LayerGeometry, ceil_div, geometry_of_module, geometry_of_weight,
-                     read_columns, row_drives, tile_grouped, tile_matrix)
+                     read_columns, row_drives, tile_grouped)
 
 _GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
 

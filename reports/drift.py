@@ -9,7 +9,7 @@ every other output thin.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 from graphcost.crossbar.accuracy import AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
 from graphcost.crossbar.specs import ArraySpec, NoiseSpec
