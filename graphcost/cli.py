@@ -47,7 +47,7 @@ def cli():
 
 
 @cli.command()
-@model_options
+@model_options(default=None)
 @click.option("--per-layer", is_flag=True, help="Also list every unique layer.")
 @click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,

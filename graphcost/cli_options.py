@@ -55,10 +55,20 @@ INPUT = Parsed(parse_input, "input", "[NAME=]DIMS[:DTYPE]")
 MODEL_PARAM = Parsed(parse_param, "model parameter", "KEY=VALUE")
 
 
-def model_options(func):
-    """MODEL plus ``--shared/--independent --dataset --input --param``, parsed into ``spec: ModelSpec``."""
+#: What MODEL may be, for the message of a command that needs one named.
+MODEL_FORMS = "a zoo name (graphcost models), torchvision:NAME, timm:NAME or pkg.module:callable"
 
-    @click.argument("model", required=False, default="itnet")
+
+def model_options(func=None, *, default: Optional[str] = "itnet"):
+    """MODEL plus ``--shared/--independent --dataset --input --param``, parsed into ``spec: ModelSpec``.
+
+    ``default``: the model a command maps when none is named; ``None`` makes MODEL required, with a
+    one-line usage error that says what to give (``analyze``: a cost report is never of a silent default).
+    """
+    if func is None:
+        return functools.partial(model_options, default=default)
+
+    @click.argument("model", required=False, default=default)
     @click.option("--shared/--independent", "shared", default=None,
                   help="Weight-shared (looped) or independent (unrolled) variant, where the model has both.")
     @click.option("--dataset", type=click.Choice(list(DATASETS)), default=None,
@@ -70,6 +80,8 @@ def model_options(func):
                   help="Model parameter (repeatable), e.g. --param N=8 --param f=32.")
     @functools.wraps(func)
     def wrapper(model, shared, dataset, inputs, params, **kwargs):
+        if model is None:
+            raise click.UsageError(f"give a MODEL to analyze: {MODEL_FORMS}")
         spec = ModelSpec(name=model, dataset=dataset, params=dict(params), shared=shared, **input_fields(inputs))
         return func(spec=spec, **kwargs)
 

@@ -52,6 +52,8 @@ def test_analyze_torchvision_never_downloads(capsys):
     (["analyze", "enet", "--shared"], "shared"),
     (["analyze", "torchvision:no_such_net"], "no model"),
     (["analyze", "--no-such-flag"], "no-such-flag"),
+    (["analyze"], "give a MODEL"),
+    (["analyze", "--input", "64x64"], "give a MODEL"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
     rc, out, err = run(capsys, *args)
