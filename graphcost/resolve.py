@@ -121,6 +121,22 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
+#: how a model's graph is captured (:func:`graphcost.trace`'s ``tracer``)
+TRACERS = ("auto", "fx", "export")
+
+
+def parse_tracer(text: str) -> str:
+    """A capture path: ``auto`` (fx, export when fx cannot trace the model), ``fx`` or ``export``.
+
+    >>> parse_tracer("Export")
+    'export'
+    """
+    value = text.strip().lower()
+    if value not in TRACERS:
+        raise UserError(f"a tracer is one of {', '.join(TRACERS)}, got {text!r}")
+    return value
+
+
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")}
 _DTYPES.update({"float": torch.float32, "half": torch.float16, "double": torch.float64, "long": torch.int64,
