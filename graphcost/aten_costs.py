@@ -107,6 +107,15 @@ def _does_no_arithmetic(func, packet) -> bool:
         torch.Tag.view_copy in func.tags
 
 
+def does_no_arithmetic(func: torch._ops.OpOverload) -> bool:
+    """Whether an aten op only moves, views, makes or checks data (never counted, see the module doc).
+
+    >>> does_no_arithmetic(aten.transpose.int), does_no_arithmetic(aten.mm.default)
+    (True, False)
+    """
+    return _does_no_arithmetic(func, func.overloadpacket)
+
+
 class AtenCost(TorchDispatchMode):
     """Counts MACs, other ops and uncounted ops of everything run inside it (see the module doc)."""
 

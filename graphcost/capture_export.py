@@ -10,7 +10,9 @@ returns is one tracing treats like its own fx graph, so both capture paths yield
   are the model's ``Parameter`` objects and tied weights (GPT-2's embedding and LM head) stay
   one node of the loop graph;
 * tensor constants that are model attributes become ``get_attr`` too; constants made inside
-  ``forward`` stay placeholders, fed their values (:attr:`Exported.constants`);
+  ``forward`` stay placeholders;
+* every node keeps the fake value export computed (``meta["val"]``, in :attr:`Exported.fake_mode`):
+  costing re-runs only the ops that compute;
 * every call is an aten op, costed per aten op like any call without a registered formula
   (:mod:`graphcost.aten_costs`), and keeps export's ``nn_module_stack``: calls group into
   layers by module path.
@@ -25,11 +27,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator
 
 import torch
 from torch import fx, nn
+from torch._guards import detect_fake_mode
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.export.graph_signature import InputKind
 
 from .errors import UserError
@@ -40,10 +44,8 @@ class Exported:
     """An exported model's graph, parameters fetched from the model itself."""
 
     graph: fx.Graph
-    #: placeholder name -> the value it is fed: a constant ``forward`` made, not a model attribute
-    constants: Dict[str, Any] = field(default_factory=dict)
-    #: user-input placeholder name -> the ``forward`` argument it stands for
-    arguments: Dict[str, str] = field(default_factory=dict)
+    #: the fake mode of the values export recorded on the nodes (``meta["val"]``)
+    fake_mode: FakeTensorMode
 
 
 class ExportFailed(UserError):
@@ -63,7 +65,7 @@ def export_graph(model: nn.Module, inputs: Dict[str, torch.Tensor]) -> Exported:
     Returns
     -------
     Exported
-        The graph, the constants its remaining placeholders are fed, and the argument names.
+        The graph (each node's fake value in ``meta["val"]``) and the fake mode of those values.
 
     Raises
     ------
@@ -99,24 +101,18 @@ def _refetch_lifted(model: nn.Module, program) -> Exported:
     """The program's graph with lifted model attributes fetched by ``get_attr`` of ``model``."""
     graph = program.graph_module.graph
     placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
-    exported = Exported(graph)
-    user_inputs = []
     for spec in program.graph_signature.input_specs:
         node = placeholders[spec.arg.name]
         if spec.kind in _FROM_MODEL and _has_attr(model, spec.target):
             with graph.inserting_before(node):
                 fetched = graph.create_node("get_attr", spec.target)  # graph.get_attr warns: the target is the model's
+            fetched.meta.update(node.meta)
             node.replace_all_uses_with(fetched)
             graph.erase_node(node)
-        elif spec.kind == InputKind.CONSTANT_TENSOR:
-            exported.constants[node.name] = program.constants[spec.target]
-        elif spec.kind == InputKind.USER_INPUT:
-            user_inputs.append(node.name)
-        else:
+        elif spec.kind not in (InputKind.CONSTANT_TENSOR, InputKind.USER_INPUT):
             raise ExportFailed(f"torch.export gave {type(model).__name__} an input graphcost cannot feed: {spec.kind.name}")
-    # export flattens (args, kwargs): the user inputs come in the order they were given
-    exported.arguments = dict(zip(user_inputs, program.call_spec.in_spec.child(1).context))
-    return exported
+    values = [n.meta["val"] for n in graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
+    return Exported(graph, detect_fake_mode(values))
 
 
 def _has_attr(model: nn.Module, target: str) -> bool:

@@ -42,7 +42,9 @@ def graph_path(text: str) -> str:
 def cli():
     """Computational-graph costs of PyTorch models, loop-aware, and their mapping onto crossbar arrays.
 
-    MODEL is a zoo name (graphcost models), torchvision:NAME, or package.module:callable.
+    MODEL is a zoo name (graphcost models), torchvision:NAME, timm:NAME, hf:MODEL_TYPE[:TASK] (a transformers
+    model from its config: TASK base, causal-lm, masked-lm, seq-cls, image-cls or semantic-seg), or
+    package.module:callable.
     """
 
 

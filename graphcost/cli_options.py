@@ -57,7 +57,7 @@ TRACER = Parsed(parse_tracer, "tracer", "auto|fx|export")
 
 
 #: What MODEL may be, for the message of a command that needs one named.
-MODEL_FORMS = "a zoo name (graphcost models), torchvision:NAME, timm:NAME or pkg.module:callable"
+MODEL_FORMS = "a zoo name (graphcost models), torchvision:NAME, timm:NAME, hf:MODEL_TYPE[:TASK] or pkg.module:callable"
 
 
 def model_options(func=None, *, default: Optional[str] = "itnet"):

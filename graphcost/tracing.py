@@ -37,7 +37,7 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake
 from torch.utils._pytree import tree_map_only
 
 from . import ops
-from .aten_costs import AtenCost, Uncounted, aten_kind
+from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
 from .capture_export import Exported, export_graph
 from .errors import UserError
 from .inputs import InputSpec, describe, fake_input, split_inputs
@@ -296,6 +296,27 @@ class _CostInterpreter(fx.Interpreter):
         return ops.OpInfo(n.op, "io", ops.free)
 
 
+class _ExportedCostInterpreter(_CostInterpreter):
+    """Runs an exported graph on the fake values export recorded on its nodes (``meta["val"]``):
+    inputs, parameters and ops that do no arithmetic (views, copies) take their recorded value;
+    only ops that compute run again, to be costed."""
+
+    def run_node(self, n: fx.Node):
+        self._node = n
+        return super().run_node(n)
+
+    def placeholder(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def get_attr(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def call_function(self, target, args, kwargs):
+        if isinstance(target, torch._ops.OpOverload) and does_no_arithmetic(target) and "val" in self._node.meta:
+            return self._node.meta["val"]
+        return super().call_function(target, args, kwargs)
+
+
 def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
     """A fake tensor of ``shape`` like ``like``, built from a meta tensor: 4x cheaper than
     dispatching ``new_empty`` through the fake mode's cache."""
@@ -467,7 +488,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     model.eval()
     try:
         root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
-        interp = _CostInterpreter(root, graph, set(opaque), custom)
+        interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque), custom)
         _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
     finally:
         model.train(was_training)
@@ -499,7 +520,6 @@ def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules
                                 dict(zip(bound, values)))
     except UserError as exc:
         raise UserError(f"{fx_failure}; {exc}" if fx_failure else str(exc)) from None
-    exported.arguments = dict(zip(exported.arguments, bound))
     return model, exported.graph, [], exported
 
 
@@ -514,10 +534,9 @@ def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
 def _run_on_fake_inputs(interp: "_CostInterpreter", graph: fx.Graph, bound: Dict[str, Any], dtype, device,
                         model_name: str, exported: Optional[Exported] = None) -> None:
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        values = {name: fake_input(value, dtype, device) for name, value in bound.items()}
-        if exported is not None:  # export names its placeholders itself, and feeds constants
-            values = {**exported.constants, **{ph: values[arg] for ph, arg in exported.arguments.items()}}
+    # an exported graph runs in export's fake mode, on the values export recorded
+    with FakeTensorMode(allow_non_fake_inputs=True) if exported is None else exported.fake_mode:
+        values = {name: fake_input(value, dtype, device) for name, value in bound.items()} if exported is None else {}
         try:
             interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
                          for p in placeholders))
