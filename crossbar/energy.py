@@ -45,6 +45,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from .mapping import LayerMapping
 from .perf import Performance
+from .specs import ArraySpec
 from .tech import TechSpec
 
 #: Keys of ``energy.breakdown_j`` (JSON contract).
@@ -97,6 +98,7 @@ class AreaReport:
     breakdown_mm2: Dict[str, float]
     arrays: int
     adcs: int
+    tiles_mm2: float = 0.0  # all but the chip's activation buffer: what the H-tree spans
 
     def to_dict(self) -> Dict[str, object]:
         return {"total_mm2": self.total_mm2, "breakdown_mm2": dict(self.breakdown_mm2), "arrays": self.arrays,
@@ -108,27 +110,53 @@ def layer_macs(layer: LayerMapping) -> int:
     return layer.mvms * layer.weights // max(1, layer.matrices)
 
 
-def _dynamic(layer: LayerMapping, perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float], int]:
+def rows_per_array(layer: LayerMapping, array: ArraySpec) -> float:
+    """Word lines a column of ``layer`` sums over: its rows spread evenly over its row tiles."""
+    rows = max(1, layer.rows)
+    return rows / -(-rows // array.rows)
+
+
+def _dynamic(layer: LayerMapping, perf: Performance, tech: TechSpec, bit_j: float) -> Tuple[Dict[str, float], int]:
     array = perf.mapping.array
     cycles = tech.input_cycles(array.dac_bits)
     conversions = layer.mvms * layer.read_columns * cycles
     act_bytes = tech.activation_bits / 8
     moved = layer.mvms * (layer.inputs_per_mvm + layer.outputs_per_mvm)
+    column_s = tech.column_siemens(rows_per_array(layer, array))
     return {
-        "adc": conversions * tech.adc_energy_j(array.adc_bits),
+        "adc": conversions * tech.adc_energy_j(array.adc_bits, column_s),
         "dac": layer.mvms * layer.row_drives * cycles * tech.row_drive_energy_j,
         "array": layer.mvms * (layer.used_cells // max(1, layer.matrices)) * cycles * tech.cell_read_energy_j,
         "shift_add": conversions * tech.shift_add_energy_j_per_op,
         "buffer": layer.mvms * act_bytes * (layer.inputs_per_mvm * tech.buffer_read_energy_j_per_byte
                                             + layer.outputs_per_mvm * tech.buffer_write_energy_j_per_byte),
-        "interconnect": moved * tech.activation_bits * tech.interconnect_energy_j_per_bit,
+        "interconnect": moved * tech.activation_bits * bit_j,
     }, conversions
 
 
+def interconnect_j_per_bit(perf: Performance, tech: TechSpec) -> float:
+    """Energy of one bit moved between the chip's buffer and a tile: over the H-tree from its
+    root to a leaf (about the side of the tiled area, ``sqrt(tiles_mm2)``: half a side, a quarter,
+    ..., NeuroSim ``HTree.cpp``) when the tech gives ``wire_energy_j_per_bit_mm``, else the flat
+    ``interconnect_energy_j_per_bit``."""
+    if tech.wire_energy_j_per_bit_mm <= 0:
+        return tech.interconnect_energy_j_per_bit
+    return tech.wire_energy_j_per_bit_mm * math.sqrt(area(perf, tech).tiles_mm2)
+
+
 def chip_arrays(perf: Performance) -> int:
-    """Arrays the mapping occupies on the chip (replicas included; the whole chip when it does not fit)."""
-    available = perf.chip.arrays
-    return perf.arrays_used if available is None else min(perf.arrays_used, available)
+    """Arrays the mapping occupies on the chip (replicas included; the whole chip when it does not
+    fit). With tiles (``chip.tile_side_arrays = t > 1``) a layer gets whole tiles of ``t x t``
+    arrays, ``ceil(rows / tR) x ceil(cols / tC)`` per matrix (NeuroSim ``Chip.cpp``): their unused
+    arrays count too."""
+    chip, array = perf.chip, perf.mapping.array
+    used = perf.arrays_used
+    if chip.tile_side_arrays > 1:
+        t = chip.tile_side_arrays
+        used = sum(lp.replicas * max(layer.tiles, max(1, layer.matrices) * t * t
+                                     * -(-layer.rows // (t * array.rows)) * -(-layer.cols // (t * array.cols)))
+                   for layer, lp in zip(perf.mapping.layers, perf.layers))
+    return used if chip.arrays is None else min(used, chip.arrays)
 
 
 def leakage_w(perf: Performance, tech: TechSpec) -> float:
@@ -140,9 +168,10 @@ def leakage_w(perf: Performance, tech: TechSpec) -> float:
 def _layers(perf: Performance, tech: TechSpec) -> Tuple[LayerEnergy, ...]:
     leak_j = leakage_w(perf, tech) * perf.frame_time_s
     tiles = sum(p.arrays for p in perf.layers) or 1
+    bit_j = interconnect_j_per_bit(perf, tech)
     layers = []
     for layer, lp in zip(perf.mapping.layers, perf.layers):
-        parts, conversions = _dynamic(layer, perf, tech)
+        parts, conversions = _dynamic(layer, perf, tech, bit_j)
         parts["leakage"] = leak_j * lp.arrays / tiles
         rewritten = 0 if lp.resident else layer.calls * layer.used_cells
         parts["write"] = rewritten * tech.write_energy_j_per_cell
@@ -212,6 +241,25 @@ def energy(perf: Performance, tech: TechSpec) -> EnergyReport:
                         layers)
 
 
+def _hierarchy_bits(perf: Performance, tech: TechSpec, arrays: int) -> Tuple[float, float]:
+    """Register bits and adder-tree adder bits of the PEs and tiles of ``arrays`` arrays (none on a
+    flat chip). Per PE of ``p x p`` arrays (``ProcessingUnit.cpp``): an input buffer of ``dac_bits x
+    rows`` and an output buffer of ``cols / columns_per_adc`` partial sums of ``adc + dac + 1`` bits;
+    an adder tree of ``p - 1`` adders per output. Per tile of ``(t/p)^2`` PEs (``Tile.cpp``): an
+    input buffer of ``t/p x dac_bits x rows``, an output buffer of ``dac_bits x t/p x cols /
+    columns_per_adc`` bits and a ``t/p - 1``-adder tree per output."""
+    chip, array = perf.chip, perf.mapping.array
+    p, t = chip.pe_side_arrays, chip.tile_side_arrays
+    if t == 1:
+        return 0.0, 0.0
+    outs = array.cols // tech.columns_per_adc
+    psum = array.adc_bits + array.dac_bits + 1
+    pes, tiles, q = arrays / (p * p), arrays / (t * t), t // p
+    buffer_bits = pes * (array.dac_bits * array.rows + outs * psum) + tiles * q * array.dac_bits * (array.rows + outs)
+    adder_bits = pes * (p - 1) * p * outs * psum + tiles * (q - 1) * q * outs * (psum + (p - 1).bit_length())
+    return buffer_bits, adder_bits
+
+
 def area(perf: Performance, tech: TechSpec) -> AreaReport:
     """Area of the arrays the mapping uses and their periphery (see the module docstring)."""
     array = perf.mapping.array
@@ -219,13 +267,15 @@ def area(perf: Performance, tech: TechSpec) -> AreaReport:
     adcs = arrays * tech.adcs_per_array(array)
     largest_out = max((max(layer.mvms_per_call, default=0) * layer.outputs_per_mvm
                        for layer in perf.mapping.layers), default=0)
-    buffer_kib = 2 * largest_out * tech.activation_bits / 8 / 1024
+    local_bits, adder_bits = _hierarchy_bits(perf, tech, arrays)
+    global_um2 = 2 * largest_out * tech.activation_bits / 8 / 1024 * tech.buffer_area_um2_per_kib
     um2 = {
         "arrays": arrays * array.cells * tech.cell_area_um2(),
         "adc": adcs * tech.adc_area_um2(array.adc_bits),
-        "drivers": arrays * array.rows * tech.driver_area_um2_per_row,
-        "shift_add": adcs * tech.shift_add_area_um2_per_adc,
-        "buffers": buffer_kib * tech.buffer_area_um2_per_kib,
+        "drivers": arrays * (array.rows * tech.driver_area_um2_per_row + array.cols * tech.driver_area_um2_per_column),
+        "shift_add": adcs * tech.shift_add_area_um2_per_adc + adder_bits * tech.adder_area_um2_per_bit,
+        "buffers": global_um2 + local_bits / 8 / 1024 * tech.buffer_area_um2_per_kib,
     }
     mm2 = {k: v * 1e-6 for k, v in um2.items()}
-    return AreaReport(sum(mm2.values()), mm2, arrays, adcs)
+    total = sum(mm2.values())
+    return AreaReport(total, mm2, arrays, adcs, total - global_um2 * 1e-6)
