@@ -269,6 +269,18 @@ def _swap(mapping: ModelMapping, chip: ChipSpec, fits: bool, base_s: List[float]
     return swap
 
 
+def _frame_time(mapping: ModelMapping, swap: _Swap, chip: ChipSpec) -> Tuple[float, str]:
+    """Time between frames and what sets it: the slowest resident stage or the swap pool; with
+    ``layer_by_layer`` every stage in turn (one image at a time)."""
+    if chip.layer_by_layer:
+        return sum(swap.stage_s) + sum(swap.rewrite), "layer by layer"
+    resident_stage = [(s, mapping.layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
+    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
+    if swap.pool_s > frame_s:
+        return swap.pool_s, "swap pool (weight rewrites)"
+    return frame_s, bottleneck
+
+
 def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], arrays_of: List[int], t_mvm: float,
                       buffer_s: List[float], write_per_array_s: float) -> Tuple[OutputPerf, ...]:
     """Latency of every output: the longest path over the weight-layer calls."""
@@ -347,13 +359,8 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
                                                           chip, fits, target_fps)
     write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
     swap = _swap(mapping, chip, fits, base_s, replicas, write_per_array_s)
-    resident_stage = [(s, layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
-    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
-    if swap.pool_s > frame_s:
-        frame_s, bottleneck = swap.pool_s, "swap pool (weight rewrites)"
+    frame_s, bottleneck = _frame_time(mapping, swap, chip)
     arrays_of = [n * r for n, r in zip(tiles, replicas)]
-    if chip.layer_by_layer:  # one image at a time: the layers take turns
-        frame_s, bottleneck = sum(swap.stage_s) + sum(swap.rewrite), "layer by layer"
     outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, buffer_s, write_per_array_s)
     perf_layers = tuple(
         LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i], swap.resident[i],
