@@ -7,11 +7,15 @@ columns digitised per MVM, are all they multiply. Per layer and frame, with
 
 * ``dac``   = MVMs x word lines driven x c x ``row_drive_energy_j``;
 * ``array`` = MVMs x weight cells x c x ``cell_read_energy_j``;
-* ``adc``   = MVMs x columns digitised x c x ``adc_energy_j(adc_bits)`` (conversions);
+* ``adc``   = MVMs x columns digitised x c x ``adc_energy_j(adc_bits, G)`` (conversions); a
+  current-mode sense amp also draws its column's read current, ``G`` = rows a column sums x
+  ``input_bit_activity`` x mean cell conductance (NeuroSim ``MultilevelSenseAmp.cpp``);
 * ``shift_add`` = conversions x ``shift_add_energy_j_per_op`` (slices, input bits, row tiles);
 * ``buffer`` = MVMs x (inputs read x ``buffer_read`` + outputs written x ``buffer_write``) x
   activation bytes (every MVM reads its input vector: no line-buffer reuse is assumed);
-* ``interconnect`` = MVMs x (inputs + outputs) x activation bits x ``interconnect_energy_j_per_bit``;
+* ``interconnect`` = MVMs x (inputs + outputs) x activation bits x energy per bit: over the
+  H-tree, ``wire_energy_j_per_bit_mm x sqrt(tiled area)`` (NeuroSim ``HTree.cpp``), or the flat
+  ``interconnect_energy_j_per_bit``;
 * ``leakage`` = (arrays x ``leakage_w_per_array`` + ADCs x ``leakage_w_per_adc``) x frame time
   (``1 / throughput``), shared over layers by their arrays;
 * ``write`` = for every layer not resident (the graph does not fit ``--arrays``): its calls x
@@ -22,9 +26,11 @@ leakage over its share of the frame time (``latency_n / latency_last``). ``tops_
 2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
 ``power_w = E_frame * throughput`` (dynamic power at the streaming frame rate plus leakage).
 
-Area (as used by the mapping): arrays (``cells x cell_area``), ADCs (``ceil(cols /
-columns_per_adc)`` per array), word-line drivers (per row), shift-add (one per ADC) and the
-activation buffer (the largest output feature map of one call, double-buffered).
+Area (as used by the mapping): arrays (``cells x cell_area``; with tiles, whole tiles per
+layer), ADCs (``ceil(cols / columns_per_adc)`` per array), drivers (per row and per column: switches
+and level shifters), shift-add (one per ADC, plus the PE and tile adder trees), and buffers: the
+activation buffer (the largest output feature map of one call, double-buffered) plus, with PEs
+and tiles, their input and output registers (:func:`_hierarchy_bits`).
 
 >>> import torch
 >>> from graphcost.crossbar.mapping import map_model
@@ -34,8 +40,10 @@ activation buffer (the largest output feature map of one call, double-buffered).
 >>> perf = performance(map_model(torch.nn.Linear(128, 64), (1, 128), ArraySpec(128, 128, adc_bits=5)), ChipSpec())
 >>> e = energy(perf, TECH_PRESETS["rram-22nm"])
 >>> conversions = 1 * 512 * 8                  # one MVM, 64 outputs x 8 columns, 8 bit-serial cycles
->>> e.layers[0].conversions == conversions, round(e.breakdown_j["adc"] / conversions * 1e15, 1)
-(True, 52.7)
+>>> e.layers[0].conversions == conversions     # 52.7 fJ of sense-amp levels + 67.8 fJ of column current
+True
+>>> round(e.breakdown_j["adc"] / conversions * 1e15, 1)
+120.5
 """
 from __future__ import annotations
 
