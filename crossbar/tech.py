@@ -15,7 +15,13 @@ Sources (facts and constants only, no code taken):
   current-mode sense amplifier: 1.7 uW per reference level, 1 ns per conversion); ``SarADC.cpp``
   (22 nm LSTP SAR: (0.538 b + 4.3753) uW over b + 1 ns; 14 nm: (0.3132 b + 2.5681) uW; area
   ``A_n (269 + 109 (b-1)) + A_p (209 + 73 (b-1))`` in minimum transistors); ``SubArray.cpp``
-  (bit-line and word-line capacitance 0.2 fF/um).
+  (bit-line and word-line capacitance 0.2 fF/um). Also, for the components NeuroSim counts
+  beyond the array (:data:`HARDWARE_PRESETS` ``neurosim-v1.3``): the sense amp's column-current
+  power ``0.0631 / R_column`` W and its area per level (``MultilevelSenseAmp.cpp``,
+  ``CurrentSenseAmp.cpp``), the minimum gate (``formula.cpp``, ``constant.h``), level shifters
+  (``LevelShifter.cpp``), shift-adds, adders and DFFs (``ShiftAdd.cpp``, ``Adder.cpp``,
+  ``DFF.cpp``), the H-tree (``HTree.cpp``), PEs, tiles and their buffers (``ProcessingUnit.cpp``,
+  ``Tile.cpp``, ``Chip.cpp``), the synchronous clock (``Param.cpp`` ``beta = 1.4``).
 * ISAAC (Shafiee et al., ISCA 2016, Table 6): 8-bit ADC 2 mW at 1.28 GS/s, 1200 um²; 128x128
   crossbar 0.3 mW, 25 um²; 1-bit DAC 3.9 uW per array (128 of them); 100 ns read cycle.
 * Digital: 16-bit shift-add 0.021 pJ (32 nm, ISAAC); 64 KB SRAM 1.6 pJ/B read, 2.1 pJ/B write
