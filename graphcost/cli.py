@@ -17,7 +17,7 @@ import click
 from . import render
 from .analysis import analyze as analyze_model
 from .cli_options import FORMATS, Parsed, format_option, model_options  # noqa: F401  (FORMATS re-exported)
-from .errors import UserError
+from .errors import TORCH_CAPTURE_LOGGERS, UserError
 from .export import FORMATS as GRAPH_FORMATS, export_graph
 from .models import list_models
 from .resolve import ModelSpec, build_for_shapes
@@ -158,9 +158,13 @@ def _terminate(signum, frame):
 
 
 def _quiet_torch() -> None:
-    # FakeTensor logs a full traceback (~20 lines) whenever a shape rule fails, before our
-    # one-line UserError about the same failure reaches the user.
-    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+    # torch logs a full traceback (~20 lines) whenever a fake-tensor shape check fails, before our
+    # one-line UserError about the same failure reaches the user; tracing silences it while it
+    # captures, the command line for every command (mapping and reports run models too).
+    for name in TORCH_CAPTURE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 
 
 def main(argv=None) -> int:
