@@ -65,6 +65,9 @@ class Trace:
     uncounted: Dict[str, Uncounted] = field(default_factory=dict)
     #: every input given, by ``forward`` argument name: its shape and dtype
     input_specs: Dict[str, InputSpec] = field(default_factory=dict)
+    #: where each of ``outputs`` sits in what ``forward`` returns: a dict key, a tuple index, or a
+    #: dotted path of them (``"aux.1"``); ``"output"`` for a lone tensor
+    output_names: List[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -494,13 +497,14 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
             _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__)
     finally:
         model.train(was_training)
-    dag, placeholders, outputs = _build_dag(root, graph, interp.records)
+    dag, placeholders, named_outputs = _build_dag(root, graph, interp.records)
     loop_graph = _build_loop_graph(dag)
     opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders, outputs, opaque_modules,
-                 sorted(interp.unknown), uncounted, specs)
+    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders,
+                 [node for _, node in named_outputs], opaque_modules, sorted(interp.unknown), uncounted, specs,
+                 [name for name, _ in named_outputs])
 
 
 def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
@@ -541,7 +545,9 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _build_dag(root: nn.Module, graph: fx.Graph, records) -> Tuple[nx.DiGraph, List[str], List[str]]:
+def _build_dag(root: nn.Module, graph: fx.Graph, records
+               ) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
+    """The execution DAG, its input nodes, and its outputs as (name in the returned value, node)."""
     dag = nx.DiGraph()
     inputs: List[str] = []
     order = 0
@@ -559,8 +565,8 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records) -> Tuple[nx.DiGraph, L
         for src in n.all_input_nodes:
             if src.name in dag:
                 dag.add_edge(src.name, n.name)
-    outputs = [o.name for o in ops.leaves(next(n for n in graph.nodes if n.op == "output").args[0], fx.Node)
-               if o.name in dag]
+    returned = next(n for n in graph.nodes if n.op == "output").args[0]
+    outputs = [(path or "output", o.name) for path, o in ops.named_leaves(returned, fx.Node) if o.name in dag]
     return dag, inputs, outputs
 
 

@@ -123,3 +123,25 @@ def make_two_inputs():
 
 def make_failing(**params):
     raise TypeError("unsupported operand inside the factory")
+
+
+class DictHeads(nn.Module):
+    """Returns a dict: the main output, and an auxiliary pair (a nested tuple)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+        self.aux = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return {"out": self.head(h), "aux": (self.aux(h), h)}
+
+
+def make_dict_heads():
+    return DictHeads()
+
+
+def make_anytime(n: int = 3):
+    return AnytimeNet(n)
