@@ -452,7 +452,7 @@ def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optiona
     """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas);
     :class:`ShapeMismatch` where PyTorch rejects the input."""
     x = args[0]
-    if len(args) != 1 or x.dim() != len(m.kernel_size) + 2 or m.padding_mode != "zeros" or 0 in x.shape:
+    if len(args) != 1 or kwargs or x.dim() != len(m.kernel_size) + 2 or m.padding_mode != "zeros" or 0 in x.shape:
         return None  # unbatched or empty input, an explicit output_size, or F.pad first: let torch decide
     if x.shape[1] != m.in_channels:
         raise ShapeMismatch(f"expects {m.in_channels} input channels, got {x.shape[1]}")
@@ -514,7 +514,7 @@ def _conv_transpose_function(call: Call) -> OpCost:
 
 def _linear_output_shape(m: nn.Linear, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
     x = args[0]
-    if len(args) != 1:
+    if len(args) != 1 or kwargs:
         return None
     if x.dim() == 0 or x.shape[-1] != m.in_features:
         got = x.shape[-1] if x.dim() else "a 0-D input"

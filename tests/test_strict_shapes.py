@@ -143,3 +143,20 @@ def test_library_logs_nothing_before_the_error(capfd):
         graphcost.analyze(nn.Sequential(nn.Flatten(), nn.MaxPool1d(9)), (1, 2, 2))
     out, err = capfd.readouterr()
     assert err == "" and out == "", err
+
+
+class _OddSkip(nn.Module):
+    """A U-Net step on an odd size: the transposed conv takes ``output_size`` to match its skip."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(2, 4, 3, padding=1))
+        self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+
+    def forward(self, x):
+        return torch.cat([x, self.up(self.down(x), output_size=x.shape[-2:])], 1)
+
+
+def test_keyword_arguments_a_shape_rule_does_not_model_run_the_op():
+    shape = (1, 2, 9, 7)  # 9 rows -> 4 -> 8 without output_size: the cat would then fail
+    assert graphcost.analyze(_OddSkip(), shape).macs == eager_macs(_OddSkip().eval(), shape)
