@@ -487,7 +487,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         submodule it cannot trace becomes one opaque call), ``"export"`` ``torch.export``
         non-strict on fake tensors (any model that runs; every call an aten op, grouped into
         layers by module path), ``"auto"`` fx, and export when fx cannot trace the model's own
-        ``forward``. Both give the same graphs, layers keyed by parameter identity.
+        ``forward``. Both give the same graphs, layers keyed by parameter identity; on the export
+        path every call is costed per aten op, so ``leaf_modules`` and module / function formulas
+        (registered or ``custom_costs``) apply to fx traces only.
 
     Returns
     -------
