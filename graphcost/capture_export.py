@@ -35,6 +35,7 @@ import torch.fx.config
 from torch import fx, nn
 from torch._guards import detect_fake_mode
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils import _pytree as pytree
 from torch.export.graph_signature import InputKind
 
 from .errors import UserError
@@ -124,8 +125,27 @@ def _refetch_lifted(model: nn.Module, program) -> Exported:
             graph.erase_node(node)
         elif spec.kind not in (InputKind.CONSTANT_TENSOR, InputKind.USER_INPUT):
             raise ExportFailed(f"torch.export gave {type(model).__name__} an input graphcost cannot feed: {spec.kind.name}")
+    _name_outputs(graph, program)
     values = [n.meta["val"] for n in graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
     return Exported(graph, detect_fake_mode(values))
+
+
+def _name_outputs(graph: fx.Graph, program) -> None:
+    """Export returns a flat tuple; give the outputs back the names ``forward`` returned them
+    under (``last_hidden_state``, ``logits``, ``aux.1``), as a dict the output node returns."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    user = list(output.args[0])[-len(program.graph_signature.user_outputs):] if \
+        program.graph_signature.user_outputs else []
+    returned = pytree.tree_unflatten(list(range(len(user))), program.call_spec.out_spec)
+    names = [".".join(_key_text(key) for key in path) for path, _ in pytree.tree_flatten_with_path(returned)[0]]
+    output.args = ({name: node for name, node in zip(names, user)},)
+
+
+def _key_text(key) -> str:
+    for attribute in ("key", "idx", "name"):  # MappingKey, SequenceKey, GetAttrKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
 
 
 def _has_attr(model: nn.Module, target: str) -> bool:
