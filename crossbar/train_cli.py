@@ -16,14 +16,13 @@ from graphcost.cli_options import model_options
 from graphcost.errors import UserError
 from graphcost.resolve import ModelSpec
 
-from .cli import NOISE
-from .data import DATA_KINDS
+from .cli import DATA, NOISE
 from .specs import NoiseSpec
 
 
 @click.command(name="train")
 @model_options
-@click.option("--data", "data_text", default=None, metavar="|".join(DATA_KINDS),
+@click.option("--data", "data_text", type=DATA, default=None,
               help="Training data; its held-out split scores the result (default: digits for models on the "
                    "digits preset, else synthetic).")
 @click.option("--init", "init_path", default=None, metavar="FILE",
