@@ -15,8 +15,8 @@ trains on whole images. Every random draw (initialisation, order, crops, flips, 
 from ``seed``.
 
 ``hwa`` (a :class:`~graphcost.crossbar.sim.hwa.HWASpec`) trains hardware-aware: the forward runs
-the simulator's analog layers in their differentiable mode (weight and output noise every batch,
-DAC / ADC with straight-through estimators, weight clipping after every step; :mod:`.sim.hwa`),
+the simulator's analog layers in their differentiable mode (weight noise every batch, output noise
+and weight clipping if the spec has them, DAC / ADC with straight-through estimators; :mod:`.sim.hwa`),
 the backward updates the model's own parameters.
 """
 from __future__ import annotations
