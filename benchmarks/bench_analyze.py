@@ -1,12 +1,14 @@
 """graphcost.analyze vs fvcore vs ptflops vs torch's FlopCounterMode on fake tensors.
 
 Same process, same models: ItNet (Cityscapes) and torchvision resnet18 at 1x3x512x1024,
-torchvision swin_t at 1x3x224x224 and an nn.TransformerEncoder (seq 1024, d 64, 2 layers).
-Prints wall times (median of repeats, after a warm-up), MACs, and ratios against graphcost.
-FlopCounterMode runs with attention on the math path and the fused nn fast paths off, so that
-it counts what graphcost counts; a tool that fails on a model prints n/a.
+torchvision swin_t at 1x3x224x224, an nn.TransformerEncoder (seq 1024, d 64, 2 layers) and
+Hugging Face bert-base (``hf:bert``, default config: 12 layers, hidden 768) on 128 token ids,
+which graphcost captures with torch.export. Prints wall times (median of interleaved repeats,
+after a warm-up), MACs, and ratios against graphcost. FlopCounterMode runs with attention on the
+math path and the fused nn fast paths off, so that it counts what graphcost counts; a tool that
+fails on a model prints n/a.
 
-    python benchmarks/bench_analyze.py [--repeats 3]
+    nice -n 10 python benchmarks/bench_analyze.py [--repeats 5] [--only bert]
 """
 from __future__ import annotations
 
@@ -22,9 +24,21 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import graphcost
+from graphcost.inputs import InputSpec, split_inputs
 from graphcost.models import get_model
+from graphcost.resolve import ModelSpec, build
 
 SHAPE = (1, 3, 512, 1024)
+
+
+def example_inputs(inputs):
+    """(args, kwargs) of zero tensors for ``inputs`` (a shape or a dict of InputSpecs), in the active mode."""
+    args, kwargs = split_inputs(inputs)
+
+    def make(spec):
+        return torch.zeros(spec.shape, dtype=spec.dtype or torch.float32)
+
+    return [make(a) for a in args], {k: make(v) for k, v in kwargs.items()}
 
 
 def run_graphcost(model, shape):
@@ -36,9 +50,9 @@ def run_flop_counter_fake(model, shape):
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with FakeTensorMode(allow_non_fake_inputs=True), sdpa_kernel(SDPBackend.MATH):
-            x = torch.empty(shape)
+            args, kwargs = example_inputs(shape)
             with FlopCounterMode(display=False) as counter:
-                model(x)
+                model(*args, **kwargs)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops() // 2
@@ -47,7 +61,8 @@ def run_flop_counter_fake(model, shape):
 def run_fvcore(model, shape):
     from fvcore.nn import FlopCountAnalysis
 
-    counter = FlopCountAnalysis(model, torch.randn(shape))
+    args, kwargs = example_inputs(shape)
+    counter = FlopCountAnalysis(model, tuple(args) + tuple(kwargs.values()))
     counter.unsupported_ops_warnings(False)
     counter.uncalled_modules_warnings(False)
     by_op = counter.by_operator()
@@ -66,39 +81,59 @@ TOOLS = {"graphcost": run_graphcost, "FlopCounterMode(fake)": run_flop_counter_f
          "ptflops": run_ptflops}
 
 
-def timed(fn, model, shape, repeats):
-    try:
-        fn(model, shape)  # warm-up
-    except Exception as exc:  # a peer that cannot handle the model: reported, not fatal
-        return None, f"n/a ({type(exc).__name__})"
-    times, macs = [], None
+def timed(models_tools, repeats):
+    """{(model, tool): (median seconds, MACs) or (None, "n/a (...)")}: each repeat runs every tool
+    once, in turn (interleaved), after one warm-up call each."""
+    results, times = {}, {}
+    for key, (fn, model, shape) in models_tools.items():
+        try:
+            fn(model, shape)  # warm-up
+            times[key] = []
+        except Exception as exc:  # a peer that cannot handle the model: reported, not fatal
+            results[key] = (None, f"n/a ({type(exc).__name__})")
     for _ in range(repeats):
-        start = time.perf_counter()
-        with torch.no_grad():
-            macs = fn(model, shape)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), macs
+        for key in times:
+            fn, model, shape = models_tools[key]
+            start = time.perf_counter()
+            with torch.no_grad():
+                macs = fn(model, shape)
+            times[key].append(time.perf_counter() - start)
+            results[key] = (None, macs)
+    return {**results, **{key: (statistics.median(t), results[key][1]) for key, t in times.items()}}
+
+
+def hf_bert_base():
+    """bert-base-uncased's shape (transformers' BertConfig defaults), random weights."""
+    built = build(ModelSpec(name="hf:bert"))
+    return built.module.eval(), {"input_ids": InputSpec((1, 128), torch.int64)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the models whose name contains this")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    models = {
-        "itnet (cityscapes)": (get_model("itnet", dataset="cityscapes").eval(), SHAPE),
-        "resnet18": (torchvision.models.resnet18(weights=None).eval(), SHAPE),
-        "swin_t": (torchvision.models.swin_t(weights=None).eval(), (1, 3, 224, 224)),
-        "nn.TransformerEncoder (seq 1024, d 64, 2 layers)": (
+    factories = {
+        "itnet (cityscapes)": lambda: (get_model("itnet", dataset="cityscapes").eval(), SHAPE),
+        "resnet18": lambda: (torchvision.models.resnet18(weights=None).eval(), SHAPE),
+        "swin_t": lambda: (torchvision.models.swin_t(weights=None).eval(), (1, 3, 224, 224)),
+        "nn.TransformerEncoder (seq 1024, d 64, 2 layers)": lambda: (
             torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(64, 4, 256, batch_first=True), 2).eval(),
             (1, 1024, 64)),
+        "hf:bert (bert-base, seq 128)": hf_bert_base,
     }
-    print(f"median of {args.repeats} after a warm-up; MACs = multiply-accumulates")
-    for name, (model, shape) in models.items():
-        results = {tool: timed(fn, model, shape, args.repeats) for tool, fn in TOOLS.items()}
+    print(f"median of {args.repeats} interleaved runs after a warm-up; MACs = multiply-accumulates")
+    for name, factory in factories.items():
+        if args.only not in name:
+            continue
+        model, shape = factory()
+        results = timed({tool: (fn, model, shape) for tool, fn in TOOLS.items()}, args.repeats)
         base_time, base_macs = results["graphcost"]
-        print(f"\n{name} @ {'x'.join(map(str, shape))}")
+        shown = "x".join(map(str, shape)) if isinstance(shape, tuple) else \
+            ", ".join(f"{k}={'x'.join(map(str, v.shape))}" for k, v in shape.items())
+        print(f"\n{name} @ {shown}")
         print(f"  {'tool':24s} {'wall s':>9s} {'x graphcost':>12s} {'GMACs':>9s} {'MACs / graphcost':>17s}")
         for tool, (seconds, macs) in results.items():
             if seconds is None:

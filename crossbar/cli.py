@@ -101,15 +101,28 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
               help="Array, bits, tech and MVM / write times of a published setup (overrides those options).")
 @click.option("--per-layer", is_flag=True, help="Also list every mapped layer.")
 @format_option
-def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
-                differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
-                mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
-                noise: NoiseSpec, drift_compensation: Optional[str], accuracy: bool, times: Optional[Tuple[float, ...]],
-                data: str, samples: int, trials: int, seed: int,
-                weights_path: Optional[str], executor_kind: str, address: Optional[str], tech: TechSpec,
-                preset: Optional[HardwarePreset], per_layer: bool, fmt: str):
+def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per_layer: bool, fmt: str,
+                **hardware):
     """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
     (per anytime output too)."""
+    request = map_request(spec, executor=executor_kind, address=address, **hardware)
+    trials = request.accuracy.trials if request.accuracy else 0
+    show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
+    with ProgressBar("simulating trials", trials, enabled=show_bar) as bar:
+        result = run_map(request, progress=bar)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    _render(result.performance, result.to_dict(), per_layer, fmt, result.energy)
+
+
+def map_request(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
+                differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
+                mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
+                noise: NoiseSpec, drift_compensation: Optional[str], accuracy: bool,
+                times: Optional[Tuple[float, ...]], data: str, samples: int, trials: int, seed: int,
+                weights_path: Optional[str], tech: TechSpec, preset: Optional[HardwarePreset],
+                executor: str = EXECUTORS[0], address: Optional[str] = None) -> MapRequest:
+    """The :class:`MapRequest` of ``graphcost map``'s parsed options (``graphcost view`` shares them)."""
     array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
                       dac_bits=dac_bits, adc_bits=adc_bits, analog_bias=analog_bias)
     chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row,
@@ -118,16 +131,10 @@ def map_command(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int
         array, chip, tech = apply_preset(preset, chip)
     if drift_compensation is not None:
         noise = replace(noise, drift_compensation=drift_compensation)
-    request = MapRequest(
+    return MapRequest(
         model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
         accuracy=AccuracyRequest(noise, data, samples, trials, seed, times or ()) if accuracy else None,
-        executor=executor_kind, address=address, tech=tech)
-    show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
-    with ProgressBar("simulating trials", trials if accuracy else 0, enabled=show_bar) as bar:
-        result = run_map(request, progress=bar)
-    for note in result.notes:
-        click.echo(f"note: {note}", err=True)
-    _render(result.performance, result.to_dict(), per_layer, fmt, result.energy)
+        executor=executor, address=address, tech=tech)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -7,11 +7,15 @@ columns digitised per MVM, are all they multiply. Per layer and frame, with
 
 * ``dac``   = MVMs x word lines driven x c x ``row_drive_energy_j``;
 * ``array`` = MVMs x weight cells x c x ``cell_read_energy_j``;
-* ``adc``   = MVMs x columns digitised x c x ``adc_energy_j(adc_bits)`` (conversions);
+* ``adc``   = MVMs x columns digitised x c x ``adc_energy_j(adc_bits, G)`` (conversions); a
+  current-mode sense amp also draws its column's read current, ``G`` = rows a column sums x
+  ``input_bit_activity`` x mean cell conductance (NeuroSim ``MultilevelSenseAmp.cpp``);
 * ``shift_add`` = conversions x ``shift_add_energy_j_per_op`` (slices, input bits, row tiles);
 * ``buffer`` = MVMs x (inputs read x ``buffer_read`` + outputs written x ``buffer_write``) x
   activation bytes (every MVM reads its input vector: no line-buffer reuse is assumed);
-* ``interconnect`` = MVMs x (inputs + outputs) x activation bits x ``interconnect_energy_j_per_bit``;
+* ``interconnect`` = MVMs x (inputs + outputs) x activation bits x energy per bit: over the
+  H-tree, ``wire_energy_j_per_bit_mm x sqrt(tiled area)`` (NeuroSim ``HTree.cpp``), or the flat
+  ``interconnect_energy_j_per_bit``;
 * ``leakage`` = (arrays x ``leakage_w_per_array`` + ADCs x ``leakage_w_per_adc``) x frame time
   (``1 / throughput``), shared over layers by their arrays;
 * ``write`` = for every layer not resident (the graph does not fit ``--arrays``): its calls x
@@ -22,9 +26,11 @@ leakage over its share of the frame time (``latency_n / latency_last``). ``tops_
 2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
 ``power_w = E_frame * throughput`` (dynamic power at the streaming frame rate plus leakage).
 
-Area (as used by the mapping): arrays (``cells x cell_area``), ADCs (``ceil(cols /
-columns_per_adc)`` per array), word-line drivers (per row), shift-add (one per ADC) and the
-activation buffer (the largest output feature map of one call, double-buffered).
+Area (as used by the mapping): arrays (``cells x cell_area``; with tiles, whole tiles per
+layer), ADCs (``ceil(cols / columns_per_adc)`` per array), drivers (per row and per column: switches
+and level shifters), shift-add (one per ADC, plus the PE and tile adder trees), and buffers: the
+activation buffer (the largest output feature map of one call, double-buffered) plus, with PEs
+and tiles, their input and output registers (:func:`_hierarchy_bits`).
 
 >>> import torch
 >>> from graphcost.crossbar.mapping import map_model
@@ -34,8 +40,10 @@ activation buffer (the largest output feature map of one call, double-buffered).
 >>> perf = performance(map_model(torch.nn.Linear(128, 64), (1, 128), ArraySpec(128, 128, adc_bits=5)), ChipSpec())
 >>> e = energy(perf, TECH_PRESETS["rram-22nm"])
 >>> conversions = 1 * 512 * 8                  # one MVM, 64 outputs x 8 columns, 8 bit-serial cycles
->>> e.layers[0].conversions == conversions, round(e.breakdown_j["adc"] / conversions * 1e15, 1)
-(True, 52.7)
+>>> e.layers[0].conversions == conversions     # 52.7 fJ of sense-amp levels + 67.8 fJ of column current
+True
+>>> round(e.breakdown_j["adc"] / conversions * 1e15, 1)
+120.5
 """
 from __future__ import annotations
 
@@ -45,6 +53,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from .mapping import LayerMapping
 from .perf import Performance
+from .specs import ArraySpec
 from .tech import TechSpec
 
 #: Keys of ``energy.breakdown_j`` (JSON contract).
@@ -97,6 +106,7 @@ class AreaReport:
     breakdown_mm2: Dict[str, float]
     arrays: int
     adcs: int
+    tiles_mm2: float = 0.0  # all but the chip's activation buffer: what the H-tree spans
 
     def to_dict(self) -> Dict[str, object]:
         return {"total_mm2": self.total_mm2, "breakdown_mm2": dict(self.breakdown_mm2), "arrays": self.arrays,
@@ -108,27 +118,53 @@ def layer_macs(layer: LayerMapping) -> int:
     return layer.mvms * layer.weights // max(1, layer.matrices)
 
 
-def _dynamic(layer: LayerMapping, perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float], int]:
+def rows_per_array(layer: LayerMapping, array: ArraySpec) -> float:
+    """Word lines a column of ``layer`` sums over: its rows spread evenly over its row tiles."""
+    rows = max(1, layer.rows)
+    return rows / -(-rows // array.rows)
+
+
+def _dynamic(layer: LayerMapping, perf: Performance, tech: TechSpec, bit_j: float) -> Tuple[Dict[str, float], int]:
     array = perf.mapping.array
     cycles = tech.input_cycles(array.dac_bits)
     conversions = layer.mvms * layer.read_columns * cycles
     act_bytes = tech.activation_bits / 8
     moved = layer.mvms * (layer.inputs_per_mvm + layer.outputs_per_mvm)
+    column_s = tech.column_siemens(rows_per_array(layer, array))
     return {
-        "adc": conversions * tech.adc_energy_j(array.adc_bits),
+        "adc": conversions * tech.adc_energy_j(array.adc_bits, column_s),
         "dac": layer.mvms * layer.row_drives * cycles * tech.row_drive_energy_j,
         "array": layer.mvms * (layer.used_cells // max(1, layer.matrices)) * cycles * tech.cell_read_energy_j,
         "shift_add": conversions * tech.shift_add_energy_j_per_op,
         "buffer": layer.mvms * act_bytes * (layer.inputs_per_mvm * tech.buffer_read_energy_j_per_byte
                                             + layer.outputs_per_mvm * tech.buffer_write_energy_j_per_byte),
-        "interconnect": moved * tech.activation_bits * tech.interconnect_energy_j_per_bit,
+        "interconnect": moved * tech.activation_bits * bit_j,
     }, conversions
 
 
+def interconnect_j_per_bit(perf: Performance, tech: TechSpec) -> float:
+    """Energy of one bit moved between the chip's buffer and a tile: over the H-tree from its
+    root to a leaf (about the side of the tiled area, ``sqrt(tiles_mm2)``: half a side, a quarter,
+    ..., NeuroSim ``HTree.cpp``) when the tech gives ``wire_energy_j_per_bit_mm``, else the flat
+    ``interconnect_energy_j_per_bit``."""
+    if tech.wire_energy_j_per_bit_mm <= 0:
+        return tech.interconnect_energy_j_per_bit
+    return tech.wire_energy_j_per_bit_mm * math.sqrt(area(perf, tech).tiles_mm2)
+
+
 def chip_arrays(perf: Performance) -> int:
-    """Arrays the mapping occupies on the chip (replicas included; the whole chip when it does not fit)."""
-    available = perf.chip.arrays
-    return perf.arrays_used if available is None else min(perf.arrays_used, available)
+    """Arrays the mapping occupies on the chip (replicas included; the whole chip when it does not
+    fit). With tiles (``chip.tile_side_arrays = t > 1``) a layer gets whole tiles of ``t x t``
+    arrays, ``ceil(rows / tR) x ceil(cols / tC)`` per matrix (NeuroSim ``Chip.cpp``): their unused
+    arrays count too."""
+    chip, array = perf.chip, perf.mapping.array
+    used = perf.arrays_used
+    if chip.tile_side_arrays > 1:
+        t = chip.tile_side_arrays
+        used = sum(lp.replicas * max(layer.tiles, max(1, layer.matrices) * t * t
+                                     * -(-layer.rows // (t * array.rows)) * -(-layer.cols // (t * array.cols)))
+                   for layer, lp in zip(perf.mapping.layers, perf.layers))
+    return used if chip.arrays is None else min(used, chip.arrays)
 
 
 def leakage_w(perf: Performance, tech: TechSpec) -> float:
@@ -140,9 +176,10 @@ def leakage_w(perf: Performance, tech: TechSpec) -> float:
 def _layers(perf: Performance, tech: TechSpec) -> Tuple[LayerEnergy, ...]:
     leak_j = leakage_w(perf, tech) * perf.frame_time_s
     tiles = sum(p.arrays for p in perf.layers) or 1
+    bit_j = interconnect_j_per_bit(perf, tech)
     layers = []
     for layer, lp in zip(perf.mapping.layers, perf.layers):
-        parts, conversions = _dynamic(layer, perf, tech)
+        parts, conversions = _dynamic(layer, perf, tech, bit_j)
         parts["leakage"] = leak_j * lp.arrays / tiles
         rewritten = 0 if lp.resident else layer.calls * layer.used_cells
         parts["write"] = rewritten * tech.write_energy_j_per_cell
@@ -212,6 +249,25 @@ def energy(perf: Performance, tech: TechSpec) -> EnergyReport:
                         layers)
 
 
+def _hierarchy_bits(perf: Performance, tech: TechSpec, arrays: int) -> Tuple[float, float]:
+    """Register bits and adder-tree adder bits of the PEs and tiles of ``arrays`` arrays (none on a
+    flat chip). Per PE of ``p x p`` arrays (``ProcessingUnit.cpp``): an input buffer of ``dac_bits x
+    rows`` and an output buffer of ``cols / columns_per_adc`` partial sums of ``adc + dac + 1`` bits;
+    an adder tree of ``p - 1`` adders per output. Per tile of ``(t/p)^2`` PEs (``Tile.cpp``): an
+    input buffer of ``t/p x dac_bits x rows``, an output buffer of ``dac_bits x t/p x cols /
+    columns_per_adc`` bits and a ``t/p - 1``-adder tree per output."""
+    chip, array = perf.chip, perf.mapping.array
+    p, t = chip.pe_side_arrays, chip.tile_side_arrays
+    if t == 1:
+        return 0.0, 0.0
+    outs = array.cols // tech.columns_per_adc
+    psum = array.adc_bits + array.dac_bits + 1
+    pes, tiles, q = arrays / (p * p), arrays / (t * t), t // p
+    buffer_bits = pes * (array.dac_bits * array.rows + outs * psum) + tiles * q * array.dac_bits * (array.rows + outs)
+    adder_bits = pes * (p - 1) * p * outs * psum + tiles * (q - 1) * q * outs * (psum + (p - 1).bit_length())
+    return buffer_bits, adder_bits
+
+
 def area(perf: Performance, tech: TechSpec) -> AreaReport:
     """Area of the arrays the mapping uses and their periphery (see the module docstring)."""
     array = perf.mapping.array
@@ -219,13 +275,15 @@ def area(perf: Performance, tech: TechSpec) -> AreaReport:
     adcs = arrays * tech.adcs_per_array(array)
     largest_out = max((max(layer.mvms_per_call, default=0) * layer.outputs_per_mvm
                        for layer in perf.mapping.layers), default=0)
-    buffer_kib = 2 * largest_out * tech.activation_bits / 8 / 1024
+    local_bits, adder_bits = _hierarchy_bits(perf, tech, arrays)
+    global_um2 = 2 * largest_out * tech.activation_bits / 8 / 1024 * tech.buffer_area_um2_per_kib
     um2 = {
         "arrays": arrays * array.cells * tech.cell_area_um2(),
         "adc": adcs * tech.adc_area_um2(array.adc_bits),
-        "drivers": arrays * array.rows * tech.driver_area_um2_per_row,
-        "shift_add": adcs * tech.shift_add_area_um2_per_adc,
-        "buffers": buffer_kib * tech.buffer_area_um2_per_kib,
+        "drivers": arrays * (array.rows * tech.driver_area_um2_per_row + array.cols * tech.driver_area_um2_per_column),
+        "shift_add": adcs * tech.shift_add_area_um2_per_adc + adder_bits * tech.adder_area_um2_per_bit,
+        "buffers": global_um2 + local_bits / 8 / 1024 * tech.buffer_area_um2_per_kib,
     }
     mm2 = {k: v * 1e-6 for k, v in um2.items()}
-    return AreaReport(sum(mm2.values()), mm2, arrays, adcs)
+    total = sum(mm2.values())
+    return AreaReport(total, mm2, arrays, adcs, total - global_um2 * 1e-6)

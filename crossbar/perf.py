@@ -8,7 +8,13 @@ formula in ``docs/crossbar.md``:
   ``s_l = (mvms_l + extra_cycles_l) * t_mvm / replicas_l`` (a looped layer's MVMs count every
   call). Weight-free ops (activations, pooling, adds, resizes) run in digital periphery and
   are assumed to overlap with the MVMs.
-* Pipelined throughput ``= 1 / max_l s_l`` (frames stream through the stages).
+* Pipelined throughput ``= 1 / max_l s_l`` (frames stream through the stages); with
+  ``chip.layer_by_layer`` (NeuroSim's default, one image at a time) ``= 1 / sum_l s_l``.
+* Tile buffers (``chip.tile_input_bits_per_cycle`` / ``tile_output_bits_per_cycle``, NeuroSim
+  ``Tile.cpp``): each MVM also writes and reads its input vector (``min(rows, tile rows) x
+  dac_bits``) and its partial sums (``min(outputs, tile outputs) x partial_sum_bits``) through
+  one tile's buffers (a layer's tiles work in parallel), ``cycle_ns`` per transfer; this time
+  adds to every MVM of the layer.
 * Latency of an output = the longest path to it in the execution DAG, each weight-layer call
   costing ``mvms_call * cycles_per_mvm * t_mvm / replicas`` (a call starts when all its inputs
   are complete; one frame in flight).
@@ -39,8 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
 
-from .mapping import ModelMapping
-from .specs import ChipSpec
+from .mapping import LayerMapping, ModelMapping
+from .specs import ArraySpec, ChipSpec
 
 _EPS = 1e-9
 
@@ -265,15 +271,27 @@ def _swap(mapping: ModelMapping, chip: ChipSpec, fits: bool, base_s: List[float]
     return swap
 
 
+def _frame_time(mapping: ModelMapping, swap: _Swap, chip: ChipSpec) -> Tuple[float, str]:
+    """Time between frames and what sets it: the slowest resident stage or the swap pool; with
+    ``layer_by_layer`` every stage in turn (one image at a time)."""
+    if chip.layer_by_layer:
+        return sum(swap.stage_s) + sum(swap.rewrite), "layer by layer"
+    resident_stage = [(s, mapping.layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
+    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
+    if swap.pool_s > frame_s:
+        return swap.pool_s, "swap pool (weight rewrites)"
+    return frame_s, bottleneck
+
+
 def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], arrays_of: List[int], t_mvm: float,
-                      write_per_array_s: float) -> Tuple[OutputPerf, ...]:
+                      buffer_s: List[float], write_per_array_s: float) -> Tuple[OutputPerf, ...]:
     """Latency of every output: the longest path over the weight-layer calls."""
     layers = mapping.layers
     finish: List[float] = []
     for call in mapping.calls:
         i = call.layer
         layer = layers[i]
-        t = call.mvms * layer.cycles_per_mvm * t_mvm * swap.passes[i] / replicas[i]
+        t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * swap.passes[i] / replicas[i]
         if not swap.resident[i]:
             t += layer.tiles * write_per_array_s
         finish.append(t + max((finish[p] for p in call.preds), default=0.0))
@@ -281,6 +299,19 @@ def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], a
         OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
                    sum(arrays_of[i] for i in o.layers))
         for o in mapping.outputs)
+
+
+def buffer_s_per_mvm(layer: LayerMapping, array: ArraySpec, chip: ChipSpec) -> float:
+    """Time one MVM of ``layer`` spends in its tile's input and output buffers (write then read,
+    NeuroSim ``Tile.cpp``); 0 when the chip's buffers never limit."""
+    cycles = 0.0
+    if chip.tile_input_bits_per_cycle is not None:
+        rows = min(layer.inputs_per_mvm, chip.tile_side_arrays * array.rows)
+        cycles += 2 * rows * array.dac_bits / chip.tile_input_bits_per_cycle
+    if chip.tile_output_bits_per_cycle is not None:
+        outputs = min(layer.outputs_per_mvm, chip.tile_side_arrays * array.cols // array.columns_per_weight)
+        cycles += 2 * outputs * chip.partial_sum_bits / chip.tile_output_bits_per_cycle
+    return cycles * chip.cycle_ns * 1e-9
 
 
 def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[float] = None) -> Performance:
@@ -323,18 +354,16 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
     layers = mapping.layers
     t_mvm = chip.mvm_latency_ns * 1e-9
     tiles = [layer.tiles for layer in layers]
-    base_s = [layer.cycles * t_mvm for layer in layers]
+    buffer_s = [buffer_s_per_mvm(layer, mapping.array, chip) for layer in layers]
+    base_s = [layer.cycles * t_mvm + layer.mvms * b for layer, b in zip(layers, buffer_s)]
     fits = chip.arrays is None or mapping.arrays_used <= chip.arrays
     replicas, arrays_for_target, reachable = _replication(base_s, tiles, [layer.max_replicas for layer in layers],
                                                           chip, fits, target_fps)
     write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
     swap = _swap(mapping, chip, fits, base_s, replicas, write_per_array_s)
-    resident_stage = [(s, layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
-    frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
-    if swap.pool_s > frame_s:
-        frame_s, bottleneck = swap.pool_s, "swap pool (weight rewrites)"
+    frame_s, bottleneck = _frame_time(mapping, swap, chip)
     arrays_of = [n * r for n, r in zip(tiles, replicas)]
-    outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, write_per_array_s)
+    outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, buffer_s, write_per_array_s)
     perf_layers = tuple(
         LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i], swap.resident[i],
                   swap.passes[i], swap.rewrite[i])

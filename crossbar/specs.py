@@ -134,18 +134,47 @@ class ChipSpec:
       parallel); a whole array takes ``rows x write_ns_per_row``.
     * ``replicate`` — copy the slowest layers onto spare arrays to balance the pipeline
       (or to reach a target frame rate, see ``perf.performance``).
+
+    Organisation (NeuroSim V1.3's chip -> tile -> processing element (PE) -> array hierarchy,
+    ``Chip.cpp`` / ``Tile.cpp`` / ``ProcessingUnit.cpp``); the defaults are a flat chip whose
+    arrays are allocated one by one and whose buffers never limit the time:
+
+    * ``layer_by_layer`` — one image at a time, layer after layer (NeuroSim's ``pipeline =
+      false``): the frame time is the latency, not the slowest pipeline stage.
+    * ``pe_side_arrays`` / ``tile_side_arrays`` — a PE is ``p x p`` arrays, a tile ``t x t``
+      arrays; a layer is allocated whole tiles (their unused arrays still cost area and leakage).
+    * ``tile_input_bits_per_cycle`` / ``tile_output_bits_per_cycle`` — bandwidth of a tile's
+      input and output buffers; every MVM writes and reads its input vector (``dac_bits`` per
+      row) and its partial sums (``partial_sum_bits`` per output) through them, one
+      ``cycle_ns`` per transfer (``None``: buffers never limit).
     """
 
     arrays: Optional[int] = None
     mvm_latency_ns: float = DEFAULT_MVM_LATENCY_NS
     write_ns_per_row: float = DEFAULT_WRITE_NS_PER_ROW
     replicate: bool = False
+    layer_by_layer: bool = False
+    pe_side_arrays: int = 1
+    tile_side_arrays: int = 1
+    tile_input_bits_per_cycle: Optional[int] = None
+    tile_output_bits_per_cycle: Optional[int] = None
+    partial_sum_bits: int = 16
+    cycle_ns: float = 1.0
 
     def __post_init__(self):
         if self.arrays is not None:
             _check_int("chip arrays", self.arrays, 1)
         _check_number("mvm latency (ns)", self.mvm_latency_ns, strict=True)
         _check_number("write time per row (ns)", self.write_ns_per_row)
+        for name in ("pe_side_arrays", "tile_side_arrays", "partial_sum_bits"):
+            _check_int(name.replace("_", " "), getattr(self, name), 1)
+        for name in ("tile_input_bits_per_cycle", "tile_output_bits_per_cycle"):
+            if getattr(self, name) is not None:
+                _check_int(name.replace("_", " "), getattr(self, name), 1)
+        if self.tile_side_arrays % self.pe_side_arrays:
+            raise UserError(f"tile side arrays ({self.tile_side_arrays}) must be a multiple of the PE side "
+                            f"({self.pe_side_arrays})")
+        _check_number("cycle (ns)", self.cycle_ns, strict=True)
 
     def to_dict(self) -> Dict[str, object]:
         return asdict(self)

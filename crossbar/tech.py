@@ -15,7 +15,13 @@ Sources (facts and constants only, no code taken):
   current-mode sense amplifier: 1.7 uW per reference level, 1 ns per conversion); ``SarADC.cpp``
   (22 nm LSTP SAR: (0.538 b + 4.3753) uW over b + 1 ns; 14 nm: (0.3132 b + 2.5681) uW; area
   ``A_n (269 + 109 (b-1)) + A_p (209 + 73 (b-1))`` in minimum transistors); ``SubArray.cpp``
-  (bit-line and word-line capacitance 0.2 fF/um).
+  (bit-line and word-line capacitance 0.2 fF/um). Also, for the components NeuroSim counts
+  beyond the array (:data:`HARDWARE_PRESETS` ``neurosim-v1.3``): the sense amp's column-current
+  power ``0.0631 / R_column`` W and its area per level (``MultilevelSenseAmp.cpp``,
+  ``CurrentSenseAmp.cpp``), the minimum gate (``formula.cpp``, ``constant.h``), level shifters
+  (``LevelShifter.cpp``), shift-adds, adders and DFFs (``ShiftAdd.cpp``, ``Adder.cpp``,
+  ``DFF.cpp``), the H-tree (``HTree.cpp``), PEs, tiles and their buffers (``ProcessingUnit.cpp``,
+  ``Tile.cpp``, ``Chip.cpp``), the synchronous clock (``Param.cpp`` ``beta = 1.4``).
 * ISAAC (Shafiee et al., ISCA 2016, Table 6): 8-bit ADC 2 mW at 1.28 GS/s, 1200 um²; 128x128
   crossbar 0.3 mW, 25 um²; 1-bit DAC 3.9 uW per array (128 of them); 100 ns read cycle.
 * Digital: 16-bit shift-add 0.021 pJ (32 nm, ISAAC); 64 KB SRAM 1.6 pJ/B read, 2.1 pJ/B write
@@ -52,6 +58,7 @@ else:  # Python 3.10: the same parser, from PyPI
 ADC_KINDS = ("sar", "flash")
 
 _F2_UM2 = 1e-6  # nm² -> um²
+_INT_FIELDS = ("input_bits_per_cycle", "columns_per_adc", "activation_bits")
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,26 @@ class TechSpec:
     write_ns_per_row: float
     activation_bits: int = 8
     post_layout_energy_factor: float = 1.0
+    # A current-mode sense amp also burns the column's read current while it converts:
+    # ``adc_column_power_w_per_siemens x G_column`` (NeuroSim ``MultilevelSenseAmp.cpp``,
+    # ``GetColumnPower``: ``P = P_levels + c / R_column``). ``G_column`` = active rows x
+    # ``input_bit_activity`` x the mean cell conductance ``(on + off) / 2`` (cell levels
+    # spread evenly between the two).
+    adc_column_power_w_per_siemens: float = 0.0
+    cell_on_conductance_s: float = 0.0
+    cell_off_conductance_s: float = 0.0
+    input_bit_activity: float = 0.5
+    # Synchronous timing (NeuroSim ``synchronous = true``): > 0 replaces the read-pulse model of
+    # :meth:`mvm_latency_ns` by cycles of this length (``SubArray.cpp`` / ``ShiftAdd.cpp``).
+    sense_cycle_ns: float = 0.0
+    # Periphery area beyond ADC, row drivers and shift-add: per-column drivers, and one adder bit
+    # (of the PE / tile adder trees that add row tiles when the chip has PEs and tiles).
+    driver_area_um2_per_column: float = 0.0
+    adder_area_um2_per_bit: float = 0.0
+    # Interconnect by distance: > 0 makes a moved bit cost this much per mm of H-tree from the
+    # chip's root to a tile (``sqrt(area)``, NeuroSim ``HTree.cpp``) instead of the flat
+    # ``interconnect_energy_j_per_bit``.
+    wire_energy_j_per_bit_mm: float = 0.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -102,7 +129,7 @@ class TechSpec:
             if f.name in ("name", "adc_kind"):
                 if not isinstance(value, str) or not value:
                     raise UserError(f"tech {f.name} must be a non-empty string, got {value!r}")
-            elif f.name in ("input_bits_per_cycle", "columns_per_adc", "activation_bits"):
+            elif f.name in _INT_FIELDS:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise UserError(f"tech {f.name} must be a positive integer, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
@@ -113,6 +140,8 @@ class TechSpec:
         for name in ("node_nm", "clock_hz", "adc_cycle_ns", "post_layout_energy_factor"):
             if getattr(self, name) <= 0:
                 raise UserError(f"tech {name} must be > 0, got {getattr(self, name)!r}")
+        if self.input_bit_activity > 1:
+            raise UserError(f"tech input_bit_activity is a fraction of bits (<= 1), got {self.input_bit_activity!r}")
 
     # ------------------------------------------------------------------ derived
     def adc_steps(self, bits: int) -> int:
@@ -123,10 +152,17 @@ class TechSpec:
         """One conversion: ``(bits + 1)`` cycles (SAR) or one cycle (flash)."""
         return self.adc_cycle_ns * ((bits + 1) if self.adc_kind == "sar" else 1)
 
-    def adc_energy_j(self, bits: int) -> float:
-        """Energy of one conversion: ``(P_static + P_step * steps) * conversion time``."""
+    def adc_energy_j(self, bits: int, column_siemens: float = 0.0) -> float:
+        """Energy of one conversion: ``(P_static + P_step * steps + P_column) * conversion time``,
+        ``P_column = adc_column_power_w_per_siemens * column_siemens`` (the read current)."""
         power = self.adc_power_w_static + self.adc_power_w_per_step * self.adc_steps(bits)
+        power += self.adc_column_power_w_per_siemens * column_siemens
         return power * self.adc_time_ns(bits) * 1e-9
+
+    def column_siemens(self, active_rows: float) -> float:
+        """Mean conductance of a read column: ``active_rows x input_bit_activity x (on + off) / 2``."""
+        mean_cell = (self.cell_on_conductance_s + self.cell_off_conductance_s) / 2
+        return active_rows * self.input_bit_activity * mean_cell
 
     def adc_area_um2(self, bits: int) -> float:
         return self.adc_area_um2_static + self.adc_area_um2_per_step * self.adc_steps(bits)
@@ -140,9 +176,17 @@ class TechSpec:
 
     def mvm_latency_ns(self, array: ArraySpec) -> float:
         """One MVM of one array: per input cycle a read pulse, then the ``columns_per_adc`` columns
-        sharing an ADC converted one after another."""
-        per_cycle = self.read_pulse_ns + min(self.columns_per_adc, array.cols) * self.adc_time_ns(array.adc_bits)
-        return self.input_cycles(array.dac_bits) * per_cycle
+        sharing an ADC converted one after another. Synchronous (``sense_cycle_ns > 0``, NeuroSim
+        ``SubArray.cpp`` / ``ShiftAdd.cpp``): per input cycle ``columns_per_adc`` sensing cycles,
+        as many shift-add cycles over the weight's slices, and ``ceil(columns_per_adc / slices)``
+        shift-add cycles over the input bits; the shift-adds follow the sensing (they are counted,
+        not hidden)."""
+        muxed = min(self.columns_per_adc, array.cols)
+        cycles = self.input_cycles(array.dac_bits)
+        if self.sense_cycle_ns > 0:
+            per_cycle = muxed + (muxed if array.slices > 1 else 0) + (-(-muxed // array.slices) if cycles > 1 else 0)
+            return cycles * per_cycle * self.sense_cycle_ns
+        return cycles * (self.read_pulse_ns + muxed * self.adc_time_ns(array.adc_bits))
 
     def adcs_per_array(self, array: ArraySpec) -> int:
         return -(-array.cols // self.columns_per_adc)
@@ -162,15 +206,44 @@ def _sram_buffer_area_um2_per_kib(node_nm: float) -> float:
     return 8192 * 160 * node_nm ** 2 * _F2_UM2 * 1.5
 
 
+#: NeuroSim's minimum logic gate (``formula.cpp`` ``CalculateGateArea`` of a minimum inverter with
+#: ``constant.h``'s ``MAX_TRANSISTOR_HEIGHT = 28``, ``POLY_WIDTH = 1``, ``MIN_GAP_BET_GATE_POLY = 2.8``):
+#: 28 F tall x 2 (1 + 2.8) F wide.
+MIN_GATE_F2 = 28 * 2 * (1 + 2.8)
+
+
+def _gates_um2(gates: float, node_nm: float) -> float:
+    return gates * MIN_GATE_F2 * node_nm ** 2 * _F2_UM2
+
+
 def _min_transistor_um2(node_nm: float) -> float:
     """A minimum-size transistor with spacing: ~100 F² (*assumed*: NeuroSim's gate-area model
     gives 3-4 F wide x 28 F tall cells)."""
     return 100 * node_nm ** 2 * _F2_UM2
 
 
+#: NeuroSim's level shifter (``LevelShifter.cpp``, ``validated``: 2.5x tall cells, IO transistors
+#: 2.5x wide, x 1.44 wiring ``alpha``), one per word line, bit line and source line when the write
+#: voltage exceeds 1.5 V: 70 F tall x ~205 F wide (its three folded inverters) x 1.44, in min gates.
+LEVEL_SHIFTER_GATES = 70 * 205.2 * 1.44 / MIN_GATE_F2
+
+
+def _shift_add_gates(adc_bits: int, slices: int, input_bits: int) -> float:
+    """NeuroSim's shift-adds of one ADC (``ShiftAdd.cpp``): over the weight's slices (an
+    ``adc_bits`` adder) then over the input bits (an ``adc_bits + slices`` adder), each with
+    ``bits + reads`` DFFs and ``3 (DFFs - 1)`` NAND2s; an adder is 9 NAND2 per bit (``Adder.cpp``),
+    a DFF 12 minimum gates (``DFF.cpp``), a NAND2 1.5."""
+    total = 0.0
+    for bits, reads in ((adc_bits, slices), (adc_bits + slices, input_bits)):
+        dffs = bits + reads
+        total += 9 * 1.5 * bits + 12 * dffs + 3 * (dffs - 1) * 1.5 + 1
+    return total
+
+
 def _rram_22nm() -> TechSpec:
     n = 22.0
     t = _min_transistor_um2(n)
+    on_s = 1 / (6e3 * 1.25)                          # Ron 6 kOhm + access transistor (IR_DROP_TOLERANCE 0.25)
     wire_cap_f_per_um = 0.2e-15                      # SubArray.cpp
     bitline_um = 128 * 4 * n * 1e-3                  # 128 cells of 4 F height (1T1R)
     wordline_um = 128 * 12 * n * 1e-3                # 128 cells of 12 F width
@@ -183,21 +256,36 @@ def _rram_22nm() -> TechSpec:
         row_drive_energy_j=wire_cap_f_per_um * wordline_um * vdd ** 2 + 2e-15,
         input_bits_per_cycle=1,                      # NeuroSim feeds activations bit-serially
         adc_kind="flash", adc_power_w_static=0.0, adc_power_w_per_step=1.7e-6, adc_cycle_ns=1.0,
-        # 18 transistors per reference level plus the sense amplifier (MultilevelSenseAmp.cpp)
-        adc_area_um2_static=50 * t, adc_area_um2_per_step=18 * t,
+        # per reference level one current sense amp (48 + 40 min gates, CurrentSenseAmp.cpp) and
+        # 9 + 9 more (MultilevelSenseAmp.cpp, current mode)
+        adc_area_um2_static=0.0, adc_area_um2_per_step=_gates_um2(48 + 40 + 18, n),
         columns_per_adc=8,
         shift_add_energy_j_per_op=_scale(0.021e-12, 32, n),
-        shift_add_area_um2_per_adc=500 * t,          # 16-bit adder + register (*assumed* ~500 transistors)
-        driver_area_um2_per_row=20 * t,              # decoder + level shifter per row (*assumed*)
+        # NeuroSim's example: 5-bit ADC, 4 slices, 8 input bits (611 min gates)
+        shift_add_area_um2_per_adc=_gates_um2(_shift_add_gates(5, 4, 8), n),
+        # word-line switch (*assumed* 20 transistors) + word- and bit-line level shifters (2 V write)
+        driver_area_um2_per_row=20 * t + _gates_um2(2 * LEVEL_SHIFTER_GATES, n),
+        driver_area_um2_per_column=_gates_um2(LEVEL_SHIFTER_GATES, n),  # source-line level shifter
+        adder_area_um2_per_bit=_gates_um2(9 * 1.5, n),  # 9 NAND2 per bit (Adder.cpp)
         buffer_read_energy_j_per_byte=_scale(1.6e-12, 45, n),
         buffer_write_energy_j_per_byte=_scale(2.1e-12, 45, n),
-        buffer_area_um2_per_kib=_sram_buffer_area_um2_per_kib(n),
-        interconnect_energy_j_per_bit=0.05e-12,      # ~0.1 pJ/bit/mm over ~0.5 mm (*assumed*)
+        # register-file buffers (Param.cpp: globalBufferType = tileBufferType = peBufferType = false):
+        # a DFF of 12 min gates per bit (DFF.cpp)
+        buffer_area_um2_per_kib=_gates_um2(12 * 8192, n),
+        interconnect_energy_j_per_bit=0.05e-12,      # flat fallback (*assumed*); wire_energy_j_per_bit_mm rules
         leakage_w_per_array=0.1e-6, leakage_w_per_adc=10e-9,  # LSTP periphery (*assumed*)
         clock_hz=1e9, read_pulse_ns=10.0,
         write_energy_j_per_cell=10 * 0.6e-12,        # ~10 write-verify pulses of ~0.6 pJ
         write_ns_per_row=8500.0,                     # NeuRRAM's effective write-verify time
-        activation_bits=8, post_layout_energy_factor=1.22)
+        activation_bits=8, post_layout_energy_factor=1.22,
+        # MultilevelSenseAmp.cpp GetColumnPower, 22 nm LSTP current mode: 0.0631 / R_column W
+        adc_column_power_w_per_siemens=0.0631, cell_on_conductance_s=on_s, cell_off_conductance_s=on_s / 150,
+        # *assumed*: ReLU zeroes about half the activations and a non-zero 8-bit activation sets ~2
+        # of its 8 bits (codes cluster low); NeuroSim measures this on its traces
+        input_bit_activity=0.5 * 2 / 8,
+        # HTree.cpp: (wire 0.2 fF/um + repeaters) x Vdd^2 x switching activity 0.25 per bit and
+        # length; the repeaters' capacitance taken as much as the wire's (*assumed*)
+        wire_energy_j_per_bit_mm=2 * wire_cap_f_per_um * 1e3 * vdd ** 2 * 0.25)
 
 
 def _sram_22nm() -> TechSpec:
@@ -211,6 +299,8 @@ def _sram_22nm() -> TechSpec:
         row_drive_energy_j=0.2e-15 * 128 * 28 * n * 1e-3 * 0.8 ** 2 + 2e-15,
         adc_area_um2_static=50 * t, adc_area_um2_per_step=18 * t,
         leakage_w_per_array=128 * 128 * 0.1e-9 * 0.8,  # ~0.1 nA per LSTP 6T/8T cell (*assumed*)
+        # no column-current term (an SRAM bit line is read by charge) and no level shifters (no 2 V write)
+        adc_column_power_w_per_siemens=0.0, driver_area_um2_per_row=20 * t, driver_area_um2_per_column=0.0,
         write_energy_j_per_cell=1e-15, write_ns_per_row=1.0,  # one clocked SRAM row write (*assumed*)
         post_layout_energy_factor=1.22)
 
@@ -271,10 +361,12 @@ TECH_PRESETS: Dict[str, TechSpec] = {t.name: t for t in (_rram_22nm(), _pcm_14nm
 
 @dataclass(frozen=True)
 class HardwarePreset:
-    """A tech with the array it was published with (``--preset NAME``)."""
+    """A tech with the array and chip organisation it was published with (``--preset NAME``);
+    ``chip`` holds :class:`ChipSpec` fields to set."""
 
     tech: TechSpec
     array: ArraySpec
+    chip: Tuple[Tuple[str, Any], ...] = ()
 
 
 #: The technology of ``graphcost map`` when neither ``--tech`` nor ``--preset`` is given.
@@ -284,16 +376,40 @@ DEFAULT_TECH = "rram-22nm"
 def apply_preset(preset: HardwarePreset, chip: ChipSpec) -> Tuple[ArraySpec, ChipSpec, TechSpec]:
     """The array, the chip (its MVM time and row write time from the tech) and the tech of ``preset``."""
     tech, array = preset.tech, preset.array
-    return array, replace(chip, mvm_latency_ns=tech.mvm_latency_ns(array), write_ns_per_row=tech.write_ns_per_row), tech
+    chip = replace(chip, mvm_latency_ns=tech.mvm_latency_ns(array), write_ns_per_row=tech.write_ns_per_row,
+                   **dict(preset.chip))
+    return array, chip, tech
 
 
-#: ``--preset`` bundles: NeuroSim V1.3's VGG-8 example (Param.cpp: 128x128, 2 bits/cell, 8-bit
-#: weights and bit-serial 8-bit activations, 5-bit ADC; signed weights with a digital offset).
-HARDWARE_PRESETS: Dict[str, HardwarePreset] = {
-    "neurosim-v1.3": HardwarePreset(TECH_PRESETS["rram-22nm"],
-                                    ArraySpec(128, 128, weight_bits=8, cell_bits=2, differential=False,
-                                              dac_bits=8, adc_bits=5)),
-}
+def _neurosim_chip(tech: TechSpec, array: ArraySpec) -> Tuple[Tuple[str, Any], ...]:
+    """NeuroSim V1.3's organisation for its example. Its floorplanner picks the PE and tile sizes
+    that maximise memory utilisation, down to PEs of 2x2 and tiles of 4x4 arrays (``Chip.cpp``);
+    the smallest are taken here. Tile buffers (``Tile.cpp``, ``Param.cpp``: 32x32-bit register-file
+    cores with 32-bit ports): the input buffer has ``ceil(2 PEs x 8 bits x 128 rows / 1024)`` = 2
+    cores working in parallel (64 bits per cycle); the output buffer holds ``8 x 2 x 128 / 8`` =
+    256 bits behind one ``8 x 2``-bit port; a partial sum is 1 + (5 ADC + 8 input + 1 + 1 PE-tree)
+    = 16 bits. One image at a time (``pipeline = false``), synchronous cycles of ``sense_cycle_ns``."""
+    pe_side, tile_side = 2, 4
+    cores = -(-(tile_side // pe_side) * array.dac_bits * array.rows // 1024)
+    psum = 1 + (array.adc_bits + array.dac_bits + 1 + (pe_side - 1).bit_length())
+    return (("layer_by_layer", True), ("pe_side_arrays", pe_side), ("tile_side_arrays", tile_side),
+            ("tile_input_bits_per_cycle", cores * 32),
+            ("tile_output_bits_per_cycle", array.dac_bits * (tile_side // pe_side)),
+            ("partial_sum_bits", psum), ("cycle_ns", tech.sense_cycle_ns or 1e9 / tech.clock_hz))
+
+
+def _neurosim_v13() -> HardwarePreset:
+    """NeuroSim V1.3's VGG-8 example (Param.cpp: 128x128, 2 bits/cell, 8-bit weights and
+    bit-serial 8-bit activations, 5-bit ADC; signed weights with a digital offset), with its
+    synchronous clock: the sensing cycle (1 ns for a 22 nm sense amp, ``MultilevelSenseAmp.cpp``)
+    x the post-layout latency factor ``beta = 1.4`` (Param.cpp, ``validated``)."""
+    tech = replace(TECH_PRESETS["rram-22nm"], sense_cycle_ns=1.0 * 1.4)
+    array = ArraySpec(128, 128, weight_bits=8, cell_bits=2, differential=False, dac_bits=8, adc_bits=5)
+    return HardwarePreset(tech, array, _neurosim_chip(tech, array))
+
+
+#: ``--preset`` bundles.
+HARDWARE_PRESETS: Dict[str, HardwarePreset] = {"neurosim-v1.3": _neurosim_v13()}
 
 
 def _lookup(table: Mapping[str, Any], name: str, what: str, also: str = ""):

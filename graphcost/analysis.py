@@ -168,7 +168,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,
             bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
             custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-            input_shape: Optional[Sequence[int]] = None) -> Analysis:
+            input_shape: Optional[Sequence[int]] = None, tracer: str = "auto") -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
     Parameters
@@ -194,6 +194,9 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         ``FlopCounterMode``'s ``custom_mapping``): ``op`` is a module type, a function or a tensor
         method's name; ``formula`` takes a :class:`~graphcost.ops.Call` and returns an
         :class:`~graphcost.ops.OpCost`. To add a formula for good, use :func:`graphcost.register_cost`.
+    tracer : {"auto", "fx", "export"}, default "auto"
+        How the graph is captured (see :func:`graphcost.trace`): torch.fx, torch.export, or fx
+        and export when fx cannot trace the model's own ``forward``.
 
     Returns
     -------
@@ -203,8 +206,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     Raises
     ------
     UserError
-        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model's
-        ``forward`` cannot be traced by ``torch.fx``, or the model cannot run at ``input_shape``.
+        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot
+        be captured by ``tracer``, or the model cannot run on ``inputs``.
 
     Examples
     --------
@@ -223,5 +226,5 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
     t = trace_model(model, inputs if input_shape is None else input_shape, leaf_modules=leaf_modules,
-                    custom_costs=custom_costs)
+                    custom_costs=custom_costs, tracer=tracer)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

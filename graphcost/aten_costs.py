@@ -51,6 +51,7 @@ _FREE = frozenset(p for p in (
     aten.resize_, aten.set_, aten.contiguous, aten.linspace, aten.eye, aten.tensor_split, aten.split,
     aten.chunk, aten.unbind, aten.unsafe_split, aten.as_strided_scatter, aten.scatter, aten.scatter_,
     aten.channel_shuffle, aten.native_channel_shuffle, aten._unsafe_view, torch.ops.prim.device,
+    getattr(aten, "_assert_tensor_metadata", None),
     aten.masked_scatter, aten.where, aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.logical_not,
     aten.logical_and, aten.logical_or, aten.isnan, aten.isinf, aten.any, aten.all, aten.argmax, aten.argmin,
 ) if p is not None)
@@ -106,6 +107,15 @@ def _does_no_arithmetic(func, packet) -> bool:
         torch.Tag.view_copy in func.tags
 
 
+def does_no_arithmetic(func: torch._ops.OpOverload) -> bool:
+    """Whether an aten op only moves, views, makes or checks data (never counted, see the module doc).
+
+    >>> does_no_arithmetic(aten.transpose.int), does_no_arithmetic(aten.mm.default)
+    (True, False)
+    """
+    return _does_no_arithmetic(func, func.overloadpacket)
+
+
 class AtenCost(TorchDispatchMode):
     """Counts MACs, other ops and uncounted ops of everything run inside it (see the module doc)."""
 
@@ -157,6 +167,34 @@ class AtenCost(TorchDispatchMode):
         elif not _does_no_arithmetic(func, packet):
             calls, shapes = self._uncounted.get(str(packet), (0, _shapes((args, kwargs))))
             self._uncounted[str(packet)] = (calls + 1, shapes)
+
+
+#: aten ops (overload packets) that are a layer of weights when a parameter is their weight
+_CONV_OPS = frozenset(p for p in (
+    aten.conv1d, aten.conv2d, aten.conv3d, aten.convolution, aten._convolution, aten.conv_transpose1d,
+    aten.conv_transpose2d, aten.conv_transpose3d, aten.conv_tbc) if p is not None)
+
+
+def aten_kind(func, cost: AtenCost, uses_parameters: bool) -> str:
+    """The registry kind of one aten call (a node of an exported graph) by what it computed.
+
+    ``conv`` / ``linear`` when it multiplies by parameters (a layer of weights), ``matmul`` when
+    it multiplies activations (attention), ``elementwise`` for other arithmetic, ``opaque`` when
+    some op it ran has no formula, ``shape`` when it does no arithmetic (views, copies).
+
+    >>> with AtenCost() as cost:
+    ...     _ = torch.ones(2, 3) @ torch.ones(3, 4)
+    >>> aten_kind(aten.mm.default, cost, uses_parameters=True), aten_kind(aten.mm.default, cost, False)
+    ('linear', 'matmul')
+    """
+    packet = getattr(func, "overloadpacket", None)
+    if cost.macs and uses_parameters:
+        return "conv" if packet in _CONV_OPS else "linear"
+    if cost.macs:
+        return "matmul"
+    if cost.uncounted:
+        return "opaque"
+    return "elementwise" if cost.other_ops else "shape"
 
 
 @contextlib.contextmanager

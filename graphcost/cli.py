@@ -16,7 +16,7 @@ import click
 
 from . import render
 from .analysis import analyze as analyze_model
-from .cli_options import FORMATS, Parsed, format_option, model_options  # noqa: F401  (FORMATS re-exported)
+from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401  (FORMATS re-exported)
 from .errors import UserError
 from .export import FORMATS as GRAPH_FORMATS, export_graph
 from .models import list_models
@@ -42,7 +42,9 @@ def graph_path(text: str) -> str:
 def cli():
     """Computational-graph costs of PyTorch models, loop-aware, and their mapping onto crossbar arrays.
 
-    MODEL is a zoo name (graphcost models), torchvision:NAME, or package.module:callable.
+    MODEL is a zoo name (graphcost models), torchvision:NAME, timm:NAME, hf:MODEL_TYPE[:TASK] (a transformers
+    model from its config: TASK base, causal-lm, masked-lm, seq-cls, image-cls or semantic-seg), or
+    package.module:callable.
     """
 
 
@@ -53,13 +55,14 @@ def cli():
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
 @click.option("--strict", is_flag=True, help="Exit with 3 when some computing op could not be counted.")
+@tracer_option
 @format_option
 def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], strict: bool,
-            fmt: str):
+            tracer: str, fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
     built = build_for_shapes(spec)
     result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
-                          all_layers=all_layers)
+                          all_layers=all_layers, tracer=tracer)
     _render_analysis(result, per_layer, fmt)
     return EXIT_INCOMPLETE if strict and not result.complete else 0
 
@@ -110,10 +113,11 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
               help="FILE.graphml or FILE.dot")
 @click.option("--view", type=click.Choice(list(GRAPH_VIEWS)), default=next(iter(GRAPH_VIEWS)), show_default=True,
               help="Loop-keeping graph (one node per unique layer) or execution DAG (one node per call).")
-def graph(spec: ModelSpec, out_path: str, view: str):
+@tracer_option
+def graph(spec: ModelSpec, out_path: str, view: str, tracer: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
     built = build_for_shapes(spec)
-    g = getattr(trace(built.module, built.call_inputs), GRAPH_VIEWS[view])
+    g = getattr(trace(built.module, built.call_inputs, tracer=tracer), GRAPH_VIEWS[view])
     export_graph(g, out_path)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
 

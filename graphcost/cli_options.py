@@ -18,7 +18,7 @@ import click
 
 from .errors import UserError
 from .models.registry import DATASETS
-from .resolve import ModelSpec, input_fields, parse_input, parse_input_shape, parse_param
+from .resolve import ModelSpec, input_fields, parse_input, parse_input_shape, parse_param, parse_tracer
 
 FORMATS = ("table", "json", "csv")
 
@@ -53,10 +53,11 @@ class Parsed(click.ParamType):
 INPUT_SHAPE = Parsed(parse_input_shape, "input shape", "HxW")
 INPUT = Parsed(parse_input, "input", "[NAME=]DIMS[:DTYPE]")
 MODEL_PARAM = Parsed(parse_param, "model parameter", "KEY=VALUE")
+TRACER = Parsed(parse_tracer, "tracer", "auto|fx|export")
 
 
 #: What MODEL may be, for the message of a command that needs one named.
-MODEL_FORMS = "a zoo name (graphcost models), torchvision:NAME, timm:NAME or pkg.module:callable"
+MODEL_FORMS = "a zoo name (graphcost models), torchvision:NAME, timm:NAME, hf:MODEL_TYPE[:TASK] or pkg.module:callable"
 
 
 def model_options(func=None, *, default: Optional[str] = "itnet"):
@@ -86,6 +87,13 @@ def model_options(func=None, *, default: Optional[str] = "itnet"):
         return func(spec=spec, **kwargs)
 
     return wrapper
+
+
+def tracer_option(func):
+    """``--tracer auto|fx|export``, passed as ``tracer``."""
+    return click.option("--tracer", type=TRACER, default="auto", show_default=True,
+                        help="Graph capture: torch.fx, torch.export (non-strict, fake tensors), or auto "
+                             "(fx, export when fx cannot trace the model).")(func)
 
 
 def format_option(func):

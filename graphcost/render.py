@@ -105,6 +105,7 @@ def write_atomic(path: str, write) -> None:
     Temporary files that a killed graphcost left in the same folder are removed first.
     """
     directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)  # an output folder is created with its first file, never before
     clean_stale_temp_files(directory)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(), suffix=os.path.splitext(path)[1])
     os.close(fd)

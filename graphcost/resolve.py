@@ -1,4 +1,5 @@
-"""Model specs: turn what a user names (zoo name, ``torchvision:NAME``, ``pkg.mod:callable``) into a module.
+"""Model specs: turn what a user names (zoo name, ``torchvision:NAME``, ``timm:NAME``,
+``hf:MODEL_TYPE[:TASK]``, ``pkg.mod:callable``) into a module.
 
 The CLI parses its options into a :class:`ModelSpec`; ``build`` does the rest. Nothing here
 traces or counts.
@@ -121,6 +122,22 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
+#: how a model's graph is captured (:func:`graphcost.trace`'s ``tracer``)
+TRACERS = ("auto", "fx", "export")
+
+
+def parse_tracer(text: str) -> str:
+    """A capture path: ``auto`` (fx, export when fx cannot trace the model), ``fx`` or ``export``.
+
+    >>> parse_tracer("Export")
+    'export'
+    """
+    value = text.strip().lower()
+    if value not in TRACERS:
+        raise UserError(f"a tracer is one of {', '.join(TRACERS)}, got {text!r}")
+    return value
+
+
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")}
 _DTYPES.update({"float": torch.float32, "half": torch.float16, "double": torch.float64, "long": torch.int64,
@@ -176,6 +193,8 @@ def build(spec: ModelSpec) -> BuiltModel:
         built = _build_torchvision(spec)
     elif spec.name.startswith("timm:"):
         built = _build_timm(spec)
+    elif spec.name.startswith("hf:"):
+        built = _build_hf(spec)
     elif ":" in spec.name:
         built = _build_callable(spec)
     else:
@@ -224,6 +243,59 @@ def _build_timm(spec: ModelSpec) -> BuiltModel:
         size = getattr(module, "pretrained_cfg", {}).get("input_size")
         shape = (1,) + tuple(size) if size else shape
     return BuiltModel(module, shape, spec.name, dataset)
+
+
+#: ``hf:MODEL_TYPE:TASK`` -> the transformers auto class building that task's model from a config
+HF_TASKS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
+            "seq-cls": "AutoModelForSequenceClassification", "image-cls": "AutoModelForImageClassification",
+            "semantic-seg": "AutoModelForSemanticSegmentation"}
+#: tokens a text model is given when no input is named (``input_ids=1x128:int64``)
+HF_TEXT_TOKENS = 128
+
+
+def _build_hf(spec: ModelSpec) -> BuiltModel:
+    """A transformers model from its config alone (``AutoConfig.for_model``): random weights, no download."""
+    _no_shared(spec)
+    model_type, _, task = spec.name[len("hf:"):].partition(":")
+    task = task or "base"
+    if task not in HF_TASKS:
+        raise UserError(f"unknown hf task {task!r}; use one of {', '.join(HF_TASKS)}")
+    try:
+        import transformers  # lazy: an optional extra, needed only for hf: models
+    except ImportError:
+        raise UserError("transformers is not installed; pip install 'graphcost[hf]' to analyze hf: models") from None
+    if model_type not in transformers.CONFIG_MAPPING:
+        raise UserError(f"transformers has no model type {model_type!r}; see transformers.CONFIG_MAPPING")
+    params = dict(spec.params)
+    if params.pop("pretrained", None) or "name_or_path" in params:
+        raise UserError("graphcost never downloads weights; drop the pretrained parameter")
+    # a cost of one forward pass: no key-value cache returned (export cannot carry a Cache object)
+    params.setdefault("use_cache", False)
+    config = _hf_config(spec.name, transformers, model_type, params)
+    module = call_factory(spec.name, getattr(transformers, HF_TASKS[task]).from_config, {"config": config})
+    inputs = None if spec.input_shape else _hf_inputs(module, config)
+    shape = spec.input_shape or next(iter(inputs.values())).shape
+    return BuiltModel(module, shape, spec.name, None, inputs)
+
+
+def _hf_config(label: str, transformers, model_type: str, params: Dict[str, Any]):
+    try:
+        return transformers.AutoConfig.for_model(model_type, **params)
+    except Exception as exc:  # a config rejecting a parameter: the user's input
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line}") from None
+
+
+def _hf_inputs(module: nn.Module, config) -> Dict[str, InputSpec]:
+    """Default inputs: token ids (1x128) for a text model (decoder ids too for an encoder-decoder),
+    an image at the config's size for a vision model."""
+    main = getattr(module, "main_input_name", "input_ids")
+    if main == "pixel_values":
+        side = getattr(config, "image_size", 224)
+        side = tuple(side) if isinstance(side, (tuple, list)) else (side, side)
+        return {main: InputSpec((1, getattr(config, "num_channels", 3)) + side)}
+    ids = InputSpec((1, HF_TEXT_TOKENS), torch.int64)
+    return {main: ids, "decoder_input_ids": ids} if getattr(config, "is_encoder_decoder", False) else {main: ids}
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:

@@ -37,9 +37,11 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake
 from torch.utils._pytree import tree_map_only
 
 from . import ops
-from .aten_costs import AtenCost, Uncounted
+from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
+from .capture_export import Exported, export_graph
 from .errors import UserError
 from .inputs import InputSpec, describe, fake_input, split_inputs
+from .resolve import TRACERS
 from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
@@ -128,6 +130,10 @@ class _Tracer(fx.Tracer):
             raise
 
 
+class FxUntraceable(UserError):
+    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries torch.export)."""
+
+
 class _Single(nn.Module):
     """Holds a bare leaf module (``nn.Conv2d(...)`` analyzed on its own) so fx sees one call of it."""
 
@@ -154,7 +160,7 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             if not culprit or culprit in leaves:
                 where = f"module {culprit!r} ({type(model.get_submodule(culprit)).__name__})" if culprit \
                     else f"the forward of {type(model).__name__}"
-                raise UserError(f"torch.fx cannot trace {where}: {first_line}") from None
+                raise FxUntraceable(f"torch.fx cannot trace {where}: {first_line}") from None
             leaves.add(culprit)
             opaque.append(culprit)
             continue
@@ -232,8 +238,14 @@ class _CostInterpreter(fx.Interpreter):
         else:
             with AtenCost() as counter:
                 out = getattr(self, n.op)(n.target, args, kwargs)
-            self.unknown.add(_target_name(n))
-            info = ops.OpInfo(_target_name(n), "opaque", ops.free)
+            if isinstance(n.target, torch._ops.OpOverload):  # an exported graph's node: aten is its language
+                uses_parameters = any(src.op == "get_attr" and isinstance(get_attr(self.module, src.target), nn.Parameter)
+                                      for src in n.all_input_nodes)
+                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter, uses_parameters),
+                                  ops.free)
+            else:
+                self.unknown.add(_target_name(n))
+                info = ops.OpInfo(_target_name(n), "opaque", ops.free)
         for op, found in counter.uncounted.items():
             calls, shapes = self.uncounted.get(op, (0, found.shapes))
             self.uncounted[op] = (calls + found.calls, shapes)
@@ -284,6 +296,27 @@ class _CostInterpreter(fx.Interpreter):
         return ops.OpInfo(n.op, "io", ops.free)
 
 
+class _ExportedCostInterpreter(_CostInterpreter):
+    """Runs an exported graph on the fake values export recorded on its nodes (``meta["val"]``):
+    inputs, parameters and ops that do no arithmetic (views, copies) take their recorded value;
+    only ops that compute run again, to be costed."""
+
+    def run_node(self, n: fx.Node):
+        self._node = n
+        return super().run_node(n)
+
+    def placeholder(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def get_attr(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def call_function(self, target, args, kwargs):
+        if isinstance(target, torch._ops.OpOverload) and does_no_arithmetic(target) and "val" in self._node.meta:
+            return self._node.meta["val"]
+        return super().call_function(target, args, kwargs)
+
+
 def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
     """A fake tensor of ``shape`` like ``like``, built from a meta tensor: 4x cheaper than
     dispatching ``new_empty`` through the fake mode's cache."""
@@ -331,6 +364,8 @@ def _first_node(value) -> Optional[fx.Node]:
 def _target_name(n: fx.Node) -> str:
     if n.op == "call_method":
         return f".{n.target}()"
+    if isinstance(n.target, torch._ops.OpOverload):
+        return str(n.target.overloadpacket)
     return getattr(n.target, "__name__", str(n.target))
 
 
@@ -375,7 +410,7 @@ def get_attr(root: nn.Module, target: str):
 # --------------------------------------------------------------------------- the entry point
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-          input_shape: Optional[Sequence[int]] = None) -> Trace:
+          input_shape: Optional[Sequence[int]] = None, tracer: str = "auto") -> Trace:
     """Trace ``model`` on a fake input; return its execution DAG and loop-keeping graph.
 
     No activation is allocated: shapes come from fake tensors. Every call's cost (from the op
@@ -400,6 +435,12 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding (or adding) cost formulas for this trace only: ``op`` is a
         module type, a function or a tensor method's name, ``formula`` takes an
         :class:`~graphcost.ops.Call` and returns an :class:`~graphcost.ops.OpCost`.
+    tracer : {"auto", "fx", "export"}, default "auto"
+        How the graph is captured: ``"fx"`` symbolic tracing (keeps the module hierarchy; a
+        submodule it cannot trace becomes one opaque call), ``"export"`` ``torch.export``
+        non-strict on fake tensors (any model that runs; every call an aten op, grouped into
+        layers by module path), ``"auto"`` fx, and export when fx cannot trace the model's own
+        ``forward``. Both give the same graphs, layers keyed by parameter identity.
 
     Returns
     -------
@@ -410,9 +451,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     Raises
     ------
     UserError
-        If an input shape is not positive, ``forward`` takes no such inputs, the model's own
-        ``forward`` cannot be traced by ``torch.fx``, the model cannot run on the inputs, or
-        ``custom_costs`` is malformed.
+        If an input shape is not positive, ``forward`` takes no such inputs, the model cannot be
+        captured by the tracer asked for (``"auto"``: by neither), the model cannot run on the
+        inputs, ``custom_costs`` is malformed or ``tracer`` is none of the three.
 
     Examples
     --------
@@ -433,6 +474,8 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     >>> t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
     (3, True)
     """
+    if tracer not in TRACERS:
+        raise UserError(f"tracer must be one of {', '.join(TRACERS)}, got {tracer!r}")
     args, kwargs = split_inputs(inputs if input_shape is None else input_shape)
     custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
@@ -444,9 +487,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     was_training = model.training
     model.eval()
     try:
-        root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
-        interp = _CostInterpreter(root, graph, set(opaque), custom)
-        _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__)
+        root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+        interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque), custom)
+        _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
     finally:
         model.train(was_training)
     dag, placeholders, outputs = _build_dag(root, graph, interp.records)
@@ -458,6 +501,28 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
                  sorted(interp.unknown), uncounted, specs)
 
 
+def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
+             bound: Dict[str, Any], dtype: torch.dtype
+             ) -> Tuple[nn.Module, fx.Graph, List[str], Optional[Exported]]:
+    """(root, graph, opaque submodules, export details or None) by the tracer asked for."""
+    fx_failure = None
+    if tracer != "export":
+        try:
+            return (*_symbolic_trace(root_module, leaf_modules, custom, given=set(bound)), None)
+        except FxUntraceable as exc:
+            if tracer == "fx":
+                raise
+            fx_failure = exc
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        values = [fake_input(value, dtype, _model_device(model)) for value in bound.values()]
+    try:  # bound to the model itself (``bound`` names a bare leaf's input as ``_Single`` does)
+        exported = export_graph(model, _bind(model, values, {}) if root_module is not model else
+                                dict(zip(bound, values)))
+    except UserError as exc:
+        raise UserError(f"{fx_failure}; {exc}" if fx_failure else str(exc)) from None
+    return model, exported.graph, [], exported
+
+
 def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
     """The inputs by ``forward`` argument name, checked against its signature."""
     try:
@@ -467,10 +532,11 @@ def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
 
 
 def _run_on_fake_inputs(interp: "_CostInterpreter", graph: fx.Graph, bound: Dict[str, Any], dtype, device,
-                        model_name: str) -> None:
+                        model_name: str, exported: Optional[Exported] = None) -> None:
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        values = {name: fake_input(value, dtype, device) for name, value in bound.items()}
+    # an exported graph runs in export's fake mode, on the values export recorded
+    with FakeTensorMode(allow_non_fake_inputs=True) if exported is None else exported.fake_mode:
+        values = {name: fake_input(value, dtype, device) for name, value in bound.items()} if exported is None else {}
         try:
             interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
                          for p in placeholders))
@@ -524,6 +590,7 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, o
     info: ops.OpInfo = rec["info"]
     cost: ops.OpCost = rec["cost"]
     param_ids = tuple(sorted({id(p) for p in _node_parameters(root, n)}))
+    target = _record_target(root, n, param_ids)
     # a module without a formula still holds a weight layer when torch counted MACs in it
     computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
     return CallRecord(
@@ -531,7 +598,7 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, o
         op=info.name,
         kind=info.kind,
         is_weight_layer=info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
-        target=n.target if isinstance(n.target, str) else _target_name(n),
+        target=target,
         module=n.target if n.op == "call_module" else _owner_module(n),
         macs=int(cost.macs),
         other_ops=int(cost.other_ops),
@@ -539,18 +606,36 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, o
         out_bytes=int(rec["out_bytes"]),
         out_shapes=tuple(rec["out_tensors"]),
         param_ids=param_ids,
-        site=_call_site(n, ordinals),
+        site=_call_site(n, target, ordinals),
     )
 
 
-def _call_site(n: fx.Node, ordinals: Dict[str, int]) -> Optional[Tuple[str, int]]:
+def _record_target(root: nn.Module, n: fx.Node, param_ids: Tuple[int, ...]) -> str:
+    """A call's target: a module call's path, else the function / method name. An aten op of an
+    exported graph stands for its module (path), so its layer reads as in an fx trace, when it
+    uses weights, or runs in a leaf module without any (an activation module)."""
+    if isinstance(n.target, str):
+        return n.target
+    owner = _owner_module(n)
+    if isinstance(n.target, torch._ops.OpOverload) and owner and (param_ids or _is_weightless_leaf(root, owner)):
+        return owner
+    return _target_name(n)
+
+
+def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
+    module = root.get_submodule(path)
+    return next(module.children(), None) is None and next(module.parameters(), None) is None
+
+
+def _call_site(n: fx.Node, target: str, ordinals: Dict[str, int]) -> Optional[Tuple[str, int]]:
     """(owning module path, position among that module call's nodes), or None at the top level.
 
-    fx names the i-th call of a module ``path@i`` in ``nn_module_stack``; the position counts
-    nodes within one such call, so the same line of a re-used module gets the same site.
+    fx (and export) name the i-th call of a module ``path@i`` in ``nn_module_stack``; the
+    position counts nodes within one such call, so the same line of a re-used module gets the
+    same site.
     """
     stack = list((n.meta.get("nn_module_stack") or {}).items())
-    if n.op == "call_module" and stack and stack[-1][1][0] == n.target:
+    if stack and stack[-1][1][0] == target:
         stack = stack[:-1]  # a leaf's own entry: its owner is the module that called it
     if not stack:
         return None

@@ -301,7 +301,7 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
     """Energy per frame by component and against chip size M for several MODELs.
 
     MODEL as for ``report crossbar`` (default: ItNet shared and independent, ENet, ESPNetv2 s=2,
-    CGNet, RecUNet). Writes energy.png/.svg/.csv and energy_breakdown.csv to --out.
+    CGNet, RecUNet). Writes energy.png/.svg/.csv, energy_breakdown.csv and their index.html to --out.
     """
     out = check_out_dir(out_dir)
     chip = ChipSpec(mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row)
@@ -312,6 +312,7 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
         bar = stack.enter_context(run.bar("energy: mapping networks", len(items)))
         results, points, written = energy_report.run(items, labels, out, title, executor, store, bar)
     summary = energy_report.summary_rows(labels, results)
+    written.append(write_index(out, f"graphcost report energy: {title}", written, summary))
     if fmt == "json":
         click.echo(render.dumps({"crossbar": f"{crossbar[0]}x{crossbar[1]}", "dataset": dataset, "tech": tech.name,
                                  "models": summary, "points": _records(points)}))
@@ -343,7 +344,7 @@ def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: 
     """Accuracy vs time after programming for MODELs graphcost ships weights for: float, post-training
     (the float weights as programmed) and hardware-aware (HWA) weights, per output for anytime models.
 
-    MODEL: itnet (synthetic data) or digits-cnn (digits); default both. Writes drift.png/.svg/.csv to --out.
+    MODEL: itnet (synthetic data) or digits-cnn (digits); default both. Writes drift.png/.svg/.csv and index.html to --out.
     """
     from graphcost.crossbar.specs import ArraySpec
 
@@ -358,6 +359,7 @@ def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: 
         frame = drift.drift_frame(specs, data, counts, times, noise, ArraySpec(256, 256), trials, seed, bar)
     fig = drift.drift_figure(frame, f"accuracy after programming, {noise_label(noise)}, {trials} trials")
     written = write_files(out, figure_writers(fig, "drift", frame))
+    written.append(write_index(out, "graphcost report drift: accuracy after programming", written))
     last = frame[frame["output"] == frame.groupby("model")["output"].transform("max")]
     if fmt == "json":
         click.echo(render.dumps({"rows": _records(frame)}))

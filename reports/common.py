@@ -7,7 +7,6 @@ zoo model, dataset, params, input) goes through :func:`analyse_items`, which run
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
@@ -15,7 +14,7 @@ import pandas as pd
 from graphcost.analysis import analyze
 from graphcost.errors import UserError
 from graphcost.models import dataset_preset, model_entry
-from graphcost.render import clean_stale_temp_files, temp_prefix, write_atomic
+from graphcost.render import clean_stale_temp_files, write_atomic
 from graphcost.resolve import ModelSpec, build_for_shapes
 from graphcost.runtime.store import cached_map, result_key
 
@@ -107,19 +106,20 @@ def shape_text(shape: Sequence[int]) -> str:
 
 # --------------------------------------------------------------------------- output folders
 def check_out_dir(path: str) -> str:
-    """Create ``path`` if needed and make sure files can be written there, else :class:`UserError`."""
+    """Make sure files can be written into folder ``path`` (its nearest existing ancestor when it does not exist
+    yet), else :class:`UserError`; creates nothing: the folder appears with the first file written into it."""
     path = os.path.abspath(path or ".")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"--out {path!r} is a file, not a folder; give a folder to write into")
-    try:
-        os.makedirs(path, exist_ok=True)
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"cannot write to --out {path!r} ({existing!r} is a file); choose a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to --out {path!r} (Permission denied); choose a writable folder")
+    if existing == path:
         clean_stale_temp_files(path)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=temp_prefix() + "probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UserError(f"cannot write to --out {path!r} ({reason}); choose a writable folder") from None
     return path
 
 

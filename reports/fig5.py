@@ -235,9 +235,7 @@ def compute_points(entries: Sequence[Entry], table, executor=None, store=None, p
 # --------------------------------------------------------------------------- plot
 def plot(points, title: Optional[str] = None):
     """The 2x4 figure from the points frame (see :func:`compute_points`)."""
-    # Lazy on purpose: matplotlib only where a figure is drawn (see common.pyplot).
-    from matplotlib.lines import Line2D
-    from matplotlib.transforms import blended_transform_factory
+    from matplotlib.transforms import blended_transform_factory  # lazy: matplotlib only where a figure is drawn
 
     plt = pyplot()
     datasets = [d for d in DATASETS if d in set(points["dataset"])]
@@ -247,61 +245,83 @@ def plot(points, title: Optional[str] = None):
     letters = "abcdefghijklmnop"
     for r, ds in enumerate(datasets):
         sub = points[points["dataset"] == ds]
-        known = sub[sub["plotted_as"] != "cost-only"]
-        if len(known):
-            low, high = float(known["miou"].min()), float(known["miou"].max())
-            pad = max(2.0, 0.12 * (high - low))
-            ylim = (math.floor(low - pad - 3), math.ceil(high + pad))
-        else:
-            ylim = (0, 100)
+        ylim = _miou_limits(sub)
         for c, (column, label, _scale, log) in enumerate(AXES):
             ax = axes[r][c]
             ax.set_ylim(*ylim)
             rug = blended_transform_factory(ax.transData, ax.transAxes)
             for (style, label_text), part in sub.groupby(["style", "label"], sort=False):
-                colour, marker = style_for(style)
-                drawn = part[part["plotted_as"] != "cost-only"].sort_values(column)
-                cost_only = part[part["plotted_as"] == "cost-only"]
-                if len(drawn):
-                    anytime = drawn[drawn["plotted_as"] == "anytime"]
-                    grouped = drawn["group"].iloc[0] != "" and len(drawn) > 1
-                    if len(anytime) > 1 or grouped:
-                        ax.plot(drawn[column], drawn["miou"], color=colour, marker=marker, markersize=3.2,
-                                linewidth=1.0, linestyle="-" if len(anytime) > 1 else "--")
-                    else:
-                        ax.plot(drawn[column], drawn["miou"], color=colour, marker=marker, linestyle="none",
-                                markeredgecolor="black", markeredgewidth=0.4)
-                    off = drawn[drawn["paper_split"] == False]  # noqa: E712 - pandas element-wise
-                    if len(off):  # a value from another split than the figure's: hollow marker
-                        ax.plot(off[column], off["miou"], linestyle="none", marker=marker, markersize=6.5,
-                                markerfacecolor="none", markeredgecolor=colour, markeredgewidth=0.8)
-                if len(cost_only):
-                    ax.scatter(cost_only[column], [0.0] * len(cost_only), transform=rug, marker="|", s=60,
-                               color=colour, alpha=0.85, linewidths=1.0, clip_on=False, zorder=3)
-                if label_text not in handles:
-                    handles[label_text] = Line2D([], [], color=colour, marker=marker, linestyle="-" if
-                                                 (style.startswith("itnet") or style == "espnetv2") else "none",
-                                                 markeredgecolor="black" if not style.startswith("itnet") else colour,
-                                                 markeredgewidth=0.4, markersize=4.5)
+                _draw_series(ax, rug, part, column, style)
+                handles.setdefault(label_text, _legend_handle(style))
             if log:
                 ax.set_xscale("log")
                 plain_log_ticks(ax)
             ax.set_xlabel(label)
-            split = PAPER_SPLIT.get(ds, "")
             ax.set_title(f"{letters[r * len(AXES) + c]}) {DATASET_TITLE.get(ds, ds)}", loc="left", fontsize=7.5)
             if c == 0:
-                ax.set_ylabel(f"mIoU (%), {split} set")
+                ax.set_ylabel(f"mIoU (%), {PAPER_SPLIT.get(ds, '')} set")
             _pad_xlim(ax, sub[column], log)
+    _add_legend(fig, handles)
+    if title:
+        fig.suptitle(title, fontsize=8.5)
+    fig.tight_layout(rect=(0, 0.1 if len(handles) > 5 else 0.07, 1, 1))
+    return fig
+
+
+def _miou_limits(sub) -> Tuple[int, int]:
+    """The y range of one dataset's row: every plotted mIoU with a margin (0-100 when none is known)."""
+    known = sub[sub["plotted_as"] != "cost-only"]
+    if not len(known):
+        return 0, 100
+    low, high = float(known["miou"].min()), float(known["miou"].max())
+    pad = max(2.0, 0.12 * (high - low))
+    return math.floor(low - pad - 3), math.ceil(high + pad)
+
+
+def _draw_series(ax, rug, part, column: str, style: str) -> None:
+    """One model's points: a line through anytime outputs or a group, else markers; hollow markers for an mIoU
+    from another split; models with no published mIoU as a rug of ticks on the x-axis."""
+    colour, marker = style_for(style)
+    drawn = part[part["plotted_as"] != "cost-only"].sort_values(column)
+    cost_only = part[part["plotted_as"] == "cost-only"]
+    if len(drawn):
+        anytime = drawn[drawn["plotted_as"] == "anytime"]
+        grouped = drawn["group"].iloc[0] != "" and len(drawn) > 1
+        if len(anytime) > 1 or grouped:
+            ax.plot(drawn[column], drawn["miou"], color=colour, marker=marker, markersize=3.2,
+                    linewidth=1.0, linestyle="-" if len(anytime) > 1 else "--")
+        else:
+            ax.plot(drawn[column], drawn["miou"], color=colour, marker=marker, linestyle="none",
+                    markeredgecolor="black", markeredgewidth=0.4)
+        off = drawn[drawn["paper_split"] == False]  # noqa: E712 - pandas element-wise
+        if len(off):
+            ax.plot(off[column], off["miou"], linestyle="none", marker=marker, markersize=6.5,
+                    markerfacecolor="none", markeredgecolor=colour, markeredgewidth=0.8)
+    if len(cost_only):
+        ax.scatter(cost_only[column], [0.0] * len(cost_only), transform=rug, marker="|", s=60,
+                   color=colour, alpha=0.85, linewidths=1.0, clip_on=False, zorder=3)
+
+
+def _legend_handle(style: str):
+    from matplotlib.lines import Line2D
+
+    colour, marker = style_for(style)
+    return Line2D([], [], color=colour, marker=marker,
+                  linestyle="-" if (style.startswith("itnet") or style == "espnetv2") else "none",
+                  markeredgecolor="black" if not style.startswith("itnet") else colour,
+                  markeredgewidth=0.4, markersize=4.5)
+
+
+def _add_legend(fig, handles: Dict[str, Any]) -> None:
+    """The models' legend below the panels, plus the two marker conventions (rug ticks, hollow markers)."""
+    from matplotlib.lines import Line2D
+
     handles["cost only: live x-value, no published mIoU"] = Line2D([], [], color="0.3", marker="|",
                                                                    linestyle="none", markersize=7)
     handles["mIoU from another split (see CSV)"] = Line2D([], [], color="0.3", marker="o", linestyle="none",
                                                           markerfacecolor="none", markersize=6)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=5, frameon=False,
                bbox_to_anchor=(0.5, -0.01))
-    if title:
-        fig.suptitle(title, fontsize=8.5)
-    fig.tight_layout(rect=(0, 0.1 if len(handles) > 5 else 0.07, 1, 1))
-    return fig
 
 
 def plain_log_ticks(ax, axis: str = "x") -> None:

@@ -59,12 +59,9 @@ def quantities(rows: Sequence[Dict[str, Any]], width_param: Optional[str], metri
 
 def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequence[Any]]],
                width_param: Optional[str] = None, metric: Optional[str] = None, title: Optional[str] = None):
-    """The heat-map figure of a sweep's rows (``grid`` in order; needs at least one parameter)."""
-    # Lazy on purpose: matplotlib only where a figure is drawn (see common.pyplot).
-    from matplotlib.colors import LogNorm, Normalize
-    from matplotlib.patches import Rectangle
-
-    plt = pyplot()
+    """The heat-map figure of a sweep's rows (``grid`` in order; needs at least one parameter): one row of
+    panels per quantity, one panel per combination of the third and later parameters."""
+    plt = pyplot()  # lazy on purpose: matplotlib only where a figure is drawn (see common.pyplot)
     keys = [k for k, _ in grid]
     xkey, xvals = grid[0]
     ykey, yvals = (grid[1] if len(grid) > 1 else (None, [None]))
@@ -72,68 +69,20 @@ def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequenc
     panels = list(itertools.product(*[v for _, v in rest])) or [()]
     quants = quantities(rows, width_param, metric)
     index = {tuple(str(r.get(k)) for k in keys): r for r in rows}
-    n_rows, n_cols = len(quants), len(panels)
-    cell_w = max(0.32 * len(xvals), 1.1)
-    cell_h = max(0.26 * len(yvals), 0.55)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(min(1.0 + cell_w * n_cols + 0.9, 16),
-                                                      min(0.6 + (cell_h + 0.55) * n_rows, 22)),
+    cell_w, cell_h = max(0.32 * len(xvals), 1.1), max(0.26 * len(yvals), 0.55)
+    fig, axes = plt.subplots(len(quants), len(panels),
+                             figsize=(min(1.0 + cell_w * len(panels) + 0.9, 16),
+                                      min(0.6 + (cell_h + 0.55) * len(quants), 22)),
                              squeeze=False, layout="constrained")
     for qi, (column, label, scale, log) in enumerate(quants):
-        values = [r.get(column) for r in rows if r.get("status") == "ok" and r.get(column) is not None]
-        numeric = [float(v) * scale for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        positive = [v for v in numeric if v > 0]
-        if log and positive and max(positive) / min(positive) > 20:
-            norm = LogNorm(vmin=min(positive), vmax=max(positive))
-        elif numeric:
-            lo, hi = min(numeric), max(numeric)
-            norm = Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
-        else:
-            norm = Normalize(0, 1)
+        norm = _colour_norm(rows, column, scale, log)
         image = None
         for pi, panel in enumerate(panels):
             ax = axes[qi][pi]
-            data = np.full((len(yvals), len(xvals)), np.nan)
-            failed = []
-            best = None
-            for yi, yv in enumerate(yvals):
-                for xi, xv in enumerate(xvals):
-                    point = [xv] + ([yv] if ykey is not None else []) + list(panel)
-                    row = index.get(tuple(str(v) for v in point))
-                    if row is None:
-                        continue
-                    if row.get("status") != "ok":
-                        failed.append((yi, xi))
-                        continue
-                    value = row.get(column)
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        data[yi, xi] = float(value) * scale
-                    if row.get("rank") == 1:
-                        best = (yi, xi)
-            masked = np.ma.masked_invalid(data)
-            cmap = plt.get_cmap("viridis").with_extremes(bad="0.88")
-            image = ax.imshow(masked, cmap=cmap, norm=norm, aspect="auto", origin="lower")
-            for yi in range(len(yvals)):
-                for xi in range(len(xvals)):
-                    if not np.isnan(data[yi, xi]):
-                        shade = norm(data[yi, xi])
-                        colour = "white" if (not np.ma.is_masked(shade) and shade < 0.55) else "black"
-                        ax.text(xi, yi, _fmt(data[yi, xi]), ha="center", va="center", fontsize=5.5, color=colour)
-            for yi, xi in failed:
-                ax.text(xi, yi, "\u00d7", ha="center", va="center", fontsize=8, color="0.35")
-            if best is not None:
-                ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red",
-                                       linewidth=1.6))
-            ax.set_xticks(range(len(xvals)))
-            ax.set_xticklabels([str(v) for v in xvals])
-            ax.set_yticks(range(len(yvals)))
-            ax.set_yticklabels([str(v) for v in yvals] if ykey is not None else [""])
-            ax.grid(False)
-            if qi == n_rows - 1:
-                ax.set_xlabel(xkey)
-            if pi == 0 and ykey is not None:
-                ax.set_ylabel(ykey)
-            if qi == 0:
-                ax.set_title(", ".join(f"{k}={v}" for (k, _), v in zip(rest, panel)) or "", fontsize=7.5)
+            cells = _panel_cells(index, xvals, yvals if ykey is not None else [], panel, column, scale)
+            image = _draw_cells(ax, plt, cells, norm)
+            _label_panel(ax, xvals, yvals, ykey, xkey if qi == len(quants) - 1 else None, pi == 0,
+                         (", ".join(f"{k}={v}" for (k, _), v in zip(rest, panel)) if qi == 0 else None))
         if image is not None:
             bar = fig.colorbar(image, ax=list(axes[qi]), fraction=0.05, pad=0.02)
             bar.set_label(label, fontsize=6.5)
@@ -141,6 +90,78 @@ def plot_sweep(rows: Sequence[Dict[str, Any]], grid: Sequence[Tuple[str, Sequenc
     if title:
         fig.suptitle(title, fontsize=8.5)
     return fig
+
+
+def _colour_norm(rows: Sequence[Dict[str, Any]], column: str, scale: float, log: bool):
+    """One colour scale per quantity, shared by its panels: logarithmic where it spans over 20x."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    values = [r.get(column) for r in rows if r.get("status") == "ok" and r.get(column) is not None]
+    numeric = [float(v) * scale for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    positive = [v for v in numeric if v > 0]
+    if log and positive and max(positive) / min(positive) > 20:
+        return LogNorm(vmin=min(positive), vmax=max(positive))
+    if numeric:
+        lo, hi = min(numeric), max(numeric)
+        return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
+    return Normalize(0, 1)
+
+
+def _panel_cells(index: Dict[Tuple[str, ...], Dict[str, Any]], xvals: Sequence[Any], yvals: Sequence[Any],
+                 panel: Tuple[Any, ...], column: str, scale: float):
+    """``(data, failed, best)`` of one panel: values (NaN where missing), failed points, the rank-1 point."""
+    data = np.full((max(len(yvals), 1), len(xvals)), np.nan)
+    failed: List[Tuple[int, int]] = []
+    best = None
+    for yi, yv in enumerate(yvals or [None]):
+        for xi, xv in enumerate(xvals):
+            point = [xv] + ([yv] if yvals else []) + list(panel)
+            row = index.get(tuple(str(v) for v in point))
+            if row is None:
+                continue
+            if row.get("status") != "ok":
+                failed.append((yi, xi))
+                continue
+            value = row.get(column)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                data[yi, xi] = float(value) * scale
+            if row.get("rank") == 1:
+                best = (yi, xi)
+    return data, failed, best
+
+
+def _draw_cells(ax, plt, cells, norm):
+    """The panel's image, each value written in its cell, failed points crossed, the best one framed red."""
+    from matplotlib.patches import Rectangle
+
+    data, failed, best = cells
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=plt.get_cmap("viridis").with_extremes(bad="0.88"),
+                      norm=norm, aspect="auto", origin="lower")
+    for yi, xi in zip(*np.nonzero(~np.isnan(data))):
+        shade = norm(data[yi, xi])
+        colour = "white" if (not np.ma.is_masked(shade) and shade < 0.55) else "black"
+        ax.text(xi, yi, _fmt(data[yi, xi]), ha="center", va="center", fontsize=5.5, color=colour)
+    for yi, xi in failed:
+        ax.text(xi, yi, "\u00d7", ha="center", va="center", fontsize=8, color="0.35")
+    if best is not None:
+        ax.add_patch(Rectangle((best[1] - 0.5, best[0] - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.6))
+    return image
+
+
+def _label_panel(ax, xvals, yvals, ykey: Optional[str], xlabel: Optional[str], first_column: bool,
+                 title: Optional[str]) -> None:
+    """Ticks on every panel; axis names on the outer ones; the panel's fixed parameters above the top row."""
+    ax.set_xticks(range(len(xvals)))
+    ax.set_xticklabels([str(v) for v in xvals])
+    ax.set_yticks(range(len(yvals)))
+    ax.set_yticklabels([str(v) for v in yvals] if ykey is not None else [""])
+    ax.grid(False)
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if first_column and ykey is not None:
+        ax.set_ylabel(ykey)
+    if title is not None:
+        ax.set_title(title, fontsize=7.5)
 
 
 def write_sweep(out: str, result, rows: Sequence[Dict[str, Any]], width: Optional[str], metric: Optional[str]

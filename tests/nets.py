@@ -123,3 +123,33 @@ def make_two_inputs():
 
 def make_failing(**params):
     raise TypeError("unsupported operand inside the factory")
+
+
+class ShapeLoop(nn.Module):
+    """Loops over its input's length in Python: torch.fx cannot trace it (a Proxy is no int),
+    torch.export can (non-strict: shapes are concrete)."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.cell = nn.Linear(2 * width, width)
+        self.width = width
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[0], self.width)
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.cell(torch.cat([x[:, t], h], dim=-1)))
+        return h
+
+
+class TiedLM(nn.Module):
+    """Embedding and output head share one weight (as GPT-2's wte / lm_head)."""
+
+    def __init__(self, vocab: int = 50, width: int = 16):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.body = nn.Linear(width, width)
+        self.head = nn.Linear(width, vocab, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(torch.relu(self.body(self.embed(ids))))

@@ -6,13 +6,12 @@ from typing import Optional, Tuple
 import click
 
 from graphcost.cli_options import model_options
-from graphcost.crossbar.cli import crossbar_option, map_command
-from graphcost.crossbar.specs import ArraySpec, ChipSpec
+from graphcost.crossbar.cli import crossbar_option, map_command, map_request
 from graphcost.resolve import ModelSpec
 
-#: the hardware options view shares with ``graphcost map`` (the very same click options: names, types, defaults)
-MAP_OPTIONS = ("arrays", "weight_bits", "cell_bits", "differential", "analog_bias", "depthwise", "mvm_latency_ns",
-               "write_ns_per_row", "tech")
+#: options of ``graphcost map`` that a page has no use for (how map runs and renders); view shares all the others
+#: (the very same click options: names, types, defaults), ``--crossbar`` aside: a page maps only when asked
+NOT_SHARED = ("crossbar", "executor_kind", "address", "per_layer", "fmt")
 
 
 @click.command(name="view")
@@ -21,14 +20,13 @@ MAP_OPTIONS = ("arrays", "weight_bits", "cell_bits", "differential", "analog_bia
 @click.option("--all-layers", is_flag=True, help="Graph size counts non-conv layers too.")
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
-@crossbar_option(default=None, help="Also map onto RxC crossbar arrays (as graphcost map, whose hardware options "
-                                    "below apply) and show the mapping.")
+@crossbar_option(default=None, help="Also map onto RxC crossbar arrays (as graphcost map, whose hardware and "
+                                    "accuracy options below apply) and show the mapping.")
 def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Optional[int],
-         crossbar: Optional[Tuple[int, int]], arrays: Optional[int], weight_bits: int, cell_bits: int,
-         differential: bool, analog_bias: bool, depthwise: str, mvm_latency_ns: float, write_ns_per_row: float,
-         tech):
-    """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping."""
-    from graphcost.crossbar.run import MapRequest, check_request, run_map
+         crossbar: Optional[Tuple[int, int]], **map_options):
+    """One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping
+    (and, with --accuracy, accuracy per output against its costs, as the ItNet paper's Fig. 5)."""
+    from graphcost.crossbar.run import check_request, run_map
     from graphcost.resolve import build_for_shapes
 
     from . import check_out_file, view as render_view
@@ -36,14 +34,10 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
     path = check_out_file(out_path)
     request = None
     if crossbar is not None:
-        request = MapRequest(model=spec, depthwise=depthwise, tech=tech,
-                             array=ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits,
-                                             differential=differential, analog_bias=analog_bias),
-                             chip=ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns,
-                                           write_ns_per_row=write_ns_per_row))
+        request = map_request(spec, crossbar, **map_options)
         check_request(request)
-    elif arrays is not None:
-        raise click.UsageError("--arrays needs --crossbar RxC (the array size)")
+    elif map_options["arrays"] is not None or map_options["accuracy"]:
+        raise click.UsageError("--arrays and --accuracy need --crossbar RxC (the array size)")
     built = build_for_shapes(spec)  # the page shows shapes and costs: no weights needed
     # the mapping as graphcost map computes it, so the page holds the very JSON of map --format json
     mapping = run_map(request) if request is not None else None
@@ -52,4 +46,6 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
     click.echo(f"wrote {path}", err=True)
 
 
+_OWN = {p.name for p in view.params}
+MAP_OPTIONS = tuple(p.name for p in map_command.params if p.name not in NOT_SHARED and p.name not in _OWN)
 view.params.extend(p for p in map_command.params if p.name in MAP_OPTIONS)

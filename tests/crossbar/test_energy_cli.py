@@ -35,9 +35,11 @@ def test_tech_changes_energy_not_mapping(capsys, tmp_path):
     _, out_sram, _ = run(capsys, *LINEAR, "--tech", "sram-22nm", "--format", "json")
     rram, sram = json.loads(out_rram), json.loads(out_sram)
     assert rram["arrays_used"] == sram["arrays_used"]
-    assert sram["energy"]["tech"] == "sram-22nm" and sram["area"]["total_mm2"] > rram["area"]["total_mm2"]
+    assert sram["energy"]["tech"] == "sram-22nm"  # 280 F² SRAM cells against 48 F² 1T1R cells
+    assert sram["area"]["breakdown_mm2"]["arrays"] == pytest.approx(280 / 48 * rram["area"]["breakdown_mm2"]["arrays"])
     toml = tmp_path / "fast.toml"
-    toml.write_text('base = "rram-22nm"\nadc_power_w_per_step = 0.0\nadc_power_w_static = 0.0\n')
+    toml.write_text('base = "rram-22nm"\nadc_power_w_per_step = 0.0\nadc_power_w_static = 0.0\n'
+                    'adc_column_power_w_per_siemens = 0.0\n')
     _, out, _ = run(capsys, *LINEAR, "--tech", str(toml), "--format", "json")
     assert json.loads(out)["energy"]["breakdown_j"]["adc"] == 0
 
@@ -47,7 +49,10 @@ def test_preset_sets_array_and_timing(capsys):
     assert rc == 0, err
     d = json.loads(out)
     assert d["crossbar"] == "128x128" and d["array"]["adc_bits"] == 5 and d["array"]["differential"] is False
-    assert d["chip"]["mvm_latency_ns"] == pytest.approx(8 * (10 + 8 * 1))  # 8 input bits x (pulse + 8 ADC reads)
+    # synchronous: 8 input bits x (8 sensing + 8 weight shift-add + 8/4 input shift-add cycles) x 1.4 ns
+    assert d["chip"]["mvm_latency_ns"] == pytest.approx(8 * (8 + 8 + 2) * 1.4)
+    assert d["chip"]["layer_by_layer"] is True and d["chip"]["tile_side_arrays"] == 4
+    assert d["throughput_fps"] == pytest.approx(1 / d["latency_s"])  # one image at a time
 
 
 @pytest.mark.parametrize("args, flag", [

@@ -1,4 +1,6 @@
 """Performance model: pipeline throughput, latency along longest paths, fit, rewrites, replication."""
+import dataclasses
+
 import pytest
 from hypothesis import given, settings, strategies as st
 from torch import nn
@@ -156,3 +158,31 @@ def test_fit_and_collapse_properties(arrays):
     else:
         assert p.rewrite_s > 0 and p.rewritten_arrays >= m.arrays_used - arrays
     assert all(0 < o.latency_s <= p.outputs[-1].latency_s for o in p.outputs)
+
+
+# --------------------------------------------------------------------------- NeuroSim's organisation
+def test_tile_buffers_add_their_transfer_time_to_every_mvm():
+    from graphcost.crossbar.perf import buffer_s_per_mvm
+
+    m = map_model(nn.Linear(128, 32, bias=False), (3, 128), ArraySpec(128, 128, differential=False))
+    chip = ChipSpec(mvm_latency_ns=100, tile_side_arrays=4, tile_input_bits_per_cycle=64,
+                    tile_output_bits_per_cycle=16, partial_sum_bits=16, cycle_ns=1.0)
+    # written and read: 128 inputs x 8 bits over 64 bits per cycle, 32 partial sums x 16 bits over 16
+    per_mvm = (2 * 128 * 8 / 64 + 2 * 32 * 16 / 16) * 1e-9
+    assert buffer_s_per_mvm(m.layers[0], m.array, chip) == pytest.approx(per_mvm)
+    p = performance(m, chip)
+    assert p.latency_s == pytest.approx(3 * (100e-9 + per_mvm))
+    wider = performance(m, dataclasses.replace(chip, tile_input_bits_per_cycle=128, tile_output_bits_per_cycle=32))
+    assert wider.latency_s == pytest.approx(3 * (100e-9 + per_mvm / 2))
+    assert performance(m, ChipSpec(mvm_latency_ns=100)).latency_s == pytest.approx(3 * 100e-9)
+
+
+def test_layer_by_layer_runs_one_image_at_a_time():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    m = map_model(model, (1, 3, 8, 8), ArraySpec(128, 128))
+    piped = performance(m, ChipSpec(mvm_latency_ns=100))
+    serial = performance(m, ChipSpec(mvm_latency_ns=100, layer_by_layer=True))
+    assert piped.frame_time_s == pytest.approx(max(layer.stage_time_s for layer in piped.layers))
+    assert serial.frame_time_s == pytest.approx(sum(layer.stage_time_s for layer in serial.layers))
+    assert serial.throughput_fps == pytest.approx(1 / serial.latency_s) and serial.bottleneck == "layer by layer"
+    assert serial.latency_s == pytest.approx(piped.latency_s)

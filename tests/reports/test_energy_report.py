@@ -21,8 +21,12 @@ def test_energy_report_writes_figures_and_matches_the_library(capsys, tmp_path):
     rc, out, err = run(capsys, "report", "energy", *MODELS, "--input", "64x96", "--tech", "sram-22nm",
                        "--out", str(out_dir), "--no-store", "--format", "json")
     assert rc == 0, err
-    assert sorted(os.listdir(out_dir)) == ["energy.csv", "energy.png", "energy.svg", "energy_breakdown.csv"]
+    assert sorted(os.listdir(out_dir)) == ["energy.csv", "energy.png", "energy.svg", "energy_breakdown.csv",
+                                           "index.html"]
     data = json.loads(out)
+    page = (out_dir / "index.html").read_text()
+    assert "<svg" in page and "energy_breakdown.csv" in page and "<?xml" not in page
+    assert all(f"{m['energy_j']:.6g}" in page for m in data["models"])  # the summary table holds the JSON's numbers
     labels = ["itnet (shared) N=3,f=16", "itnet (independent) N=3,f=16"]
     assert data["tech"] == "sram-22nm" and [m["model"] for m in data["models"]] == labels
     model = get_model("itnet", dataset="camvid", shared=True, N=3, f=16)

@@ -153,3 +153,26 @@ def test_analysis_without_its_trace_renders_the_tables(browser, tmp_path):
     assert int(macs.get_attribute("data-value")) == a.macs
     assert "No graph" in pg.inner_text("#cy") and errors == []
     pg.close()
+
+
+def test_accuracy_against_cost_plots_every_output_of_the_json(browser, tmp_path):
+    """With --accuracy the page draws the paper's Fig. 5 axes per output: each point is the JSON's score."""
+    from graphcost.cli import main
+
+    path = tmp_path / "acc.html"
+    assert main(["view", "itnet", "--shared", "--param", "N=3", "--param", "f=8", "--input", "32x48",
+                 "--crossbar", "64x64", "--accuracy", "--samples", "2", "--trials", "1", "--out", str(path)]) == 0
+    outputs = read_blocks(path.read_text())["map"]["accuracy"]["outputs"]
+    pg = browser.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    keys = pg.eval_on_selector_all("#fig5 svg", "els => els.map(e => e.dataset.key)")
+    assert keys == ["fig5-graph_size_bytes", "fig5-latency_layers", "fig5-macs", "fig5-params", "fig5-map_energy_j"]
+    titles = pg.eval_on_selector_all('#fig5 svg[data-key="fig5-macs"] circle[data-series="simulated miou"] title',
+                                     "els => els.map(e => e.textContent)")
+    assert [t.split(": ")[1].split(" at")[0] for t in titles] == [f"{o['miou']:.4f}" for o in outputs]
+    pg.click('#fig5 svg[data-key="fig5-macs"] circle[data-output="2"][data-series="simulated miou"]')
+    assert pg.input_value("#output-select") == "2" and errors == []
+    pg.close()

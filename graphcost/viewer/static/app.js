@@ -200,6 +200,57 @@
       '<text x="' + ((l + w - r) / 2) + '" y="' + (h - 6) + '" font-size="9" text-anchor="middle">output n (1..' + n + ')</text>' +
       '<path d="' + path + '" fill="none" stroke="#1f77b4" stroke-width="1.5"/>' + dots + '</svg>';
   }
+  // ------------------------------------------------------------------ Fig. 5: accuracy per output against its cost
+  // x: one cost per output; series: [{name, colour, ys}]; every point is an output (click selects it)
+  function xyPlot(title, key, xs, series, xfmt) {
+    var w = 280, h = 170, l = 44, b = 28, t = 18, r = 10;
+    var all = [].concat.apply([], series.map(function (s) { return s.ys; }));
+    var xmin = Math.min.apply(null, xs), xmax = Math.max.apply(null, xs);
+    var ymin = Math.min.apply(null, all), ymax = Math.max.apply(null, all);
+    if (xmax === xmin) { xmax += 1; } if (ymax === ymin) { ymax += 1e-3; ymin -= 1e-3; }
+    var x = function (v) { return l + (v - xmin) / (xmax - xmin) * (w - l - r); };
+    var y = function (v) { return h - b - (v - ymin) / (ymax - ymin) * (h - b - t); };
+    var body = series.map(function (s) {
+      var path = s.ys.map(function (v, i) { return (i ? 'L' : 'M') + x(xs[i]).toFixed(1) + ',' + y(v).toFixed(1); }).join('');
+      return '<path d="' + path + '" fill="none" stroke="' + s.colour + '" stroke-width="1.2"/>' + s.ys.map(function (v, i) {
+        return '<circle data-output="' + (i + 1) + '" data-series="' + esc(s.name) + '" cx="' + x(xs[i]).toFixed(1) + '" cy="' +
+          y(v).toFixed(1) + '" r="3" fill="' + s.colour + '"><title>output ' + (i + 1) + ', ' + esc(s.name) + ': ' +
+          v.toFixed(4) + ' at ' + esc(xfmt(xs[i])) + '</title></circle>';
+      }).join('');
+    }).join('');
+    var legend = series.map(function (s, i) {
+      return '<text x="' + (w - r) + '" y="' + (t + 10 + 11 * i) + '" font-size="9" text-anchor="end" fill="' + s.colour + '">' + esc(s.name) + '</text>';
+    }).join('');
+    return '<svg data-key="fig5-' + key + '" width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + ' ' + h + '">' +
+      '<text x="' + l + '" y="12" font-size="11" font-weight="600">' + esc(title) + '</text>' +
+      '<line x1="' + l + '" y1="' + (h - b) + '" x2="' + (w - r) + '" y2="' + (h - b) + '" stroke="#999"/>' +
+      '<line x1="' + l + '" y1="' + t + '" x2="' + l + '" y2="' + (h - b) + '" stroke="#999"/>' +
+      '<text x="' + (l - 4) + '" y="' + (t + 4) + '" font-size="9" text-anchor="end">' + ymax.toFixed(3) + '</text>' +
+      '<text x="' + (l - 4) + '" y="' + (h - b) + '" font-size="9" text-anchor="end">' + ymin.toFixed(3) + '</text>' +
+      '<text x="' + l + '" y="' + (h - 14) + '" font-size="9">' + esc(xfmt(xmin)) + '</text>' +
+      '<text x="' + (w - r) + '" y="' + (h - 14) + '" font-size="9" text-anchor="end">' + esc(xfmt(xmax)) + '</text>' +
+      '<text x="' + ((l + w - r) / 2) + '" y="' + (h - 3) + '" font-size="9" text-anchor="middle">' + esc(key) + '</text>' +
+      body + legend + '</svg>';
+  }
+  function renderFig5() {
+    var acc = M && M.accuracy, outs = acc && acc.outputs;
+    if (!outs || outs.length !== A.outputs.length) return;
+    var metric = ('top1' in outs[0]) ? 'top1' : 'miou';
+    // float first, so the simulated points are drawn on top of it
+    var series = [{name: 'float ' + metric, colour: '#888', ys: outs.map(function (o) { return o['float_' + metric]; })},
+      {name: 'simulated ' + metric, colour: '#1f77b4', ys: outs.map(function (o) { return o[metric]; })}];
+    var rows = outputRows(), keys = ['graph_size_bytes', 'latency_layers', 'macs', 'params'];
+    if ('map_energy_j' in rows[0]) keys.push('map_energy_j');
+    $('fig5-section').hidden = false;
+    $('fig5').innerHTML = keys.map(function (k) {
+      return xyPlot(metric + ' over ' + k.replace(/^map_/, ''), k, rows.map(function (r) { return r[k]; }), series,
+        function (v) { return fmtKey(k, v); });
+    }).join('');
+    $('fig5').addEventListener('click', function (ev) {
+      var o = ev.target.getAttribute && ev.target.getAttribute('data-output');
+      if (o) { $('output-select').value = o; setOutput(+o); }
+    });
+  }
   function renderPlots() {
     if (A.outputs.length < 2) return;
     $('plots-section').hidden = false;
@@ -218,6 +269,7 @@
   renderAnalysisTables();
   renderMapTables();
   renderPlots();
+  renderFig5();
   if (!G) {
     $('cy').innerHTML = '<p class="hint" style="padding:12px">No graph in this page (rendered from an Analysis without its trace).</p>';
     document.body.setAttribute('data-ready', 'true');
