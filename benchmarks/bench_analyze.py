@@ -99,7 +99,8 @@ def timed(models_tools, repeats):
                 macs = fn(model, shape)
             times[key].append(time.perf_counter() - start)
             results[key] = (None, macs)
-    return {**results, **{key: (statistics.median(t), results[key][1]) for key, t in times.items()}}
+    return {key: (statistics.median(times[key]), results[key][1]) if key in times else results[key]
+            for key in models_tools}
 
 
 def hf_bert_base():

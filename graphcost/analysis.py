@@ -5,7 +5,7 @@
 >>> a.params, a.macs, a.latency_layers
 (216, 13824, 1)
 >>> a.to_dict()["outputs"]
-[{'index': 1, 'macs': 13824, 'latency_layers': 1, 'graph_size_bytes': 3680, 'params': 216, 'other_ops': 0, 'shape': [1, 8, 8, 8]}]
+[{'index': 1, 'name': 'output', 'macs': 13824, 'latency_layers': 1, 'graph_size_bytes': 3680, 'params': 216, 'other_ops': 0, 'shape': [1, 8, 8, 8]}]
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ class Analysis:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["outputs"] = [
-            {"index": o.index, "macs": o.macs, "latency_layers": o.latency_layers,
+            {"index": o.index, "name": o.name, "macs": o.macs, "latency_layers": o.latency_layers,
              "graph_size_bytes": o.graph_size_bytes, "params": o.params, "other_ops": o.other_ops,
              "shape": list(o.shape)}
             for o in self.outputs

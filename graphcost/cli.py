@@ -17,17 +17,14 @@ import click
 from . import render
 from .analysis import analyze as analyze_model
 from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401  (FORMATS re-exported)
-from .errors import UserError
-from .export import FORMATS as GRAPH_FORMATS, export_graph
+from .errors import TORCH_CAPTURE_LOGGERS, UserError
+from .export import FORMATS as GRAPH_FORMATS, VIEWS as GRAPH_VIEWS, export_graph
 from .models import list_models
 from .resolve import ModelSpec, build_for_shapes
 from .tracing import trace
 
 #: exit status of ``analyze --strict`` when some computing op could not be counted
 EXIT_INCOMPLETE = 3
-
-#: ``--view``: the name a user picks -> the :class:`~graphcost.Trace` attribute holding that graph.
-GRAPH_VIEWS = {"loop": "loop_graph", "dag": "dag"}
 
 
 def graph_path(text: str) -> str:
@@ -90,9 +87,9 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
         summary.append(("INCOMPLETE: computing ops not counted (MACs are a lower bound)", result.incomplete_note))
     con.print(render.table(f"{result.model} @ {shape}", ["metric", "value"], summary))
     if len(result.outputs) > 1:
-        rows = [(o.index, render.human(o.macs), o.latency_layers, render.megabytes(o.graph_size_bytes))
+        rows = [(o.index, o.name, render.human(o.macs), o.latency_layers, render.megabytes(o.graph_size_bytes))
                 for o in result.outputs]
-        con.print(render.table("anytime outputs", ["output", "MACs", "latency", "graph size"], rows))
+        con.print(render.table("anytime outputs", ["output", "name", "MACs", "latency", "graph size"], rows))
     if per_layer:
         rows = [(layer.name, layer.op, layer.calls, render.human(layer.params), render.human(layer.macs),
                  render.megabytes(layer.in_bytes), render.megabytes(layer.out_bytes),
@@ -117,8 +114,7 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
 def graph(spec: ModelSpec, out_path: str, view: str, tracer: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
     built = build_for_shapes(spec)
-    g = getattr(trace(built.module, built.call_inputs, tracer=tracer), GRAPH_VIEWS[view])
-    export_graph(g, out_path)
+    g = export_graph(trace(built.module, built.call_inputs, tracer=tracer), out_path, view)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
 
 
@@ -162,9 +158,11 @@ def _terminate(signum, frame):
 
 
 def _quiet_torch() -> None:
-    # FakeTensor logs a full traceback (~20 lines) whenever a shape rule fails, before our
-    # one-line UserError about the same failure reaches the user.
-    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
+    # torch logs a full traceback (~20 lines) whenever a fake-tensor shape check fails, before our
+    # one-line UserError about the same failure reaches the user; tracing silences it while it
+    # captures, the command line for every command (mapping and reports run models too).
+    for name in TORCH_CAPTURE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def main(argv=None) -> int:

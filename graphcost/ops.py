@@ -76,16 +76,26 @@ class Call:
         return sum(t.numel() for t in tensors_in((self.args, self.kwargs)))
 
 
+class ShapeMismatch(ValueError):
+    """A shape rule's verdict that PyTorch rejects the call; the message says what does not match."""
+
+
 @dataclass(frozen=True)
 class OpInfo:
+    """A registered op. Its shape rule is a shortcut past running the op on fake tensors, so it
+    must never accept a call PyTorch rejects: it returns the output shape only for a call it
+    knows to be valid, ``None`` when unsure (the op then runs on fake tensors and torch itself
+    decides), and raises :class:`ShapeMismatch` for a call it knows to be invalid."""
+
     name: str
     kind: str
     cost: Callable[["Call"], "OpCost"]
-    #: output has the first input's shape and dtype, so shape propagation need not run the op
-    #: (fake-tensor batch norm alone decomposes into dozens of ops)
+    #: output is the first input itself (shape and dtype), so shape propagation need not run the
+    #: op (fake-tensor batch norm alone decomposes into dozens of ops) once ``shape``, if given,
+    #: accepts the call
     preserves_shape: bool = False
-    #: optional (module or None, args, kwargs) -> output shape (or None: run the op), used
-    #: instead of running the op; the output takes the first input tensor's dtype
+    #: optional shape rule (module or None, args, kwargs) -> output shape or None, used instead of
+    #: running the op; the output takes the first input tensor's dtype
     shape: Optional[Callable[[Optional[nn.Module], Sequence[Any], Dict[str, Any]], Optional[tuple]]] = None
 
     @property
@@ -102,6 +112,24 @@ def leaves(value, cls) -> list:
     if isinstance(value, dict):
         return [leaf for v in value.values() for leaf in leaves(v, cls)]
     return []
+
+
+def named_leaves(value, cls, path: str = "") -> list:
+    """``(path, leaf)`` for every instance of ``cls`` inside nested tuples / lists / dicts, in order;
+    a path joins dict keys and sequence indices with dots (``"0"``, ``"logits"``, ``"aux.1"``).
+
+    >>> named_leaves({"out": 1, "aux": [2, 3]}, int)
+    [('out', 1), ('aux.0', 2), ('aux.1', 3)]
+    """
+    if isinstance(value, cls):
+        return [(path, value)]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (tuple, list)):
+        items = enumerate(value)
+    else:
+        return []
+    return [leaf for key, v in items for leaf in named_leaves(v, cls, f"{path}.{key}" if path else str(key))]
 
 
 def tensors_in(value) -> list:
@@ -153,9 +181,11 @@ def register_cost(*ops: Op, name: Optional[str] = None, kind: str = "other", pre
         ``conv``, ``linear``, ``recurrent`` (the paper's weight layers), ``matmul``, ``norm``,
         ``activation``, ``pool``, ``resize``, ``elementwise``, ``shape`` or ``other``.
     preserves_shape : bool
-        The output has the first input's shape and dtype, so tracing need not run the op.
+        The output is the first input (shape and dtype), so tracing need not run the op.
     shape : callable, optional
-        ``(module or None, args, kwargs) -> output shape or None`` used instead of running the op.
+        ``(module or None, args, kwargs) -> output shape`` used instead of running the op. It must
+        never accept what PyTorch rejects: ``None`` when unsure (the op then runs on fake tensors),
+        :class:`ShapeMismatch` when the call is invalid. With ``preserves_shape`` it only validates.
 
     Returns
     -------
@@ -256,14 +286,79 @@ def free(call: Call) -> OpCost:
     return OpCost()
 
 
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d,
-          nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.SyncBatchNorm)
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-                nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
-                nn.Softplus, nn.Threshold, nn.Softmax2d)
+# --------------------------------------------------------------------------- shape-preserving rules
+# Each accepts (returns the input's shape) only a call PyTorch accepts, else None: torch decides.
+def _batch_norm_rule(m: nn.modules.batchnorm._BatchNorm, args, kwargs) -> Optional[tuple]:
+    x = args[0]
+    try:
+        m._check_input_dim(x)
+    except ValueError:
+        return None
+    # without running statistics, eval uses the batch's, which needs more than one value per channel
+    return tuple(x.shape) if m.running_mean is not None and x.shape[1] == m.num_features else None
 
 
-@register_cost(*_NORMS, name="norm", kind="norm", preserves_shape=True)
+def _instance_norm_rule(m: nn.modules.instancenorm._InstanceNorm, args, kwargs) -> Optional[tuple]:
+    x = args[0]
+    batched = x.dim() == m._get_no_batch_dim() + 1
+    return tuple(x.shape) if batched and x.shape[1] == m.num_features and math.prod(x.shape[2:]) > 1 else None
+
+
+def _group_norm_rule(m: nn.GroupNorm, args, kwargs) -> Optional[tuple]:
+    x = args[0]
+    if x.dim() < 2 or x.shape[1] != m.num_channels:
+        return None
+    values_per_group = x.shape[0] * x.shape[1] // m.num_groups * math.prod(x.shape[2:])
+    return tuple(x.shape) if values_per_group > 1 else None
+
+
+def _layer_norm_rule(m: nn.LayerNorm, args, kwargs) -> Optional[tuple]:
+    x, normalized = args[0], tuple(m.normalized_shape)
+    return tuple(x.shape) if x.dim() >= len(normalized) and tuple(x.shape[x.dim() - len(normalized):]) == normalized \
+        else None
+
+
+def _min_dims_rule(dims: int):
+    def rule(m, args, kwargs) -> Optional[tuple]:
+        return tuple(args[0].shape) if args[0].dim() >= dims else None
+
+    return rule
+
+
+def _prelu_rule(m: nn.PReLU, args, kwargs) -> Optional[tuple]:
+    x = args[0]
+    return tuple(x.shape) if m.num_parameters == 1 or (x.dim() >= 2 and x.shape[1] == m.num_parameters) else None
+
+
+def _softmax_rule(m: nn.Softmax, args, kwargs) -> Optional[tuple]:
+    x = args[0]
+    if m.dim is None:
+        return None  # the legacy implicit dim: torch picks it (and warns)
+    if not -max(x.dim(), 1) <= m.dim < max(x.dim(), 1):  # fake tensors let this through; eager does not
+        raise ShapeMismatch(f"dim {m.dim} is out of range for a {x.dim()}-D input")
+    return tuple(x.shape)
+
+
+def _softmax2d_rule(m, args, kwargs) -> Optional[tuple]:
+    return tuple(args[0].shape) if args[0].dim() in (3, 4) else None
+
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+#: activations that take a tensor of any shape
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Threshold)
+
+
+@register_cost(*_BATCH_NORMS, name="norm", kind="norm", preserves_shape=True, shape=_batch_norm_rule)
+@register_cost(*_INSTANCE_NORMS, name="norm", kind="norm", preserves_shape=True, shape=_instance_norm_rule)
+@register_cost(nn.GroupNorm, name="norm", kind="norm", preserves_shape=True, shape=_group_norm_rule)
+@register_cost(nn.LayerNorm, name="norm", kind="norm", preserves_shape=True, shape=_layer_norm_rule)
+@register_cost(nn.LocalResponseNorm, name="norm", kind="norm", preserves_shape=True, shape=_min_dims_rule(3))
+@register_cost(nn.PReLU, name="activation", kind="activation", preserves_shape=True, shape=_prelu_rule)
+@register_cost(nn.Softmax, nn.LogSoftmax, name="activation", kind="activation", preserves_shape=True,
+               shape=_softmax_rule)
+@register_cost(nn.Softmax2d, name="activation", kind="activation", preserves_shape=True, shape=_softmax2d_rule)
 @register_cost(F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.normalize, name="norm", kind="norm")
 @register_cost(*_ACTIVATIONS, name="activation", kind="activation", preserves_shape=True)
 @register_cost(torch.relu, F.relu, F.relu6, F.prelu, F.leaky_relu, F.elu, F.selu, F.gelu, F.silu, F.mish,
@@ -288,11 +383,19 @@ def _broadcast_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
     return tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
 
 
+def _in_place_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+    """``x += y`` keeps ``x``'s shape: PyTorch rejects a ``y`` that would broadcast it larger."""
+    shape = _broadcast_shape(m, args, kwargs)
+    if shape is not None and isinstance(args[0], torch.Tensor) and shape != tuple(args[0].shape):
+        return None
+    return shape
+
+
 # binary arithmetic: the output shape is the inputs' broadcast (dtype promotion aside); same cost as
 # any element-wise op, registered apart only for the shape rule
-@register_cost(operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul,
-               torch.add, torch.sub, torch.mul, torch.maximum, torch.minimum,
-               name="elementwise", kind="elementwise", shape=_broadcast_shape)
+@register_cost(operator.iadd, operator.imul, name="elementwise", kind="elementwise", shape=_in_place_shape)
+@register_cost(operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub, torch.mul,
+               torch.maximum, torch.minimum, name="elementwise", kind="elementwise", shape=_broadcast_shape)
 def _broadcast_elementwise(call: Call) -> OpCost:
     return _per_output_element(call)
 
@@ -301,9 +404,13 @@ def _adaptive_pool_shape(spatial: int):
     def shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
         x = args[0]
         size = m.output_size if m is not None else (args[1] if len(args) > 1 else kwargs.get("output_size"))
-        if size is None or (m is None and set(kwargs) - {"output_size"}):
+        if size is None or (m is None and set(kwargs) - {"output_size"}) or x.dim() not in (spatial + 1, spatial + 2):
             return None
+        if 0 in x.shape[x.dim() - spatial - 1:]:  # fake tensors let this through; eager does not
+            raise ShapeMismatch(f"expects non-zero sizes in the non-batch dimensions, got {tuple(x.shape)}")
         size = (size,) * spatial if isinstance(size, int) else tuple(size)
+        if len(size) != spatial or any(s is not None and s < 0 for s in size):
+            return None
         return tuple(x.shape[:-spatial]) + tuple(i if s is None else int(s)
                                                  for i, s in zip(x.shape[-spatial:], size))
 
@@ -336,24 +443,36 @@ def _conv_macs(x_shape, w_shape, out_shape, groups: int, transposed: bool) -> in
     return math.prod(out_shape) * cin_per_group * kernel
 
 
+def shape_text(shape) -> str:
+    """A shape as messages write it: ``1x3x224x224``."""
+    return "x".join(str(int(d)) for d in shape) or "()"
+
+
 def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
-    """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas)."""
+    """Output shape of conv / transposed-conv module ``m`` on ``args[0]`` (PyTorch's formulas);
+    :class:`ShapeMismatch` where PyTorch rejects the input."""
     x = args[0]
-    if len(args) != 1 or x.dim() != len(m.kernel_size) + 2:
-        return None  # unbatched input or an explicit output_size: let torch decide
-    spatial = x.shape[2:]
+    if len(args) != 1 or kwargs or x.dim() != len(m.kernel_size) + 2 or m.padding_mode != "zeros" or 0 in x.shape:
+        return None  # unbatched or empty input, an explicit output_size, or F.pad first: let torch decide
+    if x.shape[1] != m.in_channels:
+        raise ShapeMismatch(f"expects {m.in_channels} input channels, got {x.shape[1]}")
+    spatial = tuple(x.shape[2:])
     k, s, d = m.kernel_size, m.stride, m.dilation
-    if isinstance(m.padding, str):
-        if m.padding == "same":
-            out = tuple(spatial)
-        else:  # valid
-            out = tuple((i - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+    padding = (0,) * len(k) if m.padding == "valid" else m.padding
+    if m.padding == "same":
+        out = spatial
     elif isinstance(m, nn.modules.conv._ConvTransposeNd):
-        p, op = m.padding, m.output_padding
-        out = tuple((i - 1) * s[j] - 2 * p[j] + d[j] * (k[j] - 1) + op[j] + 1 for j, i in enumerate(spatial))
+        op = m.output_padding
+        out = tuple((i - 1) * s[j] - 2 * padding[j] + d[j] * (k[j] - 1) + op[j] + 1 for j, i in enumerate(spatial))
+        if min(out) < 1:
+            raise ShapeMismatch(f"a {shape_text(spatial)} input gives output size {shape_text(out)}")
     else:
-        p = m.padding
-        out = tuple((i + 2 * p[j] - d[j] * (k[j] - 1) - 1) // s[j] + 1 for j, i in enumerate(spatial))
+        padded = tuple(i + 2 * p for i, p in zip(spatial, padding))
+        extent = tuple(dj * (kj - 1) + 1 for dj, kj in zip(d, k))
+        if any(pi < e for pi, e in zip(padded, extent)):
+            raise ShapeMismatch(f"its kernel spans {shape_text(extent)}, more than the padded input "
+                                f"{shape_text(padded)}")
+        out = tuple((pi - e) // sj + 1 for pi, e, sj in zip(padded, extent, s))
     return tuple(x.shape[:1]) + (m.out_channels,) + out
 
 
@@ -394,7 +513,13 @@ def _conv_transpose_function(call: Call) -> OpCost:
 
 
 def _linear_output_shape(m: nn.Linear, args: Sequence[Any], kwargs=None) -> Optional[tuple]:
-    return tuple(args[0].shape[:-1]) + (m.out_features,) if len(args) == 1 else None
+    x = args[0]
+    if len(args) != 1 or kwargs:
+        return None
+    if x.dim() == 0 or x.shape[-1] != m.in_features:
+        got = x.shape[-1] if x.dim() else "a 0-D input"
+        raise ShapeMismatch(f"expects {m.in_features} features in the last dimension, got {got}")
+    return tuple(x.shape[:-1]) + (m.out_features,)
 
 
 @register_cost(nn.Linear, name="linear", kind="linear", shape=_linear_output_shape)
@@ -526,20 +651,29 @@ def _pool(call: Call) -> OpCost:
     return OpCost(other_ops=out.numel() * math.prod(kernel))
 
 
+#: interpolation modes and the input dims they take (the rest take 3-D to 5-D inputs)
+_MODE_DIMS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
+_INTERPOLATE_ARGS = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
+
+
 def _interpolate_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
-    x = args[0]
-    size = args[1] if len(args) > 1 else kwargs.get("size")
-    scale = args[2] if len(args) > 2 else kwargs.get("scale_factor")
-    spatial = x.dim() - 2
+    """F.interpolate's output shape for a call it certainly accepts, else None (torch's checks decide)."""
+    given = dict(zip(_INTERPOLATE_ARGS, args), **kwargs)
     if m is not None:
-        size, scale = m.size, m.scale_factor
+        given.update(size=m.size, scale_factor=m.scale_factor, mode=m.mode, align_corners=m.align_corners)
+    x, size, scale, mode = args[0], given.get("size"), given.get("scale_factor"), given.get("mode", "nearest")
+    spatial = x.dim() - 2
+    if not 1 <= spatial <= 3 or _MODE_DIMS.get(mode, x.dim()) != x.dim() or given.get("antialias") or \
+            (given.get("align_corners") is not None and mode not in _MODE_DIMS) or (size is None) == (scale is None):
+        return None
     if size is not None:
-        size = (size,) * spatial if isinstance(size, int) else tuple(size)
-        return tuple(x.shape[:2]) + tuple(int(s) for s in size)
-    if scale is not None:
+        out = (size,) * spatial if isinstance(size, int) else tuple(size)
+    else:
         scale = (scale,) * spatial if isinstance(scale, (int, float)) else tuple(scale)
-        return tuple(x.shape[:2]) + tuple(math.floor(i * float(f)) for i, f in zip(x.shape[2:], scale))
-    return None
+        out = tuple(math.floor(i * float(f)) for i, f in zip(x.shape[2:], scale)) if len(scale) == spatial else ()
+    if len(out) != spatial or min(out) < 1 or 0 in x.shape[1:]:
+        return None
+    return tuple(x.shape[:2]) + tuple(int(s) for s in out)
 
 
 @register_cost(nn.Upsample, nn.UpsamplingBilinear2d, nn.UpsamplingNearest2d, F.interpolate, name="interpolate",
@@ -557,9 +691,11 @@ def _cat_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
     if not isinstance(tensors, (list, tuple)) or not tensors or set(kwargs) - {"tensors", "dim"}:
         return None
     first = tensors[0].shape
-    if any(t.dim() != len(first) for t in tensors):
-        return None  # legacy empty-tensor concatenation: let torch decide
+    if not first or any(t.dim() != len(first) for t in tensors) or not -len(first) <= dim < len(first):
+        return None  # legacy empty-tensor concatenation, a scalar or a bad dim: let torch decide
     dim = dim % len(first)
+    if any(t.shape[:dim] != first[:dim] or t.shape[dim + 1:] != first[dim + 1:] for t in tensors):
+        return None
     return tuple(first[:dim]) + (sum(t.shape[dim] for t in tensors),) + tuple(first[dim + 1:])
 
 

@@ -256,6 +256,8 @@ HF_TEXT_TOKENS = 128
 def _build_hf(spec: ModelSpec) -> BuiltModel:
     """A transformers model from its config alone (``AutoConfig.for_model``): random weights, no download."""
     _no_shared(spec)
+    if spec.dataset:
+        raise UserError(f"{spec.name!r} has no dataset preset; give its inputs instead")
     model_type, _, task = spec.name[len("hf:"):].partition(":")
     task = task or "base"
     if task not in HF_TASKS:

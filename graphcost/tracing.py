@@ -23,11 +23,12 @@ If the model's own ``forward`` cannot be traced, a :class:`~graphcost.UserError`
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import operator
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 import torch
@@ -39,7 +40,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
 from .capture_export import Exported, export_graph
-from .errors import UserError
+from .errors import UserError, quiet_torch_logs
 from .inputs import InputSpec, describe, fake_input, split_inputs
 from .resolve import TRACERS
 from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
@@ -66,6 +67,9 @@ class Trace:
     uncounted: Dict[str, Uncounted] = field(default_factory=dict)
     #: every input given, by ``forward`` argument name: its shape and dtype
     input_specs: Dict[str, InputSpec] = field(default_factory=dict)
+    #: where each of ``outputs`` sits in what ``forward`` returns: a dict key, a tuple index, or a
+    #: dotted path of them (``"aux.1"``); ``"output"`` for a lone tensor
+    output_names: List[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -201,6 +205,7 @@ class _CostInterpreter(fx.Interpreter):
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict):
         super().__init__(root, garbage_collect_values=True, graph=graph)
+        self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
         self.custom = custom
         self.records: Dict[str, Dict[str, Any]] = {}
@@ -212,12 +217,15 @@ class _CostInterpreter(fx.Interpreter):
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
-        if info is None and n.op in COMPUTE_OPS:
-            out, info, cost = self._run_per_aten_op(n, module, args, kwargs)
-        else:
-            out = self._shortcut(info, module, args, kwargs)
-            if out is None:
-                out = getattr(self, n.op)(n.target, args, kwargs)
+        with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
+            if info is None and n.op in COMPUTE_OPS:
+                out, info, cost = self._run_per_aten_op(n, module, args, kwargs)
+            else:
+                out = self._shortcut(info, module, args, kwargs)
+                if out is None:
+                    out = getattr(self, n.op)(n.target, args, kwargs)
+                cost = None
+        if cost is None:
             cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
         self.records[n.name] = {
             "info": info,
@@ -253,19 +261,24 @@ class _CostInterpreter(fx.Interpreter):
 
     @staticmethod
     def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
-        """The op's output from a shape rule, without dispatching the op (None: run it)."""
-        if info is None or not args:
-            return None
-        if info.preserves_shape:
-            return args[0] if isinstance(args[0], torch.Tensor) else None
-        if info.shape is None:
+        """The op's output from a shape rule, without dispatching the op (None: run it).
+
+        Only floating-point fake tensors of one dtype and device, matching the module's own
+        tensors, take the shortcut: anything else (dtype promotion, integer inputs, a float64
+        input to a float32 layer) runs the op, so torch decides what it accepts."""
+        if info is None or not args or not (info.preserves_shape or info.shape):
             return None
         tensors = ops.tensors_in(args)
-        if not tensors or not isinstance(tensors[0], FakeTensor) or \
-                any(t.dtype != tensors[0].dtype or t.device != tensors[0].device for t in tensors):
+        if not tensors or not isinstance(tensors[0], FakeTensor) or not tensors[0].is_floating_point() or \
+                not _same_kind(tensors[0], tensors[1:]) or \
+                (module is not None and not _same_kind(tensors[0], _module_tensors(module))):
             return None
-        shape = info.shape(module, args, kwargs)
-        return None if shape is None else _fake_empty(tensors[0], shape)
+        shape = info.shape(module, args, kwargs) if info.shape else ()
+        if shape is None:
+            return None
+        if info.preserves_shape:
+            return args[0] if args[0] is tensors[0] else None
+        return _fake_empty(tensors[0], shape)
 
     def _run_opaque(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
         """Run a leaf nobody registered per aten op: on fake tensors when it can, else
@@ -294,6 +307,40 @@ class _CostInterpreter(fx.Interpreter):
         if n.op == "call_method":
             return ops.lookup_method(n.target, self.custom)
         return ops.OpInfo(n.op, "io", ops.free)
+
+
+def _same_kind(like: torch.Tensor, others: Iterable[torch.Tensor]) -> bool:
+    """Whether every floating-point tensor of ``others`` has ``like``'s dtype and device."""
+    return all(t.dtype == like.dtype and t.device == like.device for t in others if t.is_floating_point())
+
+
+def _module_tensors(module: nn.Module) -> List[torch.Tensor]:
+    """The module's own parameters and buffers (not its submodules')."""
+    return [t for t in (*module._parameters.values(), *module._buffers.values()) if t is not None]
+
+
+@contextlib.contextmanager
+def _blame(where: Callable[[], str], args, kwargs):
+    """A call PyTorch rejects (torch's own check, or a shape rule's :class:`~graphcost.ops.ShapeMismatch`)
+    becomes one :class:`UserError` line naming the layer, its input shapes and the mismatch."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, ValueError, IndexError, AssertionError, ...
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        shapes = ", ".join(ops.shape_text(t.shape) for t in ops.tensors_in((args, kwargs))) or "no tensors"
+        raise UserError(f"{where()} cannot run on input {shapes}: {detail}") from None
+
+
+def _where(root: nn.Module, n: fx.Node, module: Optional[nn.Module]) -> str:
+    """How an error names a call: the layer's module path, or the function and its owning module."""
+    if isinstance(root, _Single) and n.target == "model":
+        return type(module).__name__  # the model is this one module
+    if module is not None:
+        return f"layer {n.target!r} ({type(module).__name__})"
+    owner = _owner_module(n)
+    return f"{_target_name(n)} in " + (f"layer {owner!r}" if owner else "the model's forward")
 
 
 class _ExportedCostInterpreter(_CostInterpreter):
@@ -440,7 +487,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         submodule it cannot trace becomes one opaque call), ``"export"`` ``torch.export``
         non-strict on fake tensors (any model that runs; every call an aten op, grouped into
         layers by module path), ``"auto"`` fx, and export when fx cannot trace the model's own
-        ``forward``. Both give the same graphs, layers keyed by parameter identity.
+        ``forward``. Both give the same graphs, layers keyed by parameter identity; on the export
+        path every call is costed per aten op, so ``leaf_modules`` and module / function formulas
+        (registered or ``custom_costs``) apply to fx traces only.
 
     Returns
     -------
@@ -487,18 +536,21 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     was_training = model.training
     model.eval()
     try:
-        root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
-        interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque), custom)
-        _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
+        with quiet_torch_logs():
+            root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+            interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque),
+                                                                                          custom)
+            _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
     finally:
         model.train(was_training)
-    dag, placeholders, outputs = _build_dag(root, graph, interp.records)
+    dag, placeholders, named_outputs = _build_dag(root, graph, interp.records)
     loop_graph = _build_loop_graph(dag)
     opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders, outputs, opaque_modules,
-                 sorted(interp.unknown), uncounted, specs)
+    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders,
+                 [node for _, node in named_outputs], opaque_modules, sorted(interp.unknown), uncounted, specs,
+                 [name for name, _ in named_outputs])
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
@@ -562,7 +614,9 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _build_dag(root: nn.Module, graph: fx.Graph, records) -> Tuple[nx.DiGraph, List[str], List[str]]:
+def _build_dag(root: nn.Module, graph: fx.Graph, records
+               ) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
+    """The execution DAG, its input nodes, and its outputs as (name in the returned value, node)."""
     dag = nx.DiGraph()
     inputs: List[str] = []
     order = 0
@@ -580,8 +634,8 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records) -> Tuple[nx.DiGraph, L
         for src in n.all_input_nodes:
             if src.name in dag:
                 dag.add_edge(src.name, n.name)
-    outputs = [o.name for o in ops.leaves(next(n for n in graph.nodes if n.op == "output").args[0], fx.Node)
-               if o.name in dag]
+    returned = next(n for n in graph.nodes if n.op == "output").args[0]
+    outputs = [(path or "output", o.name) for path, o in ops.named_leaves(returned, fx.Node) if o.name in dag]
     return dag, inputs, outputs
 
 

@@ -125,6 +125,28 @@ def make_failing(**params):
     raise TypeError("unsupported operand inside the factory")
 
 
+class DictHeads(nn.Module):
+    """Returns a dict: the main output, and an auxiliary pair (a nested tuple)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+        self.aux = nn.Conv2d(4, 1, 1)
+
+    def forward(self, x):
+        h = self.stem(x)
+        return {"out": self.head(h), "aux": (self.aux(h), h)}
+
+
+def make_dict_heads():
+    return DictHeads()
+
+
+def make_anytime(n: int = 3):
+    return AnytimeNet(n)
+
+
 class ShapeLoop(nn.Module):
     """Loops over its input's length in Python: torch.fx cannot trace it (a Proxy is no int),
     torch.export can (non-strict: shapes are concrete)."""

@@ -94,3 +94,15 @@ def test_graph_export_bad_path_writes_nothing(capsys, monkeypatch, tmp_path):
 def test_models_lists_the_zoo(capsys):
     rc, out, _ = run(capsys, "models")
     assert rc == 0 and "enet" in out
+
+
+def test_graph_size_counts_each_tensor_at_its_own_dtype(capsys, monkeypatch):
+    """A float32 model given int64 token ids: ids 8 bytes an element, weights and activations 4."""
+    monkeypatch.syspath_prepend(HERE)
+    rc, out, err = run(capsys, "analyze", "nets:make_two_inputs", "--input", "1x16:int64", "--per-layer",
+                       "--all-layers", "--format", "json")
+    assert rc == 0, err
+    embed = next(layer for layer in json.loads(out)["layers"] if layer["name"] == "embed")
+    assert embed["in_bytes"] == 16 * 8  # the ids
+    assert embed["param_bytes"] == 50 * 16 * 4 and embed["out_bytes"] == 16 * 16 * 4
+    assert embed["graph_size_bytes"] == 16 * 8 + 50 * 16 * 4 + 16 * 16 * 4

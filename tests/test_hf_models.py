@@ -99,6 +99,11 @@ def test_cli_hf_bad_model(capsys, model, needle):
     assert len(err.strip().splitlines()) == 1 and needle in err, err
 
 
+def test_cli_hf_dataset_preset_is_refused(capsys):
+    rc, out, err = run(capsys, "analyze", "hf:vit:image-cls", "--dataset", "camvid")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "no dataset preset" in err
+
+
 def test_cli_hf_without_transformers_names_the_extra(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
     rc, out, err = run(capsys, "analyze", "hf:bert")

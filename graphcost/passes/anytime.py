@@ -19,7 +19,8 @@ from .params import params
 
 @dataclass(frozen=True)
 class OutputCost:
-    """Cost of producing one output (``index`` counts from 1, as the paper's m_n)."""
+    """Cost of producing one output (``index`` counts from 1, as the paper's m_n; ``name`` is where
+    it sits in what ``forward`` returns: a dict key, a tuple index or a dotted path of them)."""
 
     index: int
     node: str
@@ -29,6 +30,7 @@ class OutputCost:
     latency_layers: int
     graph_size_bytes: int
     params: int
+    name: str = ""
 
 
 def needed_calls(trace: Trace, output: str) -> Set[str]:
@@ -41,7 +43,8 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
     """Cost of every output of ``trace``, in the order the model returns them."""
     depth = longest_path_layers(trace.dag)
     costs = []
-    for index, out in enumerate(trace.outputs, start=1):
+    names = trace.output_names or [str(i) for i in range(len(trace.outputs))]
+    for index, (out, name) in enumerate(zip(trace.outputs, names), start=1):
         needed = needed_calls(trace, out)
         shapes = trace.call(out).out_shapes
         costs.append(OutputCost(
@@ -54,5 +57,6 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
             graph_size_bytes=graph_size_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers,
                                               nodes=needed),
             params=params(trace, needed),
+            name=name,
         ))
     return costs

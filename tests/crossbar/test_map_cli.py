@@ -44,7 +44,7 @@ def test_spec_options_reach_the_mapping(capsys):
 
 def test_too_few_arrays_does_not_fit(capsys):
     rc, out, _ = run(capsys, ["torch.nn:Conv2d", "--param", "in_channels=64", "--param", "out_channels=64",
-                              "--param", "kernel_size=3", "--input", "8x8", "--arrays", "2", "--format", "json"])
+                              "--param", "kernel_size=3", "--input", "64x8x8", "--arrays", "2", "--format", "json"])
     assert rc == 0
     d = json.loads(out)
     assert d["arrays_needed"] == 3 * 2 and d["fits"] is False and d["rewrite_s"] > 0
