@@ -680,7 +680,10 @@ def _record_target(root: nn.Module, n: fx.Node, param_ids: Tuple[int, ...]) -> s
 
 
 def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
-    module = root.get_submodule(path)
+    try:
+        module = root.get_submodule(path)
+    except AttributeError:  # a path export recorded that is no attribute chain (a module called by hooks)
+        return False
     return next(module.children(), None) is None and next(module.parameters(), None) is None
 
 
