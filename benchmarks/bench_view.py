@@ -21,6 +21,7 @@ MODELS = {
     "itnet-independent": ModelSpec("itnet", shared=False),
     "swin_t": ModelSpec("torchvision:swin_t"),
     "resnet18": ModelSpec("torchvision:resnet18"),
+    "hf-bert-base": ModelSpec("hf:bert"),  # transformers' default bert config (bert-base), input_ids 1x128 int64
 }
 
 # one zoom step and one pan step, each timed until the browser has drawn two frames after it
@@ -39,7 +40,7 @@ def build_page(name: str, spec: ModelSpec, folder: str):
     built = build(spec)
     path = os.path.join(folder, f"{name}.html")
     t0 = time.perf_counter()
-    graphcost.view(built.module, built.input_shape, out=path, name=built.label, array=ArraySpec(256, 256))
+    graphcost.view(built.module, built.call_inputs, out=path, name=built.label, array=ArraySpec(256, 256))
     return path, time.perf_counter() - t0
 
 

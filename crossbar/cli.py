@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import click
 
 from graphcost import render
-from graphcost.cli_options import Parsed, format_option, model_options
+from graphcost.cli_options import Parsed, format_option, model_options, tracer_option
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
@@ -100,6 +100,7 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--preset", type=PRESET, default=None,
               help="Array, bits, tech and MVM / write times of a published setup (overrides those options).")
 @click.option("--per-layer", is_flag=True, help="Also list every mapped layer.")
+@tracer_option
 @format_option
 def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per_layer: bool, fmt: str,
                 **hardware):
@@ -120,7 +121,7 @@ def map_request(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int
                 mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
                 noise: NoiseSpec, drift_compensation: Optional[str], accuracy: bool,
                 times: Optional[Tuple[float, ...]], data: str, samples: int, trials: int, seed: int,
-                weights_path: Optional[str], tech: TechSpec, preset: Optional[HardwarePreset],
+                weights_path: Optional[str], tech: TechSpec, preset: Optional[HardwarePreset], tracer: str = "auto",
                 executor: str = EXECUTORS[0], address: Optional[str] = None) -> MapRequest:
     """The :class:`MapRequest` of ``graphcost map``'s parsed options (``graphcost view`` shares them)."""
     array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
@@ -134,7 +135,7 @@ def map_request(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int
     return MapRequest(
         model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
         accuracy=AccuracyRequest(noise, data, samples, trials, seed, times or ()) if accuracy else None,
-        executor=executor, address=address, tech=tech)
+        executor=executor, address=address, tech=tech, tracer=tracer)
 
 
 # --------------------------------------------------------------------------- rendering

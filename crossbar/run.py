@@ -73,6 +73,8 @@ class MapRequest:
     executor: str = EXECUTORS[0]
     address: Optional[str] = None
     tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
+    #: how the model is captured (see :func:`graphcost.trace`)
+    tracer: str = "auto"
 
 
 @dataclass
@@ -165,7 +167,8 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     weights = _weights(request, notes)
     if weights is not None:
         load_weights(built.module, weights)
-    mapping = map_trace(trace(built.module, built.input_shape), request.array, request.depthwise, name=built.label)
+    captured = trace(built.module, built.call_inputs, tracer=request.tracer)  # every typed / named input
+    mapping = map_trace(captured, request.array, request.depthwise, name=built.label)
     perf = performance(mapping, request.chip, target_fps=request.target_fps)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     acc = request.accuracy

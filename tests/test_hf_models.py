@@ -17,6 +17,7 @@ import graphcost
 from clirun import run
 from graphcost.inputs import InputSpec
 from graphcost.resolve import ModelSpec, build_for_shapes
+from graphcost.viewer import read_blocks
 from oracles import eager_macs
 
 TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
@@ -116,3 +117,26 @@ def test_cli_fx_tracer_on_a_model_fx_cannot_trace_is_one_line(capsys):
     rc, out, err = run(capsys, "analyze", "hf:bert", *TINY_BERT, "--tracer", "fx")
     assert rc == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "torch.fx cannot trace" in err, err
+
+
+def test_cli_map_and_view_take_every_typed_input(capsys, tmp_path):
+    """map and view trace with the same typed, named inputs as analyze (not just the first input's shape)."""
+    inputs = ["--input", "input_ids=1x16:int64", "--input", "attention_mask=1x16:int64"]
+    rc, out, err = run(capsys, "analyze", "hf:bert", *TINY_BERT, *inputs, "--format", "json")
+    assert rc == 0, err
+    analysed = json.loads(out)
+    rc, out, err = run(capsys, "map", "hf:bert", *TINY_BERT, *inputs, "--crossbar", "64x64", "--format", "json")
+    assert rc == 0, err
+    mapped = json.loads(out)
+    # every nn.Linear is one mapped weight layer: 2 x (q, k, v, attention output, intermediate, output) + pooler
+    assert len(mapped["layers"]) == 2 * 6 + 1
+    model = build_for_shapes(ModelSpec(name="hf:bert", params=dict(TINY))).module
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert sum(layer["weights"] for layer in mapped["layers"]) == sum(m.weight.numel() for m in linear)
+    # one MVM per token of the 16 given: the sequence length of --input, not the default 128
+    assert [layer["mvms"] for layer in mapped["layers"] if "pooler" not in layer["name"]] == [16] * 12
+    page = tmp_path / "bert.html"
+    rc, _, err = run(capsys, "view", "hf:bert", *TINY_BERT, *inputs, "--crossbar", "64x64", "--out", str(page))
+    assert rc == 0, err
+    blocks = read_blocks(page.read_text())
+    assert blocks["analysis"]["macs"] == analysed["macs"] and blocks["map"]["arrays_used"] == mapped["arrays_used"]

@@ -67,13 +67,15 @@ def render_html(analysis: Analysis, trace: Optional[Trace] = None, mapping=None,
 
 def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out: Optional[str] = None,
          name: Optional[str] = None, array=None, chip=None, depthwise: str = "dense", mapping=None,
-         bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = ()
-         ) -> str:
+         bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
+         tracer: str = "auto") -> str:
     """Trace and analyse ``model`` (and map it onto ``array`` crossbars), return the page's HTML.
 
     Parameters
     ----------
-    model, input_shape, name, bytes_per_element, all_layers, leaf_modules : as :func:`graphcost.analyze`.
+    model, name, bytes_per_element, all_layers, leaf_modules, tracer : as :func:`graphcost.analyze`.
+    input_shape : what ``forward`` is called with: a shape, an ``InputSpec``, example tensors, a tuple of these
+        or a dict of keyword inputs (as ``inputs`` of :func:`graphcost.analyze`).
     out : also write the page to this ``.html`` file (checked before any work; written atomically).
     array : a :class:`graphcost.crossbar.ArraySpec`; with it the page shows the mapping.
     chip : a :class:`graphcost.crossbar.ChipSpec` (default: as many arrays as the graph needs).
@@ -87,7 +89,7 @@ def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out
     if array is not None and mapping is not None:
         raise ValueError("give either array (map on this trace) or mapping (already mapped), not both")
     path = check_out_file(out) if out is not None else None
-    t = trace_model(model, input_shape, leaf_modules=leaf_modules)
+    t = trace_model(model, input_shape, leaf_modules=leaf_modules, tracer=tracer)
     analysis = analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)
     if array is not None:
         from ..crossbar import ChipSpec, map_trace, performance

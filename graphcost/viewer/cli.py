@@ -41,8 +41,8 @@ def view(spec: ModelSpec, out_path: str, all_layers: bool, bytes_per_element: Op
     built = build_for_shapes(spec)  # the page shows shapes and costs: no weights needed
     # the mapping as graphcost map computes it, so the page holds the very JSON of map --format json
     mapping = run_map(request) if request is not None else None
-    render_view(built.module, built.input_shape, out=path, name=built.label, mapping=mapping,
-                bytes_per_element=bytes_per_element, all_layers=all_layers)
+    render_view(built.module, built.call_inputs, out=path, name=built.label, mapping=mapping,
+                bytes_per_element=bytes_per_element, all_layers=all_layers, tracer=map_options["tracer"])
     click.echo(f"wrote {path}", err=True)
 
 
