@@ -102,7 +102,7 @@ def _bench_hwa(repeats: int) -> None:
 
     cases = {"digits-cnn": (get_model("digits-cnn"), (32, 1, 8, 8), 10),
              "itnet": (get_model("itnet"), (8, 3, 64, 64), 11)}
-    print(f"\nHWA training step (pcm weight noise, output noise, STE quantisers) vs float step; median (min) of "
+    print(f"\nHWA training step (HWASpec.for_noise(pcm): programmed-weight noise, STE quantisers) vs float step; median (min) of "
           f"{repeats} interleaved steps")
     print(f"{'model':10s} {'batch':>14s} {'float ms':>16s} {'HWA ms':>16s} {'ratio':>6s} {'(min)':>6s}")
     for name, (model, shape, classes) in cases.items():

@@ -72,11 +72,11 @@ class AccuracyConfig:
 
     def __post_init__(self):
         if self.samples < 1:
-            raise UserError(f"--samples must be at least 1, got {self.samples}")
+            raise UserError(f"samples must be at least 1, got {self.samples}")
         if self.trials < 1:
-            raise UserError(f"--trials must be at least 1, got {self.trials}")
+            raise UserError(f"trials must be at least 1, got {self.trials}")
         if any(not (t >= 0 and math.isfinite(t)) for t in self.times_seconds):
-            raise UserError(f"--times must be finite and >= 0 seconds, got {self.times_seconds}")
+            raise UserError(f"times must be finite and >= 0 seconds, got {self.times_seconds}")
 
     @property
     def times(self) -> Tuple[float, ...]:
@@ -220,7 +220,7 @@ def _as_outputs(out) -> List[torch.Tensor]:
         return list(out)
     if isinstance(out, dict) and out and all(isinstance(o, torch.Tensor) for o in out.values()):
         return list(out.values())
-    raise UserError(f"the model returns {type(out).__name__}; --accuracy needs logits (N x C x H x W) or a list "
+    raise UserError(f"the model returns {type(out).__name__}; accuracy needs logits (N x C x H x W) or a list "
                     f"of them")
 
 
@@ -240,7 +240,7 @@ def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], chan
                 acc.append(logits.argmax(1))
                 continue
             if logits.dim() != 4:
-                raise UserError(f"--accuracy needs N x C x H x W (or N x C) logits, the model returns shape "
+                raise UserError(f"accuracy needs N x C x H x W (or N x C) logits, the model returns shape "
                                 f"{tuple(logits.shape)}")
             if tuple(logits.shape[-2:]) != tuple(size):
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -339,7 +339,7 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None
         float_preds = _predict(model, images, tuple(labels.shape[-2:]), channels)
     if channels[-1] != dataset.classes:
         raise UserError(f"the model predicts {channels[-1]} classes but the {dataset.name} data has "
-                        f"{dataset.classes}; build the model with --param classes={dataset.classes}")
+                        f"{dataset.classes}; build the model with classes={dataset.classes}")
     float_scores = [score(p, labels, dataset.classes) for p in float_preds]
     state = TrialState(model, images, labels, tuple(float_preds), dataset.classes)
     items = [(config, state, t) for t in range(config.trials)]
@@ -480,7 +480,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
         raise UserError(f"weights file {path!r} does not fit the model: {' and '.join(parts)} keys; was it saved "
-                        f"from the same model with the same --param values?")
+                        f"from the same model with the same parameters?")
     for key, value in obj.items():
         if tuple(value.shape) != tuple(expected[key].shape):
             raise UserError(f"weights file {path!r} does not fit the model: {key!r} has shape "

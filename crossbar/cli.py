@@ -15,7 +15,7 @@ from graphcost.cli_options import Parsed, format_option, model_options
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
-from .data import DATA_KINDS
+from .data import DATA_KINDS, check_data
 from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
                   MapRequest, run_map)
 from .accuracy import WEIGHT_KINDS, check_weights
@@ -34,6 +34,7 @@ PRESET = Parsed(hardware_preset, "preset", "|".join(HARDWARE_PRESETS))
 #: ``--times 60s,1h,..`` -> seconds; ``--weights float|hwa|FILE`` -> the kind or an existing file.
 TIMES = Parsed(parse_times, "times", "T[s|m|h|d|y],..")
 WEIGHTS = Parsed(check_weights, "weights", "|".join(WEIGHT_KINDS) + "|FILE")
+DATA = Parsed(check_data, "data", "|".join(DATA_KINDS))
 _ARRAY = ArraySpec(*DEFAULT_CROSSBAR)
 
 
@@ -81,7 +82,7 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--times", type=TIMES, default=None,
               help="With --accuracy: evaluate at these times after programming (units s, m, h, d, y), e.g. "
                    "60s,1h,1d,1y (default: the noise's t_seconds).")
-@click.option("--data", default=SYNTHETIC_DATA, show_default=True, metavar="|".join(DATA_KINDS),
+@click.option("--data", type=DATA, default=SYNTHETIC_DATA, show_default=True,
               help="Evaluation data for --accuracy.")
 @click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
               help="Images for --accuracy.")

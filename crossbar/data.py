@@ -57,7 +57,7 @@ DIGITS_SHAPE = (8, 8)
 DIGITS_SPLIT_SEED = 0
 #: Held-out share of the digits split: 360 of 1,797 images.
 DIGITS_TEST_SIZE = 360
-#: The ``--data`` forms :func:`open_dataset` accepts (PATH forms end in ``:``).
+#: The data forms :func:`open_dataset` accepts (PATH forms end in ``:``).
 DATA_KINDS = ("synthetic", "digits", "camvid:PATH", "cityscapes:PATH")
 
 #: Cityscapes label id -> train id (cityscapesScripts ``labels.py``); all other ids -> 255.
@@ -222,9 +222,9 @@ class DigitsDataset(SegmentationSet):
 def _digits_arrays():
     """``(images (1797, 64) float, labels (1797,) int)`` from scikit-learn's bundled copy."""
     try:
-        from sklearn.datasets import load_digits  # lazy: only --data digits needs scikit-learn
+        from sklearn.datasets import load_digits  # lazy: only the digits data needs scikit-learn
     except ImportError:
-        raise UserError("--data digits needs scikit-learn; pip install scikit-learn") from None
+        raise UserError("the digits data needs scikit-learn; pip install scikit-learn") from None
     bunch = load_digits()
     return np.asarray(bunch.data, dtype=np.float32), np.asarray(bunch.target, dtype=np.int64)
 
@@ -301,7 +301,7 @@ class CamVidDataset(SegmentationSet):
                  size: Tuple[int, int] = CAMVID_SHAPE):
         self.root, self.split, self.size = root, split, tuple(size)
         if not os.path.isdir(root):
-            raise UserError(f"CamVid folder {root!r} does not exist; pass --data camvid:PATH with the SegNet layout")
+            raise UserError(f"CamVid folder {root!r} does not exist; give camvid:PATH of a folder in the SegNet layout")
         img_dir, lab_dir = os.path.join(root, split), os.path.join(root, split + "annot")
         missing = [d for d in (img_dir, lab_dir) if not os.path.isdir(d)]
         if missing:
@@ -348,8 +348,8 @@ class CityscapesDataset(SegmentationSet):
                  size: Tuple[int, int] = CITYSCAPES_SHAPE):
         self.root, self.split, self.size = root, split, tuple(size)
         if not os.path.isdir(root):
-            raise UserError(f"Cityscapes folder {root!r} does not exist; pass --data cityscapes:PATH "
-                            f"(the folder holding leftImg8bit/ and gtFine/)")
+            raise UserError(f"Cityscapes folder {root!r} does not exist; give cityscapes:PATH of the folder "
+                            f"holding leftImg8bit/ and gtFine/")
         img_root, lab_root = os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split)
         missing = [d for d in (img_root, lab_root) if not os.path.isdir(d)]
         if missing:
@@ -414,28 +414,46 @@ def open_dataset(text: str, samples: Optional[int], *, classes: Optional[int] = 
     >>> open_dataset("digits", 5).task, len(open_dataset("digits", None, split="train"))
     ('classification', 1437)
     """
-    kind, sep, path = (text or "").partition(":")
+    kind, path = parse_data(text)
     if samples is not None and samples < 1:
-        raise UserError(f"--samples must be at least 1, got {samples}")
+        raise UserError(f"samples must be at least 1, got {samples}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if kind == "synthetic" and not sep:
+    if kind == "synthetic":
         h, w = size or SYNTHETIC_SHAPE
         if seed is None:
             seed = SYNTHETIC_TEST_SEED if split == "test" else SYNTHETIC_TRAIN_SEED
         return SyntheticSegmentation(samples or 512, h, w, classes=classes or CAMVID_CLASSES, seed=seed)
-    if kind == "digits" and not sep:
+    if kind == "digits":
         _check_classes(kind, DIGITS_CLASSES, classes)
         return DigitsDataset(split, samples=samples)
+    cls = CamVidDataset if kind == "camvid" else CityscapesDataset
+    _check_classes(kind, cls.classes, classes)
+    kwargs = {"size": tuple(size)} if size else {}
+    folder = split if kind == "camvid" or split == "train" else "val"
+    return cls(path, split=folder, samples=samples, **kwargs)
+
+
+def check_data(text: str) -> str:
+    """``text`` if it is a data form of :data:`DATA_KINDS` (see :func:`parse_data`), else :class:`UserError`."""
+    parse_data(text)
+    return text
+
+
+def parse_data(text: str) -> Tuple[str, Optional[str]]:
+    """A data form of :data:`DATA_KINDS` -> ``(kind, path or None)``; the command line's ``--data`` type.
+
+    >>> parse_data("digits"), parse_data("camvid:/data/camvid")
+    (('digits', None), ('camvid', '/data/camvid'))
+    """
+    kind, sep, path = (text or "").partition(":")
+    if kind in ("synthetic", "digits") and not sep:
+        return kind, None
     if kind in ("camvid", "cityscapes") and sep:
         if not path:
-            raise UserError(f"--data {kind}: needs a path, e.g. --data {kind}:/data/{kind}")
-        cls = CamVidDataset if kind == "camvid" else CityscapesDataset
-        _check_classes(kind, cls.classes, classes)
-        kwargs = {"size": tuple(size)} if size else {}
-        folder = split if kind == "camvid" or split == "train" else "val"
-        return cls(path, split=folder, samples=samples, **kwargs)
-    raise UserError(f"--data expects {', '.join(DATA_KINDS[:-1])} or {DATA_KINDS[-1]}, got {text!r}")
+            raise UserError(f"{kind} data needs a path, e.g. {kind}:/data/{kind}")
+        return kind, path
+    raise UserError(f"data is {', '.join(DATA_KINDS[:-1])} or {DATA_KINDS[-1]}, got {text!r}")
 
 
 def _check_classes(kind: str, expected: int, classes: Optional[int]) -> None:

@@ -213,11 +213,13 @@ def _resident_set(mapping: ModelMapping, arrays: int) -> Tuple[List[bool], int]:
 def _check_target(chip: ChipSpec, target_fps: Optional[float]) -> None:
     if target_fps is not None and (not isinstance(target_fps, (int, float)) or not target_fps > 0
                                    or math.isinf(target_fps)):
-        raise UserError(f"--target-fps must be a positive number, got {target_fps!r}")
+        raise UserError(f"a target frame rate (target_fps) must be a positive number, got {target_fps!r}")
     if target_fps is not None and not chip.replicate:
-        raise UserError("--target-fps needs --replicate (copies of the slow layers are what raise the frame rate)")
+        raise UserError("a target frame rate (target_fps) needs replication (replicate): copies of the slow layers "
+                        "are what raise the frame rate")
     if chip.replicate and target_fps is None and chip.arrays is None:
-        raise UserError("--replicate needs --arrays (balance the chip) or --target-fps (arrays for a frame rate)")
+        raise UserError("replication (replicate) needs a chip size (arrays) to balance, or a target frame rate "
+                        "(target_fps) to provision arrays for")
 
 
 def _replication(base_s: List[float], tiles: List[int], caps: List[int], chip: ChipSpec, fits: bool,

@@ -16,24 +16,24 @@ from graphcost.cli_options import model_options
 from graphcost.errors import UserError
 from graphcost.resolve import ModelSpec
 
-from .cli import NOISE
-from .data import DATA_KINDS
+from .cli import DATA, NOISE
 from .specs import NoiseSpec
 
 
 @click.command(name="train")
 @model_options
-@click.option("--data", "data_text", default=None, metavar="|".join(DATA_KINDS),
+@click.option("--data", "data_text", type=DATA, default=None,
               help="Training data; its held-out split scores the result (default: digits for models on the "
                    "digits preset, else synthetic).")
 @click.option("--init", "init_path", default=None, metavar="FILE",
               help="Start from these weights (a state dict of the same model), e.g. a float checkpoint to "
                    "fine-tune with --hwa.")
 @click.option("--hwa", is_flag=True, help="Hardware-aware training: the simulator's analog layers in their "
-              "differentiable mode (weight noise from --noise, output noise, DAC/ADC with straight-through "
-              "estimators, weight clipping).")
+              "differentiable mode (the programmed-weight noise of --noise every batch, output noise where the "
+              "device has per-MVM read noise, DAC/ADC with straight-through estimators).")
 @click.option("--noise", type=NOISE, default="pcm", show_default=True,
-              help="With --hwa: the device noise whose spread (at its t_seconds) sets the weight noise.")
+              help="With --hwa: the device noise whose programmed-weight error at its t_seconds (e.g. "
+                   "pcm,t_seconds=86400 for one day) is the training noise.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate (x0.1 after 70% and 85% of the steps).")

@@ -15,8 +15,8 @@ trains on whole images. Every random draw (initialisation, order, crops, flips, 
 from ``seed``.
 
 ``hwa`` (a :class:`~graphcost.crossbar.sim.hwa.HWASpec`) trains hardware-aware: the forward runs
-the simulator's analog layers in their differentiable mode (weight and output noise every batch,
-DAC / ADC with straight-through estimators, weight clipping after every step; :mod:`.sim.hwa`),
+the simulator's analog layers in their differentiable mode (weight noise every batch, output noise
+and weight clipping if the spec has them, DAC / ADC with straight-through estimators; :mod:`.sim.hwa`),
 the backward updates the model's own parameters.
 """
 from __future__ import annotations
@@ -108,10 +108,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, class
     return [miou(c) for c in totals]
 
 
-def check_model_fits_data(model: nn.Module, dataset: SegmentationSet, what: str = "--data") -> None:
+def check_model_fits_data(model: nn.Module, dataset: SegmentationSet) -> None:
     """One float forward of one sample: the model must return logits of the data's task and classes.
 
-    Raises :class:`UserError` (before any training) when it does not, e.g. ``--data digits`` on a
+    Raises :class:`UserError` (before any training) when it does not, e.g. the digits data on a
     segmentation model.
     """
     image, label = dataset[0]
@@ -122,18 +122,18 @@ def check_model_fits_data(model: nn.Module, dataset: SegmentationSet, what: str 
             outs = as_outputs(model(image.unsqueeze(0)))
     except RuntimeError as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UserError(f"the model cannot run on {what} {dataset.name} images of shape {tuple(image.shape)} "
+        raise UserError(f"the model cannot run on the {dataset.name} data's images of shape {tuple(image.shape)} "
                         f"({reason}); pick a model built for that data") from None
     finally:
         model.train(was_training)
     want = 2 if dataset.task == "classification" else 4
     if not outs or any(o.dim() != want for o in outs):
         shape = tuple(outs[-1].shape) if outs else ()
-        raise UserError(f"{what} {dataset.name} is a {dataset.task} set but the model returns shape {shape}; "
+        raise UserError(f"the {dataset.name} data is a {dataset.task} set but the model returns shape {shape}; "
                         f"pick a {dataset.task} model")
     if int(outs[-1].shape[1]) != dataset.classes:
         raise UserError(f"the model predicts {int(outs[-1].shape[1])} classes but {dataset.name} has "
-                        f"{dataset.classes}; build it with --param classes={dataset.classes}")
+                        f"{dataset.classes}; build it with classes={dataset.classes}")
 
 
 def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, crop: Optional[int],

@@ -75,7 +75,7 @@ class LazyGroup(click.Group):
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
         rows = [(name, self.commands[name].get_short_help_str(limit) if name in self.commands
-                 else click.utils.make_default_short_help(self.lazy[name][2], limit)) for name in names]
+                 else click.Command(name, help=self.lazy[name][2]).get_short_help_str(limit)) for name in names]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -91,3 +91,29 @@ def test_bad_time_and_weight_options_are_one_line_exit_2(capsys, args, needle):
 def test_hwa_weights_for_a_model_without_them_is_one_line_exit_2(capsys):
     rc, out, err = run(capsys, "map", "enet", "--weights", "hwa")
     assert rc == 2 and "ships no hwa checkpoint for enet" in err and len(err.strip().splitlines()) == 1
+
+
+def _shipped(model_name: str, kind: str, **params):
+    from graphcost.crossbar.accuracy import load_weights
+    from graphcost.models import get_model
+
+    model = get_model(model_name, **params)
+    return load_weights(model, shipped_checkpoint_for(model_name, params or None, kind=kind)).eval()
+
+
+def test_shipped_hwa_checkpoints_keep_the_one_day_targets():
+    """Issue 12's 1-day targets under pcm at reduced size: digits-cnn HWA within 2 points of float top-1;
+    ItNet HWA fidelity >= 0.90 and mIoU within 3 points of the float checkpoint (32 images, 3 trials)."""
+    from dataclasses import replace
+
+    from graphcost.crossbar.data import open_dataset
+    from graphcost.crossbar.training import evaluate
+
+    day, array = replace(NoiseSpec.pcm(), t_seconds=86400.0), ArraySpec(256, 256)
+    for name, data, samples, trials, margin in (("digits-cnn", "digits", 360, 2, 0.02), ("itnet", "synthetic", 32, 3, 0.03)):
+        dataset = open_dataset(data, samples)
+        float_score = evaluate(_shipped(name, "float"), *dataset.tensors(), dataset.classes)[-1]
+        hwa = evaluate_accuracy(_shipped(name, "hwa"), AccuracyConfig(array, day, data=data, samples=samples,
+                                                                      trials=trials, classes=dataset.classes))
+        assert hwa.miou >= float_score - margin, name
+        assert hwa.fidelity_miou >= 0.90, name

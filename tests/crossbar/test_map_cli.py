@@ -85,7 +85,7 @@ def test_replicate_target_fps(capsys):
     (["--weights", "/nonexistent/weights.pt"], "--weights"),
     (["--accuracy", "--data", "camvid:/nonexistent/camvid"], "does not exist"),
     (["--accuracy", "--data", "cityscapes:"], "needs a path"),
-    (["--accuracy", "--data", "imagenet"], "--data expects"),
+    (["--accuracy", "--data", "imagenet"], "--data"),
     (["--depthwise", "zigzag"], "depthwise"),
     (["--address", "auto"], "ray executor"),
 ])

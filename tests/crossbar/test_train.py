@@ -45,8 +45,8 @@ def test_segmentation_training_reports_miou_per_output():
 
 
 @pytest.mark.parametrize("model, data, match", [
-    ("itnet", "digits", "cannot run on --data digits"),
-    ("digits-cnn", "synthetic", "cannot run on --data synthetic"),
+    ("itnet", "digits", "cannot run on the digits data"),
+    ("digits-cnn", "synthetic", "cannot run on the synthetic data"),
 ])
 def test_model_that_does_not_fit_the_data_fails_before_training(model, data, match):
     net = get_model(model, **({"N": 1, "L": 1, "f": 8} if model == "itnet" else {}))

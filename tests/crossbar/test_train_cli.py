@@ -21,8 +21,8 @@ def test_train_writes_a_checkpoint_and_its_record(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["itnet", "--param", "N=1", "--data", "digits"], "cannot run on --data digits"),
-    (["digits-cnn", "--data", "imagenet"], "--data expects"),
+    (["itnet", "--param", "N=1", "--data", "digits"], "cannot run on the digits data"),
+    (["digits-cnn", "--data", "imagenet"], "--data"),
     (["digits-cnn", "--init", "{shipped}"], "does not fit the model"),
     (["digits-cnn", "--init", "{missing}"], "does not exist"),
     (["digits-cnn", "--epochs", "0"], "--epochs"),
