@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator
 
 import torch
+import torch.fx.config
 from torch import fx, nn
 from torch._guards import detect_fake_mode
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils import _pytree as pytree
 from torch.export.graph_signature import InputKind
 
 from .errors import UserError
@@ -73,12 +75,24 @@ def export_graph(model: nn.Module, inputs: Dict[str, torch.Tensor]) -> Exported:
         If ``torch.export`` cannot capture the model (one line: its first).
     """
     try:
-        with _torch_logs_off():
+        with _torch_logs_off(), _no_stack_traces():
             program = torch.export.export(model, (), dict(inputs), strict=False)
     except Exception as exc:  # export raises many types; the user needs the first line
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ExportFailed(f"torch.export cannot capture {type(model).__name__}: {first_line}") from None
     return _refetch_lifted(model, program)
+
+
+@contextlib.contextmanager
+def _no_stack_traces() -> Iterator[None]:
+    """Export without recording a Python stack trace per node: nothing here reads them, and
+    capturing them is a quarter of export's time on a transformer."""
+    previous = torch.fx.config.do_not_emit_stack_traces
+    torch.fx.config.do_not_emit_stack_traces = True
+    try:
+        yield
+    finally:
+        torch.fx.config.do_not_emit_stack_traces = previous
 
 
 @contextlib.contextmanager
@@ -111,8 +125,27 @@ def _refetch_lifted(model: nn.Module, program) -> Exported:
             graph.erase_node(node)
         elif spec.kind not in (InputKind.CONSTANT_TENSOR, InputKind.USER_INPUT):
             raise ExportFailed(f"torch.export gave {type(model).__name__} an input graphcost cannot feed: {spec.kind.name}")
+    _name_outputs(graph, program)
     values = [n.meta["val"] for n in graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
     return Exported(graph, detect_fake_mode(values))
+
+
+def _name_outputs(graph: fx.Graph, program) -> None:
+    """Export returns a flat tuple; give the outputs back the names ``forward`` returned them
+    under (``last_hidden_state``, ``logits``, ``aux.1``), as a dict the output node returns."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    user = list(output.args[0])[-len(program.graph_signature.user_outputs):] if \
+        program.graph_signature.user_outputs else []
+    returned = pytree.tree_unflatten(list(range(len(user))), program.call_spec.out_spec)
+    names = [".".join(_key_text(key) for key in path) for path, _ in pytree.tree_flatten_with_path(returned)[0]]
+    output.args = ({name: node for name, node in zip(names, user)},)
+
+
+def _key_text(key) -> str:
+    for attribute in ("key", "idx", "name"):  # MappingKey, SequenceKey, GetAttrKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
 
 
 def _has_attr(model: nn.Module, target: str) -> bool:

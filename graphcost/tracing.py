@@ -1,4 +1,5 @@
-"""Tracing: torch.fx symbolic trace, shape propagation on fake tensors, and the two graph views.
+"""Tracing: capture (torch.fx symbolic trace, or torch.export), shape propagation on fake tensors,
+and the two graph views.
 
 ``trace(model, input_shape)`` returns a :class:`Trace` holding
 
@@ -19,7 +20,9 @@ Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-depende
 flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
 single node costed per aten op — on fake tensors, or, when its control flow needs real values,
 on seeded random inputs of the right shapes (only that submodule's activations are allocated).
-If the model's own ``forward`` cannot be traced, a :class:`~graphcost.UserError` names it.
+If the model's own ``forward`` cannot be traced, ``tracer="auto"`` captures it with torch.export
+instead (:mod:`graphcost.capture_export`: every call an aten op, costed per aten op, parameters
+the model's own); if that fails too, a :class:`~graphcost.UserError` names the model.
 """
 from __future__ import annotations
 
@@ -677,7 +680,10 @@ def _record_target(root: nn.Module, n: fx.Node, param_ids: Tuple[int, ...]) -> s
 
 
 def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
-    module = root.get_submodule(path)
+    try:
+        module = root.get_submodule(path)
+    except AttributeError:  # a path export recorded that is no attribute chain (a module called by hooks)
+        return False
     return next(module.children(), None) is None and next(module.parameters(), None) is None
 
 

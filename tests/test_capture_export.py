@@ -79,3 +79,19 @@ def test_cli_tracer_option(capsys, monkeypatch):
     assert results["fx"] == results["export"] == (11689512, results["fx"][1], True)
     rc, _, err = run(capsys, "analyze", "nets:ShapeLoop", "--input", "2x5x16:float32", "--tracer", "jit")
     assert rc == 2 and "--tracer" in err and len(err.strip().splitlines()) == 1
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.heads = nn.ModuleList([nn.Linear(4, 2), nn.Linear(4, 3)])
+
+    def forward(self, x):
+        h = self.body(x)
+        return {"out": self.heads[0](h), "aux": (self.heads[1](h), h)}
+
+
+def test_export_keeps_the_names_of_the_outputs():
+    by_fx, by_export = (graphcost.trace(TwoHeads(), (1, 4), tracer=tracer) for tracer in ("fx", "export"))
+    assert by_export.output_names == by_fx.output_names == ["out", "aux.0", "aux.1"]

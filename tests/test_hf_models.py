@@ -54,6 +54,7 @@ def test_hf_model_matches_flop_counter(case):
     assert a.params == sum(p.numel() for p in model.parameters())
     assert a.complete, a.uncounted
     assert [name for name, _, _ in a.inputs] == list(inputs)
+    assert a.outputs[0].name in ("last_hidden_state", "logits")  # the model output's own names
 
 
 def test_gpt2_tied_embedding_and_head_count_once():

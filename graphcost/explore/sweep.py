@@ -308,7 +308,7 @@ class _Probe:
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
         built = build_for_shapes(self.task.spec.model_spec(params))
         self.analyses += 1
-        return trace(built.module, built.input_shape)
+        return trace(built.module, built.call_inputs)
 
     def __call__(self, width: int) -> int:
         try:
