@@ -10,9 +10,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
 
-import pandas as pd
 from torch import nn
 
 from . import ops, passes
@@ -20,6 +19,9 @@ from .aten_costs import Uncounted
 from .errors import UserError
 from .passes.anytime import OutputCost
 from .tracing import Trace, trace as trace_model
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the two frame methods only: analysing needs no pandas
 
 MACS_NOTE = "macs are multiply-accumulates (1 MAC = 2 FLOPs); other_ops are element ops outside MACs"
 
@@ -104,11 +106,15 @@ class Analysis:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per unique layer."""
+        import pandas as pd
+
         columns = list(LayerCost.__dataclass_fields__)
         return pd.DataFrame([asdict(layer) for layer in self.layers], columns=columns)
 
     def outputs_frame(self) -> pd.DataFrame:
         """One row per output (anytime cost curve)."""
+        import pandas as pd
+
         return pd.DataFrame([asdict(o) for o in self.outputs])
 
 

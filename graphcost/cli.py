@@ -2,6 +2,9 @@
 
 Every command takes the same model options (see :func:`model_options`). Errors a user can
 cause print one line on stderr and exit with 2.
+
+Start-up stays light: torch, the graph code and the plugin rooms are imported inside the command
+that needs them, so ``graphcost --help``, ``graphcost models`` and ``--version`` import no torch.
 """
 from __future__ import annotations
 
@@ -10,21 +13,71 @@ import logging
 import signal
 import sys
 import threading
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import click
 
-from . import render
-from .analysis import analyze as analyze_model
-from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401  (FORMATS re-exported)
+from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401 (re-exported)
 from .errors import TORCH_CAPTURE_LOGGERS, UserError
-from .export import FORMATS as GRAPH_FORMATS, VIEWS as GRAPH_VIEWS, export_graph
-from .models import list_models
-from .resolve import ModelSpec, build_for_shapes
-from .tracing import trace
+
+if TYPE_CHECKING:
+    from .resolve import ModelSpec
 
 #: exit status of ``analyze --strict`` when some computing op could not be counted
 EXIT_INCOMPLETE = 3
+
+
+#: ``graph --view`` and ``--out``: the keys of :data:`graphcost.export.VIEWS` and its ``FORMATS``
+#: (spelled here so the option needs no networkx; tests/test_startup.py checks they agree)
+GRAPH_VIEWS = ("loop", "dag")
+GRAPH_FORMATS = (".graphml", ".dot")
+
+#: plugin commands: name -> (module, attribute, short help). Each module is imported when its
+#: command runs, not when ``--help`` lists it; tests/test_startup.py checks the help lines.
+PLUGINS: Dict[str, Tuple[str, str, str]] = {
+    "map": ("graphcost.crossbar.cli", "map_command",
+            "Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area "
+            "(per anytime output too)."),
+    "train": ("graphcost.crossbar.train_cli", "train_command", "Train MODEL on --data (float or --hwa, Eq."),
+    "report": ("graphcost.reports.cli", "report", "Figures from live numbers: the ItNet paper's Fig."),
+    "sweep": ("graphcost.reports.cli", "sweep",
+              "Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs."),
+    "view": ("graphcost.viewer.cli", "view",
+             "One self-contained HTML page of MODEL: loop-keeping graph and DAG, costs, anytime outputs, mapping "
+             "(and, with --accuracy, accuracy per output against its costs, as the ItNet paper's Fig."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a plugin command when it runs (click's lazy-loading pattern)."""
+
+    def __init__(self, *args, lazy: Dict[str, Tuple[str, str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx) -> list:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name: str) -> Optional[click.Command]:
+        if name in self.lazy and name not in self.commands:
+            module_name, attribute, _ = self.lazy[name]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:  # a plugin room that is not installed
+                if not module_name.startswith(exc.name or "?"):
+                    raise
+                return None
+            self.add_command(getattr(module, attribute), name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The command list, plugin lines from :data:`PLUGINS` (listing them imports nothing)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, self.commands[name].get_short_help_str(limit) if name in self.commands
+                 else click.Command(name, help=self.lazy[name][2]).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def graph_path(text: str) -> str:
@@ -34,7 +87,7 @@ def graph_path(text: str) -> str:
     return text
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy=PLUGINS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graphcost")
 def cli():
     """Computational-graph costs of PyTorch models, loop-aware, and their mapping onto crossbar arrays.
@@ -57,6 +110,9 @@ def cli():
 def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], strict: bool,
             tracer: str, fmt: str):
     """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
+    from .analysis import analyze as analyze_model
+    from .resolve import build_for_shapes
+
     built = build_for_shapes(spec)
     result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers, tracer=tracer)
@@ -65,6 +121,8 @@ def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_elemen
 
 
 def _render_analysis(result, per_layer: bool, fmt: str) -> None:
+    from . import render
+
     if fmt == "json":
         click.echo(render.dumps(result.to_dict()))
         return
@@ -113,6 +171,10 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
 @tracer_option
 def graph(spec: ModelSpec, out_path: str, view: str, tracer: str):
     """Export MODEL's loop-keeping graph or execution DAG."""
+    from .export import export_graph
+    from .resolve import build_for_shapes
+    from .tracing import trace
+
     built = build_for_shapes(spec)
     g = export_graph(trace(built.module, built.call_inputs, tracer=tracer), out_path, view)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
@@ -121,32 +183,11 @@ def graph(spec: ModelSpec, out_path: str, view: str, tracer: str):
 @cli.command(name="models")
 def list_models_command():
     """List the model zoo."""
-    rows = [(name, entry.default_dataset, entry.description) for name, entry in list_models().items()]
+    from . import render
+    from .models.manifest import ZOO
+
+    rows = [(name, item.default_dataset, item.description) for name, item in sorted(ZOO.items())]
     render.console().print(render.table("graphcost model zoo", ["model", "default dataset", "description"], rows))
-
-
-_PLUGINS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("graphcost.crossbar.cli", ("map_command",)),
-    ("graphcost.crossbar.train_cli", ("train_command",)),
-    ("graphcost.reports.cli", ("report", "sweep")),
-    ("graphcost.viewer.cli", ("view",)),
-)
-
-
-def _register_plugins() -> None:
-    # Imported by name so a plugin room that is not installed leaves the core commands working.
-    for module_name, names in _PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        for name in names:
-            cli.add_command(getattr(module, name))
-
-
-_register_plugins()
 
 
 class Terminated(BaseException):

@@ -12,13 +12,13 @@ This lives apart from :mod:`graphcost.cli` so plugin commands (``graphcost.cross
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+import importlib
+from typing import Any, Callable, Optional, Union
 
 import click
 
 from .errors import UserError
 from .models.registry import DATASETS
-from .resolve import ModelSpec, input_fields, parse_input, parse_input_shape, parse_param, parse_tracer
 
 FORMATS = ("table", "json", "csv")
 
@@ -26,17 +26,26 @@ FORMATS = ("table", "json", "csv")
 class Parsed(click.ParamType):
     """A click type whose values a library function parses; its :class:`UserError` becomes ``BadParameter``.
 
-    Values that are not strings (defaults given already parsed) pass through unchanged.
+    Values that are not strings (defaults given already parsed) pass through unchanged. ``parse``
+    may be a ``"module:function"`` path, imported at the first value: the option then costs
+    nothing at start-up (``graphcost --help`` imports no torch).
 
-    >>> SIZE = Parsed(parse_input_shape, "shape", "HxW")
+    >>> SIZE = Parsed("graphcost.resolve:parse_input_shape", "shape", "HxW")
     >>> SIZE.convert("32x48", None, None)
     (1, 3, 32, 48)
     """
 
-    def __init__(self, parse: Callable[[str], Any], name: str, metavar: Optional[str] = None) -> None:
-        self.parse = parse
+    def __init__(self, parse: Union[Callable[[str], Any], str], name: str, metavar: Optional[str] = None) -> None:
+        self._parse = parse
         self.name = name
         self.metavar = metavar or name.upper()
+
+    @property
+    def parse(self) -> Callable[[str], Any]:
+        if isinstance(self._parse, str):
+            module, _, function = self._parse.partition(":")
+            self._parse = getattr(importlib.import_module(module), function)
+        return self._parse
 
     def get_metavar(self, param, ctx=None) -> str:
         return self.metavar
@@ -50,10 +59,10 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-INPUT_SHAPE = Parsed(parse_input_shape, "input shape", "HxW")
-INPUT = Parsed(parse_input, "input", "[NAME=]DIMS[:DTYPE]")
-MODEL_PARAM = Parsed(parse_param, "model parameter", "KEY=VALUE")
-TRACER = Parsed(parse_tracer, "tracer", "auto|fx|export")
+INPUT_SHAPE = Parsed("graphcost.resolve:parse_input_shape", "input shape", "HxW")
+INPUT = Parsed("graphcost.resolve:parse_input", "input", "[NAME=]DIMS[:DTYPE]")
+MODEL_PARAM = Parsed("graphcost.resolve:parse_param", "model parameter", "KEY=VALUE")
+TRACER = Parsed("graphcost.resolve:parse_tracer", "tracer", "auto|fx|export")
 
 
 #: What MODEL may be, for the message of a command that needs one named.
@@ -83,6 +92,8 @@ def model_options(func=None, *, default: Optional[str] = "itnet"):
     def wrapper(model, shared, dataset, inputs, params, **kwargs):
         if model is None:
             raise click.UsageError(f"give a MODEL to analyze: {MODEL_FORMS}")
+        from .resolve import ModelSpec, input_fields  # torch: imported when a command runs, not at start-up
+
         spec = ModelSpec(name=model, dataset=dataset, params=dict(params), shared=shared, **input_fields(inputs))
         return func(spec=spec, **kwargs)
 

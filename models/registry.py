@@ -8,16 +8,23 @@ A family file registers one builder per named variant::
 Builders take keyword-only arguments; ``dataset`` is always passed (a key of ``DATASETS``)
 so a builder can pick the paper's per-dataset defaults. ``get_model`` checks parameter
 names against the builder's signature, so ``--param`` typos fail with one clear line.
+
+A family file is imported when one of its models is first asked for (``manifest.ZOO`` says
+which file holds which name), so this module and the dataset presets import no torch.
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from graphcost.errors import UserError
+
+from .manifest import FAMILIES, ZOO
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -101,16 +108,24 @@ def register_model(name: str, *, default_dataset: str = "camvid"):
     return wrap
 
 
+def _import_family(family: str) -> None:
+    importlib.import_module(f"{__package__}.{family}")  # its @register_model builders register
+
+
 def list_models() -> Dict[str, ModelEntry]:
-    """All registered zoo models, by name."""
+    """All registered zoo models, by name (every family file imported)."""
+    for family in FAMILIES:
+        _import_family(family)
     return dict(sorted(_REGISTRY.items()))
 
 
 def model_entry(name: str) -> ModelEntry:
+    if name not in _REGISTRY and name in ZOO:
+        _import_family(ZOO[name].family)
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted(set(ZOO) | set(_REGISTRY)))
         raise UserError(f"unknown model {name!r}; zoo models are: {known}") from None
 
 
