@@ -120,6 +120,8 @@ class OutputStage:
     shape: Tuple[int, ...]
     preds: Tuple[int, ...]
     layers: Tuple[int, ...]
+    #: where forward returned it: dict key, tuple index or dotted path (as ``analyze``'s outputs)
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -485,10 +487,10 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
             acc |= needed[p]
         needed.append(frozenset(acc))
     outputs = []
-    for i, node in enumerate(trace.outputs, start=1):
+    for i, (node, name) in enumerate(trace.named_outputs(), start=1):
         preds = tuple(sorted(frontier.get(node, empty)))
         layers = frozenset().union(*(needed[p] for p in preds)) if preds else empty
-        outputs.append(OutputStage(i, node, _out_shape(dag, node), preds, tuple(sorted(layers))))
+        outputs.append(OutputStage(i, node, _out_shape(dag, node), preds, tuple(sorted(layers)), name))
     return tuple(stages), tuple(outputs)
 
 

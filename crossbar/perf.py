@@ -125,7 +125,7 @@ class Performance:
             d.update(replicas=p.replicas, arrays=p.arrays, stage_time_s=p.stage_time_s, resident=p.resident,
                      rewrite_s=p.rewrite_s)
             layers.append(d)
-        outputs = [dict(o.to_dict(), shape=list(s.shape)) for o, s in zip(self.outputs, m.outputs)]
+        outputs = [dict(o.to_dict(), name=s.name, shape=list(s.shape)) for o, s in zip(self.outputs, m.outputs)]
         return {
             "model": m.model,
             "input_shape": list(m.input_shape),

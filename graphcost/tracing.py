@@ -74,6 +74,12 @@ class Trace:
     #: dotted path of them (``"aux.1"``); ``"output"`` for a lone tensor
     output_names: List[str] = field(default_factory=list)
 
+    def named_outputs(self) -> List[Tuple[str, str]]:
+        """``(dag node, name)`` of every output in the order ``forward`` returns them; the name is the dict key,
+        tuple index or dotted path (the position when the capture recorded none)."""
+        names = self.output_names or [str(i) for i in range(len(self.outputs))]
+        return list(zip(self.outputs, names))
+
     @property
     def complete(self) -> bool:
         """Whether every call that computes was counted (nothing in ``uncounted``)."""

@@ -128,6 +128,8 @@ def test_cli_map_and_view_take_every_typed_input(capsys, tmp_path):
     rc, out, err = run(capsys, "map", "hf:bert", *TINY_BERT, *inputs, "--crossbar", "64x64", "--format", "json")
     assert rc == 0, err
     mapped = json.loads(out)
+    names = [o["name"] for o in analysed["outputs"]]
+    assert names == ["last_hidden_state", "pooler_output"] and [o["name"] for o in mapped["outputs"]] == names
     # every nn.Linear is one mapped weight layer: 2 x (q, k, v, attention output, intermediate, output) + pooler
     assert len(mapped["layers"]) == 2 * 6 + 1
     model = build_for_shapes(ModelSpec(name="hf:bert", params=dict(TINY))).module

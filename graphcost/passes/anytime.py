@@ -43,8 +43,7 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
     """Cost of every output of ``trace``, in the order the model returns them."""
     depth = longest_path_layers(trace.dag)
     costs = []
-    names = trace.output_names or [str(i) for i in range(len(trace.outputs))]
-    for index, (out, name) in enumerate(zip(trace.outputs, names), start=1):
+    for index, (out, name) in enumerate(trace.named_outputs(), start=1):
         needed = needed_calls(trace, out)
         shapes = trace.call(out).out_shapes
         costs.append(OutputCost(

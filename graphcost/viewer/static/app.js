@@ -115,7 +115,7 @@
       var row = {output: o.index, macs: o.macs, latency_layers: o.latency_layers, graph_size_bytes: o.graph_size_bytes, params: o.params};
       if (M && M.outputs[i]) {
         Object.keys(M.outputs[i]).forEach(function (k) {
-          if (['index', 'node', 'shape'].indexOf(k) < 0) row['map_' + k] = M.outputs[i][k];
+          if (['index', 'node', 'shape', 'name'].indexOf(k) < 0) row['map_' + k] = M.outputs[i][k];
         });
         var per = perOutputReports();
         Object.keys(per).forEach(function (k) { row['map_' + k] = per[k][i]; });
