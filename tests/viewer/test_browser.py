@@ -176,3 +176,30 @@ def test_accuracy_against_cost_plots_every_output_of_the_json(browser, tmp_path)
     pg.click('#fig5 svg[data-key="fig5-macs"] circle[data-output="2"][data-series="simulated miou"]')
     assert pg.input_value("#output-select") == "2" and errors == []
     pg.close()
+
+
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+def test_big_graph_layered_drawing_flows_one_way_without_overlap(browser, tmp_path, direction):
+    """Over 300 drawn nodes the page lays out ranks itself: every forward edge points down (or right), no two
+    nodes overlap."""
+    model = get_model("itnet", dataset="camvid", shared=False, N=6, f=8)
+    path = tmp_path / "big.html"
+    graphcost.view(model, (1, 3, 32, 48), out=str(path))
+    pg = browser.new_page(viewport={"width": 1280, "height": 860})
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    pg.select_option("#direction", direction)
+    boxes = pg.evaluate("""() => graphcostView.cy.nodes().map(n => { const b = n.boundingBox({includeLabels: false});
+        return [n.id(), b.x1, b.y1, b.x2, b.y2]; })""")
+    edges = pg.evaluate("""() => graphcostView.cy.edges().not('.back').not(':loop').map(e =>
+        [e.source().position(), e.target().position()])""")
+    pg.close()
+    assert len(boxes) > 300
+    axis = "y" if direction == "TB" else "x"
+    assert all(t[axis] > s[axis] for s, t in edges)
+    rects = sorted(boxes, key=lambda b: b[1])
+    for i, (_, x1, y1, x2, y2) in enumerate(rects):  # sweep along x: only neighbours that start before x2 can overlap
+        for _, u1, v1, u2, v2 in rects[i + 1:]:
+            if u1 >= x2:
+                break
+            assert v1 >= y2 or v2 <= y1, "two nodes overlap"

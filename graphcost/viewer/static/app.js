@@ -434,9 +434,11 @@
     applyMetrics();
     var big = cy.nodes().length > 300, flow = cy.elements().not('edge.back').not('edge:loop');
     var dir = state.direction === 'auto' ? autoDirection(flow) : state.direction;
-    // network-simplex ranks best but takes ~10 s on ~1000 nodes; tight-tree about a tenth of that
-    flow.layout({name: 'dagre', rankDir: dir, nodeSep: big ? 8 : 14, rankSep: big ? 18 : 28, edgeSep: 4,
-      ranker: big ? 'tight-tree' : 'network-simplex', fit: false, animate: false}).run();
+    // dagre's network-simplex ranks best but takes ~10 s on ~1000 nodes (tight-tree still ~3 s): big graphs
+    // get the linear-time layered drawing, so the page opens and responds within a second
+    if (big) layeredLayout(flow, dir, 8, 18);
+    else flow.layout({name: 'dagre', rankDir: dir, nodeSep: 14, rankSep: 28, edgeSep: 4, ranker: 'network-simplex',
+      fit: false, animate: false}).run();
     cy.edges('.back').style('control-point-distances', function (e) {
       var dy = Math.abs(e.source().position('y') - e.target().position('y'));
       return Math.min(400, 40 + dy / 4);
@@ -448,14 +450,15 @@
       G[state.view].nodes.length + ' in the ' + (state.view === 'loop' ? 'loop-keeping graph' : 'execution DAG') + ')';
   }
 
-  // top-down or left-right: whichever gives the drawing an aspect closer to the screen's
-  function autoDirection(flow) {
-    var rank = {}, widest = {}, deepest = 0;
-    var indeg = {}, queue = [];
+  // longest-path rank of every node of the acyclic flow (back edges and self-loops are not in it), in
+  // topological order: {rank: {id: r}, order: [node, ...], deepest: number of ranks}
+  function ranksOf(flow) {
+    var rank = {}, indeg = {}, queue = [], order = [], deepest = 0;
     flow.nodes().forEach(function (n) { indeg[n.id()] = n.incomers('edge').filter(function (e) { return flow.has(e); }).length; if (!indeg[n.id()]) queue.push(n); });
     while (queue.length) {
       var n = queue.shift(), r = rank[n.id()] || 0;
-      widest[r] = (widest[r] || 0) + 1;
+      rank[n.id()] = r;
+      order.push(n);
       deepest = Math.max(deepest, r + 1);
       n.outgoers('edge').forEach(function (e) {
         if (!flow.has(e)) return;
@@ -464,10 +467,49 @@
         if (--indeg[id] === 0) queue.push(t);
       });
     }
+    return {rank: rank, order: order, deepest: deepest};
+  }
+
+  // top-down or left-right: whichever gives the drawing an aspect closer to the screen's
+  function autoDirection(flow) {
+    var ranks = ranksOf(flow), widest = {};
+    ranks.order.forEach(function (n) { var r = ranks.rank[n.id()]; widest[r] = (widest[r] || 0) + 1; });
     var width = Math.max.apply(null, Object.keys(widest).map(function (k) { return widest[k]; }).concat([1]));
     var screen = Math.max(0.2, $('cy').clientWidth / Math.max(1, $('cy').clientHeight));
-    var tb = (width * 110) / (deepest * 50), lr = (deepest * 170) / (width * 38);
+    var tb = (width * 110) / (ranks.deepest * 50), lr = (ranks.deepest * 170) / (width * 38);
     return Math.abs(Math.log(tb / screen)) <= Math.abs(Math.log(lr / screen)) ? 'TB' : 'LR';
+  }
+
+  // A layered drawing in linear time for big graphs (dagre's ranking and crossing reduction take
+  // seconds on ~1000 nodes): longest-path ranks, each rank ordered by the mean place of its
+  // predecessors (one barycenter sweep), nodes packed side by side by their own size.
+  function layeredLayout(flow, dir, nodeSep, rankSep) {
+    var ranks = ranksOf(flow), byRank = [], place = {}, pos = {};
+    ranks.order.forEach(function (n) { (byRank[ranks.rank[n.id()]] = byRank[ranks.rank[n.id()]] || []).push(n); });
+    var tb = dir === 'TB', along = 0;
+    byRank.forEach(function (nodes) {
+      nodes.forEach(function (n, i) {
+        var preds = n.incomers('edge').filter(function (e) { return flow.has(e); }).sources();
+        n.scratch('_bary', preds.length ? preds.reduce(function (s, m) { return s + place[m.id()]; }, 0) / preds.length : i);
+      });
+      nodes.sort(function (a, b) { return a.scratch('_bary') - b.scratch('_bary'); });
+      var across = 0, thick = 0;
+      nodes.forEach(function (n, i) {
+        var w = tb ? n.data('w') : n.data('h'), h = tb ? n.data('h') : n.data('w');
+        place[n.id()] = i;
+        pos[n.id()] = {across: across + w / 2, along: along + h / 2};
+        across += w + nodeSep;
+        thick = Math.max(thick, h);
+      });
+      nodes.forEach(function (n) { pos[n.id()].across -= across / 2; });  // each rank centred on the axis
+      along += thick + rankSep;
+    });
+    cy.batch(function () {
+      flow.nodes().forEach(function (n) {
+        var p = pos[n.id()] || {across: 0, along: 0};
+        n.position(tb ? {x: p.across, y: p.along} : {x: p.along, y: p.across});
+      });
+    });
   }
 
   // ------------------------------------------------------------------ colour and size
