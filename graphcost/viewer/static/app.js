@@ -443,11 +443,26 @@
       var dy = Math.abs(e.source().position('y') - e.target().position('y'));
       return Math.min(400, 40 + dy / 4);
     });
-    cy.fit(undefined, 20);
+    fitAll(20);
     applyHighlights();
     applySearch();
     $('counts').textContent = cy.nodes().length + ' nodes, ' + cy.edges().length + ' edges drawn (' +
       G[state.view].nodes.length + ' in the ' + (state.view === 'loop' ? 'loop-keeping graph' : 'execution DAG') + ')';
+  }
+
+  // cy.fit() measures every label's rendered box (a style pass costing ~0.4 s on ~1000 nodes); node boxes are
+  // known from their data, so the whole drawing is fitted from positions and sizes alone
+  function fitAll(padding) {
+    var x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+    cy.nodes().forEach(function (n) {
+      var p = n.position(), w = n.data('w') / 2, h = n.data('h') / 2;
+      x1 = Math.min(x1, p.x - w); x2 = Math.max(x2, p.x + w); y1 = Math.min(y1, p.y - h); y2 = Math.max(y2, p.y + h);
+    });
+    if (!isFinite(x1)) return;
+    var W = cy.width(), H = cy.height();
+    var zoom = Math.min((W - 2 * padding) / Math.max(1, x2 - x1), (H - 2 * padding) / Math.max(1, y2 - y1));
+    zoom = Math.max(cy.minZoom(), Math.min(cy.maxZoom(), zoom));
+    cy.viewport({zoom: zoom, pan: {x: W / 2 - zoom * (x1 + x2) / 2, y: H / 2 - zoom * (y1 + y2) / 2}});
   }
 
   // longest-path rank of every node of the acyclic flow (back edges and self-loops are not in it), in
@@ -684,7 +699,7 @@
   $('collapse-shared').addEventListener('click', function () { collapseShared(); draw(); });
   $('expand-all').addEventListener('click', function () { state.collapsed = {}; $('depth-select').value = '0'; draw(); });
   $('direction').addEventListener('change', function (e) { state.direction = e.target.value; draw(); });
-  $('fit').addEventListener('click', function () { cy.fit(undefined, 20); });
+  $('fit').addEventListener('click', function () { fitAll(20); });
   $('search').addEventListener('input', function (e) { state.search = e.target.value; applySearch(); });
   document.querySelectorAll('input[name=view]').forEach(function (r) {
     r.addEventListener('change', function (e) {
