@@ -200,6 +200,14 @@
       '<text x="' + ((l + w - r) / 2) + '" y="' + (h - 6) + '" font-size="9" text-anchor="middle">output n (1..' + n + ')</text>' +
       '<path d="' + path + '" fill="none" stroke="#1f77b4" stroke-width="1.5"/>' + dots + '</svg>';
   }
+  // a click on a plotted point (data-output="n") selects output n, as the output menu does
+  function selectOutputOnClick(container) {
+    container.addEventListener('click', function (ev) {
+      var o = ev.target.getAttribute && ev.target.getAttribute('data-output');
+      if (o) { $('output-select').value = o; setOutput(+o); }
+    });
+  }
+
   // ------------------------------------------------------------------ Fig. 5: accuracy per output against its cost
   // x: one cost per output; series: [{name, colour, ys}]; every point is an output (click selects it)
   function xyPlot(title, key, xs, series, xfmt) {
@@ -246,10 +254,7 @@
       return xyPlot(metric + ' over ' + k.replace(/^map_/, ''), k, rows.map(function (r) { return r[k]; }), series,
         function (v) { return fmtKey(k, v); });
     }).join('');
-    $('fig5').addEventListener('click', function (ev) {
-      var o = ev.target.getAttribute && ev.target.getAttribute('data-output');
-      if (o) { $('output-select').value = o; setOutput(+o); }
-    });
+    selectOutputOnClick($('fig5'));
   }
   function renderPlots() {
     if (A.outputs.length < 2) return;
@@ -260,10 +265,7 @@
       html += plot(k.replace(/^map_/, 'map: '), k, rows.map(function (r) { return r[k]; }), function (v) { return fmtKey(k, v); });
     });
     $('plots').innerHTML = html;
-    $('plots').addEventListener('click', function (ev) {
-      var o = ev.target.getAttribute && ev.target.getAttribute('data-output');
-      if (o) { $('output-select').value = o; setOutput(+o); }
-    });
+    selectOutputOnClick($('plots'));
   }
 
   renderAnalysisTables();
