@@ -123,7 +123,7 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
 
 
 #: how a model's graph is captured (:func:`graphcost.trace`'s ``tracer``)
-TRACERS = ("auto", "fx", "export")
+TRACERS = ("auto", "fx", "dispatch", "export")
 
 
 def parse_tracer(text: str) -> str:

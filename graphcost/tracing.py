@@ -42,11 +42,12 @@ from torch.utils._pytree import tree_map_only
 
 from . import ops
 from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
-from .capture_export import Exported, export_graph
+from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
+from .capture_export import Exported, ExportFailed, export_graph
 from .errors import UserError, quiet_torch_logs
 from .inputs import InputSpec, describe, fake_input, split_inputs
 from .resolve import TRACERS
-from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
+from .schema import RECORD, CallRecord, Evaluated, LayerRecord, call_record, layer_record, layer_name
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
@@ -217,7 +218,7 @@ class _CostInterpreter(fx.Interpreter):
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
         self.custom = custom
-        self.records: Dict[str, Dict[str, Any]] = {}
+        self.records: Dict[str, Evaluated] = {}
         self.unknown: Set[str] = set()  # functions / methods without a formula, costed per aten op
         self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
         self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
@@ -236,13 +237,8 @@ class _CostInterpreter(fx.Interpreter):
                 cost = None
         if cost is None:
             cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
-        self.records[n.name] = {
-            "info": info,
-            "cost": cost,
-            "out_tensors": [tuple(t.shape) for t in ops.tensors_in(out)],
-            "out_bytes": _nbytes(out),
-            "in_bytes": _activation_bytes(n, args, kwargs),
-        }
+        self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), _nbytes(out),
+                                         _activation_bytes(n, args, kwargs))
         return out
 
     def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
@@ -258,8 +254,8 @@ class _CostInterpreter(fx.Interpreter):
             if isinstance(n.target, torch._ops.OpOverload):  # an exported graph's node: aten is its language
                 uses_parameters = any(src.op == "get_attr" and isinstance(get_attr(self.module, src.target), nn.Parameter)
                                       for src in n.all_input_nodes)
-                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter, uses_parameters),
-                                  ops.free)
+                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter.macs, counter.other_ops,
+                                  bool(counter.uncounted), uses_parameters), ops.free)
             else:
                 self.unknown.add(_target_name(n))
                 info = ops.OpInfo(_target_name(n), "opaque", ops.free)
@@ -546,42 +542,78 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     model.eval()
     try:
         with quiet_torch_logs():
-            root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
-            interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque),
-                                                                                          custom)
-            _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
+            captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
     finally:
         model.train(was_training)
-    dag, placeholders, named_outputs = _build_dag(root, graph, interp.records)
+    dag, placeholders, named_outputs = _build_dag(captured.root, captured.graph, captured.records)
     loop_graph = _build_loop_graph(dag)
-    opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
-    uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
+    uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders,
-                 [node for _, node in named_outputs], opaque_modules, sorted(interp.unknown), uncounted, specs,
-                 [name for name, _ in named_outputs])
+    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, loop_graph, placeholders,
+                 [node for _, node in named_outputs], captured.opaque_modules, captured.unknown_ops, uncounted,
+                 specs, [name for name, _ in named_outputs])
+
+
+@dataclass
+class _Captured:
+    """A captured graph with every node's record, whichever path captured it."""
+
+    root: nn.Module  #: what the graph's ``call_module`` and ``get_attr`` targets are paths of
+    graph: fx.Graph
+    records: Dict[str, Evaluated]
+    opaque_modules: List[str]
+    unknown_ops: List[str]
+    uncounted: Dict[str, Tuple[int, tuple]]
+
+
+#: the capture paths ``tracer="auto"`` tries, in order: the first that can run the model wins
+_AUTO = ("fx", "dispatch", "export")
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
-             bound: Dict[str, Any], dtype: torch.dtype
-             ) -> Tuple[nn.Module, fx.Graph, List[str], Optional[Exported]]:
-    """(root, graph, opaque submodules, export details or None) by the tracer asked for."""
-    fx_failure = None
-    if tracer != "export":
+             bound: Dict[str, Any], dtype: torch.dtype) -> _Captured:
+    """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export)."""
+    failures: Dict[str, UserError] = {}
+    for path in (_AUTO if tracer == "auto" else (tracer,)):
         try:
-            return (*_symbolic_trace(root_module, leaf_modules, custom, given=set(bound)), None)
-        except FxUntraceable as exc:
-            if tracer == "fx":
-                raise
-            fx_failure = exc
+            if path == "fx":
+                return _capture_fx(model, root_module, leaf_modules, custom, bound, dtype)
+            if path == "dispatch":
+                return _capture_dispatch(root_module, leaf_modules, custom, bound, dtype)
+            return _capture_export(model, root_module, custom, bound, dtype)
+        except (FxUntraceable, DispatchCaptureFailed, ExportFailed) as exc:
+            failures[path] = exc
+    # the fx message says why fx could not trace; the dispatch one names the layer that failed
+    shown = [str(failures[p]) for p in ("fx", "dispatch") if p in failures] or [str(e) for e in failures.values()]
+    raise UserError("; ".join(shown))
+
+
+def _capture_fx(model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
+                bound: Dict[str, Any], dtype: torch.dtype) -> _Captured:
+    root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
+    interp = _CostInterpreter(root, graph, set(opaque), custom)
+    _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__)
+    return _Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
+                     sorted(interp.unknown), interp.uncounted)
+
+
+def _capture_dispatch(root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict, bound: Dict[str, Any],
+                      dtype: torch.dtype) -> _Captured:
+    leaves = _Tracer(set(leaf_modules), custom)
+    captured = dispatch_capture(root_module, bound, dtype, leaves.is_leaf_module, custom)
+    return _Captured(root_module, captured.graph, captured.records, captured.opaque_calls, [], captured.uncounted)
+
+
+def _capture_export(model: nn.Module, root_module: nn.Module, custom: Dict, bound: Dict[str, Any],
+                    dtype: torch.dtype) -> _Captured:
     with FakeTensorMode(allow_non_fake_inputs=True):
         values = [fake_input(value, dtype, _model_device(model)) for value in bound.values()]
-    try:  # bound to the model itself (``bound`` names a bare leaf's input as ``_Single`` does)
-        exported = export_graph(model, _bind(model, values, {}) if root_module is not model else
-                                dict(zip(bound, values)))
-    except UserError as exc:
-        raise UserError(f"{fx_failure}; {exc}" if fx_failure else str(exc)) from None
-    return model, exported.graph, [], exported
+    # bound to the model itself (``bound`` names a bare leaf's input as ``_Single`` does)
+    exported = export_graph(model, _bind(model, values, {}) if root_module is not model else dict(zip(bound, values)))
+    interp = _ExportedCostInterpreter(model, exported.graph, set(), custom)
+    _run_on_fake_inputs(interp, exported.graph, bound, dtype, _model_device(model), type(model).__name__, exported)
+    return _Captured(model, exported.graph, interp.records, list(interp.opaque_calls), sorted(interp.unknown),
+                     interp.uncounted)
 
 
 def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
@@ -648,10 +680,10 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records
     return dag, inputs, outputs
 
 
-def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, ordinals: Dict[str, int]
+def _call_record(root: nn.Module, n: fx.Node, rec: Evaluated, order: int, ordinals: Dict[str, int]
                  ) -> CallRecord:
-    info: ops.OpInfo = rec["info"]
-    cost: ops.OpCost = rec["cost"]
+    info: ops.OpInfo = rec.info
+    cost: ops.OpCost = rec.cost
     param_ids = tuple(sorted({id(p) for p in _node_parameters(root, n)}))
     target = _record_target(root, n, param_ids)
     # a module without a formula still holds a weight layer when torch counted MACs in it
@@ -665,9 +697,9 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, o
         module=n.target if n.op == "call_module" else _owner_module(n),
         macs=int(cost.macs),
         other_ops=int(cost.other_ops),
-        in_bytes=int(rec["in_bytes"]),
-        out_bytes=int(rec["out_bytes"]),
-        out_shapes=tuple(rec["out_tensors"]),
+        in_bytes=int(rec.in_bytes),
+        out_bytes=int(rec.out_bytes),
+        out_shapes=rec.out_shapes,
         param_ids=param_ids,
         site=_call_site(n, target, ordinals),
     )
