@@ -162,6 +162,7 @@ class _Frame:
     stack: Dict[str, Tuple[str, str]]  #: nn_module_stack up to and including this call
     leaf: bool  #: a leaf's call, or a call inside one
     info: Optional[ops.OpInfo] = None  #: a leaf's formula (None: costed by its aten ops)
+    args: tuple = ()  #: a leaf's positional arguments (an error names their shapes)
     macs: int = 0  #: a leaf without a formula: what its aten ops cost
     other_ops: int = 0
 
@@ -216,7 +217,7 @@ class _Recorder(TorchDispatchMode):
     @contextlib.contextmanager
     def hooks(self) -> Iterator[None]:
         before = module_hooks.register_module_forward_pre_hook(self._enter)
-        after = module_hooks.register_module_forward_hook(self._leave, with_kwargs=True, always_call=True)
+        after = module_hooks.register_module_forward_hook(self._leave, with_kwargs=True)
         try:
             yield
         finally:
@@ -235,12 +236,18 @@ class _Recorder(TorchDispatchMode):
         key = path if calls == 0 else f"{path}@{calls}"
         stack = {**(outer.stack if outer else {}), key: (path, type(module).__qualname__)}
         leaf = self.is_leaf(module, path)
-        self._frames.append(_Frame(module, path, stack, leaf, ops.lookup_module(module, self.custom) if leaf else None))
+        self._frames.append(_Frame(module, path, stack, leaf, ops.lookup_module(module, self.custom) if leaf else None,
+                                   args if leaf else ()))
 
-    def _leave(self, module: nn.Module, args, kwargs, output=None) -> None:  # no output: forward raised
-        frame = self._frames.pop()
-        if frame.leaf and frame.path is not None:
+    def _leave(self, module: nn.Module, args, kwargs, output=None) -> None:
+        frame = self._frames[-1]
+        if frame.leaf and frame.path is not None and output is not None:
+            if frame.info is not None and frame.info.shape is not None:
+                # some meta kernels accept what the eager ones refuse (softmax over a missing dim):
+                # the formula's shape rule refuses it here, as on the fx path (ShapeMismatch)
+                frame.info.shape(module, args, kwargs)
             self._add_module_call(frame, args, kwargs, output)
+        self._frames.pop()
 
     def _add_module_call(self, frame: _Frame, args, kwargs, output) -> None:
         sources = [(t, self._source(t)) for t in ops.tensors_in((args, kwargs))]
@@ -309,8 +316,8 @@ class _Recorder(TorchDispatchMode):
 
     def _finish(self, node: fx.Node, info: ops.OpInfo, cost: ops.OpCost, sources, out) -> None:
         outputs = ops.tensors_in(out)
-        in_bytes = sum(_nbytes(t) for t, s in {id(s): (t, s) for t, s in sources if s is not None}.values()
-                       if s.op != "get_attr")
+        # per argument, as the fx path counts: attention called as (x, x, x) reads three inputs
+        in_bytes = sum(_nbytes(t) for t, s in sources if s is not None and s.op != "get_attr")
         self.records[node.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in outputs), _nbytes(outputs),
                                             in_bytes)
         for t in outputs:
@@ -323,9 +330,13 @@ class _Recorder(TorchDispatchMode):
 
     # ------------------------------------------------------------------ errors
     def _where(self, args, kwargs) -> str:
-        shapes = ", ".join(ops.shape_text(t.shape) for t in ops.tensors_in((args, kwargs))) or "no tensors"
-        frame = next((f for f in self._frames if f.leaf and f.path is not None), None) or \
-            next((f for f in reversed(self._frames) if f.path is not None), None)
+        """Where an op failed: the leaf module running it and that call's inputs, else the innermost
+        module and the op's inputs."""
+        leaf = next((f for f in self._frames if f.leaf and f.path is not None), None)
+        frame = leaf or next((f for f in reversed(self._frames) if f.path is not None), None)
+        tensors = ops.tensors_in(leaf.args) if leaf is not None and ops.tensors_in(leaf.args) else \
+            ops.tensors_in((args, kwargs))
+        shapes = ", ".join(ops.shape_text(t.shape) for t in tensors) or "no tensors"
         where = f"layer {frame.path!r} ({type(frame.module).__name__})" if frame else \
             f"the forward of {type(self.model).__name__}"
         return f"{where} cannot run on input {shapes}"
@@ -333,7 +344,9 @@ class _Recorder(TorchDispatchMode):
     def failure(self, exc: Exception) -> str:
         """One line: where ``forward`` failed on meta tensors and torch's first line of why."""
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"{self._failed_in or f'the forward of {type(self.model).__name__} cannot run on meta tensors'}: {detail}"
+        # module calls are not unwound on an error while capturing (torch skips the always-called
+        # hooks when compiling): the stack still shows where the model's own code raised
+        return f"{self._failed_in or self._where((), {})}: {detail}"
 
 
 def _nbytes(value) -> int:
