@@ -127,7 +127,7 @@ TRACERS = ("auto", "fx", "dispatch", "export")
 
 
 def parse_tracer(text: str) -> str:
-    """A capture path: ``auto`` (fx, export when fx cannot trace the model), ``fx`` or ``export``.
+    """A capture path: ``auto`` (fx, then dispatch, then export), ``fx``, ``dispatch`` or ``export``.
 
     >>> parse_tracer("Export")
     'export'

@@ -20,9 +20,11 @@ Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-depende
 flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
 single node costed per aten op — on fake tensors, or, when its control flow needs real values,
 on seeded random inputs of the right shapes (only that submodule's activations are allocated).
-If the model's own ``forward`` cannot be traced, ``tracer="auto"`` captures it with torch.export
-instead (:mod:`graphcost.capture_export`: every call an aten op, costed per aten op, parameters
-the model's own); if that fails too, a :class:`~graphcost.UserError` names the model.
+If the model's own ``forward`` cannot be traced, ``tracer="auto"`` runs it once on meta tensors
+instead (:mod:`graphcost.capture_dispatch`: module calls with a formula kept, every other call an
+aten op costed per aten op, parameters the model's own), and where meta tensors cannot run it,
+captures it with torch.export (:mod:`graphcost.capture_export`); if none can, a
+:class:`~graphcost.UserError` names the layer (or the model) that failed.
 """
 from __future__ import annotations
 
@@ -145,7 +147,7 @@ class _Tracer(fx.Tracer):
 
 
 class FxUntraceable(UserError):
-    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries torch.export)."""
+    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries the other captures)."""
 
 
 class _Single(nn.Module):
@@ -487,14 +489,15 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding (or adding) cost formulas for this trace only: ``op`` is a
         module type, a function or a tensor method's name, ``formula`` takes an
         :class:`~graphcost.ops.Call` and returns an :class:`~graphcost.ops.OpCost`.
-    tracer : {"auto", "fx", "export"}, default "auto"
+    tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
         How the graph is captured: ``"fx"`` symbolic tracing (keeps the module hierarchy; a
-        submodule it cannot trace becomes one opaque call), ``"export"`` ``torch.export``
-        non-strict on fake tensors (any model that runs; every call an aten op, grouped into
-        layers by module path), ``"auto"`` fx, and export when fx cannot trace the model's own
-        ``forward``. Both give the same graphs, layers keyed by parameter identity; on the export
-        path every call is costed per aten op, so ``leaf_modules`` and module / function formulas
-        (registered or ``custom_costs``) apply to fx traces only.
+        submodule it cannot trace becomes one opaque call); ``"dispatch"`` one forward on meta
+        tensors (:mod:`graphcost.capture_dispatch`: module calls kept, every other call an aten
+        op); ``"export"`` ``torch.export`` non-strict on fake tensors (every call an aten op,
+        grouped into layers by module path); ``"auto"`` fx, then dispatch, then export, the first
+        that can run the model. All give the same graphs, layers keyed by parameter identity; on
+        the export path every call is costed per aten op, so ``leaf_modules`` and module /
+        function formulas (registered or ``custom_costs``) apply to fx and dispatch captures.
 
     Returns
     -------
