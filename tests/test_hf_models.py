@@ -34,7 +34,7 @@ CASES = {  # name: (hf source, config parameters, inputs)
     "vit": ("hf:vit:image-cls", {**TINY, "image_size": 64, "patch_size": 16},
             {"pixel_values": InputSpec((1, 3, 64, 64))}),
 }
-#: more families, checked against FlopCounterMode only (torch.export misses an op of HF swin: incomplete there)
+#: more families (decoder-only with grouped KV heads, encoder-decoder, windowed vision attention)
 MORE = {
     "mistral": ("hf:mistral", {**TINY, "num_key_value_heads": 2}, {"input_ids": IDS}),
     "bart": ("hf:bart", {"encoder_layers": 2, "decoder_layers": 2, "d_model": 64, "encoder_attention_heads": 4,
