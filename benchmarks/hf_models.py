@@ -2,8 +2,8 @@
 
 Each model is what ``graphcost analyze hf:MODEL_TYPE[:TASK]`` builds (transformers' default config,
 random weights, on the meta device: nothing allocated) on its default input (128 token ids, decoder
-ids too for t5; a 224x224 image for vit). graphcost captures it with torch.export on the default
-attention backend; the reference is FlopCounterMode on a fake-tensor forward of the same config
+ids too for t5; a 224x224 image for vit). graphcost captures it by ``tracer="auto"`` (fx cannot: the
+dispatch capture, one forward on meta tensors) on the default attention backend; the reference is FlopCounterMode on a fake-tensor forward of the same config
 with ``attn_implementation="eager"`` (attention as explicit matmuls). Prints a Markdown table.
 
     nice -n 10 python benchmarks/hf_models.py

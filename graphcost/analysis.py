@@ -200,9 +200,9 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         ``FlopCounterMode``'s ``custom_mapping``): ``op`` is a module type, a function or a tensor
         method's name; ``formula`` takes a :class:`~graphcost.ops.Call` and returns an
         :class:`~graphcost.ops.OpCost`. To add a formula for good, use :func:`graphcost.register_cost`.
-    tracer : {"auto", "fx", "export"}, default "auto"
-        How the graph is captured (see :func:`graphcost.trace`): torch.fx, torch.export, or fx
-        and export when fx cannot trace the model's own ``forward``.
+    tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
+        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta
+        tensors, torch.export, or the first of them (in that order) that can run the model.
 
     Returns
     -------

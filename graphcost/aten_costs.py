@@ -50,7 +50,8 @@ _FREE = frozenset(p for p in (
     aten.is_nonzero, aten.unfold, aten.im2col, aten.pixel_shuffle, aten.pixel_unshuffle, aten.one_hot,
     aten.resize_, aten.set_, aten.contiguous, aten.linspace, aten.eye, aten.tensor_split, aten.split,
     aten.chunk, aten.unbind, aten.unsafe_split, aten.as_strided_scatter, aten.scatter, aten.scatter_,
-    aten.channel_shuffle, aten.native_channel_shuffle, aten._unsafe_view, torch.ops.prim.device,
+    aten.channel_shuffle, aten.native_channel_shuffle, aten._unsafe_view, aten.as_strided, aten.as_strided_,
+    torch.ops.prim.device,
     getattr(aten, "_assert_tensor_metadata", None),
     aten.masked_scatter, aten.where, aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.logical_not,
     aten.logical_and, aten.logical_or, aten.isnan, aten.isinf, aten.any, aten.all, aten.argmax, aten.argmin,
@@ -143,30 +144,52 @@ class AtenCost(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        packet = func.overloadpacket
-        if packet in _METADATA or func is torch.ops.prim.layout.default:
+        if is_metadata_query(func):
             return NotImplemented  # as FlopCounterMode: tensor subclasses answer these themselves
-        counted = packet in _MAC_FORMULAS or packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags or \
-            torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
-        if not counted and func is not torch.ops.prim.device.default:  # a composite op may decompose into ops we know (as FlopCounterMode does)
+        if not is_costed(func):  # a composite op may decompose into ops we know (as FlopCounterMode does)
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
         out = func(*args, **kwargs)
-        self._count(func, packet, args, kwargs, out)
+        macs, other_ops, uncounted = op_cost(func, args, kwargs, out)
+        self.macs += macs
+        self.other_ops += other_ops
+        if uncounted:
+            calls, shapes = self._uncounted.get(str(func.overloadpacket), (0, _shapes((args, kwargs))))
+            self._uncounted[str(func.overloadpacket)] = (calls + 1, shapes)
         return out
 
-    def _count(self, func, packet, args, kwargs, out) -> None:
-        if packet in _MAC_FORMULAS:
-            self.macs += int(_MAC_FORMULAS[packet](*args, **kwargs, out_val=out)) // 2
-        elif packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags:
-            self.other_ops += _numel(out if packet not in _PER_OUTPUT else tree_flatten(out)[0][:1])
-        elif torch.Tag.reduction in func.tags:
-            self.other_ops += _numel(args[:1])
-        elif not _does_no_arithmetic(func, packet):
-            calls, shapes = self._uncounted.get(str(packet), (0, _shapes((args, kwargs))))
-            self._uncounted[str(packet)] = (calls + 1, shapes)
+
+def is_metadata_query(func) -> bool:
+    """Whether an aten op only asks a tensor for its metadata (sizes, strides, layout)."""
+    return func.overloadpacket in _METADATA or func is torch.ops.prim.layout.default
+
+
+def is_costed(func) -> bool:
+    """Whether :func:`op_cost` knows what ``func`` costs (else a composite op may decompose into ops it knows)."""
+    packet = func.overloadpacket
+    return packet in _MAC_FORMULAS or packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags or \
+        torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet) or func is torch.ops.prim.device.default
+
+
+def op_cost(func, args, kwargs, out) -> Tuple[int, int, bool]:
+    """(MACs, other ops, uncounted) of one aten call; uncounted when it computes and has no formula.
+
+    >>> a, b = torch.ones(2, 3), torch.ones(3, 4)
+    >>> op_cost(aten.mm.default, (a, b), {}, a @ b), op_cost(aten.relu.default, (a,), {}, a)
+    ((24, 0, False), (0, 6, False))
+    """
+    packet = func.overloadpacket
+    if packet in _MAC_FORMULAS:
+        return int(_MAC_FORMULAS[packet](*args, **kwargs, out_val=out)) // 2, 0, False
+    if _does_no_arithmetic(func, packet):  # before the tags: a copy or a comparison is tagged pointwise too
+        return 0, 0, False
+    if packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags:
+        return 0, _numel(out if packet not in _PER_OUTPUT else tree_flatten(out)[0][:1]), False
+    if torch.Tag.reduction in func.tags:
+        return 0, _numel(args[:1]), False
+    return 0, 0, True
 
 
 #: aten ops (overload packets) that are a layer of weights when a parameter is their weight
@@ -175,26 +198,24 @@ _CONV_OPS = frozenset(p for p in (
     aten.conv_transpose2d, aten.conv_transpose3d, aten.conv_tbc) if p is not None)
 
 
-def aten_kind(func, cost: AtenCost, uses_parameters: bool) -> str:
-    """The registry kind of one aten call (a node of an exported graph) by what it computed.
+def aten_kind(func, macs: int, other_ops: int, uncounted: bool, uses_parameters: bool) -> str:
+    """The registry kind of one aten call (a node of a captured aten graph) by what it computed.
 
     ``conv`` / ``linear`` when it multiplies by parameters (a layer of weights), ``matmul`` when
     it multiplies activations (attention), ``elementwise`` for other arithmetic, ``opaque`` when
     some op it ran has no formula, ``shape`` when it does no arithmetic (views, copies).
 
-    >>> with AtenCost() as cost:
-    ...     _ = torch.ones(2, 3) @ torch.ones(3, 4)
-    >>> aten_kind(aten.mm.default, cost, uses_parameters=True), aten_kind(aten.mm.default, cost, False)
+    >>> aten_kind(aten.mm.default, 24, 0, False, uses_parameters=True), aten_kind(aten.mm.default, 24, 0, False, False)
     ('linear', 'matmul')
     """
     packet = getattr(func, "overloadpacket", None)
-    if cost.macs and uses_parameters:
+    if macs and uses_parameters:
         return "conv" if packet in _CONV_OPS else "linear"
-    if cost.macs:
+    if macs:
         return "matmul"
-    if cost.uncounted:
+    if uncounted:
         return "opaque"
-    return "elementwise" if cost.other_ops else "shape"
+    return "elementwise" if other_ops else "shape"
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils import _pytree as pytree
 from torch.export.graph_signature import InputKind
 
+from . import ops
 from .errors import UserError
 
 
@@ -137,15 +138,8 @@ def _name_outputs(graph: fx.Graph, program) -> None:
     user = list(output.args[0])[-len(program.graph_signature.user_outputs):] if \
         program.graph_signature.user_outputs else []
     returned = pytree.tree_unflatten(list(range(len(user))), program.call_spec.out_spec)
-    names = [".".join(_key_text(key) for key in path) for path, _ in pytree.tree_flatten_with_path(returned)[0]]
+    names = [".".join(ops.pytree_key_text(key) for key in path) for path, _ in pytree.tree_flatten_with_path(returned)[0]]
     output.args = ({name: node for name, node in zip(names, user)},)
-
-
-def _key_text(key) -> str:
-    for attribute in ("key", "idx", "name"):  # MappingKey, SequenceKey, GetAttrKey
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
 
 
 def _has_attr(model: nn.Module, target: str) -> bool:

@@ -132,6 +132,19 @@ def named_leaves(value, cls, path: str = "") -> list:
     return [leaf for key, v in items for leaf in named_leaves(v, cls, f"{path}.{key}" if path else str(key))]
 
 
+def pytree_key_text(key) -> str:
+    """One step of a pytree path as text: a dict key, a sequence index or an attribute name.
+
+    >>> from torch.utils import _pytree as pytree
+    >>> [".".join(pytree_key_text(k) for k in path) for path, _ in pytree.tree_flatten_with_path({"aux": [2, 3]})[0]]
+    ['aux.0', 'aux.1']
+    """
+    for attribute in ("key", "idx", "name"):  # MappingKey, SequenceKey, GetAttrKey
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
 def tensors_in(value) -> list:
     """All tensors inside nested tuples / lists / dicts."""
     return leaves(value, torch.Tensor)

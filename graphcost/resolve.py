@@ -123,11 +123,11 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
 
 
 #: how a model's graph is captured (:func:`graphcost.trace`'s ``tracer``)
-TRACERS = ("auto", "fx", "export")
+TRACERS = ("auto", "fx", "dispatch", "export")
 
 
 def parse_tracer(text: str) -> str:
-    """A capture path: ``auto`` (fx, export when fx cannot trace the model), ``fx`` or ``export``.
+    """A capture path: ``auto`` (fx, then dispatch, then export), ``fx``, ``dispatch`` or ``export``.
 
     >>> parse_tracer("Export")
     'export'

@@ -55,6 +55,18 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class Evaluated:
+    """What a capture measured of one graph node, before the DAG is built: the registry entry it
+    was costed by, its cost, its outputs and its activation inputs."""
+
+    info: Any  #: the node's :class:`~graphcost.ops.OpInfo`
+    cost: Any  #: its :class:`~graphcost.ops.OpCost`
+    out_shapes: Tuple[Shape, ...]
+    out_bytes: int
+    in_bytes: int
+
+
+@dataclass(frozen=True)
 class LayerRecord:
     """One unique layer (node of the loop-keeping graph): the calls sharing its parameters."""
 

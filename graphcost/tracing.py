@@ -20,9 +20,11 @@ Fallback: where ``torch.fx`` cannot trace a submodule symbolically (data-depende
 flow, ``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a
 single node costed per aten op — on fake tensors, or, when its control flow needs real values,
 on seeded random inputs of the right shapes (only that submodule's activations are allocated).
-If the model's own ``forward`` cannot be traced, ``tracer="auto"`` captures it with torch.export
-instead (:mod:`graphcost.capture_export`: every call an aten op, costed per aten op, parameters
-the model's own); if that fails too, a :class:`~graphcost.UserError` names the model.
+If the model's own ``forward`` cannot be traced, ``tracer="auto"`` runs it once on meta tensors
+instead (:mod:`graphcost.capture_dispatch`: module calls with a formula kept, every other call an
+aten op costed per aten op, parameters the model's own), and where meta tensors cannot run it,
+captures it with torch.export (:mod:`graphcost.capture_export`); if none can, a
+:class:`~graphcost.UserError` names the layer (or the model) that failed.
 """
 from __future__ import annotations
 
@@ -42,11 +44,12 @@ from torch.utils._pytree import tree_map_only
 
 from . import ops
 from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
-from .capture_export import Exported, export_graph
+from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
+from .capture_export import Exported, ExportFailed, export_graph
 from .errors import UserError, quiet_torch_logs
 from .inputs import InputSpec, describe, fake_input, split_inputs
 from .resolve import TRACERS
-from .schema import RECORD, CallRecord, LayerRecord, call_record, layer_record, layer_name
+from .schema import RECORD, CallRecord, Evaluated, LayerRecord, call_record, layer_record, layer_name
 
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
@@ -144,7 +147,7 @@ class _Tracer(fx.Tracer):
 
 
 class FxUntraceable(UserError):
-    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries torch.export)."""
+    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries the other captures)."""
 
 
 class _Single(nn.Module):
@@ -217,7 +220,7 @@ class _CostInterpreter(fx.Interpreter):
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
         self.custom = custom
-        self.records: Dict[str, Dict[str, Any]] = {}
+        self.records: Dict[str, Evaluated] = {}
         self.unknown: Set[str] = set()  # functions / methods without a formula, costed per aten op
         self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
         self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
@@ -236,13 +239,8 @@ class _CostInterpreter(fx.Interpreter):
                 cost = None
         if cost is None:
             cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
-        self.records[n.name] = {
-            "info": info,
-            "cost": cost,
-            "out_tensors": [tuple(t.shape) for t in ops.tensors_in(out)],
-            "out_bytes": _nbytes(out),
-            "in_bytes": _activation_bytes(n, args, kwargs),
-        }
+        self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), _nbytes(out),
+                                         _activation_bytes(n, args, kwargs))
         return out
 
     def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
@@ -253,13 +251,12 @@ class _CostInterpreter(fx.Interpreter):
             self.opaque_calls.setdefault(n.target, None)
             info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
         else:
-            with AtenCost() as counter:
-                out = getattr(self, n.op)(n.target, args, kwargs)
+            out, counter = self._run_counted(n, args, kwargs)
             if isinstance(n.target, torch._ops.OpOverload):  # an exported graph's node: aten is its language
                 uses_parameters = any(src.op == "get_attr" and isinstance(get_attr(self.module, src.target), nn.Parameter)
                                       for src in n.all_input_nodes)
-                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter, uses_parameters),
-                                  ops.free)
+                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter.macs, counter.other_ops,
+                                  bool(counter.uncounted), uses_parameters), ops.free)
             else:
                 self.unknown.add(_target_name(n))
                 info = ops.OpInfo(_target_name(n), "opaque", ops.free)
@@ -267,6 +264,24 @@ class _CostInterpreter(fx.Interpreter):
             calls, shapes = self.uncounted.get(op, (0, found.shapes))
             self.uncounted[op] = (calls + found.calls, shapes)
         return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops)
+
+    def _run_counted(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
+        """Run a function, method or aten op under :class:`AtenCost`: on meta copies of its tensors
+        where it can (a fake-tensor dispatch costs several meta ones: swin_t's fx-wrapped window
+        attention was 70% of its trace on fake tensors), else on the fake tensors themselves
+        (no meta kernel, a CPU tensor made inside, or torch refuses the shapes: its own error)."""
+        fakes = [t for t in ops.tensors_in((args, kwargs)) if isinstance(t, FakeTensor)]
+        if fakes:
+            try:
+                with unset_fake_temporarily(), AtenCost() as counter:
+                    meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
+                    out = getattr(self, n.op)(n.target, meta_args, meta_kwargs)
+                return tree_map_only(torch.Tensor, functools.partial(_fake_from_meta, fakes[0]), out), counter
+            except Exception:  # noqa: BLE001 - the fake run below decides, with torch's own message
+                pass
+        with AtenCost() as counter:
+            out = getattr(self, n.op)(n.target, args, kwargs)
+        return out, counter
 
     @staticmethod
     def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
@@ -382,6 +397,17 @@ def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
     return mode.fake_tensor_converter.from_meta_and_device(mode, meta, like.device)
 
 
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    """A meta tensor with ``t``'s shape, strides and dtype (``t`` real, fake or meta)."""
+    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
+
+
+def _fake_from_meta(like: FakeTensor, meta: torch.Tensor) -> FakeTensor:
+    """``meta`` as a fake tensor of ``like``'s mode and device."""
+    mode = like.fake_mode
+    return mode.fake_tensor_converter.from_meta_and_device(mode, meta, like.device)
+
+
 def _active_fake_mode(args) -> FakeTensorMode:
     for t in ops.tensors_in(args):
         if isinstance(t, FakeTensor):
@@ -491,14 +517,15 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding (or adding) cost formulas for this trace only: ``op`` is a
         module type, a function or a tensor method's name, ``formula`` takes an
         :class:`~graphcost.ops.Call` and returns an :class:`~graphcost.ops.OpCost`.
-    tracer : {"auto", "fx", "export"}, default "auto"
+    tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
         How the graph is captured: ``"fx"`` symbolic tracing (keeps the module hierarchy; a
-        submodule it cannot trace becomes one opaque call), ``"export"`` ``torch.export``
-        non-strict on fake tensors (any model that runs; every call an aten op, grouped into
-        layers by module path), ``"auto"`` fx, and export when fx cannot trace the model's own
-        ``forward``. Both give the same graphs, layers keyed by parameter identity; on the export
-        path every call is costed per aten op, so ``leaf_modules`` and module / function formulas
-        (registered or ``custom_costs``) apply to fx traces only.
+        submodule it cannot trace becomes one opaque call); ``"dispatch"`` one forward on meta
+        tensors (:mod:`graphcost.capture_dispatch`: module calls kept, every other call an aten
+        op); ``"export"`` ``torch.export`` non-strict on fake tensors (every call an aten op,
+        grouped into layers by module path); ``"auto"`` fx, then dispatch, then export, the first
+        that can run the model. All give the same graphs, layers keyed by parameter identity; on
+        the export path every call is costed per aten op, so ``leaf_modules`` and module /
+        function formulas (registered or ``custom_costs``) apply to fx and dispatch captures.
 
     Returns
     -------
@@ -546,42 +573,78 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     model.eval()
     try:
         with quiet_torch_logs():
-            root, graph, opaque, exported = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
-            interp = (_CostInterpreter if exported is None else _ExportedCostInterpreter)(root, graph, set(opaque),
-                                                                                          custom)
-            _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__, exported)
+            captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
     finally:
         model.train(was_training)
-    dag, placeholders, named_outputs = _build_dag(root, graph, interp.records)
+    dag, placeholders, named_outputs = _build_dag(captured.root, captured.graph, captured.records)
     loop_graph = _build_loop_graph(dag)
-    opaque_modules = opaque + [m for m in interp.opaque_calls if m not in opaque]
-    uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(interp.uncounted.items())}
+    uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, root, graph, first.shape, dtype, dag, loop_graph, placeholders,
-                 [node for _, node in named_outputs], opaque_modules, sorted(interp.unknown), uncounted, specs,
-                 [name for name, _ in named_outputs])
+    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, loop_graph, placeholders,
+                 [node for _, node in named_outputs], captured.opaque_modules, captured.unknown_ops, uncounted,
+                 specs, [name for name, _ in named_outputs])
+
+
+@dataclass
+class _Captured:
+    """A captured graph with every node's record, whichever path captured it."""
+
+    root: nn.Module  #: what the graph's ``call_module`` and ``get_attr`` targets are paths of
+    graph: fx.Graph
+    records: Dict[str, Evaluated]
+    opaque_modules: List[str]
+    unknown_ops: List[str]
+    uncounted: Dict[str, Tuple[int, tuple]]
+
+
+#: the capture paths ``tracer="auto"`` tries, in order: the first that can run the model wins
+_AUTO = ("fx", "dispatch", "export")
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
-             bound: Dict[str, Any], dtype: torch.dtype
-             ) -> Tuple[nn.Module, fx.Graph, List[str], Optional[Exported]]:
-    """(root, graph, opaque submodules, export details or None) by the tracer asked for."""
-    fx_failure = None
-    if tracer != "export":
+             bound: Dict[str, Any], dtype: torch.dtype) -> _Captured:
+    """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export)."""
+    failures: Dict[str, UserError] = {}
+    for path in (_AUTO if tracer == "auto" else (tracer,)):
         try:
-            return (*_symbolic_trace(root_module, leaf_modules, custom, given=set(bound)), None)
-        except FxUntraceable as exc:
-            if tracer == "fx":
-                raise
-            fx_failure = exc
+            if path == "fx":
+                return _capture_fx(model, root_module, leaf_modules, custom, bound, dtype)
+            if path == "dispatch":
+                return _capture_dispatch(root_module, leaf_modules, custom, bound, dtype)
+            return _capture_export(model, root_module, custom, bound, dtype)
+        except (FxUntraceable, DispatchCaptureFailed, ExportFailed) as exc:
+            failures[path] = exc
+    # the fx message says why fx could not trace; the dispatch one names the layer that failed
+    shown = [str(failures[p]) for p in ("fx", "dispatch") if p in failures] or [str(e) for e in failures.values()]
+    raise UserError("; ".join(shown))
+
+
+def _capture_fx(model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
+                bound: Dict[str, Any], dtype: torch.dtype) -> _Captured:
+    root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
+    interp = _CostInterpreter(root, graph, set(opaque), custom)
+    _run_on_fake_inputs(interp, graph, bound, dtype, _model_device(model), type(model).__name__)
+    return _Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
+                     sorted(interp.unknown), interp.uncounted)
+
+
+def _capture_dispatch(root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict, bound: Dict[str, Any],
+                      dtype: torch.dtype) -> _Captured:
+    leaves = _Tracer(set(leaf_modules), custom)
+    captured = dispatch_capture(root_module, bound, dtype, leaves.is_leaf_module, custom)
+    return _Captured(root_module, captured.graph, captured.records, captured.opaque_calls, [], captured.uncounted)
+
+
+def _capture_export(model: nn.Module, root_module: nn.Module, custom: Dict, bound: Dict[str, Any],
+                    dtype: torch.dtype) -> _Captured:
     with FakeTensorMode(allow_non_fake_inputs=True):
         values = [fake_input(value, dtype, _model_device(model)) for value in bound.values()]
-    try:  # bound to the model itself (``bound`` names a bare leaf's input as ``_Single`` does)
-        exported = export_graph(model, _bind(model, values, {}) if root_module is not model else
-                                dict(zip(bound, values)))
-    except UserError as exc:
-        raise UserError(f"{fx_failure}; {exc}" if fx_failure else str(exc)) from None
-    return model, exported.graph, [], exported
+    # bound to the model itself (``bound`` names a bare leaf's input as ``_Single`` does)
+    exported = export_graph(model, _bind(model, values, {}) if root_module is not model else dict(zip(bound, values)))
+    interp = _ExportedCostInterpreter(model, exported.graph, set(), custom)
+    _run_on_fake_inputs(interp, exported.graph, bound, dtype, _model_device(model), type(model).__name__, exported)
+    return _Captured(model, exported.graph, interp.records, list(interp.opaque_calls), sorted(interp.unknown),
+                     interp.uncounted)
 
 
 def _bind(root: nn.Module, args, kwargs) -> Dict[str, Any]:
@@ -648,10 +711,10 @@ def _build_dag(root: nn.Module, graph: fx.Graph, records
     return dag, inputs, outputs
 
 
-def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, ordinals: Dict[str, int]
+def _call_record(root: nn.Module, n: fx.Node, rec: Evaluated, order: int, ordinals: Dict[str, int]
                  ) -> CallRecord:
-    info: ops.OpInfo = rec["info"]
-    cost: ops.OpCost = rec["cost"]
+    info: ops.OpInfo = rec.info
+    cost: ops.OpCost = rec.cost
     param_ids = tuple(sorted({id(p) for p in _node_parameters(root, n)}))
     target = _record_target(root, n, param_ids)
     # a module without a formula still holds a weight layer when torch counted MACs in it
@@ -665,9 +728,9 @@ def _call_record(root: nn.Module, n: fx.Node, rec: Dict[str, Any], order: int, o
         module=n.target if n.op == "call_module" else _owner_module(n),
         macs=int(cost.macs),
         other_ops=int(cost.other_ops),
-        in_bytes=int(rec["in_bytes"]),
-        out_bytes=int(rec["out_bytes"]),
-        out_shapes=tuple(rec["out_tensors"]),
+        in_bytes=int(rec.in_bytes),
+        out_bytes=int(rec.out_bytes),
+        out_shapes=rec.out_shapes,
         param_ids=param_ids,
         site=_call_site(n, target, ordinals),
     )

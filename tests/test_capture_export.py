@@ -44,11 +44,11 @@ def test_tied_weights_stay_one_layer_on_the_export_path():
     assert a.macs == eager_macs(model, torch.zeros(2, 7, dtype=torch.int64)) == 2 * 7 * (16 * 16 + 16 * 50)
 
 
-def test_auto_falls_back_to_export_when_fx_cannot_trace_the_model():
+def test_export_captures_what_fx_cannot_trace():
     model = ShapeLoop()
     with pytest.raises(graphcost.UserError, match="torch.fx cannot trace the forward of ShapeLoop"):
         graphcost.analyze(model, (2, 5, 16), tracer="fx")
-    a = graphcost.analyze(model, (2, 5, 16))
+    a = graphcost.analyze(model, (2, 5, 16), tracer="export")
     assert a.macs == eager_macs(model, (2, 5, 16)) == 5 * 2 * 32 * 16
     assert a.complete and a.params == 32 * 16 + 16
     assert [(layer.name, layer.calls) for layer in a.layers if layer.params] == [("cell", 5)]
@@ -70,13 +70,13 @@ def test_cli_tracer_option(capsys, monkeypatch):
     rc, _, err = run(capsys, "analyze", "nets:ShapeLoop", "--input", "2x5x16:float32", "--tracer", "fx")
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "torch.fx cannot trace" in err
     results = {}
-    for tracer in ("fx", "export"):
+    for tracer in ("fx", "dispatch", "export"):
         rc, out, err = run(capsys, "analyze", "torchvision:resnet18", "--input", "64x64", "--tracer", tracer,
                            "--format", "json")
         assert rc == 0, err
         d = json.loads(out)
         results[tracer] = (d["params"], d["macs"], d["complete"])
-    assert results["fx"] == results["export"] == (11689512, results["fx"][1], True)
+    assert results["fx"] == results["dispatch"] == results["export"] == (11689512, results["fx"][1], True)
     rc, _, err = run(capsys, "analyze", "nets:ShapeLoop", "--input", "2x5x16:float32", "--tracer", "jit")
     assert rc == 2 and "--tracer" in err and len(err.strip().splitlines()) == 1
 

@@ -2,7 +2,8 @@
 
 Tiny configs (2 layers, hidden 64, vocabulary 1000, 32 tokens) of bert, gpt2 (causal LM, embedding
 and head tied), llama, t5 (encoder-decoder: two inputs) and vit. graphcost captures them with
-torch.export (fx cannot trace them) on the default attention backend (sdpa); the reference is
+the dispatch capture (fx cannot trace them; one forward on meta tensors), and by torch.export to
+the same numbers, on the default attention backend (sdpa); the reference is
 FlopCounterMode on an eager forward of the same config with ``attn_implementation="eager"``
 (attention as explicit matmuls). Params exact (unique parameters: a tied weight counts once),
 MACs within 0.5% (all are exact today), ``complete`` true. Models are built on the meta device.
@@ -33,6 +34,15 @@ CASES = {  # name: (hf source, config parameters, inputs)
     "vit": ("hf:vit:image-cls", {**TINY, "image_size": 64, "patch_size": 16},
             {"pixel_values": InputSpec((1, 3, 64, 64))}),
 }
+#: more families (decoder-only with grouped KV heads, encoder-decoder, windowed vision attention)
+MORE = {
+    "mistral": ("hf:mistral", {**TINY, "num_key_value_heads": 2}, {"input_ids": IDS}),
+    "bart": ("hf:bart", {"encoder_layers": 2, "decoder_layers": 2, "d_model": 64, "encoder_attention_heads": 4,
+                         "decoder_attention_heads": 4, "encoder_ffn_dim": 128, "decoder_ffn_dim": 128,
+                         "vocab_size": 1000}, {"input_ids": IDS, "decoder_input_ids": InputSpec((1, 16), torch.int64)}),
+    "swin": ("hf:swin:image-cls", {"embed_dim": 16, "depths": [1, 1], "num_heads": [2, 2], "image_size": 64},
+             {"pixel_values": InputSpec((1, 3, 64, 64))}),
+}
 
 
 def eager_reference(source: str, params: dict) -> torch.nn.Module:
@@ -45,9 +55,9 @@ def example(inputs: dict) -> dict:
     return {name: torch.zeros(spec.shape, dtype=spec.dtype or torch.float32) for name, spec in inputs.items()}
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", list(CASES) + list(MORE))
 def test_hf_model_matches_flop_counter(case):
-    source, params, inputs = CASES[case]
+    source, params, inputs = {**CASES, **MORE}[case]
     model = build_for_shapes(ModelSpec(name=source, params=params)).module
     a = graphcost.analyze(model, inputs)
     reference = eager_macs(eager_reference(source, params), **example(inputs))
@@ -56,6 +66,25 @@ def test_hf_model_matches_flop_counter(case):
     assert a.complete, a.uncounted
     assert [name for name, _, _ in a.inputs] == list(inputs)
     assert a.outputs[0].name in ("last_hidden_state", "logits")  # the model output's own names
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_dispatch_capture_and_export_agree(case):
+    source, params, inputs = CASES[case]
+    model = build_for_shapes(ModelSpec(name=source, params=params)).module
+    by_auto, by_export = (graphcost.analyze(model, inputs, tracer=tracer) for tracer in ("auto", "export"))
+    assert (by_auto.params, by_auto.macs, by_auto.latency_layers, by_auto.graph_size_bytes, by_auto.complete) == \
+        (by_export.params, by_export.macs, by_export.latency_layers, by_export.graph_size_bytes, by_export.complete)
+    weights = {layer.name for layer in by_export.layers if layer.kind in ("linear", "conv")}
+    assert weights == {layer.name for layer in by_auto.layers if layer.kind in ("linear", "conv")}
+
+
+def test_auto_captures_transformers_by_dispatch_with_module_calls_kept():
+    source, params, inputs = CASES["bert"]
+    t = graphcost.trace(build_for_shapes(ModelSpec(name=source, params=params)).module, inputs)
+    query = t.layer("encoder.layer.0.attention.self.query")
+    assert query.op == "linear" and query.kind == "linear"  # the nn.Linear's formula, not an aten op
+    assert t.layer("embeddings.LayerNorm").kind == "norm"
 
 
 def test_gpt2_tied_embedding_and_head_count_once():

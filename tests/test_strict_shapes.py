@@ -104,13 +104,29 @@ def eager_macs(model: nn.Module, shape) -> Optional[int]:
 @example(specs=[("flatten",), ("linear", 10, 5)], shape=(1, 3, 4, 4))  # 48 features into 10
 @example(specs=[("conv", 3, 4, 3, 1, 1)], shape=(1, 1, 8, 8))  # 1 channel into 3
 def test_refuses_exactly_what_pytorch_refuses(specs, shape):
+    check_as_strict_as_pytorch(specs, shape, tracer="fx")
+
+
+@FUZZ
+@given(specs=st.lists(LAYER, min_size=1, max_size=5), shape=SHAPE)
+@example(specs=[("softmax", 1)], shape=(1,))  # the meta kernel takes a missing dim; eager refuses it
+@example(specs=[("linear", 3, 2), ("flatten",)], shape=(3,))  # fails in Python, outside any aten op
+@example(specs=[("flatten",), ("linear", 10, 5)], shape=(1, 3, 4, 4))
+def test_dispatch_capture_refuses_exactly_what_pytorch_refuses(specs, shape):
+    """The same on meta tensors (tracer="dispatch"): where a meta kernel is laxer than the eager
+    one, the formula's shape rule refuses the call."""
+    check_as_strict_as_pytorch(specs, shape, tracer="dispatch")
+
+
+def check_as_strict_as_pytorch(specs, shape, tracer: str) -> None:
     model = build(specs, shape)
     expected = eager_macs(model, shape)
     try:
-        macs = graphcost.analyze(model, shape).macs
+        macs = graphcost.analyze(model, shape, tracer=tracer).macs
     except graphcost.UserError as exc:
         assert expected is None, f"graphcost refused what PyTorch runs: {exc}"
         assert "\n" not in str(exc) and ("layer '" in str(exc) or "cannot" in str(exc)), str(exc)
+        assert tracer != "dispatch" or "layer '" in str(exc), str(exc)  # it knows the module it was in
         return
     assert expected is not None, f"graphcost counted {macs} MACs where PyTorch raises: {model}"
     assert macs == expected
