@@ -315,7 +315,7 @@ class HWAModel(nn.Module):
         # do under that noise (the cells it programs here are never read: HWA reads the live weights)
         zero_cell = NoiseSpec(programming=spec.weight_noise_levels[0]) if spec.weight_noise_levels else NoiseSpec()
         self.sim = CrossbarModel(model, spec.array, zero_cell, seed=seed, depthwise=spec.depthwise,
-                                 share_parameters=True)
+                                 share_parameters=True, channels_last=False)  # HWA keeps the model's layout
         if not self.sim.analog_layers:
             raise UserError("hardware-aware training needs a model with analog layers (conv, transposed conv or "
                             "linear); this one has none")

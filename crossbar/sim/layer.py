@@ -151,7 +151,8 @@ class AnalogLayer(nn.Module):
             x = x.reshape(-1, self.cin, 1)
         if self.gather is None:
             return x
-        if x.dim() == 4 and len(self.gather_runs) <= MAX_GATHER_RUNS and x.is_contiguous(memory_format=self.layout):
+        channels_last = self.layout == torch.channels_last and x.dim() == 4
+        if channels_last and len(self.gather_runs) <= MAX_GATHER_RUNS and x.is_contiguous(memory_format=self.layout):
             # slices of channel runs keep a channels-last layout (index_select returns NCHW), ~3x faster
             return torch.cat([x[:, lo:hi] for lo, hi in self.gather_runs], 1)
         return x.index_select(1, self.gather.to(x.device))
