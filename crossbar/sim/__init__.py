@@ -39,7 +39,11 @@ layer occupies as many arrays (:attr:`AnalogLayer.arrays`) as the mapping's ``ti
 
 The simulation runs all tiles of a layer as ONE grouped convolution (``groups = tiles``; the
 input channels a tile needs are gathered once with ``index_select``, kernel positions that are
-not rows of that tile are zero and cell-free), never a Python loop over tiles or pixels.
+not rows of that tile are zero and cell-free), never a Python loop over tiles or pixels. It
+computes in converter units: the DAC's integers go into the conv, whose weights carry the DAC
+step and each partial-sum channel's 1 / ADC step (folded once, at calibration), so the ADC only
+rounds and clips; the same numbers as quantising in physical units up to float rounding (an ADC
+step, rarely). 2-d activations are channels-last (``CrossbarModel(channels_last=True)``).
 
 *Quantisation and bit slicing.* Weights are quantised per layer to signed ``weight_bits``
 integers ``q = round(w / D)`` with ``D = max|W| / (2**(weight_bits-1) - 1)`` (``max`` over

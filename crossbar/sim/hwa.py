@@ -55,7 +55,7 @@ from .convert import CrossbarModel
 from .layer import AnalogLayer
 from .noise import cells_at_time, generators, perturbs_cells, program_cells
 from .programming import slice_tops
-from .quantization import EPS_RANGE, levels, slice_conductance, weight_qmax
+from .quantization import EPS_RANGE, levels, quantize, slice_conductance, weight_qmax
 
 __all__ = ["HWASpec", "HWAModel", "hwa_model", "hwa_forward", "ste_quantize", "programmed_weight_noise"]
 
@@ -152,7 +152,7 @@ class _STE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, inv, scale, qmin, qmax):
-        return (x * inv).round_().clamp_(qmin, qmax).mul_(scale)
+        return quantize(x, inv, scale, qmin, qmax)
 
     @staticmethod
     def backward(ctx, grad):

@@ -16,11 +16,15 @@ import torch
 EPS_RANGE = 1e-20
 
 
-def quantize(x: torch.Tensor, inv, scale, qmin: int, qmax: int, inplace: bool = False) -> torch.Tensor:
+def quantize(x: torch.Tensor, inv, scale, qmin: int, qmax: int) -> torch.Tensor:
     """``clamp(round(x * inv), qmin, qmax) * scale``; ``inv`` / ``scale`` are numbers or broadcastable
     tensors (per channel). Plain vectorised ops: much faster on CPU than ``fake_quantize_*``."""
-    y = x.mul_(inv) if inplace else x * inv
-    return y.round_().clamp_(qmin, qmax).mul_(scale)
+    return to_levels(x * inv, qmin, qmax).mul_(scale)
+
+
+def to_levels(x: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """``clamp(round(x), qmin, qmax)`` in place: a converter's integer of ``x`` given in its steps."""
+    return x.round_().clamp_(qmin, qmax)
 
 
 def levels(bits: int, signed: bool) -> Tuple[int, int]:

@@ -242,3 +242,83 @@ def test_simulator_programs_the_tiles_the_mapping_counts(name, depthwise, size, 
             rows[physical[t]] += tile.hi - tile.lo
             has_bias[physical[t]] = max(has_bias[physical[t]], float(layer.bias_rows[t].any()))
         assert float((rows + has_bias).max()) <= array.rows
+
+
+# --------------------------------------------------------------------------- converter units, layout
+def _physical_forward(layer, x):
+    """The layer's forward as the package docstring states it, in physical units: DAC-quantised inputs,
+    the effective cells, ADC per array, offset, tile combination, digital bias."""
+    from graphcost.crossbar.sim.quantization import quantize
+
+    xq = layer._arrange(quantize(x, 1.0 / layer.dac_scale, layer.dac_scale, *layer.dac_levels).contiguous())
+    psum = layer._conv(xq, layer.weight, layer.bias_psum, layer.T, None)
+    y = quantize(psum, layer.adc_inv_view, layer.adc_out_view, *layer.adc_levels)
+    if not layer.array.differential:
+        sx = layer._conv(xq, layer.row_ones, None, layer.T, None).unsqueeze(2)
+        if layer.analog_bias:
+            sx = sx + layer.bias_rows.view(1, layer.T, -1, *[1] * (y.dim() - 2))
+        y = (y.view(y.shape[0], layer.T, -1, *y.shape[2:]) - sx * layer.offset).view(y.shape)
+    out = layer._combine(y)
+    if layer.digital_bias is not None:
+        out = out + layer.digital_bias.view(1, -1, *[1] * (out.dim() - 2))
+    return out.reshape(*x.shape[:-1], layer.cout) if layer.kind == "linear" else out
+
+
+@pytest.mark.parametrize("name", ["conv3x3", "depthwise", "grouped", "transposed", "linear"])
+@pytest.mark.parametrize("kw", [{}, {"analog_bias": True}, {"differential": False}])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_converter_unit_forward_equals_the_physical_formula(name, kw, channels_last):
+    """The forward folds the DAC step and 1 / ADC step into the weights and runs channels-last: the
+    same numbers as the physical formula up to float rounding, i.e. at most one ADC step, rarely."""
+    torch.manual_seed(0)
+    module, shape = _TILED_LAYERS[name]
+    array = ArraySpec(64, 48, **kw)  # 8-bit everything: an ADC step is 1/127 of the range
+    sim = CrossbarModel(module, array, NoiseSpec.pcm(), seed=2, channels_last=channels_last)
+    x = torch.rand(2, *shape[1:])
+    layer = next(iter(sim.analog_layers.values()))
+    with torch.no_grad():
+        sim.calibrate(x)
+        new, ref = sim(x), _physical_forward(layer, x)
+    step = float(layer.adc_out_view.max())
+    per_output = layer.T if layer.plan.combine != "concat" else 1  # ADC steps that can add up in one output
+    diff = (new - ref).abs()
+    assert float(diff.max()) <= step * per_output * 1.001
+    assert float((diff > 1e-4 * step).float().mean()) < 0.01
+    assert layer.weight.shape[0] > 1
+
+
+def test_channels_last_is_only_a_layout():
+    torch.manual_seed(0)
+    net = get_model("itnet", N=2, f=8).eval()
+    x = torch.rand(2, 3, 32, 48)
+    cl = CrossbarModel(net, exact(), NoiseSpec.pcm(), seed=1)
+    nchw = CrossbarModel(net, exact(), NoiseSpec.pcm(), seed=1, channels_last=False)
+    with torch.no_grad():
+        cl.calibrate(x), nchw.calibrate(x)
+        a, b = cl(x), nchw(x)
+    assert a[0].is_contiguous(memory_format=torch.channels_last) and b[0].is_contiguous()
+    assert rel_err(a, b) < 1e-3
+
+
+class Views(nn.Module):
+    """Flattens a conv's activation with ``.view`` (needs NCHW memory)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 6, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def test_models_that_need_nchw_activations_fall_back_to_them():
+    torch.manual_seed(0)
+    net, x = Views().eval(), torch.rand(2, 3, 6, 6)
+    with pytest.raises(RuntimeError):
+        net(x.contiguous(memory_format=torch.channels_last))  # channels-last activations break it
+    sim = CrossbarModel(net, exact(), NoiseSpec())
+    with torch.no_grad():
+        assert rel_err(sim(x), net(x)) < 1e-3
+    assert sim.layout == torch.contiguous_format
