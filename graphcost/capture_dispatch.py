@@ -136,20 +136,28 @@ def _meta_input(value, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(spec.shape, dtype=spec.dtype, device="meta")
 
 
-def _meta_parameters(model: nn.Module) -> Tuple[Callable[[Dict[str, torch.Tensor]], Any], Dict[str, torch.Tensor]]:
-    """A function calling ``model`` with every parameter and buffer on the meta device, and the
-    tensor each parameter / buffer name is seen as while it runs (the model's own where it is on
-    the meta device already; tied tensors stay one tensor)."""
+def meta_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``model`` by name (tied names too), on the meta device: the
+    model's own tensors where they are there already, else a meta copy of each (one per tensor,
+    so tied names stay tied), for ``torch.func.functional_call``."""
     tensors = dict(itertools.chain(model.named_parameters(remove_duplicate=False),
                                    model.named_buffers(remove_duplicate=False)))
-    if all(t.device.type == "meta" for t in tensors.values()):
-        return (lambda kwargs: model(**kwargs)), tensors
     meta_of: Dict[int, torch.Tensor] = {}
     for t in tensors.values():
         if id(t) not in meta_of:
-            meta_of[id(t)] = nn.Parameter(torch.empty_like(t, device="meta"), t.requires_grad) \
-                if isinstance(t, nn.Parameter) else torch.empty_like(t, device="meta")
-    seen = {name: meta_of[id(t)] for name, t in tensors.items()}
+            meta_of[id(t)] = t if t.device.type == "meta" else \
+                nn.Parameter(torch.empty_like(t, device="meta"), t.requires_grad) if isinstance(t, nn.Parameter) \
+                else torch.empty_like(t, device="meta")
+    return {name: meta_of[id(t)] for name, t in tensors.items()}
+
+
+def _meta_parameters(model: nn.Module) -> Tuple[Callable[[Dict[str, torch.Tensor]], Any], Dict[str, torch.Tensor]]:
+    """A function calling ``model`` with every parameter and buffer on the meta device, and the
+    tensor each parameter / buffer name is seen as while it runs."""
+    seen = meta_state(model)
+    if all(seen[name] is t for name, t in itertools.chain(model.named_parameters(remove_duplicate=False),
+                                                          model.named_buffers(remove_duplicate=False))):
+        return (lambda kwargs: model(**kwargs)), seen  # on the meta device already: nothing to swap
     return (lambda kwargs: torch.func.functional_call(model, seen, (), kwargs, tie_weights=True, strict=False)), seen
 
 

@@ -44,7 +44,7 @@ from torch.utils._pytree import tree_map_only
 
 from . import ops
 from .aten_costs import AtenCost, Uncounted, aten_kind, does_no_arithmetic
-from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
+from .capture_dispatch import DispatchCaptureFailed, dispatch_capture, meta_state
 from .capture_export import Exported, ExportFailed, export_graph
 from .errors import UserError, quiet_torch_logs
 from .inputs import InputSpec, describe, fake_input, split_inputs
@@ -266,22 +266,10 @@ class _CostInterpreter(fx.Interpreter):
         return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops)
 
     def _run_counted(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
-        """Run a function, method or aten op under :class:`AtenCost`: on meta copies of its tensors
-        where it can (a fake-tensor dispatch costs several meta ones: swin_t's fx-wrapped window
-        attention was 70% of its trace on fake tensors), else on the fake tensors themselves
-        (no meta kernel, a CPU tensor made inside, or torch refuses the shapes: its own error)."""
-        fakes = [t for t in ops.tensors_in((args, kwargs)) if isinstance(t, FakeTensor)]
-        if fakes:
-            try:
-                with unset_fake_temporarily(), AtenCost() as counter:
-                    meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
-                    out = getattr(self, n.op)(n.target, meta_args, meta_kwargs)
-                return tree_map_only(torch.Tensor, functools.partial(_fake_from_meta, fakes[0]), out), counter
-            except Exception:  # noqa: BLE001 - the fake run below decides, with torch's own message
-                pass
-        with AtenCost() as counter:
-            out = getattr(self, n.op)(n.target, args, kwargs)
-        return out, counter
+        """Run a function, method or aten op under :class:`AtenCost` (see :func:`_counted`)."""
+        def run(a, k):
+            return getattr(self, n.op)(n.target, a, k)
+        return _counted(run, run, args, kwargs)
 
     @staticmethod
     def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
@@ -307,10 +295,10 @@ class _CostInterpreter(fx.Interpreter):
     def _run_opaque(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
         """Run a leaf nobody registered per aten op: on fake tensors when it can, else
         (data-dependent control flow) on real seeded inputs of the same shapes."""
+        module = self.module.get_submodule(n.target)
         try:
-            with AtenCost() as counter:
-                out = self.call_module(n.target, args, kwargs)
-            return out, counter
+            return _counted(lambda a, k: torch.func.functional_call(module, meta_state(module), tuple(a), k),
+                            lambda a, k: self.call_module(n.target, a, k), args, kwargs)
         except Exception:
             if n.target not in self.opaque:
                 raise
@@ -395,6 +383,26 @@ def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
         meta = torch.empty(shape, dtype=like.dtype, device="meta")
     mode = like.fake_mode
     return mode.fake_tensor_converter.from_meta_and_device(mode, meta, like.device)
+
+
+def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, AtenCost]:
+    """``on_meta`` on meta copies of the tensors in ``args`` / ``kwargs`` under :class:`AtenCost`,
+    its output back as fake tensors; where it cannot run (no meta kernel, a CPU tensor made inside,
+    or torch refuses the shapes), ``on_fake`` on the fake tensors themselves, whose error is then
+    torch's own. Why: a fake-tensor dispatch costs several meta ones (swin_t's fx-wrapped window
+    attention was 70% of its trace on fake tensors, nn.TransformerEncoder's opaque run most of its)."""
+    fakes = [t for t in ops.tensors_in((args, kwargs)) if isinstance(t, FakeTensor)]
+    if fakes:
+        try:
+            with unset_fake_temporarily(), AtenCost() as counter:
+                meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
+                out = on_meta(meta_args, meta_kwargs)
+            return tree_map_only(torch.Tensor, functools.partial(_fake_from_meta, fakes[0]), out), counter
+        except Exception:  # noqa: BLE001 - the fake run below decides, with torch's own message
+            pass
+    with AtenCost() as counter:
+        out = on_fake(args, kwargs)
+    return out, counter
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:
