@@ -531,9 +531,10 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         tensors (:mod:`graphcost.capture_dispatch`: module calls kept, every other call an aten
         op); ``"export"`` ``torch.export`` non-strict on fake tensors (every call an aten op,
         grouped into layers by module path); ``"auto"`` fx, then dispatch, then export, the first
-        that can run the model. All give the same graphs, layers keyed by parameter identity; on
-        the export path every call is costed per aten op, so ``leaf_modules`` and module /
-        function formulas (registered or ``custom_costs``) apply to fx and dispatch captures.
+        that can run the model. All give the same graphs, layers keyed by parameter identity.
+        ``leaf_modules`` and module formulas (registered or ``custom_costs``) apply to fx and
+        dispatch captures, function and method formulas to fx traces only: the dispatch capture
+        sees functions as the aten ops they run, the export path costs every call per aten op.
 
     Returns
     -------
