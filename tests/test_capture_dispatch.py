@@ -117,3 +117,14 @@ def test_an_invalid_shape_is_one_line_naming_the_layer(tracer):
         graphcost.analyze(ShapeLoop(), (2, 5, 17), tracer=tracer)
     message = str(info.value)
     assert "\n" not in message and "layer 'cell' (Linear) cannot run on input 2x33" in message, message
+
+
+def test_module_formulas_and_leaf_modules_apply_on_the_dispatch_path():
+    from graphcost.ops import OpCost
+    a = graphcost.analyze(ShapeLoop(), (2, 5, 16), tracer="dispatch",
+                          custom_costs={nn.Linear: lambda call: OpCost(macs=7)})
+    assert a.macs == 5 * 7  # the per-call formula, once per call of the cell
+    model = LoopNet(3).eval()
+    t = graphcost.trace(model, (1, 3, 16, 16), tracer="dispatch", leaf_modules=["blocks.0"])
+    assert t.layer("blocks.0").calls == 3 and t.opaque_modules == ["blocks.0"]
+    assert graphcost.analyze_trace(t).macs == eager_macs(model, (1, 3, 16, 16))
