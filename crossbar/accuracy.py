@@ -293,6 +293,18 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / n)
 
 
+def _run_trials(items: list, executor, progress: Optional[Callable[[int, int], None]]) -> list:
+    """Each trial's result, by ``executor`` or one after another here."""
+    if executor is not None:
+        return list(executor.map(_run_trial_item, items, progress=progress))
+    results = []
+    for i, item in enumerate(items):
+        results.append(_run_trial_item(item))
+        if progress is not None:
+            progress(i + 1, len(items))
+    return results
+
+
 def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None,
                       progress: Optional[Callable[[int, int], None]] = None) -> AccuracyResult:
     """Float and simulated mIoU (and fidelity mIoU) per output, mean and std over ``config.trials``.
@@ -342,15 +354,7 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None
                         f"{dataset.classes}; build the model with classes={dataset.classes}")
     float_scores = [score(p, labels, dataset.classes) for p in float_preds]
     state = TrialState(model, images, labels, tuple(float_preds), dataset.classes)
-    items = [(config, state, t) for t in range(config.trials)]
-    if executor is None:
-        results = []
-        for i, item in enumerate(items):
-            results.append(_run_trial_item(item))
-            if progress is not None:
-                progress(i + 1, len(items))
-    else:
-        results = list(executor.map(_run_trial_item, items, progress=progress))
+    results = _run_trials([(config, state, t) for t in range(config.trials)], executor, progress)
     times = tuple(TimeAccuracy(t, _summarise([r.per_time[i] for r in results], float_scores))
                   for i, t in enumerate(config.times))
     metric = "top1" if dataset.task == "classification" else "miou"

@@ -427,6 +427,18 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     """
     if depthwise not in DEPTHWISE_STRATEGIES:
         raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
+    layers, index, call_mvms, notes = _map_layers(trace, array, depthwise)
+    if not layers:
+        raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
+    calls, outputs = _reduce_dag(trace, index, call_mvms)
+    return ModelMapping(model=name or type(trace.module).__name__, input_shape=tuple(trace.input_shape), array=array,
+                        depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes))
+
+
+def _map_layers(trace, array: ArraySpec, depthwise: str
+                ) -> Tuple[List[LayerMapping], Dict[str, int], Dict[str, int], List[str]]:
+    """Every unique weight layer mapped, in execution order: the mappings, each layer's index
+    among them, each call's MVMs, and notes on layers left digital or mapped approximately."""
     loop = trace.loop_graph
     weight_layers = sorted((n for n in loop if trace.layer(n).is_weight_layer),
                            key=lambda n: trace.layer(n).first_order)
@@ -446,20 +458,7 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
         index[layer_name] = len(layers)
         layers.append(_map_layer(layer_name, data, shape, array, depthwise))
         call_mvms.update(zip(data.dag_nodes, shape.call_mvms))
-    if not layers:
-        raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
-
-    calls, outputs = _reduce_dag(trace, index, call_mvms)
-    return ModelMapping(
-        model=name or type(trace.module).__name__,
-        input_shape=tuple(trace.input_shape),
-        array=array,
-        depthwise=depthwise,
-        layers=tuple(layers),
-        calls=calls,
-        outputs=outputs,
-        notes=tuple(notes),
-    )
+    return layers, index, call_mvms, notes
 
 
 def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]

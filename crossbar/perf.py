@@ -341,8 +341,7 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
     Examples
     --------
     >>> import torch
-    >>> from graphcost.crossbar.mapping import map_model
-    >>> from graphcost.crossbar.specs import ArraySpec, ChipSpec
+    >>> from graphcost.crossbar import ArraySpec, ChipSpec, map_model
     >>> m = map_model(torch.nn.Conv2d(64, 64, 3, padding=1), (1, 64, 8, 8), ArraySpec(128, 128))
     >>> m.arrays_used                                   # 576 rows x 512 columns: 5 x 4 arrays
     20

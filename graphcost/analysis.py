@@ -182,10 +182,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     model : torch.nn.Module
         The model. Nothing is allocated for activations: shapes come from fake tensors.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
-        What ``forward`` is called with (see :func:`graphcost.trace`): a shape tuple is one float
-        input, batch included; ``InputSpec(shape, dtype)`` or an example tensor gives a dtype
-        (token ids: ``InputSpec((1, 128), torch.int64)``); a tuple is positional, a dict keyword
-        inputs. ``input_shape=`` is the same, by its old name.
+        What ``forward`` is called with (see :func:`graphcost.trace`; token ids:
+        ``InputSpec((1, 128), torch.int64)``). ``input_shape=`` is the same, by its old name.
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
@@ -196,10 +194,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     leaf_modules : sequence of str, optional
         Submodule paths to keep as single opaque calls (MACs by torch's flop counter).
     custom_costs : dict, optional
-        ``{op: formula}`` overriding or adding cost formulas for this call only (as
-        ``FlopCounterMode``'s ``custom_mapping``): ``op`` is a module type, a function or a tensor
-        method's name; ``formula`` takes a :class:`~graphcost.ops.Call` and returns an
-        :class:`~graphcost.ops.OpCost`. To add a formula for good, use :func:`graphcost.register_cost`.
+        ``{op: formula}`` for this call only, as ``FlopCounterMode``'s ``custom_mapping`` (see
+        :func:`graphcost.trace`); to add a formula for good, use :func:`graphcost.register_cost`.
     tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
         How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta
         tensors, torch.export, or the first of them (in that order) that can run the model.

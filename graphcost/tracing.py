@@ -33,7 +33,7 @@ import functools
 import inspect
 import operator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import networkx as nx
 import torch
@@ -501,90 +501,82 @@ def get_attr(root: nn.Module, target: str):
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
           input_shape: Optional[Sequence[int]] = None, tracer: str = "auto") -> Trace:
-    """Trace ``model`` on a fake input; return its execution DAG and loop-keeping graph.
-
-    No activation is allocated: shapes come from fake tensors. Every call's cost (from the op
-    registry, :mod:`graphcost.ops`) is stored on its DAG node as a :class:`~graphcost.schema.CallRecord`.
+    """Trace ``model`` on fake or meta inputs (nothing allocated); return its execution DAG, each call's
+    cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
 
     Parameters
     ----------
     model : torch.nn.Module
         The model; its training mode is restored afterwards (tracing runs in eval mode).
     inputs : shape, InputSpec, tensor, or a tuple / dict of them
-        What ``forward`` is called with (:mod:`graphcost.inputs`): a shape tuple such as
-        ``(1, 3, 224, 224)`` is one float input; ``InputSpec(shape, dtype)`` and example tensors
-        (real, fake or meta: only their shape and dtype count) give a dtype; a tuple is several
-        positional inputs, a dict keyword inputs. Optional arguments not given keep their defaults.
-        ``input_shape=`` is the same, by its old name.
+        What ``forward`` is called with (:mod:`graphcost.inputs`; a tuple is positional inputs, a
+        dict keyword inputs). ``input_shape=`` is the same, by its old name.
     dtype : torch.dtype, optional
-        The model's floating-point dtype (default: its first floating-point parameter's, else
-        float32): inputs given by shape alone take it, and graph size counts weights at its size.
+        The model's floating-point dtype (default: its first floating-point parameter's, else float32).
     leaf_modules : iterable of str, optional
         Submodule paths to keep as single opaque calls instead of tracing into them.
     custom_costs : dict, optional
-        ``{op: formula}`` overriding (or adding) cost formulas for this trace only: ``op`` is a
-        module type, a function or a tensor method's name, ``formula`` takes an
-        :class:`~graphcost.ops.Call` and returns an :class:`~graphcost.ops.OpCost`.
+        ``{op: formula}`` overriding or adding formulas for this trace only (module type, function
+        or method name -> a function of an :class:`~graphcost.ops.Call` returning an ``OpCost``).
     tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
-        How the graph is captured: ``"fx"`` symbolic tracing (keeps the module hierarchy; a
-        submodule it cannot trace becomes one opaque call); ``"dispatch"`` one forward on meta
-        tensors (:mod:`graphcost.capture_dispatch`: module calls kept, every other call an aten
-        op); ``"export"`` ``torch.export`` non-strict on fake tensors (every call an aten op,
-        grouped into layers by module path); ``"auto"`` fx, then dispatch, then export, the first
-        that can run the model. All give the same graphs, layers keyed by parameter identity.
-        ``leaf_modules`` and module formulas (registered or ``custom_costs``) apply to fx and
-        dispatch captures, function and method formulas to fx traces only: the dispatch capture
-        sees functions as the aten ops they run, the export path costs every call per aten op.
+        The capture path (see the module doc): fx symbolic tracing, one forward on meta tensors, or
+        ``torch.export``; ``"auto"`` takes the first of them that can run the model. Function and
+        method formulas apply to fx traces only (the others see functions as the aten ops they run).
 
     Returns
     -------
     Trace
         ``dag`` (one node per call), ``loop_graph`` (one node per unique layer), inputs, outputs,
-        and the modules / ops that could not be costed exactly (``opaque_modules``, ``unknown_ops``).
+        and what could not be costed exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
 
     Raises
     ------
     UserError
-        If an input shape is not positive, ``forward`` takes no such inputs, the model cannot be
-        captured by the tracer asked for (``"auto"``: by neither), the model cannot run on the
-        inputs, ``custom_costs`` is malformed or ``tracer`` is none of the three.
+        If an input is malformed or not taken by ``forward``, no capture path asked for can run the
+        model on it, ``custom_costs`` is malformed or ``tracer`` is none of the four.
 
     Examples
     --------
     A convolution run three times is three calls but one layer, with a self-loop:
 
-    >>> import torch
-    >>> conv = torch.nn.Conv2d(4, 4, 3, padding=1)
     >>> class Loop(torch.nn.Module):
     ...     def __init__(self):
-    ...         super().__init__(); self.conv = conv
+    ...         super().__init__(); self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
     ...     def forward(self, x):
-    ...         for _ in range(3):
-    ...             x = self.conv(x)
-    ...         return x
+    ...         return self.conv(self.conv(self.conv(x)))
     >>> t = trace(Loop(), (1, 4, 8, 8))
-    >>> len([n for n in t.dag if t.call(n).kind == "conv"]), sorted(t.loop_graph)
-    (3, ['conv', 'x'])
-    >>> t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")   # re-use is a self-loop
-    (3, True)
+    >>> convs = [n for n in t.dag if t.call(n).kind == "conv"]
+    >>> len(convs), t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")
+    (3, 3, True)
     """
     if tracer not in TRACERS:
         raise UserError(f"tracer must be one of {', '.join(TRACERS)}, got {tracer!r}")
-    args, kwargs = split_inputs(inputs if input_shape is None else input_shape)
     custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
-    # a model that is itself one leaf (nn.Conv2d, nn.TransformerEncoder) is traced as one call of it
-    is_leaf = ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
-    root_module = _Single(model) if is_leaf else model
-    bound = _bind(root_module, args, kwargs)
-    specs = {name: describe(value, dtype) for name, value in bound.items()}
+    root_module = _Single(model) if _is_leaf_model(model, custom) else model
+    bound = _bind(root_module, *split_inputs(inputs if input_shape is None else input_shape))
+    with _eval_mode(model), quiet_torch_logs():
+        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+    return _assemble(model, captured, {name: describe(value, dtype) for name, value in bound.items()}, dtype)
+
+
+def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
+    """Whether the model is itself one leaf (nn.Conv2d, nn.TransformerEncoder): traced as one call of it."""
+    return ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
-        with quiet_torch_logs():
-            captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+        yield
     finally:
         model.train(was_training)
+
+
+def _assemble(model: nn.Module, captured: "_Captured", specs: Dict[str, InputSpec], dtype: torch.dtype) -> Trace:
+    """The Trace of a captured graph: its execution DAG and loop-keeping graph."""
     dag, placeholders, named_outputs = _build_dag(captured.root, captured.graph, captured.records)
     loop_graph = _build_loop_graph(dag)
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}

@@ -4,6 +4,28 @@ Layer for layer the network of Table 1 of the paper, with the per-layer details 
 kernel of the final full convolution, decoder non-linearity, dropout rates) taken from the
 authors' Torch code (``e-lab/ENet-training``, ``train/models/encoder.lua`` and
 ``decoder.lua``) where the paper is silent. See :func:`enet` for the list of choices.
+
+Design choices where the paper is silent (all from the authors' Torch code):
+
+* projection ratio 4 everywhere: internal = out/4 (16 and 32 in the encoder, 16 and 4 in
+  the decoder); down-sampling bottlenecks project with a bias-free 2x2/2 conv;
+* bias: projection, expansion, the 5x1 half of an asymmetric conv and every decoder 1x1
+  are bias-free; the 3x3 regular/dilated conv, the 1x5 half, the transposed 3x3 conv,
+  the initial conv and the fullconv have a bias; BN eps 1e-3;
+* down-sampling shortcut: 2x2/2 max-pool (indices kept) then zero-padding of the channels
+  (``F.pad``, no parameters, no MACs);
+* encoder uses per-channel PReLU; the decoder uses ReLU (``cudnn.ReLU`` in decoder.lua)
+  and no dropout; SpatialDropout p=0.01 in stage 1 and p=0.1 afterwards (a no-op in eval);
+* up-sampling bottleneck shortcut: bias-free 1x1 conv + BN, then max-unpooling; its main
+  conv is a 3x3/2 transposed conv (padding 1, output padding 1);
+* fullconv: the Torch code's ``SpatialFullConvolution(16, C, 2, 2, 2, 2)``, i.e. a 2x2
+  kernel, not the 3x3 some ports use (the paper's Table 1 gives no kernel size);
+* max-unpooling is called without ``output_size``, so H and W must be divisible by 8
+  (true for CamVid 360x480, Cityscapes 512x1024 and the paper's 512x512 / 640x360);
+  a dataset preset that is not (PASCAL 513x513) is rejected.
+* no width multiplier: ENet's channel plan is fixed; ``classes`` is the only knob.
+* default dataset: CamVid 360x480 (one of the paper's benchmarks); ``dataset="cityscapes"``
+  gives 19 output classes at 512x1024.
 """
 from __future__ import annotations
 
@@ -194,27 +216,7 @@ def enet(*, dataset: str = "camvid", classes: int | None = None) -> nn.Module:
     * stage 5: up-sampling bottleneck 64->16 (bottleneck1.0's indices) + 1 regular;
     * fullconv: 2x2/2 transposed conv 16->classes (with bias).
 
-    Design choices where the paper is silent (all from the authors' Torch code):
-
-    * projection ratio 4 everywhere: internal = out/4 (16 and 32 in the encoder, 16 and 4 in
-      the decoder); down-sampling bottlenecks project with a bias-free 2x2/2 conv;
-    * bias: projection, expansion, the 5x1 half of an asymmetric conv and every decoder 1x1
-      are bias-free; the 3x3 regular/dilated conv, the 1x5 half, the transposed 3x3 conv,
-      the initial conv and the fullconv have a bias; BN eps 1e-3;
-    * down-sampling shortcut: 2x2/2 max-pool (indices kept) then zero-padding of the channels
-      (``F.pad``, no parameters, no MACs);
-    * encoder uses per-channel PReLU; the decoder uses ReLU (``cudnn.ReLU`` in decoder.lua)
-      and no dropout; SpatialDropout p=0.01 in stage 1 and p=0.1 afterwards (a no-op in eval);
-    * up-sampling bottleneck shortcut: bias-free 1x1 conv + BN, then max-unpooling; its main
-      conv is a 3x3/2 transposed conv (padding 1, output padding 1);
-    * fullconv: the Torch code's ``SpatialFullConvolution(16, C, 2, 2, 2, 2)``, i.e. a 2x2
-      kernel, not the 3x3 some ports use (the paper's Table 1 gives no kernel size);
-    * max-unpooling is called without ``output_size``, so H and W must be divisible by 8
-      (true for CamVid 360x480, Cityscapes 512x1024 and the paper's 512x512 / 640x360);
-      a dataset preset that is not (PASCAL 513x513) is rejected.
-    * no width multiplier: ENet's channel plan is fixed; ``classes`` is the only knob.
-    * default dataset: CamVid 360x480 (one of the paper's benchmarks); ``dataset="cityscapes"``
-      gives 19 output classes at 512x1024.
+    Design choices where the paper is silent (from the authors' Torch code): the module docstring.
     """
     preset = DATASETS[dataset]
     if classes is None:

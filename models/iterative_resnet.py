@@ -17,6 +17,43 @@ output is the ACT-weighted sum of the states (halting scores, the remainder at t
 iteration, zero after it). Here every iteration is always computed (cost at the maximum
 number of iterations) and the halting is expressed with masks, so the graph never branches on
 a tensor value and traces with plain ``torch.fx``. See :func:`iterative_resnet`.
+
+Design choices (the paper is silent or its figure/algorithm is not in our copy):
+  * Stage transitions: the block maps ``expansion*n`` channels to themselves at a fixed
+    resolution, so each stage starts with a non-shared 1x1 convolution + BN (stride 2 in
+    stages 2-4, the ResNet projection shortcut) from the previous stage's channels; it is
+    omitted when channels and resolution already match (stage 1 with expansion 1). This
+    is the only transition that reproduces both CIFAR parameter counts (a full ResNet
+    down-sampling block per stage would give about 8M / 14M instead of 4M / 9M).
+  * Block: conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1-BN and ``s_i = s_{i-1} + y_i`` with no
+    ReLU after the addition (Eq. 3). Stage widths n = width * 2**stage (64, 128, 256, 512)
+    and ``expansion*n`` channels (expansion 4 = ResNet). ``depthwise=True`` replaces the
+    3x3 convolution by a 3x3 depthwise + 1x1 pointwise convolution, each with BN + ReLU.
+  * Per-iteration batch norm: one set of BN modules per iteration in both variants.
+  * ACT unit: GAP of the state s_i and of the update y_i, concatenated, FC(2C->64)-ReLU-
+    FC(64->1)-sigmoid; output bias initialised to -3. Threshold 1 - 0.01 as in ACT/SACT.
+    Every iteration is computed (cost at the maximum iterations); the stage output is the
+    ACT-weighted sum of the states (halting score while the cumulative score stays below
+    the threshold, the remainder at the halting iteration and at the last one, 0 after),
+    built from masks so nothing branches on data. ACT never uses the last iteration's
+    score, so the halting unit runs k-1 times per stage of k iterations (k times with
+    ``return_halting=True``), leaving no dead or zero-weight branch in the graph. The
+    halting scores therefore shape the logits; ``return_halting=True`` also returns them
+    and the ponder cost (N + R) as real outputs in a dict ``{"logits", "halting",
+    "ponder_cost"}`` (graphcost then lists three outputs).
+  * ``shared=False`` (``--independent``): the same graph with one block and one ACT unit
+    per iteration (the unrolled ResNet counterpart); transitions, stem, head unchanged.
+  * Stems: ``stem="imagenet"`` (default) 7x7/2 conv + 3x3/2 max-pool as ResNet;
+    ``stem="cifar"`` a 3x3/1 conv without max-pool (the CIFAR ResNet-152 with 58M params
+    and 3.7 GMAC that the paper compares against has this stem).
+  * Output: this is the paper's image classifier; it returns ONE tensor of ``N x classes``
+    logits (not per-iteration outputs, the paper has a single output). On the segmentation
+    presets (camvid/cityscapes/pascal) only the input resolution and ``classes`` (default:
+    the preset's class count) are taken from the preset; it still outputs image-level
+    logits (the paper's UPerNet segmentation head is not reproduced).
+  * ``iterations`` takes a sequence (one stage per entry, widths doubling) or one int
+    (the same count in 4 stages). The IterativeNet152_double variant (two iterative blocks
+    per stage) is not built: the paper does not say how it splits the iterations.
 """
 from __future__ import annotations
 
@@ -215,6 +252,17 @@ class IterativeResNet(nn.Module):
         return logits
 
 
+def _stage_iterations(iterations: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    """Iterations per stage: one int for all 4 stages, or one entry per stage."""
+    if isinstance(iterations, bool):
+        raise ValueError(f"iterations must be a positive integer or a sequence of them, got {iterations!r}")
+    if isinstance(iterations, int):
+        return (check_int("iterations", iterations, 1, MAX_REPEATS),) * 4
+    if isinstance(iterations, (tuple, list)) and len(iterations) > 0:
+        return tuple(check_int("each entry of iterations", k, 1, MAX_REPEATS) for k in iterations)
+    raise ValueError(f"iterations must be a positive integer or a non-empty sequence of them, got {iterations!r}")
+
+
 @register_model("iterative-resnet", default_dataset="camvid")
 def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
                      iterations: Union[int, Sequence[int]] = RESNET152_ITERATIONS, expansion: int = 4,
@@ -241,53 +289,12 @@ def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
         which is how the paper's 9M / 6M ImageNet figures read; with it, 9M is 27% below ours.
       * ``shared=False`` at 224x224: 66.5M params (ResNet-152: 60.2M), same MACs.
 
-    Design choices (the paper is silent or its figure/algorithm is not in our copy):
-      * Stage transitions: the block maps ``expansion*n`` channels to themselves at a fixed
-        resolution, so each stage starts with a non-shared 1x1 convolution + BN (stride 2 in
-        stages 2-4, the ResNet projection shortcut) from the previous stage's channels; it is
-        omitted when channels and resolution already match (stage 1 with expansion 1). This
-        is the only transition that reproduces both CIFAR parameter counts (a full ResNet
-        down-sampling block per stage would give about 8M / 14M instead of 4M / 9M).
-      * Block: conv1x1-BN-ReLU, conv3x3-BN-ReLU, conv1x1-BN and ``s_i = s_{i-1} + y_i`` with no
-        ReLU after the addition (Eq. 3). Stage widths n = width * 2**stage (64, 128, 256, 512)
-        and ``expansion*n`` channels (expansion 4 = ResNet). ``depthwise=True`` replaces the
-        3x3 convolution by a 3x3 depthwise + 1x1 pointwise convolution, each with BN + ReLU.
-      * Per-iteration batch norm: one set of BN modules per iteration in both variants.
-      * ACT unit: GAP of the state s_i and of the update y_i, concatenated, FC(2C->64)-ReLU-
-        FC(64->1)-sigmoid; output bias initialised to -3. Threshold 1 - 0.01 as in ACT/SACT.
-        Every iteration is computed (cost at the maximum iterations); the stage output is the
-        ACT-weighted sum of the states (halting score while the cumulative score stays below
-        the threshold, the remainder at the halting iteration and at the last one, 0 after),
-        built from masks so nothing branches on data. ACT never uses the last iteration's
-        score, so the halting unit runs k-1 times per stage of k iterations (k times with
-        ``return_halting=True``), leaving no dead or zero-weight branch in the graph. The
-        halting scores therefore shape the logits; ``return_halting=True`` also returns them
-        and the ponder cost (N + R) as real outputs in a dict ``{"logits", "halting",
-        "ponder_cost"}`` (graphcost then lists three outputs).
-      * ``shared=False`` (``--independent``): the same graph with one block and one ACT unit
-        per iteration (the unrolled ResNet counterpart); transitions, stem, head unchanged.
-      * Stems: ``stem="imagenet"`` (default) 7x7/2 conv + 3x3/2 max-pool as ResNet;
-        ``stem="cifar"`` a 3x3/1 conv without max-pool (the CIFAR ResNet-152 with 58M params
-        and 3.7 GMAC that the paper compares against has this stem).
-      * Output: this is the paper's image classifier; it returns ONE tensor of ``N x classes``
-        logits (not per-iteration outputs, the paper has a single output). On the segmentation
-        presets (camvid/cityscapes/pascal) only the input resolution and ``classes`` (default:
-        the preset's class count) are taken from the preset; it still outputs image-level
-        logits (the paper's UPerNet segmentation head is not reproduced).
-      * ``iterations`` takes a sequence (one stage per entry, widths doubling) or one int
-        (the same count in 4 stages). The IterativeNet152_double variant (two iterative blocks
-        per stage) is not built: the paper does not say how it splits the iterations.
+    Design choices where the paper is silent (transitions, block, ACT unit, stems, output): the
+    module docstring.
     """
     preset = DATASETS[dataset]
     classes = preset.classes if classes is None else check_int("classes", classes)
-    if isinstance(iterations, bool):
-        raise ValueError(f"iterations must be a positive integer or a sequence of them, got {iterations!r}")
-    if isinstance(iterations, int):
-        iterations = (check_int("iterations", iterations, 1, MAX_REPEATS),) * 4
-    elif isinstance(iterations, (tuple, list)) and len(iterations) > 0:
-        iterations = tuple(check_int("each entry of iterations", k, 1, MAX_REPEATS) for k in iterations)
-    else:
-        raise ValueError(f"iterations must be a positive integer or a non-empty sequence of them, got {iterations!r}")
+    iterations = _stage_iterations(iterations)
     check_int("expansion", expansion, 1, MAX_WIDTH)
     check_int("width", width, 1, MAX_WIDTH)
     check_int("act_hidden", act_hidden)

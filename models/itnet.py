@@ -6,6 +6,32 @@ anytime semantic segmentation" (Bosch Center for AI). Figures 1, 2 and A1 of the
 The network is a data block (run once), an iterative block over ``L`` spatial scales (run
 ``N`` times, its output fed back as its next input) and one classification block per
 iteration, so the model returns ``N`` full-resolution logit maps (anytime prediction).
+
+Design choices where Fig. A1 (a picture) is silent, chosen by a search over readings of
+the figure that had to land all the paper's numbers (listed in :func:`itnet`):
+  * Data block: two ENet initial-block stages, [conv3x3 s2 -> f_r || maxpool 2] -> concat
+    (f_r+3) -> BN -> ReLU, then [conv3x3 s2 -> f || maxpool 2] -> concat (f+f_r+3) -> BN
+    -> ReLU, at 1/4 resolution. Each scale l gets conv3x3 stride 2^l -> f_r, BN, ReLU,
+    conv3x3 -> f_r, BN, ReLU. Data-block convs have no bias (BN follows).
+  * Scales are 1/4, 1/8, 1/16 (... 1/4 * 2^-(L-1)) of the input; the iterative state has
+    f_r channels at every scale (only widths near f/2 at a 1/4 finest scale fit the
+    params/MACs/graph-size triple). The classification block works at 1/8 (the 1/4 scale
+    is average-pooled, coarser ones bilinearly up-sampled) so that its 8x up-sampling
+    restores the input size: H and W must be multiples of 8.
+  * Mixing residual block, per scale l: concat of all L scales resampled to scale l
+    (adaptive avg-pool down, bilinear up) -> conv3x3 (L*f_r -> f_r) -> add scale l's
+    input -> ReLU. Skipped in iteration 1 (so independent weights have N-1 of them).
+  * BRB: conv1x1 f_r -> 6 f_r, ReLU, depthwise 3x3, ReLU, conv1x1 -> f_r (linear), + x.
+    No BN inside the iterative block (the paper moves BN between iterations), so its
+    convs carry biases; ReLU instead of ReLU6 (Fig. A1 only names ReLU).
+  * BN between iterations: N-1 sets of L BatchNorm2d, one set on the feedback entering
+    iterations 2..N; never shared. The classifier reads the block output before BN.
+  * Classification block: conv1x1 (L*f_r -> C, with bias), unique per iteration.
+  * Cityscapes width: not in the paper. f=50 with N=16, L=3, K=1 fits all three numbers
+    within 11%. (f=56 gives the 4.8 MB state exactly and a 293 MB graph, but 23.0 GMACs
+    for the 16th output; its 11th/12th outputs cost 16.1/17.5 GMACs, so the paper's figure
+    may quote an intermediate output. f=56, N=12 fits all three within 5%: 17.5 GMACs,
+    279 MB, 4.82 MB.)
 """
 from __future__ import annotations
 
@@ -236,31 +262,8 @@ def itnet(
         state 4.30 MB (f_r=25 channels at 128x256, 64x128, 32x64).
       * Latency 68 conv layers to the last output (4 + 3 + 15*4 + 1), 8 to the first.
 
-    Design choices where Fig. A1 (a picture) is silent, chosen by a search over readings of
-    the figure that had to land all the numbers above:
-      * Data block: two ENet initial-block stages, [conv3x3 s2 -> f_r || maxpool 2] -> concat
-        (f_r+3) -> BN -> ReLU, then [conv3x3 s2 -> f || maxpool 2] -> concat (f+f_r+3) -> BN
-        -> ReLU, at 1/4 resolution. Each scale l gets conv3x3 stride 2^l -> f_r, BN, ReLU,
-        conv3x3 -> f_r, BN, ReLU. Data-block convs have no bias (BN follows).
-      * Scales are 1/4, 1/8, 1/16 (... 1/4 * 2^-(L-1)) of the input; the iterative state has
-        f_r channels at every scale (only widths near f/2 at a 1/4 finest scale fit the
-        params/MACs/graph-size triple). The classification block works at 1/8 (the 1/4 scale
-        is average-pooled, coarser ones bilinearly up-sampled) so that its 8x up-sampling
-        restores the input size: H and W must be multiples of 8.
-      * Mixing residual block, per scale l: concat of all L scales resampled to scale l
-        (adaptive avg-pool down, bilinear up) -> conv3x3 (L*f_r -> f_r) -> add scale l's
-        input -> ReLU. Skipped in iteration 1 (so independent weights have N-1 of them).
-      * BRB: conv1x1 f_r -> 6 f_r, ReLU, depthwise 3x3, ReLU, conv1x1 -> f_r (linear), + x.
-        No BN inside the iterative block (the paper moves BN between iterations), so its
-        convs carry biases; ReLU instead of ReLU6 (Fig. A1 only names ReLU).
-      * BN between iterations: N-1 sets of L BatchNorm2d, one set on the feedback entering
-        iterations 2..N; never shared. The classifier reads the block output before BN.
-      * Classification block: conv1x1 (L*f_r -> C, with bias), unique per iteration.
-      * Cityscapes width: not in the paper. f=50 with N=16, L=3, K=1 fits all three numbers
-        within 11%. (f=56 gives the 4.8 MB state exactly and a 293 MB graph, but 23.0 GMACs
-        for the 16th output; its 11th/12th outputs cost 16.1/17.5 GMACs, so the paper's figure
-        may quote an intermediate output. f=56, N=12 fits all three within 5%: 17.5 GMACs,
-        279 MB, 4.82 MB.)
+    Design choices where Fig. A1 (a picture) is silent (data block, scales, mixing, BRB, BN, widths):
+    the module docstring.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")

@@ -422,8 +422,7 @@ def _metric_text(text: str) -> str:
 def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Optional[str], width_max: int,
           crossbar: Optional[Tuple[int, int]], chip_arrays: Optional[int], metric: Optional[str],
           accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str],
-          yes: bool,
-          fmt: str, run: RunOptions):
+          yes: bool, fmt: str, run: RunOptions):
     """Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs. A2/A3).
 
     \b
@@ -466,12 +465,19 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         stem = f"sweep-{spec.name}" + ("" if variant is None else f"-{variant}")
         written += write_pareto(out, stem, rows, front, pareto, sweep_spec.grid_keys,
                                 f"{spec.name}: Pareto front of {pareto[0][0]} and {pareto[1][0]}")
+    _render_sweep(spec.name, sweep_spec, result, rows, metric, fmt, where)
+    _echo_written(written)
+
+
+def _render_sweep(name: str, sweep_spec, result, rows: List[Dict[str, Any]], metric: Optional[str], fmt: str,
+                  where: str) -> None:
+    """The ranked rows as JSON, CSV or a table on stdout; notes, skipped points and timing on stderr."""
     if fmt == "json":
         click.echo(render.dumps(_sweep_payload(sweep_spec, result, rows, metric)))
     elif fmt == "csv":
         click.echo(render.frame_csv(flat_frame(rows)), nl=False)
     else:
-        _print_sweep_table(spec.name, sweep_spec, rows, sweep_spec.width_param, metric_name)
+        _print_sweep_table(name, sweep_spec, rows, sweep_spec.width_param, parse_metric(metric)[0] if metric else None)
     for row in rows:
         if row.get("note"):
             click.echo(f"note: {' '.join(f'{k}={row.get(k)}' for k in sweep_spec.grid_keys)}: {row['note']}", err=True)
@@ -480,7 +486,6 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
                    f"{_failure_hint(sweep_spec)}", err=True)
     click.echo(f"sweep: {len(result.rows)} points ({result.cached} from the store, {result.computed} computed, "
                f"{result.analyses} analyses) in {result.seconds:.1f} s on the {where}", err=True)
-    _echo_written(written)
 
 
 def _mark_pareto(rows: List[Dict[str, Any]], pareto) -> List[bool]:
