@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
+
+from . import ops
 
 aten = torch.ops.aten
 
@@ -99,10 +101,6 @@ def _numel(value) -> int:
     return sum(t.numel() for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor))
 
 
-def _shapes(args) -> Tuple[Tuple[int, ...], ...]:
-    return tuple(tuple(int(s) for s in t.shape) for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor))
-
-
 def _does_no_arithmetic(func, packet) -> bool:
     return packet in _FREE or packet in _METADATA or getattr(func, "is_view", False) or \
         torch.Tag.view_copy in func.tags
@@ -124,7 +122,7 @@ class AtenCost(TorchDispatchMode):
         super().__init__()
         self.macs = 0
         self.other_ops = 0
-        self._uncounted: Dict[str, List] = {}
+        self._uncounted: Dict[str, Tuple[int, tuple]] = {}
         self._math: Optional[contextlib.ExitStack] = None
 
     @property
@@ -146,19 +144,33 @@ class AtenCost(TorchDispatchMode):
         kwargs = kwargs or {}
         if is_metadata_query(func):
             return NotImplemented  # as FlopCounterMode: tensor subclasses answer these themselves
-        if not is_costed(func):  # a composite op may decompose into ops we know (as FlopCounterMode does)
-            with self:
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
+        out = decomposed(self, func, args, kwargs)
+        if out is not NotImplemented:
+            return out
         out = func(*args, **kwargs)
         macs, other_ops, uncounted = op_cost(func, args, kwargs, out)
         self.macs += macs
         self.other_ops += other_ops
         if uncounted:
-            calls, shapes = self._uncounted.get(str(func.overloadpacket), (0, _shapes((args, kwargs))))
-            self._uncounted[str(func.overloadpacket)] = (calls + 1, shapes)
+            tally_uncounted(self._uncounted, func, args, kwargs)
         return out
+
+
+def decomposed(mode: TorchDispatchMode, func, args, kwargs):
+    """``func``'s decomposition run under ``mode`` when :func:`op_cost` has no rule for ``func`` (a
+    composite op may decompose into ops it knows, as FlopCounterMode does); else, or when ``func``
+    has none, ``NotImplemented``."""
+    if is_costed(func):
+        return NotImplemented
+    with mode:
+        return func.decompose(*args, **kwargs)
+
+
+def tally_uncounted(table: Dict[str, Tuple[int, tuple]], func, args, kwargs) -> None:
+    """One more call of an op nobody can count in ``table`` (op -> calls, the first call's shapes)."""
+    op = str(func.overloadpacket)
+    calls, shapes = table.get(op, (0, ops.shapes_of((args, kwargs))))
+    table[op] = (calls + 1, shapes)
 
 
 def is_metadata_query(func) -> bool:

@@ -42,7 +42,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ops
-from .aten_costs import aten_kind, is_costed, is_metadata_query, op_cost, slow_math_path
+from .aten_costs import aten_kind, decomposed, is_metadata_query, op_cost, slow_math_path, tally_uncounted
 from .errors import UserError
 from .inputs import InputSpec, describe
 from .schema import Evaluated
@@ -200,7 +200,7 @@ class _Recorder(TorchDispatchMode):
     def add_input(self, name: str, value: torch.Tensor) -> None:
         node = self.graph.placeholder(name)
         self._bind(value, node)
-        self.records[node.name] = Evaluated(_IO, ops.OpCost(), (tuple(value.shape),), _nbytes(value), 0)
+        self.records[node.name] = Evaluated(_IO, ops.OpCost(), (tuple(value.shape),), ops.nbytes(value), 0)
 
     def add_output(self, returned: Any) -> None:
         leaves, _ = pytree.tree_flatten_with_path(returned)
@@ -275,11 +275,9 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if is_metadata_query(func):
             return NotImplemented
-        if not is_costed(func):  # as FlopCounterMode: a composite op may decompose into ops we know
-            with self:
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
+        out = decomposed(self, func, args, kwargs)
+        if out is not NotImplemented:
+            return out
         try:
             out = func(*args, **kwargs)
         except Exception:
@@ -290,7 +288,7 @@ class _Recorder(TorchDispatchMode):
             return out  # inside a leaf its formula costs whole
         macs, other_ops, uncounted = op_cost(func, args, kwargs, out)
         if uncounted:
-            self._count_uncounted(func, args, kwargs)
+            tally_uncounted(self.uncounted, func, args, kwargs)
         if frame is not None and frame.leaf:
             self._charge_leaf(macs, other_ops)
         else:
@@ -325,16 +323,11 @@ class _Recorder(TorchDispatchMode):
     def _finish(self, node: fx.Node, info: ops.OpInfo, cost: ops.OpCost, sources, out) -> None:
         outputs = ops.tensors_in(out)
         # per argument, as the fx path counts: attention called as (x, x, x) reads three inputs
-        in_bytes = sum(_nbytes(t) for t, s in sources if s is not None and s.op != "get_attr")
-        self.records[node.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in outputs), _nbytes(outputs),
+        in_bytes = sum(ops.nbytes(t) for t, s in sources if s is not None and s.op != "get_attr")
+        self.records[node.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in outputs), ops.nbytes(outputs),
                                             in_bytes)
         for t in outputs:
             self._bind(t, node)
-
-    def _count_uncounted(self, func, args, kwargs) -> None:
-        op = str(func.overloadpacket)
-        calls, shapes = self.uncounted.get(op, (0, _shapes((args, kwargs))))
-        self.uncounted[op] = (calls + 1, shapes)
 
     # ------------------------------------------------------------------ errors
     def _where(self, args, kwargs) -> str:
@@ -355,11 +348,3 @@ class _Recorder(TorchDispatchMode):
         # module calls are not unwound on an error while capturing (torch skips the always-called
         # hooks when compiling): the stack still shows where the model's own code raised
         return f"{self._failed_in or self._where((), {})}: {detail}"
-
-
-def _nbytes(value) -> int:
-    return sum(t.numel() * t.element_size() for t in ops.tensors_in(value))
-
-
-def _shapes(args) -> Tuple[Tuple[int, ...], ...]:
-    return tuple(tuple(int(s) for s in t.shape) for t in ops.tensors_in(args))

@@ -33,7 +33,7 @@ import builtins
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +148,16 @@ def pytree_key_text(key) -> str:
 def tensors_in(value) -> list:
     """All tensors inside nested tuples / lists / dicts."""
     return leaves(value, torch.Tensor)
+
+
+def nbytes(value) -> int:
+    """Bytes of the tensors inside ``value``, each at its own dtype."""
+    return sum(t.numel() * t.element_size() for t in tensors_in(value))
+
+
+def shapes_of(value) -> Tuple[Tuple[int, ...], ...]:
+    """The shapes of the tensors inside ``value``, in order."""
+    return tuple(tuple(int(s) for s in t.shape) for t in tensors_in(value))
 
 
 # --------------------------------------------------------------------------- the registry

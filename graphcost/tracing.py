@@ -239,7 +239,7 @@ class _CostInterpreter(fx.Interpreter):
                 cost = None
         if cost is None:
             cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
-        self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), _nbytes(out),
+        self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
                                          _activation_bytes(n, args, kwargs))
         return out
 
@@ -423,14 +423,9 @@ def _active_fake_mode(args) -> FakeTensorMode:
     raise RuntimeError("opaque module called without fake tensor inputs")
 
 
-def _nbytes(value) -> int:
-    """Bytes of the tensors in ``value``, each at its own dtype."""
-    return sum(t.numel() * t.element_size() for t in ops.tensors_in(value))
-
-
 def _activation_bytes(n: fx.Node, args, kwargs) -> int:
     """Bytes of the node's inputs that are activations (not parameters or constants)."""
-    return sum(_nbytes(value) for value, src in _zip_inputs(n, args, kwargs)
+    return sum(ops.nbytes(value) for value, src in _zip_inputs(n, args, kwargs)
                if src is not None and src.op != "get_attr")
 
 
