@@ -296,7 +296,7 @@ class _Recorder(TorchDispatchMode):
         return out
 
     def _charge_leaf(self, macs: int, other_ops: int) -> None:
-        for frame in reversed(self._frames):  # the outermost leaf of the stack is the node
+        for frame in reversed(self._frames):  # the leaf's own frame: frames inside a leaf carry no path
             if frame.path is not None:
                 frame.macs += macs
                 frame.other_ops += other_ops
