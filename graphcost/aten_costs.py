@@ -182,7 +182,7 @@ def is_costed(func) -> bool:
     """Whether :func:`op_cost` knows what ``func`` costs (else a composite op may decompose into ops it knows)."""
     packet = func.overloadpacket
     return packet in _MAC_FORMULAS or packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags or \
-        torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet) or func is torch.ops.prim.device.default
+        torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
 
 
 def op_cost(func, args, kwargs, out) -> Tuple[int, int, bool]:

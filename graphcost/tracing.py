@@ -381,8 +381,7 @@ def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
     dispatching ``new_empty`` through the fake mode's cache."""
     with unset_fake_temporarily():
         meta = torch.empty(shape, dtype=like.dtype, device="meta")
-    mode = like.fake_mode
-    return mode.fake_tensor_converter.from_meta_and_device(mode, meta, like.device)
+    return _fake_from_meta(like, meta)
 
 
 def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, AtenCost]:
