@@ -5,8 +5,10 @@
 * :mod:`.perf` — ``performance``: fit, pipelined throughput, latency per output, rewrites, replication.
 * :mod:`.tech`, :mod:`.energy` — ``TechSpec`` presets / TOML; ``energy`` and ``area`` of a ``Performance``.
 * :mod:`.tiling` — layer geometry and tiles (the one tiler).
-* :mod:`.sim`, :mod:`.accuracy`, :mod:`.data` — the noisy simulated forward and its mIoU
-  (imported on first use: ``graphcost.crossbar.evaluate_accuracy`` works).
+* :mod:`.sim`, :mod:`.data`, :mod:`.metrics`, :mod:`.checkpoints`, :mod:`.accuracy` — the noisy
+  simulated forward (``simulate(model, array, noise, t_seconds=...)``, the analogue of aihwkit's
+  ``convert_to_analog``), the data sources by task, the metrics, the shipped checkpoints and the
+  evaluation loop (imported on first use: ``graphcost.crossbar.evaluate_accuracy`` works).
 
 The formulas are in ``docs/crossbar.md``.
 """
@@ -23,6 +25,9 @@ from .specs import (DEPTHWISE_STRATEGIES, NOISE_PRESETS, ArraySpec, ChipSpec, No
 # names of the simulation side, resolved lazily so importing the mapping never pays for it
 _LAZY = {
     "CrossbarModel": "sim",
+    "simulate": "sim.convert",
+    "parse_data": "data",
+    "DataSource": "data",
     "AccuracyConfig": "accuracy",
     "AccuracyResult": "accuracy",
     "evaluate_accuracy": "accuracy",

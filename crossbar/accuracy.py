@@ -1,55 +1,48 @@
-"""Accuracy of a network simulated on crossbar arrays: mIoU and fidelity mIoU per anytime output.
+"""Accuracy of a network simulated on crossbar arrays: the evaluation loop, any model, any task.
 
-:func:`evaluate_accuracy` runs the float model and ``config.trials`` simulated copies
-(:class:`~graphcost.crossbar.sim.CrossbarModel`, one noise seed each: ``config.seed + trial``)
-on an evaluation set (:mod:`.data`) and reports, for every output of the model (ItNet returns one
-per iteration),
+:func:`evaluate_accuracy` is one pass through the rooms: the data source (:mod:`.data`, parsed from
+``config.data``) gives the samples for the model's inputs; the float model runs on them once
+(:func:`prepare`, which also checks that the data's task fits the model's outputs); every trial
+(:func:`run_trial`) programs a :class:`~graphcost.crossbar.sim.CrossbarModel` with its own noise
+seed (``config.seed + trial``) and scores it at every time of ``config.times`` with the metrics of
+:mod:`.metrics` — the task's metrics against the labels (``miou``; ``top1``/``top5``;
+``perplexity``/``next_token_top1``) and the label-free fidelity against the float model
+(``fidelity_top1``, ``fidelity_miou`` for segmentation, ``snr_db``, ``relative_error``).
 
-* ``miou`` — the simulated model's mIoU against the labels (pixels labelled 255 ignored);
-* ``fidelity_miou`` — the mIoU of the simulated model's predictions against the float model's
-  predictions (every pixel counts): 1.0 means the hardware changes no decision;
-* ``float_miou`` — the float model's mIoU (the same for every trial),
-
-each as the mean and the (population, ``ddof=0``) standard deviation over trials. The mIoU is the
-dataset mIoU: one confusion matrix over all pixels of all images, IoU per class over the classes
-present in the labels or the predictions, averaged.
-
-A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
+Results (:class:`AccuracyResult`) hold, per time and per output (ItNet returns one per iteration),
+every metric's mean and (population, ``ddof=0``) standard deviation over trials and the float
+model's value; JSON keys are the metric names, the headline (``metric``) is the task's
+(:data:`~.metrics.HEADLINE`), and ``std`` / ``fidelity_std`` are those of the headline and of its
+fidelity. A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
 executor (:func:`graphcost.executor.make_executor`) can run trials in other processes or on Ray
-workers; ``executor=None`` runs them here, one after the other.
+workers; ``executor=None`` runs them here.
 
-Classifiers (logits ``N x C``, e.g. ``digits-cnn`` on ``--data digits``) are scored by top-1
-accuracy instead: ``top1``, ``fidelity_top1`` (agreement with the float model's predictions),
-``float_top1``. ``config.times_seconds`` evaluates the same programmed devices at several times
-after programming (``result.times``: one :class:`TimeAccuracy` per time).
-
-Weights: :func:`load_weights` loads a state dict with ``weights_only=True`` (one clear
-:class:`~graphcost.UserError` for a missing, unreadable or mismatching file);
-:func:`shipped_checkpoint_for` names the float or hardware-aware checkpoint shipped for the default
-ItNet (synthetic set) and digits-cnn (digits), written by ``graphcost train``.
+The checkpoint names (:func:`load_weights`, :func:`shipped_checkpoint_for`, ...) live in
+:mod:`.checkpoints` and are re-exported here for older callers.
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from graphcost.errors import UserError
 
-from .data import IGNORE_INDEX, open_dataset
+from .checkpoints import (SHIPPED, SHIPPED_CONFIG, WEIGHT_KINDS, ShippedModel, check_weights, default_weights_path,
+                          load_weights, shipped_checkpoint_for)
+from .data import Batch, DataSource, parse_data
+from .metrics import FidelityTally, Output, Tally, confusion_matrix, headline_metric, miou, model_outputs
 from .specs import ArraySpec, NoiseSpec
 
-__all__ = ["ShippedModel", "SHIPPED", "WEIGHT_KINDS", "check_weights", "AccuracyConfig", "AccuracyResult", "OutputAccuracy", "TimeAccuracy", "TrialState", "TrialResult",
-           "evaluate_accuracy", "run_trial", "confusion_matrix", "miou", "score", "load_weights", "default_weights_path",
-           "shipped_checkpoint_for", "SHIPPED_CONFIG", "EVAL_BATCH"]
+__all__ = ["ShippedModel", "SHIPPED", "WEIGHT_KINDS", "check_weights", "AccuracyConfig", "AccuracyResult",
+           "OutputAccuracy", "TimeAccuracy", "TrialState", "TrialResult", "evaluate_accuracy", "prepare", "run_trial",
+           "confusion_matrix", "miou", "load_weights", "default_weights_path", "shipped_checkpoint_for",
+           "SHIPPED_CONFIG", "EVAL_BATCH"]
 
-#: Images per forward pass during evaluation (and the calibration batch: the first one).
+#: Samples per forward pass during evaluation (and the calibration batch: the first one).
 EVAL_BATCH = 4
 
 
@@ -59,13 +52,13 @@ class AccuracyConfig:
 
     array: ArraySpec
     noise: NoiseSpec
-    data: str = "synthetic"  # "synthetic" | "digits" | "camvid:PATH" | "cityscapes:PATH"
+    data: str = "synthetic"  # any --data form (graphcost.crossbar.data.DATA_KINDS)
     samples: int = 8
     trials: int = 3
     seed: int = 0
-    classes: int = 11
+    #: The model's class count where the data makes its labels up (synthetic); ``None``: the model's output.
+    classes: Optional[int] = None
     depthwise: str = "dense"
-
     #: Times after programming to evaluate at (``()``: only ``noise.t_seconds``); every time reuses the
     #: trial's programming noise and drift exponents (same seed), so a curve over time is one device's.
     times_seconds: Tuple[float, ...] = ()
@@ -84,52 +77,50 @@ class AccuracyConfig:
         return tuple(self.times_seconds) or (self.noise.t_seconds,)
 
 
-# --------------------------------------------------------------------------- mIoU
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, classes: int,
-                     ignore_index: Optional[int] = IGNORE_INDEX) -> torch.Tensor:
-    """``classes x classes`` counts, rows = target, columns = prediction (one ``bincount``).
-
-    Target pixels equal to ``ignore_index`` (or outside ``[0, classes)``) are skipped.
-    """
-    t = target.reshape(-1).long()
-    p = pred.reshape(-1).long()
-    keep = (t >= 0) & (t < classes) & (p >= 0) & (p < classes)
-    if ignore_index is not None:
-        keep &= t != ignore_index
-    return torch.bincount(t[keep] * classes + p[keep], minlength=classes * classes).view(classes, classes)
-
-
-def miou(confusion: torch.Tensor) -> float:
-    """Mean IoU over the classes present in the target or the prediction (0.0 if none).
-
-    >>> miou(torch.tensor([[3, 1], [0, 4]]))   # IoU 3/4 and 4/5
-    0.775
-    """
-    conf = confusion.double()
-    tp = conf.diag()
-    union = conf.sum(0) + conf.sum(1) - tp
-    present = union > 0
-    if not bool(present.any()):
-        return 0.0
-    return round(float((tp[present] / union[present]).mean()), 12)
-
-
 # --------------------------------------------------------------------------- results
+def fidelity_key(metric: str, values: Mapping[str, float]) -> str:
+    """The fidelity reported beside ``metric``: ``fidelity_miou`` for mIoU, else ``fidelity_top1`` (logits)
+    or ``snr_db``."""
+    for key in (f"fidelity_{metric}", "fidelity_top1", "snr_db"):
+        if key in values:
+            return key
+    return "snr_db"
+
+
 @dataclass(frozen=True)
 class OutputAccuracy:
-    """One anytime output: means and stds over trials of the score (mIoU, or top-1 for classifiers;
-    the field names say ``miou``, :meth:`to_dict` names them after the metric)."""
+    """One output at one time: every metric's mean (``means``) and std (``stds``) over trials, and the
+    float model's labelled metrics (``floats``); ``metric`` names the headline."""
 
     index: int  # from 1
-    miou: float
-    fidelity_miou: float
-    miou_std: float
-    fidelity_std: float
-    float_miou: float
+    metric: str
+    means: Mapping[str, float]
+    stds: Mapping[str, float]
+    floats: Mapping[str, float]
 
-    def to_dict(self, metric: str = "miou") -> Dict[str, Any]:
-        return {"index": self.index, metric: self.miou, f"fidelity_{metric}": self.fidelity_miou,
-                f"{metric}_std": self.miou_std, "fidelity_std": self.fidelity_std, f"float_{metric}": self.float_miou}
+    @property
+    def score(self) -> float:
+        return self.means[self.metric]
+
+    @property
+    def std(self) -> float:
+        return self.stds[self.metric]
+
+    @property
+    def float_score(self) -> Optional[float]:
+        return self.floats.get(self.metric)
+
+    @property
+    def fidelity(self) -> float:
+        return self.means[fidelity_key(self.metric, self.means)]
+
+    def to_dict(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"index": self.index, **self.means}
+        out.update({f"{k}_std": v for k, v in self.stds.items()})
+        out.update({f"float_{k}": v for k, v in self.floats.items()})
+        out["std"] = self.std
+        out["fidelity_std"] = self.stds[fidelity_key(self.metric, self.means)]
+        return out
 
 
 @dataclass(frozen=True)
@@ -139,57 +130,51 @@ class TimeAccuracy:
     t_seconds: float
     outputs: Tuple[OutputAccuracy, ...]
 
-    def to_dict(self, metric: str = "miou") -> Dict[str, Any]:
-        last = self.outputs[-1]
-        return {"t_seconds": self.t_seconds, metric: last.miou, f"fidelity_{metric}": last.fidelity_miou,
-                f"float_{metric}": last.float_miou, "std": last.miou_std, "fidelity_std": last.fidelity_std,
-                "outputs": [o.to_dict(metric) for o in self.outputs]}
+    def to_dict(self) -> Dict[str, Any]:
+        last = self.outputs[-1].to_dict()
+        last.pop("index")
+        return {"t_seconds": self.t_seconds, **last, "outputs": [o.to_dict() for o in self.outputs]}
 
 
 @dataclass(frozen=True)
 class AccuracyResult:
     """Plain data: per-time, per-output accuracies; the headline numbers are those of the last output
-    at the first time. ``metric`` is ``"miou"`` (segmentation) or ``"top1"`` (classification)."""
+    at the first time. ``metric`` is the headline metric, ``task`` the data's."""
 
-    outputs: Tuple[OutputAccuracy, ...]
+    times: Tuple[TimeAccuracy, ...]
     trials: int
     samples: int
     data: str
-    trial_miou: Tuple[Tuple[float, ...], ...] = ()      # [trial][output], first time
-    trial_fidelity: Tuple[Tuple[float, ...], ...] = ()  # [trial][output], first time
-    metric: str = "miou"
-    times: Tuple[TimeAccuracy, ...] = ()
+    task: str
+    metric: str
+    #: [trial][time][output] -> metric -> value
+    per_trial: Tuple[Tuple[Tuple[Mapping[str, float], ...], ...], ...] = ()
 
     @property
-    def miou(self) -> float:
-        return self.outputs[-1].miou
+    def outputs(self) -> Tuple[OutputAccuracy, ...]:
+        return self.times[0].outputs
 
     @property
-    def fidelity_miou(self) -> float:
-        return self.outputs[-1].fidelity_miou
+    def score(self) -> float:
+        return self.outputs[-1].score
 
     @property
     def std(self) -> float:
-        return self.outputs[-1].miou_std
+        return self.outputs[-1].std
 
     @property
-    def float_miou(self) -> float:
-        return self.outputs[-1].float_miou
+    def fidelity(self) -> float:
+        return self.outputs[-1].fidelity
+
+    @property
+    def float_score(self) -> Optional[float]:
+        return self.outputs[-1].float_score
 
     def to_dict(self) -> Dict[str, Any]:
-        m = self.metric
-        return {
-            m: self.miou,
-            f"fidelity_{m}": self.fidelity_miou,
-            "std": self.std,
-            "fidelity_std": self.outputs[-1].fidelity_std,
-            f"float_{m}": self.float_miou,
-            "outputs": [o.to_dict(m) for o in self.outputs],
-            "times": [t.to_dict(m) for t in self.times],
-            "trials": self.trials,
-            "samples": self.samples,
-            "data": self.data,
-        }
+        first = self.times[0].to_dict()
+        first.pop("t_seconds")
+        return {**first, "task": self.task, "metric": self.metric, "times": [t.to_dict() for t in self.times],
+                "trials": self.trials, "samples": self.samples, "data": self.data}
 
 
 @dataclass(frozen=True)
@@ -197,73 +182,118 @@ class TrialState:
     """Everything a trial needs besides the config: picklable (ships to process / Ray workers)."""
 
     model: nn.Module
-    images: torch.Tensor              # (S, C, H, W)
-    labels: torch.Tensor              # (S, H, W), 255 = ignore; classifiers (S,)
-    float_preds: Tuple[torch.Tensor, ...]  # per output: (S, H, W) or (S,) class ids
-    classes: int
+    batches: Tuple[Batch, ...]
+    float_outputs: Tuple[Tuple[Output, ...], ...]  # [batch][output]
+    task: str
+    classes: Optional[int]
 
 
 @dataclass(frozen=True)
 class TrialResult:
     trial: int
     seed: int
-    miou: Tuple[float, ...]       # per output, first time
-    fidelity: Tuple[float, ...]   # per output, first time
-    per_time: Tuple[Tuple[Tuple[float, ...], Tuple[float, ...]], ...] = ()  # [time] -> (scores, fidelities)
+    per_time: Tuple[Tuple[Mapping[str, float], ...], ...]  # [time][output] -> metric -> value
+
+    @property
+    def fidelity(self) -> Tuple[float, ...]:
+        """Per output at the first time: the headline fidelity."""
+        return tuple(v[fidelity_key("miou", v)] for v in self.per_time[0])
 
 
 # --------------------------------------------------------------------------- running
-def _as_outputs(out) -> List[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)) and out and all(isinstance(o, torch.Tensor) for o in out):
-        return list(out)
-    if isinstance(out, dict) and out and all(isinstance(o, torch.Tensor) for o in out.values()):
-        return list(out.values())
-    raise UserError(f"the model returns {type(out).__name__}; accuracy needs logits (N x C x H x W) or a list "
-                    f"of them")
+def _forward(model: nn.Module, batch: Batch, task: str) -> List[Output]:
+    return model_outputs(model(*batch.args, **batch.kwargs), task)
 
 
-def _predict(model: nn.Module, images: torch.Tensor, size: Tuple[int, int], channels: Optional[list] = None
-             ) -> List[torch.Tensor]:
-    """Per output: class ids ``(S, H, W)`` (uint8 where classes fit), in batches of :data:`EVAL_BATCH`.
-    ``channels`` (a list) receives the logits' channel count of every output."""
-    per_output: List[List[torch.Tensor]] = []
-    for start in range(0, images.shape[0], EVAL_BATCH):
-        outs = _as_outputs(model(images[start:start + EVAL_BATCH]))
-        if not per_output:
-            per_output = [[] for _ in outs]
-            if channels is not None:
-                channels.extend(int(o.shape[1]) if o.dim() > 1 else 0 for o in outs)
-        for acc, logits in zip(per_output, outs):
-            if logits.dim() == 2:  # a classifier: one class id per image
-                acc.append(logits.argmax(1))
-                continue
-            if logits.dim() != 4:
-                raise UserError(f"accuracy needs N x C x H x W (or N x C) logits, the model returns shape "
-                                f"{tuple(logits.shape)}")
-            if tuple(logits.shape[-2:]) != tuple(size):
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            pred = logits.argmax(1)
-            acc.append(pred.to(torch.uint8) if logits.shape[1] <= 256 else pred)
-    return [torch.cat(p) for p in per_output]
+def _vocab(model: nn.Module) -> Optional[int]:
+    """The rows of the model's first embedding (token ids random data may draw), if it has one."""
+    return next((m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding)), None)
 
 
-def score(pred: torch.Tensor, target: torch.Tensor, classes: int, ignore_index: Optional[int] = IGNORE_INDEX
-          ) -> float:
-    """Top-1 accuracy for class ids per image (``(S,)``), else the dataset mIoU.
+def _probe(model: nn.Module, source: DataSource, batch: Batch) -> List[Output]:
+    """The float model on one batch; a model that cannot run on the data is the user's error."""
+    try:
+        with torch.inference_mode():
+            return _forward(model, batch, source.task)
+    except (RuntimeError, IndexError, ValueError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"the model cannot run on the {source.scheme} data ({reason}); pick data of the model's "
+                        f"task and input") from None
 
-    >>> score(torch.tensor([1, 2, 2]), torch.tensor([1, 2, 0]), 3)
-    0.6666666666666666
+
+def check_fits(name: str, task: str, outputs: Sequence[Output], classes: Optional[int]) -> None:
+    """The data's task must fit the model's last output: segmentation ``N x C x H x W``, classification
+    ``N x C``, language model ``N x V x T`` (``V`` at least the data's vocabulary), ``C`` the data's classes."""
+    last = outputs[-1].value
+    want = {"segmentation": 4, "classification": 2, "language-model": 3}.get(task)
+    if want is None:
+        return
+    if last.dim() != want or not outputs[-1].logits:
+        raise UserError(f"the {name} data is a {task} set but the model returns shape {tuple(last.shape)}; pick a "
+                        f"{task} model, or random data")
+    channels = int(last.shape[1])
+    if task == "language-model":
+        if channels < (classes or 0):
+            raise UserError(f"the model predicts {channels} tokens but the {name} data has {classes} "
+                            f"(byte-level); build it with a vocabulary of at least {classes}")
+    elif classes is not None and channels != classes:
+        raise UserError(f"the model predicts {channels} classes but the {name} data has {classes}; "
+                        f"build the model with classes={classes}")
+
+
+def prepare(model: nn.Module, config: AccuracyConfig, model_inputs: Any) -> TrialState:
+    """The data of ``config`` for ``model`` (called with ``model_inputs``), checked to fit, and the float
+    model's outputs on it: the state every trial starts from.
+
+    Raises :class:`UserError` for data that cannot be opened or does not fit the model's task / classes.
     """
-    if target.dim() == 1:
-        return int((pred.long() == target.long()).sum()) / target.numel()
-    return miou(confusion_matrix(pred, target, classes, ignore_index))
+    source = parse_data(config.data)
+    model = model.eval()
+    classes = config.classes if config.classes is not None else (_vocab(model) if source.task == "none" else None)
+    samples = source.load(model_inputs, config.samples, seed=config.seed, classes=classes)
+    if source.task == "segmentation" and source.classes is None and config.classes is None:
+        # the synthetic set makes its labels up: as many classes as the model predicts
+        probe = _probe(model, source, samples.take(slice(0, 1)))
+        if probe[-1].value.dim() == 4:
+            samples = source.load(model_inputs, config.samples, seed=config.seed, classes=int(probe[-1].value.shape[1]))
+    batches = tuple(samples.batches(EVAL_BATCH))
+    first = _probe(model, source, batches[0])
+    check_fits(source.scheme, source.task, first, samples.classes)
+    with torch.inference_mode():
+        float_outputs = (tuple(first),) + tuple(tuple(_forward(model, b, source.task)) for b in batches[1:])
+    return TrialState(model, batches, float_outputs, source.task, samples.classes)
 
 
-def run_trial(config: AccuracyConfig, state: TrialState, trial: int) -> TrialResult:
+def _score(state: TrialState, outputs_per_batch: Sequence[Sequence[Output]]) -> Tuple[Dict[str, float], ...]:
+    """Per output: the task's metrics against the labels and the fidelity against the float outputs."""
+    count = len(state.float_outputs[0])
+    seg = state.classes if state.task == "segmentation" else None
+    tallies = [Tally(state.task, state.classes) for _ in range(count)]
+    fidelity = [FidelityTally(seg) for _ in range(count)]
+    for batch, outs, refs in zip(state.batches, outputs_per_batch, state.float_outputs):
+        if len(outs) != count:
+            raise RuntimeError("the simulated model returned a different number of outputs than the float model")
+        for k, (out, ref) in enumerate(zip(outs, refs)):
+            if batch.labels is not None:
+                tallies[k].add(out.value, batch.labels)
+            fidelity[k].add(out, ref)
+    return tuple({**t.values(), **f.values()} for t, f in zip(tallies, fidelity))
+
+
+def float_scores(state: TrialState) -> Tuple[Dict[str, float], ...]:
+    """Per output: the float model's metrics against the labels."""
+    scores = _score(state, state.float_outputs)
+    return tuple({k: v for k, v in s.items() if k not in FIDELITY_KEYS} for s in scores)
+
+
+FIDELITY_KEYS = frozenset({"fidelity_top1", "fidelity_miou", "snr_db", "relative_error"})
+
+
+def run_trial(config: AccuracyConfig, state: TrialState, trial: int,
+              tick: Optional[Callable[[], None]] = None) -> TrialResult:
     """One Monte-Carlo trial: program the arrays with seed ``config.seed + trial``, evaluate at every
-    time of ``config.times`` (the same seed, so the same programmed cells and drift exponents)."""
+    time of ``config.times`` (the same seed, so the same programmed cells and drift exponents);
+    ``tick()`` after every batch."""
     from .sim import CrossbarModel
 
     seed = config.seed + trial
@@ -272,14 +302,15 @@ def run_trial(config: AccuracyConfig, state: TrialState, trial: int) -> TrialRes
         with torch.inference_mode():
             sim = CrossbarModel(state.model, config.array, replace(config.noise, t_seconds=t), seed=seed,
                                 depthwise=config.depthwise)
-            sim.calibrate(state.images[:EVAL_BATCH])
-            preds = _predict(sim, state.images, tuple(state.labels.shape[-2:]))
-        if len(preds) != len(state.float_preds):
-            raise RuntimeError("the simulated model returned a different number of outputs than the float model")
-        scores = tuple(score(p, state.labels, state.classes) for p in preds)
-        fids = tuple(score(p, f, state.classes, ignore_index=None) for p, f in zip(preds, state.float_preds))
-        per_time.append((scores, fids))
-    return TrialResult(trial, seed, per_time[0][0], per_time[0][1], tuple(per_time))
+            first = state.batches[0]
+            sim.calibrate(*first.args, **first.kwargs)
+            outputs = []
+            for batch in state.batches:
+                outputs.append(_forward(sim, batch, state.task))
+                if tick is not None:
+                    tick()
+        per_time.append(_score(state, outputs))
+    return TrialResult(trial, seed, tuple(per_time))
 
 
 def _run_trial_item(item: Tuple[AccuracyConfig, TrialState, int]) -> TrialResult:
@@ -293,46 +324,54 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / n)
 
 
-def _run_trials(items: list, executor, progress: Optional[Callable[[int, int], None]]) -> list:
-    """Each trial's result, by ``executor`` or one after another here."""
+def _run_trials(config: AccuracyConfig, state: TrialState, executor,
+                progress: Optional[Callable[[int, int], None]]) -> List[TrialResult]:
+    """Each trial's result, by ``executor`` (progress per trial) or one after another here (progress per
+    batch: trials x times x batches)."""
+    items = [(config, state, t) for t in range(config.trials)]
     if executor is not None:
         return list(executor.map(_run_trial_item, items, progress=progress))
-    results = []
-    for i, item in enumerate(items):
-        results.append(_run_trial_item(item))
+    total, done = config.trials * len(config.times) * len(state.batches), [0]
+
+    def tick() -> None:
+        done[0] += 1
         if progress is not None:
-            progress(i + 1, len(items))
-    return results
+            progress(done[0], total)
+
+    return [run_trial(*item, tick=tick) for item in items]
 
 
-def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None,
-                      progress: Optional[Callable[[int, int], None]] = None) -> AccuracyResult:
-    """Float and simulated mIoU (and fidelity mIoU) per output, mean and std over ``config.trials``.
+def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, model_inputs: Any = None, executor=None,
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      state: Optional[TrialState] = None) -> AccuracyResult:
+    """The task's metrics and the fidelity of the simulated ``model`` per output, mean and std over trials.
 
     Parameters
     ----------
     model : nn.Module
-        A segmentation model returning ``N x C x H x W`` logits (or a list / dict of them, one per
-        anytime output), with trained weights.
+        Any model with its weights: a segmentation or classification network, a language model (HF
+        ``ModelOutput``\\ s are read by their ``logits``), anything returning tensors (``--data random``).
     config : AccuracyConfig
-        Array and noise specs, data (``synthetic``, ``camvid:PATH``, ``cityscapes:PATH``), samples,
-        trials (trial ``t`` draws its noise with seed ``config.seed + t``), depthwise strategy.
+        Array and noise specs, data (any ``--data`` form), samples, trials (trial ``t`` draws its noise
+        with seed ``config.seed + t``), depthwise strategy, times after programming.
+    model_inputs : optional
+        The model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`); ``None``: one image
+        input, shaped by the data.
     executor : optional
         Runs the trials (``executor.map(fn, items, progress=...)``); ``None``: one after another here.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each trial.
+        ``progress(done, total)``: per trial with an executor, per batch (trials x times x batches) without.
+    state : TrialState, optional
+        A :func:`prepare`\\ d state (the caller checked the data before longer work).
 
     Returns
     -------
     AccuracyResult
-        One :class:`OutputAccuracy` per output (mIoU, fidelity mIoU against the float model's
-        predictions, their stds over trials, float mIoU) and the per-trial values.
 
     Raises
     ------
     UserError
-        The data cannot be opened, the model's class count differs from the data's, or the model
-        does not return segmentation logits.
+        The data cannot be opened or does not fit the model's task, classes or inputs.
 
     Examples
     --------
@@ -340,154 +379,28 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, executor=None
     >>> net = torch.nn.Conv2d(3, 11, 1)
     >>> exact = ArraySpec(64, 64, weight_bits=16, cell_bits=16, dac_bits=16, adc_bits=16)
     >>> result = evaluate_accuracy(net, AccuracyConfig(exact, NoiseSpec(), samples=2, trials=1))
-    >>> len(result.outputs), round(result.fidelity_miou, 2)     # noise-free 16-bit: the float predictions
-    (1, 1.0)
+    >>> result.metric, len(result.outputs), round(result.fidelity, 2)   # noise-free 16-bit: the float predictions
+    ('miou', 1, 1.0)
     """
-    dataset = open_dataset(config.data, config.samples, classes=config.classes)
-    images, labels = dataset.tensors()
-    model = model.eval()
-    channels: List[int] = []
-    with torch.inference_mode():
-        float_preds = _predict(model, images, tuple(labels.shape[-2:]), channels)
-    if channels[-1] != dataset.classes:
-        raise UserError(f"the model predicts {channels[-1]} classes but the {dataset.name} data has "
-                        f"{dataset.classes}; build the model with classes={dataset.classes}")
-    float_scores = [score(p, labels, dataset.classes) for p in float_preds]
-    state = TrialState(model, images, labels, tuple(float_preds), dataset.classes)
-    results = _run_trials([(config, state, t) for t in range(config.trials)], executor, progress)
-    times = tuple(TimeAccuracy(t, _summarise([r.per_time[i] for r in results], float_scores))
+    if state is None:
+        state = prepare(model, config, model_inputs if model_inputs is not None else (1, 3, 8, 8))
+    floats = float_scores(state)
+    results = _run_trials(config, state, executor, progress)
+    metric = headline_metric(state.task, list(state.float_outputs[0]))
+    times = tuple(TimeAccuracy(t, _summarise([r.per_time[i] for r in results], floats, metric))
                   for i, t in enumerate(config.times))
-    metric = "top1" if dataset.task == "classification" else "miou"
-    return AccuracyResult(times[0].outputs, config.trials, len(dataset), config.data,
-                          tuple(r.miou for r in results), tuple(r.fidelity for r in results), metric, times)
+    samples = sum(len(b) for b in state.batches)
+    return AccuracyResult(times, config.trials, samples, config.data, state.task, metric,
+                          tuple(r.per_time for r in results))
 
 
-def _summarise(per_trial: Sequence[Tuple[Tuple[float, ...], Tuple[float, ...]]], float_scores: Sequence[float]
-               ) -> Tuple[OutputAccuracy, ...]:
-    """Mean and std over trials of every output's score and fidelity at one time."""
+def _summarise(per_trial: Sequence[Sequence[Mapping[str, float]]], floats: Sequence[Mapping[str, float]],
+               metric: str) -> Tuple[OutputAccuracy, ...]:
+    """Mean and std over trials of every output's metrics at one time."""
     outputs = []
-    for k, float_score in enumerate(float_scores):
-        m, m_std = _mean_std([scores[k] for scores, _ in per_trial])
-        f, f_std = _mean_std([fids[k] for _, fids in per_trial])
-        outputs.append(OutputAccuracy(k + 1, m, f, m_std, f_std, float_score))
+    for k, float_values in enumerate(floats):
+        names = list(per_trial[0][k])
+        stats = {name: _mean_std([trial[k][name] for trial in per_trial]) for name in names}
+        outputs.append(OutputAccuracy(k + 1, metric, {n: m for n, (m, _) in stats.items()},
+                                      {n: s for n, (_, s) in stats.items()}, dict(float_values)))
     return tuple(outputs)
-
-
-# --------------------------------------------------------------------------- weights
-#: The model configuration the shipped ItNet checkpoints were trained for (``graphcost map itnet``).
-SHIPPED_CONFIG: Dict[str, Any] = {"shared": True, "N": 16, "L": 3, "K": 1, "f": 51, "classes": 11}
-SHIPPED_NAME = "itnet_camvid_synthetic.pt"
-#: The kinds of shipped checkpoint ``--weights`` names: trained in float, or hardware-aware (HWA).
-WEIGHT_KINDS = ("float", "hwa")
-
-
-@dataclass(frozen=True)
-class ShippedModel:
-    """A zoo model with shipped checkpoints: its name, the builder arguments and preset they fit,
-    and the checkpoint file of each kind (in ``crossbar/weights/``)."""
-
-    name: str
-    config: Dict[str, Any]
-    datasets: Tuple[Optional[str], ...]
-    files: Dict[str, str]
-
-
-SHIPPED = (
-    ShippedModel("itnet", SHIPPED_CONFIG, (None, "camvid"),
-                 {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
-    ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
-                 {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
-)
-
-
-def weights_folder() -> Path:
-    return Path(__file__).resolve().parent / "weights"
-
-
-def default_weights_path() -> Path:
-    """The shipped ItNet checkpoint (default ItNet, CamVid preset, trained on the synthetic set)."""
-    return weights_folder() / SHIPPED_NAME
-
-
-def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] = None,
-                           dataset: Optional[str] = None, kind: str = "float") -> Optional[Path]:
-    """The shipped checkpoint of ``kind`` (``"float"`` or ``"hwa"``) if ``model_name`` with ``params``
-    is a model graphcost ships weights for (the default ItNet, digits-cnn), else ``None``.
-
-    ``params`` are the builder keyword arguments the user gave (``None`` values = defaults);
-    ``dataset`` the preset (``None`` or the model's own).
-
-    >>> shipped_checkpoint_for("itnet", {"N": 16}).name
-    'itnet_camvid_synthetic.pt'
-    >>> shipped_checkpoint_for("itnet", {"N": 8}) is None, shipped_checkpoint_for("enet") is None
-    (True, True)
-    >>> shipped_checkpoint_for("digits-cnn").name
-    'digits_cnn_float.pt'
-    """
-    if kind not in WEIGHT_KINDS:
-        raise ValueError(f"kind must be one of {WEIGHT_KINDS}, got {kind!r}")
-    for shipped in SHIPPED:
-        if shipped.name != model_name or dataset not in shipped.datasets:
-            continue
-        for key, value in (params or {}).items():
-            want = shipped.config.get(key)
-            if value is not None and (key not in shipped.config or want != value or type(value) is not type(want)):
-                return None
-        path = weights_folder() / shipped.files[kind]
-        return path if path.is_file() else None
-    return None
-
-
-def check_weights(text: str) -> str:
-    """A ``--weights`` value: a shipped kind (``float``, ``hwa``) or the path of an existing file."""
-    if text in WEIGHT_KINDS or os.path.isfile(text):
-        return text
-    raise UserError(f"weights are {' or '.join(WEIGHT_KINDS)} (a shipped checkpoint) or a state dict file; "
-                    f"{text!r} is neither")
-
-
-def load_weights(model: nn.Module, path) -> nn.Module:
-    """Load the state dict in ``path`` into ``model`` (strict); returns ``model``.
-
-    Accepts a plain state dict or a dict holding one under ``"state_dict"`` / ``"model"``; a
-    ``module.`` prefix (DataParallel) is stripped. Raises :class:`~graphcost.UserError` with one
-    sentence for a missing or unreadable file, or one that does not fit the model.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise UserError(f"weights file {path!r} does not exist; pass a state dict saved with "
-                        f"torch.save(model.state_dict(), FILE)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read weights file {path!r} ({reason[:120]}); it must be a state dict saved "
-                        f"with torch.save(model.state_dict(), FILE)") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                       for k, v in obj.items()):
-        raise UserError(f"weights file {path!r} does not hold a state dict (a mapping of parameter names to "
-                        f"tensors); save one with torch.save(model.state_dict(), FILE)")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in obj]
-    unexpected = [k for k in obj if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first {missing[0]!r})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
-        raise UserError(f"weights file {path!r} does not fit the model: {' and '.join(parts)} keys; was it saved "
-                        f"from the same model with the same parameters?")
-    for key, value in obj.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise UserError(f"weights file {path!r} does not fit the model: {key!r} has shape "
-                            f"{tuple(value.shape)}, the model expects {tuple(expected[key].shape)}")
-    model.load_state_dict(obj, strict=True)
-    return model

@@ -18,7 +18,7 @@ from graphcost.runtime.executor import EXECUTORS, ProgressBar
 from .data import DATA_KINDS, check_data
 from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
                   MapRequest, run_map)
-from .accuracy import WEIGHT_KINDS, check_weights
+from .checkpoints import WEIGHT_KINDS, check_weights
 from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, DRIFT_COMPENSATIONS,
                     NOISE_PRESETS, TIME_UNITS_SECONDS, ArraySpec, ChipSpec, NoiseSpec, parse_crossbar, parse_noise,
                     parse_times)
@@ -77,8 +77,8 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--drift-compensation", type=click.Choice(DRIFT_COMPENSATIONS), default=None,
               help="Rescale each layer's outputs by a reference read at each time (global, the default of the "
                    "noise presets) or not (none).")
-@click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU (top-1 for "
-                                                "classifiers).")
+@click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and score it by the data's task (mIoU, "
+                                                "top-1, perplexity) and its fidelity to the float model.")
 @click.option("--times", type=TIMES, default=None,
               help="With --accuracy: evaluate at these times after programming (units s, m, h, d, y), e.g. "
                    "60s,1h,1d,1y (default: the noise's t_seconds).")
@@ -162,7 +162,16 @@ def _energy_rows(result: dict) -> list:
     ]
 
 
-_METRIC_LABELS = {"top1": "top-1", "miou": "mIoU"}
+_METRIC_LABELS = {"top1": "top-1", "miou": "mIoU", "perplexity": "perplexity", "fidelity_top1": "fidelity top-1",
+                  "snr_db": "SNR (dB)", "fidelity_miou": "fidelity mIoU", "relative_error": "relative error"}
+
+
+def _fidelity_of(metric: str, values: dict) -> str:
+    """The fidelity key shown beside ``metric`` (none where the headline is a fidelity itself)."""
+    from .accuracy import fidelity_key  # lazy: the accuracy module imports torch
+
+    key = fidelity_key(metric, values)
+    return "" if key == metric else key
 
 
 def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
@@ -176,7 +185,7 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     m = perf.mapping
     con = render.console()
     acc = result.get("accuracy")
-    metric = "top1" if acc and "top1" in acc else "miou"
+    metric = acc.get("metric", "miou") if acc else "miou"
     shape = "x".join(str(d) for d in m.input_shape)
     con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
                            _summary_rows(perf, result, energy, acc, metric)))
@@ -225,18 +234,25 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         summary += _energy_rows(result)
     if acc:
         summary.append((f"{label} (last output, mean over trials)", f"{acc[metric]:.4f} +- {acc['std']:.4f}"))
-        summary.append((f"fidelity {label} (vs. the float model)", f"{acc['fidelity_' + metric]:.4f}"))
+        fidelity = _fidelity_of(metric, acc)
+        if fidelity:
+            summary.append((f"{_METRIC_LABELS[fidelity]} (vs. the float model)", f"{acc[fidelity]:.4f}"))
         if isinstance(acc.get(f"float_{metric}"), (int, float)):
             summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
+        if metric != "snr_db" and "snr_db" in acc:
+            summary.append(("output SNR vs. the float model", f"{acc['snr_db']:.1f} dB"))
     return summary
 
 
 def _print_times(con, acc, metric: str) -> None:
     label = _METRIC_LABELS[metric]
-    rows = [[_duration(t["t_seconds"]), f"{t[metric]:.4f} +- {t['std']:.4f}", f"{t['fidelity_' + metric]:.4f}",
-             f"{t['float_' + metric]:.4f}"] for t in acc["times"]]
-    con.print(render.table("accuracy over time after programming (last output)",
-                           ["time", label, f"fidelity {label}", f"float {label}"], rows))
+    fidelity = _fidelity_of(metric, acc)
+    floats = f"float_{metric}" in acc
+    rows = [[_duration(t["t_seconds"]), f"{t[metric]:.4f} +- {t['std']:.4f}"]
+            + ([f"{t[fidelity]:.4f}"] if fidelity else []) + ([f"{t['float_' + metric]:.4f}"] if floats else [])
+            for t in acc["times"]]
+    columns = ["time", label] + ([_METRIC_LABELS[fidelity]] if fidelity else []) + ([f"float {label}"] if floats else [])
+    con.print(render.table("accuracy over time after programming (last output)", columns, rows))
 
 
 def _print_outputs(con, perf, energy, acc, metric: str) -> None:

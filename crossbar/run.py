@@ -26,8 +26,9 @@ from graphcost.resolve import ModelSpec, build, build_for_shapes
 from graphcost.runtime.executor import EXECUTORS, make_executor
 from graphcost.tracing import trace
 
-from .accuracy import SHIPPED, WEIGHT_KINDS, AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
-from .data import open_dataset
+from .accuracy import AccuracyConfig, evaluate_accuracy, prepare
+from .checkpoints import SHIPPED, WEIGHT_KINDS, load_weights, shipped_checkpoint_for
+from .data import parse_data
 from .energy import AreaReport, EnergyReport, area, energy
 from .mapping import map_trace
 from .perf import Performance, performance
@@ -42,8 +43,8 @@ DEFAULT_SAMPLES = 8
 DEFAULT_TRIALS = 3
 DEFAULT_SEED = 0
 
-UNTRAINED_NOTE = ("no weights given and no shipped checkpoint fits this model: its weights are untrained, so mIoU "
-                  "is that of a random network (fidelity still measures the hardware)")
+UNTRAINED_NOTE = ("no weights given and no shipped checkpoint fits this model: its weights are untrained, so its "
+                  "score is that of a random network (fidelity still measures the hardware)")
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,8 @@ def check_request(request: MapRequest) -> None:
     elif request.weights is not None and not os.path.isfile(request.weights):
         raise UserError(f"no such weights file {request.weights!r}")
     acc = request.accuracy
-    if acc is not None and acc.data != SYNTHETIC_DATA:
-        open_dataset(acc.data, acc.samples)  # a bad data path fails now, not after tracing
+    if acc is not None:
+        parse_data(acc.data)  # a missing folder or an empty file fails now, not after tracing
 
 
 def _shipped_path(spec: ModelSpec, kind: str) -> Optional[str]:
@@ -167,15 +168,19 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     weights = _weights(request, notes)
     if weights is not None:
         load_weights(built.module, weights)
+    acc = request.accuracy
+    config = state = None
+    if acc is not None:  # the data must fit the model (task, classes, inputs) before any tracing
+        config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,
+                                trials=acc.trials, seed=acc.seed, depthwise=request.depthwise,
+                                times_seconds=tuple(acc.times_seconds))
+        state = prepare(built.module, config, built.call_inputs)
     captured = trace(built.module, built.call_inputs, tracer=request.tracer)  # every typed / named input
     mapping = map_trace(captured, request.array, request.depthwise, name=built.label)
     perf = performance(mapping, request.chip, target_fps=request.target_fps)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
-    acc = request.accuracy
-    if acc is not None:
-        config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,
-                                trials=acc.trials, seed=acc.seed, classes=mapping.classes, depthwise=request.depthwise,
-                                times_seconds=tuple(acc.times_seconds))
+    if config is not None:
         with make_executor(request.executor, request.address) as executor:
-            result.accuracy = evaluate_accuracy(built.module, config, executor=executor, progress=progress).to_dict()
+            result.accuracy = evaluate_accuracy(built.module, config, executor=executor, progress=progress,
+                                                state=state).to_dict()
     return result

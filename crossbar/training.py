@@ -34,27 +34,31 @@ from torch import nn
 
 from graphcost.errors import UserError
 
-from .accuracy import confusion_matrix, miou
-from .data import IGNORE_INDEX, SegmentationSet, open_dataset
+from .data import IGNORE_INDEX, SegmentationSet, Samples, parse_data
+from .metrics import HEADLINE, Tally, label_ignore_index, model_outputs
 
-__all__ = ["train", "TrainResult", "multi_output_loss", "evaluate", "save_checkpoint", "check_model_fits_data",
-           "DEFAULT_CROP", "as_outputs"]
+__all__ = ["train", "TrainResult", "multi_output_loss", "evaluate", "evaluate_samples", "save_checkpoint",
+           "check_model_fits_data", "DEFAULT_CROP", "as_outputs"]
 
 #: Side of the square random training crop of segmentation sets (ItNet's scales need a multiple of 16).
 DEFAULT_CROP = 64
 EVAL_BATCH = 64
+#: The model's inputs when none are given: one image (the image sets other than imagefolder keep their own size).
+DEFAULT_INPUTS = (1, 3, 8, 8)
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training run produced: the metric per output on the held-out split and the loss per epoch."""
+    """What a training run produced: the headline metric per output on the held-out split, every metric
+    of the last output, and the loss per epoch."""
 
-    task: str                           # "classification" | "segmentation"
-    metric: str                         # "top1" | "miou"
+    task: str                           # "classification" | "segmentation" | "language-model"
+    metric: str                         # "top1" | "miou" | "perplexity"
     per_output: Tuple[float, ...]       # held-out metric per output (the last is the headline)
     loss_per_epoch: Tuple[float, ...]
     seconds: float
     config: Dict[str, Any] = field(default_factory=dict)
+    metrics: Dict[str, float] = field(default_factory=dict)  # every metric of the last output
 
     @property
     def score(self) -> float:
@@ -62,22 +66,19 @@ class TrainResult:
 
     def to_dict(self) -> Dict[str, Any]:
         out = asdict(self)
+        out.update(self.metrics)
         out[self.metric] = self.score
         return out
 
 
-def as_outputs(out) -> List[torch.Tensor]:
-    """A model's return value as a list of logit tensors (one per anytime output)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return list(out.values())
-    return list(out)
+def as_outputs(out, task: str = "segmentation") -> List[torch.Tensor]:
+    """A model's return value as a list of logit tensors, class dimension 1 (one per anytime output)."""
+    return [o.value for o in model_outputs(out, task)]
 
 
 def multi_output_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
-                      weights: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """Eq. 1 of the ItNet paper: ``sum_n a_n CE(m_n) / sum_n a_n`` (pixels labelled 255 ignored).
+                      weights: Optional[Sequence[float]] = None, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Eq. 1 of the ItNet paper: ``sum_n a_n CE(m_n) / sum_n a_n`` (labels equal to ``ignore_index`` ignored).
 
     >>> logits = [torch.zeros(2, 3), torch.tensor([[9., 0, 0], [0, 9., 0]])]
     >>> round(float(multi_output_loss(logits, torch.tensor([0, 1]), [1, 0])), 4)   # only m_1: ln 3
@@ -86,26 +87,29 @@ def multi_output_loss(outputs: Sequence[torch.Tensor], labels: torch.Tensor,
     a = list(weights) if weights is not None else [1.0] * len(outputs)
     if len(a) != len(outputs):
         raise UserError(f"{len(a)} loss weights for {len(outputs)} outputs; give one a_n per output")
-    loss = sum(w * F.cross_entropy(o, labels, ignore_index=IGNORE_INDEX) for w, o in zip(a, outputs) if w)
+    loss = sum(w * F.cross_entropy(o, labels, ignore_index=ignore_index) for w, o in zip(a, outputs) if w)
     return loss / sum(a)
+
+
+def evaluate_samples(model: nn.Module, samples: Samples) -> List[Dict[str, float]]:
+    """Per output: the task's metrics (:class:`~.metrics.Tally`) on ``samples``, eval mode."""
+    model.eval()
+    tallies: Optional[List[Tally]] = None
+    with torch.inference_mode():
+        for batch in samples.batches(EVAL_BATCH):
+            outs = as_outputs(model(*batch.args, **batch.kwargs), samples.task)
+            if tallies is None:
+                tallies = [Tally(samples.task, samples.classes) for _ in outs]
+            for tally, logits in zip(tallies, outs):
+                tally.add(logits, batch.labels)
+    return [t.values() for t in tallies or []]
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int) -> List[float]:
     """Per output: top-1 accuracy (labels ``(S,)``) or dataset mIoU (labels ``(S, H, W)``), eval mode."""
-    model.eval()
-    totals: Optional[list] = None
-    with torch.inference_mode():
-        for s in range(0, images.shape[0], EVAL_BATCH):
-            outs = as_outputs(model(images[s:s + EVAL_BATCH]))
-            y = labels[s:s + EVAL_BATCH]
-            if y.dim() == 1:
-                batch = [(o.argmax(1) == y).sum() for o in outs]
-            else:
-                batch = [confusion_matrix(o.argmax(1), y, classes) for o in outs]
-            totals = batch if totals is None else [a + b for a, b in zip(totals, batch)]
-    if labels.dim() == 1:
-        return [float(t) / labels.shape[0] for t in totals]
-    return [miou(c) for c in totals]
+    task = "classification" if labels.dim() == 1 else "segmentation"
+    values = evaluate_samples(model, Samples((images,), {}, labels, task, classes))
+    return [v[HEADLINE[task]] for v in values]
 
 
 def check_model_fits_data(model: nn.Module, dataset: SegmentationSet) -> None:
@@ -115,36 +119,37 @@ def check_model_fits_data(model: nn.Module, dataset: SegmentationSet) -> None:
     segmentation model.
     """
     image, label = dataset[0]
+    _check_fits(model, Samples((image.unsqueeze(0),), {}, label.unsqueeze(0), dataset.task, dataset.classes),
+                dataset.name)
+
+
+def _check_fits(model: nn.Module, samples: Samples, name: str) -> None:
+    from .accuracy import check_fits
+
     was_training = model.training
     model.eval()
+    first = samples.take(slice(0, 1))
     try:
         with torch.no_grad():
-            outs = as_outputs(model(image.unsqueeze(0)))
-    except RuntimeError as exc:
+            outs = model_outputs(model(*first.args, **first.kwargs), samples.task)
+    except (RuntimeError, IndexError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise UserError(f"the model cannot run on the {dataset.name} data's images of shape {tuple(image.shape)} "
+        shape = tuple((first.args or tuple(first.kwargs.values()))[0].shape[1:])
+        raise UserError(f"the model cannot run on the {name} data's inputs of shape {shape} "
                         f"({reason}); pick a model built for that data") from None
     finally:
         model.train(was_training)
-    want = 2 if dataset.task == "classification" else 4
-    if not outs or any(o.dim() != want for o in outs):
-        shape = tuple(outs[-1].shape) if outs else ()
-        raise UserError(f"the {dataset.name} data is a {dataset.task} set but the model returns shape {shape}; "
-                        f"pick a {dataset.task} model")
-    if int(outs[-1].shape[1]) != dataset.classes:
-        raise UserError(f"the model predicts {int(outs[-1].shape[1])} classes but {dataset.name} has "
-                        f"{dataset.classes}; build it with classes={dataset.classes}")
+    check_fits(name, samples.task, outs, samples.classes)
 
 
-def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, crop: Optional[int],
-             gen: torch.Generator):
+def _batches(samples: Samples, batch_size: int, crop: Optional[int], gen: torch.Generator):
     """One epoch of shuffled batches; segmentation batches are random crops, flipped half the time."""
-    n = images.shape[0]
+    n = len(samples)
     order = torch.randperm(n, generator=gen)
     for b in range(max(1, n // batch_size)):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        x, y = images[idx], labels[idx]
-        if y.dim() == 3:
+        batch = samples.take(order[b * batch_size:(b + 1) * batch_size])
+        x, y = batch.args[0] if batch.args else None, batch.labels
+        if samples.task == "segmentation":
             H, W = x.shape[-2:]
             ch, cw = min(crop or H, H), min(crop or W, W)
             y0 = int(torch.randint(0, H - ch + 1, (), generator=gen))
@@ -152,24 +157,28 @@ def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, crop: 
             x, y = x[..., y0:y0 + ch, x0:x0 + cw], y[..., y0:y0 + ch, x0:x0 + cw]
             if bool(torch.rand((), generator=gen) < 0.5):
                 x, y = x.flip(-1), y.flip(-1)
-        yield x, y
+            batch = type(batch)((x,) + batch.args[1:], batch.kwargs, y)
+        yield batch
 
 
 def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
-          progress: Optional[Callable[[int, int], None]] = None,
+          model_inputs: Any = None, progress: Optional[Callable[[int, int], None]] = None,
           on_epoch: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
     """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
 
     Parameters
     ----------
     model : the network (its current weights are the starting point: load ``--init`` before).
-    data : ``"synthetic"``, ``"digits"``, ``"camvid:PATH"`` or ``"cityscapes:PATH"``.
+    data : a labelled ``--data`` form: ``"synthetic"``, ``"digits"``, ``"camvid:PATH"``,
+        ``"cityscapes:PATH"``, ``"imagefolder:PATH"``, ``"text:FILE"`` or ``"pydoc"``.
     hwa : a :class:`~graphcost.crossbar.sim.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
     epochs, lr, batch_size, seed, crop, loss_weights : see the module docstring.
-    train_samples, eval_samples : use only the first N images of each split (``None``: all; the
+    train_samples, eval_samples : use only the first N samples of each split (``None``: all; the
         synthetic set has 512 training images by default).
+    model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: one
+        image input).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
 
     Returns
@@ -179,55 +188,59 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     Raises
     ------
     UserError
-        Bad numbers, data the model does not fit, or ``hwa`` on a model without analog layers —
-        all before the first step.
+        Bad numbers, unlabelled data, data the model does not fit, or ``hwa`` on a model without
+        analog layers — all before the first step.
     """
     if epochs < 1 or batch_size < 1 or not (lr > 0 and math.isfinite(lr)):
         raise UserError(f"training needs epochs >= 1, batch size >= 1 and a positive learning rate, got "
                         f"{epochs}, {batch_size}, {lr}")
+    source = parse_data(data)
+    if source.task == "none":
+        raise UserError(f"{data} data has no labels to train on; pick a labelled data set")
     net = model
     if hwa is not None:
         from .sim.hwa import hwa_model
 
         net = hwa_model(model, hwa, seed=seed)  # shares model's parameters; raises UserError without analog layers
-    train_set = open_dataset(data, train_samples, split="train")
-    test_set = open_dataset(data, eval_samples, split="test")
-    check_model_fits_data(model, train_set)
+    inputs = model_inputs if model_inputs is not None else DEFAULT_INPUTS
+    train_set = source.load(inputs, train_samples, split="train", seed=seed)
+    test_set = source.load(inputs, eval_samples, split="test", seed=seed)
+    _check_fits(model, train_set, source.scheme)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    images, labels = train_set.tensors()
     t0 = time.perf_counter()
-    losses = _fit(net, model.parameters(), hwa is not None, images, labels, epochs=epochs, lr=lr,
+    losses = _fit(net, model.parameters(), hwa is not None, train_set, epochs=epochs, lr=lr,
                   batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
                   on_epoch=on_epoch)
-    test_images, test_labels = test_set.tensors()
-    per_output = evaluate(model, test_images, test_labels, test_set.classes)
+    per_output = evaluate_samples(model, test_set)
     config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-              "crop": crop if train_set.task == "segmentation" else None, "train_images": int(images.shape[0]),
-              "eval_images": int(test_images.shape[0]), "hwa": hwa.to_dict() if hwa is not None else None,
+              "crop": crop if source.task == "segmentation" else None, "train_images": len(train_set),
+              "eval_images": len(test_set), "hwa": hwa.to_dict() if hwa is not None else None,
               "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
               "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
-    metric = "top1" if train_set.task == "classification" else "miou"
-    return TrainResult(train_set.task, metric, tuple(per_output), tuple(losses),
-                       round(time.perf_counter() - t0, 1), config)
+    metric = HEADLINE[source.task]
+    return TrainResult(source.task, metric, tuple(v[metric] for v in per_output), tuple(losses),
+                       round(time.perf_counter() - t0, 1), config, dict(per_output[-1]))
 
 
-def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
+def _fit(net: nn.Module, parameters, hwa: bool, samples: Samples, *, epochs: int,
          lr: float, batch_size: int, crop: Optional[int], gen: torch.Generator,
          loss_weights: Optional[Sequence[float]], progress, on_epoch) -> List[float]:
     """The optimisation loop (Adam, lr x0.1 after 70 % and 85 % of the steps, Eq. 1 loss); mean loss per epoch.
     ``net`` is the model itself or its HWA wrapper (sharing ``parameters``), re-clipped after each step."""
-    steps_per_epoch = max(1, images.shape[0] // batch_size)
+    steps_per_epoch = max(1, len(samples) // batch_size)
     total = epochs * steps_per_epoch
     opt = torch.optim.Adam(parameters, lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.7 * total), int(0.85 * total)], gamma=0.1)
+    ignore = label_ignore_index(samples.task)
     losses: List[float] = []
     step = 0
     for epoch in range(epochs):
         net.train()
         running = 0.0
-        for x, y in _batches(images, labels, batch_size, crop, gen):
-            loss = multi_output_loss(as_outputs(net(x)), y, loss_weights)
+        for batch in _batches(samples, batch_size, crop, gen):
+            outs = as_outputs(net(*batch.args, **batch.kwargs), samples.task)
+            loss = multi_output_loss(outs, batch.labels, loss_weights, ignore)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -56,8 +56,8 @@ def drift_frame(specs: Sequence[ModelSpec], data: Sequence[str], samples: Sequen
             for at in result.times:
                 for o in at.outputs:
                     rows.append({"model": spec.name, "weights": WEIGHT_LABELS[kind], "t_seconds": at.t_seconds,
-                                 "output": o.index, "metric": result.metric, "score": o.miou, "std": o.miou_std,
-                                 "fidelity": o.fidelity_miou, "float_score": o.float_miou})
+                                 "output": o.index, "metric": result.metric, "score": o.score, "std": o.std,
+                                 "fidelity": o.fidelity, "float_score": o.float_score})
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -3,7 +3,7 @@ copy of a model by an :class:`~graphcost.crossbar.sim.layer.AnalogLayer` and cal
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -14,9 +14,28 @@ from ..specs import DEPTHWISE_STRATEGIES, ArraySpec, NoiseSpec
 from .layer import AnalogLayer
 from .noise import generators as noise_generators
 
-#: Module types simulated on the arrays.
+#: Module types simulated on the arrays (and HF ``Conv1D``, see :func:`is_hf_conv1d`).
 ANALOG_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                 nn.Linear)
+
+
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """A transformers ``Conv1D`` (GPT-2's projections): a linear layer storing its weight as ``in x out``.
+    Recognised by its class name and ``nf`` attribute, so transformers need not be imported."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
+def as_linear(module: nn.Module) -> nn.Linear:
+    """An ``nn.Linear`` computing what a HF ``Conv1D`` computes (``x @ W + b`` = ``linear(x, W.T, b)``):
+    the layer the arrays hold, ``in`` rows by ``out`` columns (on the meta device where ``module`` is)."""
+    weight = module.weight.detach()
+    linear = nn.Linear(weight.shape[0], weight.shape[1], bias=module.bias is not None, device=weight.device,
+                       dtype=weight.dtype)
+    with torch.no_grad():
+        linear.weight.copy_(weight.t())
+        if module.bias is not None:
+            linear.bias.copy_(module.bias.detach())
+    return linear
 
 
 class CrossbarModel(nn.Module):
@@ -79,7 +98,12 @@ class CrossbarModel(nn.Module):
         replaced: Dict[int, AnalogLayer] = {}
         by_weight: Dict[Tuple[int, str], AnalogLayer] = {}
         for name, module in self.model.named_modules():
-            if isinstance(module, ANALOG_TYPES):
+            if is_hf_conv1d(module):  # not shared with training: HWA trains nn.Linear / conv layers
+                layer = AnalogLayer(as_linear(module), self.array, self.noise, strategy=self.depthwise,
+                                    slice_adc=self.slice_adc, generators=gens)
+                replaced[id(module)] = layer
+                self.analog_layers[name or type(module).__name__] = layer
+            elif isinstance(module, ANALOG_TYPES):
                 key = (id(module.weight), type(module).__name__)
                 tied = by_weight.get(key)
                 shared = tied.cells if tied is not None and _same_geometry(tied.reference, module) else None
@@ -142,3 +166,37 @@ class CrossbarModel(nn.Module):
 def _same_geometry(a: nn.Module, b: nn.Module) -> bool:
     keys = ("stride", "padding", "dilation", "groups", "output_padding", "padding_mode")
     return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
+
+
+def simulate(model: nn.Module, array: ArraySpec, noise: NoiseSpec, *, t_seconds: Optional[float] = None, seed: int = 0,
+             depthwise: str = "dense", calibrate_with: Any = None) -> "CrossbarModel":
+    """``model`` on crossbar arrays, for a user's own loop: the wrapped copy (a :class:`CrossbarModel`).
+
+    What aihwkit's ``convert_to_analog(model, rpu_config)`` is to aihwkit: every layer the mapping puts
+    on arrays (convolutions, ``nn.Linear``, HF ``Conv1D``) becomes an analog layer programmed with
+    ``noise`` (seeded by ``seed``) and read ``t_seconds`` after programming (default: ``noise.t_seconds``);
+    everything else (embeddings, norms, attention's activation-by-activation products) stays digital
+    and exact. The converters are calibrated on the first call, or now on ``calibrate_with`` (a tensor,
+    a tuple of positional inputs, or a dict of keyword inputs).
+
+    >>> import torch
+    >>> from graphcost.crossbar.specs import ArraySpec, NoiseSpec
+    >>> net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
+    >>> x = torch.randn(5, 16)
+    >>> sim = simulate(net, ArraySpec(64, 64), NoiseSpec.pcm(), t_seconds=3600, calibrate_with=x)
+    >>> sorted(sim.analog_layers), sim(x).shape
+    (['0', '2'], torch.Size([5, 4]))
+    """
+    from dataclasses import replace
+
+    if t_seconds is not None:
+        noise = replace(noise, t_seconds=float(t_seconds))
+    sim = CrossbarModel(model, array, noise, seed=seed, depthwise=depthwise)
+    if calibrate_with is not None:
+        if isinstance(calibrate_with, dict):
+            sim.calibrate(**calibrate_with)
+        elif isinstance(calibrate_with, (tuple, list)):
+            sim.calibrate(*calibrate_with)
+        else:
+            sim.calibrate(calibrate_with)
+    return sim

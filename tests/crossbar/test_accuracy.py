@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import graphcost
-from graphcost.crossbar.accuracy import (AccuracyConfig, TrialState, confusion_matrix, default_weights_path,
-                                         evaluate_accuracy, load_weights, miou, run_trial, shipped_checkpoint_for)
-from graphcost.crossbar.data import SyntheticSegmentation, _palette
+from graphcost.crossbar.accuracy import (AccuracyConfig, confusion_matrix, default_weights_path, evaluate_accuracy,
+                                         load_weights, miou, prepare, run_trial, shipped_checkpoint_for)
+from graphcost.crossbar.data import SyntheticSegmentation
+from graphcost.crossbar.data.synthetic import _palette
 from graphcost.crossbar.specs import ArraySpec, NoiseSpec
 from graphcost.executor import make_executor
 from graphcost.models import get_model
@@ -51,11 +52,9 @@ class TwoOutputs(torch.nn.Module):
 def seg_state():
     torch.manual_seed(0)
     net = TwoOutputs().eval()
-    images, labels = SyntheticSegmentation(2, 32, 48, classes=11).tensors()
-    with torch.inference_mode():
-        float_preds = tuple(o.argmax(1) for o in net(images))
-    assert len(float_preds[-1].unique()) > 3
-    return TrialState(net, images, labels, float_preds, 11)
+    state = prepare(net, AccuracyConfig(EXACT, NoiseSpec(), samples=2, classes=11), (1, 3, 8, 8))
+    assert len(state.float_outputs[0][-1].value.argmax(1).unique()) > 3
+    return state
 
 
 @pytest.fixture(scope="module")
