@@ -23,8 +23,8 @@ from .specs import NoiseSpec
 @click.command(name="train")
 @model_options
 @click.option("--data", "data_text", type=DATA, default=None,
-              help="Training data; its held-out split scores the result (default: digits for models on the "
-                   "digits preset, else synthetic).")
+              help="Training data; its held-out split scores the result (default: digits or pydoc for models on "
+                   "those presets, else synthetic).")
 @click.option("--init", "init_path", default=None, metavar="FILE",
               help="Start from these weights (a state dict of the same model), e.g. a float checkpoint to "
                    "fine-tune with --hwa.")
@@ -57,7 +57,7 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
 
     _check_out(out_path)
     built = build(spec)
-    data = data_text or ("digits" if built.dataset == "digits" else "synthetic")
+    data = data_text or (built.dataset if built.dataset in ("digits", "pydoc") else "synthetic")
     if init_path is not None:
         load_weights(built.module, init_path)
 
@@ -68,7 +68,8 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
 
     with ProgressBar("training", 1) as bar:
         result = train(built.module, data, hwa=hwa_spec, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       crop=crop, train_samples=samples, progress=bar, on_epoch=on_epoch)
+                       crop=crop, train_samples=samples, model_inputs=built.call_inputs, progress=bar,
+                       on_epoch=on_epoch)
     meta = {"model": spec.name, "params": dict(spec.params), "dataset_preset": built.dataset,
             "init": os.path.basename(init_path) if init_path else None,
             "command": "graphcost train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "graphcost train",

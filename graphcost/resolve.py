@@ -312,7 +312,8 @@ def _build_zoo(spec: ModelSpec) -> BuiltModel:
     preset = models.dataset_preset(spec.dataset or entry.default_dataset)
     module = models.get_model(spec.name, dataset=preset.name, **params)
     shape = spec.input_shape or preset.input_shape
-    return BuiltModel(module, shape, spec.name, preset.name)
+    inputs = (InputSpec(shape, torch.int64),) if preset.tokens else None  # token ids, not images
+    return BuiltModel(module, shape, spec.name, preset.name, inputs)
 
 
 def _input_for(spec: ModelSpec) -> Tuple[Tuple[int, ...], Optional[str]]:

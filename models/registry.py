@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DatasetPreset:
-    """Input resolution and class count of a segmentation benchmark."""
+    """Input resolution and class count of a benchmark (a text corpus: ``channels = 0``, ``width`` tokens
+    per sequence of byte ids, ``classes`` the vocabulary)."""
 
     name: str
     height: int
@@ -38,8 +39,13 @@ class DatasetPreset:
     channels: int = 3
 
     @property
-    def input_shape(self) -> Tuple[int, int, int, int]:
-        return (1, self.channels, self.height, self.width)
+    def tokens(self) -> bool:
+        """Whether the inputs are token ids (``1 x width`` int64) rather than images."""
+        return self.channels == 0
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return (1, self.width) if self.tokens else (1, self.channels, self.height, self.width)
 
 
 DATASETS: Dict[str, DatasetPreset] = {
@@ -53,6 +59,8 @@ DATASETS: Dict[str, DatasetPreset] = {
     "digits": DatasetPreset("digits", 8, 8, 10, channels=1),
     # CIFAR-10 (Krizhevsky 2009): 32x32 colour images, 10 classes (NeuroSim's VGG-8 benchmark).
     "cifar10": DatasetPreset("cifar10", 32, 32, 10),
+    # CPython's documentation (pydoc_data.topics) as byte tokens: sequences of 64, vocabulary 256.
+    "pydoc": DatasetPreset("pydoc", 1, 64, 256, channels=0),
 }
 
 
