@@ -42,6 +42,8 @@ SHIPPED = (
                  {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
     ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
+    ShippedModel("tiny-gpt", {"layers": 2, "width": 128, "heads": 4}, (None, "pydoc"),
+                 {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}),
 )
 
 

@@ -36,7 +36,7 @@ from graphcost.errors import UserError
 from .data.base import IGNORE_INDEX, TASKS
 
 __all__ = ["HEADLINE", "LOWER_IS_BETTER", "Output", "model_outputs", "confusion_matrix", "miou", "Tally",
-           "FidelityTally", "task_loss", "headline_metric", "label_ignore_index"]
+           "FidelityTally", "task_loss", "headline_metric", "label_ignore_index", "unigram_perplexity"]
 
 #: The metric a task is summarised by.
 HEADLINE = {"segmentation": "miou", "classification": "top1", "language-model": "perplexity", "none": "fidelity_top1"}
@@ -244,3 +244,15 @@ def _snr_db(signal: float, error: float) -> float:
     if signal <= 0:
         return -EXACT_SNR_DB
     return min(EXACT_SNR_DB, 10 * math.log10(signal / error))
+
+
+def unigram_perplexity(train: torch.Tensor, test: torch.Tensor, vocab: int) -> float:
+    """Perplexity on ``test`` tokens of the unigram model of ``train`` (token frequencies, add-one smoothed):
+    the baseline a language model must beat.
+
+    >>> unigram_perplexity(torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1]), 2)   # p = 1/2 each
+    2.0
+    """
+    counts = torch.bincount(train.reshape(-1).long(), minlength=vocab).double() + 1
+    logp = (counts / counts.sum()).log()
+    return float(torch.exp(-logp[test.reshape(-1).long()].mean()))

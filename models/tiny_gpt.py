@@ -7,7 +7,7 @@ GELU MLP of 4x the width, causal self-attention) at a tiny configuration, writte
 so it needs no transformers install, with every projection an ``nn.Linear`` (on the arrays) and the
 attention's activation-by-activation products and the embeddings digital.
 
-Defaults: vocabulary 256 (bytes), context 64, 4 blocks, width 128, 4 heads; ~0.87 M parameters (the
+Defaults: vocabulary 256 (bytes), context 64, 2 blocks, width 128, 4 heads; ~0.47 M parameters (the
 shared 2-core CPU it was trained on set the size: a few minutes of training).
 The float and hardware-aware checkpoints shipped in ``crossbar/weights/`` (``tiny_gpt_*.pt``, with
 the JSON of how ``graphcost train`` made them) report their held-out perplexity there.
@@ -16,7 +16,7 @@ the JSON of how ``graphcost train`` made them) report their held-out perplexity 
 >>> from graphcost.models import get_model
 >>> net = get_model("tiny-gpt")
 >>> tuple(net(torch.zeros(2, 64, dtype=torch.long)).shape), sum(p.numel() for p in net.parameters())
-((2, 64, 256), 867072)
+((2, 64, 256), 470528)
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class Block(nn.Module):
 class TinyGPT(nn.Module):
     """Token and position embeddings, ``layers`` blocks, a final norm and a linear head to ``vocab`` logits."""
 
-    def __init__(self, vocab: int = 256, context: int = 64, layers: int = 4, width: int = 128, heads: int = 4):
+    def __init__(self, vocab: int = 256, context: int = 64, layers: int = 2, width: int = 128, heads: int = 4):
         super().__init__()
         for name, value in (("vocab", vocab), ("context", context), ("layers", layers), ("width", width),
                             ("heads", heads)):
@@ -88,8 +88,8 @@ class TinyGPT(nn.Module):
 
 
 @register_model("tiny-gpt", default_dataset="pydoc")
-def tiny_gpt(*, dataset: str = "pydoc", layers: int = 4, width: int = 128, heads: int = 4) -> nn.Module:
-    """A GPT-2-style byte-level language model (vocab 256, context 64); ~0.87 M params."""
+def tiny_gpt(*, dataset: str = "pydoc", layers: int = 2, width: int = 128, heads: int = 4) -> nn.Module:
+    """A GPT-2-style byte-level language model (vocab 256, context 64); ~0.47 M params."""
     preset = DATASETS[dataset]
     if not preset.tokens:
         raise ValueError(f"tiny-gpt reads token ids; the {dataset} preset is images (use pydoc)")

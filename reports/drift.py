@@ -52,7 +52,7 @@ def drift_frame(specs: Sequence[ModelSpec], data: Sequence[str], samples: Sequen
             load_weights(built.module, path)
             config = AccuracyConfig(array, noise, data=dataset, samples=count, trials=trials, seed=seed,
                                     classes=dataset_preset(built.dataset).classes, times_seconds=tuple(times_seconds))
-            result = evaluate_accuracy(built.module, config)
+            result = evaluate_accuracy(built.module, config, model_inputs=built.call_inputs)
             for at in result.times:
                 for o in at.outputs:
                     rows.append({"model": spec.name, "weights": WEIGHT_LABELS[kind], "t_seconds": at.t_seconds,
