@@ -264,29 +264,27 @@ def prepare(model: nn.Module, config: AccuracyConfig, model_inputs: Any) -> Tria
     return TrialState(model, batches, float_outputs, source.task, samples.classes)
 
 
-def _score(state: TrialState, outputs_per_batch: Sequence[Sequence[Output]]) -> Tuple[Dict[str, float], ...]:
-    """Per output: the task's metrics against the labels and the fidelity against the float outputs."""
+def _score(state: TrialState, outputs_per_batch: Sequence[Sequence[Output]], fidelity: bool = True
+           ) -> Tuple[Dict[str, float], ...]:
+    """Per output: the task's metrics against the labels and (``fidelity``) against the float outputs."""
     count = len(state.float_outputs[0])
     seg = state.classes if state.task == "segmentation" else None
     tallies = [Tally(state.task, state.classes) for _ in range(count)]
-    fidelity = [FidelityTally(seg) for _ in range(count)]
+    fidelities = [FidelityTally(seg) for _ in range(count)]
     for batch, outs, refs in zip(state.batches, outputs_per_batch, state.float_outputs):
         if len(outs) != count:
             raise RuntimeError("the simulated model returned a different number of outputs than the float model")
         for k, (out, ref) in enumerate(zip(outs, refs)):
             if batch.labels is not None:
-                tallies[k].add(out.value, batch.labels)
-            fidelity[k].add(out, ref)
-    return tuple({**t.values(), **f.values()} for t, f in zip(tallies, fidelity))
+                tallies[k].add(out.value, batch.labels, out.pred)
+            if fidelity:
+                fidelities[k].add(out, ref)
+    return tuple({**t.values(), **(f.values() if fidelity else {})} for t, f in zip(tallies, fidelities))
 
 
 def float_scores(state: TrialState) -> Tuple[Dict[str, float], ...]:
     """Per output: the float model's metrics against the labels."""
-    scores = _score(state, state.float_outputs)
-    return tuple({k: v for k, v in s.items() if k not in FIDELITY_KEYS} for s in scores)
-
-
-FIDELITY_KEYS = frozenset({"fidelity_top1", "fidelity_miou", "snr_db", "relative_error"})
+    return _score(state, state.float_outputs, fidelity=False)
 
 
 def run_trial(config: AccuracyConfig, state: TrialState, trial: int,

@@ -36,7 +36,7 @@ from graphcost.errors import UserError
 from .data.base import IGNORE_INDEX, TASKS
 
 __all__ = ["HEADLINE", "LOWER_IS_BETTER", "Output", "model_outputs", "confusion_matrix", "miou", "Tally",
-           "FidelityTally", "task_loss", "headline_metric", "label_ignore_index", "unigram_perplexity"]
+           "FidelityTally", "top1_ids", "task_loss", "headline_metric", "label_ignore_index", "unigram_perplexity"]
 
 #: The metric a task is summarised by.
 HEADLINE = {"segmentation": "miou", "classification": "top1", "language-model": "perplexity", "none": "fidelity_top1"}
@@ -51,10 +51,21 @@ def label_ignore_index(task: str) -> int:
 
 @dataclass(frozen=True)
 class Output:
-    """One model output: ``value`` (logits with the class dimension at 1 where ``logits``)."""
+    """One model output: ``value`` (logits with the class dimension at 1 where ``logits``) and, for logits,
+    ``pred``, the top-1 class ids (computed once, read by every tally)."""
 
     value: torch.Tensor
     logits: bool
+    pred: Optional[torch.Tensor] = None
+
+
+def top1_ids(logits: torch.Tensor) -> torch.Tensor:
+    """Class ids along dimension 1 (the first of tied maxima; ``max`` is ~3x faster than ``argmax`` on NCHW)."""
+    return logits.max(1).indices
+
+
+def _output(value: torch.Tensor, logits: bool) -> Output:
+    return Output(value, logits, top1_ids(value) if logits else None)
 
 
 def _tensors(out: Any) -> tuple:
@@ -81,9 +92,9 @@ def model_outputs(out: Any, task: str) -> List[Output]:
     outputs = []
     for v in values:
         if v.dim() == 3 and (named or task == "language-model"):
-            outputs.append(Output(v.transpose(1, 2), True))
+            outputs.append(_output(v.transpose(1, 2), True))
         else:
-            outputs.append(Output(v, v.dim() in (2, 4) and v.is_floating_point()))
+            outputs.append(_output(v, v.dim() in (2, 4) and v.is_floating_point()))
     return outputs
 
 
@@ -150,10 +161,12 @@ class Tally:
         self.count = self.correct1 = self.correct5 = 0
         self.nll = 0.0
 
-    def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """One batch: ``logits`` ``(N, C, ...)`` (class dimension 1), ``labels`` ``(N, ...)``."""
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, pred: Optional[torch.Tensor] = None) -> None:
+        """One batch: ``logits`` ``(N, C, ...)`` (class dimension 1), ``labels`` ``(N, ...)``; ``pred`` the
+        logits' top-1 ids where already known."""
+        if pred is None or pred.shape != labels.shape:
+            pred = top1_ids(_resized(logits, labels.shape[-2:]))
         if self.task == "segmentation":
-            pred = _resized(logits, labels.shape[-2:]).argmax(1)
             conf = confusion_matrix(pred, labels, self.classes)
             self.confusion = conf if self.confusion is None else self.confusion + conf
             return
@@ -161,7 +174,7 @@ class Tally:
             return
         labels = labels.long()
         self.count += labels.numel()
-        self.correct1 += int((logits.argmax(1) == labels).sum())
+        self.correct1 += int((pred == labels).sum())
         if self.task == "language-model":
             self.nll += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
         elif logits.shape[1] > 5:
@@ -194,7 +207,7 @@ class FidelityTally:
 
     >>> f = FidelityTally(segmentation_classes=None)
     >>> ref = Output(torch.tensor([[1., 0], [0, 1]]), True)
-    >>> f.add(Output(torch.tensor([[1., 0.1], [0.6, 0.5]]), True), ref)
+    >>> f.add(Output(torch.tensor([[1., 0.1], [0.6, 0.5]]), True), ref)   # decisions 0, 0 against 0, 1
     >>> v = f.values(); v["fidelity_top1"], round(v["snr_db"], 2)
     (0.5, 5.09)
     """
@@ -216,7 +229,8 @@ class FidelityTally:
         self.logits = self.logits and ref.logits
         if not ref.logits:
             return
-        ps, pf = s.argmax(1), f.argmax(1)
+        ps = sim.pred if sim.pred is not None else top1_ids(s)
+        pf = ref.pred if ref.pred is not None else top1_ids(f)
         self.agree += int((ps == pf).sum())
         self.count += pf.numel()
         if self.classes is not None:
