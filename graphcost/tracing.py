@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import networkx as nx
 import torch
@@ -134,7 +134,7 @@ class Trace:
 
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-          input_shape: Optional[Sequence[int]] = None, tracer: str = "auto") -> Trace:
+          tracer: str = "auto") -> Trace:
     """Trace ``model`` on fake or meta inputs (nothing allocated); return its execution DAG, each call's
     cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
 
@@ -144,7 +144,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         The model; its training mode is restored afterwards (tracing runs in eval mode).
     inputs : shape, InputSpec, tensor, or a tuple / dict of them
         What ``forward`` is called with (:mod:`graphcost.inputs`; a tuple is positional inputs, a
-        dict keyword inputs). ``input_shape=`` is the same, by its old name.
+        dict keyword inputs).
     dtype : torch.dtype, optional
         The model's floating-point dtype (default: its first floating-point parameter's, else float32).
     leaf_modules : iterable of str, optional
@@ -188,7 +188,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     custom = ops.check_custom_costs(custom_costs)
     dtype = dtype or _model_dtype(model)
     root_module = Single(model) if _is_leaf_model(model, custom) else model
-    bound = bind_inputs(root_module, *split_inputs(inputs if input_shape is None else input_shape))
+    bound = bind_inputs(root_module, *split_inputs(inputs))
     with _eval_mode(model), quiet_torch_logs():
         captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
     return _assemble(model, captured, {name: describe(value, dtype) for name, value in bound.items()}, dtype)
