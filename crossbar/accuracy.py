@@ -14,7 +14,7 @@ every metric's mean and (population, ``ddof=0``) standard deviation over trials 
 model's value; JSON keys are the metric names, the headline (``metric``) is the task's
 (:data:`~.metrics.HEADLINE`), and ``std`` / ``fidelity_std`` are those of the headline and of its
 fidelity. A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
-executor (:func:`graphcost.executor.make_executor`) can run trials in other processes or on Ray
+executor (:func:`graphcost.runtime.executor.make_executor`) can run trials in other processes or on Ray
 workers; ``executor=None`` runs them here.
 
 The checkpoint names (:func:`load_weights`, :func:`shipped_checkpoint_for`, ...) live in
@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .checkpoints import (SHIPPED, SHIPPED_CONFIG, WEIGHT_KINDS, ShippedModel, check_weights, default_weights_path,
                           load_weights, shipped_checkpoint_for)
@@ -216,9 +216,8 @@ def _probe(model: nn.Module, source: DataSource, batch: Batch) -> List[Output]:
         with torch.inference_mode():
             return _forward(model, batch, source.task)
     except (RuntimeError, IndexError, ValueError, TypeError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UserError(f"the model cannot run on the {source.scheme} data ({reason}); pick data of the model's "
-                        f"task and input") from None
+        raise UserError(f"the model cannot run on the {source.scheme} data ({first_line(exc)[:160]}); pick data "
+                        f"of the model's task and input") from None
 
 
 def check_fits(name: str, task: str, outputs: Sequence[Output], classes: Optional[int]) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 __all__ = ["ShippedModel", "SHIPPED", "SHIPPED_CONFIG", "WEIGHT_KINDS", "check_weights", "load_weights",
            "default_weights_path", "shipped_checkpoint_for", "weights_folder"]
@@ -107,8 +107,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read weights file {path!r} ({reason[:120]}); it must be a state dict saved "
+        raise UserError(f"cannot read weights file {path!r} ({first_line(exc)[:120]}); it must be a state dict saved "
                         f"with torch.save(model.state_dict(), FILE)") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):

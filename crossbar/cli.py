@@ -12,6 +12,7 @@ import click
 
 from graphcost import render
 from graphcost.cli_options import Parsed, format_option, model_options, tracer_option
+from graphcost.errors import shape_text
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
@@ -186,7 +187,7 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     con = render.console()
     acc = result.get("accuracy")
     metric = acc.get("metric", "miou") if acc else "miou"
-    shape = "x".join(str(d) for d in m.input_shape)
+    shape = shape_text(m.input_shape)
     con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
                            _summary_rows(perf, result, energy, acc, metric)))
     if acc and len(acc.get("times", [])) > 1:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .data import IGNORE_INDEX, SegmentationSet, Samples, parse_data
 from .metrics import HEADLINE, Tally, label_ignore_index, model_outputs
@@ -133,10 +133,9 @@ def _check_fits(model: nn.Module, samples: Samples, name: str) -> None:
         with torch.no_grad():
             outs = model_outputs(model(*first.args, **first.kwargs), samples.task)
     except (RuntimeError, IndexError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         shape = tuple((first.args or tuple(first.kwargs.values()))[0].shape[1:])
         raise UserError(f"the model cannot run on the {name} data's inputs of shape {shape} "
-                        f"({reason}); pick a model built for that data") from None
+                        f"({first_line(exc)[:120]}); pick a model built for that data") from None
     finally:
         model.train(was_training)
     check_fits(name, samples.task, outs, samples.classes)
@@ -259,7 +258,7 @@ def _fit(net: nn.Module, parameters, hwa: bool, samples: Samples, *, epochs: int
 
 def save_checkpoint(model: nn.Module, path: str, meta: Optional[Dict[str, Any]] = None) -> None:
     """Write ``model``'s state dict (float32) to ``path`` and ``meta`` as JSON beside it, each atomically."""
-    from graphcost.render import write_atomic
+    from graphcost.fileio import write_atomic
 
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

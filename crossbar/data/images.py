@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import torch
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .base import IGNORE_INDEX, DataSource, Samples, check_samples, check_split, fill_inputs
 
@@ -109,8 +109,8 @@ def read_label(path: str, size: Tuple[int, int]) -> torch.Tensor:
 
 
 def reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The first line of a failure's message (:func:`graphcost.errors.first_line`)."""
+    return first_line(exc)
 
 
 def list_png(folder: str) -> List[str]:

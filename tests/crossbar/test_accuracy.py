@@ -11,7 +11,7 @@ from graphcost.crossbar.accuracy import (AccuracyConfig, confusion_matrix, defau
 from graphcost.crossbar.data import SyntheticSegmentation
 from graphcost.crossbar.data.synthetic import _palette
 from graphcost.crossbar.specs import ArraySpec, NoiseSpec
-from graphcost.executor import make_executor
+from graphcost.runtime.executor import make_executor
 from graphcost.models import get_model
 
 EXACT = ArraySpec(256, 256, weight_bits=16, cell_bits=16, dac_bits=16, adc_bits=16)
