@@ -12,6 +12,9 @@ MODULES = [
     "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise", "graphcost.cli_options",
     "graphcost.explore.sweep", "graphcost.explore.width", "graphcost.explore.ranking", "graphcost.reports.cli",
     "graphcost.crossbar.tech", "graphcost.crossbar.energy", "graphcost.models.vgg8", "graphcost.crossbar.hardware",
+    "graphcost.crossbar.metrics", "graphcost.crossbar.data", "graphcost.crossbar.data.base", "graphcost.crossbar.data.text",
+    "graphcost.crossbar.data.synthetic", "graphcost.crossbar.data.digits", "graphcost.crossbar.checkpoints",
+    "graphcost.models.tiny_gpt",
 ]
 
 
