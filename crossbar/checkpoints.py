@@ -16,7 +16,7 @@ from torch import nn
 from graphcost.errors import UserError, first_line
 
 __all__ = ["ShippedModel", "SHIPPED", "SHIPPED_CONFIG", "WEIGHT_KINDS", "check_weights", "load_weights",
-           "default_weights_path", "shipped_checkpoint_for", "weights_folder"]
+           "default_weights_path", "shipped_checkpoint_for", "shipped_model", "weights_folder"]
 
 
 #: The model configuration the shipped ItNet checkpoints were trained for (``graphcost map itnet``).
@@ -35,16 +35,24 @@ class ShippedModel:
     config: Dict[str, Any]
     datasets: Tuple[Optional[str], ...]
     files: Dict[str, str]
+    #: the ``--data`` it was trained on and is evaluated on, and how many samples an evaluation takes by default
+    data: str = "synthetic"
+    samples: int = 8
 
 
 SHIPPED = (
     ShippedModel("itnet", SHIPPED_CONFIG, (None, "camvid"),
                  {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
     ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
-                 {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
+                 {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}, "digits", 360),
     ShippedModel("tiny-gpt", {"layers": 2, "width": 128, "heads": 4}, (None, "pydoc"),
-                 {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}),
+                 {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}, "pydoc", 64),
 )
+
+
+def shipped_model(name: str) -> Optional[ShippedModel]:
+    """The :class:`ShippedModel` of zoo model ``name`` (``None`` if graphcost ships no weights for it)."""
+    return next((s for s in SHIPPED if s.name == name), None)
 
 
 def weights_folder() -> Path:

@@ -334,7 +334,8 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
 @click.option("--times", type=TIMES, default="60s,1h,1d,1y", show_default=True,
               help="Times after programming (units s, m, h, d, y).")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
-              help="Evaluation images per model (default: 8 synthetic images, the 360 held-out digits).")
+              help="Evaluation samples per model (default: 8 synthetic images, the 360 held-out digits, 64 pydoc "
+                   "windows).")
 @click.option("--trials", type=click.IntRange(min=1), default=3, show_default=True, help="Noise draws per point.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @out_option()
@@ -344,8 +345,10 @@ def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: 
     """Accuracy vs time after programming for MODELs graphcost ships weights for: float, post-training
     (the float weights as programmed) and hardware-aware (HWA) weights, per output for anytime models.
 
-    MODEL: itnet (synthetic data) or digits-cnn (digits); default both. Writes drift.png/.svg/.csv and index.html to --out.
+    MODEL: itnet (synthetic data), digits-cnn (digits) or tiny-gpt (pydoc); default the first two. Writes
+    drift.png/.svg/.csv and index.html to --out.
     """
+    from graphcost.crossbar.checkpoints import shipped_model
     from graphcost.crossbar.specs import ArraySpec
 
     from . import drift
@@ -353,8 +356,9 @@ def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: 
     out = check_out_dir(out_dir)
     tokens = models or (("digits-cnn", {}), ("itnet", {}))
     specs = [ModelSpec(name=name, params=dict(params)) for name, params in tokens]
-    data = ["digits" if spec.name == "digits-cnn" else "synthetic" for spec in specs]
-    counts = [samples or (360 if d == "digits" else 8) for d in data]
+    shipped = [shipped_model(spec.name) for spec in specs]  # the data each checkpoint was trained on
+    data = [s.data if s is not None else "synthetic" for s in shipped]
+    counts = [samples or (s.samples if s is not None else 8) for s in shipped]
     with ProgressBar("drift: simulating", 2 * len(specs), enabled=None if fmt == "table" else False) as bar:
         frame = drift.drift_frame(specs, data, counts, times, noise, ArraySpec(256, 256), trials, seed, bar)
     fig = drift.drift_figure(frame, f"accuracy after programming, {noise_label(noise)}, {trials} trials")

@@ -32,7 +32,7 @@ def _checkpoints(spec: ModelSpec) -> Dict[str, str]:
     found = {kind: shipped_checkpoint_for(spec.name, params, spec.dataset, kind) for kind in WEIGHT_LABELS}
     if found["float"] is None:
         raise UserError(f"report drift needs a model graphcost ships trained weights for (the default itnet, "
-                        f"digits-cnn); {spec.name} with these parameters has none")
+                        f"digits-cnn, tiny-gpt); {spec.name} with these parameters has none")
     return {kind: str(path) for kind, path in found.items() if path is not None}
 
 
