@@ -94,7 +94,7 @@ def adaptive_figure(run, sweep, label: str, thumbnails: int = 6):
     result = run.result
     count = max(1, min(thumbnails, result.samples // 2 or 1))
     fig = plt.figure(figsize=(1.2 * max(count, 6), 5.6))
-    grid = fig.add_gridspec(4, count, height_ratios=[2.2, 0.3, 1, 1])
+    grid = fig.add_gridspec(4, count, height_ratios=[2.2, 0.3, 1, 1], wspace=0.45)
     left = fig.add_subplot(grid[0, : count // 2])
     macs = result.costs.macs / 1e6
     left.hist(macs, bins=min(30, max(5, len(np.unique(macs)))), color="#1f77b4")
