@@ -216,9 +216,11 @@ class Observations:
 
 
 def _logit_list(out) -> List[torch.Tensor]:
-    from .training import as_outputs
-
-    return [o for o in as_outputs(out) if isinstance(o, torch.Tensor)]
+    """A model's return value as its list of logit tensors (one per anytime output)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    values = out.values() if isinstance(out, dict) else out
+    return [o for o in values if isinstance(o, torch.Tensor)]
 
 
 def _per_output(logits: torch.Tensor, labels: torch.Tensor, classes: int):

@@ -19,40 +19,26 @@ from .adaptive_run import DEFAULT_SAMPLES, AdaptiveRequest, AdaptiveRun, run_ada
 from .specs import ArraySpec
 
 
-def run_and_render(spec: ModelSpec, *, data: Optional[str], policy: Optional[ExitPolicy], weights: Optional[str],
-                   samples: Optional[int], crossbar: Optional[Tuple[int, int]], tracer: str, fmt: str,
-                   per_layer: bool) -> int:
+def run_request(spec: ModelSpec, *, data: Optional[str], policy: Optional[ExitPolicy], weights: Optional[str],
+                samples: Optional[int], crossbar: Optional[Tuple[int, int]], tracer: str) -> AdaptiveRun:
+    """The :class:`AdaptiveRun` of ``analyze --adaptive``'s parsed options; notes go to stderr."""
     request = AdaptiveRequest(spec, data=data, policy=policy, weights=weights, samples=samples or DEFAULT_SAMPLES,
                               array=ArraySpec(*crossbar) if crossbar else None, tracer=tracer)
     run = run_adaptive(request)
     for note in run.notes:
         click.echo(f"note: {note}", err=True)
+    return run
+
+
+def render_run(run: AdaptiveRun, fmt: str) -> None:
+    """JSON (the analysis with an ``adaptive`` key), CSV (one row per input) or the adaptive tables (the
+    command renders the fixed-cost analysis table before them)."""
     if fmt == "json":
         click.echo(render.dumps(run.to_dict()))
     elif fmt == "csv":
-        click.echo(render.frame_csv(per_sample_frame(run)), nl=False)
+        click.echo(render.frame_csv(run.per_input_frame()), nl=False)
     else:
-        from graphcost.cli import _render_analysis
-
-        _render_analysis(run.analysis, per_layer, "table")
         _render_adaptive(run)
-    return 0
-
-
-def per_sample_frame(run: AdaptiveRun):
-    """One row per input: its MACs, latency, (energy, seconds,) and iterations per stage or exit output."""
-    import pandas as pd
-
-    costs, result = run.result.costs, run.result
-    frame = pd.DataFrame({"sample": range(result.samples), "macs": costs.macs, "latency_layers": costs.latency_layers})
-    if costs.energy_j is not None:
-        frame["energy_j"], frame["latency_s"] = costs.energy_j, costs.latency_s
-    if result.iterations is not None:
-        for k, stage in enumerate(result.iterations):
-            frame[f"iterations:{stage}"] = result.used[:, k]
-    else:
-        frame["exit"] = result.used
-    return frame
 
 
 def _render_adaptive(run: AdaptiveRun) -> None:

@@ -73,6 +73,22 @@ class AdaptiveRun:
     costs: CostModel
     stages: List[HaltingStage]
 
+    def per_input_frame(self):
+        """One row per input: its MACs, latency, (energy, seconds,) and iterations per stage or exit output."""
+        import pandas as pd
+
+        costs, result = self.result.costs, self.result
+        frame = pd.DataFrame({"sample": range(result.samples), "macs": costs.macs,
+                              "latency_layers": costs.latency_layers})
+        if costs.energy_j is not None:
+            frame["energy_j"], frame["latency_s"] = costs.energy_j, costs.latency_s
+        if result.iterations is not None:
+            for k, stage in enumerate(result.iterations):
+                frame[f"iterations:{stage}"] = result.used[:, k]
+        else:
+            frame["exit"] = result.used
+        return frame
+
     def to_dict(self) -> Dict[str, Any]:
         out = self.analysis.to_dict()
         out["adaptive"] = self.result.to_dict()

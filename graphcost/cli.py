@@ -139,10 +139,14 @@ def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_elemen
     given = [flag for flag, value in (("--data", data), ("--exit", exit_policy), ("--weights", weights),
                                       ("--samples", samples), ("--crossbar", crossbar)) if value is not None]
     if adaptive:
-        from .crossbar.adaptive_cli import run_and_render  # a plugin room, imported when asked for
+        from .crossbar import adaptive_cli  # a plugin room, imported when asked for
 
-        return run_and_render(spec, data=data, policy=exit_policy, weights=weights, samples=samples,
-                              crossbar=crossbar, tracer=tracer, fmt=fmt, per_layer=per_layer)
+        run = adaptive_cli.run_request(spec, data=data, policy=exit_policy, weights=weights, samples=samples,
+                                       crossbar=crossbar, tracer=tracer)
+        if fmt == "table":
+            _render_analysis(run.analysis, per_layer, fmt)
+        adaptive_cli.render_run(run, fmt)
+        return 0
     if given:
         raise UserError(f"{given[0]} is an option of --adaptive; add --adaptive")
     built = build_for_shapes(spec)

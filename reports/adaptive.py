@@ -60,9 +60,7 @@ def sweep_frame(run, thresholds: Sequence[float] = ()):
 
 def samples_frame(run):
     """One row per input: MACs, latency, iterations per stage or exit (the histogram's data)."""
-    from graphcost.crossbar.adaptive_cli import per_sample_frame
-
-    return per_sample_frame(run)
+    return run.per_input_frame()
 
 
 def _thumbnail(image: torch.Tensor) -> np.ndarray:
