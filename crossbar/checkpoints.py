@@ -47,6 +47,9 @@ SHIPPED = (
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}, "digits", 360),
     ShippedModel("tiny-gpt", {"layers": 2, "width": 128, "heads": 4}, (None, "pydoc"),
                  {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}, "pydoc", 64),
+    # trained with the ACT ponder cost (graphcost train iterative-resnet --data digits --ponder 0.01)
+    ShippedModel("iterative-resnet", {"shared": True}, ("digits",), {"float": "iterative_resnet_digits.pt"},
+                 "digits", 360),
 )
 
 
@@ -88,6 +91,8 @@ def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] 
             want = shipped.config.get(key)
             if value is not None and (key not in shipped.config or want != value or type(value) is not type(want)):
                 return None
+        if kind not in shipped.files:
+            return None
         path = weights_folder() / shipped.files[kind]
         return path if path.is_file() else None
     return None

@@ -34,6 +34,7 @@ from torch import nn
 
 from graphcost.errors import UserError, first_line
 
+from .adaptive import ponder_term
 from .data import IGNORE_INDEX, SegmentationSet, Samples, parse_data
 from .metrics import HEADLINE, Tally, label_ignore_index, model_outputs
 
@@ -164,7 +165,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
           model_inputs: Any = None, progress: Optional[Callable[[int, int], None]] = None,
-          on_epoch: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
+          on_epoch: Optional[Callable[[int, int, float], None]] = None, ponder: float = 0.0) -> TrainResult:
     """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
 
     Parameters
@@ -179,6 +180,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: one
         image input).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
+    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.ponder_term`)
+        added to the loss of a model with halting stages (0: none).
 
     Returns
     -------
@@ -208,15 +211,18 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    losses = _fit(net, model.parameters(), hwa is not None, train_set, epochs=epochs, lr=lr,
-                  batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
-                  on_epoch=on_epoch)
+    with ponder_term(model, ponder) as extra_loss:
+        losses = _fit(net, model.parameters(), hwa is not None, train_set, epochs=epochs, lr=lr,
+                      batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
+                      on_epoch=on_epoch, extra_loss=extra_loss)
     per_output = evaluate_samples(model, test_set)
     config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
               "crop": crop if source.task == "segmentation" else None, "train_images": len(train_set),
               "eval_images": len(test_set), "hwa": hwa.to_dict() if hwa is not None else None,
               "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
               "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
+    if ponder:
+        config["ponder"] = ponder
     metric = HEADLINE[source.task]
     return TrainResult(source.task, metric, tuple(v[metric] for v in per_output), tuple(losses),
                        round(time.perf_counter() - t0, 1), config, dict(per_output[-1]))
@@ -224,7 +230,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
 
 def _fit(net: nn.Module, parameters, hwa: bool, samples: Samples, *, epochs: int,
          lr: float, batch_size: int, crop: Optional[int], gen: torch.Generator,
-         loss_weights: Optional[Sequence[float]], progress, on_epoch) -> List[float]:
+         loss_weights: Optional[Sequence[float]], progress, on_epoch, extra_loss=None) -> List[float]:
     """The optimisation loop (Adam, lr x0.1 after 70 % and 85 % of the steps, Eq. 1 loss); mean loss per epoch.
     ``net`` is the model itself or its HWA wrapper (sharing ``parameters``), re-clipped after each step."""
     steps_per_epoch = max(1, len(samples) // batch_size)
@@ -240,6 +246,8 @@ def _fit(net: nn.Module, parameters, hwa: bool, samples: Samples, *, epochs: int
         for batch in _batches(samples, batch_size, crop, gen):
             outs = as_outputs(net(*batch.args, **batch.kwargs), samples.task)
             loss = multi_output_loss(outs, batch.labels, loss_weights, ignore)
+            if extra_loss is not None:  # e.g. the ACT ponder cost of the same forward
+                loss = loss + extra_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -108,6 +108,13 @@ class DataSource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.text!r})"
 
+    def __iter__(self):
+        """The ``(scheme, path or None)`` pair :func:`parse_data` used to return, for its older callers."""
+        return iter((self.scheme, self.path if self.takes_path else None))
+
+    def __getitem__(self, index: int):
+        return tuple(self)[index]
+
     def load(self, model_inputs: Any, samples: Optional[int] = None, *, split: str = "test", seed: int = 0,
              classes: Optional[int] = None) -> Samples:  # pragma: no cover - overridden
         """The first ``samples`` samples of ``split`` (``"test"`` or ``"train"``) for a model called with
