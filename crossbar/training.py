@@ -205,9 +205,9 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
 
         net = hwa_model(model, hwa, seed=seed)  # shares model's parameters; raises UserError without analog layers
     inputs = model_inputs if model_inputs is not None else DEFAULT_INPUTS
+    _check_fits(model, source.load(inputs, 1, split="train", seed=seed), source.scheme)  # before any long work
     train_set = source.load(inputs, train_samples, split="train", seed=seed)
     test_set = source.load(inputs, eval_samples, split="test", seed=seed)
-    _check_fits(model, train_set, source.scheme)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
