@@ -208,6 +208,9 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         ("utilization (cells holding weights)", f"{m.utilization:.1%}"),
         ("bottleneck", perf.bottleneck),
         ("unique weight layers / calls", f"{len(m.layers)} / {len(m.calls)}"),
+        ("MACs per frame: analog / digital" + (" / gain-cell" if m.coverage.gain_cell_macs else ""),
+         _coverage_text(m.coverage)),
+        ("digital unit per frame", _seconds(perf.digital_s)),
     ]
     if not perf.fits:
         summary += [
@@ -229,6 +232,15 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         if isinstance(acc.get(f"float_{metric}"), (int, float)):
             summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
     return summary
+
+
+def _coverage_text(c) -> str:
+    """``'10.9 G (67.4%) / 5.24 G (32.6%) of 16.1 G'``: where the MACs run."""
+    def giga(v: int) -> str:
+        return f"{v / 1e9:,.3g} G" if v >= 1e6 else f"{v:,}"
+    parts = [c.analog_macs, c.digital_macs] + ([c.gain_cell_macs] if c.gain_cell_macs else [])
+    total = c.total_macs or 1
+    return " / ".join(f"{giga(v)} ({v / total:.1%})" for v in parts) + f" of {giga(c.total_macs)}"
 
 
 def _print_times(con, acc, metric: str) -> None:

@@ -115,13 +115,15 @@ ATTENTION_KINDS = ("digital", "gain-cell")
 class Work:
     """Work off the arrays: ``macs`` and element ``ops`` on the digital unit, ``lookup_elements``
     read from digital memory (embedding rows), ``gain_cell_macs`` / ``gain_cell_inputs`` /
-    ``gain_cell_steps`` in gain-cell attention arrays (inputs driven, query steps one after another)."""
+    ``gain_cell_outputs`` / ``gain_cell_steps`` in gain-cell attention arrays (inputs driven,
+    outputs read out, query steps one after another)."""
 
     macs: int = 0
     ops: int = 0
     lookup_elements: int = 0
     gain_cell_macs: int = 0
     gain_cell_inputs: int = 0
+    gain_cell_outputs: int = 0
     gain_cell_steps: int = 0
 
     def __add__(self, other: "Work") -> "Work":
@@ -192,8 +194,9 @@ class OutputStage:
     layers: Tuple[int, ...]
     #: where forward returned it: dict key, tuple index or dotted path (as ``analyze``'s outputs)
     name: str = ""
-    #: work off the arrays after the last weight call it waits for
+    #: work off the arrays after the last weight calls it waits for (latency), and all it waits for (energy)
     before: Work = Work()
+    work: Work = Work()
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,7 @@ def _off_array_work(trace, node: str, attention: str) -> Work:
     if attention == "gain-cell" and rec.kind == "matmul" and rec.macs and len(out) >= 2:
         # one analog step per query row; every head and sequence in arrays of its own
         return Work(ops=rec.other_ops, gain_cell_macs=rec.macs, gain_cell_inputs=rec.macs // max(1, out[-1]),
-                    gain_cell_steps=int(out[-2]))
+                    gain_cell_outputs=math.prod(out), gain_cell_steps=int(out[-2]))
     return Work(macs=rec.macs, ops=rec.other_ops, lookup_elements=lookups)
 
 
@@ -528,48 +531,54 @@ def _digital_groups(trace, off: Dict[str, Work]) -> Tuple[DigitalGroup, ...]:
     return tuple(DigitalGroup(name, resource, work, calls) for (name, resource), (work, calls) in groups.items())
 
 
-def _owners(trace, stage_of: Dict[str, int], output_keys: Dict[str, int]) -> Dict[str, int]:
-    """For every node, the first stage (weight call, then outputs after all calls) that waits for
-    it: its work off the arrays is on that stage's path."""
-    dag = trace.dag
-    owner: Dict[str, int] = {}
-    inf = len(stage_of) + len(output_keys) + 1
-    for node in reversed(list(nx.topological_sort(dag))):
-        best = output_keys.get(node, inf)
-        for succ in dag.successors(node):
-            best = min(best, stage_of.get(succ, owner[succ]))
-        owner[node] = best
-    return owner
+def _sum_bits(bits: int, works: List[Work]) -> Work:
+    """The sum of ``works[i]`` for every bit ``i`` set in ``bits``."""
+    total, i = Work(), 0
+    while bits:
+        if bits & 1:
+            total += works[i]
+        bits >>= 1
+        i += 1
+    return total
 
 
 def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int], off: Dict[str, Work]
                 ) -> Tuple[Tuple[CallStage, ...], Tuple[OutputStage, ...]]:
     """The execution DAG reduced to weight-layer calls: a call's ``preds`` are the nearest
-    weight-layer calls above it (through weight-free ops only); each call and output carries the
-    work off the arrays it is the first to wait for."""
+    weight-layer calls above it (through weight-free ops only). Work off the arrays, one bit per
+    call in a bitset: a weight call's ``before`` is what it waits for and no weight call above it
+    already waited for (so a path counts each such call once); an output's ``work`` is all the work
+    off the arrays above it (each call once)."""
     dag = trace.dag
     frontier: Dict[str, FrozenSet[int]] = {}
+    pending: Dict[str, int] = {}   # off-array calls above, not yet before a weight call above
+    done: Dict[str, int] = {}      # off-array calls before some weight call above
+    above_all: Dict[str, int] = {}  # every off-array call above
+    works: List[Work] = []
     stages: List[CallStage] = []
     empty: FrozenSet[int] = frozenset()
     for node in sorted(dag.nodes, key=lambda n: trace.call(n).order):
-        preds = [frontier[p] for p in dag.predecessors(node)]
-        above = preds[0] if len(preds) == 1 else (frozenset().union(*preds) if preds else empty)
-        layer = trace.layer_of(node)
-        if node in call_mvms and layer in index:
-            stages.append(CallStage(node, index[layer], int(call_mvms[node]), tuple(sorted(above))))
-            frontier[node] = frozenset((len(stages) - 1,))
+        preds = list(dag.predecessors(node))
+        fronts = [frontier[p] for p in preds]
+        above = fronts[0] if len(fronts) == 1 else (frozenset().union(*fronts) if fronts else empty)
+        bits_done = bits_pending = bits_all = 0
+        for p in preds:
+            bits_done, bits_pending, bits_all = bits_done | done[p], bits_pending | pending[p], bits_all | above_all[p]
+        if node in call_mvms and trace.layer_of(node) in index:
+            waits = bits_pending & ~bits_done
+            stages.append(CallStage(node, index[trace.layer_of(node)], int(call_mvms[node]), tuple(sorted(above)),
+                                    _sum_bits(waits, works)))
+            frontier[node], pending[node], done[node] = frozenset((len(stages) - 1,)), 0, bits_done | waits
         else:
-            frontier[node] = above
-    named = list(trace.named_outputs())
-    output_keys: Dict[str, int] = {}
-    for i, (node, _) in enumerate(named):
-        output_keys.setdefault(node, len(stages) + i)
-    owner = _owners(trace, {s.node: i for i, s in enumerate(stages)}, output_keys)
-    before = [Work() for _ in range(len(stages) + len(named) + 2)]
-    for node, work in off.items():
-        if work:
-            before[min(owner[node], len(before) - 1)] += work
-    stages = [replace(s, before=before[i]) for i, s in enumerate(stages)]
+            frontier[node], done[node] = above, bits_done
+            pending[node] = bits_pending
+            work = off.get(node)
+            if work:
+                bit = 1 << len(works)
+                works.append(work)
+                pending[node] |= bit
+                bits_all |= bit
+        above_all[node] = bits_all
     # layers each call needs: its own plus those of all calls above it
     needed: List[FrozenSet[int]] = []
     for stage in stages:
@@ -578,11 +587,12 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int], off: Di
             acc |= needed[p]
         needed.append(frozenset(acc))
     outputs = []
-    for i, (node, name) in enumerate(named, start=1):
+    for i, (node, name) in enumerate(trace.named_outputs(), start=1):
         preds = tuple(sorted(frontier.get(node, empty)))
         layers = frozenset().union(*(needed[p] for p in preds)) if preds else empty
         outputs.append(OutputStage(i, node, _out_shape(dag, node), preds, tuple(sorted(layers)), name,
-                                   before[len(stages) + i - 1]))
+                                   _sum_bits(pending.get(node, 0) & ~done.get(node, 0), works),
+                                   _sum_bits(above_all.get(node, 0), works)))
     return tuple(stages), tuple(outputs)
 
 

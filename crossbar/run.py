@@ -29,7 +29,7 @@ from graphcost.tracing import trace
 from .accuracy import SHIPPED, WEIGHT_KINDS, AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
 from .data import open_dataset
 from .energy import AreaReport, EnergyReport, area, energy
-from .mapping import map_trace
+from .mapping import ATTENTION_KINDS, map_trace
 from .perf import Performance, performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
 from .tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
@@ -75,6 +75,8 @@ class MapRequest:
     tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
     #: how the model is captured (see :func:`graphcost.trace`)
     tracer: str = "auto"
+    #: where attention's activation x activation matmuls run: ``digital`` or ``gain-cell``
+    attention: str = ATTENTION_KINDS[0]
 
 
 @dataclass
@@ -168,8 +170,8 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     if weights is not None:
         load_weights(built.module, weights)
     captured = trace(built.module, built.call_inputs, tracer=request.tracer)  # every typed / named input
-    mapping = map_trace(captured, request.array, request.depthwise, name=built.label)
-    perf = performance(mapping, request.chip, target_fps=request.target_fps)
+    mapping = map_trace(captured, request.array, request.depthwise, name=built.label, attention=request.attention)
+    perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     acc = request.accuracy
     if acc is not None:
