@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -33,7 +34,6 @@ from graphcost.errors import UserError
 from graphcost.inputs import InputSpec
 
 from .energy import EnergyReport, link_energy_j
-from .mapping import ModelMapping
 from .perf import Performance
 from .tech import TechSpec
 
@@ -132,7 +132,9 @@ class DecodeStep(nn.Module):
         size = (input_ids.shape[0], s.kv_heads, self.context, s.head_dim)
         for layer in range(s.layers):
             cache.update(torch.zeros(size, device=input_ids.device), torch.zeros(size, device=input_ids.device), layer)
-        out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+        with warnings.catch_warnings():  # transformers 5 renames past_key_values; both spellings are accepted
+            warnings.simplefilter("ignore", FutureWarning)
+            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
         return out[0]
 
 
@@ -255,6 +257,3 @@ def chips_dict(perf: Performance, step: Optional[Step], batch: int) -> Dict[str,
     link = step.link_j / batch if step is not None else link_energy_j(perf)
     return {"count": perf.chips, "arrays_per_chip": perf.chip.arrays_per_chip, "link_energy_j_per_token": link}
 
-
-def mapping_of_step(mapping: ModelMapping) -> ModelMapping:  # pragma: no cover - kept for symmetry
-    return mapping

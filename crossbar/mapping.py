@@ -314,8 +314,20 @@ _NOTE_TEXT = {
 }
 
 
-def _layer_shape(trace, calls: Sequence[str]) -> WeightShape:
-    """Decode the weight of the layer whose weight-layer calls are ``calls`` (:mod:`.tiling` decodes)."""
+def _weight_owners(model: nn.Module) -> Dict[int, nn.Module]:
+    """The module holding each >= 2-D parameter (by identity)."""
+    owners: Dict[int, nn.Module] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.dim() >= 2:
+                owners.setdefault(id(p), module)
+    return owners
+
+
+def _layer_shape(trace, calls: Sequence[str], owners: Dict[int, nn.Module]) -> WeightShape:
+    """Decode the weight of the layer whose weight-layer calls are ``calls`` (:mod:`.tiling` decodes):
+    by the module called, else by the module holding the weight an op inside a module uses
+    (Mamba's ``conv1d`` / ``dt_proj`` weights called functionally from the mixer)."""
     dag = trace.dag
     first = trace.call(calls[0])
     module = None
@@ -326,6 +338,9 @@ def _layer_shape(trace, calls: Sequence[str]) -> WeightShape:
             module = None
     out_shapes = [_out_shape(dag, c) for c in calls]
     geometry = geometry_of_module(module) if module is not None else None
+    if geometry is None and first.kind in ("conv", "linear"):
+        held = {owners.get(pid) for pid in first.param_ids} - {None}
+        geometry = geometry_of_module(held.pop()) if len(held) == 1 else None
     if geometry is not None:
         return geometry_shape(geometry, out_shapes)
     shape = recurrent_shape(module, out_shapes) if module is not None else None
@@ -460,6 +475,8 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     if not layers:
         raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
     off = {n: _off_array_work(trace, n, attention) for n in trace.dag if n not in call_mvms}
+    if attention == "gain-cell":
+        _fold_into_gain_cells(trace, off)
     calls, outputs = _reduce_dag(trace, index, call_mvms, off)
     coverage = Coverage(analog_macs=sum(trace.call(n).macs for n in call_mvms),
                         digital_macs=sum(w.macs for w in off.values()),
@@ -487,10 +504,11 @@ def _map_layers(trace, array: ArraySpec, depthwise: str
     index: Dict[str, int] = {}
     call_mvms: Dict[str, int] = {}
     noted: Dict[str, List[str]] = {}
+    owners = _weight_owners(trace.module)
     for layer_name in weight_layers:
         calls = _weight_calls(trace, trace.layer(layer_name).dag_nodes)
         try:
-            shape = _layer_shape(trace, calls)
+            shape = _layer_shape(trace, calls, owners)
         except _Unmappable as exc:
             noted.setdefault(exc.kind, []).append(exc.layer)
             continue
@@ -516,6 +534,35 @@ def _off_array_work(trace, node: str, attention: str) -> Work:
         return Work(ops=rec.other_ops, gain_cell_macs=rec.macs, gain_cell_inputs=rec.macs // max(1, out[-1]),
                     gain_cell_outputs=math.prod(out), gain_cell_steps=int(out[-2]))
     return Work(macs=rec.macs, ops=rec.other_ops, lookup_elements=lookups)
+
+
+def _fold_into_gain_cells(trace, off: Dict[str, Work]) -> None:
+    """Element ops whose every consumer is a gain-cell matmul (through shape-only ops) belong to the
+    gain-cell arrays: a constant scale of Q or K is folded into the DAC or the stored K, and the
+    mask and softmax between QK^T and AV are the charge-to-pulse stage (HardSigmoid) the readout
+    energy covers. Their element ops leave the digital unit."""
+    dag = trace.dag
+
+    def consumers(node: str) -> List[str]:
+        found, stack, seen = [], list(dag.successors(node)), set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            work = off.get(n)
+            if work is not None and not work:  # a shape-only op: look through it
+                stack.extend(dag.successors(n))
+            else:
+                found.append(n)
+        return found
+
+    for node in reversed(list(nx.topological_sort(dag))):  # consumers first: a folded op is looked through
+        work = off.get(node)
+        if work is not None and work.ops and not work.macs and not work.gain_cell_macs:
+            targets = consumers(node)
+            if targets and all(n in off and off[n].gain_cell_macs for n in targets):
+                off[node] = replace(work, ops=0)
 
 
 def _digital_groups(trace, off: Dict[str, Work]) -> Tuple[DigitalGroup, ...]:
