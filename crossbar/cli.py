@@ -139,6 +139,8 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
                            _summary_rows(perf, result, energy, acc, metric)))
     if acc and len(acc.get("times", [])) > 1:
         _print_times(con, acc, metric)
+    if "generation" in result:
+        con.print(render.table("generation", ["metric", "value"], _generation_rows(result)))
     if len(perf.outputs) > 1:
         _print_outputs(con, perf, energy, acc, metric)
     if per_layer:
@@ -189,6 +191,31 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         if isinstance(acc.get(f"float_{metric}"), (int, float)):
             summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
     return summary
+
+
+def _bytes(value: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:,.3g} {unit}"
+    return f"{value:,.0f} B"
+
+
+def _generation_rows(result: dict) -> list:
+    g, chips = result["generation"], result["chips"]
+    rows = [
+        ("prompt + generated tokens (batch)", f"{g['prompt_tokens']} + {g['generated_tokens']} ({g['batch']})"),
+        ("time to first token", _seconds(g["ttft_s"])),
+        ("decode per token: first / last step", f"{_seconds(g['decode_s_per_token_first'])} / "
+                                                f"{_seconds(g['decode_s_per_token_last'])}"),
+        ("tokens/s (last step)", f"{g['tokens_per_s']:,.4g}"),
+        ("energy per generated token", f"{g['energy_j_per_token'] * 1e6:,.4g} uJ (attention "
+                                       f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
+        ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
+    ]
+    if chips["count"] > 1:
+        rows.append(("chips", f"{chips['count']} of {chips['arrays_per_chip']:,} arrays, links "
+                              f"{chips['link_energy_j_per_token'] * 1e6:,.4g} uJ per token"))
+    return rows
 
 
 def _coverage_text(c) -> str:

@@ -196,7 +196,6 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     gen = request.generate
     if gen is not None:
         kv = kv_shape(decoder_config(built.module, built.label))  # refused before any tracing
-        steps = [_decode_step(built.module, request, kv, context) for context in gen.contexts]
     inputs = built.call_inputs if gen is None else {"input_ids": InputSpec((gen.batch, gen.prompt_tokens),
                                                                            torch.int64)}
     captured = trace(built.module, inputs, tracer=request.tracer)  # every typed / named input
@@ -204,6 +203,7 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     if gen is not None:
+        steps = [_decode_step(built.module, request, kv, context) for context in gen.contexts]
         result.generation = Generation(gen, perf.latency_s, steps[0], steps[1], kv, request.tech, request.attention)
     acc = request.accuracy
     if acc is not None:
