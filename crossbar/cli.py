@@ -12,6 +12,7 @@ import click
 
 from graphcost import render
 from graphcost.cli_options import Parsed, format_option, model_options, tracer_option
+from graphcost.errors import shape_text
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
