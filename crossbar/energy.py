@@ -20,10 +20,16 @@ columns digitised per MVM, are all they multiply. Per layer and frame, with
   (``1 / throughput``), shared over layers by their arrays;
 * ``write`` = for every layer not resident (the graph does not fit ``--arrays``): its calls x
   weight cells x ``write_energy_j_per_cell`` (rewritten each time it is called).
+* ``digital`` = the work off the arrays on the digital unit (one entry per module in ``layers``):
+  MACs x ``digital_mac_energy_j`` + element ops x ``digital_op_energy_j`` + embedding elements
+  read x activation bytes x ``sram_read_energy_j_per_byte``;
+* ``gain_cell`` = gain-cell attention: MACs x ``gain_cell_energy_j_per_mac`` + inputs driven x
+  ``gain_cell_dac_energy_j_per_input`` + outputs read out x ``gain_cell_readout_energy_j_per_output``;
+* ``link`` = activation bytes crossing chips x 8 x ``chip.link_energy_j_per_bit``.
 
 Energy to reach anytime output ``n`` counts the calls it waits for (and their rewrites) plus
-leakage over its share of the frame time (``latency_n / latency_last``). ``tops_per_w`` counts
-2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
+leakage over its share of the frame time (``latency_n / latency_last``), and the work off the
+arrays above it. ``tops_per_w`` counts every MAC of the model (``coverage.total_macs``), 2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
 ``power_w = E_frame * throughput`` (dynamic power at the streaming frame rate plus leakage).
 
 Area (as used by the mapping): arrays (``cells x cell_area``; with tiles, whole tiles per
