@@ -12,6 +12,7 @@ MODULES = [
     "graphcost.crossbar.sim.quantization", "graphcost.crossbar.sim.noise", "graphcost.cli_options",
     "graphcost.explore.sweep", "graphcost.explore.width", "graphcost.explore.ranking", "graphcost.reports.cli",
     "graphcost.crossbar.tech", "graphcost.crossbar.energy", "graphcost.models.vgg8", "graphcost.crossbar.hardware",
+    "graphcost.crossbar.generation",
 ]
 
 
