@@ -214,6 +214,8 @@ class ModelMapping:
     coverage: Coverage = Coverage(0, 0)
     digital: Tuple[DigitalGroup, ...] = ()
     attention: str = ATTENTION_KINDS[0]
+    #: elements of the embedding tables kept in digital memory (their lookups read it)
+    embedding_elements: int = 0
 
     @property
     def digital_work(self) -> Work:
@@ -260,6 +262,7 @@ class ModelMapping:
             "notes": list(self.notes),
             "coverage": self.coverage.to_dict(),
             "attention": self.attention,
+            "embedding_elements": self.embedding_elements,
         }
 
     def to_frame(self):
@@ -483,7 +486,8 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
                         gain_cell_macs=sum(w.gain_cell_macs for w in off.values()))
     return ModelMapping(model=name or type(trace.module).__name__, input_shape=tuple(trace.input_shape), array=array,
                         depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes),
-                        coverage=coverage, digital=_digital_groups(trace, off), attention=attention)
+                        coverage=coverage, digital=_digital_groups(trace, off), attention=attention,
+                        embedding_elements=_embedding_elements(trace))
 
 
 def _weight_calls(trace, nodes: Sequence[str]) -> List[str]:
@@ -563,6 +567,18 @@ def _fold_into_gain_cells(trace, off: Dict[str, Work]) -> None:
             targets = consumers(node)
             if targets and all(n in off and off[n].gain_cell_macs for n in targets):
                 off[node] = replace(work, ops=0)
+
+
+def _embedding_elements(trace) -> int:
+    """Elements of the embedding tables (each once, a tied one too: it is also on arrays)."""
+    total = 0
+    for name in trace.loop_graph:
+        layer = trace.layer(name)
+        first = trace.call(layer.dag_nodes[0])
+        if first.op == "embedding" and first.calls_module:
+            weight = getattr(trace.submodule(first.target), "weight", None)
+            total += weight.numel() if weight is not None else 0
+    return total
 
 
 def _digital_groups(trace, off: Dict[str, Work]) -> Tuple[DigitalGroup, ...]:

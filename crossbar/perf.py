@@ -163,6 +163,7 @@ class Performance:
             "coverage": m.coverage.to_dict(),
             "attention": m.attention,
             "digital_s": self.digital_s,
+            "embedding_elements": m.embedding_elements,
         }
 
     def to_frame(self):

@@ -84,6 +84,7 @@ def test_gpt2_lm_head_is_on_arrays_exactly_once():
     assert head[0].mvms == 16 and head[0].macs == 16 * 64 * 1000
     lookups = [g for g in m.digital if g.name == "transformer.wte"]
     assert lookups and lookups[0].work.lookup_elements == 16 * 64  # one memory read per looked-up element
+    assert m.embedding_elements == (1000 + 1024) * 64  # token and position tables in digital memory
 
 
 def test_hf_conv1d_maps_to_the_tiles_of_the_transposed_linear():
