@@ -1,4 +1,4 @@
-"""Token generation on the chip: prefill, then decode steps against a KV cache.
+"""Token generation on the chip: prefill, then decode steps against a KV cache (decoder-only and encoder-decoder).
 
 ``graphcost map MODEL --generate P+G [--batch B]``: the prefill of ``P`` tokens is the model traced
 at ``B x P`` token ids (the "frame" of the other figures); a decode step is the model itself
@@ -7,7 +7,9 @@ inside its forward (:class:`DecodeStep`), so every op of the step (the cache upd
 ``L + 1`` keys, the norms, the head) is captured, not guessed from the prefill. The step is captured
 at the first (``L = P``) and the last (``L = P + G - 1``) context; a step's work is affine in the
 context (attention's QK^T / AV and softmax grow by one key, all else is fixed), so the figures in
-between are the line through those two captures. Under gain-cell attention with a sliding window
+between are the line through those two captures. An encoder-decoder's prefill is its encoder over the
+prompt and its decoder's first step; its decode steps attend to the prompt through the cross-attention
+cache and to their own tokens (the context counts both). Under gain-cell attention with a sliding window
 of ``W`` tokens the attention work stops growing at ``L = W``.
 
 The KV cache, by definition: ``bytes(L) = 2 x layers x kv_heads x head_dim x L x B x bytes per
@@ -89,52 +91,78 @@ class KVShape:
 
 
 def decoder_config(model: nn.Module, label: str):
-    """The transformers config of a decoder that generates tokens; a :class:`UserError` otherwise."""
+    """The transformers config of a model that generates tokens (decoder-only or encoder-decoder on token
+    ids); a :class:`UserError` otherwise."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "model_type"):
-        raise UserError(f"--generate needs an hf: language model (decoder-only); {label} is not one")
+        raise UserError(f"--generate needs an hf: language model (decoder-only or encoder-decoder); {label} is not one")
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
     kind = config.model_type
     if getattr(config, "is_encoder_decoder", False):
-        raise UserError(f"--generate supports decoder-only models; {label} is an encoder-decoder")
+        if getattr(model, "main_input_name", "input_ids") != "input_ids":
+            raise UserError(f"--generate takes a prompt of tokens; {label} reads {model.main_input_name}")
+        return config
     if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        raise UserError(f"{label} is an encoder: it does not generate tokens (--generate is for decoder-only models)")
+        raise UserError(f"{label} is an encoder: it does not generate tokens (--generate is for decoder-only and "
+                        f"encoder-decoder models)")
     return config
 
 
 def kv_shape(config) -> KVShape:
-    """Layers, KV heads and head size of a decoder config (``num_key_value_heads`` where the model
-    groups its queries)."""
-    heads = int(getattr(config, "num_attention_heads", 0) or 0)
-    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    """Decoder layers, KV heads and head size of a config (``num_key_value_heads`` where the model
+    groups its queries; an encoder-decoder's decoder layers and heads, T5's ``d_kv``)."""
+    heads = int(getattr(config, "decoder_attention_heads", None) or getattr(config, "num_attention_heads", 0) or 0)
+    layers = int(getattr(config, "decoder_layers", None) or getattr(config, "num_decoder_layers", None)
+                 or getattr(config, "num_hidden_layers", 0) or 0)
     if not heads or not layers:
         raise UserError(f"--generate needs an attention decoder; {config.model_type} has no attention heads")
     kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    head_dim = int(getattr(config, "d_kv", None) or getattr(config, "head_dim", None) or config.hidden_size // heads)
     return KVShape(layers, kv_heads, head_dim, heads)
 
 
 class DecodeStep(nn.Module):
     """One decode step of ``model``: ``batch`` new tokens against a KV cache of ``context`` tokens,
-    built inside ``forward`` on the input's (meta) device, so the capture records the step itself."""
+    built inside ``forward`` on the input's (meta) device, so the capture records the step itself.
 
-    def __init__(self, model: nn.Module, context: int, shape: KVShape):
+    An encoder-decoder (``prompt`` tokens given) attends to the encoder's ``prompt`` outputs through
+    its cross-attention cache (filled at the prefill) and to ``context - prompt`` tokens of its own
+    (at least one: the start token); the encoder does not run again."""
+
+    def __init__(self, model: nn.Module, context: int, shape: KVShape, prompt: Optional[int] = None):
         super().__init__()
-        self.model, self.context, self.shape = model, context, shape
+        self.model, self.context, self.shape, self.prompt = model, context, shape, prompt
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    @property
+    def own_tokens(self) -> int:
+        """Tokens in the decoder's self-attention cache."""
+        return self.context if self.prompt is None else max(1, self.context - self.prompt)
+
+    def _cache(self, batch: int, tokens: int, device):
         from transformers import DynamicCache
 
-        s = self.shape
-        cache = DynamicCache()
-        size = (input_ids.shape[0], s.kv_heads, self.context, s.head_dim)
+        s, cache = self.shape, DynamicCache()
+        size = (batch, s.kv_heads, tokens, s.head_dim)
         for layer in range(s.layers):
-            cache.update(torch.zeros(size, device=input_ids.device), torch.zeros(size, device=input_ids.device), layer)
+            cache.update(torch.zeros(size, device=device), torch.zeros(size, device=device), layer)
+        return cache
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        batch, device = input_ids.shape[0], input_ids.device
+        cache = self._cache(batch, self.own_tokens, device)
         with warnings.catch_warnings():  # transformers 5 renames past_key_values; both spellings are accepted
             warnings.simplefilter("ignore", FutureWarning)
-            out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            if self.prompt is None:
+                out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
+            else:
+                from transformers import EncoderDecoderCache
+
+                cache = EncoderDecoderCache(cache, self._cache(batch, self.prompt, device))
+                encoded = torch.zeros(batch, self.prompt, self.model.config.hidden_size, device=device)
+                out = self.model(encoder_outputs=(encoded,), decoder_input_ids=input_ids, past_key_values=cache,
+                                 use_cache=True)
         return out[0]
 
 
@@ -232,7 +260,8 @@ class Generation:
 
     def to_dict(self) -> Dict[str, Any]:
         spec = self.spec
-        last = spec.prompt_tokens + spec.generated_tokens - 1
+        first = self.first.context  # an encoder-decoder's first step: the prompt and its start token
+        last = max(first, spec.prompt_tokens + spec.generated_tokens - 1)
         s_last = self.s_per_token(last)
         return {
             "prompt_tokens": spec.prompt_tokens,
@@ -240,7 +269,7 @@ class Generation:
             "batch": spec.batch,
             "attention": self.attention,
             "ttft_s": self.ttft_s,
-            "decode_s_per_token_first": self.s_per_token(spec.prompt_tokens),
+            "decode_s_per_token_first": self.s_per_token(first),
             "decode_s_per_token_last": s_last,
             "tokens_per_s": spec.batch / s_last if s_last > 0 else math.inf,
             "energy_j_per_token": self.energy_j_per_token(last),

@@ -172,12 +172,25 @@ def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
     return path
 
 
+def _prefill_inputs(model, gen: GenerateSpec):
+    """The prompt's token ids; an encoder-decoder also gets its start token (the prefill yields the first token)."""
+    inputs = {"input_ids": InputSpec((gen.batch, gen.prompt_tokens), torch.int64)}
+    if getattr(model.config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = InputSpec((gen.batch, 1), torch.int64)
+    return inputs
+
+
 def _decode_step(model, request: MapRequest, kv: KVShape, context: int) -> Step:
-    """One decode step captured against a cache of ``context`` tokens, mapped and costed."""
-    captured = trace(DecodeStep(model, context, kv), decode_step_inputs(request.generate.batch), tracer="dispatch")
+    """One decode step captured against a cache of ``context`` tokens (an encoder-decoder: the prompt's
+    encoder outputs and its own tokens), mapped and costed."""
+    gen = request.generate
+    prompt = gen.prompt_tokens if getattr(model.config, "is_encoder_decoder", False) else None
+    step = DecodeStep(model, context, kv, prompt)
+    captured = trace(step, decode_step_inputs(gen.batch), tracer="dispatch")
     mapping = map_trace(captured, request.array, request.depthwise, attention=request.attention)
     perf = performance(mapping, request.chip, tech=request.tech)
-    return step_of(context, perf, energy(perf, request.tech))
+    attended = step.own_tokens + (prompt or 0)
+    return step_of(attended, perf, energy(perf, request.tech))
 
 
 def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
@@ -196,8 +209,7 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     gen = request.generate
     if gen is not None:
         kv = kv_shape(decoder_config(built.module, built.label))  # refused before any tracing
-    inputs = built.call_inputs if gen is None else {"input_ids": InputSpec((gen.batch, gen.prompt_tokens),
-                                                                           torch.int64)}
+    inputs = built.call_inputs if gen is None else _prefill_inputs(built.module, gen)
     captured = trace(built.module, inputs, tracer=request.tracer)  # every typed / named input
     mapping = map_trace(captured, request.array, request.depthwise, name=built.label, attention=request.attention)
     perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)

@@ -215,6 +215,23 @@ def test_decode_energy_grows_linearly_with_context_under_digital_attention_and_i
     assert gain.to_dict()["kv_cache_location"] == "gain-cell"
 
 
+def test_encoder_decoder_generates_with_its_cross_attention_cache():
+    params = {"num_layers": 2, "d_model": 64, "num_heads": 4, "d_kv": 16, "d_ff": 128, "vocab_size": 1000}
+    result = run_map(MapRequest(ModelSpec(name="hf:t5", params=params), A, generate=GenerateSpec(16, 8)))
+    gen = result.generation
+    # prefill: the encoder over 16 tokens and the decoder's start token; steps attend to 16 prompt tokens + their own
+    assert (gen.first.context, gen.last.context) == (16 + 1, 16 + 7)
+    g = result.to_dict()["generation"]
+    assert g["kv_cache_bytes"] == 2 * 2 * 4 * 16 * (16 + 8)  # self (8 tokens) and cross (16) K and V, 1 byte
+    assert [p["context"] for p in g["by_context"]][0] == 17 and g["decode_s_per_token_first"] > 0
+    from graphcost.crossbar.generation import DecodeStep, decode_step_inputs, kv_shape
+
+    model = build_for_shapes(ModelSpec(name="hf:t5", params=params)).module
+    step = map_trace(graphcost.trace(DecodeStep(model, 20, kv_shape(model.config), prompt=16), decode_step_inputs(1)), A)
+    # QK^T and AV of 2 decoder layers x 4 heads x 16: self over 4 cached + 1 new, cross over the 16 prompt tokens
+    assert step.coverage.digital_macs == 2 * 2 * 4 * 16 * ((4 + 1) + 16)
+
+
 # --------------------------------------------------------------------------- gain-cell attention vs Leroux et al.
 def test_gain_cell_gpt2_layer_within_2x_of_leroux_2025():
     """GPT-2's attention (12 heads of 64) at a full window of 1024: per token and layer Leroux et al.
