@@ -67,8 +67,9 @@ DATA = Parsed(check_data, "data", "|".join(DATA_KINDS))
 def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per_layer: bool, fmt: str,
                 **options):
     """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
-    (per anytime output too); with --generate, a language model's time to first token, tokens/s and
-    energy per token."""
+    (per anytime output too).
+
+    With --generate P+G, a language model's time to first token, tokens/s and energy per token."""
     request = map_request(spec, executor=executor_kind, address=address, **options)
     trials = request.accuracy.trials if request.accuracy else 0
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
