@@ -112,6 +112,8 @@ class Performance:
     chips: int = 1
     layer_chips: Tuple[int, ...] = ()
     link_bytes: float = 0.0
+    #: per weight-layer call: the time it also waits for work off the arrays and chip crossings
+    call_off_s: Tuple[float, ...] = ()
 
     @property
     def utilization(self) -> float:
@@ -305,20 +307,41 @@ def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], a
                       ) -> Tuple[OutputPerf, ...]:
     """Latency of every output: the longest path over the weight-layer calls, each call also waiting
     for the digital work before it and its activations crossing chips."""
+    finish = _finish_times(mapping, swap.passes, swap.resident, replicas, t_mvm, buffer_s, write_per_array_s,
+                           off_s.call_s)
+    return tuple(
+        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0) + off_s.output_s[j],
+                   sum(arrays_of[i] for i in o.layers))
+        for j, o in enumerate(mapping.outputs))
+
+
+def _finish_times(mapping: ModelMapping, passes: Sequence[int], resident: Sequence[bool], replicas: Sequence[int],
+                  t_mvm: float, buffer_s: Sequence[float], write_per_array_s: float,
+                  off_s: Sequence[float] = ()) -> List[float]:
+    """When each weight-layer call of ``mapping.calls`` finishes (one frame in flight); ``off_s``: the
+    time each call also waits for work off the arrays and chip crossings."""
     layers = mapping.layers
     finish: List[float] = []
     for k, call in enumerate(mapping.calls):
         i = call.layer
         layer = layers[i]
-        t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * swap.passes[i] / replicas[i]
-        if not swap.resident[i]:
+        t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * passes[i] / replicas[i]
+        if not resident[i]:
             t += layer.tiles * write_per_array_s
-        t += off_s.call_s[k]
+        t += off_s[k] if off_s else 0.0
         finish.append(t + max((finish[p] for p in call.preds), default=0.0))
-    return tuple(
-        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0) + off_s.output_s[j],
-                   sum(arrays_of[i] for i in o.layers))
-        for j, o in enumerate(mapping.outputs))
+    return finish
+
+
+def call_finish_s(perf: Performance) -> Dict[str, float]:
+    """When each weight-layer call (by DAG node) of ``perf``'s mapping finishes: the longest path to
+    it, as the outputs' latencies are computed (adaptive inference subtracts skipped iterations)."""
+    mapping, chip = perf.mapping, perf.chip
+    buffer_s = [buffer_s_per_mvm(layer, mapping.array, chip) for layer in mapping.layers]
+    finish = _finish_times(mapping, [lp.passes for lp in perf.layers], [lp.resident for lp in perf.layers],
+                           [lp.replicas for lp in perf.layers], chip.mvm_latency_ns * 1e-9, buffer_s,
+                           mapping.array.rows * chip.write_ns_per_row * 1e-9, perf.call_off_s)
+    return {call.node: t for call, t in zip(mapping.calls, finish)}
 
 
 def work_time_s(work: Work, tech: Optional[TechSpec]) -> float:
@@ -458,4 +481,5 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
         resident_fps=1.0 / max(base_s), rewrite_s=sum(swap.rewrite),
         rewritten_arrays=sum(layer.calls * layer.tiles for i, layer in enumerate(layers) if not swap.resident[i]),
         arrays_for_target=arrays_for_target, target_reachable=reachable, layers=perf_layers, outputs=outputs,
-        digital_s=digital_s, chips=max(chips, default=0) + 1, layer_chips=tuple(chips), link_bytes=off_s.link_bytes)
+        digital_s=digital_s, chips=max(chips, default=0) + 1, layer_chips=tuple(chips), link_bytes=off_s.link_bytes,
+        call_off_s=tuple(off_s.call_s))
