@@ -255,7 +255,8 @@ def call_energies_j(perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float]
     """Energy of each weight-layer call (by DAG node; leakage excluded) and the leakage per frame,
     which an output (or an adaptive run) pays in proportion to its latency."""
     layers = _layers(perf, tech)
-    per_call = _per_call(perf, layers)
+    per_call = [e + (sum(work_energy_j(call.owned, tech).values()) if call.owned else 0.0)  # its digital work
+                for call, e in zip(perf.mapping.calls, _per_call(perf, layers))]
     return ({call.node: e for call, e in zip(perf.mapping.calls, per_call)},
             sum(le.breakdown_j["leakage"] for le in layers))
 
@@ -265,7 +266,7 @@ def _per_output(perf: Performance, layers: Sequence[LayerEnergy], tech: TechSpec
     leak_j = sum(le.breakdown_j["leakage"] for le in layers)
     last = perf.outputs[-1].latency_s if perf.outputs else 0.0
     result = []
-    for bits, out, stage in zip(_needed_calls(perf), perf.outputs, mapping.outputs):
+    for bits, out, stage in zip(_needed_calls(perf), perf.outputs, perf.mapping.outputs):
         calls = sum(e for i, e in enumerate(per_call) if bits >> i & 1)
         tail = sum(work_energy_j(stage.work, tech).values()) if stage.work else 0.0  # the work off the arrays above
         result.append(calls + tail + leak_j * (out.latency_s / last if last > 0 else 1.0))

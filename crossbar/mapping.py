@@ -181,6 +181,8 @@ class CallStage:
     mvms: int
     preds: Tuple[int, ...] = ()
     before: Work = Work()
+    #: the work off the arrays attributed to this call, each such call once (per-call energy)
+    owned: Work = Work()
 
 
 @dataclass(frozen=True)
@@ -605,6 +607,28 @@ def _sum_bits(bits: int, works: List[Work]) -> Work:
     return total
 
 
+def _owned_work(trace, stages: List[CallStage], frontier: Dict[str, FrozenSet[int]], off: Dict[str, Work]
+                ) -> Dict[int, Work]:
+    """Each call's share of the work off the arrays, every such call counted once: the first weight
+    call (in execution order) that waits for it, else the last weight call above it (a model's tail)."""
+    dag = trace.dag
+    stage_of = {stage.node: i for i, stage in enumerate(stages)}
+    first: Dict[str, Optional[int]] = {}
+    for node in reversed(list(nx.topological_sort(dag))):
+        below = [stage_of[n] if n in stage_of else first[n] for n in dag.successors(node)]
+        below = [i for i in below if i is not None]
+        first[node] = min(below) if below else None
+    owned: Dict[int, Work] = {}
+    for node, work in off.items():
+        if not work:
+            continue
+        above = frontier.get(node)
+        owner = first[node] if first[node] is not None else (max(above) if above else None)
+        if owner is not None:
+            owned[owner] = owned.get(owner, Work()) + work
+    return owned
+
+
 def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int], off: Dict[str, Work]
                 ) -> Tuple[Tuple[CallStage, ...], Tuple[OutputStage, ...]]:
     """The execution DAG reduced to weight-layer calls: a call's ``preds`` are the nearest
@@ -642,6 +666,8 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int], off: Di
                 pending[node] |= bit
                 bits_all |= bit
         above_all[node] = bits_all
+    owned = _owned_work(trace, stages, frontier, off)
+    stages = [replace(stage, owned=owned.get(i, Work())) for i, stage in enumerate(stages)]
     # layers each call needs: its own plus those of all calls above it
     needed: List[FrozenSet[int]] = []
     for stage in stages:
