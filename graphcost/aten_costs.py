@@ -116,6 +116,11 @@ _MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS, aten._grouped_mm: _group
 #: custom ops of libraries graphcost knows, by name (they may not be loaded): transformers' CPU
 #: grouped matmul, which its MoE experts run where ``torch._grouped_mm`` cannot
 _MAC_FORMULAS_BY_NAME = {"transformers.grouped_mm_fallback": _grouped_mm_flops}
+#: torchvision's detection kernels without a multiply-accumulate: non-maximum suppression (one op
+#: per box coordinate it reads) and RoI pooling / alignment (one per output element, as a resize)
+_NO_MAC_BY_NAME = {"torchvision.nms": "input", "torchvision.batched_nms": "input", "torchvision.roi_align": "output",
+                   "torchvision.roi_pool": "output", "torchvision.ps_roi_align": "output",
+                   "torchvision.ps_roi_pool": "output"}
 
 #: normalisations, softmax, resizes, pooling and integer division: one op per output element, like the
 #: registry's modules
@@ -232,6 +237,7 @@ def is_costed(func) -> bool:
     """Whether :func:`op_cost` knows what ``func`` costs (else a composite op may decompose into ops it knows)."""
     packet = func.overloadpacket
     return _mac_formula(packet) is not None or packet in _PER_OUTPUT or packet in _NO_MAC_ARG or \
+        str(packet) in _NO_MAC_BY_NAME or \
         torch.Tag.pointwise in func.tags or torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
 
 
@@ -255,6 +261,8 @@ def op_cost(func, args, kwargs, out) -> Tuple[int, int, bool]:
     if packet in _NO_MAC_ARG:
         position = _NO_MAC_ARG[packet]
         return 0, _numel(args[position:position + 1]), False
+    if str(packet) in _NO_MAC_BY_NAME:
+        return 0, _numel(args[:1] if _NO_MAC_BY_NAME[str(packet)] == "input" else tree_flatten(out)[0][:1]), False
     if packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags:
         return 0, _numel(out if packet not in _PER_OUTPUT else tree_flatten(out)[0][:1]), False
     if torch.Tag.reduction in func.tags:

@@ -116,6 +116,9 @@ def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_elemen
     built = build_for_shapes(spec)
     result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers, tracer=tracer)
+    if tracer == "auto" and result.capture == "eager":
+        click.echo("note: fx, meta and export capture failed on data-dependent operations; counted by one real "
+                   "forward (--tracer eager): costs hold for these input values", err=True)
     _render_analysis(result, per_layer, fmt)
     return EXIT_INCOMPLETE if strict and not result.complete else 0
 
