@@ -187,7 +187,7 @@ class _Frame:
     stack: Dict[str, Tuple[str, str]]  #: nn_module_stack up to and including this call
     leaf: bool  #: a leaf's call, or a call inside one
     info: Optional[ops.OpInfo] = None  #: a leaf's formula (None: costed by its aten ops)
-    args: tuple = ()  #: a leaf's positional arguments (an error names their shapes)
+    args: tuple = ()  #: the call's positional arguments (an error names their shapes)
     macs: int = 0  #: a leaf without a formula: what its aten ops cost
     other_ops: int = 0
 
@@ -264,7 +264,7 @@ class _Recorder(TorchDispatchMode):
         stack = {**(outer.stack if outer else {}), key: (path, type(module).__qualname__)}
         leaf = self.is_leaf(module, path)
         self._frames.append(_Frame(module, path, stack, leaf, ops.lookup_module(module, self.custom) if leaf else None,
-                                   args if leaf else ()))
+                                   args))
 
     def _leave(self, module: nn.Module, args, kwargs, output=None) -> None:
         frame = self._frames[-1]
@@ -351,11 +351,11 @@ class _Recorder(TorchDispatchMode):
     # ------------------------------------------------------------------ errors
     def _where(self, args, kwargs) -> str:
         """Where an op failed: the leaf module running it and that call's inputs, else the innermost
-        module and the op's inputs."""
+        module and the op's inputs (the module call's, when the model's own code raised)."""
         leaf = next((f for f in self._frames if f.leaf and f.path is not None), None)
         frame = leaf or next((f for f in reversed(self._frames) if f.path is not None), None)
         tensors = ops.tensors_in(leaf.args) if leaf is not None and ops.tensors_in(leaf.args) else \
-            ops.tensors_in((args, kwargs))
+            ops.tensors_in((args, kwargs)) or (ops.tensors_in(frame.args) if frame is not None else [])
         shapes = ", ".join(shape_text(t.shape) for t in tensors) or "no tensors"
         where = f"layer {frame.path!r} ({type(frame.module).__name__})" if frame else \
             f"the forward of {type(self.model).__name__}"

@@ -312,15 +312,62 @@ def _hf_config(label: str, transformers, model_type: str, params: Dict[str, Any]
 
 
 def _hf_inputs(module: nn.Module, config) -> Dict[str, InputSpec]:
-    """Default inputs: token ids (1x128) for a text model (decoder ids too for an encoder-decoder),
-    an image at the config's size for a vision model."""
+    """Default inputs from the model itself: its ``main_input_name`` and its config.
+
+    Token ids (1x128, at most the config's positions) for text, pixel values at the config's image
+    size for images, log-mel features of the config's length for Whisper-like speech models, one
+    second of raw audio for wav2vec2-like ones; a multimodal model (a config with a text and a
+    vision part, as CLIP) gets both, an encoder-decoder its decoder token ids too.
+    """
     main = getattr(module, "main_input_name", "input_ids")
-    if main == "pixel_values":
-        side = getattr(config, "image_size", 224)
-        side = tuple(side) if isinstance(side, (tuple, list)) else (side, side)
-        return {main: InputSpec((1, getattr(config, "num_channels", 3)) + side)}
-    ids = InputSpec((1, HF_TEXT_TOKENS), torch.int64)
-    return {main: ids, "decoder_input_ids": ids} if getattr(config, "is_encoder_decoder", False) else {main: ids}
+    takes = _forward_arguments(module)
+    text, vision = getattr(config, "text_config", None), getattr(config, "vision_config", None)
+    inputs: Dict[str, InputSpec] = {}
+    if main == "input_ids" or (text is not None and "input_ids" in takes):
+        inputs["input_ids"] = InputSpec((1, _tokens(text or config)), torch.int64)
+    if main == "pixel_values" or (vision is not None and "pixel_values" in takes):
+        inputs["pixel_values"] = _hf_image(vision or config)
+    if main == "input_features":
+        inputs[main] = _hf_features(config)
+    if main == "input_values":
+        inputs[main] = InputSpec((1, HF_AUDIO_RATE_HZ))  # one second of audio at the feature extractor's rate
+    if not inputs:
+        raise UserError(f"graphcost has no default input for {type(module).__name__} (main input {main!r}); "
+                        f"give its inputs")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
+        decoder_positions = getattr(config, "max_target_positions", None) or _tokens(config)
+        inputs["decoder_input_ids"] = InputSpec((1, min(HF_TEXT_TOKENS, decoder_positions)), torch.int64)
+    return {main: inputs.pop(main), **inputs} if main in inputs else inputs
+
+
+#: samples per second of a raw-audio model's default input (wav2vec2, HuBERT: their feature extractors' rate)
+HF_AUDIO_RATE_HZ = 16_000
+
+
+def _forward_arguments(module: nn.Module) -> set:
+    try:
+        return set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _tokens(config) -> int:
+    """Tokens of a default text input: 128, or fewer when the model has fewer positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    return min(HF_TEXT_TOKENS, positions) if isinstance(positions, int) and positions > 0 else HF_TEXT_TOKENS
+
+
+def _hf_image(config) -> InputSpec:
+    side = getattr(config, "image_size", 224)
+    side = tuple(side) if isinstance(side, (tuple, list)) else (side, side)
+    return InputSpec((1, getattr(config, "num_channels", 3)) + side)
+
+
+def _hf_features(config) -> InputSpec:
+    """Log-mel features of the length the encoder takes: Whisper's two stride-2-free frames per position."""
+    mel_bins = getattr(config, "num_mel_bins", 80)
+    positions = getattr(config, "max_source_positions", 1500)
+    return InputSpec((1, mel_bins, 2 * positions))
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:

@@ -248,9 +248,9 @@ def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules
             failures[path] = exc
     if tracer == "auto" and all(any(m in str(failures[p]) for m in _DATA_DEPENDENT) for p in ("dispatch", "export")):
         return replace(_capture_by("eager", model, root_module, leaf_modules, custom, bound, dtype), capture="eager")
-    # the fx message says why fx could not trace; the dispatch one names the layer that failed
-    shown = [str(failures[p]) for p in ("fx", "dispatch") if p in failures] or [str(e) for e in failures.values()]
-    raise UserError("; ".join(shown))
+    # the meta capture's message names the layer that failed and quotes the model's own error; fx's
+    # says why fx's tracer could not follow the code (an internal), shown only when it is all there is
+    raise UserError(str(failures.get("dispatch") or next(iter(failures.values()))))
 
 
 def _capture_by(path: str, model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
