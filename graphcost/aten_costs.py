@@ -112,7 +112,8 @@ def _int_mm_flops(a, b, *args, out_val=None, **kwargs) -> int:
     return 2 * a.shape[0] * a.shape[1] * b.shape[1]
 
 
-_MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS, aten._grouped_mm: _grouped_mm_flops, aten._int_mm: _int_mm_flops}
+_MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS, aten._grouped_mm: _grouped_mm_flops,
+                 aten._int_mm: _int_mm_flops}
 #: custom ops of libraries graphcost knows, by name (they may not be loaded): transformers' CPU
 #: grouped matmul, which its MoE experts run where ``torch._grouped_mm`` cannot
 _MAC_FORMULAS_BY_NAME = {"transformers.grouped_mm_fallback": _grouped_mm_flops}

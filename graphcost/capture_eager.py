@@ -123,7 +123,8 @@ def _real_state(model: nn.Module, seed: int) -> Dict[str, torch.Tensor]:
 
 def _materialised(model: nn.Module, seed: int) -> nn.Module:
     """A copy of a meta-device model with real, seeded weights: normal (std 0.02) everywhere, zero
-    buffers (one for variances and frozen scales), then each module's own ``reset_parameters`` (convolutions, norms, running statistics)."""
+    buffers (one for variances and frozen scales), then each module's own ``reset_parameters``
+    (convolutions, norms, running statistics)."""
     clone = copy.deepcopy(model).to_empty(device="cpu")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):

@@ -146,8 +146,9 @@ class Trace:
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
           tracer: str = "auto") -> Trace:
-    """Trace ``model`` on fake or meta inputs (nothing allocated); return its execution DAG, each call's
-    cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
+    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward);
+    return its execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its
+    loop-keeping graph.
 
     Parameters
     ----------
