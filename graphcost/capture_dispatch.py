@@ -88,12 +88,12 @@ def dispatch_capture(model: nn.Module, inputs: Dict[str, Any], dtype: torch.dtyp
     """
     run_on_meta, seen = _meta_parameters(model)
     values = {name: map_leaves(lambda leaf: _meta_input(leaf, dtype), value) for name, value in inputs.items()}
-    with _as_exporting(), _tensor_attributes_kept(model):
+    with _as_exporting(), tensor_attributes_kept(model):
         return record_forward(model, values, run_on_meta, seen, is_leaf, custom, DispatchCaptureFailed)
 
 
 @contextlib.contextmanager
-def _tensor_attributes_kept(model: nn.Module) -> Iterator[None]:
+def tensor_attributes_kept(model: nn.Module) -> Iterator[None]:
     """The model's plain tensor attributes (neither parameters nor buffers) as they were, afterwards:
     a forward that caches tensors on itself (torchvision's anchor generator moves its cell anchors to
     the input's device) must not leave meta tensors in the user's model."""
