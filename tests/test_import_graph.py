@@ -111,3 +111,10 @@ def test_message_helpers_are_written_once():
         if "splitlines() or [" in text or "splitlines()[0] if str(exc)" in text or '"x".join(str(' in text:
             copies.append(name)
     assert copies == []
+
+
+def test_design_lists_every_core_module():
+    """DESIGN.md's rooms table names every module of graphcost/ (the core, the resolver and the CLI room)."""
+    design = open(os.path.join(REPO, "DESIGN.md")).read()
+    files = sorted(f for f in os.listdir(os.path.join(REPO, "graphcost")) if f.endswith(".py"))
+    assert [f for f in files if f not in design] == []
