@@ -12,7 +12,9 @@ Its costs hold for these input values: the inputs are drawn at random from each
 :class:`~graphcost.inputs.InputSpec` (seeded: floats uniform in [0, 1), integer inputs zeros, ones
 for a ``*mask``), or the user's own example tensors as given. A model built on the meta device
 runs on seeded stand-in weights (each module's own ``reset_parameters`` where it has one, else
-normal with std 0.02); its ``Parameter`` objects stay the model's own.
+normal with std 0.02); its ``Parameter`` objects stay the model's own. Unlike the other captures it
+allocates: every activation stays alive until the capture ends (the recorder knows a tensor by its
+identity), so its peak memory is the sum of the forward's activations.
 
 >>> import torch
 >>> class Gate(torch.nn.Module):  # runs its second layer only when the first one's mean is positive
