@@ -15,6 +15,7 @@ MODULES = [
     "graphcost.crossbar.metrics", "graphcost.crossbar.data", "graphcost.crossbar.data.base", "graphcost.crossbar.data.text",
     "graphcost.crossbar.data.synthetic", "graphcost.crossbar.data.digits", "graphcost.crossbar.checkpoints",
     "graphcost.models.tiny_gpt",
+    "graphcost.crossbar.generation",
 ]
 
 

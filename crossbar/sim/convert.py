@@ -11,18 +11,13 @@ from torch import nn
 from graphcost.errors import UserError
 
 from ..specs import DEPTHWISE_STRATEGIES, ArraySpec, NoiseSpec
+from ..tiling import is_hf_conv1d  # the mapping's own test: what it maps as linear, the simulator simulates as linear
 from .layer import AnalogLayer
 from .noise import generators as noise_generators
 
 #: Module types simulated on the arrays (and HF ``Conv1D``, see :func:`is_hf_conv1d`).
 ANALOG_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
                 nn.Linear)
-
-
-def is_hf_conv1d(module: nn.Module) -> bool:
-    """A transformers ``Conv1D`` (GPT-2's projections): a linear layer storing its weight as ``in x out``.
-    Recognised by its class name and ``nf`` attribute, so transformers need not be imported."""
-    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
 
 
 def as_linear(module: nn.Module) -> nn.Linear:

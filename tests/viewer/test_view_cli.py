@@ -65,7 +65,7 @@ def test_page_is_self_contained_and_under_the_size_limit(page_path):
     (("--out", "/nonexistent-folder/x.html"), "does not exist or is not writable"),
     (("--out", "report.txt"), "must be a .html file"),
     (("nets:no_such_builder", "--out", "OUT"), "no_such_builder"),
-    (("viewnets:make_untraceable", "--out", "OUT"), "cannot trace"),
+    (("viewnets:make_untraceable", "--tracer", "fx", "--out", "OUT"), "cannot trace"),  # auto: runs it eagerly
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(__file__)))
@@ -95,3 +95,10 @@ def test_view_shares_every_hardware_option_of_map():
     shared = {p.name: p for p in view.params if p.name in MAP_OPTIONS}
     assert set(shared) == set(MAP_OPTIONS)
     assert all(any(p is q for q in map_command.params) for p in shared.values())
+    # the hardware spec groups both declare: the same options, defaults alike but view's --crossbar (none)
+    from graphcost.viewer.cli import SPEC_OPTIONS
+
+    assert {"crossbar", "weight_bits", "arrays", "arrays_per_chip", "noise", "tech", "generate", "attention"} \
+        <= set(SPEC_OPTIONS)
+    mine, theirs = ({p.name: p for p in cmd.params if p.name in SPEC_OPTIONS} for cmd in (view, map_command))
+    assert [n for n in SPEC_OPTIONS if mine[n].default != theirs[n].default] == ["crossbar"]
