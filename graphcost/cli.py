@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -194,8 +195,57 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C (pools stopped, stores closed), then exit 143."""
 
 
+#: Seconds after Ctrl-C / SIGTERM by which the ``graphcost`` process has exited, whatever still runs.
+EXIT_WITHIN_S = 8.0
+#: The console entry point enables the deadline; it is armed by the first signal.
+_EXIT_DEADLINE = {"enabled": False, "armed": False}
+_EXIT_LINES = {signal.SIGINT: ("graphcost: interrupted", 130), signal.SIGTERM: ("graphcost: terminated", 143)}
+
+
+def _arm_exit_deadline(signum: int) -> None:
+    """Exit with the signal's status after :data:`EXIT_WITHIN_S` even if clean-up hangs (once per process).
+
+    Unwinding stops the pool and closes the store first; this bounds what no one can (a thread of a
+    library that never returns). Only the console entry point arms it, never an in-process caller.
+    """
+    if not _EXIT_DEADLINE["enabled"] or _EXIT_DEADLINE["armed"]:
+        return
+    _EXIT_DEADLINE["armed"] = True
+    line, code = _EXIT_LINES[signum]
+
+    def exit_now() -> None:
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    timer = threading.Timer(EXIT_WITHIN_S, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
 def _terminate(signum, frame):
+    _arm_exit_deadline(signum)
     raise Terminated()
+
+
+def _interrupt(signum, frame):
+    _arm_exit_deadline(signum)
+    raise KeyboardInterrupt()
+
+
+def _redeliver_swallowed_signals(unraisable) -> None:
+    """``sys.unraisablehook``: a Ctrl-C / SIGTERM that landed where Python cannot raise (an at-fork hook of
+    ``logging`` while Ray starts, a ``__del__``) would be printed as "Exception ignored" and lost; send it
+    again a moment later instead, so it unwinds the run from ordinary code."""
+    if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        signum = signal.SIGINT if isinstance(unraisable.exc_value, KeyboardInterrupt) else signal.SIGTERM
+        timer = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _quiet_torch() -> None:
@@ -210,7 +260,9 @@ def main(argv=None) -> int:
     """Console entry point: user errors become one stderr line and exit code 2; Ctrl-C exits 130, SIGTERM 143."""
     _quiet_torch()
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _terminate), (signal.SIGINT, _interrupt))} if in_main_thread else {}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed_signals
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
     except UserError as exc:
@@ -234,13 +286,18 @@ def main(argv=None) -> int:
         click.echo("graphcost: terminated", err=True)
         return 128 + signal.SIGTERM
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return result if isinstance(result, int) else 0
 
 
 def console_main() -> None:
-    sys.exit(main())
+    _EXIT_DEADLINE["enabled"] = True
+    code = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # exiting now: a late signal must not raise during interpreter exit
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

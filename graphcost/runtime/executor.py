@@ -27,6 +27,7 @@ Contract:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -112,6 +113,8 @@ class InlineExecutor(Executor):
 
 #: ``prctl`` option asking the kernel for a signal when the parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+#: Seconds a stopped worker gets to end after SIGTERM before it is killed.
+ABORT_GRACE_S = 2.0
 #: Seconds between a worker's checks that its parent is alive, where ``prctl`` is not available.
 WATCHDOG_S = 1.0
 
@@ -154,6 +157,35 @@ def _init_pool_worker(parent_pid: int) -> None:
     _one_thread()
 
 
+#: The signals that end a run: Ctrl-C and SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM back while the block runs, then deliver the first one that arrived.
+
+    Starting the pool's workers is not interruptible safely: a signal between a worker's fork and
+    the pool recording it leaves a worker nobody stops (and whose join at exit never returns), and a
+    worker forked with Python's Ctrl-C handler dies with a traceback if the group's Ctrl-C reaches it
+    before its initializer ignores it. Inside this block the handler only records the signal (the
+    workers inherit that harmless handler); the signal is raised again as the block ends. Outside the
+    main thread (where handlers cannot be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: List[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
 def _default_start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else "spawn"
 
@@ -190,9 +222,12 @@ class LocalExecutor(Executor):
         if len(items) == 1:  # not worth a worker start-up
             yield 0, fn(items[0])
             return
-        pool = self._get_pool()
-        futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
+        futures = {}
         try:
+            with signals_deferred():  # the first submit forks the workers
+                pool = self._get_pool()
+                for index, item in enumerate(items):
+                    futures[pool.submit(fn, item)] = index
             for future in cf.as_completed(futures):
                 yield futures[future], future.result()
         finally:
@@ -206,11 +241,15 @@ class LocalExecutor(Executor):
         pool, self._pool = self._pool, None
         if abort:
             workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in workers:
+            for process in workers:  # first, so that shutting the pool down cannot wait on a busy worker
                 process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + ABORT_GRACE_S
             for process in workers:
-                process.join(timeout=5)
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=1)
         else:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -237,22 +276,26 @@ class RayExecutor(Executor):
         ray = _import_ray()
         self._ray = ray
         self._started = False
-        if ray.is_initialized():
-            pass
-        else:
+        self._reaper = None
+        if not ray.is_initialized():
             if address:
                 _check_reachable(address)
+            else:  # watching from before the start: a signal during ray.init orphans nothing
+                self._reaper = _start_reaper()
+            self._started = True
             try:
                 if address:
                     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 else:
                     _start_local_ray(ray, workers or cpu_count())
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                self.close(abort=True)
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise UserError(f"cannot start or connect to {where}: {first}") from None
-            self._started = True
-            self._reaper = None if address else _start_reaper()
+            except BaseException:  # Ctrl-C / SIGTERM during start-up: stop what has started
+                self.close(abort=True)
+                raise
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
         except Exception:  # pragma: no cover - resources unavailable on some clients
@@ -299,12 +342,17 @@ class RayExecutor(Executor):
 
     def close(self, abort: bool = False) -> None:
         reaper, self._reaper = getattr(self, "_reaper", None), None
-        if reaper is not None:  # we are alive and shut Ray down ourselves
-            reaper.kill()
-            reaper.wait()
-        if self._started and self._ray.is_initialized():
-            self._ray.shutdown()
-        self._started = False
+        try:
+            if self._started and self._ray.is_initialized():
+                self._ray.shutdown()
+        finally:
+            self._started = False
+            if reaper is not None:  # Ray is down; after an aborted start-up the watcher kills what it started
+                reaper.send_signal(signal.SIGUSR1 if abort else signal.SIGTERM)
+                try:
+                    reaper.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # pragma: no cover - a stuck watcher
+                    reaper.kill()
 
     def describe(self) -> str:
         return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
@@ -322,7 +370,9 @@ def _start_local_ray(ray, cpus: int) -> None:
     os.environ[RAY_LOOPBACK_ENV] = "0"  # inherited by the Ray processes started now
     constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        # address="local": always a new instance, never a cluster an earlier `ray start` left its file for
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
     finally:  # a later ray.init(address=...) in this process reaches clusters as usual
         constants.ENABLE_RAY_CLUSTER = saved_flag
         if saved_env is None:
@@ -331,55 +381,68 @@ def _start_local_ray(ray, cpus: int) -> None:
             os.environ[RAY_LOOPBACK_ENV] = saved_env
 
 
-def _descendants(pid: int) -> List[Tuple[int, str]]:
-    """``(pid, start time)`` of every descendant of ``pid`` (Linux ``/proc``; elsewhere none)."""
-    parents = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = (int(fields[1]), fields[19])  # ppid, start time (clock ticks since boot)
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, (ppid, start) in parents.items():
-            if ppid == current:
-                found.append((child, start))
-                frontier.append(child)
-    return found
-
-
 _REAPER = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-parent, targets = int(sys.argv[1]), [t.split(":") for t in sys.argv[2:]]
-while os.getppid() == parent:
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append("quit"))   # Ray shut down: nothing to kill
+signal.signal(signal.SIGUSR1, lambda *a: stop.append("kill"))   # start-up aborted: kill what it started
+parent, me, seen, before = int(sys.argv[1]), os.getpid(), {}, None
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[19]  # ppid, start time
+
+def watch():
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(stat(entry)[0], []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = {}, [parent]
+    while frontier:
+        for child in children.get(frontier.pop(), ()):
+            if child != me:
+                try:
+                    found[child] = stat(child)[1]
+                except (OSError, IndexError):
+                    continue
+                frontier.append(child)
+    return found
+
+before = set(watch())  # the parent's other children are not Ray's
+while os.getppid() == parent and not stop:
+    for pid, start in watch().items():
+        if pid not in before:
+            seen.setdefault(pid, start)
     time.sleep(0.2)
-for pid, start in targets:
+if stop and stop[0] == "quit":
+    sys.exit(0)
+for pid, start in seen.items():
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[19] != start:
-                continue  # the pid belongs to another process by now
-        os.kill(int(pid), signal.SIGKILL)
+        if stat(pid)[1] == start:  # else the pid belongs to another process by now
+            os.kill(pid, signal.SIGKILL)
     except (OSError, IndexError):
         pass
 """
 
 
 def _start_reaper() -> Optional[subprocess.Popen]:
-    """A tiny watcher that SIGKILLs the local Ray's processes if this process dies without shutting Ray down.
+    """A tiny watcher that SIGKILLs the processes the local Ray started if this process dies without shutting Ray down.
 
-    Ray's GCS and raylet die with their driver, but its agents poll for seconds or outlive it; the
-    watcher notices the driver's death (it is re-parented) within 0.2 s. Linux only.
+    It records, every 0.2 s from before ``ray.init`` (so a signal during Ray's start-up orphans
+    nothing), the descendants of this process that were not there when it started, and kills those
+    still alive when its parent dies (it is re-parented) or, on SIGUSR1, at once (an aborted start-up);
+    SIGTERM (Ray was shut down) ends it quietly. Ray's GCS and raylet die with their driver, but its
+    agents poll for seconds or outlive it. Linux only.
     """
-    targets = _descendants(os.getpid())
-    if not targets:
+    if not os.path.isdir("/proc"):  # pragma: no cover - non-Linux
         return None
-    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *[f"{p}:{s}" for p, s in targets]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
