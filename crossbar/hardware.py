@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from graphcost.errors import UserError
 
 from .energy import area, energy
-from .mapping import map_trace
+from .mapping import TraceMapper
 from .perf import performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, parse_crossbar
 from .tech import DEFAULT_TECH, TechSpec, tech_preset
@@ -83,10 +83,11 @@ def check_hardware_axes(grid: Sequence[Tuple[str, Sequence[Any]]], crossbar: Opt
 
 
 def hardware_columns(trace, array: ArraySpec, chip: ChipSpec, tech: TechSpec,
-                     depthwise: str = DEPTHWISE_STRATEGIES[0]) -> Dict[str, Any]:
+                     depthwise: str = DEPTHWISE_STRATEGIES[0], mapper: Optional[TraceMapper] = None) -> Dict[str, Any]:
     """A swept point's hardware columns: arrays, utilisation, fit, throughput, latency, energy per
-    frame, power, TOPS/W and area."""
-    mapping = map_trace(trace, array, depthwise)
+    frame, power, TOPS/W and area. ``mapper`` (a :class:`TraceMapper` of ``trace``) shares the mapping
+    work between the hardware points of one architecture."""
+    mapping = (mapper or TraceMapper(trace))(array, depthwise)
     perf = performance(mapping, chip)
     e, a = energy(perf, tech), area(perf, tech)
     return {"crossbar": array.label, "arrays_used": mapping.arrays_used,

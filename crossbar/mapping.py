@@ -34,7 +34,7 @@ ModelMapping pickles and ships to Ray workers unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import networkx as nx
@@ -425,24 +425,72 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     >>> m.arrays_used, m.layers[1].mvms
     (9, 196)
     """
-    if depthwise not in DEPTHWISE_STRATEGIES:
-        raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
-    layers, index, call_mvms, notes = _map_layers(trace, array, depthwise)
-    if not layers:
-        raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
-    calls, outputs = _reduce_dag(trace, index, call_mvms)
-    return ModelMapping(model=name or type(trace.module).__name__, input_shape=tuple(trace.input_shape), array=array,
-                        depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes))
+    return TraceMapper(trace, name=name)(array, depthwise)
 
 
-def _map_layers(trace, array: ArraySpec, depthwise: str
-                ) -> Tuple[List[LayerMapping], Dict[str, int], Dict[str, int], List[str]]:
-    """Every unique weight layer mapped, in execution order: the mappings, each layer's index
-    among them, each call's MVMs, and notes on layers left digital or mapped approximately."""
+#: Array fields the mapping does not depend on (the simulator quantises with them; perf and energy read them).
+_NOT_MAPPING_FIELDS = {"dac_bits": 8, "adc_bits": 8}
+
+
+class TraceMapper:
+    """:func:`map_trace` of one trace onto many arrays, each piece of work done once.
+
+    Each weight layer's matrices and the execution DAG reduced to weight-layer calls do not depend
+    on the array: they are computed at the first call. The tiling depends on the array's geometry
+    and encoding only (not its DAC / ADC bits): it is computed once per geometry and depthwise
+    strategy, and each result carries the array it was asked for. A sweep over hardware maps every
+    architecture's one trace through one mapper.
+
+    >>> import torch
+    >>> from graphcost import trace
+    >>> mapper = TraceMapper(trace(torch.nn.Conv2d(3, 64, 3), (1, 3, 16, 16)))
+    >>> [mapper(ArraySpec(128, 128, adc_bits=b)).arrays_used for b in (4, 8)], mapper.tilings
+    ([4, 4], 1)
+    """
+
+    def __init__(self, trace, *, name: Optional[str] = None) -> None:
+        self.trace = trace
+        self.name = name or type(trace.module).__name__
+        self._shapes: Optional[list] = None
+        self._stages = None
+        self._notes: Tuple[str, ...] = ()
+        self._layers: Dict[Tuple[ArraySpec, str], Tuple[LayerMapping, ...]] = {}
+
+    @property
+    def tilings(self) -> int:
+        """Distinct (geometry, depthwise) tilings computed so far."""
+        return len(self._layers)
+
+    def _prepare(self) -> None:
+        shapes, index, call_mvms, notes = _layer_shapes(self.trace)
+        if not shapes:
+            raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
+        self._stages = _reduce_dag(self.trace, index, call_mvms)
+        self._shapes, self._notes = shapes, tuple(notes)
+
+    def __call__(self, array: ArraySpec, depthwise: str = "dense") -> ModelMapping:
+        if depthwise not in DEPTHWISE_STRATEGIES:
+            raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of "
+                            f"{', '.join(DEPTHWISE_STRATEGIES)}")
+        if self._shapes is None:
+            self._prepare()
+        geometry = (replace(array, **_NOT_MAPPING_FIELDS), depthwise)
+        layers = self._layers.get(geometry)
+        if layers is None:
+            layers = tuple(_map_layer(layer, data, shape, array, depthwise) for layer, data, shape in self._shapes)
+            self._layers[geometry] = layers
+        calls, outputs = self._stages
+        return ModelMapping(model=self.name, input_shape=tuple(self.trace.input_shape), array=array,
+                            depthwise=depthwise, layers=layers, calls=calls, outputs=outputs, notes=self._notes)
+
+
+def _layer_shapes(trace) -> Tuple[List[Tuple[str, LayerRecord, _Shape]], Dict[str, int], Dict[str, int], List[str]]:
+    """Every mappable unique weight layer with its matrices, in execution order; each layer's index among
+    them, each call's MVMs, and notes on layers left digital or mapped approximately."""
     loop = trace.loop_graph
     weight_layers = sorted((n for n in loop if trace.layer(n).is_weight_layer),
                            key=lambda n: trace.layer(n).first_order)
-    layers: List[LayerMapping] = []
+    shapes: List[Tuple[str, LayerRecord, _Shape]] = []
     index: Dict[str, int] = {}
     call_mvms: Dict[str, int] = {}
     notes: List[str] = []
@@ -455,10 +503,10 @@ def _map_layers(trace, array: ArraySpec, depthwise: str
             continue
         if shape.note:
             notes.append(shape.note)
-        index[layer_name] = len(layers)
-        layers.append(_map_layer(layer_name, data, shape, array, depthwise))
+        index[layer_name] = len(shapes)
+        shapes.append((layer_name, data, shape))
         call_mvms.update(zip(data.dag_nodes, shape.call_mvms))
-    return layers, index, call_mvms, notes
+    return shapes, index, call_mvms, notes
 
 
 def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
