@@ -82,16 +82,31 @@ def check_hardware_axes(grid: Sequence[Tuple[str, Sequence[Any]]], crossbar: Opt
                 raise UserError(message) from None
 
 
+class HardwareColumns:
+    """:func:`hardware_columns` of one trace at many hardware points, each piece of work done once: the mapping
+    per array geometry (:class:`~.mapping.TraceMapper`), the performance per array and chip; only the
+    energy and area are computed per point (they depend on the technology too)."""
+
+    def __init__(self, trace, depthwise: str = DEPTHWISE_STRATEGIES[0]) -> None:
+        self.mapper = TraceMapper(trace)
+        self.depthwise = depthwise
+        self._perf: Dict[Tuple[ArraySpec, ChipSpec], Any] = {}
+
+    def __call__(self, array: ArraySpec, chip: ChipSpec, tech: TechSpec) -> Dict[str, Any]:
+        perf = self._perf.get((array, chip))
+        if perf is None:
+            perf = self._perf[(array, chip)] = performance(self.mapper(array, self.depthwise), chip)
+        mapping = perf.mapping
+        e, a = energy(perf, tech), area(perf, tech)
+        return {"crossbar": array.label, "arrays_used": mapping.arrays_used,
+                "utilization": round(float(mapping.utilization), 6), "arrays_needed": perf.arrays_needed,
+                "fits": perf.fits, "throughput_fps": float(perf.throughput_fps), "latency_s": float(perf.latency_s),
+                "energy_j": float(e.per_frame_j), "power_w": float(e.power_w), "tops_per_w": float(e.tops_per_w),
+                "area_mm2": float(a.total_mm2), "tech": tech.name}
+
+
 def hardware_columns(trace, array: ArraySpec, chip: ChipSpec, tech: TechSpec,
-                     depthwise: str = DEPTHWISE_STRATEGIES[0], mapper: Optional[TraceMapper] = None) -> Dict[str, Any]:
+                     depthwise: str = DEPTHWISE_STRATEGIES[0]) -> Dict[str, Any]:
     """A swept point's hardware columns: arrays, utilisation, fit, throughput, latency, energy per
-    frame, power, TOPS/W and area. ``mapper`` (a :class:`TraceMapper` of ``trace``) shares the mapping
-    work between the hardware points of one architecture."""
-    mapping = (mapper or TraceMapper(trace))(array, depthwise)
-    perf = performance(mapping, chip)
-    e, a = energy(perf, tech), area(perf, tech)
-    return {"crossbar": array.label, "arrays_used": mapping.arrays_used,
-            "utilization": round(float(mapping.utilization), 6), "arrays_needed": perf.arrays_needed,
-            "fits": perf.fits, "throughput_fps": float(perf.throughput_fps), "latency_s": float(perf.latency_s),
-            "energy_j": float(e.per_frame_j), "power_w": float(e.power_w), "tops_per_w": float(e.tops_per_w),
-            "area_mm2": float(a.total_mm2), "tech": tech.name}
+    frame, power, TOPS/W and area (:class:`HardwareColumns` shares the work between many points)."""
+    return HardwareColumns(trace, depthwise)(array, chip, tech)

@@ -60,8 +60,8 @@ class RunOptions:
         executor = stack.enter_context(make_executor(self.executor_kind, self.address, self.workers))
         return executor, store
 
-    def bar(self, description: str, total: int) -> ProgressBar:
-        return ProgressBar(description, total, enabled=self.progress)
+    def bar(self, description: str, total: int, unit: str = "items") -> ProgressBar:
+        return ProgressBar(description, total, enabled=self.progress, unit=unit)
 
 
 def run_options(func):
@@ -451,7 +451,7 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         check_metric(metric, row_columns(sweep_spec, accuracy is not None))
     with ExitStack() as stack:
         executor, store = run.open(stack)
-        bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))
+        bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size, unit="points"))
         result = run_sweep(sweep_spec, executor, store, progress=bar, max_points=max_points)
         where = executor.describe()
     if result.failed and not skip_failed:

@@ -54,7 +54,7 @@ MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "
 #: Values one grid axis may have (a range is refused before it is materialised).
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
-MAX_GRID_POINTS = 2_000
+MAX_GRID_POINTS = 1_000_000
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
@@ -278,13 +278,15 @@ def point_task(spec: SweepSpec, point: Mapping[str, Any]) -> PointTask:
     return PointTask(spec, tuple(point.items()))
 
 
-def _mapping_columns(task: PointTask, t, mapper=None) -> Dict[str, Any]:
+def _mapping_columns(task: PointTask, t, columns=None) -> Dict[str, Any]:
+    """The point's crossbar columns; ``columns`` (a :class:`HardwareColumns` of ``t``) shares work between points."""
     # Lazy on purpose: the crossbar room is a plugin of the sweep, loaded only when asked for.
-    from graphcost.crossbar.hardware import hardware, hardware_columns
+    from graphcost.crossbar.hardware import HardwareColumns, hardware
 
     spec = task.spec
     array, chip, tech = hardware(task.hardware, spec.crossbar, spec.chip_arrays)
-    return hardware_columns(t, array, chip, tech, spec.depthwise or DEFAULT_DEPTHWISE, mapper=mapper)
+    columns = columns or HardwareColumns(t, spec.depthwise or DEFAULT_DEPTHWISE)
+    return columns(array, chip, tech)
 
 
 def _start_width(spec: SweepSpec) -> int:
@@ -373,11 +375,11 @@ def _architecture_row(task: PointTask, probe: "_Probe") -> Tuple[Dict[str, Any],
     return row, t
 
 
-def _with_hardware(task: PointTask, row: Dict[str, Any], t, mapper=None) -> Dict[str, Any]:
+def _with_hardware(task: PointTask, row: Dict[str, Any], t, columns=None) -> Dict[str, Any]:
     """``row`` plus the point's crossbar columns (when the sweep maps), or the mapping's error."""
     if t is not None and (task.spec.crossbar or task.hardware):
         try:
-            row.update(_mapping_columns(task, t, mapper))
+            row.update(_mapping_columns(task, t, columns))
         except UserError as exc:
             row.update(status="error", reason=str(exc))
     return row
@@ -418,23 +420,24 @@ def architecture_tasks(tasks: Sequence[PointTask], indices: Sequence[int]) -> Li
 
 def evaluate_architecture(task: ArchitectureTask) -> List[Dict[str, Any]]:
     """One row per point of an architecture: traced, width-searched and analysed once, mapped once per array
-    geometry (:class:`graphcost.crossbar.mapping.TraceMapper`), every hardware point re-using that work.
+    geometry and one performance per array and chip (:class:`graphcost.crossbar.hardware.HardwareColumns`),
+    every hardware point re-using that work.
     Top-level: runs in workers. Each row equals :func:`evaluate_point`'s but for the bookkeeping columns:
     ``analyses`` counts the traces on the first row only, ``seconds`` is the time each row took."""
     start_time = time.perf_counter()
     first = PointTask(task.spec, task.points[0])
     probe = _Probe(first)
     base, t = _architecture_row(first, probe)
-    mapper = None
+    columns = None
     if t is not None and (task.spec.crossbar or first.hardware):
-        from graphcost.crossbar.mapping import TraceMapper  # lazy: the crossbar room is a plugin of the sweep
+        from graphcost.crossbar.hardware import HardwareColumns  # lazy: the crossbar room is a plugin of the sweep
 
-        mapper = TraceMapper(t)
+        columns = HardwareColumns(t, task.spec.depthwise or DEFAULT_DEPTHWISE)
     model_part = {k: v for k, v in base.items() if not k.startswith(HW_PREFIX)}
     rows, analyses = [], probe.analyses
     for point in task.points:
         row = {**dict(point), **model_part}
-        row = _with_hardware(PointTask(task.spec, point), row, t, mapper)
+        row = _with_hardware(PointTask(task.spec, point), row, t, columns)
         now = time.perf_counter()
         row.update(analyses=analyses, seconds=round(now - start_time, 4))
         rows.append(row)

@@ -42,7 +42,9 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from graphcost.errors import UserError
 
@@ -488,14 +490,28 @@ def make_executor(kind: str = "local", address: Optional[str] = None, workers: O
     raise UserError(f"unknown executor {kind!r}; use one of: {', '.join(EXECUTORS)}")
 
 
+class RateColumn(ProgressColumn):
+    """Items per second since the start (``12.3 points/s``)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.1f} {self.unit}/s")
+
+
 class ProgressBar:
-    """A progress bar with ETA on stderr (rich), used as the ``progress`` callback of ``map``.
+    """A progress bar with the rate (``unit``/s) and ETA on stderr (rich), used as the ``progress`` callback of ``map``.
 
     ``enabled=None``: only when stderr is a terminal, so pipes and tests stay clean.
     """
 
-    def __init__(self, description: str, total: int, enabled: Optional[bool] = None) -> None:
+    def __init__(self, description: str, total: int, enabled: Optional[bool] = None, unit: str = "items") -> None:
         self.description = description
+        self.unit = unit
         self.total = total
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress = None
@@ -504,7 +520,8 @@ class ProgressBar:
     def __enter__(self) -> "ProgressBar":
         if self.enabled and self.total:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                      RateColumn(self.unit), TimeElapsedColumn(), TextColumn("ETA"),
+                                      TimeRemainingColumn(),
                                       console=Console(stderr=True), transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total)
