@@ -305,10 +305,14 @@ class _Probe:
         self.task = task
         self.analyses = 0
         self.kept: Dict[int, Any] = {}
+        self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
+
+    def build(self, width: Optional[int] = None):
+        params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
+        return build_for_shapes(self.task.spec.model_spec(params))
 
     def trace(self, width: Optional[int] = None):
-        params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
-        built = build_for_shapes(self.task.spec.model_spec(params))
+        built = self.built.pop(width, None) or self.build(width)
         self.analyses += 1
         return trace(built.module, built.call_inputs)
 
@@ -328,7 +332,7 @@ def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
     spec = task.spec
     width, budget = spec.width_param, float(spec.macs_budget)
     start = _start_width(spec)
-    build_for_shapes(spec.model_spec({**task.params, width: start}))  # bad non-width params fail here, once
+    probe.built[start] = probe.build(start)  # bad non-width params fail here, once
     search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start)
     if search.width is None:
         smallest = min(search.probes) if search.probes else None
