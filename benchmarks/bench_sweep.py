@@ -108,7 +108,8 @@ def store_part(result) -> None:
         chosen = frame[(frame["fits"]) & (frame["energy_j"] < frame["energy_j"].median())]
         times["filter"] = time.perf_counter() - start
         start = time.perf_counter()
-        flat = frame.drop(columns=[c for c in frame.columns if frame[c].map(lambda v: isinstance(v, list)).any()])
+        first = frame.iloc[0]
+        flat = frame.drop(columns=[c for c in frame.columns if isinstance(first[c], (list, dict))])  # scalar columns
         flat.to_csv(os.path.join(folder, "rows.csv"), index=False)
         times["CSV"] = time.perf_counter() - start
         start = time.perf_counter()

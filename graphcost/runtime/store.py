@@ -121,6 +121,18 @@ COLUMNS = ("key", "kind", "model", "meta", "result", "version", "created")
 BUSY_TIMEOUT_S = 30.0
 
 
+def _fast_loads(text: str) -> Any:
+    """``json.loads``, by orjson where it is installed (the ``store`` extra) and the text is within its range."""
+    try:
+        import orjson  # lazy on purpose: optional
+    except ImportError:
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, integers beyond 64 bits: what the standard parser reads
+        return json.loads(text)
+
+
 def _reason(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -284,6 +296,17 @@ class ResultStore:
     def __len__(self) -> int:
         return self._query("SELECT COUNT(*) FROM results")[0][0]
 
+    def _decode_all(self, texts: Sequence[str]) -> List[Optional[Dict[str, Any]]]:
+        """Every text decoded, in one JSON parse when all are sound (with orjson where installed: a 10,000-row
+        store reads in a fraction of a second)."""
+        try:
+            values = _fast_loads("[" + ",".join(texts) + "]")
+            if len(values) == len(texts) and all(isinstance(v, dict) for v in values):
+                return values
+        except (TypeError, ValueError):
+            pass
+        return [self._decode(text) for text in texts]  # one unsound row: find it, count it
+
     def frame(self, kind: Optional[str] = None):
         """The stored results as a DataFrame: key, kind, model, version, created, then meta and result columns."""
         query = "SELECT key, kind, model, meta, result, version, created FROM results"
@@ -291,13 +314,14 @@ class ResultStore:
         if kind is not None:
             query += " WHERE kind = ?"
             args = (kind,)
-        raw = pd.read_sql_query(query, self._connect(), params=args)
+        raw = self._query(query, args)
+        metas = self._decode_all([r[3] for r in raw])
+        results = self._decode_all([r[4] for r in raw])
         rows = []
-        for record in raw.to_dict("records"):
-            meta, result = self._decode(record["meta"]), self._decode(record["result"])
+        for (key, kind_, model, _, _, version, created), meta, result in zip(raw, metas, results):
             if meta is None or result is None:
                 continue  # an unreadable row is no result
-            row = {k: record[k] for k in ("key", "kind", "model", "version", "created")}
+            row = {"key": key, "kind": kind_, "model": model, "version": version, "created": created}
             row.update({f"meta.{k}": v for k, v in meta.items()})
             row.update(result)
             rows.append(row)
