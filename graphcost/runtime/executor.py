@@ -264,6 +264,10 @@ def _import_ray():
     return ray
 
 
+#: Times Ray re-runs a task whose worker or node died (an exception of the task itself is never retried).
+RAY_TASK_RETRIES = 3
+
+
 class RayExecutor(Executor):
     """Ray tasks (one CPU each) on an existing cluster (``address``) or a local Ray started for the run.
 
@@ -298,6 +302,7 @@ class RayExecutor(Executor):
             except BaseException:  # Ctrl-C / SIGTERM during start-up: stop what has started
                 self.close(abort=True)
                 raise
+        self._restore_stdout = _ray_messages_to_stderr(ray)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
         except Exception:  # pragma: no cover - resources unavailable on some clients
@@ -308,7 +313,7 @@ class RayExecutor(Executor):
     def _remote(self, fn):
         remote = self._remote_cache.get(fn)
         if remote is None:
-            remote = self._ray.remote(num_cpus=1, max_retries=0)(_call_in_worker)
+            remote = self._ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES)(_call_in_worker)
             self._remote_cache[fn] = remote
         return remote
 
@@ -344,6 +349,9 @@ class RayExecutor(Executor):
 
     def close(self, abort: bool = False) -> None:
         reaper, self._reaper = getattr(self, "_reaper", None), None
+        restore, self._restore_stdout = getattr(self, "_restore_stdout", None), None
+        if restore is not None:
+            restore()
         try:
             if self._started and self._ray.is_initialized():
                 self._ray.shutdown()
@@ -358,6 +366,30 @@ class RayExecutor(Executor):
 
     def describe(self) -> str:
         return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
+
+
+def _ray_messages_to_stderr(ray) -> Optional[Callable[[], None]]:
+    """Send the messages Ray's driver thread prints about the cluster ("Raylet is terminated" when a node dies)
+    to stderr, not stdout, where they would corrupt ``--format json``; returns the undo, or None.
+
+    Ray prints them with ``print_to_stdstream(..., is_err=False)`` from a thread of its own; its module
+    function is looked up at each call, so wrapping it is enough (private API: left alone if it moved).
+    """
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(module, "print_to_stdstream", None)
+    if original is None:  # pragma: no cover - another Ray version
+        return None
+
+    def to_stderr(data, ignore_prefix):
+        return original({**data, "is_err": True}, ignore_prefix)
+
+    module.print_to_stdstream = to_stderr
+
+    def restore() -> None:
+        if module.print_to_stdstream is to_stderr:
+            module.print_to_stdstream = original
+
+    return restore
 
 
 #: Ray's own switch for a local-only node (what it uses on macOS and Windows): the node address is
