@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .accuracy import confusion_matrix, miou
 from .data import IGNORE_INDEX, SegmentationSet, open_dataset
@@ -121,9 +121,8 @@ def check_model_fits_data(model: nn.Module, dataset: SegmentationSet) -> None:
         with torch.no_grad():
             outs = as_outputs(model(image.unsqueeze(0)))
     except RuntimeError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise UserError(f"the model cannot run on the {dataset.name} data's images of shape {tuple(image.shape)} "
-                        f"({reason}); pick a model built for that data") from None
+                        f"({first_line(exc)[:120]}); pick a model built for that data") from None
     finally:
         model.train(was_training)
     want = 2 if dataset.task == "classification" else 4
@@ -246,7 +245,7 @@ def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: to
 
 def save_checkpoint(model: nn.Module, path: str, meta: Optional[Dict[str, Any]] = None) -> None:
     """Write ``model``'s state dict (float32) to ``path`` and ``meta`` as JSON beside it, each atomically."""
-    from graphcost.render import write_atomic
+    from graphcost.fileio import write_atomic
 
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 import click
 
 from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401 (re-exported)
-from .errors import TORCH_CAPTURE_LOGGERS, UserError
+from .errors import TORCH_CAPTURE_LOGGERS, UserError, shape_text
 
 if TYPE_CHECKING:
     from .resolve import ModelSpec
@@ -132,7 +132,7 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
         click.echo(render.frame_csv(frame), nl=False)
         return
     con = render.console()
-    shape = "x".join(str(d) for d in result.input_shape)
+    shape = shape_text(result.input_shape)
     summary = [
         ("params", render.human(result.params)),
         ("MACs (multiply-accumulates, not FLOPs)", render.human(result.macs)),

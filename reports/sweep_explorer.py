@@ -18,7 +18,7 @@ from graphcost.errors import UserError
 from graphcost.explore import SweepSpec
 from graphcost.explore.ranking import HIGHER_IS_BETTER
 from graphcost.explore.width import DEFAULT_WIDTH_MAX
-from graphcost.render import write_atomic
+from graphcost.fileio import write_atomic
 
 INDEX = "index.html"
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "explorer.js")

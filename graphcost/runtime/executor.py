@@ -46,7 +46,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeRemainingColumn)
 from rich.text import Text
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "install the ray extra: pip install -e '.[ray]'"
@@ -297,8 +297,7 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 self.close(abort=True)
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise UserError(f"cannot start or connect to {where}: {first}") from None
+                raise UserError(f"cannot start or connect to {where}: {first_line(exc)}") from None
             except BaseException:  # Ctrl-C / SIGTERM during start-up: stop what has started
                 self.close(abort=True)
                 raise
