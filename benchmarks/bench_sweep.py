@@ -10,13 +10,14 @@
    architecture's 192 points and compared row by row with the memoised rows of the same points.
 3. A result store of those 11,520 rows: open it, read it as a DataFrame, filter, export CSV and
    parquet (pandas + pyarrow).
+4. The sweep explorer (index.html) of those rows opened in Chromium (playwright): time until drawn.
 
 No store in 1 and 2, so everything is computed. Other load on the machine slows the pool: the
 free cores are measured first and printed.
 
     python benchmarks/bench_sweep.py                    # all three parts
     python benchmarks/bench_sweep.py --parts 60         # only the 60-point grid
-    python benchmarks/bench_sweep.py --parts codesign,store
+    python benchmarks/bench_sweep.py --parts codesign,store,explorer
 """
 from __future__ import annotations
 
@@ -122,6 +123,35 @@ def store_part(result) -> None:
           + f"; total {total:.2f} s, target < 1 s: {'met' if total < 1 else 'MISSED'}")
 
 
+def explorer_part(result) -> None:
+    """Time from opening the explorer of every row to the page being drawn, in Chromium (playwright)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from reports.sweep_explorer import write_explorer
+
+    result = result if result is not None else _fake_result()
+    with tempfile.TemporaryDirectory() as folder:
+        page_path = write_explorer(folder, result.spec, result.rows)
+        chromium = os.environ.get("GRAPHCOST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                page.goto("file://" + page_path)
+                page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+                times.append(time.perf_counter() - start)
+            points = page.evaluate("graphcostSweep.pointCount()")
+            browser.close()
+        size = os.path.getsize(page_path)
+    best = sorted(times)[1]
+    print(f"explorer of {points:,} points ({size / 1e6:.1f} MB): opened and drawn in {best:.2f} s (median of 3); "
+          f"target < 2 s: {'met' if best < 2 else 'MISSED'}")
+
+
 def _fake_result():
     """The co-design grid's rows with one computed architecture's values repeated (for --parts store alone)."""
     from graphcost.explore.sweep import SweepResult, resolve_spec
@@ -161,7 +191,7 @@ def _free_cores(seconds: float = 1.0) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="60,codesign,store")
+    parser.add_argument("--parts", default="60,codesign,store,explorer")
     parser.add_argument("--workers", type=int, default=None, help="local pool size (default: all cores)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar of the co-design sweep (default: when stderr is a terminal)")
@@ -173,6 +203,8 @@ def main(argv=None) -> int:
     result = codesign(args.workers, args.progress) if "codesign" in parts else None
     if "store" in parts:
         store_part(result)
+    if "explorer" in parts:
+        explorer_part(result)
     return 0
 
 
