@@ -198,7 +198,7 @@ class Terminated(BaseException):
 #: Seconds after Ctrl-C / SIGTERM by which the ``graphcost`` process has exited, whatever still runs.
 EXIT_WITHIN_S = 8.0
 #: The console entry point enables the deadline; it is armed by the first signal.
-_EXIT_DEADLINE = {"enabled": False, "armed": False}
+_EXIT_DEADLINE = {"enabled": False, "armed": False, "main": False, "resent": False}
 _EXIT_LINES = {signal.SIGINT: ("graphcost: interrupted", 130), signal.SIGTERM: ("graphcost: terminated", 143)}
 
 
@@ -225,12 +225,25 @@ def _arm_exit_deadline(signum: int) -> None:
     timer.start()
 
 
+def _unwinding_already() -> bool:
+    """Console only: a signal is being handled (the exit deadline runs), so a further one must not raise in the
+    middle of the clean-up; a signal re-sent because the first was swallowed still raises."""
+    if _EXIT_DEADLINE["resent"]:
+        _EXIT_DEADLINE["resent"] = False
+        return False
+    return _EXIT_DEADLINE["armed"]
+
+
 def _terminate(signum, frame):
+    if _unwinding_already():
+        return
     _arm_exit_deadline(signum)
     raise Terminated()
 
 
 def _interrupt(signum, frame):
+    if _unwinding_already():
+        return
     _arm_exit_deadline(signum)
     raise KeyboardInterrupt()
 
@@ -241,7 +254,13 @@ def _redeliver_swallowed_signals(unraisable) -> None:
     again a moment later instead, so it unwinds the run from ordinary code."""
     if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
         signum = signal.SIGINT if isinstance(unraisable.exc_value, KeyboardInterrupt) else signal.SIGTERM
-        timer = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+
+        def again() -> None:
+            if _EXIT_DEADLINE["main"]:  # once main has returned, the exit is under way: nothing to unwind
+                _EXIT_DEADLINE["resent"] = True
+                os.kill(os.getpid(), signum)
+
+        timer = threading.Timer(0.01, again)
         timer.daemon = True
         timer.start()
         return
@@ -263,6 +282,7 @@ def main(argv=None) -> int:
     previous = {sig: signal.signal(sig, handler) for sig, handler in
                 ((signal.SIGTERM, _terminate), (signal.SIGINT, _interrupt))} if in_main_thread else {}
     previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed_signals
+    _EXIT_DEADLINE["main"] = True
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
     except UserError as exc:
@@ -286,17 +306,20 @@ def main(argv=None) -> int:
         click.echo("graphcost: terminated", err=True)
         return 128 + signal.SIGTERM
     finally:
+        _EXIT_DEADLINE["main"] = False
         sys.unraisablehook = previous_hook
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in previous.items():  # the console is exiting: a late signal must not raise any more
+            signal.signal(sig, signal.SIG_IGN if _EXIT_DEADLINE["enabled"] else handler)
     return result if isinstance(result, int) else 0
 
 
 def console_main() -> None:
     _EXIT_DEADLINE["enabled"] = True
     code = main()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # exiting now: a late signal must not raise during interpreter exit
-        signal.signal(sig, signal.SIG_IGN)
+    if code in (130, 128 + signal.SIGTERM):  # interrupted: everything was stopped and closed while unwinding, so
+        sys.stdout.flush()                    # skip the interpreter's finalization (joins of threads a library
+        sys.stderr.flush()                    # left behind, late signals): the exit status is the signal's
+        os._exit(code)
     sys.exit(code)
 
 
