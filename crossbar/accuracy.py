@@ -397,6 +397,8 @@ SHIPPED = (
                  {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
     ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
+    # trained with the ACT ponder cost (graphcost train iterative-resnet --data digits --ponder 0.01)
+    ShippedModel("iterative-resnet", {"shared": True}, ("digits",), {"float": "iterative_resnet_digits.pt"}),
 )
 
 
@@ -433,6 +435,8 @@ def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] 
             want = shipped.config.get(key)
             if value is not None and (key not in shipped.config or want != value or type(value) is not type(want)):
                 return None
+        if kind not in shipped.files:
+            return None
         path = weights_folder() / shipped.files[kind]
         return path if path.is_file() else None
     return None

@@ -35,6 +35,7 @@ from torch import nn
 from graphcost.errors import UserError, first_line
 
 from .accuracy import confusion_matrix, miou
+from .adaptive import ponder_term
 from .data import IGNORE_INDEX, SegmentationSet, open_dataset
 
 __all__ = ["train", "TrainResult", "multi_output_loss", "evaluate", "save_checkpoint", "check_model_fits_data",
@@ -158,7 +159,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
           progress: Optional[Callable[[int, int], None]] = None,
-          on_epoch: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
+          on_epoch: Optional[Callable[[int, int, float], None]] = None, ponder: float = 0.0) -> TrainResult:
     """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
 
     Parameters
@@ -170,6 +171,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     train_samples, eval_samples : use only the first N images of each split (``None``: all; the
         synthetic set has 512 training images by default).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
+    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.ponder_term`)
+        added to the loss of a model with halting stages (0: none).
 
     Returns
     -------
@@ -196,9 +199,10 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     gen = torch.Generator().manual_seed(seed)
     images, labels = train_set.tensors()
     t0 = time.perf_counter()
-    losses = _fit(net, model.parameters(), hwa is not None, images, labels, epochs=epochs, lr=lr,
-                  batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
-                  on_epoch=on_epoch)
+    with ponder_term(model, ponder) as extra_loss:
+        losses = _fit(net, model.parameters(), hwa is not None, images, labels, epochs=epochs, lr=lr,
+                      batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
+                      on_epoch=on_epoch, extra_loss=extra_loss)
     test_images, test_labels = test_set.tensors()
     per_output = evaluate(model, test_images, test_labels, test_set.classes)
     config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
@@ -206,6 +210,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
               "eval_images": int(test_images.shape[0]), "hwa": hwa.to_dict() if hwa is not None else None,
               "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
               "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
+    if ponder:
+        config["ponder"] = ponder
     metric = "top1" if train_set.task == "classification" else "miou"
     return TrainResult(train_set.task, metric, tuple(per_output), tuple(losses),
                        round(time.perf_counter() - t0, 1), config)
@@ -213,7 +219,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
 
 def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
          lr: float, batch_size: int, crop: Optional[int], gen: torch.Generator,
-         loss_weights: Optional[Sequence[float]], progress, on_epoch) -> List[float]:
+         loss_weights: Optional[Sequence[float]], progress, on_epoch, extra_loss=None) -> List[float]:
     """The optimisation loop (Adam, lr x0.1 after 70 % and 85 % of the steps, Eq. 1 loss); mean loss per epoch.
     ``net`` is the model itself or its HWA wrapper (sharing ``parameters``), re-clipped after each step."""
     steps_per_epoch = max(1, images.shape[0] // batch_size)
@@ -227,6 +233,8 @@ def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: to
         running = 0.0
         for x, y in _batches(images, labels, batch_size, crop, gen):
             loss = multi_output_loss(as_outputs(net(x)), y, loss_weights)
+            if extra_loss is not None:  # e.g. the ACT ponder cost of the same forward
+                loss = loss + extra_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
