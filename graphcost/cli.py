@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import click
@@ -233,8 +234,11 @@ class Terminated(BaseException):
 
 #: Seconds after Ctrl-C / SIGTERM by which the ``graphcost`` process has exited, whatever still runs.
 EXIT_WITHIN_S = 8.0
+#: Seconds between re-sends of a signal whose exception some library swallowed (the run went on).
+RESEND_S = 1.0
 #: The console entry point enables the deadline; it is armed by the first signal.
-_EXIT_DEADLINE = {"enabled": False, "armed": False, "main": False, "resent": False}
+_EXIT_DEADLINE = {"enabled": False, "armed": False, "main": False, "resent": False, "caught": False,
+                  "signum": None}
 _EXIT_LINES = {signal.SIGINT: ("graphcost: interrupted", 130), signal.SIGTERM: ("graphcost: terminated", 143)}
 
 
@@ -246,7 +250,7 @@ def _arm_exit_deadline(signum: int) -> None:
     """
     if not _EXIT_DEADLINE["enabled"] or _EXIT_DEADLINE["armed"]:
         return
-    _EXIT_DEADLINE["armed"] = True
+    _EXIT_DEADLINE["armed"], _EXIT_DEADLINE["signum"] = True, signum
     line, code = _EXIT_LINES[signum]
 
     def exit_now() -> None:
@@ -259,6 +263,18 @@ def _arm_exit_deadline(signum: int) -> None:
     timer = threading.Timer(EXIT_WITHIN_S, exit_now)
     timer.daemon = True
     timer.start()
+    threading.Thread(target=_resend_until_caught, args=(signum,), name="graphcost-signal-resend", daemon=True).start()
+
+
+def _resend_until_caught(signum: int) -> None:
+    """Send the signal again every :data:`RESEND_S` until ``main`` has caught its exception: a library that
+    swallows it (a broad ``except`` during ``import torch``'s imports) must not let the run go on."""
+    while True:
+        time.sleep(RESEND_S)
+        if not _EXIT_DEADLINE["main"] or _EXIT_DEADLINE["caught"]:
+            return
+        _EXIT_DEADLINE["resent"] = True
+        os.kill(os.getpid(), signum)
 
 
 def _unwinding_already() -> bool:
@@ -311,6 +327,28 @@ def _quiet_torch() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _exit_status(exc: BaseException) -> int:
+    """The one stderr line and the exit status for what ended a command (re-raises a bug)."""
+    signalled = isinstance(exc, (KeyboardInterrupt, Terminated)) or (
+        isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt))
+    if signalled or _EXIT_DEADLINE["armed"]:  # armed: a signal is being handled; whatever failed after it (a
+        _EXIT_DEADLINE["caught"] = True        # library its exception left half-imported) is part of stopping
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else _EXIT_DEADLINE["signum"] or signal.SIGINT
+        line, code = _EXIT_LINES[signum]
+        click.echo(line, err=True)
+        return code
+    if isinstance(exc, UserError):
+        click.echo(f"graphcost: error: {' '.join(str(exc).split())}", err=True)  # one line, even quoting torch
+        return 2
+    if isinstance(exc, click.exceptions.Abort):
+        click.echo("graphcost: aborted", err=True)
+        return 1
+    if isinstance(exc, click.ClickException):
+        click.echo(f"graphcost: error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
+    raise exc
+
+
 def main(argv=None) -> int:
     """Console entry point: user errors become one stderr line and exit code 2; Ctrl-C exits 130, SIGTERM 143."""
     _quiet_torch()
@@ -321,26 +359,8 @@ def main(argv=None) -> int:
     _EXIT_DEADLINE["main"] = True
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
-    except UserError as exc:
-        message = " ".join(str(exc).split())  # one line, even when it quotes a multi-line error of torch
-        click.echo(f"graphcost: error: {message}", err=True)
-        return 2
-    except click.exceptions.Abort as exc:
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("graphcost: interrupted", err=True)
-            return 130
-        click.echo("graphcost: aborted", err=True)
-        return 1
-    except click.ClickException as exc:
-        message = " ".join(exc.format_message().split())
-        click.echo(f"graphcost: error: {message}", err=True)
-        return 2
-    except KeyboardInterrupt:
-        click.echo("graphcost: interrupted", err=True)
-        return 130
-    except Terminated:
-        click.echo("graphcost: terminated", err=True)
-        return 128 + signal.SIGTERM
+    except (KeyboardInterrupt, Terminated, Exception) as exc:
+        return _exit_status(exc)
     finally:
         _EXIT_DEADLINE["main"] = False
         sys.unraisablehook = previous_hook
@@ -352,7 +372,7 @@ def main(argv=None) -> int:
 def console_main() -> None:
     _EXIT_DEADLINE["enabled"] = True
     code = main()
-    if code in (130, 128 + signal.SIGTERM):  # interrupted: everything was stopped and closed while unwinding, so
+    if code in (130, 128 + signal.SIGTERM) or _EXIT_DEADLINE["armed"]:  # interrupted: everything was stopped and closed while unwinding, so
         sys.stdout.flush()                    # skip the interpreter's finalization (joins of threads a library
         sys.stderr.flush()                    # left behind, late signals): the exit status is the signal's
         os._exit(code)

@@ -241,6 +241,12 @@ class LocalExecutor(Executor):
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
+        # aborting: a repeated Ctrl-C / SIGTERM waits until the workers are stopped (at most ABORT_GRACE_S)
+        with signals_deferred() if abort else contextlib.nullcontext():
+            self._shut(pool, abort)
+
+    @staticmethod
+    def _shut(pool: cf.ProcessPoolExecutor, abort: bool) -> None:
         if abort:
             workers = list((getattr(pool, "_processes", None) or {}).values())
             for process in workers:  # first, so that shutting the pool down cannot wait on a busy worker
