@@ -14,7 +14,7 @@ import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, shape_text
 from graphcost.explore import SweepSpec
 from graphcost.explore.ranking import HIGHER_IS_BETTER
 from graphcost.explore.width import DEFAULT_WIDTH_MAX
@@ -42,7 +42,7 @@ def _number(value: Any) -> bool:
 def _shape_option(shape: Sequence[int]) -> str:
     """``--input`` for a resolved input shape: ``HxW`` for one RGB image, else ``CxHxW`` (batch 1 dropped)."""
     dims = list(shape[1:]) if len(shape) > 1 and shape[0] == 1 else list(shape)
-    return "x".join(str(d) for d in (dims[1:] if len(dims) == 3 and dims[0] == 3 else dims))
+    return shape_text(dims[1:] if len(dims) == 3 and dims[0] == 3 else dims)
 
 
 def reproduce_command(spec: SweepSpec) -> str:
