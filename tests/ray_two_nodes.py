@@ -4,14 +4,13 @@ Runs as PID 1's child inside ``unshare -n -p --fork --mount-proc`` (made by the 
 has only loopback, and every Ray process dies with the PID namespace when this script ends, so no
 ``ray stop`` (which kills by name, anyone's Ray) is ever needed. Prints one JSON line with what happened.
 
-    unshare -n -p --fork --mount-proc python tests/ray_two_nodes.py STORE [--measure]
+    unshare -n -p --fork --mount-proc python tests/ray_two_nodes.py STORE RAY_TMPDIR [--measure]
 """
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 PORT = 6379
@@ -79,9 +78,9 @@ def measure(store_dir: str) -> dict:
 
 
 def main() -> int:
-    store, measuring = sys.argv[1], "--measure" in sys.argv
+    store, ray_tmp, measuring = sys.argv[1], sys.argv[2], "--measure" in sys.argv
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    os.environ.update(RAY_TMPDIR=tempfile.mkdtemp(prefix="rt-"), RAY_AUTH_MODE="token",
+    os.environ.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="token",
                       RAY_AUTH_TOKEN="graphcost-two-node-test", RAY_USAGE_STATS_ENABLED="0")
     ray_start("--head", "--port", str(PORT), "--include-dashboard=false")
     if measuring:

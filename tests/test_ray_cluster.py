@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -26,8 +27,13 @@ def test_sweep_survives_a_killed_node_with_every_point_stored_once(tmp_path):
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("the two-node cluster runs in namespaces only root can make (unshare -n -p)")
     store = str(tmp_path / "store.sqlite")
-    done = subprocess.run(["unshare", "-n", "-p", "--fork", "--mount-proc", sys.executable,
-                           os.path.join(HERE, "ray_two_nodes.py"), store], capture_output=True, text=True, timeout=900)
+    ray_tmp = tempfile.mkdtemp(prefix="gc-rt-")  # short: Ray's socket paths have a length limit
+    try:
+        done = subprocess.run(["unshare", "-n", "-p", "--fork", "--mount-proc", sys.executable,
+                               os.path.join(HERE, "ray_two_nodes.py"), store, ray_tmp], capture_output=True, text=True,
+                              timeout=900)
+    finally:  # every Ray process died with the PID namespace when the script ended
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["rc"] == 0, report["stderr"]
