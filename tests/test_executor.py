@@ -130,3 +130,30 @@ def test_local_ray_dies_with_a_killed_driver():
     for p in alive:
         p.kill()
     assert not alive, [p.name() for p in alive]
+
+
+def test_progress_bar_rate_column_counts_items_per_second():
+    from types import SimpleNamespace
+
+    from graphcost.runtime.executor import RateColumn
+
+    column = RateColumn("points")
+    assert column.render(SimpleNamespace(completed=150, elapsed=2.0)).plain == "75.0 points/s"
+    assert column.render(SimpleNamespace(completed=0, elapsed=None)).plain == "0.0 points/s"
+
+
+def test_sweep_on_a_ray_address_nobody_answers_is_one_line_before_any_point(capsys, tmp_path):
+    import socket
+
+    from clirun import run
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = tmp_path / "s.sqlite"
+    rc, out, err = run(capsys, "sweep", "itnet", "--grid", "N=1,2", "--input", "32x48", "--executor", "ray",
+                       "--address", f"127.0.0.1:{port}", "--store", str(store))
+    assert rc == 2 and err.count("\n") == 1 and "cannot reach the Ray cluster" in err, err
+    from graphcost.runtime.store import open_store
+
+    assert len(open_store(str(store))) == 0

@@ -103,9 +103,9 @@ def test_deeply_nested_param_is_one_line(capsys):
 
 
 def test_huge_grid_is_refused_before_any_work_unless_yes(capsys):
-    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..1000", "--grid", "L=1..1000",
+    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..1001", "--grid", "L=1..1000",
                                            "--no-store")
-    assert rc == 2 and "1,000,000 points" in err and "--yes" in err
+    assert rc == 2 and "1,001,000 points" in err and "--yes" in err
     rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..100000000")
     assert rc == 2 and "at most" in err
 

@@ -89,3 +89,23 @@ def test_pareto_of_accuracy_and_energy_matches_the_table_on_model_keys(capsys, t
     rows = {(r["N"], r["hw.adc_bits"]): r for r in json.loads(stdout)["rows"]}
     assert rows[(1, 4)]["auc"] == rows[(1, 8)]["auc"] < rows[(2, 4)]["auc"]  # mIoU is the model's, not the ADC's
     assert [k for k, r in sorted(rows.items()) if r["pareto"]] == [(1, 4), (2, 4)]
+
+
+# --------------------------------------------------------------------------- memoised vs plain (issue 22)
+EQUALITY_GRID = ("N=1,2", "K=1,2,3", "hw.crossbar=64x64,128x128", "hw.adc_bits=3,4,5,6,8")  # 60 points
+BOOKKEEPING = ("analyses", "seconds")
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "independent"])
+def test_memoised_sweep_equals_the_plain_path_row_by_row(shared):
+    """Each architecture traced, width-searched and analysed once, each array geometry tiled once, every hardware
+    point re-mapping that work: the 60 rows equal the plain path's (every point on its own), value for value."""
+    sweep = SweepSpec(model="itnet", grid=parse_grid(list(EQUALITY_GRID)), fixed=(("L", 1),), input_shape=SHAPE,
+                      shared=shared, macs_budget=2e6, crossbar=(256, 256), chip_arrays=64)
+    memoised, plain = run_sweep(sweep), run_sweep(sweep, memoise=False)
+    assert len(memoised.rows) == 60 and not memoised.failed
+    strip = [[{k: v for k, v in r.items() if k not in BOOKKEEPING} for r in result.rows]
+             for result in (memoised, plain)]
+    for mine, theirs in zip(*strip):
+        assert list(mine.items()) == list(theirs.items())  # same values, same column order
+    assert memoised.analyses * 10 == plain.analyses  # 6 architectures, 10 hardware points each
