@@ -81,6 +81,15 @@ def test_cli_hardware_sweep_with_pareto(capsys, tmp_path):
     assert (out / "sweep-itnet-shared-pareto.png").exists() and (out / "sweep-itnet-shared-pareto.svg").exists()
 
 
+def test_pareto_front_of_hand_made_rows():
+    """Worked by hand: (energy, fps) = A (1, 10), B (2, 30), C (3, 20), D (1, 5), E (2, 30), F (-, 40).
+    D loses to A (same energy, fewer fps), C to B (more energy, fewer fps); B and E tie (neither is
+    strictly better), so both stay; F lacks energy_j, so it is never on the front."""
+    rows = [{"energy_j": 1, "fps": 10}, {"energy_j": 2, "fps": 30}, {"energy_j": 3, "fps": 20},
+            {"energy_j": 1, "fps": 5}, {"energy_j": 2, "fps": 30}, {"fps": 40}]
+    assert pareto_front(rows, (("energy_j", True), ("fps", False))) == [True, True, False, False, True, False]
+
+
 def test_cli_unknown_hardware_key_is_one_line_exit_2(capsys, tmp_path):
     out = tmp_path / "never"
     rc, stdout, err = run(capsys, "sweep", "itnet", "--grid", "N=1,2", "--grid", "hw.bogus=1", "--out", str(out),
@@ -104,11 +113,3 @@ def test_pareto_of_accuracy_and_energy_matches_the_table_on_model_keys(capsys, t
     assert rows[(1, 4)]["auc"] == rows[(1, 8)]["auc"] < rows[(2, 4)]["auc"]  # mIoU is the model's, not the ADC's
     assert [k for k, r in sorted(rows.items()) if r["pareto"]] == [(1, 4), (2, 4)]
 
-
-def test_pareto_front_of_hand_made_rows():
-    """Worked by hand: (energy, fps) = A (1, 10), B (2, 30), C (3, 20), D (1, 5), E (2, 30), F (-, 40).
-    D loses to A (same energy, fewer fps), C to B (more energy, fewer fps); B and E tie (neither is
-    strictly better), so both stay; F lacks energy_j, so it is never on the front."""
-    rows = [{"energy_j": 1, "fps": 10}, {"energy_j": 2, "fps": 30}, {"energy_j": 3, "fps": 20},
-            {"energy_j": 1, "fps": 5}, {"energy_j": 2, "fps": 30}, {"fps": 40}]
-    assert pareto_front(rows, (("energy_j", True), ("fps", False))) == [True, True, False, False, True, False]
