@@ -15,7 +15,7 @@ dataset mIoU: one confusion matrix over all pixels of all images, IoU per class 
 present in the labels or the predictions, averaged.
 
 A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
-executor (:func:`graphcost.executor.make_executor`) can run trials in other processes or on Ray
+executor (:func:`graphcost.runtime.executor.make_executor`) can run trials in other processes or on Ray
 workers; ``executor=None`` runs them here, one after the other.
 
 Classifiers (logits ``N x C``, e.g. ``digits-cnn`` on ``--data digits``) are scored by top-1
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .data import IGNORE_INDEX, open_dataset
 from .specs import ArraySpec, NoiseSpec
@@ -397,6 +397,8 @@ SHIPPED = (
                  {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
     ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}),
+    # trained with the ACT ponder cost (graphcost train iterative-resnet --data digits --ponder 0.01)
+    ShippedModel("iterative-resnet", {"shared": True}, ("digits",), {"float": "iterative_resnet_digits.pt"}),
 )
 
 
@@ -433,6 +435,8 @@ def shipped_checkpoint_for(model_name: str, params: Optional[Mapping[str, Any]] 
             want = shipped.config.get(key)
             if value is not None and (key not in shipped.config or want != value or type(value) is not type(want)):
                 return None
+        if kind not in shipped.files:
+            return None
         path = weights_folder() / shipped.files[kind]
         return path if path.is_file() else None
     return None
@@ -460,8 +464,7 @@ def load_weights(model: nn.Module, path) -> nn.Module:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"cannot read weights file {path!r} ({reason[:120]}); it must be a state dict saved "
+        raise UserError(f"cannot read weights file {path!r} ({first_line(exc)[:120]}); it must be a state dict saved "
                         f"with torch.save(model.state_dict(), FILE)") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):

@@ -177,7 +177,7 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
     con = render.console()
     acc = result.get("accuracy")
     metric = "top1" if acc and "top1" in acc else "miou"
-    shape = "x".join(str(d) for d in m.input_shape)
+    shape = shape_text(m.input_shape)
     con.print(render.table(f"{m.model} @ {shape} on {m.array.label} crossbars", ["metric", "value"],
                            _summary_rows(perf, result, energy, acc, metric)))
     if acc and len(acc.get("times", [])) > 1:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 __all__ = ["IGNORE_INDEX", "SYNTHETIC_SHAPE", "SYNTHETIC_TEST_SEED", "SYNTHETIC_TRAIN_SEED", "SegmentationSet",
            "SyntheticSegmentation", "CamVidDataset", "CityscapesDataset", "DigitsDataset", "open_dataset",
@@ -248,7 +248,7 @@ def _read_image(path: str, size: Tuple[int, int]) -> torch.Tensor:
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             data = im.tobytes()
     except Exception as exc:
-        raise UserError(f"cannot read image {path!r}: {_reason(exc)}") from None
+        raise UserError(f"cannot read image {path!r}: {first_line(exc)}") from None
     t = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size[0], size[1], 3)
     return t.permute(2, 0, 1).float().div_(255.0)
 
@@ -268,22 +268,17 @@ def _read_label(path: str, size: Tuple[int, int]) -> torch.Tensor:
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"cannot read label image {path!r}: {_reason(exc)}") from None
+        raise UserError(f"cannot read label image {path!r}: {first_line(exc)}") from None
     if arr.ndim != 2:
         raise UserError(f"label image {path!r} must have one channel (class ids), it has shape {arr.shape}")
     return torch.from_numpy(arr)
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _list_png(folder: str) -> List[str]:
     try:
         return sorted(f for f in os.listdir(folder) if f.lower().endswith(".png"))
     except OSError as exc:
-        raise UserError(f"cannot list {folder!r}: {exc.strerror or _reason(exc)}") from None
+        raise UserError(f"cannot list {folder!r}: {exc.strerror or first_line(exc)}") from None
 
 
 class CamVidDataset(SegmentationSet):
@@ -358,7 +353,7 @@ class CityscapesDataset(SegmentationSet):
         try:
             cities = sorted(d for d in os.listdir(img_root) if os.path.isdir(os.path.join(img_root, d)))
         except OSError as exc:
-            raise UserError(f"cannot list {img_root!r}: {exc.strerror or _reason(exc)}") from None
+            raise UserError(f"cannot list {img_root!r}: {exc.strerror or first_line(exc)}") from None
         pairs = []
         suffix = "_leftImg8bit.png"
         for city in cities:

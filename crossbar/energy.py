@@ -205,14 +205,29 @@ def _needed_calls(perf: Performance) -> List[int]:
     return needed
 
 
-def _per_output(perf: Performance, layers: Sequence[LayerEnergy], tech: TechSpec) -> Tuple[float, ...]:
+def _per_call(perf: Performance, layers: Sequence[LayerEnergy]) -> List[float]:
+    """Per call of ``perf.mapping.calls``: its share of its layer's dynamic energy, and its own rewrite."""
     mapping = perf.mapping
     per_call = []
-    for call in mapping.calls:  # a call's share of its layer's dynamic energy, and its own rewrite
+    for call in mapping.calls:
         layer, le = mapping.layers[call.layer], layers[call.layer]
         share = call.mvms / layer.mvms if layer.mvms else 0.0
         dynamic = le.energy_j - le.breakdown_j["leakage"] - le.breakdown_j["write"]
         per_call.append(dynamic * share + le.breakdown_j["write"] / max(1, layer.calls))
+    return per_call
+
+
+def call_energies_j(perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float], float]:
+    """Energy of each weight-layer call (by DAG node; leakage excluded) and the leakage per frame,
+    which an output (or an adaptive run) pays in proportion to its latency."""
+    layers = _layers(perf, tech)
+    per_call = _per_call(perf, layers)
+    return ({call.node: e for call, e in zip(perf.mapping.calls, per_call)},
+            sum(le.breakdown_j["leakage"] for le in layers))
+
+
+def _per_output(perf: Performance, layers: Sequence[LayerEnergy], tech: TechSpec) -> Tuple[float, ...]:
+    per_call = _per_call(perf, layers)
     leak_j = sum(le.breakdown_j["leakage"] for le in layers)
     last = perf.outputs[-1].latency_s if perf.outputs else 0.0
     result = []

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import networkx as nx
 from torch import fx, nn
@@ -493,9 +493,9 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
     return tuple(stages), tuple(outputs)
 
 
-def map_model(model: nn.Module, input_shape: Sequence[int], array: ArraySpec, depthwise: str = "dense", *,
+def map_model(model: nn.Module, inputs: Any, array: ArraySpec, depthwise: str = "dense", *,
               name: Optional[str] = None) -> ModelMapping:
-    """Trace ``model`` once at ``input_shape`` and map it (see :func:`map_trace`)."""
+    """Trace ``model`` once on ``inputs`` (as :func:`graphcost.analyze` takes them) and map it (see :func:`map_trace`)."""
     from graphcost.tracing import trace
 
-    return map_trace(trace(model, input_shape), array, depthwise, name=name or type(model).__name__)
+    return map_trace(trace(model, inputs), array, depthwise, name=name or type(model).__name__)

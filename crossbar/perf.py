@@ -286,19 +286,37 @@ def _frame_time(mapping: ModelMapping, swap: _Swap, chip: ChipSpec) -> Tuple[flo
 def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], arrays_of: List[int], t_mvm: float,
                       buffer_s: List[float], write_per_array_s: float) -> Tuple[OutputPerf, ...]:
     """Latency of every output: the longest path over the weight-layer calls."""
+    finish = _finish_times(mapping, swap.passes, swap.resident, replicas, t_mvm, buffer_s, write_per_array_s)
+    return tuple(
+        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
+                   sum(arrays_of[i] for i in o.layers))
+        for o in mapping.outputs)
+
+
+def _finish_times(mapping: ModelMapping, passes: Sequence[int], resident: Sequence[bool], replicas: Sequence[int],
+                  t_mvm: float, buffer_s: Sequence[float], write_per_array_s: float) -> List[float]:
+    """When each weight-layer call of ``mapping.calls`` finishes (one frame in flight)."""
     layers = mapping.layers
     finish: List[float] = []
     for call in mapping.calls:
         i = call.layer
         layer = layers[i]
-        t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * swap.passes[i] / replicas[i]
-        if not swap.resident[i]:
+        t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * passes[i] / replicas[i]
+        if not resident[i]:
             t += layer.tiles * write_per_array_s
         finish.append(t + max((finish[p] for p in call.preds), default=0.0))
-    return tuple(
-        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
-                   sum(arrays_of[i] for i in o.layers))
-        for o in mapping.outputs)
+    return finish
+
+
+def call_finish_s(perf: Performance) -> Dict[str, float]:
+    """When each weight-layer call (by DAG node) of ``perf``'s mapping finishes: the longest path to
+    it, as the outputs' latencies are computed (adaptive inference subtracts skipped iterations)."""
+    mapping, chip = perf.mapping, perf.chip
+    buffer_s = [buffer_s_per_mvm(layer, mapping.array, chip) for layer in mapping.layers]
+    finish = _finish_times(mapping, [lp.passes for lp in perf.layers], [lp.resident for lp in perf.layers],
+                           [lp.replicas for lp in perf.layers], chip.mvm_latency_ns * 1e-9, buffer_s,
+                           mapping.array.rows * chip.write_ns_per_row * 1e-9)
+    return {call.node: t for call, t in zip(mapping.calls, finish)}
 
 
 def buffer_s_per_mvm(layer: LayerMapping, array: ArraySpec, chip: ChipSpec) -> float:

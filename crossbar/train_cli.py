@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Optional
 
 import click
@@ -42,11 +43,14 @@ from .specs import NoiseSpec
               help="Use only the first N training images (default: the whole training split).")
 @click.option("--crop", type=click.IntRange(min=16), default=64, show_default=True,
               help="Square random training crop of segmentation images (a multiple of 16 for ItNet).")
+@click.option("--ponder", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the ACT ponder cost (iterations used + remainder, Leroux et al.) for models with "
+                   "halting stages, e.g. iterative-resnet: trains them to halt early.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
 def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], hwa: bool,
                   noise: NoiseSpec, epochs: int, lr: float,
-                  batch_size: int, samples: Optional[int], crop: int, seed: int, out_path: str):
+                  batch_size: int, samples: Optional[int], crop: int, ponder: float, seed: int, out_path: str):
     """Train MODEL on --data (float or --hwa, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
     from graphcost.runtime.executor import ProgressBar
     from graphcost.resolve import build
@@ -56,6 +60,8 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
     from .training import save_checkpoint, train
 
     _check_out(out_path)
+    if spec.dataset is None and data_text == "digits":  # digits data: the model's digits preset (1 x 8 x 8)
+        spec = replace(spec, dataset="digits")
     built = build(spec)
     data = data_text or ("digits" if built.dataset == "digits" else "synthetic")
     if init_path is not None:
@@ -68,7 +74,7 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
 
     with ProgressBar("training", 1) as bar:
         result = train(built.module, data, hwa=hwa_spec, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                       crop=crop, train_samples=samples, progress=bar, on_epoch=on_epoch)
+                       crop=crop, train_samples=samples, progress=bar, on_epoch=on_epoch, ponder=ponder)
     meta = {"model": spec.name, "params": dict(spec.params), "dataset_preset": built.dataset,
             "init": os.path.basename(init_path) if init_path else None,
             "command": "graphcost train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "graphcost train",

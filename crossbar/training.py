@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .accuracy import confusion_matrix, miou
+from .adaptive import ponder_term
 from .data import IGNORE_INDEX, SegmentationSet, open_dataset
 
 __all__ = ["train", "TrainResult", "multi_output_loss", "evaluate", "save_checkpoint", "check_model_fits_data",
@@ -121,9 +122,8 @@ def check_model_fits_data(model: nn.Module, dataset: SegmentationSet) -> None:
         with torch.no_grad():
             outs = as_outputs(model(image.unsqueeze(0)))
     except RuntimeError as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise UserError(f"the model cannot run on the {dataset.name} data's images of shape {tuple(image.shape)} "
-                        f"({reason}); pick a model built for that data") from None
+                        f"({first_line(exc)[:120]}); pick a model built for that data") from None
     finally:
         model.train(was_training)
     want = 2 if dataset.task == "classification" else 4
@@ -159,7 +159,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
           progress: Optional[Callable[[int, int], None]] = None,
-          on_epoch: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
+          on_epoch: Optional[Callable[[int, int, float], None]] = None, ponder: float = 0.0) -> TrainResult:
     """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
 
     Parameters
@@ -171,6 +171,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     train_samples, eval_samples : use only the first N images of each split (``None``: all; the
         synthetic set has 512 training images by default).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
+    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.ponder_term`)
+        added to the loss of a model with halting stages (0: none).
 
     Returns
     -------
@@ -197,9 +199,10 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     gen = torch.Generator().manual_seed(seed)
     images, labels = train_set.tensors()
     t0 = time.perf_counter()
-    losses = _fit(net, model.parameters(), hwa is not None, images, labels, epochs=epochs, lr=lr,
-                  batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
-                  on_epoch=on_epoch)
+    with ponder_term(model, ponder) as extra_loss:
+        losses = _fit(net, model.parameters(), hwa is not None, images, labels, epochs=epochs, lr=lr,
+                      batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
+                      on_epoch=on_epoch, extra_loss=extra_loss)
     test_images, test_labels = test_set.tensors()
     per_output = evaluate(model, test_images, test_labels, test_set.classes)
     config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
@@ -207,6 +210,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
               "eval_images": int(test_images.shape[0]), "hwa": hwa.to_dict() if hwa is not None else None,
               "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
               "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
+    if ponder:
+        config["ponder"] = ponder
     metric = "top1" if train_set.task == "classification" else "miou"
     return TrainResult(train_set.task, metric, tuple(per_output), tuple(losses),
                        round(time.perf_counter() - t0, 1), config)
@@ -214,7 +219,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
 
 def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: torch.Tensor, *, epochs: int,
          lr: float, batch_size: int, crop: Optional[int], gen: torch.Generator,
-         loss_weights: Optional[Sequence[float]], progress, on_epoch) -> List[float]:
+         loss_weights: Optional[Sequence[float]], progress, on_epoch, extra_loss=None) -> List[float]:
     """The optimisation loop (Adam, lr x0.1 after 70 % and 85 % of the steps, Eq. 1 loss); mean loss per epoch.
     ``net`` is the model itself or its HWA wrapper (sharing ``parameters``), re-clipped after each step."""
     steps_per_epoch = max(1, images.shape[0] // batch_size)
@@ -228,6 +233,8 @@ def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: to
         running = 0.0
         for x, y in _batches(images, labels, batch_size, crop, gen):
             loss = multi_output_loss(as_outputs(net(x)), y, loss_weights)
+            if extra_loss is not None:  # e.g. the ACT ponder cost of the same forward
+                loss = loss + extra_loss()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -246,7 +253,7 @@ def _fit(net: nn.Module, parameters, hwa: bool, images: torch.Tensor, labels: to
 
 def save_checkpoint(model: nn.Module, path: str, meta: Optional[Dict[str, Any]] = None) -> None:
     """Write ``model``'s state dict (float32) to ``path`` and ``meta`` as JSON beside it, each atomically."""
-    from graphcost.render import write_atomic
+    from graphcost.fileio import write_atomic
 
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

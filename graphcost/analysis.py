@@ -97,13 +97,6 @@ class Analysis:
                       "longest path from the input"}
         return d
 
-    def to_html(self, trace: Optional[Trace] = None, mapping=None) -> str:
-        """A self-contained HTML page of this analysis: graphs with ``trace``, mapping with ``mapping``
-        (see :func:`graphcost.viewer.render_html`)."""
-        from .viewer import render_html  # the viewer imports this module
-
-        return render_html(self, trace, mapping)
-
     def to_frame(self) -> pd.DataFrame:
         """One row per unique layer."""
         import pandas as pd
@@ -173,8 +166,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
 
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,
             bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
-            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-            input_shape: Optional[Sequence[int]] = None, tracer: str = "auto") -> Analysis:
+            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None, tracer: str = "auto") -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
     Parameters
@@ -183,7 +175,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         The model. Nothing is allocated for activations: shapes come from fake tensors.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
         What ``forward`` is called with (see :func:`graphcost.trace`; token ids:
-        ``InputSpec((1, 128), torch.int64)``). ``input_shape=`` is the same, by its old name.
+        ``InputSpec((1, 128), torch.int64)``).
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
@@ -227,6 +219,6 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    t = trace_model(model, inputs if input_shape is None else input_shape, leaf_modules=leaf_modules,
+    t = trace_model(model, inputs, leaf_modules=leaf_modules,
                     custom_costs=custom_costs, tracer=tracer)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

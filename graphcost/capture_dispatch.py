@@ -43,9 +43,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from . import ops
 from .aten_costs import aten_kind, decomposed, is_metadata_query, op_cost, slow_math_path, tally_uncounted
-from .errors import UserError
+from .errors import UserError, first_line, shape_text
 from .inputs import InputSpec, describe
-from .schema import Evaluated
+from .schema import Captured, Evaluated
 
 #: whether a submodule (at its path) is one call of the graph rather than traced into
 IsLeaf = Callable[[nn.Module, str], bool]
@@ -55,18 +55,6 @@ _IO = ops.OpInfo("placeholder", "io", ops.free)
 
 class DispatchCaptureFailed(UserError):
     """The model's forward could not run on meta tensors."""
-
-
-@dataclass
-class Captured:
-    """A model's graph as one forward on meta tensors ran it, every node already costed."""
-
-    graph: fx.Graph
-    records: Dict[str, Evaluated]
-    #: leaf modules without a formula, costed per aten op, in call order
-    opaque_calls: List[str] = field(default_factory=list)
-    #: aten ops that compute but have no formula: op -> (calls, example shapes)
-    uncounted: Dict[str, Tuple[int, tuple]] = field(default_factory=dict)
 
 
 def dispatch_capture(model: nn.Module, inputs: Dict[str, Any], dtype: torch.dtype, is_leaf: IsLeaf,
@@ -111,7 +99,7 @@ def dispatch_capture(model: nn.Module, inputs: Dict[str, Any], dtype: torch.dtyp
     except Exception as exc:  # the model's own code raises anything; one line names where
         raise DispatchCaptureFailed(recorder.failure(exc)) from None
     recorder.add_output(returned)
-    return Captured(recorder.graph, recorder.records, list(recorder.opaque_calls), recorder.uncounted)
+    return Captured(model, recorder.graph, recorder.records, list(recorder.opaque_calls), [], recorder.uncounted)
 
 
 @contextlib.contextmanager
@@ -337,14 +325,13 @@ class _Recorder(TorchDispatchMode):
         frame = leaf or next((f for f in reversed(self._frames) if f.path is not None), None)
         tensors = ops.tensors_in(leaf.args) if leaf is not None and ops.tensors_in(leaf.args) else \
             ops.tensors_in((args, kwargs))
-        shapes = ", ".join(ops.shape_text(t.shape) for t in tensors) or "no tensors"
+        shapes = ", ".join(shape_text(t.shape) for t in tensors) or "no tensors"
         where = f"layer {frame.path!r} ({type(frame.module).__name__})" if frame else \
             f"the forward of {type(self.model).__name__}"
         return f"{where} cannot run on input {shapes}"
 
     def failure(self, exc: Exception) -> str:
         """One line: where ``forward`` failed on meta tensors and torch's first line of why."""
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         # module calls are not unwound on an error while capturing (torch skips the always-called
         # hooks when compiling): the stack still shows where the model's own code raised
-        return f"{self._failed_in or self._where((), {})}: {detail}"
+        return f"{self._failed_in or self._where((), {})}: {first_line(exc)}"

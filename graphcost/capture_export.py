@@ -28,7 +28,7 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 import torch.fx.config
@@ -39,7 +39,10 @@ from torch.utils import _pytree as pytree
 from torch.export.graph_signature import InputKind
 
 from . import ops
-from .errors import UserError
+from .capture_fx import ExportedCostInterpreter, run_on_fake_inputs
+from .errors import UserError, first_line
+from .inputs import bind_inputs, fake_input
+from .schema import Captured
 
 
 @dataclass
@@ -53,6 +56,27 @@ class Exported:
 
 class ExportFailed(UserError):
     """``torch.export`` could not capture the model."""
+
+
+def export_capture(model: nn.Module, bound: Dict[str, Any], dtype: torch.dtype, device: torch.device,
+                   custom: Optional[Dict] = None, *, bound_to_model: bool = True) -> Captured:
+    """Export ``model`` on fake inputs and cost its graph (every node's fake value as export recorded it).
+
+    ``bound`` holds ``forward``'s arguments by name (``bound_to_model=False``: by the name a holder
+    of the bare leaf ``model`` gave its one input, re-bound here to ``model``'s own signature).
+
+    Raises
+    ------
+    ExportFailed
+        If ``torch.export`` cannot capture the model.
+    """
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        values = [fake_input(value, dtype, device) for value in bound.values()]
+    exported = export_graph(model, dict(zip(bound, values)) if bound_to_model else bind_inputs(model, values, {}))
+    interp = ExportedCostInterpreter(model, exported.graph, set(), custom or {})
+    run_on_fake_inputs(interp, exported.graph, bound, dtype, device, type(model).__name__, exported.fake_mode)
+    return Captured(model, exported.graph, interp.records, list(interp.opaque_calls), sorted(interp.unknown),
+                    interp.uncounted)
 
 
 def export_graph(model: nn.Module, inputs: Dict[str, torch.Tensor]) -> Exported:
@@ -79,8 +103,7 @@ def export_graph(model: nn.Module, inputs: Dict[str, torch.Tensor]) -> Exported:
         with _torch_logs_off(), _no_stack_traces():
             program = torch.export.export(model, (), dict(inputs), strict=False)
     except Exception as exc:  # export raises many types; the user needs the first line
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportFailed(f"torch.export cannot capture {type(model).__name__}: {first_line}") from None
+        raise ExportFailed(f"torch.export cannot capture {type(model).__name__}: {first_line(exc)}") from None
     return _refetch_lifted(model, program)
 
 

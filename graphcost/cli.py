@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 import click
 
 from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401 (re-exported)
-from .errors import TORCH_CAPTURE_LOGGERS, UserError
+from .errors import TORCH_CAPTURE_LOGGERS, UserError, shape_text
 
 if TYPE_CHECKING:
     from .resolve import ModelSpec
@@ -80,6 +80,13 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+#: ``analyze --adaptive`` option types, parsed by the crossbar room's functions (imported at the first value)
+ADAPTIVE_DATA = Parsed("graphcost.crossbar.data:check_data", "data", "synthetic|digits|camvid:PATH|cityscapes:PATH")
+EXIT_POLICY = Parsed("graphcost.crossbar.adaptive:parse_exit", "exit policy", "confidence=T|output=N")
+ADAPTIVE_WEIGHTS = Parsed("graphcost.crossbar.accuracy:check_weights", "weights", "float|hwa|FILE")
+ADAPTIVE_CROSSBAR = Parsed("graphcost.crossbar.specs:parse_crossbar", "crossbar size", "RxC")
+
+
 def graph_path(text: str) -> str:
     """A path for :func:`~graphcost.export.export_graph`: it must end in one of its formats."""
     if not text.lower().endswith(GRAPH_FORMATS):
@@ -105,14 +112,43 @@ def cli():
 @click.option("--bytes-per-element", type=click.IntRange(min=1), default=None,
               help="Bytes per parameter / activation element for graph size (default: the model's dtype).")
 @click.option("--strict", is_flag=True, help="Exit with 3 when some computing op could not be counted.")
+@click.option("--adaptive", is_flag=True,
+              help="Cost per input on real --data: iterations used per ACT stage of a halting network, or the "
+                   "output an early-exit network stops at (--exit); distribution, histogram, saving.")
+@click.option("--data", "data", type=ADAPTIVE_DATA, default=None,
+              help="With --adaptive: the inputs (default: digits for the digits preset, else synthetic).")
+@click.option("--exit", "exit_policy", type=EXIT_POLICY, default=None,
+              help="With --adaptive, for early-exit networks: stop at the first output whose max softmax (mean "
+                   "over pixels) reaches T, or always at output N (default: confidence=0.9).")
+@click.option("--weights", "weights", type=ADAPTIVE_WEIGHTS, default=None,
+              help="With --adaptive: the shipped float / hwa checkpoint or a state dict file (default: the shipped "
+                   "checkpoint of the model and data, built with the parameters it was trained with).")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="With --adaptive: images to run (default 360, the whole digits test split).")
+@click.option("--crossbar", "crossbar", type=ADAPTIVE_CROSSBAR, default=None,
+              help="With --adaptive: also map onto RxC arrays (programmed once) for energy and latency per input.")
 @tracer_option
 @format_option
 def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_element: Optional[int], strict: bool,
-            tracer: str, fmt: str):
-    """Parameters, MACs, graph size and latency of MODEL, per anytime output too."""
+            adaptive: bool, data: Optional[str], exit_policy, weights: Optional[str], samples: Optional[int],
+            crossbar: Optional[Tuple[int, int]], tracer: str, fmt: str):
+    """Parameters, MACs, graph size and latency of MODEL, per anytime output too (--adaptive: per input)."""
     from .analysis import analyze as analyze_model
     from .resolve import build_for_shapes
 
+    given = [flag for flag, value in (("--data", data), ("--exit", exit_policy), ("--weights", weights),
+                                      ("--samples", samples), ("--crossbar", crossbar)) if value is not None]
+    if adaptive:
+        from .crossbar import adaptive_cli  # a plugin room, imported when asked for
+
+        run = adaptive_cli.run_request(spec, data=data, policy=exit_policy, weights=weights, samples=samples,
+                                       crossbar=crossbar, tracer=tracer)
+        if fmt == "table":
+            _render_analysis(run.analysis, per_layer, fmt)
+        adaptive_cli.render_run(run, fmt)
+        return 0
+    if given:
+        raise UserError(f"{given[0]} is an option of --adaptive; add --adaptive")
     built = build_for_shapes(spec)
     result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
                           all_layers=all_layers, tracer=tracer)
@@ -131,7 +167,7 @@ def _render_analysis(result, per_layer: bool, fmt: str) -> None:
         click.echo(render.frame_csv(frame), nl=False)
         return
     con = render.console()
-    shape = "x".join(str(d) for d in result.input_shape)
+    shape = shape_text(result.input_shape)
     summary = [
         ("params", render.human(result.params)),
         ("MACs (multiply-accumulates, not FLOPs)", render.human(result.macs)),

@@ -62,7 +62,7 @@ class Parsed(click.ParamType):
 INPUT_SHAPE = Parsed("graphcost.resolve:parse_input_shape", "input shape", "HxW")
 INPUT = Parsed("graphcost.resolve:parse_input", "input", "[NAME=]DIMS[:DTYPE]")
 MODEL_PARAM = Parsed("graphcost.resolve:parse_param", "model parameter", "KEY=VALUE")
-TRACER = Parsed("graphcost.resolve:parse_tracer", "tracer", "auto|fx|dispatch|export")
+TRACER = Parsed("graphcost.tracing:parse_tracer", "tracer", "auto|fx|dispatch|export")
 
 
 #: What MODEL may be, for the message of a command that needs one named.

@@ -1,6 +1,10 @@
-"""Errors a user can cause. The CLI prints their message as one stderr line and exits with 2."""
+"""Errors a user can cause, and how their one-line messages write an exception and a shape.
+
+The CLI prints a :class:`UserError`'s message as one stderr line and exits with 2.
+"""
 import contextlib
 import logging
+from typing import Iterable, Optional
 
 
 class UserError(Exception):
@@ -25,3 +29,22 @@ def quiet_torch_logs():
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+def first_line(exc: BaseException, empty: Optional[str] = None) -> str:
+    """The first line of an exception's message (``empty``, by default its type name, when it has
+    none): what a one-line error quotes of a failure elsewhere.
+
+    >>> first_line(ValueError("bad shape\\n  at layer 3")), first_line(KeyError()), first_line(KeyError(), "")
+    ('bad shape', 'KeyError', '')
+    """
+    return (str(exc).strip().splitlines() or [type(exc).__name__ if empty is None else empty])[0]
+
+
+def shape_text(shape: Iterable[int]) -> str:
+    """A shape as messages and titles write it: ``1x3x224x224`` (``()`` for a scalar).
+
+    >>> shape_text((1, 3, 360, 480)), shape_text(())
+    ('1x3x360x480', '()')
+    """
+    return "x".join(str(int(d)) for d in shape) or "()"

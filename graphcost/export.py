@@ -14,8 +14,8 @@ import networkx as nx
 
 from . import passes, render
 from .errors import UserError
-from .ops import shape_text
-from .render import write_atomic
+from .errors import shape_text
+from .fileio import write_atomic
 from .schema import RECORD, flat_attributes
 from .tracing import Trace
 

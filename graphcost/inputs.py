@@ -16,6 +16,7 @@ Optional ``forward`` arguments not given keep their defaults.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -78,6 +79,18 @@ def split_inputs(inputs: Any) -> Tuple[List[Union[InputSpec, torch.Tensor]], Dic
                 args.append(_one(value))
         return args, kwargs
     raise UserError(f"inputs must be a shape, an InputSpec, a tensor, a tuple or a dict of them, got {inputs!r}")
+
+
+def bind_inputs(module: torch.nn.Module, args, kwargs) -> Dict[str, Any]:
+    """The inputs by ``module.forward``'s argument names, checked against its signature.
+
+    >>> bind_inputs(torch.nn.Linear(3, 2), [InputSpec((1, 3))], {})
+    {'input': InputSpec(shape=(1, 3), dtype=None)}
+    """
+    try:
+        return dict(inspect.signature(module.forward).bind_partial(*args, **kwargs).arguments)
+    except TypeError as exc:
+        raise UserError(f"{type(module).__name__}.forward cannot take these inputs: {exc}") from None
 
 
 def describe(value: Union[InputSpec, torch.Tensor], default_dtype: torch.dtype) -> InputSpec:

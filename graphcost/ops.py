@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx._symbolic_trace import _assert_is_none
 
-from .errors import UserError
+from .errors import UserError, shape_text
 
 #: kinds whose layers hold a weight matrix: the paper's "conv layers" for graph size and latency
 #: (a fully-connected layer is a 1x1 convolution; a recurrent cell is a stack of them).
@@ -464,11 +464,6 @@ def _conv_macs(x_shape, w_shape, out_shape, groups: int, transposed: bool) -> in
         return batch * cin * math.prod(x_shape[2:]) * (w_shape[1]) * kernel
     cin_per_group = w_shape[1]
     return math.prod(out_shape) * cin_per_group * kernel
-
-
-def shape_text(shape) -> str:
-    """A shape as messages write it: ``1x3x224x224``."""
-    return "x".join(str(int(d)) for d in shape) or "()"
 
 
 def conv_output_shape(m: nn.Module, args: Sequence[Any], kwargs=None) -> Optional[tuple]:

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, first_line
 from .inputs import InputSpec
 
 DEFAULT_INPUT = (1, 3, 224, 224)
@@ -122,22 +122,6 @@ def parse_input_shape(text: str, channels: int = 3) -> Tuple[int, ...]:
     raise UserError(f"an input shape is HxW, CxHxW or NxCxHxW, got {text!r}")
 
 
-#: how a model's graph is captured (:func:`graphcost.trace`'s ``tracer``)
-TRACERS = ("auto", "fx", "dispatch", "export")
-
-
-def parse_tracer(text: str) -> str:
-    """A capture path: ``auto`` (fx, then dispatch, then export), ``fx``, ``dispatch`` or ``export``.
-
-    >>> parse_tracer("Export")
-    'export'
-    """
-    value = text.strip().lower()
-    if value not in TRACERS:
-        raise UserError(f"a tracer is one of {', '.join(TRACERS)}, got {text!r}")
-    return value
-
-
 _DTYPES = {name: getattr(torch, name) for name in (
     "float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")}
 _DTYPES.update({"float": torch.float32, "half": torch.float16, "double": torch.float64, "long": torch.int64,
@@ -219,8 +203,7 @@ def call_factory(label: str, factory, params: Dict[str, Any]) -> nn.Module:
     try:
         module = factory(**params)
     except Exception as exc:  # the factory is the user's code: whatever it raises is a build failure
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line}") from None
+        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line(exc, empty='')}") from None
     if not isinstance(module, nn.Module):
         raise UserError(f"{label} returned {type(module).__name__}, not a torch.nn.Module")
     return module
@@ -284,8 +267,7 @@ def _hf_config(label: str, transformers, model_type: str, params: Dict[str, Any]
     try:
         return transformers.AutoConfig.for_model(model_type, **params)
     except Exception as exc:  # a config rejecting a parameter: the user's input
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line}") from None
+        raise BuildFailed(f"building {label} failed: {type(exc).__name__}: {first_line(exc, empty='')}") from None
 
 
 def _hf_inputs(module: nn.Module, config) -> Dict[str, InputSpec]:

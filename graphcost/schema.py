@@ -19,7 +19,7 @@ GraphML and DOT export need.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import networkx as nx
 
@@ -64,6 +64,21 @@ class Evaluated:
     out_shapes: Tuple[Shape, ...]
     out_bytes: int
     in_bytes: int
+
+
+@dataclass
+class Captured:
+    """What a capture path returns, whichever it was: the graph and every node's record."""
+
+    root: Any  #: the module the graph's ``call_module`` and ``get_attr`` targets are paths of
+    graph: Any  #: the :class:`torch.fx.Graph`
+    records: Dict[str, Evaluated]
+    #: leaf modules without a formula, costed per aten op, in call order
+    opaque_modules: List[str]
+    #: functions / methods without a formula, costed per aten op (fx path only)
+    unknown_ops: List[str]
+    #: aten ops that compute but have no formula: op -> (calls, example shapes)
+    uncounted: Dict[str, Tuple[int, tuple]]
 
 
 @dataclass(frozen=True)

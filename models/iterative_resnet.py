@@ -141,6 +141,9 @@ class IterativeStage(nn.Module):
         self.iterations = iterations
         self.shared = shared
         self.ponder = ponder
+        #: ACT halts once the cumulative halting score reaches this (1 - eps); an attribute, so an
+        #: adaptive-inference sweep can move it (fx traces it as a constant).
+        self.halting_threshold = 1.0 - _ACT_EPS
         if in_channels != channels or stride != 1:
             self.transition = nn.Sequential(
                 nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels))
@@ -155,6 +158,16 @@ class IterativeStage(nn.Module):
         self.norms = nn.ModuleList(IterationNorms(channels, width, depthwise) for _ in range(iterations))
         self.relu = nn.ReLU(inplace=True)
 
+    # The halting-stage protocol (graphcost.crossbar.adaptive reads it): the halting units, called
+    # once per iteration in order (not at the last one), and the module each iteration starts with.
+    def halting_units(self) -> List[nn.Module]:
+        """The ACT units whose ``N x 1`` outputs are the halting scores, in the order they are called."""
+        return list(self.acts)
+
+    def iteration_entry(self, i: int) -> nn.Module:
+        """The first module iteration ``i`` (from 0) calls: its block's first convolution."""
+        return self.blocks[0 if self.shared else i].conv1
+
     def _update(self, block: BottleneckWeights, norm: IterationNorms, s):
         """``y = F(s)``: conv-BN-ReLU, conv-BN-ReLU (depthwise: twice), conv-BN (no ReLU, Eq. 3)."""
         y = self.relu(norm.bn1(block.conv1(s)))
@@ -165,7 +178,7 @@ class IterativeStage(nn.Module):
 
     def forward(self, x):
         s = self.transition(x)
-        threshold = 1.0 - _ACT_EPS
+        threshold = self.halting_threshold
         halting: List = []
         out = None
         ponder = None
@@ -212,16 +225,17 @@ class IterativeResNet(nn.Module):
 
     def __init__(self, *, iterations: Sequence[int] = RESNET152_ITERATIONS, classes: int = 1000,
                  expansion: int = 4, width: int = 64, depthwise: bool = False, shared: bool = True,
-                 stem: str = "imagenet", act_hidden: int = _ACT_HIDDEN, return_halting: bool = False):
+                 stem: str = "imagenet", act_hidden: int = _ACT_HIDDEN, return_halting: bool = False,
+                 in_channels: int = 3):
         super().__init__()
         self.return_halting = return_halting
         if stem == "imagenet":
             self.stem = nn.Sequential(
-                nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
+                nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
         else:  # "cifar": 3x3/1 convolution, no max-pool
             self.stem = nn.Sequential(
-                nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
+                nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
                 nn.ReLU(inplace=True))
         stages = []
         in_channels = width
@@ -252,6 +266,13 @@ class IterativeResNet(nn.Module):
         return logits
 
 
+#: Builder defaults: the paper's IterativeNet152 (ResNet-152 pattern, ImageNet stem) ...
+_PAPER_DEFAULTS = {"iterations": RESNET152_ITERATIONS, "expansion": 4, "width": 64, "stem": "imagenet"}
+#: ... and, on the 8 x 8 grey digits preset, a small one that trains in a minute on a CPU (three stages
+#: at 8x8, 4x4, 2x2; the shipped checkpoint, crossbar/weights/iterative_resnet_digits.pt, is this model).
+_DIGITS_DEFAULTS = {"iterations": (4, 4, 4), "expansion": 1, "width": 16, "stem": "cifar"}
+
+
 def _stage_iterations(iterations: Union[int, Sequence[int]]) -> Tuple[int, ...]:
     """Iterations per stage: one int for all 4 stages, or one entry per stage."""
     if isinstance(iterations, bool):
@@ -265,8 +286,8 @@ def _stage_iterations(iterations: Union[int, Sequence[int]]) -> Tuple[int, ...]:
 
 @register_model("iterative-resnet", default_dataset="camvid")
 def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
-                     iterations: Union[int, Sequence[int]] = RESNET152_ITERATIONS, expansion: int = 4,
-                     width: int = 64, depthwise: bool = False, shared: bool = True, stem: str = "imagenet",
+                     iterations: Union[int, Sequence[int], None] = None, expansion: int | None = None,
+                     width: int | None = None, depthwise: bool = False, shared: bool = True, stem: str | None = None,
                      act_hidden: int = _ACT_HIDDEN, return_halting: bool = False) -> nn.Module:
     """IterativeNet152 (Leroux et al. 2022): ResNet-152 stages as one bottleneck iterated 3/8/36/3x, with ACT.
 
@@ -289,10 +310,18 @@ def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
         which is how the paper's 9M / 6M ImageNet figures read; with it, 9M is 27% below ours.
       * ``shared=False`` at 224x224: 66.5M params (ResNet-152: 60.2M), same MACs.
 
+    On the ``digits`` preset (8 x 8 grey images) the defaults are a small model instead:
+    iterations (4, 4, 4), expansion 1, width 16, the CIFAR stem, one input channel.
+
     Design choices where the paper is silent (transitions, block, ACT unit, stems, output): the
     module docstring.
     """
     preset = DATASETS[dataset]
+    defaults = _DIGITS_DEFAULTS if dataset == "digits" else _PAPER_DEFAULTS
+    iterations = defaults["iterations"] if iterations is None else iterations
+    expansion = defaults["expansion"] if expansion is None else expansion
+    width = defaults["width"] if width is None else width
+    stem = defaults["stem"] if stem is None else stem
     classes = preset.classes if classes is None else check_int("classes", classes)
     iterations = _stage_iterations(iterations)
     check_int("expansion", expansion, 1, MAX_WIDTH)
@@ -305,4 +334,4 @@ def iterative_resnet(*, dataset: str = "camvid", classes: int | None = None,
         raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
     return IterativeResNet(iterations=iterations, classes=classes, expansion=expansion, width=width,
                            depthwise=depthwise, shared=shared, stem=stem, act_hidden=act_hidden,
-                           return_halting=return_halting)
+                           return_halting=return_halting, in_channels=preset.channels)

@@ -544,3 +544,52 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
     variant = "" if spec.shared is None else (", shared" if spec.shared else ", independent")
     shape = shape_text(spec.input_shape)
     render.console().print(render.table(f"sweep {model} @ {shape}{variant}{budget}", columns, table_rows))
+
+
+@report.command(name="adaptive")
+@model_options
+@click.option("--data", type=Parsed("graphcost.crossbar.data:check_data", "data"), default=None,
+              help="The inputs (default: digits for the digits preset, else synthetic).")
+@click.option("--exit", "exit_policy", type=Parsed("graphcost.crossbar.adaptive:parse_exit", "exit policy",
+                                                   "confidence=T|output=N"), default=None,
+              help="Early-exit networks: the policy marked on the sweep (default confidence=0.9).")
+@click.option("--weights", type=Parsed("graphcost.crossbar.accuracy:check_weights", "weights"), default=None,
+              help="float, hwa or a state dict file (default: the shipped checkpoint of the model and data).")
+@click.option("--samples", type=click.IntRange(min=1), default=None, help="Inputs to run (default 360).")
+@click.option("--crossbar", type=Parsed("graphcost.crossbar.specs:parse_crossbar", "crossbar size", "RxC"),
+              default=None, help="Also map onto RxC arrays: energy per input in the CSV.")
+@out_option()
+@format_option
+def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights: Optional[str],
+                     samples: Optional[int], crossbar, out_dir: str, fmt: str):
+    """Cost per input of a halting or early-exit MODEL on real data: MACs histogram, accuracy vs mean cost
+    as the threshold sweeps, easiest and hardest inputs. Writes adaptive-MODEL.png/.svg/.csv (the sweep),
+    adaptive-MODEL-inputs.csv (one row per input) and index.html to --out."""
+    from graphcost.crossbar.adaptive_run import DEFAULT_SAMPLES, AdaptiveRequest, run_adaptive
+    from graphcost.crossbar.specs import ArraySpec
+
+    from . import adaptive
+
+    out = check_out_dir(out_dir)
+    request = AdaptiveRequest(spec, data=data, policy=exit_policy, weights=weights,
+                              samples=samples or DEFAULT_SAMPLES, array=ArraySpec(*crossbar) if crossbar else None)
+    run = run_adaptive(request)
+    for note in run.notes:
+        click.echo(f"note: {note}", err=True)
+    sweep = adaptive.sweep_frame(run)
+    fig = adaptive.adaptive_figure(run, sweep, spec.name)
+    writers = figure_writers(fig, f"adaptive-{spec.name}", sweep)
+    per_input = adaptive.samples_frame(run)
+    writers[f"adaptive-{spec.name}-inputs.csv"] = lambda p: per_input.to_csv(p, index=False)
+    written = write_files(out, writers)
+    written.append(write_index(out, f"graphcost report adaptive {spec.name}", written))
+    if fmt == "json":
+        click.echo(render.dumps({"adaptive": run.result.to_dict(), "sweep": _records(sweep)}))
+    elif fmt == "csv":
+        click.echo(render.frame_csv(sweep), nl=False)
+    else:
+        rows = [(f"{r['threshold']:g}", render.human(r["mean_macs"]), f"{r['score']:.4f}") for r in _records(sweep)]
+        render.console().print(render.table(f"{spec.name}: {run.result.metric} vs mean cost over the threshold sweep",
+                                            ["threshold", "mean MACs", run.result.metric], rows))
+        click.echo(run.result.line())
+    _echo_written(written)

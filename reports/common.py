@@ -12,9 +12,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 
 from graphcost.analysis import analyze
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line, shape_text
 from graphcost.models import dataset_preset, model_entry
-from graphcost.render import clean_stale_temp_files, write_atomic
+from graphcost.fileio import clean_stale_temp_files, write_atomic
 from graphcost.resolve import ModelSpec, build_for_shapes
 from graphcost.runtime.store import cached_map, result_key
 
@@ -76,8 +76,7 @@ def read_table(path: str, **read_csv_args):
     except FileNotFoundError:
         raise UserError(f"accuracy table {path!r} does not exist; pass an existing CSV") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read accuracy table {path!r} as CSV: {first}") from None
+        raise UserError(f"cannot read accuracy table {path!r} as CSV: {first_line(exc)}") from None
 
 
 def variant_name(shared: Optional[bool]) -> Optional[str]:
@@ -97,11 +96,6 @@ def model_label(model: str, shared: Optional[bool], params: Optional[Mapping[str
 def style_key(model: str, shared: Optional[bool]) -> str:
     """The :data:`STYLE` key of a model: its independent-weights variant has its own colour."""
     return f"{model}-independent" if shared is False else model
-
-
-def shape_text(shape: Sequence[int]) -> str:
-    """``(1, 3, 360, 480)`` -> ``"1x3x360x480"``."""
-    return "x".join(str(d) for d in shape)
 
 
 # --------------------------------------------------------------------------- output folders
@@ -127,7 +121,7 @@ def write_files(out_dir: str, writers: Mapping[str, Callable[[str], None]]) -> L
     """Write every file to a temporary name first, then move them all into place: all or nothing.
 
     ``writers`` maps a file name (inside ``out_dir``) to ``write(tmp_path)``. Each file goes
-    through :func:`graphcost.render.write_atomic`, nested: file ``i`` is moved into place only
+    through :func:`graphcost.fileio.write_atomic`, nested: file ``i`` is moved into place only
     after files ``i+1, ...`` are written and moved, so a failing writer leaves no file behind.
     """
     names = list(writers)

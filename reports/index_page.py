@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence
 
 from graphcost.errors import UserError
-from graphcost.render import write_atomic
+from graphcost.fileio import write_atomic
 
 INDEX = "index.html"
 _XML_PROLOGUE = re.compile(r"^\s*<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", re.DOTALL)

@@ -43,7 +43,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "install the ray extra: pip install -e '.[ray]'"
@@ -249,8 +249,7 @@ class RayExecutor(Executor):
                     _start_local_ray(ray, workers or cpu_count())
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise UserError(f"cannot start or connect to {where}: {first}") from None
+                raise UserError(f"cannot start or connect to {where}: {first_line(exc)}") from None
             self._started = True
             self._reaper = None if address else _start_reaper()
         try:

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import pandas as pd
 
 import graphcost
-from graphcost.errors import UserError
+from graphcost.errors import UserError, first_line
 
 from .executor import InlineExecutor
 
@@ -121,10 +121,6 @@ COLUMNS = ("key", "kind", "model", "meta", "result", "version", "created")
 BUSY_TIMEOUT_S = 30.0
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 class ResultStore:
     """A SQLite file of ``key -> (meta, result)``; opened lazily, usable as a context manager.
 
@@ -156,12 +152,12 @@ class ResultStore:
                 self._conn = self._open()
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc):
-                    raise self._refuse(f"is locked by another program ({_reason(exc)})") from None
-                raise self._refuse(f"cannot be opened ({_reason(exc)})") from None
+                    raise self._refuse(f"is locked by another program ({first_line(exc)})") from None
+                raise self._refuse(f"cannot be opened ({first_line(exc)})") from None
             except sqlite3.DatabaseError as exc:
-                raise self._refuse(f"is not a SQLite file ({_reason(exc)})") from None
+                raise self._refuse(f"is not a SQLite file ({first_line(exc)})") from None
             except OSError as exc:
-                raise self._refuse(f"cannot be created ({exc.strerror or _reason(exc)})") from None
+                raise self._refuse(f"cannot be created ({exc.strerror or first_line(exc)})") from None
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -210,7 +206,7 @@ class ResultStore:
             return self._connect().execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
             what = "is locked by another program" if "locked" in str(exc) else "cannot be read"
-            raise self._refuse(f"{what} ({_reason(exc)}, after {self.timeout_s:g} s of retries)") from None
+            raise self._refuse(f"{what} ({first_line(exc)}, after {self.timeout_s:g} s of retries)") from None
 
     def _decode(self, text: str) -> Optional[Dict[str, Any]]:
         try:

@@ -14,12 +14,12 @@ Its numbers are the JSON of ``analyze --format json`` / ``map --format json``, e
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from torch import nn
 
 from ..analysis import Analysis, analyze_trace
-from ..errors import UserError
+from ..errors import UserError, shape_text
 from ..tracing import Trace, trace as trace_model
 from .data import page_data
 from .page import build_page, read_blocks, write_page
@@ -61,11 +61,11 @@ def render_html(analysis: Analysis, trace: Optional[Trace] = None, mapping=None,
     str : the HTML text.
     """
     blocks = page_data(analysis, trace, mapping)
-    shape = "x".join(str(d) for d in analysis.input_shape)
+    shape = shape_text(analysis.input_shape)
     return build_page(blocks, title or f"{analysis.model} @ {shape} - graphcost view")
 
 
-def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out: Optional[str] = None,
+def view(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, out: Optional[str] = None,
          name: Optional[str] = None, array=None, chip=None, depthwise: str = "dense", mapping=None,
          bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
          tracer: str = "auto") -> str:
@@ -74,8 +74,7 @@ def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out
     Parameters
     ----------
     model, name, bytes_per_element, all_layers, leaf_modules, tracer : as :func:`graphcost.analyze`.
-    input_shape : what ``forward`` is called with: a shape, an ``InputSpec``, example tensors, a tuple of these
-        or a dict of keyword inputs (as ``inputs`` of :func:`graphcost.analyze`).
+    inputs : what ``forward`` is called with, as ``inputs`` of :func:`graphcost.analyze`.
     out : also write the page to this ``.html`` file (checked before any work; written atomically).
     array : a :class:`graphcost.crossbar.ArraySpec`; with it the page shows the mapping.
     chip : a :class:`graphcost.crossbar.ChipSpec` (default: as many arrays as the graph needs).
@@ -89,7 +88,7 @@ def view(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), *, out
     if array is not None and mapping is not None:
         raise ValueError("give either array (map on this trace) or mapping (already mapped), not both")
     path = check_out_file(out) if out is not None else None
-    t = trace_model(model, input_shape, leaf_modules=leaf_modules, tracer=tracer)
+    t = trace_model(model, inputs, leaf_modules=leaf_modules, tracer=tracer)
     analysis = analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)
     if array is not None:
         from ..crossbar import ChipSpec, map_trace, performance

@@ -14,7 +14,7 @@ import re
 from importlib import resources
 from typing import Any, Dict
 
-from ..render import write_atomic
+from ..fileio import write_atomic
 
 VENDOR_SCRIPTS = ("cytoscape.min.js", "cytoscape-dagre.min.js")
 _SOURCE_MAP = re.compile(r"^//# sourceMappingURL=.*$", re.MULTILINE)

@@ -10,7 +10,7 @@ from graphcost.crossbar.accuracy import (AccuracyConfig, TrialState, confusion_m
                                          evaluate_accuracy, load_weights, miou, run_trial, shipped_checkpoint_for)
 from graphcost.crossbar.data import SyntheticSegmentation, _palette
 from graphcost.crossbar.specs import ArraySpec, NoiseSpec
-from graphcost.executor import make_executor
+from graphcost.runtime.executor import make_executor
 from graphcost.models import get_model
 
 EXACT = ArraySpec(256, 256, weight_bits=16, cell_bits=16, dac_bits=16, adc_bits=16)

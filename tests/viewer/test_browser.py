@@ -9,7 +9,7 @@ import pytest
 import graphcost
 from graphcost.models import get_model
 from graphcost.passes.anytime import needed_calls
-from graphcost.viewer import read_blocks
+from graphcost.viewer import read_blocks, render_html
 
 SHAPE = (1, 3, 64, 96)
 
@@ -143,7 +143,7 @@ def test_no_console_error_and_no_network_request(page, page_file):
 def test_analysis_without_its_trace_renders_the_tables(browser, tmp_path):
     a = graphcost.analyze(get_model("itnet", dataset="camvid", shared=True, N=2, f=8), SHAPE)
     path = tmp_path / "tables.html"
-    path.write_text(a.to_html())
+    path.write_text(render_html(a))
     pg = browser.new_page()
     errors = []
     pg.on("pageerror", lambda e: errors.append(str(e)))

@@ -81,6 +81,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, tmp_path, monk
 
 
 def test_out_is_checked_before_the_model_is_built(capsys, tmp_path, monkeypatch):
+    import graphcost.crossbar.run  # noqa: F401 - imported first, so it keeps the real build for later tests
     built = []
     monkeypatch.setattr("graphcost.resolve.build", lambda spec: built.append(spec))
     rc, _, err = run(capsys, "view", "itnet", "--out", str(tmp_path / "missing" / "x.html"))

@@ -1,0 +1,420 @@
+"""Capture by ``torch.fx`` symbolic tracing, and the interpreter that costs an fx graph on fake tensors.
+
+:func:`fx_capture` traces the model's ``forward`` symbolically (:class:`LeafTracer`: a module type
+with a formula is one call, not traced into) and runs the graph once on ``FakeTensor``s
+(:class:`CostInterpreter`), recording each node's output shapes and cost. No activation is
+allocated.
+
+Calls without a formula in the op registry — ``nn`` leaf modules nobody registered, fx-wrapped
+leaf functions — are costed per aten op (:mod:`graphcost.aten_costs`) on the slow math path.
+
+Fallback: where fx cannot trace a submodule symbolically (data-dependent control flow,
+``torch.zeros(x.size())``), that submodule is retried as an opaque *leaf*: it becomes a single
+node costed per aten op — on fake tensors, or, when its control flow needs real values, on
+seeded random inputs of the right shapes (only that submodule's activations are allocated).
+Where fx cannot trace the model's own ``forward``, :class:`FxUntraceable` says why, and
+:func:`graphcost.trace` tries the other capture paths.
+
+:class:`ExportedCostInterpreter` costs a ``torch.export`` graph the same way
+(:mod:`graphcost.capture_export`), re-running only the nodes that compute.
+
+>>> import torch
+>>> captured = fx_capture(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()),
+...                       {"input": torch.empty(1, 3)}, torch.float32, torch.device("cpu"))
+>>> [(n.op, str(n.target)) for n in captured.graph.nodes]
+[('placeholder', 'input'), ('call_module', '0'), ('call_module', '1'), ('output', 'output')]
+>>> captured.records["_0"].cost
+OpCost(macs=6, other_ops=2)
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import operator
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+import torch
+from torch import fx, nn
+from torch.fx._symbolic_trace import _assert_is_none
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+from torch.utils._pytree import tree_map_only
+
+from . import ops
+from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
+from .capture_dispatch import meta_state
+from .errors import UserError, first_line, shape_text
+from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
+from .inputs import describe, fake_input
+from .schema import Captured, Evaluated
+
+
+class LeafTracer(fx.Tracer):
+    """fx tracer that remembers which submodule was being traced when tracing failed."""
+
+    def __init__(self, leaves: Set[str], custom: Dict):
+        super().__init__()
+        self.leaves = leaves
+        self.custom = custom
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        # a module type with its own formula is costed whole, not traced into
+        return qualname in self.leaves or ops.is_registered_type(m, self.custom) or \
+            super().is_leaf_module(m, qualname)
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as exc:
+            if not hasattr(exc, "_graphcost_module"):
+                exc._graphcost_module = self.path_of_module(m)
+            raise
+
+
+class FxUntraceable(UserError):
+    """torch.fx cannot trace the model's own ``forward`` (``tracer="auto"`` then tries the other captures)."""
+
+
+class Single(nn.Module):
+    """Holds a bare leaf module (``nn.Conv2d(...)`` analyzed on its own) so fx sees one call of it."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)
+
+
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str]
+                    ) -> Tuple[nn.Module, fx.Graph, List[str]]:
+    leaves = set(leaf_modules)
+    opaque: List[str] = []
+    defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
+    while True:
+        tracer = LeafTracer(leaves, custom)
+        try:
+            graph = tracer.trace(model, concrete_args=defaults or None)
+        except Exception as exc:  # fx raises many types; we only need to know where
+            culprit = getattr(exc, "_graphcost_module", "")
+            if not culprit or culprit in leaves:
+                where = f"module {culprit!r} ({type(model.get_submodule(culprit)).__name__})" if culprit \
+                    else f"the forward of {type(model).__name__}"
+                raise FxUntraceable(f"torch.fx cannot trace {where}: {first_line(exc)}") from None
+            leaves.add(culprit)
+            opaque.append(culprit)
+            continue
+        _drop_default_guards(graph)
+        return tracer.root, graph, opaque
+
+
+#: what fx inserts to check that a concrete argument kept its traced value
+_GUARDS = (torch._assert, _assert_is_none)
+
+
+def _optional_defaults(model: nn.Module) -> Dict[str, Any]:
+    """Optional ``forward`` arguments after the input, at their defaults: traced as constants so
+    ``if mask is None`` / ``is_causal=False`` take the branch an eager call without them takes."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C forward: nothing to specialise
+        return {}
+    named = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {p.name: p.default for p in named[1:]
+            if p.default is None or isinstance(p.default, (bool, int, float, str))}
+
+
+def _drop_default_guards(graph: fx.Graph) -> None:
+    """Remove the placeholders of specialised defaults and the guards fx hangs on them."""
+    for ph in [n for n in graph.nodes if n.op == "placeholder"][1:]:
+        users = list(ph.users)
+        checks = [u for u in users if u.target is operator.eq and all(g.target in _GUARDS for g in u.users)]
+        if not ph.args or not all(u in checks or u.target in _GUARDS for u in users):
+            continue  # no default, or the argument is used beyond its guard: keep it
+        for node in [g for c in checks for g in c.users] + [u for u in users if u not in checks] + checks + [ph]:
+            graph.erase_node(node)
+
+
+class CostInterpreter(fx.Interpreter):
+    """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
+
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict):
+        super().__init__(root, garbage_collect_values=True, graph=graph)
+        self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
+        self.opaque = opaque
+        self.custom = custom
+        self.records: Dict[str, Evaluated] = {}
+        self.unknown: Set[str] = set()  # functions / methods without a formula, costed per aten op
+        self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
+        self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
+
+    def run_node(self, n: fx.Node):
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        info = self._info(n, module)
+        with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
+            if info is None and n.op in COMPUTE_OPS:
+                out, info, cost = self._run_per_aten_op(n, module, args, kwargs)
+            else:
+                out = self._shortcut(info, module, args, kwargs)
+                if out is None:
+                    out = getattr(self, n.op)(n.target, args, kwargs)
+                cost = None
+        if cost is None:
+            cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
+        self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
+                                         _activation_bytes(n, args, kwargs))
+        return out
+
+    def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
+        """Run a call without a formula under :class:`AtenCost`: an opaque module, or a function /
+        method (e.g. an fx-wrapped leaf function) costed by the aten ops it runs."""
+        if module is not None:
+            out, counter = self._run_opaque(n, args, kwargs)
+            self.opaque_calls.setdefault(n.target, None)
+            info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
+        else:
+            out, counter = self._run_counted(n, args, kwargs)
+            if isinstance(n.target, torch._ops.OpOverload):  # an exported graph's node: aten is its language
+                uses_parameters = any(src.op == "get_attr" and isinstance(get_attr(self.module, src.target), nn.Parameter)
+                                      for src in n.all_input_nodes)
+                info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter.macs, counter.other_ops,
+                                  bool(counter.uncounted), uses_parameters), ops.free)
+            else:
+                self.unknown.add(target_name(n))
+                info = ops.OpInfo(target_name(n), "opaque", ops.free)
+        for op, found in counter.uncounted.items():
+            calls, shapes = self.uncounted.get(op, (0, found.shapes))
+            self.uncounted[op] = (calls + found.calls, shapes)
+        return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops)
+
+    def _run_counted(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
+        """Run a function, method or aten op under :class:`AtenCost` (see :func:`_counted`)."""
+        def run(a, k):
+            return getattr(self, n.op)(n.target, a, k)
+        return _counted(run, run, args, kwargs)
+
+    @staticmethod
+    def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
+        """The op's output from a shape rule, without dispatching the op (None: run it).
+
+        Only floating-point fake tensors of one dtype and device, matching the module's own
+        tensors, take the shortcut: anything else (dtype promotion, integer inputs, a float64
+        input to a float32 layer) runs the op, so torch decides what it accepts."""
+        if info is None or not args or not (info.preserves_shape or info.shape):
+            return None
+        tensors = ops.tensors_in(args)
+        if not tensors or not isinstance(tensors[0], FakeTensor) or not tensors[0].is_floating_point() or \
+                not _same_kind(tensors[0], tensors[1:]) or \
+                (module is not None and not _same_kind(tensors[0], _module_tensors(module))):
+            return None
+        shape = info.shape(module, args, kwargs) if info.shape else ()
+        if shape is None:
+            return None
+        if info.preserves_shape:
+            return args[0] if args[0] is tensors[0] else None
+        return _fake_empty(tensors[0], shape)
+
+    def _run_opaque(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
+        """Run a leaf nobody registered per aten op: on fake tensors when it can, else
+        (data-dependent control flow) on real seeded inputs of the same shapes."""
+        module = self.module.get_submodule(n.target)
+        try:
+            return _counted(lambda a, k: torch.func.functional_call(module, meta_state(module), tuple(a), k),
+                            lambda a, k: self.call_module(n.target, a, k), args, kwargs)
+        except Exception:
+            if n.target not in self.opaque:
+                raise
+        fake_mode = _active_fake_mode(args)
+        gen = torch.Generator().manual_seed(0)
+        with unset_fake_temporarily():
+            real = tree_map_only(torch.Tensor, lambda t: torch.rand(t.shape, generator=gen).to(t.dtype),
+                                 (args, kwargs))
+            with AtenCost() as counter:
+                out = self.module.get_submodule(n.target)(*real[0], **real[1])
+        return tree_map_only(torch.Tensor, fake_mode.from_tensor, out), counter
+
+    def _info(self, n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
+        if n.op == "call_module":
+            return ops.lookup_module(module, self.custom)
+        if n.op == "call_function":
+            return ops.lookup_function(n.target, self.custom)
+        if n.op == "call_method":
+            return ops.lookup_method(n.target, self.custom)
+        return ops.OpInfo(n.op, "io", ops.free)
+
+
+def _same_kind(like: torch.Tensor, others: Iterable[torch.Tensor]) -> bool:
+    """Whether every floating-point tensor of ``others`` has ``like``'s dtype and device."""
+    return all(t.dtype == like.dtype and t.device == like.device for t in others if t.is_floating_point())
+
+
+def _module_tensors(module: nn.Module) -> List[torch.Tensor]:
+    """The module's own parameters and buffers (not its submodules')."""
+    return [t for t in (*module._parameters.values(), *module._buffers.values()) if t is not None]
+
+
+@contextlib.contextmanager
+def _blame(where: Callable[[], str], args, kwargs):
+    """A call PyTorch rejects (torch's own check, or a shape rule's :class:`~graphcost.ops.ShapeMismatch`)
+    becomes one :class:`UserError` line naming the layer, its input shapes and the mismatch."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # torch raises RuntimeError, ValueError, IndexError, AssertionError, ...
+        shapes = ", ".join(shape_text(t.shape) for t in ops.tensors_in((args, kwargs))) or "no tensors"
+        raise UserError(f"{where()} cannot run on input {shapes}: {first_line(exc)}") from None
+
+
+def _where(root: nn.Module, n: fx.Node, module: Optional[nn.Module]) -> str:
+    """How an error names a call: the layer's module path, or the function and its owning module."""
+    if isinstance(root, Single) and n.target == "model":
+        return type(module).__name__  # the model is this one module
+    if module is not None:
+        return f"layer {n.target!r} ({type(module).__name__})"
+    owner = owner_module(n)
+    return f"{target_name(n)} in " + (f"layer {owner!r}" if owner else "the model's forward")
+
+
+class ExportedCostInterpreter(CostInterpreter):
+    """Runs an exported graph on the fake values export recorded on its nodes (``meta["val"]``):
+    inputs, parameters and ops that do no arithmetic (views, copies) take their recorded value;
+    only ops that compute run again, to be costed."""
+
+    def run_node(self, n: fx.Node):
+        self._node = n
+        return super().run_node(n)
+
+    def placeholder(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def get_attr(self, target, args, kwargs):
+        return self._node.meta["val"]
+
+    def call_function(self, target, args, kwargs):
+        if isinstance(target, torch._ops.OpOverload) and does_no_arithmetic(target) and "val" in self._node.meta:
+            return self._node.meta["val"]
+        return super().call_function(target, args, kwargs)
+
+
+def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
+    """A fake tensor of ``shape`` like ``like``, built from a meta tensor: 4x cheaper than
+    dispatching ``new_empty`` through the fake mode's cache."""
+    with unset_fake_temporarily():
+        meta = torch.empty(shape, dtype=like.dtype, device="meta")
+    return _fake_from_meta(like, meta)
+
+
+def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, AtenCost]:
+    """``on_meta`` on meta copies of the tensors in ``args`` / ``kwargs`` under :class:`AtenCost`,
+    its output back as fake tensors; where it cannot run (no meta kernel, a CPU tensor made inside,
+    or torch refuses the shapes), ``on_fake`` on the fake tensors themselves, whose error is then
+    torch's own. Why: a fake-tensor dispatch costs several meta ones (swin_t's fx-wrapped window
+    attention was 70% of its trace on fake tensors, nn.TransformerEncoder's opaque run most of its)."""
+    fakes = [t for t in ops.tensors_in((args, kwargs)) if isinstance(t, FakeTensor)]
+    if fakes:
+        try:
+            with unset_fake_temporarily(), AtenCost() as counter:
+                meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
+                out = on_meta(meta_args, meta_kwargs)
+            return tree_map_only(torch.Tensor, functools.partial(_fake_from_meta, fakes[0]), out), counter
+        except Exception:  # noqa: BLE001 - the fake run below decides, with torch's own message
+            pass
+    with AtenCost() as counter:
+        out = on_fake(args, kwargs)
+    return out, counter
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    """A meta tensor with ``t``'s shape, strides and dtype (``t`` real, fake or meta)."""
+    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
+
+
+def _fake_from_meta(like: FakeTensor, meta: torch.Tensor) -> FakeTensor:
+    """``meta`` as a fake tensor of ``like``'s mode and device."""
+    mode = like.fake_mode
+    return mode.fake_tensor_converter.from_meta_and_device(mode, meta, like.device)
+
+
+def _active_fake_mode(args) -> FakeTensorMode:
+    for t in ops.tensors_in(args):
+        if isinstance(t, FakeTensor):
+            return t.fake_mode
+    raise RuntimeError("opaque module called without fake tensor inputs")
+
+
+def _activation_bytes(n: fx.Node, args, kwargs) -> int:
+    """Bytes of the node's inputs that are activations (not parameters or constants)."""
+    return sum(ops.nbytes(value) for value, src in _zip_inputs(n, args, kwargs)
+               if src is not None and src.op != "get_attr")
+
+
+def _zip_inputs(n: fx.Node, args, kwargs):
+    """Pairs of (evaluated value, source fx node or None) for the node's positional and keyword args."""
+    for src, value in zip(n.args, args):
+        yield value, src if isinstance(src, fx.Node) else _first_node(src)
+    for key, src in n.kwargs.items():
+        yield kwargs.get(key), src if isinstance(src, fx.Node) else _first_node(src)
+
+
+def _first_node(value) -> Optional[fx.Node]:
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            found = v if isinstance(v, fx.Node) else _first_node(v)
+            if found is not None:
+                return found
+    return None
+
+
+def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype, device: torch.device,
+               leaf_modules: Iterable[str] = (), custom: Optional[Dict] = None) -> Captured:
+    """Trace ``root_module`` with fx and cost its graph on fake inputs (see the module doc).
+
+    Parameters
+    ----------
+    root_module : torch.nn.Module
+        The model (or :class:`Single` holding a bare leaf module), in the mode it is captured in.
+    bound : dict
+        ``forward`` arguments by name: :class:`~graphcost.inputs.InputSpec` or example tensors.
+    dtype, device : the dtype of an input given without one, and where the model's parameters live.
+    leaf_modules : iterable of str
+        Submodule paths kept as single opaque calls.
+    custom : dict, optional
+        Per-call formula overrides.
+
+    Returns
+    -------
+    Captured
+
+    Raises
+    ------
+    FxUntraceable
+        If fx cannot trace the model's own ``forward``.
+    UserError
+        If a layer cannot run on its inputs (one line naming it).
+    """
+    custom = custom or {}
+    root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
+    interp = CostInterpreter(root, graph, set(opaque), custom)
+    model = root_module.model if isinstance(root_module, Single) else root_module
+    run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
+    return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
+                    sorted(interp.unknown), interp.uncounted)
+
+
+def run_on_fake_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype,
+                       device: torch.device, model_name: str, fake_mode: Optional[FakeTensorMode] = None) -> None:
+    """Run ``interp`` over ``graph`` on fake inputs made from ``bound``; with ``fake_mode`` (an
+    exported graph's), in that mode on the values its placeholders recorded."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    with FakeTensorMode(allow_non_fake_inputs=True) if fake_mode is None else fake_mode:
+        values = {name: fake_input(value, dtype, device) for name, value in bound.items()} if fake_mode is None else {}
+        try:
+            interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
+                         for p in placeholders))
+        except UserError:
+            raise
+        except Exception as exc:
+            given = ", ".join(f"{name} {describe(v, dtype).shape}" for name, v in bound.items())
+            raise UserError(f"{model_name} cannot run on input {given}: {first_line(exc)}") from None
