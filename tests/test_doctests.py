@@ -17,17 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules without a docstring example: package markers, CLI command bodies, model builders (their tests
 #: build them), report writers. Exact: test_no_examples_list_is_exact checks both directions.
 NO_EXAMPLES = {
-    "graphcost.cli", "graphcost.errors", "graphcost.executor", "graphcost.store", "graphcost.sweep",
-    "graphcost.passes", "graphcost.passes.anytime", "graphcost.viewer.cli", "graphcost.viewer.page",
+    "graphcost.cli", "graphcost.passes", "graphcost.passes.anytime", "graphcost.viewer.cli", "graphcost.viewer.page",
     "graphcost.runtime", "graphcost.runtime.executor", "graphcost.runtime.store", "graphcost.explore",
     "graphcost.models", "graphcost.models.cgnet", "graphcost.models.enet", "graphcost.models.espnetv2",
     "graphcost.models.iterative_resnet", "graphcost.models.itnet", "graphcost.models.manifest",
     "graphcost.models.recunet", "graphcost.models.recurrent_seg",
     "graphcost.crossbar", "graphcost.crossbar.cli", "graphcost.crossbar.run", "graphcost.crossbar.train_cli",
+    "graphcost.crossbar.adaptive_cli", "graphcost.crossbar.adaptive_run",
     "graphcost.crossbar.sim",
     "graphcost.reports", "graphcost.reports.anytime", "graphcost.reports.common", "graphcost.reports.crossbar_report",
     "graphcost.reports.drift", "graphcost.reports.energy", "graphcost.reports.fig5", "graphcost.reports.heatmap",
-    "graphcost.reports.index_page", "graphcost.reports.pareto",
+    "graphcost.reports.index_page", "graphcost.reports.pareto", "graphcost.reports.adaptive",
 }
 
 
