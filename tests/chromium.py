@@ -26,7 +26,8 @@ class ChromiumUnavailable(RuntimeError):
 def find_chromium():
     """The path of a Chromium already on this machine, or None.
 
-    ``GRAPHCOST_CHROMIUM`` wins when set (it must then exist); else the first of ``CANDIDATES`` on PATH.
+    ``GRAPHCOST_CHROMIUM`` wins when set (it must then exist); else the first of ``CANDIDATES`` on PATH;
+    else a browser Playwright downloaded earlier (``playwright install chromium``).
     """
     given = os.environ.get("GRAPHCOST_CHROMIUM")
     if given:
@@ -37,7 +38,19 @@ def find_chromium():
         path = shutil.which(name)
         if path:
             return path
-    return None
+    return _playwright_browser()
+
+
+def _playwright_browser():
+    """Playwright's own Chromium, where someone already ran ``playwright install chromium`` (never run here)."""
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            path = p.chromium.executable_path
+    except Exception:  # no playwright, or its driver cannot start: the other ways remain
+        return None
+    return path if path and os.access(path, os.X_OK) else None
 
 
 def _install_chromium():

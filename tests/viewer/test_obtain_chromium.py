@@ -23,6 +23,7 @@ def test_given_path_that_is_not_executable_is_refused(monkeypatch, tmp_path):
 def test_without_root_it_fails_saying_how_to_install(monkeypatch, tmp_path):
     monkeypatch.delenv("GRAPHCOST_CHROMIUM", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no browser and no apt-get on PATH
+    monkeypatch.setattr(chromium, "_playwright_browser", lambda: None)  # nor one Playwright downloaded
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(chromium.ChromiumUnavailable, match="apt-get install chromium.*GRAPHCOST_CHROMIUM"):
         chromium.obtain_chromium()
