@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 import click
 
 from graphcost import render
+from graphcost.errors import shape_text
 from graphcost.cli_options import Parsed, format_option, model_options, tracer_option
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar

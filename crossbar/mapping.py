@@ -495,7 +495,8 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
 
 def map_model(model: nn.Module, inputs: Any, array: ArraySpec, depthwise: str = "dense", *,
               name: Optional[str] = None) -> ModelMapping:
-    """Trace ``model`` once on ``inputs`` (as :func:`graphcost.analyze` takes them) and map it (see :func:`map_trace`)."""
+    """Trace ``model`` once on ``inputs`` (as :func:`graphcost.analyze` takes them) and map it
+    (see :func:`map_trace`)."""
     from graphcost.tracing import trace
 
     return map_trace(trace(model, inputs), array, depthwise, name=name or type(model).__name__)

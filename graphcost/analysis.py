@@ -18,7 +18,7 @@ from . import ops, passes
 from .aten_costs import Uncounted
 from .errors import UserError
 from .passes.anytime import OutputCost
-from .tracing import Trace, trace as trace_model
+from .tracing import EAGER_NOTE, Trace, trace as trace_model
 
 if TYPE_CHECKING:
     import pandas as pd  # imported by the two frame methods only: analysing needs no pandas
@@ -65,6 +65,13 @@ class Analysis:
     uncounted: Mapping[str, Uncounted] = field(default_factory=dict)
     #: every input: (forward argument name, shape, dtype name)
     inputs: Tuple[Tuple[str, Tuple[int, ...], str], ...] = ()
+    #: the capture path that ran (``fx``, ``dispatch``, ``export``; ``eager``: costs for the input values it drew)
+    capture: str = ""
+
+    @property
+    def capture_note(self) -> str:
+        """What the costs hold for: "" for the shape-only captures, a note for one real forward."""
+        return EAGER_NOTE if self.capture == "eager" else ""
 
     @property
     def complete(self) -> bool:
@@ -90,6 +97,7 @@ class Analysis:
         d["opaque_modules"] = list(self.opaque_modules)
         d["unknown_ops"] = list(self.unknown_ops)
         d["complete"] = self.complete
+        d["capture_note"] = self.capture_note
         d["inputs"] = [{"name": name, "shape": list(shape), "dtype": dtype} for name, shape, dtype in self.inputs]
         d["uncounted"] = {op: {"calls": u.calls, "shapes": [list(s) for s in u.shapes]}
                           for op, u in self.uncounted.items()}
@@ -161,6 +169,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
                      for name, spec in trace.input_specs.items()),
         loop_nodes=loop.number_of_nodes(),
         dag_nodes=dag.number_of_nodes(),
+        capture=trace.capture,
     )
 
 
@@ -188,9 +197,11 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     custom_costs : dict, optional
         ``{op: formula}`` for this call only, as ``FlopCounterMode``'s ``custom_mapping`` (see
         :func:`graphcost.trace`); to add a formula for good, use :func:`graphcost.register_cost`.
-    tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
+    tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
         How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta
-        tensors, torch.export, or the first of them (in that order) that can run the model.
+        tensors, torch.export, one real forward (costs for its input values), or the first of fx,
+        dispatch and export (in that order) that can run the model, eager when all three fail on
+        data-dependent operations.
 
     Returns
     -------

@@ -4,12 +4,16 @@ An opaque module (an ``nn`` leaf nobody registered, or a submodule fx cannot tra
 fx-wrapped leaf function (``torch.fx.wrap``, e.g. torchvision's ``shifted_window_attention``)
 run once under :class:`AtenCost`, a dispatch mode that sees every aten op they execute:
 
-* ops with a formula in ``torch.utils.flop_counter`` (mm, bmm, addmm, convolution, attention)
-  count ``flops // 2`` MACs;
-* pointwise ops (``torch.Tag.pointwise``), reductions and normalisations count ``other_ops``;
-* views, copies, factories, indexing, comparisons and asserts do no arithmetic;
+* ops with a formula in ``torch.utils.flop_counter`` (mm, bmm, addmm, convolution, attention),
+  and the grouped matmuls of mixture-of-experts layers, count ``flops // 2`` MACs;
+* pointwise ops (``torch.Tag.pointwise``), reductions, normalisations and integer division count
+  ``other_ops``, and so do ops that compute without any multiply-accumulate: sorting, top-k,
+  medians, histograms and counts, scatter-adds (one per element they read);
+* views, copies, factories, indexing, comparisons, random draws and asserts do no arithmetic;
 * anything else is *uncounted*: listed with its calls and an example shape, so an analysis can
-  say it is incomplete instead of silently counting 0.
+  say it is incomplete instead of silently counting 0. Only ops that may multiply-accumulate
+  land here (FFTs, linear algebra, an unknown custom kernel): ``complete`` means every MAC was
+  counted.
 
 They run on the slow, complete path: fused fast paths (``nn.TransformerEncoderLayer``'s
 ``_transformer_encoder_layer_fwd``) hide their matmuls from any counter, so they are switched off;
@@ -57,7 +61,33 @@ _FREE = frozenset(p for p in (
     getattr(aten, "_assert_tensor_metadata", None),
     aten.masked_scatter, aten.where, aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.logical_not,
     aten.logical_and, aten.logical_or, aten.isnan, aten.isinf, aten.any, aten.all, aten.argmax, aten.argmin,
+    # comparisons in place, selections of data-dependent size, indexing and index builders
+    aten.eq_, aten.ne_, aten.lt_, aten.le_, aten.gt_, aten.ge_, aten.nonzero, aten.nonzero_static,
+    getattr(aten, "nonzero_numpy", None), aten.masked_select, aten.take, aten.index_copy, aten.index_copy_,
+    aten.index_fill, aten.index_fill_, aten._unsafe_index, aten._unsafe_index_put, aten._unsafe_masked_index,
+    getattr(aten, "_unsafe_masked_index_put_accumulate", None), aten.repeat_interleave, aten.tril_indices,
+    aten.triu_indices, aten.diag_embed, aten.diagonal_scatter, aten.rot90, aten._reshape_copy, aten.resize_as_,
+    aten._resize_output_, aten.lift, aten.masked_scatter_, aten.unsafe_chunk, aten.unsafe_split_with_sizes,
+    aten.meshgrid, aten.broadcast_tensors, aten.empty_permuted, aten.max_unpool2d, aten.max_unpool3d, aten.zero,
+    aten.tril_, aten.triu_, getattr(aten, "_chunk_cat", None), getattr(aten, "_make_dep_token", None),
+    getattr(aten, "_functional_assert_async", None), getattr(aten, "_functional_sym_constrain_range", None),
+    getattr(aten, "_functional_sym_constrain_range_for_size", None), getattr(aten, "sym_constrain_range", None),
+    # random draws (as bernoulli and rand above)
+    aten.randperm, aten.randint, aten.randint_like, aten.multinomial, aten.normal, aten.normal_, aten.uniform,
+    aten.uniform_, aten.exponential_, aten.cauchy_, aten.geometric_, aten.log_normal_, aten.poisson,
 ) if p is not None)
+
+#: ops that compute but never multiply-accumulate (sorting, top-k, selection statistics, histograms
+#: and counts, scatter-adds): one other op per element of the argument at this position
+_NO_MAC_ARG = {p: position for p, position in (
+    (aten.sort, 0), (aten.topk, 0), (aten.kthvalue, 0), (aten.median, 0), (aten.nanmedian, 0), (aten.mode, 0),
+    (aten.histc, 0), (getattr(aten, "histogram", None), 0), (aten.bincount, 0), (aten._unique, 0),
+    (aten._unique2, 0), (aten.unique_dim, 0), (aten.unique_consecutive, 0), (aten.searchsorted, 1),
+    (aten.bucketize, 0), (aten.isin, 0), (aten.cummax, 0), (aten.cummin, 0), (aten.cumprod, 0),
+    (aten.logcumsumexp, 0), (aten.index_add, 3), (aten.index_add_, 3), (aten.scatter_add, 3),
+    (aten.scatter_add_, 3), (aten.scatter_reduce, 3), (aten.scatter_reduce_, 3), (aten.index_reduce, 3),
+    (aten.index_reduce_, 3),
+) if p is not None}
 
 #: CPU / vendor attention kernels FlopCounterMode has no formula for: the flash formula
 #: (QKᵀ + AV) applies as it stands, so attention counts the same whatever the backend
@@ -67,10 +97,36 @@ _ATTENTION_KERNELS = {
                    getattr(aten, "_scaled_dot_product_fused_attention_overrideable", None))
     if packet is not None
 }
-_MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS}
 
-#: normalisations and softmax: one op per output element, like the registry's modules
+
+def _grouped_mm_flops(input, weight, *args, out_val=None, **kwargs) -> int:
+    """A grouped matmul (mixture-of-experts experts): every row of ``input`` meets one group's weight,
+    so its FLOPs are a plain matmul's whatever the grouping: 2·M·K·N for (M, K) x (G, K, N)
+    (and for (M, K) x (K, N) grouped along K), 2·G·M·K·N for (G, M, K) x (G, K, N)."""
+    if input.dim() == 2 and weight.dim() == 2:
+        return 2 * input.shape[0] * input.shape[1] * weight.shape[1]
+    return 2 * out_val.numel() * input.shape[-1]
+
+
+def _int_mm_flops(a, b, *args, out_val=None, **kwargs) -> int:
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1]
+
+
+_MAC_FORMULAS = {**flop_registry, **_ATTENTION_KERNELS, aten._grouped_mm: _grouped_mm_flops,
+                 aten._int_mm: _int_mm_flops}
+#: custom ops of libraries graphcost knows, by name (they may not be loaded): transformers' CPU
+#: grouped matmul, which its MoE experts run where ``torch._grouped_mm`` cannot
+_MAC_FORMULAS_BY_NAME = {"transformers.grouped_mm_fallback": _grouped_mm_flops}
+#: torchvision's detection kernels without a multiply-accumulate: non-maximum suppression (one op
+#: per box coordinate it reads) and RoI pooling / alignment (one per output element, as a resize)
+_NO_MAC_BY_NAME = {"torchvision.nms": "input", "torchvision.batched_nms": "input", "torchvision.roi_align": "output",
+                   "torchvision.roi_pool": "output", "torchvision.ps_roi_align": "output",
+                   "torchvision.ps_roi_pool": "output"}
+
+#: normalisations, softmax, resizes, pooling and integer division: one op per output element, like the
+#: registry's modules
 _PER_OUTPUT = frozenset((
+    aten.floor_divide, aten.floor_divide_,
     aten._softmax, aten._log_softmax, aten.softmax, aten.log_softmax, aten.native_layer_norm,
     aten.native_group_norm, aten.native_batch_norm, aten._native_batch_norm_legit_no_training,
     aten._native_batch_norm_legit, aten._native_batch_norm_legit_functional, aten.upsample_nearest2d,
@@ -181,8 +237,13 @@ def is_metadata_query(func) -> bool:
 def is_costed(func) -> bool:
     """Whether :func:`op_cost` knows what ``func`` costs (else a composite op may decompose into ops it knows)."""
     packet = func.overloadpacket
-    return packet in _MAC_FORMULAS or packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags or \
-        torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
+    return _mac_formula(packet) is not None or packet in _PER_OUTPUT or packet in _NO_MAC_ARG or \
+        str(packet) in _NO_MAC_BY_NAME or \
+        torch.Tag.pointwise in func.tags or torch.Tag.reduction in func.tags or _does_no_arithmetic(func, packet)
+
+
+def _mac_formula(packet):
+    return _MAC_FORMULAS.get(packet) or _MAC_FORMULAS_BY_NAME.get(str(packet))
 
 
 def op_cost(func, args, kwargs, out) -> Tuple[int, int, bool]:
@@ -193,10 +254,16 @@ def op_cost(func, args, kwargs, out) -> Tuple[int, int, bool]:
     ((24, 0, False), (0, 6, False))
     """
     packet = func.overloadpacket
-    if packet in _MAC_FORMULAS:
-        return int(_MAC_FORMULAS[packet](*args, **kwargs, out_val=out)) // 2, 0, False
+    formula = _mac_formula(packet)
+    if formula is not None:
+        return int(formula(*args, **kwargs, out_val=out)) // 2, 0, False
     if _does_no_arithmetic(func, packet):  # before the tags: a copy or a comparison is tagged pointwise too
         return 0, 0, False
+    if packet in _NO_MAC_ARG:
+        position = _NO_MAC_ARG[packet]
+        return 0, _numel(args[position:position + 1]), False
+    if str(packet) in _NO_MAC_BY_NAME:
+        return 0, _numel(args[:1] if _NO_MAC_BY_NAME[str(packet)] == "input" else tree_flatten(out)[0][:1]), False
     if packet in _PER_OUTPUT or torch.Tag.pointwise in func.tags:
         return 0, _numel(out if packet not in _PER_OUTPUT else tree_flatten(out)[0][:1]), False
     if torch.Tag.reduction in func.tags:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import torch
@@ -44,7 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from . import ops
 from .aten_costs import aten_kind, decomposed, is_metadata_query, op_cost, slow_math_path, tally_uncounted
 from .errors import UserError, first_line, shape_text
-from .inputs import InputSpec, describe
+from .inputs import InputSpec, describe, leaves, map_leaves
 from .schema import Captured, Evaluated
 
 #: whether a submodule (at its path) is one call of the graph rather than traced into
@@ -87,17 +87,46 @@ def dispatch_capture(model: nn.Module, inputs: Dict[str, Any], dtype: torch.dtyp
         If ``forward`` raises on meta tensors (one line naming the layer where it did).
     """
     run_on_meta, seen = _meta_parameters(model)
+    values = {name: map_leaves(lambda leaf: _meta_input(leaf, dtype), value) for name, value in inputs.items()}
+    with _as_exporting(), tensor_attributes_kept(model):
+        return record_forward(model, values, run_on_meta, seen, is_leaf, custom, DispatchCaptureFailed)
+
+
+@contextlib.contextmanager
+def tensor_attributes_kept(model: nn.Module) -> Iterator[None]:
+    """The model's plain tensor attributes (neither parameters nor buffers) as they were, afterwards:
+    a forward that caches tensors on itself (torchvision's anchor generator moves its cell anchors to
+    the input's device) must not leave meta tensors in the user's model."""
+    kept = [(module, name, value) for module in model.modules() for name, value in vars(module).items()
+            if not name.startswith("_") and (isinstance(value, torch.Tensor) or (
+                isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value)))]
+    try:
+        yield
+    finally:
+        for module, name, value in kept:
+            setattr(module, name, value)
+
+
+def record_forward(model: nn.Module, values: Dict[str, Any], run: Callable[[Dict[str, Any]], Any],
+                   seen: Dict[str, torch.Tensor], is_leaf: IsLeaf, custom: Optional[Dict],
+                   failed: Callable[[str], UserError]) -> Captured:
+    """``run(values)`` once under the module hooks and the recording dispatch mode (see the module doc).
+
+    ``values`` are ``forward``'s arguments by name, tensors or lists / tuples of them, on the device
+    they run on; ``seen`` maps every parameter and buffer name to the tensor ``forward`` sees for it
+    (the model's own, or a stand-in) so parameters are fetched by ``get_attr``. An exception of the
+    model's own code becomes ``failed(one line naming the layer and quoting the error)``.
+    """
     recorder = _Recorder(model, seen, is_leaf, custom or {})
-    values = {name: _meta_input(value, dtype) for name, value in inputs.items()}
     for name, value in values.items():
         recorder.add_input(name, value)
     try:
-        with torch.no_grad(), slow_math_path(), _as_exporting(), recorder.hooks(), recorder:
-            returned = run_on_meta(values)
+        with torch.no_grad(), slow_math_path(), recorder.hooks(), recorder:
+            returned = run(values)
     except UserError:
         raise
     except Exception as exc:  # the model's own code raises anything; one line names where
-        raise DispatchCaptureFailed(recorder.failure(exc)) from None
+        raise failed(recorder.failure(exc)) from None
     recorder.add_output(returned)
     return Captured(model, recorder.graph, recorder.records, list(recorder.opaque_calls), [], recorder.uncounted)
 
@@ -158,7 +187,7 @@ class _Frame:
     stack: Dict[str, Tuple[str, str]]  #: nn_module_stack up to and including this call
     leaf: bool  #: a leaf's call, or a call inside one
     info: Optional[ops.OpInfo] = None  #: a leaf's formula (None: costed by its aten ops)
-    args: tuple = ()  #: a leaf's positional arguments (an error names their shapes)
+    args: tuple = ()  #: the call's positional arguments (an error names their shapes)
     macs: int = 0  #: a leaf without a formula: what its aten ops cost
     other_ops: int = 0
 
@@ -185,10 +214,12 @@ class _Recorder(TorchDispatchMode):
         self._failed_in: Optional[str] = None
 
     # ------------------------------------------------------------------ inputs and outputs
-    def add_input(self, name: str, value: torch.Tensor) -> None:
-        node = self.graph.placeholder(name)
-        self._bind(value, node)
-        self.records[node.name] = Evaluated(_IO, ops.OpCost(), (tuple(value.shape),), ops.nbytes(value), 0)
+    def add_input(self, name: str, value: Any) -> None:
+        """One placeholder per tensor of argument ``name`` (``images_0``, ... for a list of them)."""
+        for path, tensor in leaves(name, value):
+            node = self.graph.placeholder(path.replace(".", "_"))
+            self._bind(tensor, node)
+            self.records[node.name] = Evaluated(_IO, ops.OpCost(), (tuple(tensor.shape),), ops.nbytes(tensor), 0)
 
     def add_output(self, returned: Any) -> None:
         leaves, _ = pytree.tree_flatten_with_path(returned)
@@ -233,7 +264,7 @@ class _Recorder(TorchDispatchMode):
         stack = {**(outer.stack if outer else {}), key: (path, type(module).__qualname__)}
         leaf = self.is_leaf(module, path)
         self._frames.append(_Frame(module, path, stack, leaf, ops.lookup_module(module, self.custom) if leaf else None,
-                                   args if leaf else ()))
+                                   args))
 
     def _leave(self, module: nn.Module, args, kwargs, output=None) -> None:
         frame = self._frames[-1]
@@ -320,11 +351,11 @@ class _Recorder(TorchDispatchMode):
     # ------------------------------------------------------------------ errors
     def _where(self, args, kwargs) -> str:
         """Where an op failed: the leaf module running it and that call's inputs, else the innermost
-        module and the op's inputs."""
+        module and the op's inputs (the module call's, when the model's own code raised)."""
         leaf = next((f for f in self._frames if f.leaf and f.path is not None), None)
         frame = leaf or next((f for f in reversed(self._frames) if f.path is not None), None)
         tensors = ops.tensors_in(leaf.args) if leaf is not None and ops.tensors_in(leaf.args) else \
-            ops.tensors_in((args, kwargs))
+            ops.tensors_in((args, kwargs)) or (ops.tensors_in(frame.args) if frame is not None else [])
         shapes = ", ".join(shape_text(t.shape) for t in tensors) or "no tensors"
         where = f"layer {frame.path!r} ({type(frame.module).__name__})" if frame else \
             f"the forward of {type(self.model).__name__}"

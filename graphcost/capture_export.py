@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, Optional
 
@@ -39,6 +40,7 @@ from torch.utils import _pytree as pytree
 from torch.export.graph_signature import InputKind
 
 from . import ops
+from .capture_dispatch import tensor_attributes_kept
 from .capture_fx import ExportedCostInterpreter, run_on_fake_inputs
 from .errors import UserError, first_line
 from .inputs import bind_inputs, fake_input
@@ -72,7 +74,8 @@ def export_capture(model: nn.Module, bound: Dict[str, Any], dtype: torch.dtype, 
     """
     with FakeTensorMode(allow_non_fake_inputs=True):
         values = [fake_input(value, dtype, device) for value in bound.values()]
-    exported = export_graph(model, dict(zip(bound, values)) if bound_to_model else bind_inputs(model, values, {}))
+    with tensor_attributes_kept(model):  # export runs the model's Python: a cached tensor would stay fake
+        exported = export_graph(model, dict(zip(bound, values)) if bound_to_model else bind_inputs(model, values, {}))
     interp = ExportedCostInterpreter(model, exported.graph, set(), custom or {})
     run_on_fake_inputs(interp, exported.graph, bound, dtype, device, type(model).__name__, exported.fake_mode)
     return Captured(model, exported.graph, interp.records, list(interp.opaque_calls), sorted(interp.unknown),
@@ -126,7 +129,9 @@ def _torch_logs_off() -> Iterator[None]:
     previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "tensor attributes assigned during export": restored here
             yield
     finally:
         logging.disable(previous)

@@ -8,12 +8,13 @@ that needs them, so ``graphcost --help``, ``graphcost models`` and ``--version``
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
 
 import click
 
@@ -150,10 +151,24 @@ def analyze(spec: ModelSpec, per_layer: bool, all_layers: bool, bytes_per_elemen
     if given:
         raise UserError(f"{given[0]} is an option of --adaptive; add --adaptive")
     built = build_for_shapes(spec)
-    result = analyze_model(built.module, built.call_inputs, name=built.label, bytes_per_element=bytes_per_element,
-                          all_layers=all_layers, tracer=tracer)
+    with _input_hint(spec):
+        result = analyze_model(built.module, built.call_inputs, name=built.label,
+                               bytes_per_element=bytes_per_element, all_layers=all_layers, tracer=tracer)
+    if tracer == "auto" and result.capture == "eager":
+        click.echo("note: fx, meta and export capture failed on data-dependent operations; counted by one real "
+                   "forward (--tracer eager): costs hold for these input values", err=True)
     _render_analysis(result, per_layer, fmt)
     return EXIT_INCOMPLETE if strict and not result.complete else 0
+
+
+@contextlib.contextmanager
+def _input_hint(spec: ModelSpec) -> Iterator[None]:
+    """A model that cannot run on the inputs it was given: the error says how to give others."""
+    try:
+        yield
+    except UserError as exc:
+        raise UserError(f"{exc}; give the inputs {spec.name} needs with --input [NAME=]DIMS[:DTYPE] "
+                        f"(repeatable)") from None
 
 
 def _render_analysis(result, per_layer: bool, fmt: str) -> None:
@@ -212,7 +227,9 @@ def graph(spec: ModelSpec, out_path: str, view: str, tracer: str):
     from .tracing import trace
 
     built = build_for_shapes(spec)
-    g = export_graph(trace(built.module, built.call_inputs, tracer=tracer), out_path, view)
+    with _input_hint(spec):
+        captured = trace(built.module, built.call_inputs, tracer=tracer)
+    g = export_graph(captured, out_path, view)
     click.echo(f"wrote {out_path}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({view} view)")
 
 

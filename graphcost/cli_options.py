@@ -62,7 +62,7 @@ class Parsed(click.ParamType):
 INPUT_SHAPE = Parsed("graphcost.resolve:parse_input_shape", "input shape", "HxW")
 INPUT = Parsed("graphcost.resolve:parse_input", "input", "[NAME=]DIMS[:DTYPE]")
 MODEL_PARAM = Parsed("graphcost.resolve:parse_param", "model parameter", "KEY=VALUE")
-TRACER = Parsed("graphcost.tracing:parse_tracer", "tracer", "auto|fx|dispatch|export")
+TRACER = Parsed("graphcost.tracing:parse_tracer", "tracer", "auto|fx|dispatch|export|eager")
 
 
 #: What MODEL may be, for the message of a command that needs one named.
@@ -101,11 +101,12 @@ def model_options(func=None, *, default: Optional[str] = "itnet"):
 
 
 def tracer_option(func):
-    """``--tracer auto|fx|dispatch|export``, passed as ``tracer``."""
+    """``--tracer auto|fx|dispatch|export|eager``, passed as ``tracer``."""
     return click.option("--tracer", type=TRACER, default="auto", show_default=True,
                         help="Graph capture: torch.fx, dispatch (one forward on meta tensors), torch.export "
-                             "(non-strict, fake tensors), or auto (the first of fx, dispatch, export that can "
-                             "run the model).")(func)
+                             "(non-strict, fake tensors), eager (one real forward on random inputs: costs for "
+                             "those values, for data-dependent models), or auto (the first of fx, dispatch, "
+                             "export that can run the model; eager when all fail on data-dependent ops).")(func)
 
 
 def format_option(func):

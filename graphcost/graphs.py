@@ -18,8 +18,10 @@ Pure functions over graphs; nothing here captures, runs or costs anything.
 >>> dag = nx.DiGraph([("conv", "conv_1")])
 >>> dag.nodes["conv"][RECORD], dag.nodes["conv_1"][RECORD] = call(0, (7,)), call(1, (7,))
 >>> labelled, loop = build_loop_graph(dag)
->>> list(loop.nodes), loop.has_edge("conv", "conv"), labelled.nodes["conv_1"][RECORD].layer, dag.nodes["conv_1"][RECORD].layer
-(['conv'], True, 'conv', '')
+>>> list(loop.nodes), loop.has_edge("conv", "conv")
+(['conv'], True)
+>>> labelled.nodes["conv_1"][RECORD].layer, dag.nodes["conv_1"][RECORD].layer  # the DAG given is unchanged
+('conv', '')
 """
 from __future__ import annotations
 

@@ -6,13 +6,20 @@
 * :class:`InputSpec` ``(shape, dtype)``: e.g. token ids ``InputSpec((1, 128), torch.int64)``;
 * an example tensor (real, fake or meta): its shape and dtype, never its values;
 * a tuple / list of these: positional inputs;
-* a dict ``{name: input}``: keyword inputs (``{"input_ids": ..., "attention_mask": ...}``).
+* a dict ``{name: input}``: keyword inputs (``{"input_ids": ..., "attention_mask": ...}``);
+* inside those, a list or tuple of inputs (not a shape) is one argument holding them, nested as
+  deep as ``forward`` takes it: ``([(3, 320, 320)],)`` calls a torchvision detector with a list
+  of one image.
 
 Optional ``forward`` arguments not given keep their defaults.
 
 >>> args, kwargs = split_inputs(((1, 3, 8, 8), {"mask": InputSpec((1, 8), torch.bool)}))
 >>> args, kwargs
 ([InputSpec(shape=(1, 3, 8, 8), dtype=None)], {'mask': InputSpec(shape=(1, 8), dtype=torch.bool)})
+>>> split_inputs(([(3, 32, 32), (3, 16, 16)],))[0]
+[[InputSpec(shape=(3, 32, 32), dtype=None), InputSpec(shape=(3, 16, 16), dtype=None)]]
+>>> described("images", [InputSpec((3, 32, 32))], torch.float32)
+{'images.0': InputSpec(shape=(3, 32, 32), dtype=torch.float32)}
 """
 from __future__ import annotations
 
@@ -56,12 +63,34 @@ def _is_shape(value) -> bool:
         isinstance(s, int) and not isinstance(s, bool) for s in value)
 
 
-def _one(value) -> Union[InputSpec, torch.Tensor]:
+def _one(value):
+    """One argument: an InputSpec or tensor, or a list / tuple of arguments (nested)."""
     if isinstance(value, (InputSpec, torch.Tensor)):
         return value
     if _is_shape(value):
         return InputSpec(tuple(int(s) for s in value))
-    raise UserError(f"an input is a shape tuple, an InputSpec or a tensor, not {type(value).__name__}")
+    if isinstance(value, (tuple, list)) and value:
+        return type(value)(_one(v) for v in value)
+    raise UserError(f"an input is a shape tuple, an InputSpec, a tensor or a list of them, not {value!r:.80}")
+
+
+def map_leaves(fn, value):
+    """``value`` with ``fn`` applied to each InputSpec / tensor in it (lists and tuples kept)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(map_leaves(fn, v) for v in value)
+    return fn(value)
+
+
+def leaves(name: str, value) -> List[Tuple[str, Union[InputSpec, torch.Tensor]]]:
+    """Every InputSpec / tensor of argument ``name``, named ``name`` (a lone one) or by its path (``images.0``)."""
+    if not isinstance(value, (tuple, list)):
+        return [(name, value)]
+    return [leaf for i, v in enumerate(value) for leaf in leaves(f"{name}.{i}", v)]
+
+
+def described(name: str, value, default_dtype: torch.dtype) -> Dict[str, InputSpec]:
+    """The shape and dtype of each tensor argument ``name`` holds, by :func:`leaves`' names."""
+    return {path: describe(leaf, default_dtype) for path, leaf in leaves(name, value)}
 
 
 def split_inputs(inputs: Any) -> Tuple[List[Union[InputSpec, torch.Tensor]], Dict[str, Union[InputSpec, torch.Tensor]]]:
@@ -100,8 +129,9 @@ def describe(value: Union[InputSpec, torch.Tensor], default_dtype: torch.dtype) 
     return InputSpec(value.shape, value.dtype or default_dtype)
 
 
-def fake_input(value: Union[InputSpec, torch.Tensor], default_dtype: torch.dtype, device: torch.device
-               ) -> torch.Tensor:
-    """An empty tensor like ``value``, to be created inside an active ``FakeTensorMode``."""
-    spec = describe(value, default_dtype)
-    return torch.empty(spec.shape, dtype=spec.dtype, device=device)
+def fake_input(value, default_dtype: torch.dtype, device: torch.device):
+    """An empty tensor like ``value`` (a list of them for a list), to be created inside an active ``FakeTensorMode``."""
+    def empty(leaf):
+        spec = describe(leaf, default_dtype)
+        return torch.empty(spec.shape, dtype=spec.dtype, device=device)
+    return map_leaves(empty, value)

@@ -36,7 +36,7 @@ class ModelSpec:
     input_shape: Optional[Tuple[int, ...]] = None
     params: Dict[str, Any] = field(default_factory=dict)
     shared: Optional[bool] = None
-    inputs: Tuple[Tuple[Optional[str], InputSpec], ...] = ()
+    inputs: Tuple[Tuple[Optional[str], Any], ...] = ()  #: an InputSpec, or a tuple of them (a list input)
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,25 @@ _DTYPES.update({"float": torch.float32, "half": torch.float16, "double": torch.f
 _INPUT = re.compile(r"^\s*(?:(?P<name>[A-Za-z_]\w*)\s*=)?\s*(?P<dims>[^:=]+?)\s*(?::\s*(?P<dtype>\w+))?\s*$")
 
 
-def parse_input(text: str) -> Tuple[Optional[str], InputSpec]:
+_LIST = re.compile(r"^\s*(?:(?P<name>[A-Za-z_]\w*)\s*=)?\s*\[(?P<items>[^\[\]=]*)\]\s*$")
+
+
+def parse_input(text: str) -> Tuple[Optional[str], Any]:
     """``[NAME=]DIMS[:DTYPE]``: HxW and CxHxW are an image (batch 1, 3 channels for HxW);
-    a value with a dtype, or with 1 or 4+ dims, is that exact tensor.
+    a value with a dtype, or with 1 or 4+ dims, is that exact tensor. ``[NAME=][DIMS; DIMS...]``
+    is one argument holding a list of exact tensors (a torchvision detector's list of images).
 
     >>> parse_input("512x1024"), parse_input("input_ids=1x128:int64")
     ((None, InputSpec(shape=(1, 3, 512, 1024), dtype=None)), ('input_ids', InputSpec(shape=(1, 128), dtype=torch.int64)))
+    >>> parse_input("[3x320x320]")
+    (None, (InputSpec(shape=(3, 320, 320), dtype=None),))
     """
+    listed = _LIST.match(text or "")
+    if listed:
+        items = [item for item in listed["items"].split(";") if item.strip()]
+        if not items or len(items) > MAX_LIST_INPUTS:
+            raise UserError(f"a list input holds 1 to {MAX_LIST_INPUTS} tensors [DIMS; DIMS...], got {text[:64]!r}")
+        return listed["name"], tuple(_exact_input(item.strip(), text) for item in items)
     match = _INPUT.match(text or "")
     if not match or not _SHAPE.match(match["dims"]):
         raise UserError(f"an input is [NAME=]DIMS[:DTYPE] (e.g. 512x1024 or input_ids=1x128:int64), got {text!r}")
@@ -152,11 +164,29 @@ def parse_input(text: str) -> Tuple[Optional[str], InputSpec]:
     return match["name"], InputSpec(dims, dtype)
 
 
-def input_fields(parsed: Sequence[Tuple[Optional[str], InputSpec]]) -> Dict[str, Any]:
+#: most tensors one list input may hold
+MAX_LIST_INPUTS = 64
+
+
+def _exact_input(item: str, text: str) -> InputSpec:
+    """One tensor of a list input: ``DIMS[:DTYPE]`` taken as given (no image batch added)."""
+    match = _INPUT.match(item)
+    if not match or match["name"] or not _SHAPE.match(match["dims"]):
+        raise UserError(f"a list input is [DIMS; DIMS...] (e.g. [3x320x320]), got {text[:64]!r}")
+    dims = tuple(int(d) for d in re.split(r"\s*[xX,]\s*", match["dims"].strip()))
+    if any(d <= 0 for d in dims):
+        raise UserError(f"input dimensions must be positive, got {text!r}")
+    if match["dtype"] and match["dtype"] not in _DTYPES:
+        raise UserError(f"unknown dtype {match['dtype']!r} in {text!r}; use one of {', '.join(_DTYPES)}")
+    return InputSpec(dims, _DTYPES[match["dtype"]] if match["dtype"] else None)
+
+
+def input_fields(parsed: Sequence[Tuple[Optional[str], Any]]) -> Dict[str, Any]:
     """``ModelSpec`` fields for parsed inputs: one plain image shape stays ``input_shape``."""
     if not parsed:
         return {"input_shape": None, "inputs": ()}
-    if len(parsed) == 1 and parsed[0][0] is None and parsed[0][1].dtype is None:
+    if len(parsed) == 1 and parsed[0][0] is None and isinstance(parsed[0][1], InputSpec) and \
+            parsed[0][1].dtype is None:
         return {"input_shape": parsed[0][1].shape, "inputs": ()}
     names = [name for name, _ in parsed if name is not None]
     if len(names) != len(set(names)):
@@ -164,11 +194,20 @@ def input_fields(parsed: Sequence[Tuple[Optional[str], InputSpec]]) -> Dict[str,
     return {"input_shape": None, "inputs": tuple(parsed)}
 
 
-def call_inputs(inputs: Sequence[Tuple[Optional[str], InputSpec]]) -> Any:
-    """Parsed inputs as ``analyze`` takes them: unnamed ones positional, named ones keywords."""
-    args = tuple(spec for name, spec in inputs if name is None)
-    kwargs = {name: spec for name, spec in inputs if name is not None}
+def call_inputs(inputs: Sequence[Tuple[Optional[str], Any]]) -> Any:
+    """Parsed inputs as ``analyze`` takes them: unnamed ones positional, named ones keywords (a list
+    input a list).
+
+    >>> call_inputs([(None, (InputSpec((3, 8, 8)),))])
+    ([InputSpec(shape=(3, 8, 8), dtype=None)],)
+    """
+    args = tuple(_as_list(spec) for name, spec in inputs if name is None)
+    kwargs = {name: _as_list(spec) for name, spec in inputs if name is not None}
     return args + ((kwargs,) if kwargs else ())
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def build(spec: ModelSpec) -> BuiltModel:
@@ -184,7 +223,9 @@ def build(spec: ModelSpec) -> BuiltModel:
     else:
         built = _build_zoo(spec)
     if spec.inputs:
-        built = replace(built, inputs=call_inputs(spec.inputs), input_shape=spec.inputs[0][1].shape)
+        first = spec.inputs[0][1]
+        built = replace(built, inputs=call_inputs(spec.inputs), input_shape=(first[0] if isinstance(first, tuple)
+                                                                             else first).shape)
     return built
 
 
@@ -271,15 +312,62 @@ def _hf_config(label: str, transformers, model_type: str, params: Dict[str, Any]
 
 
 def _hf_inputs(module: nn.Module, config) -> Dict[str, InputSpec]:
-    """Default inputs: token ids (1x128) for a text model (decoder ids too for an encoder-decoder),
-    an image at the config's size for a vision model."""
+    """Default inputs from the model itself: its ``main_input_name`` and its config.
+
+    Token ids (1x128, at most the config's positions) for text, pixel values at the config's image
+    size for images, log-mel features of the config's length for Whisper-like speech models, one
+    second of raw audio for wav2vec2-like ones; a multimodal model (a config with a text and a
+    vision part, as CLIP) gets both, an encoder-decoder its decoder token ids too.
+    """
     main = getattr(module, "main_input_name", "input_ids")
-    if main == "pixel_values":
-        side = getattr(config, "image_size", 224)
-        side = tuple(side) if isinstance(side, (tuple, list)) else (side, side)
-        return {main: InputSpec((1, getattr(config, "num_channels", 3)) + side)}
-    ids = InputSpec((1, HF_TEXT_TOKENS), torch.int64)
-    return {main: ids, "decoder_input_ids": ids} if getattr(config, "is_encoder_decoder", False) else {main: ids}
+    takes = _forward_arguments(module)
+    text, vision = getattr(config, "text_config", None), getattr(config, "vision_config", None)
+    inputs: Dict[str, InputSpec] = {}
+    if main == "input_ids" or (text is not None and "input_ids" in takes):
+        inputs["input_ids"] = InputSpec((1, _tokens(text or config)), torch.int64)
+    if main == "pixel_values" or (vision is not None and "pixel_values" in takes):
+        inputs["pixel_values"] = _hf_image(vision or config)
+    if main == "input_features":
+        inputs[main] = _hf_features(config)
+    if main == "input_values":
+        inputs[main] = InputSpec((1, HF_AUDIO_RATE_HZ))  # one second of audio at the feature extractor's rate
+    if not inputs:
+        raise UserError(f"graphcost has no default input for {type(module).__name__} (main input {main!r}); "
+                        f"give its inputs")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
+        decoder_positions = getattr(config, "max_target_positions", None) or _tokens(config)
+        inputs["decoder_input_ids"] = InputSpec((1, min(HF_TEXT_TOKENS, decoder_positions)), torch.int64)
+    return {main: inputs.pop(main), **inputs} if main in inputs else inputs
+
+
+#: samples per second of a raw-audio model's default input (wav2vec2, HuBERT: their feature extractors' rate)
+HF_AUDIO_RATE_HZ = 16_000
+
+
+def _forward_arguments(module: nn.Module) -> set:
+    try:
+        return set(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _tokens(config) -> int:
+    """Tokens of a default text input: 128, or fewer when the model has fewer positions."""
+    positions = getattr(config, "max_position_embeddings", None)
+    return min(HF_TEXT_TOKENS, positions) if isinstance(positions, int) and positions > 0 else HF_TEXT_TOKENS
+
+
+def _hf_image(config) -> InputSpec:
+    side = getattr(config, "image_size", 224)
+    side = tuple(side) if isinstance(side, (tuple, list)) else (side, side)
+    return InputSpec((1, getattr(config, "num_channels", 3)) + side)
+
+
+def _hf_features(config) -> InputSpec:
+    """Log-mel features of the length the encoder takes: Whisper's two stride-2-free frames per position."""
+    mel_bins = getattr(config, "num_mel_bins", 80)
+    positions = getattr(config, "max_source_positions", 1500)
+    return InputSpec((1, mel_bins, 2 * positions))
 
 
 def _build_zoo(spec: ModelSpec) -> BuiltModel:

@@ -79,6 +79,8 @@ class Captured:
     unknown_ops: List[str]
     #: aten ops that compute but have no formula: op -> (calls, example shapes)
     uncounted: Dict[str, Tuple[int, tuple]]
+    #: the capture path that produced it: ``fx``, ``dispatch``, ``export`` or ``eager``
+    capture: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,13 @@ module each, yield the same graph of costed nodes (:class:`~graphcost.schema.Cap
 * ``dispatch`` (:mod:`graphcost.capture_dispatch`): one ``forward`` on meta tensors under module
   hooks and a dispatch mode, for models fx cannot trace;
 * ``export`` (:mod:`graphcost.capture_export`): ``torch.export`` on fake tensors, where meta
-  tensors cannot run the model.
+  tensors cannot run the model;
+* ``eager`` (:mod:`graphcost.capture_eager`): one real forward on real tensors, for models whose
+  work depends on values (NMS, expert routing): its costs hold for the input values it ran on.
 
-``tracer="auto"`` tries them in that order; if none can, a :class:`~graphcost.UserError` names
-the layer (or the model) that failed. Calls without a formula are costed per aten op
+``tracer="auto"`` tries the first three in that order, and the eager capture only when all three
+failed on data-dependent operations (``Trace.capture`` says which path ran); if none can, a
+:class:`~graphcost.UserError` names the layer (or the model) that failed. Calls without a formula are costed per aten op
 (:mod:`graphcost.aten_costs`); aten ops nobody can cost are listed in ``Trace.uncounted``
 (``Trace.complete`` is then false). :mod:`graphcost.graphs` builds the two views.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import networkx as nx
@@ -37,21 +40,27 @@ from torch import fx, nn
 from . import ops
 from .aten_costs import Uncounted
 from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
+from .capture_eager import eager_capture
 from .capture_export import ExportFailed, export_capture
 from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
 from .errors import UserError, quiet_torch_logs
 from .graphs import build_dag, build_loop_graph, get_attr
-from .inputs import InputSpec, bind_inputs, describe, split_inputs
+from .inputs import InputSpec, bind_inputs, described, split_inputs
 from .schema import CallRecord, Captured, LayerRecord, call_record, layer_record
 
 #: how a model's graph is captured (``trace``'s ``tracer``)
-TRACERS = ("auto", "fx", "dispatch", "export")
+TRACERS = ("auto", "fx", "dispatch", "export", "eager")
 #: the capture paths ``tracer="auto"`` tries, in order: the first that can run the model wins
 _AUTO = ("fx", "dispatch", "export")
+#: what the meta and export captures say when a model's work depends on values (then auto runs it eagerly)
+_DATA_DEPENDENT = ("data-dependent", "data dependent", "data-independent", "item() cannot be called on meta",
+                   "unbacked", "nonzero")
+#: what a Trace of the eager capture says of its costs
+EAGER_NOTE = "counted by one real forward: costs hold for these input values"
 
 
 def parse_tracer(text: str) -> str:
-    """A capture path: ``auto`` (fx, then dispatch, then export), ``fx``, ``dispatch`` or ``export``.
+    """A capture path: ``auto`` (fx, then dispatch, then export), ``fx``, ``dispatch``, ``export`` or ``eager``.
 
     >>> parse_tracer("Export")
     'export'
@@ -84,6 +93,8 @@ class Trace:
     #: where each of ``outputs`` sits in what ``forward`` returns: a dict key, a tuple index, or a
     #: dotted path of them (``"aux.1"``); ``"output"`` for a lone tensor
     output_names: List[str] = field(default_factory=list)
+    #: the capture path that ran: ``fx``, ``dispatch``, ``export`` or ``eager`` (costs for these input values)
+    capture: str = ""
 
     def named_outputs(self) -> List[Tuple[str, str]]:
         """``(dag node, name)`` of every output in the order ``forward`` returns them; the name is the dict key,
@@ -135,8 +146,9 @@ class Trace:
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
           tracer: str = "auto") -> Trace:
-    """Trace ``model`` on fake or meta inputs (nothing allocated); return its execution DAG, each call's
-    cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
+    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward);
+    return its execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its
+    loop-keeping graph.
 
     Parameters
     ----------
@@ -152,10 +164,13 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     custom_costs : dict, optional
         ``{op: formula}`` overriding or adding formulas for this trace only (module type, function
         or method name -> a function of an :class:`~graphcost.ops.Call` returning an ``OpCost``).
-    tracer : {"auto", "fx", "dispatch", "export"}, default "auto"
-        The capture path (see the module doc): fx symbolic tracing, one forward on meta tensors, or
-        ``torch.export``; ``"auto"`` takes the first of them that can run the model. Function and
-        method formulas apply to fx traces only (the others see functions as the aten ops they run).
+    tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
+        The capture path (see the module doc): fx symbolic tracing, one forward on meta tensors,
+        ``torch.export``, or one real forward (``"eager"``: random inputs drawn for each InputSpec,
+        example tensors as given; costs hold for those values); ``"auto"`` takes the first of the
+        first three that can run the model, and ``"eager"`` when they all failed on data-dependent
+        operations. Function and method formulas apply to fx traces only (the others see functions
+        as the aten ops they run).
 
     Returns
     -------
@@ -167,7 +182,8 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     ------
     UserError
         If an input is malformed or not taken by ``forward``, no capture path asked for can run the
-        model on it, ``custom_costs`` is malformed or ``tracer`` is none of the four.
+        model on it (the eager capture: one line naming the layer and quoting the model's own error),
+        ``custom_costs`` is malformed or ``tracer`` is none of :data:`TRACERS`.
 
     Examples
     --------
@@ -191,7 +207,8 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     bound = bind_inputs(root_module, *split_inputs(inputs))
     with _eval_mode(model), quiet_torch_logs():
         captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
-    return _assemble(model, captured, {name: describe(value, dtype) for name, value in bound.items()}, dtype)
+    specs = {path: spec for name, value in bound.items() for path, spec in described(name, value, dtype).items()}
+    return _assemble(model, captured, specs, dtype)
 
 
 def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
@@ -217,27 +234,35 @@ def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec],
     first = next(iter(specs.values()))
     return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, loop_graph, placeholders,
                  [node for _, node in named_outputs], captured.opaque_modules, captured.unknown_ops, uncounted,
-                 specs, [name for name, _ in named_outputs])
+                 specs, [name for name, _ in named_outputs], captured.capture)
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
              bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
-    """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export)."""
-    device = _model_device(model)
+    """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export, and
+    the eager capture when those failed on data-dependent operations)."""
     failures: Dict[str, UserError] = {}
     for path in (_AUTO if tracer == "auto" else (tracer,)):
         try:
-            if path == "fx":
-                return fx_capture(root_module, bound, dtype, device, leaf_modules, custom)
-            if path == "dispatch":
-                is_leaf = LeafTracer(set(leaf_modules), custom).is_leaf_module
-                return dispatch_capture(root_module, bound, dtype, is_leaf, custom)
-            return export_capture(model, bound, dtype, device, custom, bound_to_model=root_module is model)
+            return replace(_capture_by(path, model, root_module, leaf_modules, custom, bound, dtype), capture=path)
         except (FxUntraceable, DispatchCaptureFailed, ExportFailed) as exc:
             failures[path] = exc
-    # the fx message says why fx could not trace; the dispatch one names the layer that failed
-    shown = [str(failures[p]) for p in ("fx", "dispatch") if p in failures] or [str(e) for e in failures.values()]
-    raise UserError("; ".join(shown))
+    if tracer == "auto" and all(any(m in str(failures[p]) for m in _DATA_DEPENDENT) for p in ("dispatch", "export")):
+        return replace(_capture_by("eager", model, root_module, leaf_modules, custom, bound, dtype), capture="eager")
+    # the meta capture's message names the layer that failed and quotes the model's own error; fx's
+    # says why fx's tracer could not follow the code (an internal), shown only when it is all there is
+    raise UserError(str(failures.get("dispatch") or next(iter(failures.values()))))
+
+
+def _capture_by(path: str, model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
+                bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
+    if path == "fx":
+        return fx_capture(root_module, bound, dtype, _model_device(model), leaf_modules, custom)
+    if path == "export":
+        return export_capture(model, bound, dtype, _model_device(model), custom, bound_to_model=root_module is model)
+    is_leaf = LeafTracer(set(leaf_modules), custom).is_leaf_module
+    capture = dispatch_capture if path == "dispatch" else eager_capture
+    return capture(root_module, bound, dtype, is_leaf, custom)
 
 
 def _model_device(model: nn.Module) -> torch.device:

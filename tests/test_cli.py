@@ -64,7 +64,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, needle):
 
 def test_untraceable_model_names_the_module(capsys, monkeypatch):
     monkeypatch.syspath_prepend(HERE)
-    rc, _, err = run(capsys, "analyze", "nets:DataDependent", "--input", "8x8")
+    rc, _, err = run(capsys, "analyze", "nets:DataDependent", "--input", "8x8", "--tracer", "fx")
     assert rc == 2 and "DataDependent" in err and len(err.strip().splitlines()) == 1
 
 

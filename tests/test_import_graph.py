@@ -84,9 +84,37 @@ def test_only_cli_modules_import_the_cli_room(import_graph):
 
 
 def test_the_core_does_not_import_other_rooms(import_graph):
-    """DESIGN.md: the core never imports explore/, runtime/, crossbar/ or reports/ (nor the model resolver's tracer names)."""
+    """DESIGN.md: the core never imports explore/, runtime/, crossbar/ or reports/ (nor the model resolver)."""
     core = {m for m in import_graph if m.count(".") == 1 and m not in CLI and m not in (
         "graphcost.resolve", "graphcost.models", "graphcost.crossbar", "graphcost.reports", "graphcost.explore",
         "graphcost.runtime", "graphcost.viewer")} | {m for m in import_graph if m.startswith("graphcost.passes")}
     rooms = ("graphcost.explore", "graphcost.runtime", "graphcost.crossbar", "graphcost.reports", "graphcost.resolve")
     assert sorted((m, t) for m in core for t in import_graph.successors(m) if t.startswith(rooms)) == []
+
+
+def test_tracing_keeps_trace_and_trace_only():
+    """The capture paths and the graph builders live in their own modules (capture_*.py, graphs.py)."""
+    source = open(os.path.join(REPO, "graphcost", "tracing.py")).read()
+    assert len(source.splitlines()) <= 300
+    tree = ast.parse(source)
+    classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert classes == ["Trace"]
+
+
+def test_message_helpers_are_written_once():
+    """An exception's first line and a shape's text have one helper each (graphcost.errors)."""
+    copies = []
+    for name, path in _modules().items():
+        if name == "graphcost.errors":
+            continue
+        text = open(path).read()
+        if "splitlines() or [" in text or "splitlines()[0] if str(exc)" in text or '"x".join(str(' in text:
+            copies.append(name)
+    assert copies == []
+
+
+def test_design_lists_every_core_module():
+    """DESIGN.md's rooms table names every module of graphcost/ (the core, the resolver and the CLI room)."""
+    design = open(os.path.join(REPO, "DESIGN.md")).read()
+    files = sorted(f for f in os.listdir(os.path.join(REPO, "graphcost")) if f.endswith(".py"))
+    assert [f for f in files if f not in design] == []

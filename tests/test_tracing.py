@@ -60,7 +60,14 @@ def test_untraceable_submodule_falls_back_to_opaque_leaf():
 
 def test_untraceable_root_names_the_model():
     with pytest.raises(UserError, match="DataDependent"):
-        graphcost.trace(DataDependent(), (1, 3, 8, 8))
+        graphcost.trace(DataDependent(), (1, 3, 8, 8), tracer="fx")
+
+
+def test_data_dependent_root_is_run_eagerly_by_auto():
+    """fx, meta tensors and export all fail on its data-dependent branch: auto runs one real forward."""
+    t = graphcost.trace(DataDependent(), (1, 3, 8, 8))
+    assert t.capture == "eager"
+    assert graphcost.analyze_trace(t).macs == 8 * 8 * 4 * 3 * 9
 
 
 def test_no_activation_memory_is_allocated_for_large_inputs():

@@ -65,7 +65,7 @@ def test_page_is_self_contained_and_under_the_size_limit(page_path):
     (("--out", "/nonexistent-folder/x.html"), "does not exist or is not writable"),
     (("--out", "report.txt"), "must be a .html file"),
     (("nets:no_such_builder", "--out", "OUT"), "no_such_builder"),
-    (("viewnets:make_untraceable", "--out", "OUT"), "cannot trace"),
+    (("viewnets:make_untraceable", "--tracer", "fx", "--out", "OUT"), "cannot trace"),  # auto: runs it eagerly
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(__file__)))
