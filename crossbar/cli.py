@@ -1,11 +1,11 @@
 """``graphcost map``: map a model onto crossbar arrays; arrays, fit, throughput, latency (and accuracy).
 
-The command parses its options into specs at the option (:data:`CROSSBAR_SIZE`, :data:`NOISE`),
-builds a :class:`~.run.MapRequest`, calls :func:`~.run.run_map` and renders.
+The command parses its options into specs at the option (the groups of :mod:`.cli_specs`: ``array``,
+``chip``, ``noise``, ``tech``, ``generate``), builds a :class:`~.run.MapRequest`, calls
+:func:`~.run.run_map` and renders.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Optional, Tuple
 
 import click
@@ -13,71 +13,35 @@ import click
 from graphcost import render
 from graphcost.errors import shape_text
 from graphcost.cli_options import Parsed, format_option, model_options, tracer_option
+from graphcost.errors import shape_text
 from graphcost.resolve import ModelSpec
 from graphcost.runtime.executor import EXECUTORS, ProgressBar
 
 from .data import DATA_KINDS, check_data
-from .run import (DEFAULT_CROSSBAR, DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest,
-                  MapRequest, run_map)
 from .accuracy import WEIGHT_KINDS, check_weights
-from .specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES, DRIFT_COMPENSATIONS,
-                    NOISE_PRESETS, TIME_UNITS_SECONDS, ArraySpec, ChipSpec, NoiseSpec, parse_crossbar, parse_noise,
-                    parse_times)
-from .tech import (DEFAULT_TECH, HARDWARE_PRESETS, TECH_PRESETS, HardwarePreset, TechSpec, apply_preset,
-                   hardware_preset, resolve_tech)
+from .cli_specs import (ARRAY, CHIP, CROSSBAR_SIZE, LANGUAGE, NOISE, NOISE_SPEC, PRESET, TECH, TECH_SPEC,  # noqa: F401
+                        crossbar_option)
+from .generation import GenerateSpec
+from .run import (DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TRIALS, SYNTHETIC_DATA, AccuracyRequest, MapRequest,
+                  run_map)
+from .specs import DEPTHWISE_STRATEGIES, TIME_UNITS_SECONDS, ArraySpec, ChipSpec, NoiseSpec, parse_times
+from .tech import HardwarePreset, TechSpec, apply_preset
 
-#: ``--crossbar RxC`` -> ``(rows, cols)``; ``--noise PRESET|KEY=VAL,..`` -> :class:`NoiseSpec`.
-CROSSBAR_SIZE = Parsed(parse_crossbar, "crossbar size", "RxC")
-NOISE = Parsed(parse_noise, "noise", "|".join(NOISE_PRESETS) + "|KEY=VAL,..")
-#: ``--tech PRESET|FILE.toml`` -> :class:`TechSpec`; ``--preset NAME`` -> :class:`HardwarePreset`.
-TECH = Parsed(resolve_tech, "tech", "|".join(TECH_PRESETS) + "|FILE.toml")
-PRESET = Parsed(hardware_preset, "preset", "|".join(HARDWARE_PRESETS))
 #: ``--times 60s,1h,..`` -> seconds; ``--weights float|hwa|FILE`` -> the kind or an existing file.
 TIMES = Parsed(parse_times, "times", "T[s|m|h|d|y],..")
 WEIGHTS = Parsed(check_weights, "weights", "|".join(WEIGHT_KINDS) + "|FILE")
 DATA = Parsed(check_data, "data", "|".join(DATA_KINDS))
-_ARRAY = ArraySpec(*DEFAULT_CROSSBAR)
-
-
-def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwargs):
-    """``--crossbar RxC`` parsed into ``crossbar: (rows, cols)``."""
-    text = "x".join(map(str, default)) if default else None  # shown in --help as typed, then parsed
-    return click.option("--crossbar", "crossbar", type=CROSSBAR_SIZE, default=text, show_default=text is not None,
-                        **kwargs)
 
 
 @click.command(name="map")
 @model_options
-@crossbar_option(help="Array size: rows (inputs) x columns (outputs).")
-@click.option("--arrays", type=click.IntRange(min=1), default=None, metavar="M",
-              help="Arrays on the chip (default: as many as the graph needs).")
-@click.option("--weight-bits", type=click.IntRange(min=1), default=_ARRAY.weight_bits, show_default=True,
-              help="Bits per weight.")
-@click.option("--cell-bits", type=click.IntRange(min=1), default=_ARRAY.cell_bits, show_default=True,
-              help="Bits stored per cell (weights are sliced).")
-@click.option("--differential/--no-differential", default=_ARRAY.differential, show_default=True,
-              help="Signed weights as a pair of cells (two columns).")
-@click.option("--dac-bits", type=click.IntRange(min=1), default=_ARRAY.dac_bits, show_default=True,
-              help="Input DAC resolution (simulation).")
-@click.option("--adc-bits", type=click.IntRange(min=1), default=_ARRAY.adc_bits, show_default=True,
-              help="Output ADC resolution (simulation).")
-@click.option("--analog-bias", is_flag=True, help="Biases as an extra array row (default: added digitally).")
+@ARRAY.options()
+@CHIP.options()
 @click.option("--depthwise", type=click.Choice(DEPTHWISE_STRATEGIES), default=DEPTHWISE_STRATEGIES[0],
               show_default=True,
               help="Grouped / depthwise convs: block-diagonal with zeros, packed groups, or time-multiplexed.")
-@click.option("--mvm-latency-ns", type=float, default=DEFAULT_MVM_LATENCY_NS, show_default=True,
-              help="Time of one matrix-vector multiplication of one array.")
-@click.option("--write-ns-per-row", type=float, default=DEFAULT_WRITE_NS_PER_ROW, show_default=True,
-              help="Time to program one array row (program-and-verify), for weight rewrites.")
-@click.option("--replicate", is_flag=True,
-              help="Copy slow layers onto spare arrays (balance within --arrays, or reach --target-fps).")
 @click.option("--target-fps", type=float, default=None, help="With --replicate: frame rate to provision arrays for.")
-@click.option("--noise", type=NOISE, default=next(iter(NOISE_PRESETS)), show_default=True,
-              help="Device noise (relative to g_max): programming, read, stuck_at_on, stuck_at_off, drift_nu, "
-                   "t_seconds.")
-@click.option("--drift-compensation", type=click.Choice(DRIFT_COMPENSATIONS), default=None,
-              help="Rescale each layer's outputs by a reference read at each time (global, the default of the "
-                   "noise presets) or not (none).")
+@NOISE_SPEC.options()
 @click.option("--accuracy", is_flag=True, help="Also simulate the mapped network and report mIoU (top-1 for "
                                                 "classifiers).")
 @click.option("--times", type=TIMES, default=None,
@@ -96,18 +60,18 @@ def crossbar_option(default: Optional[Tuple[int, int]] = DEFAULT_CROSSBAR, **kwa
 @click.option("--executor", "executor_kind", type=click.Choice(EXECUTORS), default=EXECUTORS[0], show_default=True,
               help="Where --accuracy trials run.")
 @click.option("--address", default=None, help="Ray cluster address (with --executor ray).")
-@click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
-              help="Technology of the energy and area model: a preset or a TOML file (base = PRESET, FIELD = VALUE).")
-@click.option("--preset", type=PRESET, default=None,
-              help="Array, bits, tech and MVM / write times of a published setup (overrides those options).")
+@TECH_SPEC.options()
+@LANGUAGE.options()
 @click.option("--per-layer", is_flag=True, help="Also list every mapped layer.")
 @tracer_option
 @format_option
 def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per_layer: bool, fmt: str,
-                **hardware):
+                **options):
     """Map MODEL onto crossbar arrays: arrays used, fit, throughput, latency, energy, power and area
-    (per anytime output too)."""
-    request = map_request(spec, executor=executor_kind, address=address, **hardware)
+    (per anytime output too).
+
+    With --generate P+G, a language model's time to first token, tokens/s and energy per token."""
+    request = map_request(spec, executor=executor_kind, address=address, **options)
     trials = request.accuracy.trials if request.accuracy else 0
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
     with ProgressBar("simulating trials", trials, enabled=show_bar) as bar:
@@ -117,26 +81,21 @@ def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per
     _render(result.performance, result.to_dict(), per_layer, fmt, result.energy)
 
 
-def map_request(spec: ModelSpec, crossbar: Tuple[int, int], arrays: Optional[int], weight_bits: int, cell_bits: int,
-                differential: bool, dac_bits: int, adc_bits: int, analog_bias: bool, depthwise: str,
-                mvm_latency_ns: float, write_ns_per_row: float, replicate: bool, target_fps: Optional[float],
-                noise: NoiseSpec, drift_compensation: Optional[str], accuracy: bool,
-                times: Optional[Tuple[float, ...]], data: str, samples: int, trials: int, seed: int,
-                weights_path: Optional[str], tech: TechSpec, preset: Optional[HardwarePreset], tracer: str = "auto",
-                executor: str = EXECUTORS[0], address: Optional[str] = None) -> MapRequest:
-    """The :class:`MapRequest` of ``graphcost map``'s parsed options (``graphcost view`` shares them)."""
-    array = ArraySpec(*crossbar, weight_bits=weight_bits, cell_bits=cell_bits, differential=differential,
-                      dac_bits=dac_bits, adc_bits=adc_bits, analog_bias=analog_bias)
-    chip = ChipSpec(arrays=arrays, mvm_latency_ns=mvm_latency_ns, write_ns_per_row=write_ns_per_row,
-                    replicate=replicate)
+def map_request(spec: ModelSpec, array: ArraySpec, chip: ChipSpec, tech: TechSpec, noise: NoiseSpec, *,
+                preset: Optional[HardwarePreset] = None, depthwise: str = DEPTHWISE_STRATEGIES[0],
+                target_fps: Optional[float] = None, accuracy: bool = False,
+                times: Optional[Tuple[float, ...]] = None, data: str = SYNTHETIC_DATA, samples: int = DEFAULT_SAMPLES,
+                trials: int = DEFAULT_TRIALS, seed: int = DEFAULT_SEED, weights_path: Optional[str] = None,
+                tracer: str = "auto", executor: str = EXECUTORS[0], address: Optional[str] = None,
+                generate: Optional[GenerateSpec] = None, attention: str = "digital") -> MapRequest:
+    """The :class:`MapRequest` of ``graphcost map``'s specs and options (``graphcost view`` shares them):
+    a ``preset`` overrides the array, the chip's timing and the tech."""
     if preset is not None:
         array, chip, tech = apply_preset(preset, chip)
-    if drift_compensation is not None:
-        noise = replace(noise, drift_compensation=drift_compensation)
     return MapRequest(
         model=spec, array=array, chip=chip, depthwise=depthwise, target_fps=target_fps, weights=weights_path,
         accuracy=AccuracyRequest(noise, data, samples, trials, seed, times or ()) if accuracy else None,
-        executor=executor, address=address, tech=tech, tracer=tracer)
+        executor=executor, address=address, tech=tech, tracer=tracer, generate=generate, attention=attention)
 
 
 # --------------------------------------------------------------------------- rendering
@@ -183,6 +142,8 @@ def _render(perf, result: dict, per_layer: bool, fmt: str, energy=None) -> None:
                            _summary_rows(perf, result, energy, acc, metric)))
     if acc and len(acc.get("times", [])) > 1:
         _print_times(con, acc, metric)
+    if "generation" in result:
+        con.print(render.table("generation", ["metric", "value"], _generation_rows(result)))
     if len(perf.outputs) > 1:
         _print_outputs(con, perf, energy, acc, metric)
     if per_layer:
@@ -209,6 +170,9 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         ("utilization (cells holding weights)", f"{m.utilization:.1%}"),
         ("bottleneck", perf.bottleneck),
         ("unique weight layers / calls", f"{len(m.layers)} / {len(m.calls)}"),
+        ("MACs per frame: analog / digital" + (" / gain-cell" if m.coverage.gain_cell_macs else ""),
+         _coverage_text(m.coverage)),
+        ("digital unit per frame", _seconds(perf.digital_s)),
     ]
     if not perf.fits:
         summary += [
@@ -230,6 +194,40 @@ def _summary_rows(perf, result: dict, energy, acc, metric: str) -> list:
         if isinstance(acc.get(f"float_{metric}"), (int, float)):
             summary.append((f"{label} of the float model", f"{acc['float_' + metric]:.4f}"))
     return summary
+
+
+def _bytes(value: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= scale:
+            return f"{value / scale:,.3g} {unit}"
+    return f"{value:,.0f} B"
+
+
+def _generation_rows(result: dict) -> list:
+    g, chips = result["generation"], result["chips"]
+    rows = [
+        ("prompt + generated tokens (batch)", f"{g['prompt_tokens']} + {g['generated_tokens']} ({g['batch']})"),
+        ("time to first token", _seconds(g["ttft_s"])),
+        ("decode per token: first / last step", f"{_seconds(g['decode_s_per_token_first'])} / "
+                                                f"{_seconds(g['decode_s_per_token_last'])}"),
+        ("tokens/s (last step)", f"{g['tokens_per_s']:,.4g}"),
+        ("energy per generated token", f"{g['energy_j_per_token'] * 1e6:,.4g} uJ (attention "
+                                       f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
+        ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
+    ]
+    if chips["count"] > 1:
+        rows.append(("chips", f"{chips['count']} of {chips['arrays_per_chip']:,} arrays, links "
+                              f"{chips['link_energy_j_per_token'] * 1e6:,.4g} uJ per token"))
+    return rows
+
+
+def _coverage_text(c) -> str:
+    """``'10.9 G (67.4%) / 5.24 G (32.6%) of 16.1 G'``: where the MACs run."""
+    def giga(v: int) -> str:
+        return f"{v / 1e9:,.3g} G" if v >= 1e6 else f"{v:,}"
+    parts = [c.analog_macs, c.digital_macs] + ([c.gain_cell_macs] if c.gain_cell_macs else [])
+    total = c.total_macs or 1
+    return " / ".join(f"{giga(v)} ({v / total:.1%})" for v in parts) + f" of {giga(c.total_macs)}"
 
 
 def _print_times(con, acc, metric: str) -> None:

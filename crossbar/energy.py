@@ -20,10 +20,16 @@ columns digitised per MVM, are all they multiply. Per layer and frame, with
   (``1 / throughput``), shared over layers by their arrays;
 * ``write`` = for every layer not resident (the graph does not fit ``--arrays``): its calls x
   weight cells x ``write_energy_j_per_cell`` (rewritten each time it is called).
+* ``digital`` = the work off the arrays on the digital unit (one entry per module in ``layers``):
+  MACs x ``digital_mac_energy_j`` + element ops x ``digital_op_energy_j`` + embedding elements
+  read x activation bytes x ``sram_read_energy_j_per_byte``;
+* ``gain_cell`` = gain-cell attention: MACs x ``gain_cell_energy_j_per_mac`` + inputs driven x
+  ``gain_cell_dac_energy_j_per_input`` + outputs read out x ``gain_cell_readout_energy_j_per_output``;
+* ``link`` = activation bytes crossing chips x 8 x ``chip.link_energy_j_per_bit``.
 
 Energy to reach anytime output ``n`` counts the calls it waits for (and their rewrites) plus
-leakage over its share of the frame time (``latency_n / latency_last``). ``tops_per_w`` counts
-2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
+leakage over its share of the frame time (``latency_n / latency_last``), and the work off the
+arrays above it. ``tops_per_w`` counts every MAC of the model (``coverage.total_macs``), 2 operations per MAC: ``2 * MACs / (E_frame * post_layout_energy_factor) / 1e12``;
 ``power_w = E_frame * throughput`` (dynamic power at the streaming frame rate plus leakage).
 
 Area (as used by the mapping): arrays (``cells x cell_area``; with tiles, whole tiles per
@@ -51,13 +57,14 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from .mapping import LayerMapping
+from .mapping import LayerMapping, Work
 from .perf import Performance
 from .specs import ArraySpec
 from .tech import TechSpec
 
 #: Keys of ``energy.breakdown_j`` (JSON contract).
-ENERGY_COMPONENTS = ("adc", "dac", "array", "shift_add", "buffer", "interconnect", "leakage", "write")
+ENERGY_COMPONENTS = ("adc", "dac", "array", "shift_add", "buffer", "interconnect", "leakage", "write", "digital",
+                     "gain_cell", "link")
 #: Keys of ``area.breakdown_mm2``.
 AREA_COMPONENTS = ("arrays", "adc", "drivers", "shift_add", "buffers")
 
@@ -115,7 +122,20 @@ class AreaReport:
 
 def layer_macs(layer: LayerMapping) -> int:
     """MACs per frame: MVMs x weights of the matrix one MVM uses."""
-    return layer.mvms * layer.weights // max(1, layer.matrices)
+    return layer.macs
+
+
+def work_energy_j(work: Work, tech: TechSpec) -> Dict[str, float]:
+    """Energy of work off the arrays: ``digital`` (MACs, element ops, embedding rows read from SRAM)
+    and ``gain_cell`` (MACs, inputs driven, outputs read out in gain-cell attention arrays)."""
+    act_bytes = tech.activation_bits / 8
+    return {
+        "digital": work.macs * tech.digital_mac_energy_j + work.ops * tech.digital_op_energy_j
+        + work.lookup_elements * act_bytes * tech.sram_read_energy_j_per_byte,
+        "gain_cell": work.gain_cell_macs * tech.gain_cell_energy_j_per_mac
+        + work.gain_cell_inputs * tech.gain_cell_dac_energy_j_per_input
+        + work.gain_cell_outputs * tech.gain_cell_readout_energy_j_per_output,
+    }
 
 
 def rows_per_array(layer: LayerMapping, array: ArraySpec) -> float:
@@ -183,9 +203,23 @@ def _layers(perf: Performance, tech: TechSpec) -> Tuple[LayerEnergy, ...]:
         parts["leakage"] = leak_j * lp.arrays / tiles
         rewritten = 0 if lp.resident else layer.calls * layer.used_cells
         parts["write"] = rewritten * tech.write_energy_j_per_cell
+        parts["digital"] = parts["gain_cell"] = 0.0
+        parts["link"] = 0.0
         layers.append(LayerEnergy(layer.name, {k: parts[k] for k in ENERGY_COMPONENTS}, conversions,
                                   layer_macs(layer)))
+    zero = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
+    for group in perf.mapping.digital:
+        work = group.work
+        layers.append(LayerEnergy(group.name, {**zero, **work_energy_j(work, tech)}, 0,
+                                  work.macs + work.gain_cell_macs))
+    if perf.link_bytes:
+        layers.append(LayerEnergy("chip-to-chip links", {**zero, "link": link_energy_j(perf)}, 0, 0))
     return tuple(layers)
+
+
+def link_energy_j(perf: Performance) -> float:
+    """Energy of the activations crossing chips per frame."""
+    return perf.link_bytes * 8 * perf.chip.link_energy_j_per_bit
 
 
 def _needed_calls(perf: Performance) -> List[int]:
@@ -221,7 +255,8 @@ def call_energies_j(perf: Performance, tech: TechSpec) -> Tuple[Dict[str, float]
     """Energy of each weight-layer call (by DAG node; leakage excluded) and the leakage per frame,
     which an output (or an adaptive run) pays in proportion to its latency."""
     layers = _layers(perf, tech)
-    per_call = _per_call(perf, layers)
+    per_call = [e + (sum(work_energy_j(call.owned, tech).values()) if call.owned else 0.0)  # its digital work
+                for call, e in zip(perf.mapping.calls, _per_call(perf, layers))]
     return ({call.node: e for call, e in zip(perf.mapping.calls, per_call)},
             sum(le.breakdown_j["leakage"] for le in layers))
 
@@ -231,9 +266,10 @@ def _per_output(perf: Performance, layers: Sequence[LayerEnergy], tech: TechSpec
     leak_j = sum(le.breakdown_j["leakage"] for le in layers)
     last = perf.outputs[-1].latency_s if perf.outputs else 0.0
     result = []
-    for bits, out in zip(_needed_calls(perf), perf.outputs):
+    for bits, out, stage in zip(_needed_calls(perf), perf.outputs, perf.mapping.outputs):
         calls = sum(e for i, e in enumerate(per_call) if bits >> i & 1)
-        result.append(calls + leak_j * (out.latency_s / last if last > 0 else 1.0))
+        tail = sum(work_energy_j(stage.work, tech).values()) if stage.work else 0.0  # the work off the arrays above
+        result.append(calls + tail + leak_j * (out.latency_s / last if last > 0 else 1.0))
     return tuple(result)
 
 
@@ -257,7 +293,7 @@ def energy(perf: Performance, tech: TechSpec) -> EnergyReport:
     layers = _layers(perf, tech)
     breakdown = {k: sum(le.breakdown_j[k] for le in layers) for k in ENERGY_COMPONENTS}
     total = sum(breakdown.values())
-    macs = sum(le.macs for le in layers)
+    macs = perf.mapping.coverage.total_macs or sum(le.macs for le in layers)
     tops_per_w = OPS_PER_MAC * macs / (total * tech.post_layout_energy_factor) / 1e12 if total > 0 else 0.0
     power = total * perf.throughput_fps if math.isfinite(perf.throughput_fps) else 0.0
     return EnergyReport(tech.name, total, _per_output(perf, layers, tech), breakdown, macs, tops_per_w, power,

@@ -87,7 +87,7 @@ def hardware_columns(trace, array: ArraySpec, chip: ChipSpec, tech: TechSpec,
     """A swept point's hardware columns: arrays, utilisation, fit, throughput, latency, energy per
     frame, power, TOPS/W and area."""
     mapping = map_trace(trace, array, depthwise)
-    perf = performance(mapping, chip)
+    perf = performance(mapping, chip, tech=tech)  # as graphcost map: the digital unit timed too
     e, a = energy(perf, tech), area(perf, tech)
     return {"crossbar": array.label, "arrays_used": mapping.arrays_used,
             "utilization": round(float(mapping.utilization), 6), "arrays_needed": perf.arrays_needed,

@@ -34,20 +34,18 @@ ModelMapping pickles and ships to Ray workers unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, replace
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import networkx as nx
 from torch import fx, nn
 
 from graphcost.errors import UserError
-from graphcost.schema import LayerRecord, call_record
+from graphcost.schema import CallRecord, call_record
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
-from .tiling import (FUNCTIONAL_GROUPS_INDEX, LayerGeometry, ceil_div, geometry_of_module, geometry_of_weight,
-                     read_columns, row_drives, tile_grouped)
-
-_GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
+from .tiling import (FUNCTIONAL_GROUPS_INDEX, WeightShape, ceil_div, generic_shape, geometry_of_module,
+                     geometry_of_weight, geometry_shape, read_columns, recurrent_shape, row_drives, tile_grouped)
 
 
 # --------------------------------------------------------------------------- plain data
@@ -93,22 +91,98 @@ class LayerMapping:
         """Array cycles per frame: ``mvms + extra_cycles``."""
         return self.mvms + self.extra_cycles
 
+    @property
+    def macs(self) -> int:
+        """MACs per frame on the arrays: MVMs x weights of the matrix one MVM uses."""
+        return self.mvms * self.weights // max(1, self.matrices)
+
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
+        d["resource"] = "analog"
+        d["macs"] = self.macs
         for key in ("mvms_per_call", "inputs_per_mvm", "outputs_per_mvm", "row_drives", "read_columns"):
             d.pop(key)
         return d
 
 
+#: Where a call of the trace runs (``resource`` of the JSON's layers).
+RESOURCES = ("analog", "digital", "gain-cell")
+#: ``attention=``: where activation x activation matmuls (QK^T, AV) run.
+ATTENTION_KINDS = ("digital", "gain-cell")
+
+
+@dataclass(frozen=True)
+class Work:
+    """Work off the arrays: ``macs`` and element ``ops`` on the digital unit, ``lookup_elements``
+    read from digital memory (embedding rows), ``gain_cell_macs`` / ``gain_cell_inputs`` /
+    ``gain_cell_outputs`` / ``gain_cell_steps`` in gain-cell attention arrays (inputs driven,
+    outputs read out, query steps one after another)."""
+
+    macs: int = 0
+    ops: int = 0
+    lookup_elements: int = 0
+    gain_cell_macs: int = 0
+    gain_cell_inputs: int = 0
+    gain_cell_outputs: int = 0
+    gain_cell_steps: int = 0
+
+    def __add__(self, other: "Work") -> "Work":
+        return Work(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def __bool__(self) -> bool:
+        return any(astuple(self))
+
+    def scaled(self, factor: float) -> "Work":
+        return Work(*(int(round(v * factor)) for v in astuple(self)))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Every MAC of the trace placed: on arrays, on the digital unit, or in gain-cell arrays;
+    ``total_macs`` equals ``analyze``'s MACs."""
+
+    analog_macs: int
+    digital_macs: int
+    gain_cell_macs: int = 0
+
+    @property
+    def total_macs(self) -> int:
+        return self.analog_macs + self.digital_macs + self.gain_cell_macs
+
+    def to_dict(self) -> Dict[str, int]:
+        d = {"analog_macs": self.analog_macs, "digital_macs": self.digital_macs, "total_macs": self.total_macs}
+        if self.gain_cell_macs:
+            d["gain_cell_macs"] = self.gain_cell_macs
+        return d
+
+
+@dataclass(frozen=True)
+class DigitalGroup:
+    """The work off the arrays of one module (its calls that hold no mapped weight), per frame."""
+
+    name: str
+    resource: str
+    work: Work
+    calls: int
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"name": self.name, "resource": self.resource, "calls": self.calls, "macs": self.work.macs
+                + self.work.gain_cell_macs, "other_ops": self.work.ops, "lookup_elements": self.work.lookup_elements}
+
+
 @dataclass(frozen=True)
 class CallStage:
     """One call of a weight layer in the execution DAG: ``layer`` indexes ``ModelMapping.layers``,
-    ``preds`` index earlier ``ModelMapping.calls`` reached through weight-free ops only."""
+    ``preds`` index earlier ``ModelMapping.calls`` reached through weight-free ops only; ``before``
+    is the work off the arrays that this call waits for and no earlier weight call does."""
 
     node: str
     layer: int
     mvms: int
     preds: Tuple[int, ...] = ()
+    before: Work = Work()
+    #: the work off the arrays attributed to this call, each such call once (per-call energy)
+    owned: Work = Work()
 
 
 @dataclass(frozen=True)
@@ -122,6 +196,9 @@ class OutputStage:
     layers: Tuple[int, ...]
     #: where forward returned it: dict key, tuple index or dotted path (as ``analyze``'s outputs)
     name: str = ""
+    #: work off the arrays after the last weight calls it waits for (latency), and all it waits for (energy)
+    before: Work = Work()
+    work: Work = Work()
 
 
 @dataclass(frozen=True)
@@ -136,6 +213,16 @@ class ModelMapping:
     calls: Tuple[CallStage, ...]
     outputs: Tuple[OutputStage, ...]
     notes: Tuple[str, ...] = ()
+    coverage: Coverage = Coverage(0, 0)
+    digital: Tuple[DigitalGroup, ...] = ()
+    attention: str = ATTENTION_KINDS[0]
+    #: elements of the embedding tables kept in digital memory (their lookups read it)
+    embedding_elements: int = 0
+
+    @property
+    def digital_work(self) -> Work:
+        """All work off the arrays per frame."""
+        return sum((g.work for g in self.digital), Work())
 
     @property
     def arrays_used(self) -> int:
@@ -173,8 +260,11 @@ class ModelMapping:
             "depthwise": self.depthwise,
             "arrays_used": self.arrays_used,
             "utilization": self.utilization,
-            "layers": [layer.to_dict() for layer in self.layers],
+            "layers": [layer.to_dict() for layer in self.layers] + [g.to_dict() for g in self.digital],
             "notes": list(self.notes),
+            "coverage": self.coverage.to_dict(),
+            "attention": self.attention,
+            "embedding_elements": self.embedding_elements,
         }
 
     def to_frame(self):
@@ -184,17 +274,6 @@ class ModelMapping:
 
 
 # --------------------------------------------------------------------------- one layer
-@dataclass
-class _Shape:
-    """What the tiling needs from one weight layer (its matrices, groups, MVMs of a call)."""
-
-    matrices: List[Tuple[int, int, int]]  # (rows_g without bias, cols_g in weights, groups)
-    has_bias: bool
-    call_mvms: List[int] = field(default_factory=list)
-    max_replicas: int = 1
-    note: Optional[str] = None
-
-
 def _out_shape(dag: nx.DiGraph, node: str) -> Tuple[int, ...]:
     shapes = call_record(dag, node).out_shapes
     return tuple(shapes[0]) if shapes else ()
@@ -224,14 +303,36 @@ def _arg(fx_node: fx.Node, index: int, name: str, default=None):
     return fx_node.kwargs.get(name, default)
 
 
-def _per_vector(out_shape: Tuple[int, ...], channels: int) -> int:
-    """Output vectors (MVMs) of a call: elements of its output over its ``channels``."""
-    if not out_shape or channels <= 0:
-        return 1
-    return max(1, math.prod(out_shape) // channels)
+class _Unmappable(Exception):
+    """A weight layer the arrays cannot hold (``kind`` says why, for the summarised note)."""
+
+    def __init__(self, kind: str, layer: str):
+        super().__init__(layer)
+        self.kind, self.layer = kind, layer
 
 
-def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
+#: The summarised notes, one line per kind with the count of layers.
+_NOTE_TEXT = {
+    "functional": "computed digitally: the weight is not a parameter of a module",
+    "no-matrix": "computed digitally: the module has no weight matrix",
+    "approximate": "mapped approximately (a module of unknown kind: one matrix per weight tensor)",
+}
+
+
+def _weight_owners(model: nn.Module) -> Dict[int, nn.Module]:
+    """The module holding each >= 2-D parameter (by identity)."""
+    owners: Dict[int, nn.Module] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if p.dim() >= 2:
+                owners.setdefault(id(p), module)
+    return owners
+
+
+def _layer_shape(trace, calls: Sequence[str], owners: Dict[int, nn.Module]) -> WeightShape:
+    """Decode the weight of the layer whose weight-layer calls are ``calls`` (:mod:`.tiling` decodes):
+    by the module called, else by the module holding the weight an op inside a module uses
+    (Mamba's ``conv1d`` / ``dt_proj`` weights called functionally from the mixer)."""
     dag = trace.dag
     first = trace.call(calls[0])
     module = None
@@ -240,101 +341,41 @@ def _layer_shape(trace, calls: Sequence[str]) -> _Shape:
             module = trace.submodule(first.target)
         except AttributeError:
             module = None
-    kind = first.kind
-
+    out_shapes = [_out_shape(dag, c) for c in calls]
     geometry = geometry_of_module(module) if module is not None else None
+    if geometry is None and first.kind in ("conv", "linear"):
+        held = {owners.get(pid) for pid in first.param_ids} - {None}
+        geometry = geometry_of_module(held.pop()) if len(held) == 1 else None
     if geometry is not None:
-        return _geometry_shape(dag, geometry, calls)
-    gates = next((g for cls, g in _GATES if isinstance(module, cls)), None)
-    if gates is not None:
-        return _recurrent_shape(module, gates, [_out_shape(dag, c) for c in calls])
-    if module is None and kind in ("conv", "linear"):
+        return geometry_shape(geometry, out_shapes)
+    shape = recurrent_shape(module, out_shapes) if module is not None else None
+    if shape is not None:
+        return shape
+    if module is None and first.kind in ("conv", "linear"):
         fx_node = _fx_node(trace, calls[0])
-        shape = _functional_shape(trace, fx_node, first.op, calls) if fx_node is not None else None
+        shape = _functional_shape(trace, fx_node, first.op, out_shapes) if fx_node is not None else None
         if shape is not None:
             return shape
-    if module is not None:
-        return _generic_shape(trace, module, calls)
-    raise _Unmappable(f"{first.layer} ({first.op}): its weight is not a parameter of a module")
+    if module is None:
+        raise _Unmappable("functional", f"{first.layer} ({first.op})")
+    shape = generic_shape(module, [trace.call(c).macs for c in calls])
+    if shape is None:
+        raise _Unmappable("no-matrix", f"{first.layer} ({type(module).__name__})")
+    return shape
 
 
-class _Unmappable(Exception):
-    pass
-
-
-def _functional_shape(trace, fx_node: fx.Node, op: str, calls: Sequence[str]) -> Optional[_Shape]:
+def _functional_shape(trace, fx_node: fx.Node, op: str, out_shapes) -> Optional[WeightShape]:
     """``F.conv2d(x, w, b, ...)`` / ``F.linear(x, w, b)`` with ``w`` a module attribute."""
     weight = _arg_shape(trace, fx_node, 1, "weight")
     if weight is None:
         return None
     bias = _arg(fx_node, 2, "bias") is not None
     groups = 1 if op == "linear" else int(_arg(fx_node, FUNCTIONAL_GROUPS_INDEX, "groups", 1) or 1)
-    return _geometry_shape(trace.dag, geometry_of_weight(op, weight, groups, bias), calls)
+    return geometry_shape(geometry_of_weight(op, weight, groups, bias), out_shapes)
 
 
-def _geometry_shape(dag: nx.DiGraph, geometry: LayerGeometry, calls: Sequence[str]) -> _Shape:
-    """A conv / transposed conv / linear layer: one matrix per group, one MVM per output vector."""
-    g = geometry.groups
-    shape = _Shape([(geometry.rows_per_group, geometry.cout_per_group, g)], geometry.has_bias)
-    shape.call_mvms = [_per_vector(_out_shape(dag, c), geometry.cout) for c in calls]
-    shape.max_replicas = max(shape.call_mvms, default=1)
-    return shape
-
-
-def _recurrent_shape(module: nn.Module, gates: int, out_shapes: List[Tuple[int, ...]]) -> _Shape:
-    hidden = module.hidden_size
-    if isinstance(module, nn.RNNCellBase):  # one step: out (N, hidden) or (hidden,)
-        matrices = [(module.input_size + hidden, gates * hidden, 1)]
-        mvms = [int(s[0]) if len(s) == 2 else 1 for s in out_shapes]
-        shape = _Shape(matrices, module.bias)
-        shape.call_mvms = mvms
-        shape.max_replicas = max(mvms, default=1)
-        return shape
-    proj = getattr(module, "proj_size", 0) or 0
-    hidden_out = proj or hidden
-    directions = 2 if module.bidirectional else 1
-    matrices = []
-    for layer in range(module.num_layers):
-        in_size = module.input_size if layer == 0 else hidden_out * directions
-        for _ in range(directions):
-            matrices.append((in_size + hidden_out, gates * hidden, 1))
-            if proj:
-                matrices.append((hidden, proj, 1))
-    steps_per_vector = module.num_layers * (2 if proj else 1)  # directions run side by side
-    mvms, independent = [], 1
-    for s in out_shapes:  # output (L, N, D*H), (N, L, D*H) batch_first, or (L, D*H) unbatched
-        if len(s) == 3:
-            batch = s[0] if module.batch_first else s[1]
-            mvms.append(s[0] * s[1] * steps_per_vector)
-            independent = max(independent, int(batch))
-        else:
-            mvms.append((s[0] if s else 1) * steps_per_vector)
-    shape = _Shape(matrices, module.bias)
-    shape.call_mvms = mvms
-    shape.max_replicas = independent
-    return shape
-
-
-def _generic_shape(trace, module: nn.Module, calls: Sequence[str]) -> _Shape:
-    """Any other weight module: every >= 2-D parameter is one matrix (``rows = numel / out``,
-    ``cols = out``); a call's MVMs are its MACs over the MACs of one pass over all matrices."""
-    matrices = []
-    for p in module.parameters():
-        if p.dim() >= 2:
-            out = int(p.shape[0])
-            matrices.append((p.numel() // out, out, 1))
-    if not matrices:
-        raise _Unmappable(f"{trace.layer_of(calls[0])} ({type(module).__name__}) has no weight matrix")
-    per_pass = sum(r * c for r, c, _ in matrices)
-    mvms = [max(1, ceil_div(trace.call(c).macs, per_pass)) for c in calls]
-    has_bias = any(p.dim() == 1 for p in module.parameters())
-    shape = _Shape(matrices, has_bias, mvms, max(mvms, default=1),
-                   note=f"{trace.layer_of(calls[0])} ({type(module).__name__}): mapped approximately, "
-                        f"one matrix per weight tensor")
-    return shape
-
-
-def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, depthwise: str) -> LayerMapping:
+def _map_layer(name: str, first: CallRecord, calls: int, shape: WeightShape, array: ArraySpec, depthwise: str
+               ) -> LayerMapping:
     bias_row = 1 if (array.analog_bias and shape.has_bias) else 0
     cpw = array.columns_per_weight
     tiles = 0
@@ -360,14 +401,14 @@ def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, de
     mvms = sum(shape.call_mvms)
     return LayerMapping(
         name=name,
-        op=data.op,
-        kind=data.kind,
+        op=first.op,
+        kind=first.kind,
         rows=rows0,
         cols=cols0,
         tiles=tiles,
         utilization=used / (tiles * array.cells),
         mvms=mvms,
-        calls=int(data.calls),
+        calls=calls,
         extra_cycles=mvms * (cycles - 1),
         cycles_per_mvm=cycles,
         groups=groups0,
@@ -386,8 +427,10 @@ def _map_layer(name: str, data: LayerRecord, shape: _Shape, array: ArraySpec, de
 
 
 # --------------------------------------------------------------------------- the whole graph
-def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Optional[str] = None) -> ModelMapping:
-    """Map every unique weight layer of ``trace``'s loop-keeping graph onto ``array``-sized tiles.
+def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Optional[str] = None,
+              attention: str = ATTENTION_KINDS[0]) -> ModelMapping:
+    """Map every unique weight layer of ``trace``'s loop-keeping graph onto ``array``-sized tiles,
+    and place every other call of the trace on the digital unit (or in gain-cell arrays).
 
     Parameters
     ----------
@@ -401,18 +444,22 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
         (:data:`~graphcost.crossbar.specs.DEPTHWISE_STRATEGIES`).
     name : str, optional
         The model name recorded in the result (default: the module's class name).
+    attention : str
+        Where activation x activation matmuls (attention's QK^T and AV) run: ``digital`` (the
+        digital unit) or ``gain-cell`` (analog gain-cell arrays written as tokens arrive).
 
     Returns
     -------
     ModelMapping
         Plain data: one :class:`LayerMapping` per mapped layer (rows, cols, tiles, MVMs per frame
-        over all its calls), the weight-layer calls with their predecessors, the outputs, and notes
-        on layers left digital or mapped approximately.
+        over all its calls; a weight tied to an embedding is programmed once, for its weight-layer
+        calls), the weight-layer calls with their predecessors, the outputs, the work off the arrays
+        per module (:class:`DigitalGroup`), the MAC :class:`Coverage`, and summarised notes.
 
     Raises
     ------
     UserError
-        ``depthwise`` is not a known strategy, or the model has no weight layer.
+        ``depthwise`` or ``attention`` is not a known choice, or the model has no weight layer.
 
     Examples
     --------
@@ -422,62 +469,205 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     >>> m = map_trace(trace(net, (1, 3, 16, 16)), ArraySpec(128, 128), "packed")
     >>> [(layer.rows, layer.cols, layer.tiles) for layer in m.layers]   # 64 depthwise 9 x 8 blocks: 14 per array
     [(27, 512, 4), (9, 512, 5)]
-    >>> m.arrays_used, m.layers[1].mvms
-    (9, 196)
+    >>> m.arrays_used, m.layers[1].mvms, m.coverage.digital_macs
+    (9, 196, 0)
     """
     if depthwise not in DEPTHWISE_STRATEGIES:
         raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
+    if attention not in ATTENTION_KINDS:
+        raise UserError(f"unknown --attention {attention!r}; use one of {', '.join(ATTENTION_KINDS)}")
     layers, index, call_mvms, notes = _map_layers(trace, array, depthwise)
     if not layers:
         raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
-    calls, outputs = _reduce_dag(trace, index, call_mvms)
+    off = {n: _off_array_work(trace, n, attention) for n in trace.dag if n not in call_mvms}
+    if attention == "gain-cell":
+        _fold_into_gain_cells(trace, off)
+    calls, outputs = _reduce_dag(trace, index, call_mvms, off)
+    coverage = Coverage(analog_macs=sum(trace.call(n).macs for n in call_mvms),
+                        digital_macs=sum(w.macs for w in off.values()),
+                        gain_cell_macs=sum(w.gain_cell_macs for w in off.values()))
     return ModelMapping(model=name or type(trace.module).__name__, input_shape=tuple(trace.input_shape), array=array,
-                        depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes))
+                        depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes),
+                        coverage=coverage, digital=_digital_groups(trace, off), attention=attention,
+                        embedding_elements=_embedding_elements(trace))
+
+
+def _weight_calls(trace, nodes: Sequence[str]) -> List[str]:
+    """The calls of a layer that multiply by its weight: all of them, except for a weight tied to an
+    embedding (GPT-2's LM head), whose table lookups read digital memory."""
+    return [n for n in nodes if trace.call(n).is_weight_layer]
 
 
 def _map_layers(trace, array: ArraySpec, depthwise: str
                 ) -> Tuple[List[LayerMapping], Dict[str, int], Dict[str, int], List[str]]:
     """Every unique weight layer mapped, in execution order: the mappings, each layer's index
-    among them, each call's MVMs, and notes on layers left digital or mapped approximately."""
+    among them, each call's MVMs, and notes (one line per kind, with a count) on layers left
+    digital or mapped approximately."""
     loop = trace.loop_graph
-    weight_layers = sorted((n for n in loop if trace.layer(n).is_weight_layer),
+    weight_layers = sorted((n for n in loop if _weight_calls(trace, trace.layer(n).dag_nodes)),
                            key=lambda n: trace.layer(n).first_order)
     layers: List[LayerMapping] = []
     index: Dict[str, int] = {}
     call_mvms: Dict[str, int] = {}
-    notes: List[str] = []
+    noted: Dict[str, List[str]] = {}
+    owners = _weight_owners(trace.module)
     for layer_name in weight_layers:
-        data = trace.layer(layer_name)
+        calls = _weight_calls(trace, trace.layer(layer_name).dag_nodes)
         try:
-            shape = _layer_shape(trace, data.dag_nodes)
+            shape = _layer_shape(trace, calls, owners)
         except _Unmappable as exc:
-            notes.append(f"not mapped (computed digitally): {exc}")
+            noted.setdefault(exc.kind, []).append(exc.layer)
             continue
-        if shape.note:
-            notes.append(shape.note)
+        if shape.approximate:
+            module = trace.submodule(trace.call(calls[0]).target)
+            noted.setdefault("approximate", []).append(f"{layer_name} ({type(module).__name__})")
         index[layer_name] = len(layers)
-        layers.append(_map_layer(layer_name, data, shape, array, depthwise))
-        call_mvms.update(zip(data.dag_nodes, shape.call_mvms))
+        layers.append(_map_layer(layer_name, trace.call(calls[0]), len(calls), shape, array, depthwise))
+        call_mvms.update(zip(calls, shape.call_mvms))
+    notes = [f"{len(names)} layer{'s' if len(names) > 1 else ''} {_NOTE_TEXT[kind]}: {', '.join(names[:3])}"
+             f"{', ...' if len(names) > 3 else ''}" for kind, names in noted.items()]
     return layers, index, call_mvms, notes
 
 
-def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
+def _off_array_work(trace, node: str, attention: str) -> Work:
+    """What a call that holds no mapped weight costs off the arrays: activation x activation
+    matmuls (gain-cell arrays under ``attention="gain-cell"``), element ops, embedding lookups."""
+    rec = trace.call(node)
+    out = rec.out_shapes[0] if rec.out_shapes else ()
+    lookups = math.prod(out) if rec.op == "embedding" or rec.op.endswith(".embedding") else 0
+    if attention == "gain-cell" and rec.kind == "matmul" and rec.macs and len(out) >= 2:
+        # one analog step per query row; every head and sequence in arrays of its own
+        return Work(ops=rec.other_ops, gain_cell_macs=rec.macs, gain_cell_inputs=rec.macs // max(1, out[-1]),
+                    gain_cell_outputs=math.prod(out), gain_cell_steps=int(out[-2]))
+    return Work(macs=rec.macs, ops=rec.other_ops, lookup_elements=lookups)
+
+
+def _fold_into_gain_cells(trace, off: Dict[str, Work]) -> None:
+    """Element ops whose every consumer is a gain-cell matmul (through shape-only ops) belong to the
+    gain-cell arrays: a constant scale of Q or K is folded into the DAC or the stored K, and the
+    mask and softmax between QK^T and AV are the charge-to-pulse stage (HardSigmoid) the readout
+    energy covers. Their element ops leave the digital unit."""
+    dag = trace.dag
+
+    def consumers(node: str) -> List[str]:
+        found, stack, seen = [], list(dag.successors(node)), set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            work = off.get(n)
+            if work is not None and not work:  # a shape-only op: look through it
+                stack.extend(dag.successors(n))
+            else:
+                found.append(n)
+        return found
+
+    for node in reversed(list(nx.topological_sort(dag))):  # consumers first: a folded op is looked through
+        work = off.get(node)
+        if work is not None and work.ops and not work.macs and not work.gain_cell_macs:
+            targets = consumers(node)
+            if targets and all(n in off and off[n].gain_cell_macs for n in targets):
+                off[node] = replace(work, ops=0)
+
+
+def _embedding_elements(trace) -> int:
+    """Elements of the embedding tables (each once, a tied one too: it is also on arrays)."""
+    total = 0
+    for name in trace.loop_graph:
+        layer = trace.layer(name)
+        first = trace.call(layer.dag_nodes[0])
+        if first.op == "embedding" and first.calls_module:
+            weight = getattr(trace.submodule(first.target), "weight", None)
+            total += weight.numel() if weight is not None else 0
+    return total
+
+
+def _digital_groups(trace, off: Dict[str, Work]) -> Tuple[DigitalGroup, ...]:
+    """Work off the arrays summed per module path, in execution order (calls without work skipped)."""
+    groups: Dict[Tuple[str, str], List] = {}
+    for node in sorted(off, key=lambda n: trace.call(n).order):
+        work = off[node]
+        if not work:
+            continue
+        resource = "gain-cell" if work.gain_cell_macs else "digital"
+        entry = groups.setdefault((trace.call(node).module or "(model)", resource), [Work(), 0])
+        entry[0], entry[1] = entry[0] + work, entry[1] + 1
+    return tuple(DigitalGroup(name, resource, work, calls) for (name, resource), (work, calls) in groups.items())
+
+
+def _sum_bits(bits: int, works: List[Work]) -> Work:
+    """The sum of ``works[i]`` for every bit ``i`` set in ``bits``."""
+    total, i = Work(), 0
+    while bits:
+        if bits & 1:
+            total += works[i]
+        bits >>= 1
+        i += 1
+    return total
+
+
+def _owned_work(trace, stages: List[CallStage], frontier: Dict[str, FrozenSet[int]], off: Dict[str, Work]
+                ) -> Dict[int, Work]:
+    """Each call's share of the work off the arrays, every such call counted once: the first weight
+    call (in execution order) that waits for it, else the last weight call above it (a model's tail)."""
+    dag = trace.dag
+    stage_of = {stage.node: i for i, stage in enumerate(stages)}
+    first: Dict[str, Optional[int]] = {}
+    for node in reversed(list(nx.topological_sort(dag))):
+        below = [stage_of[n] if n in stage_of else first[n] for n in dag.successors(node)]
+        below = [i for i in below if i is not None]
+        first[node] = min(below) if below else None
+    owned: Dict[int, Work] = {}
+    for node, work in off.items():
+        if not work:
+            continue
+        above = frontier.get(node)
+        owner = first[node] if first[node] is not None else (max(above) if above else None)
+        if owner is not None:
+            owned[owner] = owned.get(owner, Work()) + work
+    return owned
+
+
+def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int], off: Dict[str, Work]
                 ) -> Tuple[Tuple[CallStage, ...], Tuple[OutputStage, ...]]:
     """The execution DAG reduced to weight-layer calls: a call's ``preds`` are the nearest
-    weight-layer calls above it (through weight-free ops only)."""
+    weight-layer calls above it (through weight-free ops only). Work off the arrays, one bit per
+    call in a bitset: a weight call's ``before`` is what it waits for and no weight call above it
+    already waited for (so a path counts each such call once); an output's ``work`` is all the work
+    off the arrays above it (each call once)."""
     dag = trace.dag
     frontier: Dict[str, FrozenSet[int]] = {}
+    pending: Dict[str, int] = {}   # off-array calls above, not yet before a weight call above
+    done: Dict[str, int] = {}      # off-array calls before some weight call above
+    above_all: Dict[str, int] = {}  # every off-array call above
+    works: List[Work] = []
     stages: List[CallStage] = []
     empty: FrozenSet[int] = frozenset()
     for node in sorted(dag.nodes, key=lambda n: trace.call(n).order):
-        preds = [frontier[p] for p in dag.predecessors(node)]
-        above = preds[0] if len(preds) == 1 else (frozenset().union(*preds) if preds else empty)
-        layer = trace.layer_of(node)
-        if node in call_mvms and layer in index:
-            stages.append(CallStage(node, index[layer], int(call_mvms[node]), tuple(sorted(above))))
-            frontier[node] = frozenset((len(stages) - 1,))
+        preds = list(dag.predecessors(node))
+        fronts = [frontier[p] for p in preds]
+        above = fronts[0] if len(fronts) == 1 else (frozenset().union(*fronts) if fronts else empty)
+        bits_done = bits_pending = bits_all = 0
+        for p in preds:
+            bits_done, bits_pending, bits_all = bits_done | done[p], bits_pending | pending[p], bits_all | above_all[p]
+        if node in call_mvms and trace.layer_of(node) in index:
+            waits = bits_pending & ~bits_done
+            stages.append(CallStage(node, index[trace.layer_of(node)], int(call_mvms[node]), tuple(sorted(above)),
+                                    _sum_bits(waits, works)))
+            frontier[node], pending[node], done[node] = frozenset((len(stages) - 1,)), 0, bits_done | waits
         else:
-            frontier[node] = above
+            frontier[node], done[node] = above, bits_done
+            pending[node] = bits_pending
+            work = off.get(node)
+            if work:
+                bit = 1 << len(works)
+                works.append(work)
+                pending[node] |= bit
+                bits_all |= bit
+        above_all[node] = bits_all
+    owned = _owned_work(trace, stages, frontier, off)
+    stages = [replace(stage, owned=owned.get(i, Work())) for i, stage in enumerate(stages)]
     # layers each call needs: its own plus those of all calls above it
     needed: List[FrozenSet[int]] = []
     for stage in stages:
@@ -489,14 +679,16 @@ def _reduce_dag(trace, index: Dict[str, int], call_mvms: Dict[str, int]
     for i, (node, name) in enumerate(trace.named_outputs(), start=1):
         preds = tuple(sorted(frontier.get(node, empty)))
         layers = frozenset().union(*(needed[p] for p in preds)) if preds else empty
-        outputs.append(OutputStage(i, node, _out_shape(dag, node), preds, tuple(sorted(layers)), name))
+        outputs.append(OutputStage(i, node, _out_shape(dag, node), preds, tuple(sorted(layers)), name,
+                                   _sum_bits(pending.get(node, 0) & ~done.get(node, 0), works),
+                                   _sum_bits(above_all.get(node, 0), works)))
     return tuple(stages), tuple(outputs)
 
 
 def map_model(model: nn.Module, inputs: Any, array: ArraySpec, depthwise: str = "dense", *,
-              name: Optional[str] = None) -> ModelMapping:
+              name: Optional[str] = None, attention: str = ATTENTION_KINDS[0]) -> ModelMapping:
     """Trace ``model`` once on ``inputs`` (as :func:`graphcost.analyze` takes them) and map it
     (see :func:`map_trace`)."""
     from graphcost.tracing import trace
 
-    return map_trace(trace(model, inputs), array, depthwise, name=name or type(model).__name__)
+    return map_trace(trace(model, inputs), array, depthwise, name=name or type(model).__name__, attention=attention)

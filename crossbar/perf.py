@@ -45,8 +45,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from graphcost.errors import UserError
 
-from .mapping import LayerMapping, ModelMapping
+from .mapping import LayerMapping, ModelMapping, Work
 from .specs import ArraySpec, ChipSpec
+from .tech import TechSpec
 
 _EPS = 1e-9
 
@@ -105,6 +106,14 @@ class Performance:
     target_reachable: Optional[bool]
     layers: Tuple[LayerPerf, ...]
     outputs: Tuple[OutputPerf, ...]
+    #: time per frame of the digital unit (0 without a tech: the arrays alone)
+    digital_s: float = 0.0
+    #: chips the arrays are spread over, each layer's chip, activation bytes crossing chips per frame
+    chips: int = 1
+    layer_chips: Tuple[int, ...] = ()
+    link_bytes: float = 0.0
+    #: per weight-layer call: the time it also waits for work off the arrays and chip crossings
+    call_off_s: Tuple[float, ...] = ()
 
     @property
     def utilization(self) -> float:
@@ -119,11 +128,13 @@ class Performance:
         m = self.mapping
         perf = {layer.name: layer for layer in self.layers}
         layers = []
-        for layer in m.layers:
+        for i, layer in enumerate(m.layers):
             d = layer.to_dict()
             p = perf[layer.name]
             d.update(replicas=p.replicas, arrays=p.arrays, stage_time_s=p.stage_time_s, resident=p.resident,
                      rewrite_s=p.rewrite_s)
+            if self.chips > 1:
+                d["chip"] = self.layer_chips[i]
             layers.append(d)
         outputs = [dict(o.to_dict(), name=s.name, shape=list(s.shape)) for o, s in zip(self.outputs, m.outputs)]
         return {
@@ -148,9 +159,13 @@ class Performance:
             "target_fps": self.target_fps,
             "arrays_for_target": self.arrays_for_target,
             "target_reachable": self.target_reachable,
-            "layers": layers,
+            "layers": layers + [g.to_dict() for g in m.digital],
             "outputs": outputs,
             "notes": list(m.notes),
+            "coverage": m.coverage.to_dict(),
+            "attention": m.attention,
+            "digital_s": self.digital_s,
+            "embedding_elements": m.embedding_elements,
         }
 
     def to_frame(self):
@@ -271,39 +286,49 @@ def _swap(mapping: ModelMapping, chip: ChipSpec, fits: bool, base_s: List[float]
     return swap
 
 
-def _frame_time(mapping: ModelMapping, swap: _Swap, chip: ChipSpec) -> Tuple[float, str]:
-    """Time between frames and what sets it: the slowest resident stage or the swap pool; with
-    ``layer_by_layer`` every stage in turn (one image at a time)."""
+def _frame_time(mapping: ModelMapping, swap: _Swap, chip: ChipSpec, digital_s: float = 0.0, link_s: float = 0.0
+                ) -> Tuple[float, str]:
+    """Time between frames and what sets it: the slowest resident stage, the swap pool, the digital
+    unit or the chip-to-chip links (each a resource of its own); with ``layer_by_layer`` every
+    stage in turn (one image at a time)."""
     if chip.layer_by_layer:
-        return sum(swap.stage_s) + sum(swap.rewrite), "layer by layer"
+        return sum(swap.stage_s) + sum(swap.rewrite) + digital_s + link_s, "layer by layer"
     resident_stage = [(s, mapping.layers[i].name) for i, s in enumerate(swap.stage_s) if swap.resident[i]]
     frame_s, bottleneck = max(resident_stage, default=(0.0, ""))
-    if swap.pool_s > frame_s:
-        return swap.pool_s, "swap pool (weight rewrites)"
+    for other_s, name in ((swap.pool_s, "swap pool (weight rewrites)"), (digital_s, "digital unit"),
+                          (link_s, "chip-to-chip links")):
+        if other_s > frame_s:
+            frame_s, bottleneck = other_s, name
     return frame_s, bottleneck
 
 
 def _output_latencies(mapping: ModelMapping, swap: _Swap, replicas: List[int], arrays_of: List[int], t_mvm: float,
-                      buffer_s: List[float], write_per_array_s: float) -> Tuple[OutputPerf, ...]:
-    """Latency of every output: the longest path over the weight-layer calls."""
-    finish = _finish_times(mapping, swap.passes, swap.resident, replicas, t_mvm, buffer_s, write_per_array_s)
+                      buffer_s: List[float], write_per_array_s: float, off_s: "_OffArray"
+                      ) -> Tuple[OutputPerf, ...]:
+    """Latency of every output: the longest path over the weight-layer calls, each call also waiting
+    for the digital work before it and its activations crossing chips."""
+    finish = _finish_times(mapping, swap.passes, swap.resident, replicas, t_mvm, buffer_s, write_per_array_s,
+                           off_s.call_s)
     return tuple(
-        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0),
+        OutputPerf(o.index, o.node, max((finish[p] for p in o.preds), default=0.0) + off_s.output_s[j],
                    sum(arrays_of[i] for i in o.layers))
-        for o in mapping.outputs)
+        for j, o in enumerate(mapping.outputs))
 
 
 def _finish_times(mapping: ModelMapping, passes: Sequence[int], resident: Sequence[bool], replicas: Sequence[int],
-                  t_mvm: float, buffer_s: Sequence[float], write_per_array_s: float) -> List[float]:
-    """When each weight-layer call of ``mapping.calls`` finishes (one frame in flight)."""
+                  t_mvm: float, buffer_s: Sequence[float], write_per_array_s: float,
+                  off_s: Sequence[float] = ()) -> List[float]:
+    """When each weight-layer call of ``mapping.calls`` finishes (one frame in flight); ``off_s``: the
+    time each call also waits for work off the arrays and chip crossings."""
     layers = mapping.layers
     finish: List[float] = []
-    for call in mapping.calls:
+    for k, call in enumerate(mapping.calls):
         i = call.layer
         layer = layers[i]
         t = call.mvms * (layer.cycles_per_mvm * t_mvm + buffer_s[i]) * passes[i] / replicas[i]
         if not resident[i]:
             t += layer.tiles * write_per_array_s
+        t += off_s[k] if off_s else 0.0
         finish.append(t + max((finish[p] for p in call.preds), default=0.0))
     return finish
 
@@ -315,8 +340,64 @@ def call_finish_s(perf: Performance) -> Dict[str, float]:
     buffer_s = [buffer_s_per_mvm(layer, mapping.array, chip) for layer in mapping.layers]
     finish = _finish_times(mapping, [lp.passes for lp in perf.layers], [lp.resident for lp in perf.layers],
                            [lp.replicas for lp in perf.layers], chip.mvm_latency_ns * 1e-9, buffer_s,
-                           mapping.array.rows * chip.write_ns_per_row * 1e-9)
+                           mapping.array.rows * chip.write_ns_per_row * 1e-9, perf.call_off_s)
     return {call.node: t for call, t in zip(mapping.calls, finish)}
+
+
+def work_time_s(work: Work, tech: Optional[TechSpec]) -> float:
+    """Time of work off the arrays: digital MACs and element ops on the digital unit, then the
+    gain-cell steps (0 without a tech)."""
+    if tech is None or not work:
+        return 0.0
+    return tech.digital_time_s(work.macs, work.ops) + work.gain_cell_steps * tech.gain_cell_step_ns * 1e-9
+
+
+def layer_chips(mapping: ModelMapping, chip: ChipSpec) -> List[int]:
+    """The chip of every layer: layers in execution order filled into chips of ``arrays_per_chip``
+    arrays, a new chip where the next layer does not fit (cut at layer boundaries).
+
+    Raises
+    ------
+    UserError
+        A layer needs more arrays than one chip has.
+    """
+    per = chip.arrays_per_chip
+    if per is None:
+        return [0] * len(mapping.layers)
+    chips, current, used = [], 0, 0
+    for layer in mapping.layers:
+        if layer.tiles > per:
+            raise UserError(f"layer {layer.name} needs {layer.tiles:,} arrays, more than one chip's {per:,} "
+                            f"(--chip-arrays); give larger chips or larger arrays")
+        if used + layer.tiles > per:
+            current, used = current + 1, 0
+        used += layer.tiles
+        chips.append(current)
+    return chips
+
+
+@dataclass
+class _OffArray:
+    """Per call and per output: the time of its work off the arrays and of its activations crossing
+    chips; the link bytes per frame."""
+
+    call_s: List[float]
+    output_s: List[float]
+    link_bytes: float = 0.0
+    link_s: float = 0.0
+
+
+def _off_array(mapping: ModelMapping, chip: ChipSpec, chips: List[int], tech: Optional[TechSpec]) -> _OffArray:
+    act_bytes = (tech.activation_bits if tech is not None else 8) / 8
+    call_s, link_bytes = [], 0.0
+    for call in mapping.calls:
+        layer = mapping.layers[call.layer]
+        crossing = any(chips[mapping.calls[p].layer] != chips[call.layer] for p in call.preds)
+        moved = call.mvms * layer.inputs_per_mvm * act_bytes if crossing else 0.0
+        link_bytes += moved
+        call_s.append(work_time_s(call.before, tech) + moved / chip.link_bytes_per_s)
+    output_s = [work_time_s(o.before, tech) for o in mapping.outputs]
+    return _OffArray(call_s, output_s, link_bytes, link_bytes / chip.link_bytes_per_s)
 
 
 def buffer_s_per_mvm(layer: LayerMapping, array: ArraySpec, chip: ChipSpec) -> float:
@@ -332,7 +413,8 @@ def buffer_s_per_mvm(layer: LayerMapping, array: ArraySpec, chip: ChipSpec) -> f
     return cycles * chip.cycle_ns * 1e-9
 
 
-def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[float] = None) -> Performance:
+def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[float] = None,
+                tech: Optional[TechSpec] = None) -> Performance:
     """Fit, throughput and latency of ``mapping`` on ``chip`` (formulas in the module docstring).
 
     Parameters
@@ -343,6 +425,10 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
         Arrays available (``None``: unlimited), MVM latency, write time per row, ``replicate``.
     target_fps : float, optional
         With ``chip.replicate``: the frame rate to size the replicas for.
+    tech : TechSpec, optional
+        Times the digital unit (and gain-cell attention) beside the arrays: the work off the arrays
+        each call waits for adds to its latency, and the unit is a pipeline stage of its own.
+        ``None``: the arrays alone (work off the arrays takes no time).
 
     Returns
     -------
@@ -378,9 +464,12 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
                                                           chip, fits, target_fps)
     write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
     swap = _swap(mapping, chip, fits, base_s, replicas, write_per_array_s)
-    frame_s, bottleneck = _frame_time(mapping, swap, chip)
+    chips = layer_chips(mapping, chip)
+    off_s = _off_array(mapping, chip, chips, tech)
+    digital_s = work_time_s(mapping.digital_work, tech)
+    frame_s, bottleneck = _frame_time(mapping, swap, chip, digital_s, off_s.link_s)
     arrays_of = [n * r for n, r in zip(tiles, replicas)]
-    outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, buffer_s, write_per_array_s)
+    outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, buffer_s, write_per_array_s, off_s)
     perf_layers = tuple(
         LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i], swap.resident[i],
                   swap.passes[i], swap.rewrite[i])
@@ -391,4 +480,6 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
         latency_s=outputs[-1].latency_s if outputs else 0.0, frame_time_s=frame_s, bottleneck=bottleneck,
         resident_fps=1.0 / max(base_s), rewrite_s=sum(swap.rewrite),
         rewritten_arrays=sum(layer.calls * layer.tiles for i, layer in enumerate(layers) if not swap.resident[i]),
-        arrays_for_target=arrays_for_target, target_reachable=reachable, layers=perf_layers, outputs=outputs)
+        arrays_for_target=arrays_for_target, target_reachable=reachable, layers=perf_layers, outputs=outputs,
+        digital_s=digital_s, chips=max(chips, default=0) + 1, layer_chips=tuple(chips), link_bytes=off_s.link_bytes,
+        call_off_s=tuple(off_s.call_s))

@@ -21,7 +21,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
+
 from graphcost.errors import UserError
+from graphcost.inputs import InputSpec
 from graphcost.resolve import ModelSpec, build, build_for_shapes
 from graphcost.runtime.executor import EXECUTORS, make_executor
 from graphcost.tracing import trace
@@ -29,7 +32,9 @@ from graphcost.tracing import trace
 from .accuracy import SHIPPED, WEIGHT_KINDS, AccuracyConfig, evaluate_accuracy, load_weights, shipped_checkpoint_for
 from .data import open_dataset
 from .energy import AreaReport, EnergyReport, area, energy
-from .mapping import map_trace
+from .generation import (DecodeStep, GenerateSpec, Generation, KVShape, Step, chips_dict, decode_step_inputs,
+                         decoder_config, kv_shape, step_of)
+from .mapping import ATTENTION_KINDS, map_trace
 from .perf import Performance, performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
 from .tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
@@ -75,6 +80,10 @@ class MapRequest:
     tech: TechSpec = TECH_PRESETS[DEFAULT_TECH]
     #: how the model is captured (see :func:`graphcost.trace`)
     tracer: str = "auto"
+    #: where attention's activation x activation matmuls run: ``digital`` or ``gain-cell``
+    attention: str = ATTENTION_KINDS[0]
+    #: prefill and decode of a language model (``None``: one frame of the model's inputs)
+    generate: Optional[GenerateSpec] = None
 
 
 @dataclass
@@ -87,6 +96,7 @@ class MapResult:
     notes: List[str] = field(default_factory=list)
     energy: Optional[EnergyReport] = None
     area: Optional[AreaReport] = None
+    generation: Optional[Generation] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON contract of ``graphcost map --format json``."""
@@ -99,6 +109,10 @@ class MapResult:
             result["area"] = self.area.to_dict()
         if self.accuracy is not None:
             result["accuracy"] = self.accuracy
+        if self.generation is not None:
+            result["generation"] = self.generation.to_dict()
+        last = self.generation.last if self.generation is not None else None
+        result["chips"] = chips_dict(self.performance, last, self.generation.spec.batch if last else 1)
         return result
 
 
@@ -120,6 +134,10 @@ def check_request(request: MapRequest) -> None:
     acc = request.accuracy
     if acc is not None and acc.data != SYNTHETIC_DATA:
         open_dataset(acc.data, acc.samples)  # a bad data path fails now, not after tracing
+    if request.attention not in ATTENTION_KINDS:
+        raise UserError(f"unknown attention {request.attention!r}; use one of {', '.join(ATTENTION_KINDS)}")
+    if request.generate is not None and (acc is not None or request.weights is not None):
+        raise UserError("--generate models shapes only: drop --accuracy and --weights")
 
 
 def _shipped_path(spec: ModelSpec, kind: str) -> Optional[str]:
@@ -154,6 +172,27 @@ def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
     return path
 
 
+def _prefill_inputs(model, gen: GenerateSpec):
+    """The prompt's token ids; an encoder-decoder also gets its start token (the prefill yields the first token)."""
+    inputs = {"input_ids": InputSpec((gen.batch, gen.prompt_tokens), torch.int64)}
+    if getattr(model.config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = InputSpec((gen.batch, 1), torch.int64)
+    return inputs
+
+
+def _decode_step(model, request: MapRequest, kv: KVShape, context: int) -> Step:
+    """One decode step captured against a cache of ``context`` tokens (an encoder-decoder: the prompt's
+    encoder outputs and its own tokens), mapped and costed."""
+    gen = request.generate
+    prompt = gen.prompt_tokens if getattr(model.config, "is_encoder_decoder", False) else None
+    step = DecodeStep(model, context, kv, prompt)
+    captured = trace(step, decode_step_inputs(gen.batch), tracer="dispatch")
+    mapping = map_trace(captured, request.array, request.depthwise, attention=request.attention)
+    perf = performance(mapping, request.chip, tech=request.tech)
+    attended = step.own_tokens + (prompt or 0)
+    return step_of(attended, perf, energy(perf, request.tech))
+
+
 def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
     """Check, build, map and time the model of ``request``; simulate it if ``request.accuracy`` is set.
 
@@ -167,10 +206,17 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     weights = _weights(request, notes)
     if weights is not None:
         load_weights(built.module, weights)
-    captured = trace(built.module, built.call_inputs, tracer=request.tracer)  # every typed / named input
-    mapping = map_trace(captured, request.array, request.depthwise, name=built.label)
-    perf = performance(mapping, request.chip, target_fps=request.target_fps)
+    gen = request.generate
+    if gen is not None:
+        kv = kv_shape(decoder_config(built.module, built.label))  # refused before any tracing
+    inputs = built.call_inputs if gen is None else _prefill_inputs(built.module, gen)
+    captured = trace(built.module, inputs, tracer=request.tracer)  # every typed / named input
+    mapping = map_trace(captured, request.array, request.depthwise, name=built.label, attention=request.attention)
+    perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
+    if gen is not None:
+        steps = [_decode_step(built.module, request, kv, context) for context in gen.contexts]
+        result.generation = Generation(gen, perf.latency_s, steps[0], steps[1], kv, request.tech, request.attention)
     acc = request.accuracy
     if acc is not None:
         config = AccuracyConfig(array=request.array, noise=acc.noise, data=acc.data, samples=acc.samples,

@@ -125,6 +125,12 @@ DEFAULT_WRITE_NS_PER_ROW = 3000.0
 DEFAULT_MVM_LATENCY_NS = 100.0
 
 
+#: Chip-to-chip link of chips on one package: UCIe 1.0 (2022) standard-package targets, 0.5 pJ per
+#: bit and 32 GT/s per lane; a x16 module moves 16 x 32 Gb/s = 64 GB/s each way.
+DEFAULT_LINK_ENERGY_J_PER_BIT = 0.5e-12
+DEFAULT_LINK_BYTES_PER_S = 64e9
+
+
 @dataclass(frozen=True)
 class ChipSpec:
     """A chip of ``arrays`` identical arrays (``None``: as many as the graph needs).
@@ -147,6 +153,9 @@ class ChipSpec:
       input and output buffers; every MVM writes and reads its input vector (``dac_bits`` per
       row) and its partial sums (``partial_sum_bits`` per output) through them, one
       ``cycle_ns`` per transfer (``None``: buffers never limit).
+    * ``arrays_per_chip`` — arrays of one chip (``None``: one chip holds everything): a model
+      needing more is spread over ``ceil(arrays / arrays_per_chip)`` chips, cut at layer boundaries;
+      activations crossing chips cost ``link_energy_j_per_bit`` and ``link_bytes_per_s``.
     """
 
     arrays: Optional[int] = None
@@ -160,10 +169,17 @@ class ChipSpec:
     tile_output_bits_per_cycle: Optional[int] = None
     partial_sum_bits: int = 16
     cycle_ns: float = 1.0
+    arrays_per_chip: Optional[int] = None
+    link_energy_j_per_bit: float = DEFAULT_LINK_ENERGY_J_PER_BIT
+    link_bytes_per_s: float = DEFAULT_LINK_BYTES_PER_S
 
     def __post_init__(self):
         if self.arrays is not None:
             _check_int("chip arrays", self.arrays, 1)
+        if self.arrays_per_chip is not None:
+            _check_int("arrays per chip", self.arrays_per_chip, 1)
+        _check_number("link energy per bit (J)", self.link_energy_j_per_bit)
+        _check_number("link bandwidth (bytes/s)", self.link_bytes_per_s, strict=True)
         _check_number("mvm latency (ns)", self.mvm_latency_ns, strict=True)
         _check_number("write time per row (ns)", self.write_ns_per_row)
         for name in ("pe_side_arrays", "tile_side_arrays", "partial_sum_bits"):

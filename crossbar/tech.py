@@ -58,7 +58,8 @@ else:  # Python 3.10: the same parser, from PyPI
 ADC_KINDS = ("sar", "flash")
 
 _F2_UM2 = 1e-6  # nm² -> um²
-_INT_FIELDS = ("input_bits_per_cycle", "columns_per_adc", "activation_bits")
+_INT_FIELDS = ("input_bits_per_cycle", "columns_per_adc", "activation_bits", "digital_macs_per_cycle",
+               "digital_ops_per_cycle", "sram_capacity_bytes", "gain_cell_rows", "gain_cell_window_tokens")
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,25 @@ class TechSpec:
     # chip's root to a tile (``sqrt(area)``, NeuroSim ``HTree.cpp``) instead of the flat
     # ``interconnect_energy_j_per_bit``.
     wire_energy_j_per_bit_mm: float = 0.0
+    # The digital unit beside the arrays (attention matmuls, softmax, norms, element ops, embedding
+    # lookups, the KV cache): energies 0 in a hand-built spec, every preset at its node (:func:`digital_unit`).
+    digital_mac_energy_j: float = 0.0
+    digital_op_energy_j: float = 0.0
+    digital_macs_per_cycle: int = 1024
+    digital_ops_per_cycle: int = 256
+    sram_read_energy_j_per_byte: float = 0.0
+    sram_write_energy_j_per_byte: float = 0.0
+    sram_capacity_bytes: int = 32 * 2 ** 20
+    dram_energy_j_per_bit: float = 20e-12
+    dram_bytes_per_s: float = 256e9
+    # Gain-cell attention arrays (Leroux, Manea et al., Nat. Comput. Sci. 5, 2025: :func:`gain_cell_unit`).
+    gain_cell_energy_j_per_mac: float = 0.0
+    gain_cell_dac_energy_j_per_input: float = 0.0
+    gain_cell_readout_energy_j_per_output: float = 0.0
+    gain_cell_write_energy_j_per_byte: float = 0.0
+    gain_cell_step_ns: float = 0.0
+    gain_cell_rows: int = 64
+    gain_cell_window_tokens: int = 1024
 
     def __post_init__(self):
         for f in fields(self):
@@ -188,6 +208,10 @@ class TechSpec:
             return cycles * per_cycle * self.sense_cycle_ns
         return cycles * (self.read_pulse_ns + muxed * self.adc_time_ns(array.adc_bits))
 
+    def digital_time_s(self, macs: float, ops: float) -> float:
+        """Time of the digital unit for ``macs`` MACs and ``ops`` element ops (one after the other)."""
+        return (macs / self.digital_macs_per_cycle + ops / self.digital_ops_per_cycle) / self.clock_hz
+
     def adcs_per_array(self, array: ArraySpec) -> int:
         return -(-array.cols // self.columns_per_adc)
 
@@ -198,6 +222,76 @@ class TechSpec:
 def _scale(value_at: float, from_nm: float, to_nm: float) -> float:
     """Dynamic energy scaled linearly with feature size (C ~ F at constant voltage)."""
     return value_at * to_nm / from_nm
+
+
+#: Horowitz, "Computing's energy problem", ISSCC 2014, per-operation energies at 45 nm, 0.9 V:
+#: int8 multiply 0.2 pJ, int32 add 0.1 pJ, fp16 add 0.4 pJ / multiply 1.1 pJ; a 64 KB SRAM 1.6 pJ
+#: per byte read, 2.1 pJ written (the buffers above); DRAM 640 pJ per 32-bit read (20 pJ/bit,
+#: off-chip: not scaled with the node).
+HOROWITZ_45NM = {"int8_mult": 0.2e-12, "int32_add": 0.1e-12, "fp16_add": 0.4e-12, "fp16_mult": 1.1e-12,
+                 "sram_read_per_byte": 1.6e-12, "sram_write_per_byte": 2.1e-12, "dram_per_bit": 640e-12 / 32}
+
+
+def digital_unit(node_nm: float) -> Dict[str, Any]:
+    """The digital unit's constants at ``node_nm`` (Horowitz's 45 nm energies scaled linearly in
+    feature size, CV² with C ~ F at constant voltage, as the buffers above):
+
+    * an 8-bit MAC: an int8 multiply and an int32 accumulate, 0.3 pJ at 45 nm;
+    * an element op (softmax, norms, activations, adds): the mean of an fp16 add and multiply, 0.75 pJ;
+    * SRAM read / write per byte: the 64 KB SRAM's 1.6 / 2.1 pJ (a larger SRAM is banked in such
+      arrays; the wires between banks are the interconnect's);
+    * DRAM 20 pJ per bit (Horowitz's 640 pJ per 32-bit read), HBM2 bandwidth of one stack, 256 GB/s
+      (JEDEC JESD235A: 1024 pins x 2 Gb/s);
+    * *assumed*: 1024 MACs per cycle (a 32x32 systolic array), 256 element ops per cycle (a
+      256-lane vector unit), 32 MiB of on-chip SRAM (TPU v4 holds 32 MiB of vector memory and
+      128 MiB of common memory, Jouppi et al., ISCA 2023), at the tech's clock.
+
+    >>> round(digital_unit(22)["digital_mac_energy_j"] * 1e15, 1)     # 0.3 pJ x 22 / 45
+    146.7
+    """
+    h = HOROWITZ_45NM
+    return {
+        "digital_mac_energy_j": _scale(h["int8_mult"] + h["int32_add"], 45, node_nm),
+        "digital_op_energy_j": _scale((h["fp16_add"] + h["fp16_mult"]) / 2, 45, node_nm),
+        "sram_read_energy_j_per_byte": _scale(h["sram_read_per_byte"], 45, node_nm),
+        "sram_write_energy_j_per_byte": _scale(h["sram_write_per_byte"], 45, node_nm),
+        "dram_energy_j_per_bit": h["dram_per_bit"],
+    }
+
+
+#: Leroux, Manea et al., "Analog in-memory computing attention mechanism for fast and energy-efficient
+#: large language models", Nat. Comput. Sci. 5, 813-824 (2025); the authors' code
+#: (github.com/NathanLeroux-git/GainCellAttention, ``utils/plot_energy.py``): per head and token of
+#: GPT-2 (head dim 64, sliding window 1024) QK^T 1.12 nJ, AV 0.70 nJ, digital and routing 4.0 nJ,
+#: DAC 0.33 nJ; 65 ns per token and layer; 64-row sub-arrays; 15 ns maximum input pulse.
+LEROUX_2025 = {"qk_j": 1.12e-9, "av_j": 0.70e-9, "digital_routing_j": 4.0e-9, "dac_j": 0.33e-9,
+               "layer_ns": 65.0, "head_dim": 64, "window": 1024, "rows": 64, "pulse_ns": 15.0}
+
+
+def gain_cell_unit() -> Dict[str, Any]:
+    """Gain-cell attention constants, per event, from Leroux et al.'s per-head breakdown at their
+    operating point (head dim ``d`` = 64, window ``W`` = 1024): per MAC ``(QK + AV) / (2 W d)``
+    (QK^T and AV each multiply ``W x d``); per input driven ``DAC / (d + W)`` (a query of ``d``
+    values, then ``W`` attention weights); per output read out ``digital and routing / (W + d)``
+    (``W`` scores through the charge-to-pulse / HardSigmoid stage, ``d`` outputs); a step (one query
+    through QK^T or AV, all heads and sub-arrays in parallel) half of the 65 ns per layer. A written
+    K / V byte costs an SRAM write (*assumed*: a gain cell is written through its write transistor
+    like an SRAM cell).
+
+    >>> u = gain_cell_unit()
+    >>> round(u["gain_cell_energy_j_per_mac"] * 2 * 1024 * 64 * 1e9, 2)    # QK + AV per head and token
+    1.82
+    """
+    r = LEROUX_2025
+    d, w = r["head_dim"], r["window"]
+    return {
+        "gain_cell_energy_j_per_mac": (r["qk_j"] + r["av_j"]) / (2 * w * d),
+        "gain_cell_dac_energy_j_per_input": r["dac_j"] / (d + w),
+        "gain_cell_readout_energy_j_per_output": r["digital_routing_j"] / (w + d),
+        "gain_cell_step_ns": r["layer_ns"] / 2,
+        "gain_cell_rows": r["rows"],
+        "gain_cell_window_tokens": w,
+    }
 
 
 def _sram_buffer_area_um2_per_kib(node_nm: float) -> float:
@@ -355,8 +449,15 @@ def _pcm_14nm() -> TechSpec:
         activation_bits=8)
 
 
+def _with_units(tech: TechSpec) -> TechSpec:
+    """A preset with its digital unit at its node and the gain-cell attention constants."""
+    sram_write = _scale(HOROWITZ_45NM["sram_write_per_byte"], 45, tech.node_nm)
+    return replace(tech, **digital_unit(tech.node_nm), **gain_cell_unit(), gain_cell_write_energy_j_per_byte=sram_write)
+
+
 #: The technology presets (``--tech NAME``).
-TECH_PRESETS: Dict[str, TechSpec] = {t.name: t for t in (_rram_22nm(), _pcm_14nm(), _sram_22nm(), _isaac_32nm())}
+TECH_PRESETS: Dict[str, TechSpec] = {t.name: _with_units(t) for t in (_rram_22nm(), _pcm_14nm(), _sram_22nm(),
+                                                                      _isaac_32nm())}
 
 
 @dataclass(frozen=True)

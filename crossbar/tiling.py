@@ -19,12 +19,13 @@ tiling into the per-group pieces the simulator programs, so the two cannot disag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 from torch import nn
 
 from graphcost.errors import UserError
+from graphcost.ops import recurrent_gates, recurrent_matrices
 
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec
 
@@ -91,14 +92,102 @@ def geometry_of_weight(op: str, weight_shape: Sequence[int], groups: int = 1, ha
     return LayerGeometry("conv", shape[1] * groups, shape[0], groups, shape[2:], has_bias)  # (Cout, Cin/g, k..)
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2 and kin): a linear layer whose weight is stored transposed,
+    ``(in, out)``, computing ``x @ W + b`` (``transformers.pytorch_utils.Conv1D``; matched by name and
+    its ``nf`` attribute, so transformers need not be imported)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None
+
+
 def geometry_of_module(module: nn.Module) -> Optional[LayerGeometry]:
-    """The geometry of a ``Conv*d`` / ``ConvTranspose*d`` / ``Linear`` module (``None`` for others)."""
+    """The geometry of a ``Conv*d`` / ``ConvTranspose*d`` / ``Linear`` module, or HF's ``Conv1D``
+    (a linear layer of the transposed weight), ``None`` for others.
+
+    >>> import torch
+    >>> class Conv1D(nn.Module):          # HF's layout: weight (in, out)
+    ...     def __init__(self, nf, nx):
+    ...         super().__init__()
+    ...         self.nf, self.weight, self.bias = nf, nn.Parameter(torch.empty(nx, nf)), nn.Parameter(torch.empty(nf))
+    >>> geometry_of_module(Conv1D(192, 64)) == geometry_of_module(nn.Linear(64, 192))
+    True
+    """
     if isinstance(module, nn.Linear):
         return geometry_of_weight("linear", module.weight.shape, 1, module.bias is not None)
+    if is_hf_conv1d(module):
+        rows, cols = module.weight.shape
+        return geometry_of_weight("linear", (cols, rows), 1, getattr(module, "bias", None) is not None)
     if isinstance(module, nn.modules.conv._ConvNd):
         op = "conv_transpose" if module.transposed else "conv"
         return geometry_of_weight(op, module.weight.shape, module.groups, module.bias is not None)
     return None
+
+
+# --------------------------------------------------------------------------- weight shapes of any layer
+@dataclass
+class WeightShape:
+    """What the tiling needs from one weight layer: its matrices ``(rows_g without bias, cols_g in
+    weights, groups)``, whether it has a bias, the MVMs of each call, the independent MVMs of one
+    call (``max_replicas``), and whether the decoding is approximate (a module of unknown kind)."""
+
+    matrices: List[Tuple[int, int, int]]
+    has_bias: bool
+    call_mvms: List[int] = field(default_factory=list)
+    max_replicas: int = 1
+    approximate: bool = False
+
+
+def vectors_of(out_shape: Sequence[int], channels: int) -> int:
+    """Output vectors (MVMs) of a call: elements of its output over its ``channels``."""
+    if not out_shape or channels <= 0:
+        return 1
+    return max(1, math.prod(out_shape) // channels)
+
+
+def geometry_shape(geometry: LayerGeometry, out_shapes: Sequence[Sequence[int]]) -> WeightShape:
+    """A conv / transposed conv / linear layer: one matrix per group, one MVM per output vector."""
+    shape = WeightShape([(geometry.rows_per_group, geometry.cout_per_group, geometry.groups)], geometry.has_bias)
+    shape.call_mvms = [vectors_of(s, geometry.cout) for s in out_shapes]
+    shape.max_replicas = max(shape.call_mvms, default=1)
+    return shape
+
+
+def recurrent_shape(module: nn.Module, out_shapes: Sequence[Sequence[int]]) -> Optional[WeightShape]:
+    """A recurrent module (LSTM / GRU / RNN and cells): one gate matrix per layer and direction
+    (:func:`graphcost.ops.recurrent_matrices`); a step's vectors run one after another; ``None``
+    for a module that is not recurrent.
+
+    >>> recurrent_shape(nn.LSTM(8, 16), [(5, 2, 16)]).call_mvms      # 5 steps x 2 sequences
+    [10]
+    """
+    if recurrent_gates(module) is None:
+        return None
+    matrices = [(rows, cols, 1) for rows, cols in recurrent_matrices(module)]
+    if isinstance(module, nn.RNNCellBase):  # one step: out (N, hidden) or (hidden,)
+        mvms = [int(s[0]) if len(s) == 2 else 1 for s in out_shapes]
+        return WeightShape(matrices, module.bias, mvms, max(mvms, default=1))
+    proj = getattr(module, "proj_size", 0) or 0
+    steps_per_vector = module.num_layers * (2 if proj else 1)  # directions run side by side
+    mvms, independent = [], 1
+    for s in out_shapes:  # output (L, N, D*H), (N, L, D*H) batch_first, or (L, D*H) unbatched
+        if len(s) == 3:
+            mvms.append(s[0] * s[1] * steps_per_vector)
+            independent = max(independent, int(s[0] if module.batch_first else s[1]))
+        else:
+            mvms.append((s[0] if s else 1) * steps_per_vector)
+    return WeightShape(matrices, module.bias, mvms, independent)
+
+
+def generic_shape(module: nn.Module, call_macs: Sequence[int]) -> Optional[WeightShape]:
+    """Any other weight module, approximately: every >= 2-D parameter is one matrix (``rows = numel
+    / out``, ``cols = out``); a call's MVMs are its MACs over the MACs of one pass over all
+    matrices. ``None`` when the module has no weight matrix."""
+    matrices = [(p.numel() // int(p.shape[0]), int(p.shape[0]), 1) for p in module.parameters() if p.dim() >= 2]
+    if not matrices:
+        return None
+    per_pass = sum(r * c for r, c, _ in matrices)
+    mvms = [max(1, ceil_div(macs, per_pass)) for macs in call_macs]
+    has_bias = any(p.dim() == 1 for p in module.parameters())
+    return WeightShape(matrices, has_bias, mvms, max(mvms, default=1), approximate=True)
 
 
 # --------------------------------------------------------------------------- tiles

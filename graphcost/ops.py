@@ -33,7 +33,7 @@ import builtins
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -627,7 +627,36 @@ def _mha_module(call: Call) -> OpCost:
     return OpCost(macs=proj + attention + out, other_ops=batch * m.num_heads * tgt * src)
 
 
-_GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1, nn.LSTMCell: 4, nn.GRUCell: 3, nn.RNNCell: 1}
+_GATES = ((nn.LSTM, 4), (nn.GRU, 3), (nn.RNN, 1), (nn.LSTMCell, 4), (nn.GRUCell, 3), (nn.RNNCell, 1))
+
+
+def recurrent_gates(module: nn.Module) -> Optional[int]:
+    """Gate matrices of a recurrent module (LSTM 4, GRU 3, RNN 1, cells alike); ``None`` for others."""
+    return next((g for cls, g in _GATES if isinstance(module, cls)), None)
+
+
+def recurrent_matrices(module: nn.Module) -> List[Tuple[int, int]]:
+    """The weight matrices one step of a recurrent module multiplies, as ``(rows, cols)``: per layer
+    and direction one gate matrix ``(input + hidden_out, gates * hidden)`` and, with ``proj_size``,
+    a projection ``(hidden, proj)``. The one walk over a recurrent module's layers (MACs and tiles).
+
+    >>> recurrent_matrices(nn.LSTM(8, 16, num_layers=2, bidirectional=True))
+    [(24, 64), (24, 64), (48, 64), (48, 64)]
+    """
+    gates, hidden = recurrent_gates(module), module.hidden_size
+    if isinstance(module, nn.RNNCellBase):
+        return [(module.input_size + hidden, gates * hidden)]
+    proj = getattr(module, "proj_size", 0) or 0
+    hidden_out = proj or hidden
+    directions = 2 if module.bidirectional else 1
+    matrices = []
+    for layer in range(module.num_layers):
+        in_size = module.input_size if layer == 0 else hidden_out * directions
+        for _ in range(directions):
+            matrices.append((in_size + hidden_out, gates * hidden))
+            if proj:
+                matrices.append((hidden, proj))
+    return matrices
 
 
 @register_cost(nn.LSTM, nn.LSTMCell, name="lstm", kind="recurrent")
@@ -635,25 +664,15 @@ _GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1, nn.LSTMCell: 4, nn.GRUCell: 3, nn.RN
 @register_cost(nn.RNN, nn.RNNCell, name="rnn", kind="recurrent")
 def _recurrent_module(call: Call) -> OpCost:
     m = call.module
-    gates = next(g for cls, g in _GATES.items() if isinstance(m, cls))
+    gates = recurrent_gates(m)
     x = call.args[0]
+    per_step = sum(rows * cols for rows, cols in recurrent_matrices(m))
     if isinstance(m, nn.RNNCellBase):
         steps = x.shape[0] if x.dim() == 2 else 1
-        return OpCost(macs=steps * gates * m.hidden_size * (m.input_size + m.hidden_size))
-    if x.dim() == 3:
-        steps = x.shape[0] * x.shape[1]
-    else:
-        steps = x.shape[0]
+        return OpCost(macs=steps * per_step)
+    steps = x.shape[0] * x.shape[1] if x.dim() == 3 else x.shape[0]
     directions = 2 if m.bidirectional else 1
-    hidden_out = m.proj_size if getattr(m, "proj_size", 0) else m.hidden_size
-    macs = 0
-    for layer in range(m.num_layers):
-        in_size = m.input_size if layer == 0 else hidden_out * directions
-        per_step = gates * m.hidden_size * (in_size + hidden_out)
-        if getattr(m, "proj_size", 0):
-            per_step += m.hidden_size * m.proj_size
-        macs += directions * steps * per_step
-    return OpCost(macs=macs, other_ops=directions * steps * m.num_layers * gates * m.hidden_size)
+    return OpCost(macs=steps * per_step, other_ops=directions * steps * m.num_layers * gates * m.hidden_size)
 
 
 @register_cost(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,

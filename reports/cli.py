@@ -18,6 +18,7 @@ import click
 from graphcost import render
 from graphcost.cli_options import INPUT_SHAPE, Parsed, format_option, model_options
 from graphcost.crossbar.cli import NOISE, TECH, TIMES, crossbar_option
+from graphcost.crossbar.cli_specs import ARRAY, CHIP, GENERATE
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
                                       ChipSpec, NoiseSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
@@ -31,7 +32,7 @@ from graphcost.resolve import ModelSpec, build_for_shapes, parse_params
 from graphcost.runtime.executor import EXECUTORS, ProgressBar, make_executor
 from graphcost.runtime.store import open_store
 
-from . import anytime, crossbar_report, energy as energy_report, fig5
+from . import anytime, crossbar_report, energy as energy_report, fig5, llm as llm_report
 from .common import check_out_dir, figure_writers, read_table, shape_text, variant_name, write_files
 from .heatmap import write_sweep
 from .index_page import write_index
@@ -325,6 +326,57 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
         render.console().print(render.table(f"energy per frame: {title}",
                                             ["model", "arrays needed", "energy (uJ/frame)", "largest part",
                                              "power (W)", "TOPS/W"], rows))
+    _echo_written(written)
+
+
+#: ``report llm`` defaults: GPT-2 (a full context past gain-cell attention's 1024-token window)
+DEFAULT_LLM_MODELS = ("hf:gpt2:causal-lm",)
+DEFAULT_LLM_GENERATE = "128+2048"
+LLM_SUMMARY_KEYS = ("ttft_s", "tokens_per_s", "energy_j_per_token", "kv_cache_bytes", "kv_cache_location")
+
+
+@report.command(name="llm")
+@click.argument("models", nargs=-1, type=MODEL_TOKEN, metavar="[MODEL[@KEY=VALUE,...]]...")
+@ARRAY.options()
+@CHIP.options()
+@click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
+              help="Technology of the energy model: a preset or a TOML file.")
+@click.option("--generate", type=GENERATE, default=DEFAULT_LLM_GENERATE, show_default=True,
+              help="Prompt and generated tokens: the contexts run from P to P+G-1.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences at once.")
+@out_option()
+@format_option
+def llm_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], array, chip: ChipSpec, tech: TechSpec,
+                generate: Tuple[int, int], batch: int, out_dir: str, fmt: str):
+    """Energy per generated token and tokens/s against the context, for digital and gain-cell attention.
+
+    MODEL is an hf: decoder with optional config parameters after '@' (e.g. hf:llama@num_hidden_layers=2);
+    default: hf:gpt2:causal-lm. Writes llm.png/.svg/.csv and index.html to --out.
+    """
+    from graphcost.crossbar.generation import GenerateSpec
+
+    out = check_out_dir(out_dir)
+    spec = GenerateSpec(*generate, batch=batch)
+    tokens = list(models) or [(name, {}) for name in DEFAULT_LLM_MODELS]
+    labels = [name + ("@" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+              for name, params in tokens]
+    results = [llm_report.run_model(ModelSpec(name=name, params=params), array, chip, tech, spec)
+               for name, params in tokens]
+    points = llm_report.frame(labels, results)
+    title = f"{array.label} arrays, {tech.name}, prompt {spec.prompt_tokens}, batch {spec.batch}"
+    written = llm_report.write(out, points, title)
+    summary = [{"model": label, "attention": attention, **{k: gen[k] for k in LLM_SUMMARY_KEYS}}
+               for label, result in zip(labels, results) for attention, gen in result.items()]
+    written.append(write_index(out, f"graphcost report llm: {title}", written, summary))
+    if fmt == "json":
+        click.echo(render.dumps({"models": summary, "points": _records(points)}))
+    elif fmt == "csv":
+        click.echo(render.frame_csv(points), nl=False)
+    else:
+        rows = [(s["model"], s["attention"], f"{s['ttft_s'] * 1e3:.4g}", f"{s['tokens_per_s']:,.4g}",
+                 f"{s['energy_j_per_token'] * 1e6:,.4g}", s["kv_cache_location"]) for s in summary]
+        render.console().print(render.table(f"generation: {title}", ["model", "attention", "TTFT (ms)", "tokens/s",
+                                                                     "energy (uJ/token)", "KV cache"], rows))
     _echo_written(written)
 
 

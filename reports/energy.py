@@ -20,7 +20,8 @@ from . import crossbar_report
 from .common import figure_writers, pyplot, style_for, style_key, write_files
 
 #: One colour per energy component, in :data:`ENERGY_COMPONENTS` order (matplotlib's tab10).
-COMPONENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+COMPONENT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                     "#bcbd22", "#17becf", "#aec7e8")
 
 
 def breakdown_frame(labels: Sequence[str], results: Sequence[Dict[str, Any]]) -> pd.DataFrame:

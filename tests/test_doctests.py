@@ -23,11 +23,12 @@ NO_EXAMPLES = {
     "graphcost.models.iterative_resnet", "graphcost.models.itnet", "graphcost.models.manifest",
     "graphcost.models.recunet", "graphcost.models.recurrent_seg",
     "graphcost.crossbar", "graphcost.crossbar.cli", "graphcost.crossbar.run", "graphcost.crossbar.train_cli",
-    "graphcost.crossbar.adaptive_cli", "graphcost.crossbar.adaptive_run",
+    "graphcost.crossbar.adaptive_cli", "graphcost.crossbar.adaptive_run", "graphcost.crossbar.cli_specs",
     "graphcost.crossbar.sim",
     "graphcost.reports", "graphcost.reports.anytime", "graphcost.reports.common", "graphcost.reports.crossbar_report",
     "graphcost.reports.drift", "graphcost.reports.energy", "graphcost.reports.fig5", "graphcost.reports.heatmap",
     "graphcost.reports.index_page", "graphcost.reports.pareto", "graphcost.reports.adaptive",
+    "graphcost.reports.llm",
 }
 
 

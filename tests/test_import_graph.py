@@ -17,8 +17,8 @@ ROOTS = {"graphcost": "graphcost", "graphcost.models": "models", "graphcost.cros
          "graphcost.reports": "reports"}
 #: the modules of the CLI room (and the plugin commands of the other rooms)
 CLI = {"graphcost.cli", "graphcost.cli_options", "graphcost.render", "graphcost.export", "graphcost.viewer.cli",
-       "graphcost.crossbar.cli", "graphcost.crossbar.train_cli", "graphcost.crossbar.adaptive_cli",
-       "graphcost.reports.cli"}
+       "graphcost.crossbar.cli", "graphcost.crossbar.cli_specs", "graphcost.crossbar.train_cli",
+       "graphcost.crossbar.adaptive_cli", "graphcost.reports.cli"}
 
 
 def _modules():

@@ -129,13 +129,16 @@ def test_energy_per_anytime_output_grows_to_the_frame():
     perf, e, _ = run(Chain(4), (1, 3, 8, 8))
     assert len(e.per_output_j) == 4
     assert all(a < b for a, b in zip(e.per_output_j, e.per_output_j[1:]))
-    stem, block, head = e.layers
+    stem, block, head, relus = e.layers
+    assert relus.name == "(model)" and relus.breakdown_j["digital"] == pytest.approx(
+        4 * 64 * 8 * 8 * RRAM.digital_op_energy_j)  # four ReLUs on the digital unit
     dyn = lambda le: sum(le.breakdown_j[k] for k in DYNAMIC)
     # the last output waits for everything but the three earlier heads (side branches)
     assert e.per_output_j[-1] == pytest.approx(e.per_frame_j - 3 * dyn(head) / 4)
-    # output 1 needs the stem, one block call and one head call
+    # output 1 needs the stem, one block call, one ReLU and one head call
     leak = e.breakdown_j["leakage"] * perf.outputs[0].latency_s / perf.outputs[-1].latency_s
-    assert e.per_output_j[0] == pytest.approx(dyn(stem) + dyn(block) / 4 + dyn(head) / 4 + leak)
+    relu = relus.breakdown_j["digital"] / 4
+    assert e.per_output_j[0] == pytest.approx(dyn(stem) + dyn(block) / 4 + relu + dyn(head) / 4 + leak)
     assert sum(sum(le.breakdown_j[k] for k in ENERGY_COMPONENTS) for le in e.layers) == pytest.approx(e.per_frame_j)
 
 

@@ -95,3 +95,10 @@ def test_view_shares_every_hardware_option_of_map():
     shared = {p.name: p for p in view.params if p.name in MAP_OPTIONS}
     assert set(shared) == set(MAP_OPTIONS)
     assert all(any(p is q for q in map_command.params) for p in shared.values())
+    # the hardware spec groups both declare: the same options, defaults alike but view's --crossbar (none)
+    from graphcost.viewer.cli import SPEC_OPTIONS
+
+    assert {"crossbar", "weight_bits", "arrays", "arrays_per_chip", "noise", "tech", "generate", "attention"} \
+        <= set(SPEC_OPTIONS)
+    mine, theirs = ({p.name: p for p in cmd.params if p.name in SPEC_OPTIONS} for cmd in (view, map_command))
+    assert [n for n in SPEC_OPTIONS if mine[n].default != theirs[n].default] == ["crossbar"]

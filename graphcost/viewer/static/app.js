@@ -10,7 +10,8 @@
   var A = block('analysis'), M = block('map'), G = block('graph');
   var $ = function (id) { return document.getElementById(id); };
   var mapLayer = {};
-  if (M) M.layers.forEach(function (l) { mapLayer[l.name] = l; });
+  // a tied weight's layer is on arrays and its lookups digital under one name: the arrays' entry wins
+  if (M) M.layers.forEach(function (l) { if (!mapLayer[l.name] || l.resource === 'analog') mapLayer[l.name] = l; });
 
   // ------------------------------------------------------------------ formatting
   function human(v) {
@@ -170,10 +171,30 @@
       ['latency (last output)', M.latency_s, seconds(M.latency_s)],
       ['utilization (cells holding weights)', M.utilization, (100 * M.utilization).toFixed(1) + '%'],
       ['slowest stage (bottleneck)', M.bottleneck, M.bottleneck + ' (' + seconds(M.frame_time_s) + ' per frame)']];
+    if (M.coverage) {
+      var c = M.coverage, parts = [['analog', c.analog_macs], ['digital', c.digital_macs]];
+      if (c.gain_cell_macs) parts.push(['gain-cell', c.gain_cell_macs]);
+      pairs.push(['MACs per frame by resource', c.total_macs, parts.map(function (p) {
+        return p[0] + ' ' + human(p[1]) + ' (' + (100 * p[1] / (c.total_macs || 1)).toFixed(1) + '%)'; }).join(' / ') +
+        ' of ' + human(c.total_macs)]);
+    }
+    if (M.generation) {
+      var g = M.generation;
+      pairs.push(['generation', g.prompt_tokens, g.prompt_tokens + ' + ' + g.generated_tokens + ' tokens, batch ' + g.batch +
+        ', ' + g.attention + ' attention'],
+        ['time to first token', g.ttft_s, seconds(g.ttft_s)],
+        ['decode per token (first / last step)', g.decode_s_per_token_last, seconds(g.decode_s_per_token_first) + ' / ' +
+          seconds(g.decode_s_per_token_last)],
+        ['tokens/s', g.tokens_per_s, human(g.tokens_per_s)],
+        ['energy per generated token', g.energy_j_per_token, si(g.energy_j_per_token, 'J')],
+        ['KV cache at P+G', g.kv_cache_bytes, mb(g.kv_cache_bytes) + ' in ' + g.kv_cache_location]);
+    }
+    if (M.chips && M.chips.count > 1) pairs.push(['chips', M.chips.count, M.chips.count + ' of ' + M.chips.arrays_per_chip + ' arrays']);
     mapReports().forEach(function (p) { pairs.push([p[0], p[1], fmtKey(p[0], p[1])]); });
     var html = kvTable(pairs, 'map-summary');
     var keys = allKeys(M.layers);
-    var rows = M.layers.slice().sort(function (a, b) { return b.stage_time_s - a.stage_time_s; });
+    var stage = function (r) { return typeof r.stage_time_s === 'number' ? r.stage_time_s : -1; };
+    var rows = M.layers.slice().sort(function (a, b) { return stage(b) - stage(a); });
     html += table(keys.map(function (k) { return {key: k}; }), rows,
       {title: 'arrays per layer (slowest stage first)', id: 'map-layers', rowClass: function (r) { return r === slow ? 'slowest' : ''; }});
     (M.notes || []).forEach(function (n) { html += '<p class="hint">note: ' + esc(n) + '</p>'; });
@@ -290,6 +311,17 @@
       var ea = /energy/.test(a) ? 0 : 1, eb = /energy/.test(b) ? 0 : 1;
       return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || ea - eb || (a < b ? -1 : 1);
     }).forEach(function (k) { METRICS.push({key: 'map:' + k, label: 'map: ' + k}); });
+    METRICS.push({key: 'resource', label: 'map: resource (analog / digital / gain-cell)'});
+  }
+  // where a call runs, as the mapping places it: on arrays (a mapped layer's weight call), in gain-cell arrays
+  // (an activation x activation matmul under gain-cell attention), else on the digital unit
+  var RESOURCE_COLOURS = {'analog': '#1f77b4', 'digital': '#ff7f0e', 'gain-cell': '#2ca02c', 'mixed': '#b0bec5'};
+  var WEIGHT_KINDS = ['conv', 'linear', 'recurrent'];
+  function resourceOf(view, i) {
+    var rec = view === 'loop' ? G.loop.nodes[i] : G.dag.nodes[i], ml = mapLayer[layerRecord(view, i).id];
+    if (ml && ml.resource === 'analog' && (view === 'loop' || WEIGHT_KINDS.indexOf(rec.kind) >= 0)) return 'analog';
+    if (M.attention === 'gain-cell' && rec.kind === 'matmul' && rec.macs > 0) return 'gain-cell';
+    return 'digital';
   }
   function layerRecord(view, i) { return view === 'loop' ? G.loop.nodes[i] : G.loop.nodes[G.dag.nodes[i].layer]; }
   function metricValue(view, i, key) {
@@ -546,6 +578,20 @@
     var f = log ? Math.log : function (v) { return v; }, a = f(lo), b = f(hi);
     return function (v) { return (typeof v === 'number' && v > 0) ? (b > a ? (f(v) - a) / (b - a) : 1) : null; };
   }
+  function applyResources() {
+    var nodes = cy.nodes();
+    cy.batch(function () {
+      nodes.forEach(function (n) {
+        var kinds = n.hasClass('module') ? n.data('members').map(function (i) { return resourceOf(state.view, i); })
+          : [resourceOf(state.view, n.data('index'))];
+        var r = kinds.every(function (k) { return k === kinds[0]; }) ? kinds[0] : 'mixed';
+        n.data({color: RESOURCE_COLOURS[r], fg: r === 'mixed' ? '#111' : '#fff', resource: r});
+      });
+    });
+    $('legend').innerHTML = '<div>resource</div>' + Object.keys(RESOURCE_COLOURS).map(function (k) {
+      return '<div><span class="swatch" style="border-color:' + RESOURCE_COLOURS[k] + ';border-top-width:8px"></span>' + k + '</div>';
+    }).join('');
+  }
   function applyMetrics() {
     var nodes = cy.nodes();
     var cvals = nodes.map(function (n) { return nodeMetric(n, state.colour); });
@@ -567,6 +613,7 @@
       '<div class="ends"><span>low</span><span>' + esc(fmtKey(state.colour.replace('map:', ''), hi)) + '</span></div>' +
       '<div><span class="swatch" style="border-color:#ef6c00;border-top-style:dashed"></span>back edge (loop)</div>' +
       '<div><span class="swatch" style="border-color:#d32f2f"></span>longest path</div>';
+    if (state.colour === 'resource') applyResources();  // categorical: sizes as above, colours by resource
   }
   function labelOf(key) { for (var i = 0; i < METRICS.length; i++) if (METRICS[i].key === key) return METRICS[i].label; return key; }
 
@@ -627,6 +674,7 @@
     if (view === 'loop') pairs.push(['latency_layers', rec.latency_layers, String(rec.latency_layers)]);
     else pairs.push(['depth (conv layers)', rec.depth, String(rec.depth)], ['layer', layer.id], ['layer macs (all calls)', layer.macs, exact(layer.macs)]);
     var ml = mapLayer[layer.id];
+    if (M) pairs.push(['map: resource of this call', resourceOf(view, i), resourceOf(view, i)]);
     if (ml) Object.keys(ml).forEach(function (k) { if (k !== 'name' && k !== 'op') pairs.push(['map: ' + k, ml[k], fmtKey(k, ml[k])]); });
     return pairs;
   }
