@@ -46,7 +46,12 @@ def _shape_option(shape: Sequence[int]) -> str:
 
 
 def reproduce_command(spec: SweepSpec) -> str:
-    """``graphcost sweep ...`` with every option of ``spec`` but the grid; a row appends ``--grid KEY=VALUE`` per key."""
+    """``graphcost sweep ...`` with every option of ``spec`` but the grid; a row appends ``--grid KEY=VALUE`` per key.
+
+    >>> from graphcost.explore import SweepSpec
+    >>> reproduce_command(SweepSpec(model="itnet", grid=(), shared=True, input_shape=(1, 3, 32, 48), crossbar=(128, 128)))
+    'graphcost sweep itnet --shared --input 32x48 --crossbar 128x128'
+    """
     parts = ["graphcost", "sweep", spec.model]
     if spec.shared is not None:
         parts.append("--shared" if spec.shared else "--independent")
