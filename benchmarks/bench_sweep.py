@@ -1,90 +1,210 @@
-"""Benchmark: the ItNet paper's full grid search (Sec. III-A) as one ``graphcost sweep``.
+"""Benchmark: sweeps on the memoised path against the plain path (every point on its own), same process.
 
-5 x 4 x 3 = 60 grid points (N=1,2,4,8,16; L=1,2,3,4; K=1,2,3) on CamVid (360x480), each with a
-width search for the widest f whose last output needs <= 2.2e9 MACs (exact traces, no forward
-pass). Run with the local executor (a process pool sized to the cores) and, as the peer in the
-same process, the inline executor (one process, no pool); no result store, so everything is
-computed. Target: under 60 s per variant on 2 cores.
+1. The ItNet paper's grid search (Sec. III-A): 5 x 4 x 3 = 60 points (N=1,2,4,8,16; L=1,2,3,4;
+   K=1,2,3) on CamVid (360x480), each with a width search for the widest f whose last output needs
+   <= 2.2e9 MACs, shared and independent weights; both paths on the local pool; rows compared.
+2. The co-design grid (issue 22): those 60 architectures x hw.crossbar=64x64,128x128,256x256,512x512
+   x hw.adc_bits=4,5,6,8 x hw.tech=rram-22nm,pcm-14nm,sram-22nm x hw.arrays=1024,4096,16384,65536
+   = 11,520 points, shared weights, on the local pool with a progress bar (points/s, ETA). The plain
+   path (one trace and mapping per point) would take about an hour here; it is timed on the first
+   architecture's 192 points and compared row by row with the memoised rows of the same points.
+3. A result store of those 11,520 rows: open it, read it as a DataFrame, filter, export CSV and
+   parquet (pandas + pyarrow).
+4. The sweep explorer (index.html) of those rows opened in Chromium (playwright): time until drawn.
 
-    python benchmarks/bench_sweep.py                      # shared and independent, local + inline
-    python benchmarks/bench_sweep.py --variants shared --no-peer
+No store in 1 and 2, so everything is computed. Other load on the machine slows the pool: the
+free cores are measured first and printed.
+
+    python benchmarks/bench_sweep.py                    # all three parts
+    python benchmarks/bench_sweep.py --parts 60         # only the 60-point grid
+    python benchmarks/bench_sweep.py --parts codesign,store,explorer
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from graphcost.explore import SweepSpec, parse_grid, run_sweep  # noqa: E402
-from graphcost.runtime.executor import cpu_count, make_executor  # noqa: E402
+from graphcost.runtime.executor import ProgressBar, cpu_count, make_executor  # noqa: E402
 
 GRID = ("N=1,2,4,8,16", "L=1,2,3,4", "K=1,2,3")
+HW_GRID = ("hw.crossbar=64x64,128x128,256x256,512x512", "hw.adc_bits=4,5,6,8", "hw.tech=rram-22nm,pcm-14nm,sram-22nm",
+           "hw.arrays=1024,4096,16384,65536")
 BUDGET = 2.2e9
+BOOKKEEPING = ("analyses", "seconds")
 
 
-def one(variant: str, kind: str, workers):
-    spec = SweepSpec(model="itnet", grid=parse_grid(GRID), dataset="camvid", shared=(variant == "shared"),
-                     macs_budget=BUDGET)
-    cpu0 = _cpu_seconds()
+def _spec(grid, shared: bool) -> SweepSpec:
+    return SweepSpec(model="itnet", grid=parse_grid(list(grid)), dataset="camvid", shared=shared, macs_budget=BUDGET)
+
+
+def _stable(rows):
+    return [[(k, v) for k, v in r.items() if k not in BOOKKEEPING] for r in rows]
+
+
+def timed(spec: SweepSpec, memoise: bool, workers, progress=None):
+    """One sweep on the local pool: (wall seconds, result); pool start-up and shutdown included."""
     start = time.perf_counter()
-    with make_executor(kind, workers=workers) as ex:
-        result = run_sweep(spec, ex)
-        where = ex.describe()
-    wall = time.perf_counter() - start  # includes pool start-up and shutdown
-    cpu = _cpu_seconds() - cpu0  # this process and its (joined) workers
-    failed = len(result.failed)
-    n = max(result.analyses, 1)
-    print(f"  {variant:<11} {where:<28} {wall:7.2f} s wall  {len(result.rows)} points, {result.analyses} analyses, "
-          f"{wall / n * 1e3:6.1f} ms wall/analysis, {cpu / n * 1e3:6.1f} ms CPU/analysis, "
-          f"{cpu / wall:4.2f} cores busy" + (f", {failed} failed" if failed else ""), flush=True)
-    return wall, result
+    with make_executor("local", workers=workers) as ex:
+        result = run_sweep(spec, ex, memoise=memoise, max_points=None, progress=progress)
+    return time.perf_counter() - start, result
 
 
-def _cpu_seconds() -> float:
-    import resource
+def sixty(workers) -> None:
+    print("60-point CamVid grid (graphcost sweep itnet --grid N=1,2,4,8,16 --grid L=1..4 --grid K=1,2,3 "
+          "--macs-budget 2.2e9 --dataset camvid --no-store)")
+    for shared in (True, False):
+        variant = "shared" if shared else "independent"
+        plain_s, plain = timed(_spec(GRID, shared), False, workers)
+        memo_s, memo = timed(_spec(GRID, shared), True, workers)
+        same = _stable(plain.rows) == _stable(memo.rows)
+        print(f"  {variant:<11} plain {plain_s:6.2f} s ({plain.analyses} analyses)   memoised {memo_s:6.2f} s "
+              f"({memo.analyses} analyses)   speed-up {plain_s / memo_s:4.2f}x   identical rows: {same}", flush=True)
 
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+def codesign(workers, progress: bool):
+    spec = _spec(GRID + HW_GRID, True)
+    print(f"co-design grid: {spec.size:,} points = 60 architectures x {spec.size // 60} hardware points "
+          f"(--grid {' --grid '.join(GRID + HW_GRID)} --macs-budget 2.2e9 --dataset camvid --shared --yes)")
+    first = _spec(("N=1", "L=1", "K=1") + HW_GRID, True)
+    plain_s, plain = timed(first, False, workers)
+    memo_s, memo = timed(first, True, workers)
+    print(f"  first architecture ({first.size} points): plain {plain_s:6.2f} s, memoised {memo_s:6.2f} s, "
+          f"speed-up {plain_s / memo_s:5.1f}x, identical rows: {_stable(plain.rows) == _stable(memo.rows)}",
+          flush=True)
+    with ProgressBar("co-design sweep", spec.size, enabled=progress, unit="points") as bar:
+        wall, result = timed(spec, True, workers, progress=bar)
+    print(f"  memoised, all {len(result.rows):,} points: {wall:6.1f} s wall, {len(result.rows) / wall:6.1f} points/s, "
+          f"{result.analyses} analyses, {len(result.failed)} failed; target <= 300 s: "
+          f"{'met' if wall <= 300 else 'MISSED'}", flush=True)
+    print(f"  plain path, extrapolated from the first architecture: about "
+          f"{plain_s / first.size * spec.size / 60:.0f} min", flush=True)
+    return result
+
+
+def store_part(result) -> None:
+    import pandas as pd
+
+    from graphcost.explore.sweep import point_task
+    from graphcost.runtime.store import open_store
+
+    if result is None:  # store part alone: rows of the right shape without running the sweep
+        result = _fake_result()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "results.sqlite")
+        tasks = [point_task(result.spec, {k: r[k] for k in result.spec.grid_keys}) for r in result.rows]
+        with open_store(path) as store:
+            store.put_many([(t.key(), t.meta(), r) for t, r in zip(tasks, result.rows)])
+        times = {}
+        start = time.perf_counter()
+        with open_store(path) as store:
+            frame = store.frame("sweep-point")
+        times["open + read"] = time.perf_counter() - start
+        start = time.perf_counter()
+        chosen = frame[(frame["fits"]) & (frame["energy_j"] < frame["energy_j"].median())]
+        times["filter"] = time.perf_counter() - start
+        start = time.perf_counter()
+        first = frame.iloc[0]
+        flat = frame.drop(columns=[c for c in frame.columns if isinstance(first[c], (list, dict))])  # scalar columns
+        flat.to_csv(os.path.join(folder, "rows.csv"), index=False)
+        times["CSV"] = time.perf_counter() - start
+        start = time.perf_counter()
+        flat.to_parquet(os.path.join(folder, "rows.parquet"))
+        times["parquet"] = time.perf_counter() - start
+        back = pd.read_parquet(os.path.join(folder, "rows.parquet"))
+    total = sum(times.values())
+    print(f"store of {len(frame):,} rows ({len(chosen):,} selected, parquet read back: {len(back):,}): "
+          + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in times.items())
+          + f"; total {total:.2f} s, target < 1 s: {'met' if total < 1 else 'MISSED'}")
+
+
+def explorer_part(result) -> None:
+    """Time from opening the explorer of every row to the page being drawn, in Chromium (playwright)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from reports.sweep_explorer import write_explorer
+
+    result = result if result is not None else _fake_result()
+    with tempfile.TemporaryDirectory() as folder:
+        page_path = write_explorer(folder, result.spec, result.rows)
+        chromium = os.environ.get("GRAPHCOST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                page.goto("file://" + page_path)
+                page.wait_for_selector("body[data-ready=true]", timeout=120_000)
+                times.append(time.perf_counter() - start)
+            points = page.evaluate("graphcostSweep.pointCount()")
+            browser.close()
+        size = os.path.getsize(page_path)
+    best = sorted(times)[1]
+    print(f"explorer of {points:,} points ({size / 1e6:.1f} MB): opened and drawn in {best:.2f} s (median of 3); "
+          f"target < 2 s: {'met' if best < 2 else 'MISSED'}")
+
+
+def _fake_result():
+    """The co-design grid's rows with one computed architecture's values repeated (for --parts store alone)."""
+    from graphcost.explore.sweep import SweepResult, resolve_spec
+
+    spec = resolve_spec(_spec(GRID + HW_GRID, True), None)
+    one = run_sweep(_spec(("N=1", "L=1", "K=1") + HW_GRID, True), max_points=None).rows
+    rows = []
+    for point in spec.points():
+        row = dict(one[len(rows) % len(one)])
+        row.update(point)
+        rows.append(row)
+    return SweepResult(spec, rows)
 
 
 def _free_cores(seconds: float = 1.0) -> float:
-    """Cores this machine gives us right now: CPU time of two spinning processes over wall time."""
+    """Cores this machine gives us right now: CPU time of spinning processes over wall time."""
     import multiprocessing as mp
+    import resource
 
     def spin(stop):
         while time.perf_counter() < stop:
             pass
 
+    def used():
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return kids.ru_utime + kids.ru_stime
+
     stop = time.perf_counter() + seconds
-    cpu0 = _cpu_seconds()
+    cpu0 = used()
     procs = [mp.get_context("fork").Process(target=spin, args=(stop,)) for _ in range(cpu_count())]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
-    return (_cpu_seconds() - cpu0) / seconds
+    return (used() - cpu0) / seconds
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", default="shared,independent")
+    parser.add_argument("--parts", default="60,codesign,store,explorer")
     parser.add_argument("--workers", type=int, default=None, help="local pool size (default: all cores)")
-    parser.add_argument("--no-peer", action="store_true", help="skip the inline (sequential) peer run")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar of the co-design sweep (default: when stderr is a terminal)")
     args = parser.parse_args(argv)
-    print(f"graphcost sweep itnet --grid {' --grid '.join(GRID)} --macs-budget {BUDGET:g} --dataset camvid "
-          f"--no-store  ({cpu_count()} cores; {_free_cores():.2f} free right now -- other load slows the pool)")
-    for variant in args.variants.split(","):
-        local_s, local = one(variant, "local", args.workers)
-        if not args.no_peer:
-            inline_s, inline = one(variant, "inline", None)
-            same = [{k: v for k, v in r.items() if k != "seconds"} for r in local.rows] == \
-                   [{k: v for k, v in r.items() if k != "seconds"} for r in inline.rows]
-            print(f"  {variant:<11} speed-up local/inline: {inline_s / local_s:.2f}x; identical rows: {same}")
-        print(f"  {variant:<11} target < 60 s: {'met' if local_s < 60 else 'MISSED'} ({local_s:.1f} s)")
+    parts = args.parts.split(",")
+    print(f"{cpu_count()} cores; {_free_cores():.2f} free right now (other load slows the pool)", flush=True)
+    if "60" in parts:
+        sixty(args.workers)
+    result = codesign(args.workers, args.progress) if "codesign" in parts else None
+    if "store" in parts:
+        store_part(result)
+    if "explorer" in parts:
+        explorer_part(result)
     return 0
 
 

@@ -23,7 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from graphcost.errors import UserError
 
 from .energy import area, energy
-from .mapping import map_trace
+from .mapping import TraceMapper
 from .perf import performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, parse_crossbar
 from .tech import DEFAULT_TECH, TechSpec, tech_preset
@@ -82,15 +82,32 @@ def check_hardware_axes(grid: Sequence[Tuple[str, Sequence[Any]]], crossbar: Opt
                 raise UserError(message) from None
 
 
+class HardwareColumns:
+    """:func:`hardware_columns` of one trace at many hardware points, each piece of work done once: the mapping
+    per array geometry (:class:`~.mapping.TraceMapper`), the performance per array, chip and technology
+    (the digital unit's time depends on it)."""
+
+    def __init__(self, trace, depthwise: str = DEPTHWISE_STRATEGIES[0]) -> None:
+        self.mapper = TraceMapper(trace)
+        self.depthwise = depthwise
+        self._perf: Dict[Tuple[ArraySpec, ChipSpec, TechSpec], Any] = {}
+
+    def __call__(self, array: ArraySpec, chip: ChipSpec, tech: TechSpec) -> Dict[str, Any]:
+        key = (array, chip, tech)
+        perf = self._perf.get(key)
+        if perf is None:  # as graphcost map: the digital unit timed too, so the technology is part of the key
+            perf = self._perf[key] = performance(self.mapper(array, self.depthwise), chip, tech=tech)
+        mapping = perf.mapping
+        e, a = energy(perf, tech), area(perf, tech)
+        return {"crossbar": array.label, "arrays_used": mapping.arrays_used,
+                "utilization": round(float(mapping.utilization), 6), "arrays_needed": perf.arrays_needed,
+                "fits": perf.fits, "throughput_fps": float(perf.throughput_fps), "latency_s": float(perf.latency_s),
+                "energy_j": float(e.per_frame_j), "power_w": float(e.power_w), "tops_per_w": float(e.tops_per_w),
+                "area_mm2": float(a.total_mm2), "tech": tech.name}
+
+
 def hardware_columns(trace, array: ArraySpec, chip: ChipSpec, tech: TechSpec,
                      depthwise: str = DEPTHWISE_STRATEGIES[0]) -> Dict[str, Any]:
     """A swept point's hardware columns: arrays, utilisation, fit, throughput, latency, energy per
-    frame, power, TOPS/W and area."""
-    mapping = map_trace(trace, array, depthwise)
-    perf = performance(mapping, chip, tech=tech)  # as graphcost map: the digital unit timed too
-    e, a = energy(perf, tech), area(perf, tech)
-    return {"crossbar": array.label, "arrays_used": mapping.arrays_used,
-            "utilization": round(float(mapping.utilization), 6), "arrays_needed": perf.arrays_needed,
-            "fits": perf.fits, "throughput_fps": float(perf.throughput_fps), "latency_s": float(perf.latency_s),
-            "energy_j": float(e.per_frame_j), "power_w": float(e.power_w), "tops_per_w": float(e.tops_per_w),
-            "area_mm2": float(a.total_mm2), "tech": tech.name}
+    frame, power, TOPS/W and area (:class:`HardwareColumns` shares the work between many points)."""
+    return HardwareColumns(trace, depthwise)(array, chip, tech)

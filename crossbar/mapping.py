@@ -472,24 +472,85 @@ def map_trace(trace, array: ArraySpec, depthwise: str = "dense", *, name: Option
     >>> m.arrays_used, m.layers[1].mvms, m.coverage.digital_macs
     (9, 196, 0)
     """
-    if depthwise not in DEPTHWISE_STRATEGIES:
-        raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of {', '.join(DEPTHWISE_STRATEGIES)}")
-    if attention not in ATTENTION_KINDS:
-        raise UserError(f"unknown --attention {attention!r}; use one of {', '.join(ATTENTION_KINDS)}")
-    layers, index, call_mvms, notes = _map_layers(trace, array, depthwise)
-    if not layers:
-        raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
-    off = {n: _off_array_work(trace, n, attention) for n in trace.dag if n not in call_mvms}
-    if attention == "gain-cell":
-        _fold_into_gain_cells(trace, off)
-    calls, outputs = _reduce_dag(trace, index, call_mvms, off)
-    coverage = Coverage(analog_macs=sum(trace.call(n).macs for n in call_mvms),
-                        digital_macs=sum(w.macs for w in off.values()),
-                        gain_cell_macs=sum(w.gain_cell_macs for w in off.values()))
-    return ModelMapping(model=name or type(trace.module).__name__, input_shape=tuple(trace.input_shape), array=array,
-                        depthwise=depthwise, layers=tuple(layers), calls=calls, outputs=outputs, notes=tuple(notes),
-                        coverage=coverage, digital=_digital_groups(trace, off), attention=attention,
-                        embedding_elements=_embedding_elements(trace))
+    return TraceMapper(trace, name=name)(array, depthwise, attention)
+
+
+#: Array fields the mapping does not depend on (the simulator quantises with them; perf and energy read them).
+_NOT_MAPPING_FIELDS = {"dac_bits": 8, "adc_bits": 8}
+
+
+class TraceMapper:
+    """:func:`map_trace` of one trace onto many arrays, each piece of work done once.
+
+    Each weight layer's matrices do not depend on the array, and the placement of every other call
+    (the DAG reduced to weight-layer calls, the digital work, the coverage) depends only on where
+    attention runs: both are computed at their first use. The tiling depends on the array's geometry
+    and encoding only (not its DAC / ADC bits): it is computed once per geometry and depthwise
+    strategy, and each result carries the array it was asked for. A sweep over hardware maps every
+    architecture's one trace through one mapper.
+
+    >>> import torch
+    >>> from graphcost import trace
+    >>> mapper = TraceMapper(trace(torch.nn.Conv2d(3, 64, 3), (1, 3, 16, 16)))
+    >>> [mapper(ArraySpec(128, 128, adc_bits=b)).arrays_used for b in (4, 8)], mapper.tilings
+    ([4, 4], 1)
+    """
+
+    def __init__(self, trace, *, name: Optional[str] = None) -> None:
+        self.trace = trace
+        self.name = name or type(trace.module).__name__
+        self._shapes: Optional[list] = None
+        self._index: Dict[str, int] = {}
+        self._call_mvms: Dict[str, int] = {}
+        self._notes: Tuple[str, ...] = ()
+        self._placements: Dict[str, tuple] = {}
+        self._layers: Dict[Tuple[ArraySpec, str], Tuple[LayerMapping, ...]] = {}
+
+    @property
+    def tilings(self) -> int:
+        """Distinct (geometry, depthwise) tilings computed so far."""
+        return len(self._layers)
+
+    def _prepare(self) -> None:
+        shapes, index, call_mvms, notes = _layer_shapes(self.trace)
+        if not shapes:
+            raise UserError("the model has no weight layer (conv, linear, recurrent) to map onto crossbar arrays")
+        self._shapes, self._index, self._call_mvms, self._notes = shapes, index, call_mvms, tuple(notes)
+
+    def _placement(self, attention: str) -> tuple:
+        """Every call without a mapped weight placed off the arrays: the reduced DAG, coverage, digital groups."""
+        trace, call_mvms = self.trace, self._call_mvms
+        off = {n: _off_array_work(trace, n, attention) for n in trace.dag if n not in call_mvms}
+        if attention == "gain-cell":
+            _fold_into_gain_cells(trace, off)
+        calls, outputs = _reduce_dag(trace, self._index, call_mvms, off)
+        coverage = Coverage(analog_macs=sum(trace.call(n).macs for n in call_mvms),
+                            digital_macs=sum(w.macs for w in off.values()),
+                            gain_cell_macs=sum(w.gain_cell_macs for w in off.values()))
+        return calls, outputs, coverage, _digital_groups(trace, off), _embedding_elements(trace)
+
+    def __call__(self, array: ArraySpec, depthwise: str = "dense", attention: str = ATTENTION_KINDS[0]
+                 ) -> ModelMapping:
+        if depthwise not in DEPTHWISE_STRATEGIES:
+            raise UserError(f"unknown --depthwise strategy {depthwise!r}; use one of "
+                            f"{', '.join(DEPTHWISE_STRATEGIES)}")
+        if attention not in ATTENTION_KINDS:
+            raise UserError(f"unknown --attention {attention!r}; use one of {', '.join(ATTENTION_KINDS)}")
+        if self._shapes is None:
+            self._prepare()
+        geometry = (replace(array, **_NOT_MAPPING_FIELDS), depthwise)
+        layers = self._layers.get(geometry)
+        if layers is None:
+            layers = tuple(_map_layer(name, first, calls, shape, array, depthwise)
+                           for name, first, calls, shape in self._shapes)
+            self._layers[geometry] = layers
+        if attention not in self._placements:
+            self._placements[attention] = self._placement(attention)
+        calls, outputs, coverage, digital, embedding_elements = self._placements[attention]
+        return ModelMapping(model=self.name, input_shape=tuple(self.trace.input_shape), array=array,
+                            depthwise=depthwise, layers=layers, calls=calls, outputs=outputs, notes=self._notes,
+                            coverage=coverage, digital=digital, attention=attention,
+                            embedding_elements=embedding_elements)
 
 
 def _weight_calls(trace, nodes: Sequence[str]) -> List[str]:
@@ -498,15 +559,15 @@ def _weight_calls(trace, nodes: Sequence[str]) -> List[str]:
     return [n for n in nodes if trace.call(n).is_weight_layer]
 
 
-def _map_layers(trace, array: ArraySpec, depthwise: str
-                ) -> Tuple[List[LayerMapping], Dict[str, int], Dict[str, int], List[str]]:
-    """Every unique weight layer mapped, in execution order: the mappings, each layer's index
-    among them, each call's MVMs, and notes (one line per kind, with a count) on layers left
-    digital or mapped approximately."""
+def _layer_shapes(trace) -> Tuple[List[Tuple[str, CallRecord, int, WeightShape]], Dict[str, int], Dict[str, int],
+                                  List[str]]:
+    """Every mappable unique weight layer with its first weight call, its number of weight calls and its
+    matrices, in execution order; each layer's index among them, each call's MVMs, and notes (one line
+    per kind, with a count) on layers left digital or mapped approximately."""
     loop = trace.loop_graph
     weight_layers = sorted((n for n in loop if _weight_calls(trace, trace.layer(n).dag_nodes)),
                            key=lambda n: trace.layer(n).first_order)
-    layers: List[LayerMapping] = []
+    shapes: List[Tuple[str, CallRecord, int, WeightShape]] = []
     index: Dict[str, int] = {}
     call_mvms: Dict[str, int] = {}
     noted: Dict[str, List[str]] = {}
@@ -521,12 +582,12 @@ def _map_layers(trace, array: ArraySpec, depthwise: str
         if shape.approximate:
             module = trace.submodule(trace.call(calls[0]).target)
             noted.setdefault("approximate", []).append(f"{layer_name} ({type(module).__name__})")
-        index[layer_name] = len(layers)
-        layers.append(_map_layer(layer_name, trace.call(calls[0]), len(calls), shape, array, depthwise))
+        index[layer_name] = len(shapes)
+        shapes.append((layer_name, trace.call(calls[0]), len(calls), shape))
         call_mvms.update(zip(calls, shape.call_mvms))
     notes = [f"{len(names)} layer{'s' if len(names) > 1 else ''} {_NOTE_TEXT[kind]}: {', '.join(names[:3])}"
              f"{', ...' if len(names) > 3 else ''}" for kind, names in noted.items()]
-    return layers, index, call_mvms, notes
+    return shapes, index, call_mvms, notes
 
 
 def _off_array_work(trace, node: str, attention: str) -> Work:

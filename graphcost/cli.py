@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Dict, Iterator, Optional, Tuple
 
 import click
@@ -247,8 +249,91 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like Ctrl-C (pools stopped, stores closed), then exit 143."""
 
 
+#: Seconds after Ctrl-C / SIGTERM by which the ``graphcost`` process has exited, whatever still runs.
+EXIT_WITHIN_S = 8.0
+#: Seconds between re-sends of a signal whose exception some library swallowed (the run went on).
+RESEND_S = 1.0
+#: The console entry point enables the deadline; it is armed by the first signal.
+_EXIT_DEADLINE = {"enabled": False, "armed": False, "main": False, "resent": False, "caught": False,
+                  "signum": None}
+_EXIT_LINES = {signal.SIGINT: ("graphcost: interrupted", 130), signal.SIGTERM: ("graphcost: terminated", 143)}
+
+
+def _arm_exit_deadline(signum: int) -> None:
+    """Exit with the signal's status after :data:`EXIT_WITHIN_S` even if clean-up hangs (once per process).
+
+    Unwinding stops the pool and closes the store first; this bounds what no one can (a thread of a
+    library that never returns). Only the console entry point arms it, never an in-process caller.
+    """
+    if not _EXIT_DEADLINE["enabled"] or _EXIT_DEADLINE["armed"]:
+        return
+    _EXIT_DEADLINE["armed"], _EXIT_DEADLINE["signum"] = True, signum
+    line, code = _EXIT_LINES[signum]
+
+    def exit_now() -> None:
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+    timer = threading.Timer(EXIT_WITHIN_S, exit_now)
+    timer.daemon = True
+    timer.start()
+    threading.Thread(target=_resend_until_caught, args=(signum,), name="graphcost-signal-resend", daemon=True).start()
+
+
+def _resend_until_caught(signum: int) -> None:
+    """Send the signal again every :data:`RESEND_S` until ``main`` has caught its exception: a library that
+    swallows it (a broad ``except`` during ``import torch``'s imports) must not let the run go on."""
+    while True:
+        time.sleep(RESEND_S)
+        if not _EXIT_DEADLINE["main"] or _EXIT_DEADLINE["caught"]:
+            return
+        _EXIT_DEADLINE["resent"] = True
+        os.kill(os.getpid(), signum)
+
+
+def _unwinding_already() -> bool:
+    """Console only: a signal is being handled (the exit deadline runs), so a further one must not raise in the
+    middle of the clean-up; a signal re-sent because the first was swallowed still raises."""
+    if _EXIT_DEADLINE["resent"]:
+        _EXIT_DEADLINE["resent"] = False
+        return False
+    return _EXIT_DEADLINE["armed"]
+
+
 def _terminate(signum, frame):
+    if _unwinding_already():
+        return
+    _arm_exit_deadline(signum)
     raise Terminated()
+
+
+def _interrupt(signum, frame):
+    if _unwinding_already():
+        return
+    _arm_exit_deadline(signum)
+    raise KeyboardInterrupt()
+
+
+def _redeliver_swallowed_signals(unraisable) -> None:
+    """``sys.unraisablehook``: a Ctrl-C / SIGTERM that landed where Python cannot raise (an at-fork hook of
+    ``logging`` while Ray starts, a ``__del__``) would be printed as "Exception ignored" and lost; send it
+    again a moment later instead, so it unwinds the run from ordinary code."""
+    if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)):
+        signum = signal.SIGINT if isinstance(unraisable.exc_value, KeyboardInterrupt) else signal.SIGTERM
+
+        def again() -> None:
+            if _EXIT_DEADLINE["main"]:  # once main has returned, the exit is under way: nothing to unwind
+                _EXIT_DEADLINE["resent"] = True
+                os.kill(os.getpid(), signum)
+
+        timer = threading.Timer(0.01, again)
+        timer.daemon = True
+        timer.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _quiet_torch() -> None:
@@ -259,41 +344,58 @@ def _quiet_torch() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _exit_status(exc: BaseException) -> int:
+    """The one stderr line and the exit status for what ended a command (re-raises a bug)."""
+    signalled = isinstance(exc, (KeyboardInterrupt, Terminated)) or (
+        isinstance(exc, click.exceptions.Abort) and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt))
+    if signalled or _EXIT_DEADLINE["armed"]:  # armed: a signal is being handled; whatever failed after it (a
+        _EXIT_DEADLINE["caught"] = True        # library its exception left half-imported) is part of stopping
+        signum = signal.SIGTERM if isinstance(exc, Terminated) else _EXIT_DEADLINE["signum"] or signal.SIGINT
+        line, code = _EXIT_LINES[signum]
+        click.echo(line, err=True)
+        return code
+    if isinstance(exc, UserError):
+        click.echo(f"graphcost: error: {' '.join(str(exc).split())}", err=True)  # one line, even quoting torch
+        return 2
+    if isinstance(exc, click.exceptions.Abort):
+        click.echo("graphcost: aborted", err=True)
+        return 1
+    if isinstance(exc, click.ClickException):
+        click.echo(f"graphcost: error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
+    raise exc
+
+
 def main(argv=None) -> int:
     """Console entry point: user errors become one stderr line and exit code 2; Ctrl-C exits 130, SIGTERM 143."""
     _quiet_torch()
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGTERM, _terminate), (signal.SIGINT, _interrupt))} if in_main_thread else {}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _redeliver_swallowed_signals
+    _EXIT_DEADLINE["main"] = True
     try:
         result = cli.main(args=argv, prog_name="graphcost", standalone_mode=False)
-    except UserError as exc:
-        message = " ".join(str(exc).split())  # one line, even when it quotes a multi-line error of torch
-        click.echo(f"graphcost: error: {message}", err=True)
-        return 2
-    except click.exceptions.Abort as exc:
-        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
-            click.echo("graphcost: interrupted", err=True)
-            return 130
-        click.echo("graphcost: aborted", err=True)
-        return 1
-    except click.ClickException as exc:
-        message = " ".join(exc.format_message().split())
-        click.echo(f"graphcost: error: {message}", err=True)
-        return 2
-    except KeyboardInterrupt:
-        click.echo("graphcost: interrupted", err=True)
-        return 130
-    except Terminated:
-        click.echo("graphcost: terminated", err=True)
-        return 128 + signal.SIGTERM
+    except (KeyboardInterrupt, Terminated, Exception) as exc:
+        return _exit_status(exc)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        _EXIT_DEADLINE["main"] = False
+        sys.unraisablehook = previous_hook
+        for sig, handler in previous.items():  # the console is exiting: a late signal must not raise any more
+            signal.signal(sig, signal.SIG_IGN if _EXIT_DEADLINE["enabled"] else handler)
     return result if isinstance(result, int) else 0
 
 
 def console_main() -> None:
-    sys.exit(main())
+    _EXIT_DEADLINE["enabled"] = True
+    code = main()
+    if code in (130, 128 + signal.SIGTERM) or _EXIT_DEADLINE["armed"]:
+        # Interrupted: everything was stopped and closed while unwinding, so skip the interpreter's finalization
+        # (joins of threads a library left behind, late signals); the exit status is the signal's.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

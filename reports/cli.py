@@ -37,6 +37,7 @@ from .common import check_out_dir, figure_writers, read_table, shape_text, varia
 from .heatmap import write_sweep
 from .index_page import write_index
 from .pareto import write_pareto
+from .sweep_explorer import read_sweep_json, write_explorer
 
 
 # --------------------------------------------------------------------------- shared options
@@ -61,8 +62,8 @@ class RunOptions:
         executor = stack.enter_context(make_executor(self.executor_kind, self.address, self.workers))
         return executor, store
 
-    def bar(self, description: str, total: int) -> ProgressBar:
-        return ProgressBar(description, total, enabled=self.progress)
+    def bar(self, description: str, total: int, unit: str = "items") -> ProgressBar:
+        return ProgressBar(description, total, enabled=self.progress, unit=unit)
 
 
 def run_options(func):
@@ -429,6 +430,20 @@ def drift_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], noise, times: 
     _echo_written(written)
 
 
+@report.command(name="sweep")
+@click.argument("results", metavar="RESULTS")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Folder for index.html (created if missing).")
+@click.option("--pareto", type=Parsed(parse_pareto, "pareto", "METRIC,METRIC"), default=None,
+              help="The scatter's two axes and their Pareto front (default: the sweep's own --pareto, if any).")
+def sweep_report_command(results: str, out_dir: str, pareto):
+    """The sweep explorer of a sweep's RESULTS (its --format json output, or the sweep-MODEL.json of --out): a
+    self-contained index.html with a scatter and its Pareto front, parallel coordinates with brushing, the
+    selected rows and the command that reproduces each."""
+    out = check_out_dir(out_dir)
+    spec, rows, own = read_sweep_json(results)
+    _echo_written([write_explorer(out, spec, rows, pareto or own)])
+
+
 def noise_label(noise) -> str:
     return "pcm" if noise == replace(NoiseSpec.pcm(), t_seconds=noise.t_seconds) else "custom noise"
 
@@ -471,7 +486,7 @@ def _metric_text(text: str) -> str:
               help="Mark the Pareto front of two columns (e.g. energy_j,throughput_fps; :min/:max to override the "
                    "direction); with --out also draw it (sweep-MODEL-pareto.png/.svg).")
 @click.option("--out", "out_dir", default=None, metavar="DIR",
-              help="Also write sweep-MODEL.csv/.json and the heat-maps sweep-MODEL.png/.svg here.")
+              help="Also write sweep-MODEL.csv/.json, the heat-maps sweep-MODEL.png/.svg and the explorer index.html here.")
 @click.option("--yes", is_flag=True, help=f"Run a grid of more than {MAX_GRID_POINTS:,} points.")
 @format_option
 @run_options
@@ -507,7 +522,7 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         check_metric(metric, row_columns(sweep_spec, accuracy is not None))
     with ExitStack() as stack:
         executor, store = run.open(stack)
-        bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size))
+        bar = stack.enter_context(run.bar(f"sweep {spec.name}", sweep_spec.size, unit="points"))
         result = run_sweep(sweep_spec, executor, store, progress=bar, max_points=max_points)
         where = executor.describe()
     if result.failed and not skip_failed:
@@ -515,21 +530,23 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
     rows, metric = ranked_rows(result, accuracy, metric, chance_miou)
     metric_name = parse_metric(metric)[0] if metric else None
     front = _mark_pareto(rows, pareto) if pareto else None
-    written = write_sweep(out, result, rows, sweep_spec.width_param, metric_name) if out is not None else []
+    written = write_sweep(out, result, rows, sweep_spec.width_param, metric_name, pareto) if out is not None else []
     if front is not None and out is not None:
         variant = variant_name(sweep_spec.shared)
         stem = f"sweep-{spec.name}" + ("" if variant is None else f"-{variant}")
         written += write_pareto(out, stem, rows, front, pareto, sweep_spec.grid_keys,
                                 f"{spec.name}: Pareto front of {pareto[0][0]} and {pareto[1][0]}")
-    _render_sweep(spec.name, sweep_spec, result, rows, metric, fmt, where)
+    if out is not None:
+        written.append(write_explorer(out, sweep_spec, rows, pareto))
+    _render_sweep(spec.name, sweep_spec, result, rows, metric, fmt, where, pareto)
     _echo_written(written)
 
 
 def _render_sweep(name: str, sweep_spec, result, rows: List[Dict[str, Any]], metric: Optional[str], fmt: str,
-                  where: str) -> None:
+                  where: str, pareto=None) -> None:
     """The ranked rows as JSON, CSV or a table on stdout; notes, skipped points and timing on stderr."""
     if fmt == "json":
-        click.echo(render.dumps(_sweep_payload(sweep_spec, result, rows, metric)))
+        click.echo(render.dumps(_sweep_payload(sweep_spec, result, rows, metric, pareto)))
     elif fmt == "csv":
         click.echo(render.frame_csv(flat_frame(rows)), nl=False)
     else:
@@ -563,11 +580,13 @@ def _failure_hint(spec: SweepSpec) -> str:
     return "; fix the grid or pass --skip-failed to drop them"
 
 
-def _sweep_payload(spec: SweepSpec, result, rows, metric: Optional[str]) -> Dict[str, Any]:
+def _sweep_payload(spec: SweepSpec, result, rows, metric: Optional[str], pareto=None) -> Dict[str, Any]:
     """The JSON contract of ``graphcost sweep --format json``."""
     return {"model": spec.model, "dataset": spec.dataset, "input_shape": list(spec.input_shape),
             "shared": spec.shared, "macs_budget": spec.macs_budget, "width_param": spec.width_param,
-            "grid": {k: list(v) for k, v in spec.grid}, "metric": metric, "rows": rows,
+            "grid": {k: list(v) for k, v in spec.grid}, "fixed": dict(spec.fixed), "width_max": spec.width_max,
+            "crossbar": list(spec.crossbar) if spec.crossbar else None, "chip_arrays": spec.chip_arrays,
+            "pareto": [list(m) for m in pareto] if pareto else None, "metric": metric, "rows": rows,
             "computed": result.computed, "cached": result.cached, "analyses": result.analyses,
             "seconds": round(result.seconds, 3)}
 

@@ -164,13 +164,14 @@ def _label_panel(ax, xvals, yvals, ykey: Optional[str], xlabel: Optional[str], f
         ax.set_title(title, fontsize=7.5)
 
 
-def write_sweep(out: str, result, rows: Sequence[Dict[str, Any]], width: Optional[str], metric: Optional[str]
-                ) -> List[str]:
-    """``sweep-MODEL[-VARIANT].json/.csv`` (the ranked ``rows``) and the heat-maps ``.png/.svg`` (all or nothing)."""
+def write_sweep(out: str, result, rows: Sequence[Dict[str, Any]], width: Optional[str], metric: Optional[str],
+                pareto=None) -> List[str]:
+    """``sweep-MODEL[-VARIANT].json/.csv`` (the ranked ``rows``; ``pareto``: the front's two metrics) and the
+    heat-maps ``.png/.svg`` (all or nothing)."""
     spec = result.spec
     variant = variant_name(spec.shared)
     stem = f"sweep-{spec.model}" + ("" if variant is None else f"-{variant}")
-    payload = dict(result.to_dict(), rows=rows)
+    payload = dict(result.to_dict(), rows=rows, pareto=[list(m) for m in pareto] if pareto else None)
 
     def write_json(path: str) -> None:
         with open(path, "w") as f:

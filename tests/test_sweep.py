@@ -182,7 +182,7 @@ def test_cli_writes_table_csv_json_and_heatmaps(capsys, tmp_path):
     assert rc == 0, err
     assert "graph size" in out and "sweep itnet" in out
     names = sorted(os.listdir(out_dir))
-    assert names == [f"sweep-itnet-independent.{e}" for e in ("csv", "json", "png", "svg")]
+    assert names == ["index.html"] + [f"sweep-itnet-independent.{e}" for e in ("csv", "json", "png", "svg")]
     rows = json.loads((out_dir / "sweep-itnet-independent.json").read_text())["rows"]
     assert len(rows) == 4 and rows[0]["rank"] == 1
     assert (out_dir / "sweep-itnet-independent.png").read_bytes()[:4] == b"\x89PNG"

@@ -54,7 +54,7 @@ MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "
 #: Values one grid axis may have (a range is refused before it is materialised).
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
-MAX_GRID_POINTS = 2_000
+MAX_GRID_POINTS = 1_000_000
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
@@ -278,13 +278,15 @@ def point_task(spec: SweepSpec, point: Mapping[str, Any]) -> PointTask:
     return PointTask(spec, tuple(point.items()))
 
 
-def _mapping_columns(task: PointTask, t) -> Dict[str, Any]:
+def _mapping_columns(task: PointTask, t, columns=None) -> Dict[str, Any]:
+    """The point's crossbar columns; ``columns`` (a :class:`HardwareColumns` of ``t``) shares work between points."""
     # Lazy on purpose: the crossbar room is a plugin of the sweep, loaded only when asked for.
-    from graphcost.crossbar.hardware import hardware, hardware_columns
+    from graphcost.crossbar.hardware import HardwareColumns, hardware
 
     spec = task.spec
     array, chip, tech = hardware(task.hardware, spec.crossbar, spec.chip_arrays)
-    return hardware_columns(t, array, chip, tech, spec.depthwise or DEFAULT_DEPTHWISE)
+    columns = columns or HardwareColumns(t, spec.depthwise or DEFAULT_DEPTHWISE)
+    return columns(array, chip, tech)
 
 
 def _start_width(spec: SweepSpec) -> int:
@@ -303,10 +305,14 @@ class _Probe:
         self.task = task
         self.analyses = 0
         self.kept: Dict[int, Any] = {}
+        self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
+
+    def build(self, width: Optional[int] = None):
+        params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
+        return build_for_shapes(self.task.spec.model_spec(params))
 
     def trace(self, width: Optional[int] = None):
-        params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
-        built = build_for_shapes(self.task.spec.model_spec(params))
+        built = self.built.pop(width, None) or self.build(width)
         self.analyses += 1
         return trace(built.module, built.call_inputs)
 
@@ -326,7 +332,7 @@ def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
     spec = task.spec
     width, budget = spec.width_param, float(spec.macs_budget)
     start = _start_width(spec)
-    build_for_shapes(spec.model_spec({**task.params, width: start}))  # bad non-width params fail here, once
+    probe.built[start] = probe.build(start)  # bad non-width params fail here, once
     search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start)
     if search.width is None:
         smallest = min(search.probes) if search.probes else None
@@ -359,26 +365,88 @@ def _cost_columns(result) -> Dict[str, Any]:
     )
 
 
-def evaluate_point(task: PointTask) -> Dict[str, Any]:
-    """Analyse one grid point (width search first if there is a budget). Top-level: runs in workers.
-
-    Returns a JSON-ready row: the grid point, the width, ``status`` (``ok``, ``infeasible``,
-    ``error``) with a ``reason`` when not ok, and the costs.
-    """
-    start_time = time.perf_counter()
+def _architecture_row(task: PointTask, probe: "_Probe") -> Tuple[Dict[str, Any], Any]:
+    """The model part of a point's row (grid values, width, costs) and the trace the costs came from (or None)."""
     spec = task.spec
     row: Dict[str, Any] = dict(task.point)
-    probe = _Probe(task)
     try:
         t = _search(task, probe, row) if spec.macs_budget is not None else probe.trace()
         if t is not None:
             row.update(_cost_columns(analyze_trace(t, name=spec.model, bytes_per_element=spec.bytes_per_element)))
-            if spec.crossbar or task.hardware:
-                row.update(_mapping_columns(task, t))
     except (UserError, InvalidWidth) as exc:
         row.update(status="error", reason=str(exc))
+        t = None
+    return row, t
+
+
+def _with_hardware(task: PointTask, row: Dict[str, Any], t, columns=None) -> Dict[str, Any]:
+    """``row`` plus the point's crossbar columns (when the sweep maps), or the mapping's error."""
+    if t is not None and (task.spec.crossbar or task.hardware):
+        try:
+            row.update(_mapping_columns(task, t, columns))
+        except UserError as exc:
+            row.update(status="error", reason=str(exc))
+    return row
+
+
+def evaluate_point(task: PointTask) -> Dict[str, Any]:
+    """Analyse one grid point (width search first if there is a budget). Top-level: runs in workers.
+
+    Returns a JSON-ready row: the grid point, the width, ``status`` (``ok``, ``infeasible``,
+    ``error``) with a ``reason`` when not ok, and the costs. This is the plain path: every point is
+    traced and mapped on its own (:func:`evaluate_architecture` shares that work between points).
+    """
+    start_time = time.perf_counter()
+    probe = _Probe(task)
+    row, t = _architecture_row(task, probe)
+    row = _with_hardware(task, row, t)
     row.update(analyses=probe.analyses, seconds=round(time.perf_counter() - start_time, 4))
     return row
+
+
+@dataclass(frozen=True)
+class ArchitectureTask:
+    """The picklable work item of one architecture: the grid points that differ only in ``hw.`` values."""
+
+    spec: SweepSpec
+    points: Tuple[Tuple[Tuple[str, Any], ...], ...]
+
+
+def architecture_tasks(tasks: Sequence[PointTask], indices: Sequence[int]) -> List[Tuple[ArchitectureTask, List[int]]]:
+    """``tasks[i]`` for ``i`` in ``indices`` grouped by architecture (their model values), in first-seen order."""
+    groups: Dict[str, List[int]] = {}
+    for i in indices:
+        model_values = tuple((k, v) for k, v in tasks[i].point if not k.startswith(HW_PREFIX))
+        groups.setdefault(repr(model_values), []).append(i)
+    return [(ArchitectureTask(tasks[members[0]].spec, tuple(tasks[i].point for i in members)), members)
+            for members in groups.values()]
+
+
+def evaluate_architecture(task: ArchitectureTask) -> List[Dict[str, Any]]:
+    """One row per point of an architecture: traced, width-searched and analysed once, mapped once per array
+    geometry and one performance per array and chip (:class:`graphcost.crossbar.hardware.HardwareColumns`),
+    every hardware point re-using that work.
+    Top-level: runs in workers. Each row equals :func:`evaluate_point`'s but for the bookkeeping columns:
+    ``analyses`` counts the traces on the first row only, ``seconds`` is the time each row took."""
+    start_time = time.perf_counter()
+    first = PointTask(task.spec, task.points[0])
+    probe = _Probe(first)
+    base, t = _architecture_row(first, probe)
+    columns = None
+    if t is not None and (task.spec.crossbar or first.hardware):
+        from graphcost.crossbar.hardware import HardwareColumns  # lazy: the crossbar room is a plugin of the sweep
+
+        columns = HardwareColumns(t, task.spec.depthwise or DEFAULT_DEPTHWISE)
+    model_part = {k: v for k, v in base.items() if not k.startswith(HW_PREFIX)}
+    rows, analyses = [], probe.analyses
+    for point in task.points:
+        row = {**dict(point), **model_part}
+        row = _with_hardware(PointTask(task.spec, point), row, t, columns)
+        now = time.perf_counter()
+        row.update(analyses=analyses, seconds=round(now - start_time, 4))
+        rows.append(row)
+        start_time, analyses = now, 0
+    return rows
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -416,7 +484,7 @@ def flat_frame(rows: Sequence[Mapping[str, Any]]):
 
 def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Callable[[int, int], None]] = None,
               evaluate: Callable[[PointTask], Dict[str, Any]] = evaluate_point,
-              max_points: Optional[int] = MAX_GRID_POINTS) -> SweepResult:
+              max_points: Optional[int] = MAX_GRID_POINTS, memoise: bool = True) -> SweepResult:
     """Evaluate every grid point of a sweep: stored points are read back, the rest run on ``executor``.
 
     Parameters
@@ -435,6 +503,11 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
         ``evaluate(task) -> row`` for one :class:`PointTask` (default :func:`evaluate_point`).
     max_points : int or None, optional
         Refuse a larger grid before anything runs (default :data:`MAX_GRID_POINTS`; ``None``: no limit).
+    memoise : bool, optional
+        With the default ``evaluate``: points that differ only in ``hw.`` values share one work item
+        (:func:`evaluate_architecture`: one trace, width search and analysis per architecture, one
+        tiling per array geometry). ``False``: every point on its own (:func:`evaluate_point`, the
+        plain path; the rows are equal but for the ``analyses`` and ``seconds`` bookkeeping).
 
     Returns
     -------
@@ -460,9 +533,11 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     started = time.perf_counter()
     spec = resolve_spec(spec, max_points)
     tasks = [point_task(spec, p) for p in spec.points()]
-    rows, computed = cached_map(evaluate, tasks, [t.key() for t in tasks], executor, store,
-                                meta=lambda i: tasks[i].meta(), keep=lambda row: row.get("status") != "error",
-                                progress=progress)
+    grouped = memoise and evaluate is evaluate_point
+    rows, computed = cached_map(evaluate_architecture if grouped else evaluate, tasks, [t.key() for t in tasks],
+                                executor, store, meta=lambda i: tasks[i].meta(),
+                                keep=lambda row: row.get("status") != "error", progress=progress,
+                                batch=(lambda todo: architecture_tasks(tasks, todo)) if grouped else None)
     analyses = sum(int(rows[i].get("analyses", 0)) for i in computed)
     return SweepResult(spec, rows, computed=len(computed), cached=len(tasks) - len(computed),
                        seconds=time.perf_counter() - started, analyses=analyses)

@@ -27,6 +27,7 @@ Contract:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -41,7 +42,9 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from graphcost.errors import UserError, first_line
 
@@ -112,6 +115,8 @@ class InlineExecutor(Executor):
 
 #: ``prctl`` option asking the kernel for a signal when the parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+#: Seconds a stopped worker gets to end after SIGTERM before it is killed.
+ABORT_GRACE_S = 2.0
 #: Seconds between a worker's checks that its parent is alive, where ``prctl`` is not available.
 WATCHDOG_S = 1.0
 
@@ -154,6 +159,35 @@ def _init_pool_worker(parent_pid: int) -> None:
     _one_thread()
 
 
+#: The signals that end a run: Ctrl-C and SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C and SIGTERM back while the block runs, then deliver the first one that arrived.
+
+    Starting the pool's workers is not interruptible safely: a signal between a worker's fork and
+    the pool recording it leaves a worker nobody stops (and whose join at exit never returns), and a
+    worker forked with Python's Ctrl-C handler dies with a traceback if the group's Ctrl-C reaches it
+    before its initializer ignores it. Inside this block the handler only records the signal (the
+    workers inherit that harmless handler); the signal is raised again as the block ends. Outside the
+    main thread (where handlers cannot be set) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: List[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if arrived:
+            signal.raise_signal(arrived[0])
+
+
 def _default_start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin" else "spawn"
 
@@ -190,9 +224,12 @@ class LocalExecutor(Executor):
         if len(items) == 1:  # not worth a worker start-up
             yield 0, fn(items[0])
             return
-        pool = self._get_pool()
-        futures = {pool.submit(fn, item): index for index, item in enumerate(items)}
+        futures = {}
         try:
+            with signals_deferred():  # the first submit forks the workers
+                pool = self._get_pool()
+                for index, item in enumerate(items):
+                    futures[pool.submit(fn, item)] = index
             for future in cf.as_completed(futures):
                 yield futures[future], future.result()
         finally:
@@ -204,13 +241,23 @@ class LocalExecutor(Executor):
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
+        # aborting: a repeated Ctrl-C / SIGTERM waits until the workers are stopped (at most ABORT_GRACE_S)
+        with signals_deferred() if abort else contextlib.nullcontext():
+            self._shut(pool, abort)
+
+    @staticmethod
+    def _shut(pool: cf.ProcessPoolExecutor, abort: bool) -> None:
         if abort:
             workers = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in workers:
+            for process in workers:  # first, so that shutting the pool down cannot wait on a busy worker
                 process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            deadline = time.monotonic() + ABORT_GRACE_S
             for process in workers:
-                process.join(timeout=5)
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=1)
         else:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -221,6 +268,10 @@ def _import_ray():
     except ImportError:
         raise UserError(f"the ray executor needs Ray; {RAY_HINT}") from None
     return ray
+
+
+#: Times Ray re-runs a task whose worker or node died (an exception of the task itself is never retried).
+RAY_TASK_RETRIES = 3
 
 
 class RayExecutor(Executor):
@@ -237,21 +288,26 @@ class RayExecutor(Executor):
         ray = _import_ray()
         self._ray = ray
         self._started = False
-        if ray.is_initialized():
-            pass
-        else:
+        self._reaper = None
+        if not ray.is_initialized():
             if address:
                 _check_reachable(address)
+            else:  # watching from before the start: a signal during ray.init orphans nothing
+                self._reaper = _start_reaper()
+            self._started = True
             try:
                 if address:
                     ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
                 else:
                     _start_local_ray(ray, workers or cpu_count())
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                self.close(abort=True)
                 where = f"the Ray cluster at {address!r}" if address else "a local Ray"
                 raise UserError(f"cannot start or connect to {where}: {first_line(exc)}") from None
-            self._started = True
-            self._reaper = None if address else _start_reaper()
+            except BaseException:  # Ctrl-C / SIGTERM during start-up: stop what has started
+                self.close(abort=True)
+                raise
+        self._restore_stdout = _ray_messages_to_stderr(ray)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
         except Exception:  # pragma: no cover - resources unavailable on some clients
@@ -262,7 +318,7 @@ class RayExecutor(Executor):
     def _remote(self, fn):
         remote = self._remote_cache.get(fn)
         if remote is None:
-            remote = self._ray.remote(num_cpus=1, max_retries=0)(_call_in_worker)
+            remote = self._ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES)(_call_in_worker)
             self._remote_cache[fn] = remote
         return remote
 
@@ -298,15 +354,47 @@ class RayExecutor(Executor):
 
     def close(self, abort: bool = False) -> None:
         reaper, self._reaper = getattr(self, "_reaper", None), None
-        if reaper is not None:  # we are alive and shut Ray down ourselves
-            reaper.kill()
-            reaper.wait()
-        if self._started and self._ray.is_initialized():
-            self._ray.shutdown()
-        self._started = False
+        restore, self._restore_stdout = getattr(self, "_restore_stdout", None), None
+        if restore is not None:
+            restore()
+        try:
+            if self._started and self._ray.is_initialized():
+                self._ray.shutdown()
+        finally:
+            self._started = False
+            if reaper is not None:  # Ray is down; after an aborted start-up the watcher kills what it started
+                reaper.send_signal(signal.SIGUSR1 if abort else signal.SIGTERM)
+                try:
+                    reaper.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # pragma: no cover - a stuck watcher
+                    reaper.kill()
 
     def describe(self) -> str:
         return f"ray executor, {self.workers} CPU{'s' if self.workers != 1 else ''}"
+
+
+def _ray_messages_to_stderr(ray) -> Optional[Callable[[], None]]:
+    """Send the messages Ray's driver thread prints about the cluster ("Raylet is terminated" when a node dies)
+    to stderr, not stdout, where they would corrupt ``--format json``; returns the undo, or None.
+
+    Ray prints them with ``print_to_stdstream(..., is_err=False)`` from a thread of its own; its module
+    function is looked up at each call, so wrapping it is enough (private API: left alone if it moved).
+    """
+    module = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(module, "print_to_stdstream", None)
+    if original is None:  # pragma: no cover - another Ray version
+        return None
+
+    def to_stderr(data, ignore_prefix):
+        return original({**data, "is_err": True}, ignore_prefix)
+
+    module.print_to_stdstream = to_stderr
+
+    def restore() -> None:
+        if module.print_to_stdstream is to_stderr:
+            module.print_to_stdstream = original
+
+    return restore
 
 
 #: Ray's own switch for a local-only node (what it uses on macOS and Windows): the node address is
@@ -321,7 +409,9 @@ def _start_local_ray(ray, cpus: int) -> None:
     os.environ[RAY_LOOPBACK_ENV] = "0"  # inherited by the Ray processes started now
     constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        # address="local": always a new instance, never a cluster an earlier `ray start` left its file for
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
     finally:  # a later ray.init(address=...) in this process reaches clusters as usual
         constants.ENABLE_RAY_CLUSTER = saved_flag
         if saved_env is None:
@@ -330,55 +420,68 @@ def _start_local_ray(ray, cpus: int) -> None:
             os.environ[RAY_LOOPBACK_ENV] = saved_env
 
 
-def _descendants(pid: int) -> List[Tuple[int, str]]:
-    """``(pid, start time)`` of every descendant of ``pid`` (Linux ``/proc``; elsewhere none)."""
-    parents = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry)] = (int(fields[1]), fields[19])  # ppid, start time (clock ticks since boot)
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, (ppid, start) in parents.items():
-            if ppid == current:
-                found.append((child, start))
-                frontier.append(child)
-    return found
-
-
 _REAPER = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
-parent, targets = int(sys.argv[1]), [t.split(":") for t in sys.argv[2:]]
-while os.getppid() == parent:
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append("quit"))   # Ray shut down: nothing to kill
+signal.signal(signal.SIGUSR1, lambda *a: stop.append("kill"))   # start-up aborted: kill what it started
+parent, me, seen, before = int(sys.argv[1]), os.getpid(), {}, None
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), fields[19]  # ppid, start time
+
+def watch():
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(stat(entry)[0], []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = {}, [parent]
+    while frontier:
+        for child in children.get(frontier.pop(), ()):
+            if child != me:
+                try:
+                    found[child] = stat(child)[1]
+                except (OSError, IndexError):
+                    continue
+                frontier.append(child)
+    return found
+
+before = set(watch())  # the parent's other children are not Ray's
+while os.getppid() == parent and not stop:
+    for pid, start in watch().items():
+        if pid not in before:
+            seen.setdefault(pid, start)
     time.sleep(0.2)
-for pid, start in targets:
+if stop and stop[0] == "quit":
+    sys.exit(0)
+for pid, start in seen.items():
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            if handle.read().rsplit(")", 1)[1].split()[19] != start:
-                continue  # the pid belongs to another process by now
-        os.kill(int(pid), signal.SIGKILL)
+        if stat(pid)[1] == start:  # else the pid belongs to another process by now
+            os.kill(pid, signal.SIGKILL)
     except (OSError, IndexError):
         pass
 """
 
 
 def _start_reaper() -> Optional[subprocess.Popen]:
-    """A tiny watcher that SIGKILLs the local Ray's processes if this process dies without shutting Ray down.
+    """A tiny watcher that SIGKILLs the processes the local Ray started if this process dies without shutting Ray down.
 
-    Ray's GCS and raylet die with their driver, but its agents poll for seconds or outlive it; the
-    watcher notices the driver's death (it is re-parented) within 0.2 s. Linux only.
+    It records, every 0.2 s from before ``ray.init`` (so a signal during Ray's start-up orphans
+    nothing), the descendants of this process that were not there when it started, and kills those
+    still alive when its parent dies (it is re-parented) or, on SIGUSR1, at once (an aborted start-up);
+    SIGTERM (Ray was shut down) ends it quietly. Ray's GCS and raylet die with their driver, but its
+    agents poll for seconds or outlive it. Linux only.
     """
-    targets = _descendants(os.getpid())
-    if not targets:
+    if not os.path.isdir("/proc"):  # pragma: no cover - non-Linux
         return None
-    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid()), *[f"{p}:{s}" for p, s in targets]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -424,14 +527,28 @@ def make_executor(kind: str = "local", address: Optional[str] = None, workers: O
     raise UserError(f"unknown executor {kind!r}; use one of: {', '.join(EXECUTORS)}")
 
 
+class RateColumn(ProgressColumn):
+    """Items per second since the start (``12.3 points/s``)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:,.1f} {self.unit}/s")
+
+
 class ProgressBar:
-    """A progress bar with ETA on stderr (rich), used as the ``progress`` callback of ``map``.
+    """A progress bar with the rate (``unit``/s) and ETA on stderr (rich), used as the ``progress`` callback of ``map``.
 
     ``enabled=None``: only when stderr is a terminal, so pipes and tests stay clean.
     """
 
-    def __init__(self, description: str, total: int, enabled: Optional[bool] = None) -> None:
+    def __init__(self, description: str, total: int, enabled: Optional[bool] = None, unit: str = "items") -> None:
         self.description = description
+        self.unit = unit
         self.total = total
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress = None
@@ -440,7 +557,8 @@ class ProgressBar:
     def __enter__(self) -> "ProgressBar":
         if self.enabled and self.total:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                      RateColumn(self.unit), TimeElapsedColumn(), TextColumn("ETA"),
+                                      TimeRemainingColumn(),
                                       console=Console(stderr=True), transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total)

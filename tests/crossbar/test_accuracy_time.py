@@ -45,6 +45,26 @@ def test_classifier_reports_top1_and_fidelity_top1(capsys):
     assert rc == 0 and "top-1 (last output" in out and "fidelity top-1" in out
 
 
+def test_top1_values_equal_a_float_forward_by_hand(capsys):
+    """The reference: the shipped float checkpoint run once in float on the same 200 test digits, argmax
+    against the labels. Noiseless devices (quantisation only) agree with it on every digit here."""
+    from graphcost.crossbar.accuracy import load_weights
+    from graphcost.crossbar.data import open_dataset
+    from graphcost.models import get_model
+
+    images, labels = open_dataset("digits", 200, split="test").tensors()
+    net = load_weights(get_model("digits-cnn"), shipped_checkpoint_for("digits-cnn")).eval()
+    with torch.no_grad():
+        by_hand = (net(images).argmax(1) == labels).double().mean().item()
+    assert 0.9 < by_hand < 1.0  # enough digits for a mistake: the comparison below can tell values apart
+    rc, out, err = run(capsys, "map", "digits-cnn", "--accuracy", "--data", "digits", "--samples", "200",
+                       "--trials", "2", "--noise", "none", "--format", "json")
+    assert rc == 0, err
+    acc = json.loads(out)["accuracy"]
+    assert acc["float_top1"] == pytest.approx(by_hand, abs=1e-12)  # a count over 200, divided the same way
+    assert acc["top1"] == acc["float_top1"] and acc["fidelity_top1"] == 1.0 and acc["std"] == 0.0
+
+
 def test_drift_compensation_none_costs_accuracy_after_a_year():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 11, 3, padding=1))

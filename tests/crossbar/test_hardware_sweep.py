@@ -3,10 +3,8 @@ import json
 
 import pytest
 
-from graphcost import UserError, trace
-from graphcost.crossbar.hardware import hardware, hardware_columns
+from graphcost import UserError
 from graphcost.explore import SweepSpec, pareto_front, parse_grid, run_sweep
-from graphcost.models import get_model
 from clirun import run
 
 SHAPE = (1, 3, 32, 48)
@@ -17,14 +15,25 @@ def spec(*axes, **kw):
                      input_shape=SHAPE, shared=True, **kw)
 
 
-def test_hardware_axes_reach_the_mapping_and_energy():
+def test_hardware_axes_reach_the_mapping_and_energy(capsys):
     result = run_sweep(spec("N=1,2", "hw.crossbar=64x64,128x128", "hw.adc_bits=4,6"))
     assert len(result.rows) == 8 and not result.failed
     by = {(r["N"], r["hw.crossbar"], r["hw.adc_bits"]): r for r in result.rows}
-    t = trace(get_model("itnet", dataset="camvid", shared=True, N=2, L=1, K=1, f=8), SHAPE)
-    expected = hardware_columns(t, *hardware({"hw.crossbar": "64x64", "hw.adc_bits": 6}))
+    # The reference is `graphcost map` with the same hardware given as its own flags: a separate entry
+    # point, so a sweep that dropped or misparsed an hw. axis would differ (the sweep's own
+    # hardware()/hardware_columns are not used to compute the expectation).
+    rc, stdout, err = run(capsys, "map", "itnet", "--shared", "--param", "N=2", "--param", "L=1", "--param", "K=1",
+                          "--param", "f=8", "--input", "32x48", "--crossbar", "64x64", "--adc-bits", "6",
+                          "--format", "json")
+    assert rc == 0, err
+    mapped = json.loads(stdout)
     row = by[(2, "64x64", 6)]
-    assert {k: row[k] for k in expected} == pytest.approx(expected)
+    assert [row[k] for k in ("arrays_used", "arrays_needed", "fits", "throughput_fps", "latency_s")] == \
+        [mapped[k] for k in ("arrays_used", "arrays_needed", "fits", "throughput_fps", "latency_s")]
+    assert row["utilization"] == round(mapped["utilization"], 6)  # the sweep's table rounds it to 6 places
+    assert (row["energy_j"], row["power_w"], row["tops_per_w"], row["area_mm2"]) == (
+        mapped["energy"]["per_frame_j"], mapped["energy"]["power_w"], mapped["energy"]["tops_per_w"],
+        mapped["area"]["total_mm2"])
     assert row["crossbar"] == "64x64" and by[(2, "128x128", 6)]["crossbar"] == "128x128"
     # same model and array, more ADC bits: more energy, same MVMs and throughput
     assert by[(2, "64x64", 6)]["energy_j"] > by[(2, "64x64", 4)]["energy_j"]
@@ -61,10 +70,24 @@ def test_cli_hardware_sweep_with_pareto(capsys, tmp_path):
     assert rc == 0, err
     rows = json.loads(stdout)["rows"]
     assert len(rows) == 8 and all("pareto" in r for r in rows)
-    assert [r["pareto"] for r in rows] == pareto_front(rows, (("energy_j", True), ("throughput_fps", False)))
+    # The front by its definition, written out here (not by pareto_front): a row is on it when no other
+    # row has energy <= and throughput >= with one of the two strictly better.
+    def dominates(o, r):
+        return (o["energy_j"] <= r["energy_j"] and o["throughput_fps"] >= r["throughput_fps"]
+                and (o["energy_j"], o["throughput_fps"]) != (r["energy_j"], r["throughput_fps"]))
+    assert [r["pareto"] for r in rows] == [not any(dominates(o, r) for o in rows) for r in rows]
     best = [r for r in rows if r["pareto"]]
     assert best and all(r["hw.adc_bits"] == 4 for r in best)  # 8-bit ADCs only cost energy here
     assert (out / "sweep-itnet-shared-pareto.png").exists() and (out / "sweep-itnet-shared-pareto.svg").exists()
+
+
+def test_pareto_front_of_hand_made_rows():
+    """Worked by hand: (energy, fps) = A (1, 10), B (2, 30), C (3, 20), D (1, 5), E (2, 30), F (-, 40).
+    D loses to A (same energy, fewer fps), C to B (more energy, fewer fps); B and E tie (neither is
+    strictly better), so both stay; F lacks energy_j, so it is never on the front."""
+    rows = [{"energy_j": 1, "fps": 10}, {"energy_j": 2, "fps": 30}, {"energy_j": 3, "fps": 20},
+            {"energy_j": 1, "fps": 5}, {"energy_j": 2, "fps": 30}, {"fps": 40}]
+    assert pareto_front(rows, (("energy_j", True), ("fps", False))) == [True, True, False, False, True, False]
 
 
 def test_cli_unknown_hardware_key_is_one_line_exit_2(capsys, tmp_path):
@@ -89,3 +112,23 @@ def test_pareto_of_accuracy_and_energy_matches_the_table_on_model_keys(capsys, t
     rows = {(r["N"], r["hw.adc_bits"]): r for r in json.loads(stdout)["rows"]}
     assert rows[(1, 4)]["auc"] == rows[(1, 8)]["auc"] < rows[(2, 4)]["auc"]  # mIoU is the model's, not the ADC's
     assert [k for k, r in sorted(rows.items()) if r["pareto"]] == [(1, 4), (2, 4)]
+
+
+# --------------------------------------------------------------------------- memoised vs plain (issue 22)
+EQUALITY_GRID = ("N=1,2", "K=1,2,3", "hw.crossbar=64x64,128x128", "hw.adc_bits=3,4,5,6,8")  # 60 points
+BOOKKEEPING = ("analyses", "seconds")
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "independent"])
+def test_memoised_sweep_equals_the_plain_path_row_by_row(shared):
+    """Each architecture traced, width-searched and analysed once, each array geometry tiled once, every hardware
+    point re-mapping that work: the 60 rows equal the plain path's (every point on its own), value for value."""
+    sweep = SweepSpec(model="itnet", grid=parse_grid(list(EQUALITY_GRID)), fixed=(("L", 1),), input_shape=SHAPE,
+                      shared=shared, macs_budget=2e6, crossbar=(256, 256), chip_arrays=64)
+    memoised, plain = run_sweep(sweep), run_sweep(sweep, memoise=False)
+    assert len(memoised.rows) == 60 and not memoised.failed
+    strip = [[{k: v for k, v in r.items() if k not in BOOKKEEPING} for r in result.rows]
+             for result in (memoised, plain)]
+    for mine, theirs in zip(*strip):
+        assert list(mine.items()) == list(theirs.items())  # same values, same column order
+    assert memoised.analyses * 10 == plain.analyses  # 6 architectures, 10 hardware points each

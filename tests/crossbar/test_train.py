@@ -1,6 +1,7 @@
 """Training (float): Eq. 1, digits-cnn on the digits split, checks before any step, atomic checkpoints."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,25 @@ def test_eq1_is_the_weighted_mean_of_the_per_output_losses():
         multi_output_loss(outs, y, [1, 1])
 
 
+def _top1_by_hand(model, data):
+    """The reference: one float forward over the whole held-out split, argmax against the labels."""
+    images, labels = open_dataset(data, None, split="test").tensors()
+    with torch.no_grad():
+        return (model.eval()(images).argmax(1) == labels).double().mean().item()
+
+
+def _miou_by_hand(prediction, target, classes):
+    """Mean over the classes present in target or prediction of |P & T| / |P | T| (numpy, not the tool's)."""
+    p, t = prediction.numpy().ravel(), target.numpy().ravel()
+    keep = t < classes  # 255 = ignore
+    p, t = p[keep], t[keep]
+    ious = [((p == c) & (t == c)).sum() / ((p == c) | (t == c)).sum()
+            for c in range(classes) if ((p == c) | (t == c)).any()]
+    return float(np.mean(ious)) if ious else 0.0
+
+
 def test_digits_cnn_learns_the_digits_and_is_reproducible():
+    torch.manual_seed(0)  # the initial weights: every draw of the run is seeded
     a = get_model("digits-cnn")
     torch.manual_seed(1)
     b = get_model("digits-cnn")
@@ -32,6 +51,7 @@ def test_digits_cnn_learns_the_digits_and_is_reproducible():
     ra = train(a, "digits", epochs=2, lr=3e-3, seed=3, train_samples=512, on_epoch=lambda e, n, l: losses.append(l))
     rb = train(b, "digits", epochs=2, lr=3e-3, seed=3, train_samples=512)
     assert ra.metric == "top1" and ra.task == "classification" and len(ra.per_output) == 1
+    assert ra.per_output[0] == pytest.approx(_top1_by_hand(a, "digits"), abs=1e-12)  # what it reports is true
     assert ra.score > 0.85  # 2 short epochs on 512 images; the shipped checkpoint gets more
     assert losses == list(ra.loss_per_epoch) and losses[1] < losses[0]
     assert ra.per_output == rb.per_output
@@ -39,9 +59,16 @@ def test_digits_cnn_learns_the_digits_and_is_reproducible():
 
 
 def test_segmentation_training_reports_miou_per_output():
+    torch.manual_seed(0)
     net = get_model("itnet", N=2, L=1, f=8, classes=11)
     r = train(net, "synthetic", epochs=1, batch_size=4, train_samples=8, eval_samples=4, crop=32)
-    assert r.metric == "miou" and len(r.per_output) == 2 and all(0 <= m <= 1 for m in r.per_output)
+    assert r.metric == "miou" and len(r.per_output) == 2
+    # The reference: each anytime output's mIoU recomputed by hand from one float forward of the trained net.
+    images, labels = open_dataset("synthetic", 4, split="test").tensors()
+    with torch.no_grad():
+        outputs = net.eval()(images)
+    expected = [_miou_by_hand(o.argmax(1), labels, 11) for o in outputs]
+    assert list(r.per_output) == pytest.approx(expected, abs=1e-9)  # float64 sums in a different order
 
 
 @pytest.mark.parametrize("model, data, match", [

@@ -92,7 +92,8 @@ def test_flops_reconcile_with_paper_table3():
     # costed as a full 5x5.
     macs, out = macs_and_shape(get_model("enet").eval(), (1, 3, 360, 640))
     assert out == (1, 11, 360, 640)
-    assert macs == 1_694_073_600
+    # No literal MAC count here (it would be the tool's own output): the paper's 3.83 GFLOPs, rounded to
+    # 2 decimals, pins the 5x5-costed count to +-5 M FLOPs, i.e. our MACs to +-2.5 M.
     as_5x5 = macs + 4 * 32 * 32 * (25 - 10) * 45 * 80
     assert round(2 * as_5x5 / 1e9, 2) == 3.83
     assert abs(2 * macs - 3.83e9) / 3.83e9 < 0.12

@@ -104,8 +104,11 @@ def test_params_exact(kwargs):
 
 
 def test_params_exact_literal():
-    assert param_count(_meta(stem="cifar", classes=10, expansion=1)) == 4_205_774
-    assert param_count(_meta(stem="cifar", classes=10, expansion=4)) == 9_353_294
+    # The README's numbers, each = the hand derivation _expected_params (not the tool's output).
+    assert param_count(_meta(stem="cifar", classes=10, expansion=1)) == \
+        _expected_params(stem="cifar", classes=10, expansion=1) == 4_205_774
+    assert param_count(_meta(stem="cifar", classes=10, expansion=4)) == \
+        _expected_params(stem="cifar", classes=10, expansion=4) == 9_353_294
 
 
 def test_cifar_numbers_match_paper():

@@ -1,6 +1,8 @@
-"""The view page in a real Chromium (system package, driven by Playwright): one browser for the module."""
-import os
-import shutil
+"""The view page in a real Chromium (system package, driven by Playwright): one browser for the module.
+
+The browser comes from the ``chromium_executable`` fixture (tests/conftest.py), which installs the system
+package where it is missing: these tests run, never skip, on a fresh machine.
+"""
 
 import pytest
 
@@ -9,7 +11,6 @@ from graphcost.models import get_model
 from graphcost.passes.anytime import needed_calls
 from graphcost.viewer import read_blocks, render_html
 
-CHROMIUM = os.environ.get("GRAPHCOST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHAPE = (1, 3, 64, 96)
 
 
@@ -29,12 +30,11 @@ def page_file(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_executable):
     from playwright.sync_api import sync_playwright
 
-    assert os.path.exists(CHROMIUM), f"install Chromium (apt-get install chromium); not found at {CHROMIUM}"
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium_executable, args=["--no-sandbox"])
         yield b
         b.close()
 
