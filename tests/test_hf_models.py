@@ -159,13 +159,16 @@ def test_cli_map_and_view_take_every_typed_input(capsys, tmp_path):
     mapped = json.loads(out)
     names = [o["name"] for o in analysed["outputs"]]
     assert names == ["last_hidden_state", "pooler_output"] and [o["name"] for o in mapped["outputs"]] == names
-    # every nn.Linear is one mapped weight layer: 2 x (q, k, v, attention output, intermediate, output) + pooler
-    assert len(mapped["layers"]) == 2 * 6 + 1
+    # every nn.Linear is one analog weight layer: 2 x (q, k, v, attention output, intermediate, output) + pooler;
+    # the rest of the model (embeddings, attention matmuls, norms, activations) is placed on the digital unit
+    analog = [layer for layer in mapped["layers"] if layer["resource"] == "analog"]
+    assert len(analog) == 2 * 6 + 1
+    assert {layer["resource"] for layer in mapped["layers"]} == {"analog", "digital"}
     model = build_for_shapes(ModelSpec(name="hf:bert", params=dict(TINY))).module
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    assert sum(layer["weights"] for layer in mapped["layers"]) == sum(m.weight.numel() for m in linear)
+    assert sum(layer["weights"] for layer in analog) == sum(m.weight.numel() for m in linear)
     # one MVM per token of the 16 given: the sequence length of --input, not the default 128
-    assert [layer["mvms"] for layer in mapped["layers"] if "pooler" not in layer["name"]] == [16] * 12
+    assert [layer["mvms"] for layer in analog if "pooler" not in layer["name"]] == [16] * 12
     page = tmp_path / "bert.html"
     rc, _, err = run(capsys, "view", "hf:bert", *TINY_BERT, *inputs, "--crossbar", "64x64", "--out", str(page))
     assert rc == 0, err
