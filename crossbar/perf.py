@@ -413,6 +413,13 @@ def buffer_s_per_mvm(layer: LayerMapping, array: ArraySpec, chip: ChipSpec) -> f
     return cycles * chip.cycle_ns * 1e-9
 
 
+def _layer_perfs(layers, replicas: Sequence[int], arrays_of: Sequence[int], swap) -> Tuple[LayerPerf, ...]:
+    """One :class:`LayerPerf` per mapped layer: its tiles, replicas, arrays, stage time and residency."""
+    return tuple(LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i],
+                           swap.resident[i], swap.passes[i], swap.rewrite[i])
+                 for i, layer in enumerate(layers))
+
+
 def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[float] = None,
                 tech: Optional[TechSpec] = None) -> Performance:
     """Fit, throughput and latency of ``mapping`` on ``chip`` (formulas in the module docstring).
@@ -420,66 +427,56 @@ def performance(mapping: ModelMapping, chip: ChipSpec, *, target_fps: Optional[f
     Parameters
     ----------
     mapping : ModelMapping
-        The model's tiles and MVMs per unique weight layer (:func:`~graphcost.crossbar.mapping.map_trace`).
+        Tiles and MVMs per unique weight layer (:func:`~graphcost.crossbar.mapping.map_trace`).
     chip : ChipSpec
         Arrays available (``None``: unlimited), MVM latency, write time per row, ``replicate``.
     target_fps : float, optional
         With ``chip.replicate``: the frame rate to size the replicas for.
     tech : TechSpec, optional
-        Times the digital unit (and gain-cell attention) beside the arrays: the work off the arrays
-        each call waits for adds to its latency, and the unit is a pipeline stage of its own.
-        ``None``: the arrays alone (work off the arrays takes no time).
+        Times the digital unit (and gain-cell attention): a call's off-array work adds to its latency, the
+        unit is a pipeline stage of its own. ``None``: the arrays alone (off-array work takes no time).
 
     Returns
     -------
     Performance
-        Plain data: ``fits``, ``throughput_fps``, ``latency_s`` (last output), rewrites when the
-        graph does not fit, one :class:`LayerPerf` per layer and one :class:`OutputPerf` per output.
+        ``fits``, ``throughput_fps``, ``latency_s`` (last output), rewrites when it does not fit, a
+        :class:`LayerPerf` per layer, an :class:`OutputPerf` per output.
 
     Raises
     ------
     UserError
-        ``target_fps`` not a positive finite number, ``target_fps`` without ``chip.replicate``, or
-        ``chip.replicate`` with neither ``chip.arrays`` nor ``target_fps``.
+        ``target_fps`` not positive and finite or without ``chip.replicate``; ``replicate`` with neither
+        ``chip.arrays`` nor ``target_fps``.
 
     Examples
     --------
     >>> import torch
     >>> from graphcost.crossbar import ArraySpec, ChipSpec, map_model
     >>> m = map_model(torch.nn.Conv2d(64, 64, 3, padding=1), (1, 64, 8, 8), ArraySpec(128, 128))
-    >>> m.arrays_used                                   # 576 rows x 512 columns: 5 x 4 arrays
-    20
-    >>> p = performance(m, ChipSpec(arrays=10, mvm_latency_ns=100))
-    >>> p.fits, p.rewritten_arrays                      # every frame rewrites the 20 arrays
-    (False, 20)
+    >>> p = performance(m, ChipSpec(arrays=10, mvm_latency_ns=100))  # 576 rows x 512 columns: 5 x 4 arrays
+    >>> m.arrays_used, p.fits, p.rewritten_arrays                   # every frame rewrites the 20 arrays
+    (20, False, 20)
     """
     _check_target(chip, target_fps)
-    layers = mapping.layers
-    t_mvm = chip.mvm_latency_ns * 1e-9
-    tiles = [layer.tiles for layer in layers]
+    layers, t_mvm, tiles = mapping.layers, chip.mvm_latency_ns * 1e-9, [layer.tiles for layer in mapping.layers]
     buffer_s = [buffer_s_per_mvm(layer, mapping.array, chip) for layer in layers]
-    base_s = [layer.cycles * t_mvm + layer.mvms * b for layer, b in zip(layers, buffer_s)]
+    base_s = [layer.cycles * t_mvm + layer.mvms * b for layer, b in zip(layers, buffer_s)]  # resident stage times
     fits = chip.arrays is None or mapping.arrays_used <= chip.arrays
     replicas, arrays_for_target, reachable = _replication(base_s, tiles, [layer.max_replicas for layer in layers],
                                                           chip, fits, target_fps)
     write_per_array_s = mapping.array.rows * chip.write_ns_per_row * 1e-9
     swap = _swap(mapping, chip, fits, base_s, replicas, write_per_array_s)
     chips = layer_chips(mapping, chip)
-    off_s = _off_array(mapping, chip, chips, tech)
-    digital_s = work_time_s(mapping.digital_work, tech)
+    off_s, digital_s = _off_array(mapping, chip, chips, tech), work_time_s(mapping.digital_work, tech)
     frame_s, bottleneck = _frame_time(mapping, swap, chip, digital_s, off_s.link_s)
     arrays_of = [n * r for n, r in zip(tiles, replicas)]
     outputs = _output_latencies(mapping, swap, replicas, arrays_of, t_mvm, buffer_s, write_per_array_s, off_s)
-    perf_layers = tuple(
-        LayerPerf(layer.name, layer.tiles, replicas[i], arrays_of[i], layer.cycles, swap.stage_s[i], swap.resident[i],
-                  swap.passes[i], swap.rewrite[i])
-        for i, layer in enumerate(layers))
     return Performance(
         mapping=mapping, chip=chip, target_fps=target_fps, fits=fits, arrays_needed=mapping.arrays_used,
         arrays_available=chip.arrays, arrays_used=sum(arrays_of), throughput_fps=1.0 / frame_s,
         latency_s=outputs[-1].latency_s if outputs else 0.0, frame_time_s=frame_s, bottleneck=bottleneck,
         resident_fps=1.0 / max(base_s), rewrite_s=sum(swap.rewrite),
         rewritten_arrays=sum(layer.calls * layer.tiles for i, layer in enumerate(layers) if not swap.resident[i]),
-        arrays_for_target=arrays_for_target, target_reachable=reachable, layers=perf_layers, outputs=outputs,
-        digital_s=digital_s, chips=max(chips, default=0) + 1, layer_chips=tuple(chips), link_bytes=off_s.link_bytes,
-        call_off_s=tuple(off_s.call_s))
+        arrays_for_target=arrays_for_target, target_reachable=reachable, outputs=outputs, digital_s=digital_s,
+        layers=_layer_perfs(layers, replicas, arrays_of, swap), chips=max(chips, default=0) + 1,
+        layer_chips=tuple(chips), link_bytes=off_s.link_bytes, call_off_s=tuple(off_s.call_s))

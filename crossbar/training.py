@@ -161,6 +161,20 @@ def _batches(samples: Samples, batch_size: int, crop: Optional[int], gen: torch.
         yield batch
 
 
+def _run_config(data: str, task: str, *, epochs: int, lr: float, batch_size: int, seed: int, crop: Optional[int],
+                train_images: int, eval_images: int, hwa, loss_weights: Optional[Sequence[float]],
+                ponder: float) -> Dict[str, Any]:
+    """What a training run was given, as the checkpoint's JSON records it (enough to repeat the run)."""
+    config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+              "crop": crop if task == "segmentation" else None, "train_images": train_images,
+              "eval_images": eval_images, "hwa": hwa.to_dict() if hwa is not None else None,
+              "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
+              "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
+    if ponder:
+        config["ponder"] = ponder
+    return config
+
+
 def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float = 1e-3, batch_size: int = 32,
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
@@ -175,8 +189,7 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
         ``"cityscapes:PATH"``, ``"imagefolder:PATH"``, ``"text:FILE"`` or ``"pydoc"``.
     hwa : a :class:`~graphcost.crossbar.sim.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
     epochs, lr, batch_size, seed, crop, loss_weights : see the module docstring.
-    train_samples, eval_samples : use only the first N samples of each split (``None``: all; the
-        synthetic set has 512 training images by default).
+    train_samples, eval_samples : the first N samples of each split (``None``: all; synthetic: 512 to train).
     model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: one
         image input).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
@@ -216,13 +229,9 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
                       batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
                       on_epoch=on_epoch, extra_loss=extra_loss)
     per_output = evaluate_samples(model, test_set)
-    config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-              "crop": crop if source.task == "segmentation" else None, "train_images": len(train_set),
-              "eval_images": len(test_set), "hwa": hwa.to_dict() if hwa is not None else None,
-              "loss_weights": list(loss_weights) if loss_weights is not None else "a_n = 1",
-              "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
-    if ponder:
-        config["ponder"] = ponder
+    config = _run_config(data, source.task, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, crop=crop,
+                         train_images=len(train_set), eval_images=len(test_set), hwa=hwa,
+                         loss_weights=loss_weights, ponder=ponder)
     metric = HEADLINE[source.task]
     return TrainResult(source.task, metric, tuple(v[metric] for v in per_output), tuple(losses),
                        round(time.perf_counter() - t0, 1), config, dict(per_output[-1]))

@@ -153,10 +153,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     Parameters
     ----------
     model : torch.nn.Module
-        The model; its training mode is restored afterwards (tracing runs in eval mode).
+        The model; traced in eval mode, its training mode restored afterwards.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them
-        What ``forward`` is called with (:mod:`graphcost.inputs`; a tuple is positional inputs, a
-        dict keyword inputs).
+        What ``forward`` is called with (:mod:`graphcost.inputs`; tuple: positional, dict: keyword).
     dtype : torch.dtype, optional
         The model's floating-point dtype (default: its first floating-point parameter's, else float32).
     leaf_modules : iterable of str, optional
@@ -165,25 +164,21 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding or adding formulas for this trace only (module type, function
         or method name -> a function of an :class:`~graphcost.ops.Call` returning an ``OpCost``).
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        The capture path (see the module doc): fx symbolic tracing, one forward on meta tensors,
-        ``torch.export``, or one real forward (``"eager"``: random inputs drawn for each InputSpec,
-        example tensors as given; costs hold for those values); ``"auto"`` takes the first of the
-        first three that can run the model, and ``"eager"`` when they all failed on data-dependent
-        operations. Function and method formulas apply to fx traces only (the others see functions
-        as the aten ops they run).
+        The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``:
+        costs hold for its input values); ``"auto"`` takes the first of the first three that runs, ``"eager"``
+        when all failed on data-dependent ops. Function / method formulas apply to fx traces only.
 
     Returns
     -------
     Trace
-        ``dag`` (one node per call), ``loop_graph`` (one node per unique layer), inputs, outputs,
-        and what could not be costed exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
+        ``dag`` (a node per call), ``loop_graph`` (a node per unique layer), inputs, outputs, and what was not
+        costed exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
 
     Raises
     ------
     UserError
-        If an input is malformed or not taken by ``forward``, no capture path asked for can run the
-        model on it (the eager capture: one line naming the layer and quoting the model's own error),
-        ``custom_costs`` is malformed or ``tracer`` is none of :data:`TRACERS`.
+        An input malformed or not taken by ``forward``, no capture path asked for runs the model (eager: the
+        line names the layer, quotes the model's error), bad ``custom_costs``, ``tracer`` not in :data:`TRACERS`.
 
     Examples
     --------
@@ -202,8 +197,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     if tracer not in TRACERS:
         raise UserError(f"tracer must be one of {', '.join(TRACERS)}, got {tracer!r}")
     custom = ops.check_custom_costs(custom_costs)
-    dtype = dtype or _model_dtype(model)
-    root_module = Single(model) if _is_leaf_model(model, custom) else model
+    dtype, root_module = dtype or _model_dtype(model), Single(model) if _is_leaf_model(model, custom) else model
     bound = bind_inputs(root_module, *split_inputs(inputs))
     with _eval_mode(model), quiet_torch_logs():
         captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
