@@ -194,6 +194,15 @@ def _decode_step(model, request: MapRequest, kv: KVShape, context: int) -> Step:
     return step_of(attended, perf, energy(perf, request.tech))
 
 
+def _build_seeded(request: MapRequest):
+    """The model with real weights, its initial ones drawn from the run's seed: an untrained or partly loaded
+    model scores the same on every run (the global random state is left as it was)."""
+    seed = request.accuracy.seed if request.accuracy is not None else DEFAULT_SEED
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build(request.model)
+
+
 def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] = None) -> MapResult:
     """Check, build, map and time the model of ``request``; simulate it if ``request.accuracy`` is set.
 
@@ -202,7 +211,7 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     """
     check_request(request)
     needs_weights = request.accuracy is not None or request.weights is not None
-    built = build(request.model) if needs_weights else build_for_shapes(request.model)  # shapes are enough
+    built = _build_seeded(request) if needs_weights else build_for_shapes(request.model)  # shapes are enough
     notes: List[str] = []
     weights = _weights(request, notes)
     if weights is not None:
