@@ -21,6 +21,7 @@ import time
 
 import psutil
 import pytest
+from proctools import alive
 
 #: The issue's bound: a signalled sweep has exited within this many seconds.
 EXIT_WITHIN_S = 10.0
@@ -60,15 +61,14 @@ def _descendants(proc: psutil.Process, into: dict) -> None:
         pass
 
 
-def _alive(processes) -> list:
-    alive = []
-    for p in processes:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+def _watch(proc, parent, started: dict, delay: float) -> float:
+    """Record ``parent``'s descendants for ``delay`` s (or until it ends); the time the watch ended."""
+    until = time.monotonic() + delay
+    while time.monotonic() < until and proc.poll() is None:
+        _descendants(parent, started)
+        time.sleep(0.02)
+    _descendants(parent, started)
+    return time.monotonic()
 
 
 def _interrupted_run(store: str, executor_args, sig: int, delay: float):
@@ -79,12 +79,7 @@ def _interrupted_run(store: str, executor_args, sig: int, delay: float):
     deadline = time.monotonic() + 120
     while not _handles_sigterm(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    until = time.monotonic() + delay
-    while time.monotonic() < until and proc.poll() is None:
-        _descendants(parent, started)
-        time.sleep(0.02)
-    _descendants(parent, started)
-    signalled = time.monotonic()
+    signalled = _watch(proc, parent, started, delay)
     if proc.poll() is None:  # Ctrl-C reaches the whole group; kill and SIGTERM the process alone
         os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
     try:
@@ -94,7 +89,7 @@ def _interrupted_run(store: str, executor_args, sig: int, delay: float):
         _, err = proc.communicate()
         err += "\n[still running 60 s after the signal]"
     took = time.monotonic() - signalled
-    survivors = _alive(started.values())
+    survivors = alive(started.values())
     for p in survivors:
         p.kill()
     return proc.returncode, err, took, survivors
@@ -163,7 +158,7 @@ def test_a_sweep_killed_at_a_random_point_resumes_with_only_the_missing_points(t
     proc.kill()
     proc.wait()
     time.sleep(0.5)  # PR_SET_PDEATHSIG is immediate; leave the kernel a moment
-    survivors = _alive(started.values())
+    survivors = alive(started.values())
     for p in survivors:
         p.kill()
     kept = _check_store(store)
@@ -218,19 +213,14 @@ def test_ctrl_c_during_ray_start_up_exits_cleanly_and_orphans_nothing(ray_env, d
     while not _ray_started(started) and proc.poll() is None:
         _descendants(parent, started)
         time.sleep(0.005)
-    until = time.monotonic() + delay
-    while time.monotonic() < until and proc.poll() is None:
-        _descendants(parent, started)
-        time.sleep(0.02)
-    _descendants(parent, started)
-    signalled = time.monotonic()
+    signalled = _watch(proc, parent, started, delay)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     took = time.monotonic() - signalled
     deadline = time.monotonic() + 5  # Ray's own processes end on their own clocks; the watcher kills the rest
-    while _alive(started.values()) and time.monotonic() < deadline:
+    while alive(started.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    survivors = _alive(started.values())
+    survivors = alive(started.values())
     for p in survivors:
         p.kill()
     assert proc.returncode in (0, 130) and "Traceback" not in err, err[-2000:]

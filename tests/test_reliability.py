@@ -15,6 +15,7 @@ import time
 
 import psutil
 import pytest
+from proctools import alive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -223,15 +224,9 @@ def _gone_within(processes, seconds: float) -> list:
     """The processes still running (zombies count as gone) after waiting up to ``seconds``."""
     deadline = time.monotonic() + seconds
     while True:
-        alive = []
-        for p in processes:
-            try:
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(p)
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
+        running = alive(processes)
+        if not running or time.monotonic() > deadline:
+            return running
         time.sleep(0.1)
 
 
