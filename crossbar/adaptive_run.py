@@ -26,7 +26,8 @@ from graphcost.errors import UserError
 from graphcost.resolve import ModelSpec, build
 
 from .adaptive import (AdaptiveResult, CostModel, ExitPolicy, HaltingStage, Observations, adaptive_result,
-                       cost_model, halting_stages, observe)
+                       cost_model, halting_stages, observe,
+                       observe_at_maximum)
 from .data import open_dataset, parse_data
 from .specs import ArraySpec, ChipSpec
 from .tech import DEFAULT_TECH, TECH_PRESETS, TechSpec
@@ -180,6 +181,8 @@ def run_adaptive(request: AdaptiveRequest) -> AdaptiveRun:
     costs = cost_model(captured, model, cumulative=request.cumulative, perf=perf, tech=request.tech)
     images, labels = dataset.tensors()
     observed = observe(model, images, labels, dataset.classes, batch_size=request.batch_size)
-    result = adaptive_result(observed, costs, stages, policy, data)
+    at_maximum = (observe_at_maximum(model, images, labels, dataset.classes, batch_size=request.batch_size)
+                  if stages else None)
+    result = adaptive_result(observed, costs, stages, policy, data, at_maximum)
     return AdaptiveRun(analyze_trace(captured, name=built.label), result, notes, model, images, labels, observed,
                        costs, stages)

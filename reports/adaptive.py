@@ -14,7 +14,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from graphcost.crossbar.adaptive import ExitPolicy, exits_for, observe, sample_costs
+from graphcost.crossbar.adaptive import ExitPolicy, exits_for, halting_thresholds, observe, sample_costs
 
 from .common import pyplot
 
@@ -26,14 +26,8 @@ HALTING_THRESHOLDS = (0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
 
 
 def _halting_point(run, threshold: float) -> dict:
-    saved = [st.module.halting_threshold for st in run.stages]
-    try:
-        for st in run.stages:
-            st.module.halting_threshold = threshold
+    with halting_thresholds(run.stages, threshold):
         observed = observe(run.model, run.images, run.labels, run.observed.classes)
-    finally:
-        for st, value in zip(run.stages, saved):
-            st.module.halting_threshold = value
     costs = sample_costs(run.costs, iterations=observed.iterations)
     last = torch.full((observed.samples,), observed.outputs - 1, dtype=torch.long)
     return {"threshold": threshold, "mean_macs": float(costs.macs.mean()), "score": observed.score(last)}
@@ -104,6 +98,8 @@ def adaptive_figure(run, sweep, label: str, thumbnails: int = 6):
     for _, row in sweep.iterrows():
         right.annotate(f"{row['threshold']:g}", (row["mean_macs"] / 1e6, row["score"]), fontsize=6)
     right.plot([result.costs.macs.mean() / 1e6], [result.score], "k*", ms=8, label=result.policy)
+    right.plot([result.fixed_macs / 1e6], [result.fixed_score], "s", color="#d62728", ms=5,
+               label=f"fixed cost: {result.fixed_run}")
     right.set_xlabel("mean MMACs per input"), right.set_ylabel("top-1" if result.metric == "top1" else "mIoU")
     right.legend(fontsize=6)
     order = np.argsort(result.costs.macs, kind="stable")

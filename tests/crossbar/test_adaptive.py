@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from graphcost.crossbar.adaptive import (adaptive_result, cost_model, halting_stages, iterations_used, observe,
-                                         parse_exit, ponder_cost, sample_costs)
+from graphcost.crossbar.adaptive import (NEVER_HALT, adaptive_result, cost_model, halting_stages,
+                                         halting_thresholds, iterations_used, observe, observe_at_maximum, parse_exit,
+                                         ponder_cost, sample_costs)
 from graphcost.errors import UserError
 from graphcost.models import get_model
 from graphcost.tracing import trace
@@ -94,7 +95,8 @@ def test_hand_made_halting_net_iterations_and_macs_by_hand():
     stage2 = {1: 144 + 1, 2: 145 + 144}
     assert costs.fixed_macs == stage1[3] + stage2[2] + 2 == 341
     by_hand = [stage1[n1] + stage2[n2] + 2 for n1, n2 in zip([1, 2, 3], expected_n2)]
-    result = adaptive_result(observed, costs, halting_stages(net), None, "hand")
+    result = adaptive_result(observed, costs, halting_stages(net), None, "hand",
+                             observe_at_maximum(net, images, torch.zeros(3, dtype=torch.long), 2))
     assert result.costs.macs.tolist() == by_hand
     assert result.to_dict()["macs"]["mean"] == pytest.approx(sum(by_hand) / 3)
     assert result.to_dict()["macs"]["max"] == max(by_hand)
@@ -130,6 +132,40 @@ def test_iterations_and_ponder_match_the_models_own_act_outputs():
     assert len(set(observed.iterations[:, 1].tolist())) > 1  # the case is not degenerate
 
 
+def _halting_at_random(bias: float = -6.0, **kwargs):
+    """A small iterative-resnet whose random halting units make the samples halt in its second stage at
+    different iterations (bias -6: 11 of 32 before the last one)."""
+    torch.manual_seed(0)
+    net = get_model("iterative-resnet", dataset="digits", iterations=(3, 4), width=8, **kwargs)
+    for stage in net.stages:
+        for act in stage.acts:
+            nn.init.normal_(act.fc2.weight, std=5.0)
+            nn.init.constant_(act.fc2.bias, bias)
+    return net.eval()
+
+
+def test_run_at_the_maximum_runs_every_iteration_without_halting():
+    """The fixed-cost run is a forward of its own: every sample uses every iteration, its logits differ
+    from the halted ones exactly for the samples that halted early somewhere (and equal them for the
+    samples that ran every iteration anyway); the thresholds are restored after."""
+    net = _halting_at_random()
+    images = torch.rand(32, 1, 8, 8) * torch.rand(32, 1, 1, 1) * 4
+    labels = torch.zeros(32, dtype=torch.long)
+    stages = halting_stages(net)
+    halted = observe(net, images, labels, 10)
+    at_max = observe_at_maximum(net, images, labels, 10)
+    assert at_max.iterations.tolist() == [[3, 4]] * 32
+    assert [st.threshold for st in stages] == [0.99, 0.99]
+    with torch.no_grad():
+        logits = net(images)
+        with halting_thresholds(stages, NEVER_HALT):
+            logits_max = net(images)
+    early = (halted.iterations < torch.tensor([3, 4])).any(1)
+    assert 0 < int(early.sum()) < 32
+    same = torch.isclose(logits, logits_max, atol=1e-6).all(1)
+    assert torch.equal(same, ~early)
+
+
 def test_parse_exit_rejects_bad_policies():
     assert parse_exit("confidence=1").value == 1.0
     for bad in ("confidence=0", "confidence=1.5", "confidence=-0.1", "confidence=x", "output=0", "output=-2",
@@ -161,8 +197,10 @@ def test_bad_input_one_line_exit_2(capsys, args, needle):
 
 
 def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
-    """The shipped ponder-trained checkpoint: mean MACs strictly below the fixed maximum, top-1 within
-    2 points of the same model run at every iteration, loaded with the parameters it was trained with."""
+    """The shipped ponder-trained checkpoint, loaded with the parameters it was trained with: mean MACs
+    strictly below the fixed maximum; the halted top-1 loses at most 2 points against the same model run
+    at every iteration without halting (a forward of its own; measured: halted 0.9833, every iteration
+    0.9556, so halting gains 2.8 points here and the two differ)."""
     rc, out, err = run(capsys, "analyze", "iterative-resnet", "--data", "digits", "--adaptive", "--format", "json")
     assert rc == 0, err
     result = json.loads(out)["adaptive"]
@@ -170,7 +208,9 @@ def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
     assert result["macs"]["mean"] < result["fixed_macs"]
     assert result["macs"]["max"] <= result["fixed_macs"]
     assert 0 < result["saving"] < 1
-    assert abs(result["top1"] - result["fixed_top1"]) <= 0.02
+    assert result["top1"] >= result["fixed_top1"] - 0.02
+    assert result["top1"] != result["fixed_top1"]  # the fixed-cost run is not the halted run again
+    assert result["fixed_run"].startswith("every iteration")
     assert result["top1"] > 0.8  # trained, not a random network
     assert sum(result["iterations"]["stages.0"].values()) == 360
 
