@@ -273,3 +273,67 @@ def test_itnet_confidence_thresholds_monotone():
     assert mious == sorted(mious)
     assert run.result.to_dict()["miou"] == mious[-1]
     assert means[-1] == run.result.to_dict()["macs"]["mean"] < run.result.fixed_macs
+
+
+# --------------------------------------------------------------------------- shared vs independent on a chip
+def test_shared_and_independent_take_the_same_exits_and_pay_their_own_chip():
+    """The shipped shared ItNet and its independent counterpart (the same weights copied into all 16
+    blocks): identical outputs, so identical exits, MACs and latency per input. With flat wires (no
+    H-tree) an MVM costs the same in both, so a frame's energy differs only by leakage, which each input
+    pays in proportion to its latency: E_ind(s) - E_sh(s) = t(s) x (P_ind F_ind / T_ind - P_sh F_sh / T_sh),
+    P the leakage power of the arrays each variant occupies, F its frame time, T its full latency."""
+    from dataclasses import replace
+
+    from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_variants
+    from graphcost.crossbar.specs import ArraySpec
+    from graphcost.crossbar.tech import DEFAULT_TECH, TECH_PRESETS
+    from graphcost.resolve import ModelSpec
+
+    flat = replace(TECH_PRESETS[DEFAULT_TECH], wire_energy_j_per_bit_mm=0.0)
+    array = ArraySpec(128, 128)
+    runs = run_variants(AdaptiveRequest(ModelSpec("itnet", input_shape=(1, 3, 48, 64)), data="synthetic", samples=8,
+                                        batch_size=8, policy=parse_exit("confidence=0.87"), array=array, tech=flat))
+    shared, independent = runs["shared"], runs["independent"]
+    assert any("copied into every iteration's block" in n for n in independent.notes)
+    with torch.no_grad():
+        for a, b in zip(shared.model(shared.images[:2]), independent.model(shared.images[:2])):
+            assert torch.equal(a, b)
+    exits = shared.result.used
+    assert np.array_equal(exits, independent.result.used) and len(set(exits.tolist())) > 1
+    assert np.array_equal(shared.result.costs.macs, independent.result.costs.macs)
+    seconds = shared.result.costs.latency_s
+    assert np.allclose(seconds, independent.result.costs.latency_s, rtol=1e-12)
+    assert independent.chip["arrays"] > 10 * shared.chip["arrays"]
+    assert independent.chip["area_mm2"] > 10 * shared.chip["area_mm2"]
+    per_array_w = flat.leakage_w_per_array + flat.adcs_per_array(array) * flat.leakage_w_per_adc
+    slope = {v: r.chip["arrays"] * per_array_w * r.chip["frame_time_s"] / r.chip["frame_latency_s"]
+             for v, r in runs.items()}
+    difference = independent.result.costs.energy_j - shared.result.costs.energy_j
+    np.testing.assert_allclose(difference, (slope["independent"] - slope["shared"]) * seconds, rtol=1e-9)
+    for run in runs.values():  # a frame's energy is its exit's: equal exits cost the same, later ones more
+        energy = run.result.costs.energy_j
+        order = np.argsort(exits, kind="stable")
+        assert np.all(np.diff(energy[order]) >= 0)
+        assert all(np.ptp(energy[exits == e]) == 0 for e in set(exits.tolist()))
+
+
+def test_report_adaptive_crossbar_draws_shared_vs_independent(capsys, tmp_path):
+    """iterative-resnet on digits with a crossbar: the energy figure and its CSV, the same iterations per
+    input in both variants, the independent one on more arrays and, with the H-tree's longer wires and
+    more leakage, at a higher energy for every input."""
+    import pandas as pd
+
+    rc, out, err = run(capsys, "report", "adaptive", "iterative-resnet", "--data", "digits", "--samples", "40",
+                       "--crossbar", "128x128", "--out", str(tmp_path), "--format", "json")
+    assert rc == 0, err
+    variants = json.loads(out)["variants"]
+    assert variants["same_exits"] is True
+    assert variants["independent"]["chip"]["arrays"] > variants["shared"]["chip"]["arrays"]
+    for name in ("png", "svg", "csv"):
+        assert (tmp_path / f"adaptive-iterative-resnet-energy.{name}").stat().st_size > 0
+    frame = pd.read_csv(tmp_path / "adaptive-iterative-resnet-energy.csv")
+    shared, independent = (frame[frame.variant == v].reset_index(drop=True) for v in ("shared", "independent"))
+    iterations = [c for c in frame.columns if c.startswith("iterations:")]
+    assert len(shared) == len(independent) == 40 and iterations
+    assert shared[iterations].equals(independent[iterations])
+    assert (independent.energy_j > shared.energy_j).all()
