@@ -534,7 +534,7 @@ def adaptive_result(observed: Observations, costs: CostModel, stages: Sequence[H
         label = "halting (ACT, threshold " + ", ".join(f"{t:g}" for t in thresholds) + ")"
         return AdaptiveResult(observed.samples, data, label, metric, observed.score(last), fixed, costs.fixed_macs,
                               per_sample, iterations=hist, used=used.numpy(),
-                              fixed_run="every iteration, no halting (ACT-weighted sum of all states)")
+                              fixed_run="every iteration, no halting")
     exits = exits_for(observed, policy)
     per_sample = sample_costs(costs, exits=exits)
     return AdaptiveResult(observed.samples, data, str(policy), metric, observed.score(exits), fixed, costs.fixed_macs,
