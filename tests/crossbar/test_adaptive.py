@@ -337,3 +337,14 @@ def test_report_adaptive_crossbar_draws_shared_vs_independent(capsys, tmp_path):
     assert len(shared) == len(independent) == 40 and iterations
     assert shared[iterations].equals(independent[iterations])
     assert (independent.energy_j > shared.energy_j).all()
+
+
+def test_run_variants_refuses_what_it_cannot_compare():
+    from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_variants
+    from graphcost.crossbar.specs import ArraySpec
+    from graphcost.resolve import ModelSpec
+
+    with pytest.raises(UserError, match="no shared and independent variants"):
+        run_variants(AdaptiveRequest(ModelSpec("digits-cnn"), data="digits", array=ArraySpec(128, 128)))
+    with pytest.raises(UserError, match="needs a crossbar size"):
+        run_variants(AdaptiveRequest(ModelSpec("itnet"), data="synthetic"))
