@@ -19,7 +19,9 @@ Two kinds of network adapt their cost to the input:
 same forward that gives the predictions); :func:`sample_costs` turns each sample's iterations or
 exit into costs from ONE trace (:mod:`graphcost.passes.adaptive`: the calls of every iteration,
 of every exit), and, with a mapping on a chip, into energy and latency (the arrays are programmed
-once; a skipped iteration is skipped MVMs). :func:`ponder_cost` is the paper's training term
+once; a skipped iteration is skipped MVMs). :func:`observe_at_maximum` runs a halting model with
+halting switched off (:data:`NEVER_HALT`): the fixed-cost deployment its accuracy is compared with.
+:func:`ponder_cost` is the paper's training term
 ``N + R`` from the same halting scores. The command-line job is :mod:`.adaptive_run`.
 """
 from __future__ import annotations

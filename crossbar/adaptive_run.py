@@ -3,8 +3,11 @@
 :func:`run_adaptive` resolves the data and the weights (the shipped checkpoint of the model and data
 by default, built with the parameters and preset recorded in its JSON), builds the model at the data's
 image size, traces it ONCE, refuses a model that neither halts nor has several outputs (before the
-data is run), maps it on a chip if asked, runs the data eagerly (:func:`.adaptive.observe`) and
-turns each sample's iterations or exit into costs (:func:`.adaptive.adaptive_result`)::
+data is run), maps it on a chip if asked, runs the data eagerly (:func:`.adaptive.observe`; a halting
+model once more at every iteration for its fixed-cost score, :func:`.adaptive.observe_at_maximum`) and
+turns each sample's iterations or exit into costs (:func:`.adaptive.adaptive_result`).
+:func:`run_variants` runs one request as the shared and the independent variant of ItNet or
+iterative-resnet on the same chip (the shipped shared weights copied into the independent one)::
 
     from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_adaptive
     from graphcost.resolve import ModelSpec
