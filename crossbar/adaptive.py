@@ -22,14 +22,15 @@ of every exit), and, with a mapping on a chip, into energy and latency (the arra
 once; a skipped iteration is skipped MVMs). :func:`observe_at_maximum` runs a halting model with
 halting switched off (:data:`NEVER_HALT`): the fixed-cost deployment its accuracy is compared with.
 :func:`ponder_cost` is the paper's training term
-``N + R`` from the same halting scores. The command-line job is :mod:`.adaptive_run`.
+``N + R`` from the same halting scores; :func:`halting_terms` adds it (and, optionally, the loss of the
+same batch run at every iteration) to a training step. The command-line job is :mod:`.adaptive_run`.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ from torch import nn
 from graphcost.errors import UserError
 
 __all__ = ["ExitPolicy", "parse_exit", "HaltingStage", "halting_stages", "HaltingRecorder", "iterations_used",
-           "NEVER_HALT", "halting_thresholds", "observe_at_maximum",
+           "NEVER_HALT", "halting_thresholds", "observe_at_maximum", "halting_terms",
            "ponder_cost", "Observations", "observe", "SampleCosts", "CostModel", "cost_model", "sample_costs",
            "summary", "AdaptiveResult", "adaptive_result", "EXIT_KINDS"]
 
@@ -545,24 +546,36 @@ def adaptive_result(observed: Observations, costs: CostModel, stages: Sequence[H
 
 
 @contextlib.contextmanager
-def ponder_term(model: nn.Module, weight: float) -> Iterator[Optional[Any]]:
-    """For training: a callable giving ``weight x`` the batch-mean ponder cost (summed over the halting
-    stages) of the model's last forward, or ``None`` when ``weight`` is 0. Raises
-    :class:`UserError` for a positive weight on a model without halting stages."""
-    if not weight:
+def halting_terms(model: nn.Module, ponder: float, full_depth: float = 0.0) -> Iterator[Optional[Any]]:
+    """For training a halting model: a callable ``term(task_loss)``, called after the step's halted
+    forward, giving ``ponder x`` that forward's batch-mean ponder cost (summed over the halting stages)
+    plus ``full_depth x task_loss()``, where ``task_loss`` runs the step's forward again with halting
+    switched off (:data:`NEVER_HALT`), so the function at every iteration (the fixed-cost deployment)
+    is trained with the halted one. ``None`` when both weights are 0. Raises :class:`UserError` for a
+    positive weight on a model without halting stages."""
+    if not ponder and not full_depth:
         yield None
         return
     stages = halting_stages(model)
     if not stages:
-        raise UserError("the ponder cost needs a model with halting (ACT) stages, e.g. iterative-resnet")
+        raise UserError("the ponder cost and the full-depth loss need a model with halting (ACT) stages, "
+                        "e.g. iterative-resnet")
     with HaltingRecorder(stages, detach=False) as recorder:
-        def term() -> torch.Tensor:
+        def recorded() -> None:
             if any(not s for s in recorder.scores):
-                raise UserError("no halting scores were recorded in the forward; the ponder cost needs the model's "
-                                "own halting units (not an HWA copy)")
-            cost = sum(ponder_cost(recorder.scores[k], st.iterations, st.threshold).mean()
-                       for k, st in enumerate(stages))
+                raise UserError("no halting scores were recorded in the forward; the ponder cost and the "
+                                "full-depth loss need the model's own halting units (not an HWA copy)")
+
+        def term(task_loss: Callable[[], torch.Tensor]) -> torch.Tensor:
+            recorded()
+            extra = ponder * sum(ponder_cost(recorder.scores[k], st.iterations, st.threshold).mean()
+                                 for k, st in enumerate(stages)) if ponder else torch.zeros(())
             recorder.reset()
-            return weight * cost
+            if full_depth:
+                with halting_thresholds(stages, NEVER_HALT):
+                    extra = extra + full_depth * task_loss()
+                recorded()
+                recorder.reset()
+            return extra
 
         yield term

@@ -46,11 +46,15 @@ from .specs import NoiseSpec
 @click.option("--ponder", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of the ACT ponder cost (iterations used + remainder, Leroux et al.) for models with "
                    "halting stages, e.g. iterative-resnet: trains them to halt early.")
+@click.option("--full-depth-weight", "full_depth", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="For models with halting stages: weight of the loss of each batch run again with halting "
+                   "switched off (every iteration), so the model keeps its accuracy at the maximum iterations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Checkpoint to write (.pt).")
 def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional[str], hwa: bool,
                   noise: NoiseSpec, epochs: int, lr: float,
-                  batch_size: int, samples: Optional[int], crop: int, ponder: float, seed: int, out_path: str):
+                  batch_size: int, samples: Optional[int], crop: int, ponder: float, full_depth: float, seed: int,
+                  out_path: str):
     """Train MODEL on --data (float or --hwa, Eq. 1 loss over anytime outputs) and write a checkpoint to --out."""
     from graphcost.runtime.executor import ProgressBar
     from graphcost.resolve import build
@@ -75,7 +79,7 @@ def train_command(spec: ModelSpec, data_text: Optional[str], init_path: Optional
     with ProgressBar("training", 1) as bar:
         result = train(built.module, data, hwa=hwa_spec, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                        crop=crop, train_samples=samples, model_inputs=built.call_inputs, progress=bar,
-                       on_epoch=on_epoch, ponder=ponder)
+                       on_epoch=on_epoch, ponder=ponder, full_depth=full_depth)
     meta = {"model": spec.name, "params": dict(spec.params), "dataset_preset": built.dataset,
             "init": os.path.basename(init_path) if init_path else None,
             "command": "graphcost train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "graphcost train",

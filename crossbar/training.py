@@ -34,7 +34,7 @@ from torch import nn
 
 from graphcost.errors import UserError, first_line
 
-from .adaptive import ponder_term
+from .adaptive import halting_terms
 from .data import IGNORE_INDEX, SegmentationSet, Samples, parse_data
 from .metrics import HEADLINE, Tally, label_ignore_index, model_outputs
 
@@ -163,7 +163,7 @@ def _batches(samples: Samples, batch_size: int, crop: Optional[int], gen: torch.
 
 def _run_config(data: str, task: str, *, epochs: int, lr: float, batch_size: int, seed: int, crop: Optional[int],
                 train_images: int, eval_images: int, hwa, loss_weights: Optional[Sequence[float]],
-                ponder: float) -> Dict[str, Any]:
+                ponder: float, full_depth: float = 0.0) -> Dict[str, Any]:
     """What a training run was given, as the checkpoint's JSON records it (enough to repeat the run)."""
     config = {"data": data, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
               "crop": crop if task == "segmentation" else None, "train_images": train_images,
@@ -172,6 +172,8 @@ def _run_config(data: str, task: str, *, epochs: int, lr: float, batch_size: int
               "schedule": "Adam, lr x0.1 after 70% and 85% of the steps", "torch": torch.__version__}
     if ponder:
         config["ponder"] = ponder
+    if full_depth:
+        config["full_depth_weight"] = full_depth
     return config
 
 
@@ -179,7 +181,8 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
           seed: int = 0, crop: Optional[int] = DEFAULT_CROP, train_samples: Optional[int] = None,
           eval_samples: Optional[int] = None, loss_weights: Optional[Sequence[float]] = None,
           model_inputs: Any = None, progress: Optional[Callable[[int, int], None]] = None,
-          on_epoch: Optional[Callable[[int, int, float], None]] = None, ponder: float = 0.0) -> TrainResult:
+          on_epoch: Optional[Callable[[int, int, float], None]] = None, ponder: float = 0.0,
+          full_depth: float = 0.0) -> TrainResult:
     """Train ``model`` in place on the training split of ``data``; score it on the held-out split.
 
     Parameters
@@ -193,8 +196,10 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: one
         image input).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
-    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.ponder_term`)
+    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.halting_terms`)
         added to the loss of a model with halting stages (0: none).
+    full_depth : weight of the loss of the same batch run with halting switched off (every iteration;
+        :func:`.adaptive.halting_terms`), added so the model scores at its maximum as it does halted (0: none).
 
     Returns
     -------
@@ -224,14 +229,14 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
-    with ponder_term(model, ponder) as extra_loss:
+    with halting_terms(model, ponder, full_depth) as extra_loss:
         losses = _fit(net, model.parameters(), hwa is not None, train_set, epochs=epochs, lr=lr,
                       batch_size=batch_size, crop=crop, gen=gen, loss_weights=loss_weights, progress=progress,
                       on_epoch=on_epoch, extra_loss=extra_loss)
     per_output = evaluate_samples(model, test_set)
     config = _run_config(data, source.task, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, crop=crop,
                          train_images=len(train_set), eval_images=len(test_set), hwa=hwa,
-                         loss_weights=loss_weights, ponder=ponder)
+                         loss_weights=loss_weights, ponder=ponder, full_depth=full_depth)
     metric = HEADLINE[source.task]
     return TrainResult(source.task, metric, tuple(v[metric] for v in per_output), tuple(losses),
                        round(time.perf_counter() - t0, 1), config, dict(per_output[-1]))
@@ -253,10 +258,13 @@ def _fit(net: nn.Module, parameters, hwa: bool, samples: Samples, *, epochs: int
         net.train()
         running = 0.0
         for batch in _batches(samples, batch_size, crop, gen):
-            outs = as_outputs(net(*batch.args, **batch.kwargs), samples.task)
-            loss = multi_output_loss(outs, batch.labels, loss_weights, ignore)
-            if extra_loss is not None:  # e.g. the ACT ponder cost of the same forward
-                loss = loss + extra_loss()
+            def task_loss(batch=batch) -> torch.Tensor:
+                outs = as_outputs(net(*batch.args, **batch.kwargs), samples.task)
+                return multi_output_loss(outs, batch.labels, loss_weights, ignore)
+
+            loss = task_loss()
+            if extra_loss is not None:  # e.g. the ACT ponder cost of the same forward (+ a forward at full depth)
+                loss = loss + extra_loss(task_loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -92,13 +92,16 @@ def adaptive_figure(run, sweep, label: str, thumbnails: int = 6):
     count = max(1, min(thumbnails, result.samples // 2 or 1))
     fig = plt.figure(figsize=(1.2 * max(count, 6), 5.6))
     grid = fig.add_gridspec(4, count, height_ratios=[2.2, 0.3, 1, 1], wspace=0.45)
-    left = fig.add_subplot(grid[0, : count // 2])
+    # The two plots get a grid of their own: the thumbnails' narrow columns would leave the right plot's
+    # y label no room between them.
+    top = grid[0, :].subgridspec(1, 2, wspace=0.3)
+    left = fig.add_subplot(top[0, 0])
     macs = result.costs.macs / 1e6
     left.hist(macs, bins=min(30, max(5, len(np.unique(macs)))), color="#1f77b4")
     left.axvline(macs.mean(), color="k", lw=1, label=f"mean ({result.line()[5:]})")
     left.axvline(result.fixed_macs / 1e6, color="#d62728", ls="--", lw=1, label="fixed (all iterations / outputs)")
     left.set_xlabel("MMACs per input"), left.set_ylabel("inputs"), left.legend(fontsize=6)
-    right = fig.add_subplot(grid[0, count // 2:])
+    right = fig.add_subplot(top[0, 1])
     right.plot(sweep["mean_macs"] / 1e6, sweep["score"], marker="o", ms=3)
     for _, row in sweep.iterrows():
         right.annotate(f"{row['threshold']:g}", (row["mean_macs"] / 1e6, row["score"]), fontsize=6)

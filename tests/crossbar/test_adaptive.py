@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from graphcost.crossbar.adaptive import (NEVER_HALT, adaptive_result, cost_model, halting_stages,
-                                         halting_thresholds, iterations_used, observe, observe_at_maximum, parse_exit,
-                                         ponder_cost, sample_costs)
+from graphcost.crossbar.adaptive import (NEVER_HALT, HaltingRecorder, adaptive_result, cost_model, halting_stages,
+                                         halting_terms, halting_thresholds, iterations_used, observe,
+                                         observe_at_maximum, parse_exit, ponder_cost, sample_costs)
 from graphcost.errors import UserError
 from graphcost.models import get_model
 from graphcost.tracing import trace
@@ -164,6 +164,37 @@ def test_run_at_the_maximum_runs_every_iteration_without_halting():
     assert 0 < int(early.sum()) < 32
     same = torch.isclose(logits, logits_max, atol=1e-6).all(1)
     assert torch.equal(same, ~early)
+
+
+def test_halting_terms_add_the_ponder_cost_and_the_loss_at_every_iteration():
+    """Oracle: the training term after a halted forward equals ponder x the mean ponder cost of that
+    forward's halting scores plus full_depth x the cross-entropy of the same batch run at NEVER_HALT, computed
+    here without the term; the thresholds are restored and the next step sees only its own scores."""
+    import torch.nn.functional as F
+
+    net = _halting_at_random()
+    images = torch.rand(32, 1, 8, 8) * torch.rand(32, 1, 1, 1) * 4
+    labels = torch.arange(32) % 10
+    stages = halting_stages(net)
+    with torch.no_grad():
+        with HaltingRecorder(stages) as recorder:
+            net(images)
+            ponder = sum(ponder_cost(recorder.scores[k], st.iterations, st.threshold).mean()
+                         for k, st in enumerate(stages))
+        with halting_thresholds(stages, NEVER_HALT):
+            at_max = F.cross_entropy(net(images), labels)
+        assert float(at_max) != pytest.approx(float(F.cross_entropy(net(images), labels)))
+    with torch.no_grad(), halting_terms(net, 0.3, 2.0) as term:
+        for _ in range(2):  # a second step: the first step's full-depth scores are not re-used
+            net(images)
+            value = term(lambda: F.cross_entropy(net(images), labels))
+            assert float(value) == pytest.approx(0.3 * float(ponder) + 2.0 * float(at_max), rel=1e-5)
+    assert [st.threshold for st in stages] == [0.99, 0.99]
+    with halting_terms(net, 0.0, 0.0) as none:
+        assert none is None
+    with pytest.raises(UserError, match="halting"):
+        with halting_terms(nn.Conv2d(1, 1, 1), 0.0, 1.0):
+            pass
 
 
 def test_parse_exit_rejects_bad_policies():

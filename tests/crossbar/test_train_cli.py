@@ -20,6 +20,17 @@ def test_train_writes_a_checkpoint_and_its_record(capsys, tmp_path):
     load_weights(get_model("digits-cnn"), str(out))
 
 
+def test_full_depth_weight_is_recorded(capsys, tmp_path):
+    """--ponder and --full-depth-weight on a tiny iterative-resnet: both weights in the checkpoint's JSON."""
+    out = tmp_path / "halt.pt"
+    rc, _, err = run(capsys, "train", "iterative-resnet", "--param", "iterations=(2, 2)", "--param", "width=4",
+                     "--data", "digits", "--epochs", "1", "--samples", "64", "--ponder", "0.01",
+                     "--full-depth-weight", "0.5", "--out", str(out))
+    assert rc == 0, err
+    config = json.loads((tmp_path / "halt.json").read_text())["config"]
+    assert config["ponder"] == 0.01 and config["full_depth_weight"] == 0.5
+
+
 @pytest.mark.parametrize("args, match", [
     # --data digits builds the digits preset (1 x 8 x 8, 10 classes): ItNet then answers per pixel
     (["itnet", "--param", "N=1", "--data", "digits"], "pick a classification model"),
@@ -28,6 +39,8 @@ def test_train_writes_a_checkpoint_and_its_record(capsys, tmp_path):
     (["digits-cnn", "--init", "{missing}"], "does not exist"),
     (["digits-cnn", "--epochs", "0"], "--epochs"),
     (["digits-cnn", "--lr", "0"], "--lr"),
+    (["digits-cnn", "--data", "digits", "--full-depth-weight", "1"], "halting (ACT) stages"),
+    (["iterative-resnet", "--data", "digits", "--full-depth-weight", "-1"], "--full-depth-weight"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_file(capsys, tmp_path, args, match):
     from graphcost.crossbar.accuracy import default_weights_path

@@ -34,3 +34,25 @@ def test_report_adaptive_bad_out(tmp_path, capsys):
     target.write_text("x")
     rc, stdout, err = run(capsys, "report", "adaptive", "iterative-resnet", "--data", "digits", "--out", str(target))
     assert rc == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_adaptive_figure_keeps_its_labels_off_the_other_plot():
+    """The sweep plot's y label ("top-1") lies right of the histogram, which it used to overlap; no two
+    axes of the figure overlap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_adaptive
+    from graphcost.reports import adaptive
+    from graphcost.resolve import ModelSpec
+
+    result = run_adaptive(AdaptiveRequest(ModelSpec("iterative-resnet"), data="digits", samples=12))
+    fig = adaptive.adaptive_figure(result, adaptive.sweep_frame(result, (0.5, 0.99)), "iterative-resnet")
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    left, right = fig.axes[:2]
+    label = right.yaxis.label.get_window_extent(renderer)
+    assert right.get_ylabel() == "top-1"
+    assert label.x0 > left.get_tightbbox(renderer).x1
+    boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
