@@ -193,13 +193,10 @@ def train(model: nn.Module, data: str, *, hwa=None, epochs: int = 10, lr: float 
     hwa : a :class:`~graphcost.crossbar.sim.hwa.HWASpec` to train hardware-aware, or ``None`` (float).
     epochs, lr, batch_size, seed, crop, loss_weights : see the module docstring.
     train_samples, eval_samples : the first N samples of each split (``None``: all; synthetic: 512 to train).
-    model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: one
-        image input).
+    model_inputs : the model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`; ``None``: an image).
     progress : called with ``(steps done, total steps)``; on_epoch with ``(epoch, epochs, mean loss)``.
-    ponder : weight of the ACT ponder cost ``N + R`` (Leroux et al.; :func:`.adaptive.halting_terms`)
-        added to the loss of a model with halting stages (0: none).
-    full_depth : weight of the loss of the same batch run with halting switched off (every iteration;
-        :func:`.adaptive.halting_terms`), added so the model scores at its maximum as it does halted (0: none).
+    ponder, full_depth : for a model with halting stages, the weights of the ACT ponder cost ``N + R``
+        and of the loss of the same batch run at every iteration, added to the loss (:func:`.adaptive.halting_terms`).
 
     Returns
     -------
