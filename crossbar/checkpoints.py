@@ -47,7 +47,8 @@ SHIPPED = (
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}, "digits", 360),
     ShippedModel("tiny-gpt", {"layers": 2, "width": 128, "heads": 4}, (None, "pydoc"),
                  {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}, "pydoc", 64),
-    # trained with the ACT ponder cost (graphcost train iterative-resnet --data digits --ponder 0.01)
+    # trained with the ACT ponder cost, then fine-tuned with the loss at every iteration too
+    # (graphcost train iterative-resnet --data digits --ponder 0.01 [--full-depth-weight 1]; its JSON)
     ShippedModel("iterative-resnet", {"shared": True}, ("digits",), {"float": "iterative_resnet_digits.pt"},
                  "digits", 360),
 )

@@ -228,10 +228,10 @@ def test_bad_input_one_line_exit_2(capsys, args, needle):
 
 
 def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
-    """The shipped ponder-trained checkpoint, loaded with the parameters it was trained with: mean MACs
-    strictly below the fixed maximum; the halted top-1 loses at most 2 points against the same model run
-    at every iteration without halting (a forward of its own; measured: halted 0.9833, every iteration
-    0.9556, so halting gains 2.8 points here and the two differ)."""
+    """Issue 21's check on the shipped checkpoint (trained with the ponder cost, fine-tuned with the loss
+    at every iteration too), loaded with the parameters it was trained with: mean MACs strictly below the fixed
+    maximum; the halted top-1 within 2 points of the same model run at every iteration without halting
+    (a forward of its own), either way (measured: 0.9806 both, mean MACs 93.6 % of the maximum)."""
     rc, out, err = run(capsys, "analyze", "iterative-resnet", "--data", "digits", "--adaptive", "--format", "json")
     assert rc == 0, err
     result = json.loads(out)["adaptive"]
@@ -239,10 +239,9 @@ def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
     assert result["macs"]["mean"] < result["fixed_macs"]
     assert result["macs"]["max"] <= result["fixed_macs"]
     assert 0 < result["saving"] < 1
-    assert result["top1"] >= result["fixed_top1"] - 0.02
-    assert result["top1"] != result["fixed_top1"]  # the fixed-cost run is not the halted run again
+    assert abs(result["top1"] - result["fixed_top1"]) <= 0.02
     assert result["fixed_run"].startswith("every iteration")
-    assert result["top1"] > 0.8  # trained, not a random network
+    assert result["top1"] > 0.95  # trained, not a random network
     assert sum(result["iterations"]["stages.0"].values()) == 360
 
 
