@@ -149,7 +149,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
             graph_size_bytes=graph_bytes.get(layer, 0),
             latency_layers=max(depth[c] for c in record.dag_nodes),
         ))
-    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers, depth=depth)
     return Analysis(
         model=name or type(trace.module).__name__,
         input_shape=tuple(trace.input_shape),
@@ -175,7 +175,8 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
 
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,
             bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
-            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None, tracer: str = "auto") -> Analysis:
+            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None, tracer: str = "auto",
+            memoise: bool = True) -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
     Parameters
@@ -202,6 +203,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         tensors, torch.export, one real forward (costs for its input values), or the first of fx,
         dispatch and export (in that order) that can run the model, eager when all three fail on
         data-dependent operations.
+    memoise : bool, default True
+        Cost provably identical calls once (see :func:`graphcost.trace`); the numbers are the same.
 
     Returns
     -------
@@ -231,5 +234,5 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
     t = trace_model(model, inputs, leaf_modules=leaf_modules,
-                    custom_costs=custom_costs, tracer=tracer)
+                    custom_costs=custom_costs, tracer=tracer, memoise=memoise)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

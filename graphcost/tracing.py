@@ -46,7 +46,7 @@ from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
 from .errors import UserError, quiet_torch_logs
 from .graphs import build_dag, build_loop_graph, get_attr
 from .inputs import InputSpec, bind_inputs, described, split_inputs
-from .schema import CallRecord, Captured, LayerRecord, call_record, layer_record
+from .schema import RECORD, CallRecord, Captured, LayerRecord
 
 #: how a model's graph is captured (``trace``'s ``tracer``)
 TRACERS = ("auto", "fx", "dispatch", "export", "eager")
@@ -127,11 +127,20 @@ class Trace:
 
     def call(self, dag_node: str) -> CallRecord:
         """The record of one call (node of the execution DAG)."""
-        return call_record(self.dag, dag_node)
+        return self._call_records[dag_node]
 
     def layer(self, loop_node: str) -> LayerRecord:
         """The record of one unique layer (node of the loop-keeping graph)."""
-        return layer_record(self.loop_graph, loop_node)
+        return self._layer_records[loop_node]
+
+    @functools.cached_property
+    def _call_records(self) -> Dict[str, CallRecord]:
+        # the passes read every record several times: one dict, not networkx's node views
+        return {node: data[RECORD] for node, data in self.dag.nodes(data=True)}
+
+    @functools.cached_property
+    def _layer_records(self) -> Dict[str, LayerRecord]:
+        return {node: data[RECORD] for node, data in self.loop_graph.nodes(data=True)}
 
     def layer_of(self, dag_node: str) -> str:
         """The loop-graph node a call belongs to."""
@@ -145,7 +154,7 @@ class Trace:
 
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-          tracer: str = "auto") -> Trace:
+          tracer: str = "auto", memoise: bool = True) -> Trace:
     """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward);
     return its execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its
     loop-keeping graph.
@@ -167,6 +176,9 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``:
         costs hold for its input values); ``"auto"`` takes the first of the first three that runs, ``"eager"``
         when all failed on data-dependent ops. Function / method formulas apply to fx traces only.
+    memoise : bool, default True
+        Shape-propagate and cost provably identical calls (an iterated block's N runs) once
+        (:mod:`graphcost.capture_memo`); False runs every call. The trace is the same either way.
 
     Returns
     -------
@@ -200,7 +212,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     dtype, root_module = dtype or _model_dtype(model), Single(model) if _is_leaf_model(model, custom) else model
     bound = bind_inputs(root_module, *split_inputs(inputs))
     with _eval_mode(model), quiet_torch_logs():
-        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype, memoise)
     specs = {path: spec for name, value in bound.items() for path, spec in described(name, value, dtype).items()}
     return _assemble(model, captured, specs, dtype)
 
@@ -232,13 +244,14 @@ def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec],
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
-             bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
+             bound: Dict[str, Any], dtype: torch.dtype, memoise: bool = True) -> Captured:
     """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export, and
     the eager capture when those failed on data-dependent operations)."""
     failures: Dict[str, UserError] = {}
     for path in (_AUTO if tracer == "auto" else (tracer,)):
         try:
-            return replace(_capture_by(path, model, root_module, leaf_modules, custom, bound, dtype), capture=path)
+            return replace(_capture_by(path, model, root_module, leaf_modules, custom, bound, dtype, memoise),
+                           capture=path)
         except (FxUntraceable, DispatchCaptureFailed, ExportFailed) as exc:
             failures[path] = exc
     if tracer == "auto" and all(any(m in str(failures[p]) for m in _DATA_DEPENDENT) for p in ("dispatch", "export")):
@@ -249,9 +262,9 @@ def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules
 
 
 def _capture_by(path: str, model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
-                bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
+                bound: Dict[str, Any], dtype: torch.dtype, memoise: bool = True) -> Captured:
     if path == "fx":
-        return fx_capture(root_module, bound, dtype, _model_device(model), leaf_modules, custom)
+        return fx_capture(root_module, bound, dtype, _model_device(model), leaf_modules, custom, memoise)
     if path == "export":
         return export_capture(model, bound, dtype, _model_device(model), custom, bound_to_model=root_module is model)
     is_leaf = LeafTracer(set(leaf_modules), custom).is_leaf_module
