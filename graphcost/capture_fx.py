@@ -50,6 +50,10 @@ from .inputs import describe, fake_input
 from .schema import Captured, Evaluated
 
 
+#: argument types fx's ``create_arg`` returns unchanged
+_PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
+
+
 class LeafTracer(fx.Tracer):
     """fx tracer that remembers which submodule was being traced when tracing failed."""
 
@@ -62,6 +66,16 @@ class LeafTracer(fx.Tracer):
         # a module type with its own formula is costed whole, not traced into
         return qualname in self.leaves or ops.is_registered_type(m, self.custom) or \
             super().is_leaf_module(m, qualname)
+
+    def create_arg(self, a):
+        # fx asks isinstance(a, nn.Parameter) first, a Python-level check that was a sixth of a trace
+        # (ItNet): a Proxy or a plain scalar is none of the tensors, modules or constants fx looks for
+        kind = type(a)
+        if kind is fx.Proxy:
+            return a.node
+        if kind in _PLAIN_ARGS:
+            return a
+        return super().create_arg(a)
 
     def call_module(self, m, forward, args, kwargs):
         try:

@@ -34,7 +34,7 @@ class OutputCost:
 def needed_calls(trace: Trace, output: str) -> Set[str]:
     """The DAG calls output node ``output`` depends on, itself included (``networkx.ancestors`` and the
     node, walked on the predecessor dicts: the anytime pass asks this once per output)."""
-    pred = trace.dag.pred
+    pred = trace.dag._pred  # networkx's predecessor dicts: its public view wraps each lookup in an object
     needed, todo = {output}, [output]
     while todo:
         for p in pred[todo.pop()]:
