@@ -6,16 +6,17 @@ the first one's output metadata. The key (:meth:`CallMemo.key`) holds
 
 * the op: a function of torch / ``operator`` / ``builtins`` / ``math`` (a user function may read state
   the key cannot see: never memoised), a tensor method name, or a **leaf module's type and state**:
-  every instance attribute (stride, padding, groups, ``training``, ...) as a frozen value, and each
+  every instance attribute (stride, padding, groups, ``training``, ...) as a frozen value, each
   parameter's and buffer's metadata (shape, stride, dtype, device, ``requires_grad``; a scalar real
-  tensor's value too, the one value fake tensors propagate). Two modules of one shared block are then
-  one key, and so are the independent copies of a block (same parameter shapes, same configuration);
+  tensor's value too, the one value fake tensors propagate), and its children's keys (an opaque
+  ``nn.TransformerEncoderLayer``). Two calls of one shared block are then one key, and so are the
+  independent copies of a block (same parameter shapes, same configuration);
 * every argument: tensors by their metadata (fake or meta tensors, and real scalars with their value:
   a real tensor's values could decide a shape), Python scalars, strings, ``None``, dtypes, devices, slices, and tuples / lists / dicts
   of them, each with its type (``1``, ``1.0`` and ``True`` differ).
 
-Anything else makes the call unkeyable, and it runs as it always did: a module with children or hooks
-(or any global module hook), an attribute or argument of another type, a real tensor with values.
+Anything else makes the call unkeyable, and it runs as it always did: a module with hooks anywhere in
+it (or any global module hook), an attribute or argument of another type, a real tensor with values.
 An outcome is stored only when its outputs are fresh: a tensor that *is* one of the inputs (an in-place
 op, ``getitem`` of a list) or a view with an offset, or an output that is not plain data, is never
 replayed, so a call that mutates its input always runs.
@@ -36,6 +37,7 @@ False
 """
 from __future__ import annotations
 
+import types
 from typing import Any, Dict, Hashable, Optional, Tuple
 
 import torch
@@ -78,6 +80,8 @@ def freeze(value) -> Hashable:
         return kind, freeze(value.start), freeze(value.stop), freeze(value.step)
     if kind in (set, frozenset):
         return kind, frozenset(freeze(v) for v in value)
+    if kind in (types.FunctionType, types.BuiltinFunctionType) and _pure_function(value):
+        return kind, value  # e.g. a layer's ``activation=F.relu``: the very function
     raise _Unkeyable(kind.__name__)
 
 
@@ -97,9 +101,14 @@ def _tensor_key(t: torch.Tensor, own: bool = False) -> Hashable:
 
 
 def module_key(module: nn.Module) -> Hashable:
-    """A leaf module's type, attributes and tensor metadata (:class:`_Unkeyable` when that is not all it is)."""
-    if module._modules or _global_hooks():
-        raise _Unkeyable("a module with children or hooks")
+    """A module's type, attributes, tensor metadata and children's keys (:class:`_Unkeyable` when a hook
+    anywhere in it, or an attribute of another type, could make two calls differ)."""
+    if _global_hooks():
+        raise _Unkeyable("a global module hook")
+    return _module_key(module)
+
+
+def _module_key(module: nn.Module) -> Hashable:
     state = []
     for name, value in vars(module).items():
         if name in _MODULE_CONTAINERS:
@@ -111,7 +120,8 @@ def module_key(module: nn.Module) -> Hashable:
         state.append((name, freeze(value)))
     tensors = tuple((name, None if t is None else _tensor_key(t, own=True))
                     for name, t in (*module._parameters.items(), *module._buffers.items()))
-    return type(module), tuple(state), tensors
+    children = tuple((name, None if child is None else _module_key(child)) for name, child in module._modules.items())
+    return type(module), tuple(state), tensors, children
 
 
 def _global_hooks() -> bool:
