@@ -6,9 +6,11 @@ Hugging Face bert-base (``hf:bert``, default config: 12 layers, hidden 768) on 1
 which graphcost captures with torch.export. Prints wall times (median of interleaved repeats,
 after a warm-up), MACs, and ratios against graphcost. FlopCounterMode runs with attention on the
 math path and the fused nn fast paths off, so that it counts what graphcost counts; a tool that
-fails on a model prints n/a.
+fails on a model prints n/a. "graphcost (no memo)" is graphcost with every call shape-propagated
+and costed on its own (``memoise=False``; graphcost.capture_memo is what it leaves out).
 
     nice -n 10 python benchmarks/bench_analyze.py [--repeats 5] [--only bert]
+    nice -n 10 python benchmarks/bench_analyze.py --only itnet --tools "graphcost,FlopCounterMode(fake)" --repeats 9
 """
 from __future__ import annotations
 
@@ -45,6 +47,10 @@ def run_graphcost(model, shape):
     return graphcost.analyze(model, shape).macs
 
 
+def run_graphcost_plain(model, shape):
+    return graphcost.analyze(model, shape, memoise=False).macs
+
+
 def run_flop_counter_fake(model, shape):
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
@@ -77,8 +83,8 @@ def run_ptflops(model, shape):
     return int(macs)
 
 
-TOOLS = {"graphcost": run_graphcost, "FlopCounterMode(fake)": run_flop_counter_fake, "fvcore": run_fvcore,
-         "ptflops": run_ptflops}
+TOOLS = {"graphcost": run_graphcost, "graphcost (no memo)": run_graphcost_plain,
+         "FlopCounterMode(fake)": run_flop_counter_fake, "fvcore": run_fvcore, "ptflops": run_ptflops}
 
 
 def timed(models_tools, repeats):
@@ -113,7 +119,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="run only the models whose name contains this")
+    parser.add_argument("--tools", default=",".join(TOOLS),
+                        help=f"comma-separated tools to run (graphcost always runs): {', '.join(TOOLS)}")
     args = parser.parse_args()
+    tools = {name: fn for name, fn in TOOLS.items() if name == "graphcost" or name in args.tools.split(",")}
     warnings.filterwarnings("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     factories = {
@@ -130,7 +139,7 @@ def main():
         if args.only not in name:
             continue
         model, shape = factory()
-        results = timed({tool: (fn, model, shape) for tool, fn in TOOLS.items()}, args.repeats)
+        results = timed({tool: (fn, model, shape) for tool, fn in tools.items()}, args.repeats)
         base_time, base_macs = results["graphcost"]
         shown = "x".join(map(str, shape)) if isinstance(shape, tuple) else \
             ", ".join(f"{k}={'x'.join(map(str, v.shape))}" for k, v in shape.items())

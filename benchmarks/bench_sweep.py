@@ -1,4 +1,5 @@
-"""Benchmark: sweeps on the memoised path against the plain path (every point on its own), same process.
+"""Benchmark: sweeps on the memoised path against the plain path (every point, and every call within a
+trace, on its own: ``run_sweep(memoise=False)``), same process.
 
 1. The ItNet paper's grid search (Sec. III-A): 5 x 4 x 3 = 60 points (N=1,2,4,8,16; L=1,2,3,4;
    K=1,2,3) on CamVid (360x480), each with a width search for the widest f whose last output needs
