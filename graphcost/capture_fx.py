@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo
+from .capture_memo import CallMemo, Invocation, invocations
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -168,7 +168,47 @@ class CostInterpreter(fx.Interpreter):
         self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
         self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
 
+    def run(self, *args, **kwargs):
+        # submodule calls that may repeat; a call whose key was seen before is replayed whole
+        self._invocations = invocations(self.graph) if self.memo is not None else {}
+        self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
+        self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
+        return super().run(*args, **kwargs)
+
     def run_node(self, n: fx.Node):
+        for invocation in self._invocations.get(n.name, ()):  # outermost first
+            found = self._replay_invocation(invocation)
+            if found is not None:
+                return found[0]
+        out = self._run_call(n)
+        for invocation, key, inputs in self._pending.pop(n.name, ()):
+            values = [out if m is n else self.env[m] for m in invocation.escaping]
+            self.memo.store(key, tuple(values), (tuple(self.records[m.name] for m in invocation.nodes),
+                                                 tuple(self._effects[m.name] for m in invocation.nodes)), inputs)
+        return out
+
+    def _replay_invocation(self, invocation: Invocation) -> Optional[Tuple[Any]]:
+        """``(value of its first node,)`` when an equal call of the invocation's module ran before: every
+        node's record and effects as then, the values the rest of the graph reads as fresh fake tensors
+        (the loop of ``run`` skips nodes whose value is set). Otherwise None, its outcome kept at its end."""
+        inputs = [self.env[e] for e in invocation.external]
+        key = self.memo.invocation_key(invocation, self.module.get_submodule(invocation.path), inputs, self.opaque)
+        found = self.memo.replay(key) if key is not None else None
+        if found is None:
+            if key is not None:
+                self._pending.setdefault(invocation.nodes[-1].name, []).append((invocation, key, inputs))
+            return None
+        values, (records, effects) = found
+        escaping = dict(zip(invocation.escaping, values))
+        for m, record, effect in zip(invocation.nodes, records, effects):
+            self.records[m.name], self._effects[m.name] = record, effect
+            self._note(m, *effect)
+            if m is not invocation.nodes[0]:
+                self.env[m] = escaping.get(m)
+        return (escaping.get(invocation.nodes[0]),)
+
+    def _run_call(self, n: fx.Node):
+        """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         key = self._memo_key(n, module, args, kwargs)
@@ -180,7 +220,8 @@ class CostInterpreter(fx.Interpreter):
         else:
             out, outcome = found
         info, cost, per_aten, uncounted = outcome
-        self._note(n, module, per_aten, uncounted)
+        self._effects[n.name] = (per_aten, uncounted)
+        self._note(n, per_aten, uncounted)
         self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
                                          _activation_bytes(n, args, kwargs))
         return out
@@ -205,9 +246,9 @@ class CostInterpreter(fx.Interpreter):
         cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
         return out, (info, cost, False, {})
 
-    def _note(self, n: fx.Node, module: Optional[nn.Module], per_aten: bool, uncounted: Dict[str, Any]) -> None:
+    def _note(self, n: fx.Node, per_aten: bool, uncounted: Dict[str, Any]) -> None:
         """What a call costed per aten op leaves in the capture's lists (its own run or a replayed one)."""
-        if per_aten and module is not None:
+        if per_aten and n.op == "call_module":
             self.opaque_calls.setdefault(n.target, None)
         elif per_aten and not isinstance(n.target, torch._ops.OpOverload):
             self.unknown.add(target_name(n))

@@ -38,10 +38,11 @@ False
 from __future__ import annotations
 
 import types
-from typing import Any, Dict, Hashable, Optional, Tuple
+from collections import Counter
+from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from .ops import tensors_in
@@ -161,6 +162,17 @@ class CallMemo:
         except (_Unkeyable, TypeError):  # TypeError: an unhashable target or value
             return None
 
+    def invocation_key(self, invocation: "Invocation", module: nn.Module, inputs, opaque) -> Optional[Hashable]:
+        """The key of one call of a submodule: its code (:meth:`Invocation.signature`), the module's key
+        (children included) and its inputs' (the values of its external nodes), or None."""
+        signature = invocation.signature(opaque)
+        if signature is None:
+            return None
+        try:
+            return "invocation", signature, module_key(module), freeze(tuple(inputs))
+        except (_Unkeyable, TypeError):
+            return None
+
     def store(self, key: Optional[Hashable], out, outcome, inputs) -> None:
         """Keep ``out``'s template and ``outcome`` under ``key`` when ``out`` is fresh plain data."""
         if key is None or key in self._outcomes:
@@ -211,3 +223,74 @@ class CallMemo:
             return {k: self._rebuild(v) for k, v in template[1].items()}
         return kind(self._rebuild(v) for v in template[1])
 
+
+
+class Invocation:
+    """One call of a submodule in an fx graph: its nodes (contiguous, in order), the nodes outside it that
+    it reads (``external``) and those of its own that the rest of the graph reads (``escaping``)."""
+
+    def __init__(self, path: str, nodes: list) -> None:
+        self.path = path
+        self.nodes = nodes
+        inside = set(nodes)
+        self.external = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in inside))
+        self.escaping = [n for n in nodes if any(u not in inside for u in n.users)]
+        self._signature: Any = None
+
+    def signature(self, opaque) -> Optional[Hashable]:
+        """The invocation's code as data: each node's op, target (module paths relative to the invocation's),
+        arguments (own nodes by position, external ones by index, constants frozen); None when a node calls
+        a user function, a module outside the invocation or one that may run on real inputs."""
+        if self._signature is None:
+            try:
+                self._signature = (self._nodes_signature(opaque), tuple(e.op == "get_attr" for e in self.external),
+                                   tuple(self.nodes.index(n) for n in self.escaping))
+            except (_Unkeyable, TypeError):
+                self._signature = False
+        return self._signature or None
+
+    def _nodes_signature(self, opaque) -> tuple:
+        position = {n: ("own", i) for i, n in enumerate(self.nodes)}
+        position.update((n, ("external", i)) for i, n in enumerate(self.external))
+        prefix = self.path + "."
+
+        def arg(value):
+            if isinstance(value, fx.Node):
+                return position[value]
+            if type(value) in (tuple, list, fx.immutable_collections.immutable_list):  # fx's args: immutable lists
+                return isinstance(value, tuple), tuple(arg(v) for v in value)
+            if type(value) in (dict, fx.immutable_collections.immutable_dict):
+                return dict, tuple((k, arg(v)) for k, v in value.items())
+            return freeze(value)
+
+        signature = []
+        for n in self.nodes:
+            target = n.target
+            if n.op in ("call_module", "get_attr"):
+                if not target.startswith(prefix) or target in opaque:
+                    raise _Unkeyable("a module outside the invocation, or one run on real inputs")
+                target = target[len(prefix):]
+            elif n.op == "call_function" and not _pure_function(target):
+                raise _Unkeyable("a user function")
+            signature.append((n.op, target, arg(n.args), arg(n.kwargs)))
+        return tuple(signature)
+
+
+def invocations(graph) -> Dict[str, List[Invocation]]:
+    """Submodule calls of an fx graph whose module type is called more than once (the only ones that can
+    repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out."""
+    members: Dict[str, list] = {}
+    paths: Dict[str, Tuple[str, str]] = {}
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for n in graph.nodes:
+        for call, (path, kind) in (n.meta.get("nn_module_stack") or {}).items():
+            members.setdefault(call, []).append(n)
+            paths[call] = (path, str(kind))
+    kinds = Counter(kind for _, kind in paths.values())
+    found: Dict[str, List[Invocation]] = {}
+    for call, nodes in members.items():  # outer calls come first: a node lists its stack outermost first
+        path, kind = paths[call]
+        contiguous = order[nodes[-1]] - order[nodes[0]] == len(nodes) - 1
+        if path and kinds[kind] > 1 and contiguous and len(nodes) > 1:
+            found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))
+    return found

@@ -97,3 +97,23 @@ def test_in_place_calls_real_tensors_and_user_functions_are_not_memoised():
         assert out is not x and tuple(out.shape) == (2, 3) and outcome == "cost"
         assert memo.key("call_method", "relu", (torch.empty(2, 4),), {}) != key
         assert memo.key("call_method", "relu", (x.t(),), {}) != key  # strides are in the key
+
+
+def test_repeated_block_calls_are_replayed_whole(monkeypatch):
+    """ItNet's iterative block called N times: calls 3..N (call 1 skips the mixing block, so its code differs)
+    repeat call 2 and are replayed as a whole, as are the N-1 identical classifier heads after the first."""
+    kinds = []
+    original = CallMemo.replay
+
+    def spy(self, key):
+        found = original(self, key)
+        if found is not None and key[0] == "invocation":
+            kinds.append(key[1][0][0][1])  # the first node's target, relative to the invoked module
+        return found
+
+    monkeypatch.setattr(CallMemo, "replay", spy)
+    for shared in (True, False):
+        kinds.clear()
+        model = get_model("itnet", dataset="camvid", shared=shared, N=4, L=2, K=1, f=16)
+        t = trace(model, (1, 3, 48, 64))
+        assert len(t.outputs) == 4 and len(kinds) >= 2 + 3  # blocks 3, 4 and classifiers 2, 3, 4
