@@ -291,6 +291,7 @@ def invocations(graph) -> Dict[str, List[Invocation]]:
     for call, nodes in members.items():  # outer calls come first: a node lists its stack outermost first
         path, kind = paths[call]
         contiguous = order[nodes[-1]] - order[nodes[0]] == len(nodes) - 1
-        if path and kinds[kind] > 1 and contiguous and len(nodes) > 1:
-            found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))
+        outer = found.get(nodes[0].name, [])
+        if path and kinds[kind] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
+            found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))  # (a wrapper's twin: one check)
     return found
