@@ -184,8 +184,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     model : torch.nn.Module
         The model. Nothing is allocated for activations: shapes come from fake tensors.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
-        What ``forward`` is called with (see :func:`graphcost.trace`; token ids:
-        ``InputSpec((1, 128), torch.int64)``).
+        What ``forward`` is called with (see :func:`graphcost.trace`; token ids: ``InputSpec((1, 128), torch.int64)``).
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
@@ -199,12 +198,11 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         ``{op: formula}`` for this call only, as ``FlopCounterMode``'s ``custom_mapping`` (see
         :func:`graphcost.trace`); to add a formula for good, use :func:`graphcost.register_cost`.
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta
-        tensors, torch.export, one real forward (costs for its input values), or the first of fx,
-        dispatch and export (in that order) that can run the model, eager when all three fail on
-        data-dependent operations.
+        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta tensors,
+        torch.export, one real forward (costs for its input values), or the first of fx, dispatch and
+        export (in that order) that can run the model, eager when all three fail on data-dependent ops.
     memoise : bool, default True
-        Cost provably identical calls once (see :func:`graphcost.trace`); the numbers are the same.
+        Cost provably identical calls once (:mod:`graphcost.capture_memo`); the numbers are the same.
 
     Returns
     -------
@@ -214,8 +212,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     Raises
     ------
     UserError
-        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot
-        be captured by ``tracer``, or the model cannot run on ``inputs``.
+        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot be
+        captured by ``tracer``, or cannot run on ``inputs``.
 
     Examples
     --------
@@ -233,6 +231,5 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    t = trace_model(model, inputs, leaf_modules=leaf_modules,
-                    custom_costs=custom_costs, tracer=tracer, memoise=memoise)
+    t = trace_model(model, inputs, leaf_modules=leaf_modules, custom_costs=custom_costs, tracer=tracer, memoise=memoise)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

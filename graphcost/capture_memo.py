@@ -12,8 +12,8 @@ the first one's output metadata. The key (:meth:`CallMemo.key`) holds
   ``nn.TransformerEncoderLayer``). Two calls of one shared block are then one key, and so are the
   independent copies of a block (same parameter shapes, same configuration);
 * every argument: tensors by their metadata (fake or meta tensors, and real scalars with their value:
-  a real tensor's values could decide a shape), Python scalars, strings, ``None``, dtypes, devices, slices, and tuples / lists / dicts
-  of them, each with its type (``1``, ``1.0`` and ``True`` differ).
+  a real tensor's values could decide a shape), Python scalars, strings, ``None``, dtypes, devices,
+  slices, and tuples / lists / dicts of them, each with its type (``1``, ``1.0`` and ``True`` differ).
 
 Anything else makes the call unkeyable, and it runs as it always did: a module with hooks anywhere in
 it (or any global module hook), an attribute or argument of another type, a real tensor with values.

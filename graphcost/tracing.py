@@ -156,9 +156,8 @@ class Trace:
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
           tracer: str = "auto", memoise: bool = True) -> Trace:
-    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward);
-    return its execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its
-    loop-keeping graph.
+    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward); return its
+    execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
 
     Parameters
     ----------
@@ -174,24 +173,23 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding or adding formulas for this trace only (module type, function
         or method name -> a function of an :class:`~graphcost.ops.Call` returning an ``OpCost``).
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``:
-        costs hold for its input values); ``"auto"`` takes the first of the first three that runs, ``"eager"``
-        when all failed on data-dependent ops. Function / method formulas apply to fx traces only.
+        The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``: costs
+        for its input values); ``"auto"``: the first of the first three that runs, ``"eager"`` when all failed on
+        data-dependent ops. Function / method formulas apply to fx traces only.
     memoise : bool, default True
-        Shape-propagate and cost provably identical calls (an iterated block's N runs) once
-        (:mod:`graphcost.capture_memo`); False runs every call. The trace is the same either way.
+        Cost provably identical calls once (:mod:`graphcost.capture_memo`); the trace is the same.
 
     Returns
     -------
     Trace
-        ``dag`` (a node per call), ``loop_graph`` (a node per unique layer), inputs, outputs, and what was not
-        costed exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
+        ``dag`` (a node per call), ``loop_graph`` (a node per unique layer), inputs, outputs, what was not costed
+        exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
 
     Raises
     ------
     UserError
-        An input malformed or not taken by ``forward``, no capture path asked for runs the model (eager: the
-        line names the layer, quotes the model's error), bad ``custom_costs``, ``tracer`` not in :data:`TRACERS`.
+        An input malformed or not taken by ``forward``, no capture path asked for runs the model (eager: the line
+        names the layer, quotes the model's error), bad ``custom_costs``, ``tracer`` not in :data:`TRACERS`.
 
     Examples
     --------
@@ -203,8 +201,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     ...     def forward(self, x):
     ...         return self.conv(self.conv(self.conv(x)))
     >>> t = trace(Loop(), (1, 4, 8, 8))
-    >>> convs = [n for n in t.dag if t.call(n).kind == "conv"]
-    >>> len(convs), t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")
+    >>> sum(t.call(n).kind == "conv" for n in t.dag), t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")
     (3, 3, True)
     """
     if tracer not in TRACERS:

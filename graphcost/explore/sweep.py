@@ -508,10 +508,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     memoise : bool, optional
         With the default ``evaluate``: points that differ only in ``hw.`` values share one work item
         (:func:`evaluate_architecture`: one trace, width search and analysis per architecture, one
-        tiling per array geometry), and identical calls within a trace are costed once
-        (:mod:`graphcost.capture_memo`). ``False``: every point and every call on its own
-        (:func:`evaluate_point`, the plain path; the rows are equal but for the ``analyses`` and
-        ``seconds`` bookkeeping).
+        tiling per array geometry; identical calls in a trace costed once). ``False``: every point and
+        call on its own (the plain path; rows equal but for the ``analyses`` / ``seconds`` bookkeeping).
 
     Returns
     -------
