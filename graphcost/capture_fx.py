@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, invocations
+from .capture_memo import CallMemo, Invocation, invocations, pure_function
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -242,6 +242,7 @@ class CostInterpreter(fx.Interpreter):
                 return out, (info, cost, True, uncounted)
             out = self._shortcut(info, module, args, kwargs)
             if out is None:
+                self._code_runs(n)
                 out = getattr(self, n.op)(n.target, args, kwargs)
         cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
         return out, (info, cost, False, {})
@@ -256,9 +257,16 @@ class CostInterpreter(fx.Interpreter):
             calls, shapes = self.uncounted.get(op, (0, found.shapes))
             self.uncounted[op] = (calls + found.calls, shapes)
 
+    def _code_runs(self, n: fx.Node) -> None:
+        """A module's forward or a user function is about to run: module keys taken before may be stale.
+        (A shape rule, a formula, a torch function or a tensor method changes no module.)"""
+        if self.memo is not None and (n.op == "call_module" or (n.op == "call_function" and not pure_function(n.target))):
+            self.memo.code_ran()
+
     def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
         """Run a call without a formula under :class:`AtenCost`: an opaque module, or a function /
         method (e.g. an fx-wrapped leaf function) costed by the aten ops it runs."""
+        self._code_runs(n)
         if module is not None:
             out, counter = self._run_opaque(n, args, kwargs)
             info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)

@@ -81,7 +81,7 @@ def freeze(value) -> Hashable:
         return kind, freeze(value.start), freeze(value.stop), freeze(value.step)
     if kind in (set, frozenset):
         return kind, frozenset(freeze(v) for v in value)
-    if kind in (types.FunctionType, types.BuiltinFunctionType) and _pure_function(value):
+    if kind in (types.FunctionType, types.BuiltinFunctionType) and pure_function(value):
         return kind, value  # e.g. a layer's ``activation=F.relu``: the very function
     raise _Unkeyable(kind.__name__)
 
@@ -101,15 +101,19 @@ def _tensor_key(t: torch.Tensor, own: bool = False) -> Hashable:
     return meta
 
 
-def module_key(module: nn.Module) -> Hashable:
+def module_key(module: nn.Module, known: Optional[Dict[int, Hashable]] = None) -> Hashable:
     """A module's type, attributes, tensor metadata and children's keys (:class:`_Unkeyable` when a hook
-    anywhere in it, or an attribute of another type, could make two calls differ)."""
+    anywhere in it, or an attribute of another type, could make two calls differ). ``known``: keys of
+    modules no code has run in since they were taken (:meth:`CallMemo.code_ran` forgets them)."""
     if _global_hooks():
         raise _Unkeyable("a global module hook")
-    return _module_key(module)
+    return _module_key(module, {} if known is None else known)
 
 
-def _module_key(module: nn.Module) -> Hashable:
+def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
+    found = known.get(id(module))
+    if found is not None:
+        return found
     state = []
     for name, value in vars(module).items():
         if name in _MODULE_CONTAINERS:
@@ -121,8 +125,10 @@ def _module_key(module: nn.Module) -> Hashable:
         state.append((name, freeze(value)))
     tensors = tuple((name, None if t is None else _tensor_key(t, own=True))
                     for name, t in (*module._parameters.items(), *module._buffers.items()))
-    children = tuple((name, None if child is None else _module_key(child)) for name, child in module._modules.items())
-    return type(module), tuple(state), tensors, children
+    children = tuple((name, None if child is None else _module_key(child, known))
+                     for name, child in module._modules.items())
+    key = known[id(module)] = (type(module), tuple(state), tensors, children)
+    return key
 
 
 def _global_hooks() -> bool:
@@ -133,7 +139,8 @@ def _global_hooks() -> bool:
         "_global_backward_pre_hooks", "_global_module_registration_hooks"))
 
 
-def _pure_function(fn) -> bool:
+def pure_function(fn) -> bool:
+    """Whether ``fn`` is torch's, ``operator``'s, a builtin or ``math``'s: its result depends on its arguments."""
     return (getattr(fn, "__module__", None) or "").split(".")[0] in _PURE_FUNCTION_HOMES
 
 
@@ -143,15 +150,20 @@ class CallMemo:
     def __init__(self) -> None:
         self._outcomes: Dict[Hashable, Tuple[Any, Any]] = {}
         self._mode: Optional[FakeTensorMode] = None
+        self._module_keys: Dict[int, Hashable] = {}  # modules' keys while no code that could change them runs
         self.hits = 0
+
+    def code_ran(self) -> None:
+        """A module's own ``forward`` or a user function ran: it may have changed any module's state."""
+        self._module_keys.clear()
 
     def key(self, op: str, target, args, kwargs) -> Optional[Hashable]:
         """The key of a call (``op``: an fx node op; ``target``: the module, function or method name), or None."""
         try:
             if op == "call_module":
-                what = module_key(target)
+                what = module_key(target, self._module_keys)
             elif op == "call_function":
-                if not _pure_function(target):
+                if not pure_function(target):
                     return None
                 what = target
             elif op == "call_method":
@@ -169,7 +181,7 @@ class CallMemo:
         if signature is None:
             return None
         try:
-            return "invocation", signature, module_key(module), freeze(tuple(inputs))
+            return "invocation", signature, module_key(module, self._module_keys), freeze(tuple(inputs))
         except (_Unkeyable, TypeError):
             return None
 
@@ -270,7 +282,7 @@ class Invocation:
                 if not target.startswith(prefix) or target in opaque:
                     raise _Unkeyable("a module outside the invocation, or one run on real inputs")
                 target = target[len(prefix):]
-            elif n.op == "call_function" and not _pure_function(target):
+            elif n.op == "call_function" and not pure_function(target):
                 raise _Unkeyable("a user function")
             signature.append((n.op, target, arg(n.args), arg(n.kwargs)))
         return tuple(signature)
