@@ -3,8 +3,8 @@
 Same process, same models: ItNet (Cityscapes) and torchvision resnet18 at 1x3x512x1024,
 torchvision swin_t at 1x3x224x224, an nn.TransformerEncoder (seq 1024, d 64, 2 layers) and
 Hugging Face bert-base (``hf:bert``, default config: 12 layers, hidden 768) on 128 token ids,
-which graphcost captures with torch.export. Prints wall times (median of interleaved repeats,
-after a warm-up), MACs, and ratios against graphcost. FlopCounterMode runs with attention on the
+which graphcost captures with torch.export. Prints wall and CPU times (median of interleaved
+repeats, after a warm-up), MACs, and ratios against graphcost. FlopCounterMode runs with attention on the
 math path and the fused nn fast paths off, so that it counts what graphcost counts; a tool that
 fails on a model prints n/a. "graphcost (no memo)" is graphcost with every call shape-propagated
 and costed on its own (``memoise=False``; graphcost.capture_memo is what it leaves out).
@@ -88,25 +88,27 @@ TOOLS = {"graphcost": run_graphcost, "graphcost (no memo)": run_graphcost_plain,
 
 
 def timed(models_tools, repeats):
-    """{(model, tool): (median seconds, MACs) or (None, "n/a (...)")}: each repeat runs every tool
-    once, in turn (interleaved), after one warm-up call each."""
-    results, times = {}, {}
+    """{(model, tool): (median wall seconds, MACs, median CPU seconds) or (None, "n/a (...)", None)}: each
+    repeat runs every tool once, in turn (interleaved), after one warm-up call each. CPU seconds (this
+    process) are what other jobs on a shared machine move least."""
+    results, times, cpu = {}, {}, {}
     for key, (fn, model, shape) in models_tools.items():
         try:
             fn(model, shape)  # warm-up
-            times[key] = []
+            times[key], cpu[key] = [], []
         except Exception as exc:  # a peer that cannot handle the model: reported, not fatal
-            results[key] = (None, f"n/a ({type(exc).__name__})")
+            results[key] = (None, f"n/a ({type(exc).__name__})", None)
     for _ in range(repeats):
         for key in times:
             fn, model, shape = models_tools[key]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             with torch.no_grad():
                 macs = fn(model, shape)
             times[key].append(time.perf_counter() - start)
-            results[key] = (None, macs)
-    return {key: (statistics.median(times[key]), results[key][1]) if key in times else results[key]
-            for key in models_tools}
+            cpu[key].append(time.process_time() - start_cpu)
+            results[key] = (None, macs, None)
+    return {key: (statistics.median(times[key]), results[key][1], statistics.median(cpu[key])) if key in times
+            else results[key] for key in models_tools}
 
 
 def hf_bert_base():
@@ -140,17 +142,18 @@ def main():
             continue
         model, shape = factory()
         results = timed({tool: (fn, model, shape) for tool, fn in tools.items()}, args.repeats)
-        base_time, base_macs = results["graphcost"]
+        base_time, base_macs, base_cpu = results["graphcost"]
         shown = "x".join(map(str, shape)) if isinstance(shape, tuple) else \
             ", ".join(f"{k}={'x'.join(map(str, v.shape))}" for k, v in shape.items())
         print(f"\n{name} @ {shown}")
-        print(f"  {'tool':24s} {'wall s':>9s} {'x graphcost':>12s} {'GMACs':>9s} {'MACs / graphcost':>17s}")
-        for tool, (seconds, macs) in results.items():
+        print(f"  {'tool':24s} {'wall s':>9s} {'x graphcost':>12s} {'CPU s':>8s} {'x (CPU)':>8s} {'GMACs':>9s} "
+              f"{'MACs / graphcost':>17s}")
+        for tool, (seconds, macs, cpu) in results.items():
             if seconds is None:
                 print(f"  {tool:24s} {macs}")
                 continue
-            print(f"  {tool:24s} {seconds:9.3f} {seconds / base_time:12.2f} {macs / 1e9:9.3f} "
-                  f"{macs / base_macs:17.4f}")
+            print(f"  {tool:24s} {seconds:9.3f} {seconds / base_time:12.2f} {cpu:8.3f} {cpu / base_cpu:8.2f} "
+                  f"{macs / 1e9:9.3f} {macs / base_macs:17.4f}")
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ class Trace:
     graph: fx.Graph
     input_shape: Tuple[int, ...]
     dtype: torch.dtype
-    dag: nx.DiGraph
-    loop_graph: nx.DiGraph
+    #: the execution DAG as captured: records not yet naming their layer (``dag`` names them)
+    captured_dag: nx.DiGraph
     inputs: List[str]
     outputs: List[str]
     opaque_modules: List[str] = field(default_factory=list)
@@ -126,9 +126,28 @@ class Trace:
     def element_size(self) -> int:
         return torch.empty((), dtype=self.dtype).element_size()
 
+    @property
+    def dag(self) -> nx.DiGraph:
+        """The execution DAG, each record naming its layer (built with the loop graph, on first use)."""
+        return self._views[0]
+
+    @property
+    def loop_graph(self) -> nx.DiGraph:
+        """The loop-keeping graph (built on first use: a width search's probes only need MACs)."""
+        return self._views[1]
+
+    @functools.cached_property
+    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:
+        return build_loop_graph(self.captured_dag)
+
     def call(self, dag_node: str) -> CallRecord:
         """The record of one call (node of the execution DAG)."""
         return self._call_records[dag_node]
+
+    def cost_record(self, dag_node: str) -> CallRecord:
+        """A call's record as captured: its costs, shapes and bytes, without building the loop graph
+        (``layer`` is empty; :meth:`call` names it)."""
+        return self._captured_records[dag_node]
 
     def layer(self, loop_node: str) -> LayerRecord:
         """The record of one unique layer (node of the loop-keeping graph)."""
@@ -138,6 +157,10 @@ class Trace:
     def _call_records(self) -> Dict[str, CallRecord]:
         # the passes read every record several times: one dict, not networkx's node views
         return {node: data[RECORD] for node, data in self.dag.nodes(data=True)}
+
+    @functools.cached_property
+    def _captured_records(self) -> Dict[str, CallRecord]:
+        return {node: data[RECORD] for node, data in self.captured_dag.nodes(data=True)}
 
     @functools.cached_property
     def _layer_records(self) -> Dict[str, LayerRecord]:
@@ -246,10 +269,9 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec], dtype: torch.dtype) -> Trace:
     """The Trace of a captured graph: its execution DAG and loop-keeping graph."""
     dag, placeholders, named_outputs = build_dag(captured.root, captured.graph, captured.records)
-    dag, loop_graph = build_loop_graph(dag)
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, loop_graph, placeholders,
+    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, placeholders,
                  [node for _, node in named_outputs], captured.opaque_modules, captured.unknown_ops, uncounted,
                  specs, [name for name, _ in named_outputs], captured.capture)
 

@@ -34,7 +34,8 @@ class OutputCost:
 def needed_calls(trace: Trace, output: str) -> Set[str]:
     """The DAG calls output node ``output`` depends on, itself included (``networkx.ancestors`` and the
     node, walked on the predecessor dicts: the anytime pass asks this once per output)."""
-    pred = trace.dag._pred  # networkx's predecessor dicts: its public view wraps each lookup in an object
+    pred = trace.captured_dag._pred  # networkx's predecessor dicts (its public view wraps each lookup in an
+    # object); the captured DAG: a width search's probe needs no loop graph
     needed, todo = {output}, [output]
     while todo:
         for p in pred[todo.pop()]:
