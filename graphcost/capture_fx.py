@@ -75,6 +75,8 @@ class LeafTracer(fx.Tracer):
             return a.node
         if kind in _PLAIN_ARGS:
             return a
+        if kind is tuple or kind is list:  # a plain sequence (not a namedtuple): its elements, as fx's base tracer does
+            return kind([self.create_arg(elem) for elem in a])
         return super().create_arg(a)
 
     def call_module(self, m, forward, args, kwargs):
