@@ -183,11 +183,15 @@ class CostInterpreter(fx.Interpreter):
             if found is not None:
                 return found[0]
         out = self._run_call(n)
+        self._store_invocations_ending(n, out)
+        return out
+
+    def _store_invocations_ending(self, n: fx.Node, out) -> None:
+        """Keep the outcome of every submodule call whose last node ``n`` is (``out``: its value)."""
         for invocation, key, inputs in self._pending.pop(n.name, ()):
             values = [out if m is n else self.env[m] for m in invocation.escaping]
             self.memo.store(key, tuple(values), (tuple(self.records[m.name] for m in invocation.nodes),
                                                  tuple(self._effects[m.name] for m in invocation.nodes)), inputs)
-        return out
 
     def _replay_invocation(self, invocation: Invocation) -> Optional[Tuple[Any]]:
         """``(value of its first node,)`` when an equal call of the invocation's module ran before: every
@@ -207,6 +211,7 @@ class CostInterpreter(fx.Interpreter):
             self._note(m, *effect)
             if m is not invocation.nodes[0]:
                 self.env[m] = escaping.get(m)
+            self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
         return (escaping.get(invocation.nodes[0]),)
 
     def _run_call(self, n: fx.Node):

@@ -175,13 +175,10 @@ class CallMemo:
             return None
 
     def invocation_key(self, invocation: "Invocation", module: nn.Module, inputs, opaque) -> Optional[Hashable]:
-        """The key of one call of a submodule: its code (:meth:`Invocation.signature`), the module's key
-        (children included) and its inputs' (the values of its external nodes), or None."""
-        signature = invocation.signature(opaque)
-        if signature is None:
-            return None
+        """The key of one call of a submodule: the module's key (children included), its inputs' (the
+        values of its external nodes) and its code (:class:`_Code`, compared last), or None."""
         try:
-            return "invocation", signature, module_key(module, self._module_keys), freeze(tuple(inputs))
+            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), _Code(invocation, opaque)
         except (_Unkeyable, TypeError):
             return None
 
@@ -247,35 +244,20 @@ class Invocation:
         inside = set(nodes)
         self.external = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in inside))
         self.escaping = [n for n in nodes if any(u not in inside for u in n.users)]
-        self._signature: Any = None
+        self._position: Optional[Dict[Any, Tuple[str, int]]] = None
 
-    def signature(self, opaque) -> Optional[Hashable]:
-        """The invocation's code as data: each node's op, target (module paths relative to the invocation's),
-        arguments (own nodes by position, external ones by index, constants frozen); None when a node calls
-        a user function, a module outside the invocation or one that may run on real inputs."""
-        if self._signature is None:
-            try:
-                self._signature = (self._nodes_signature(opaque), tuple(e.op == "get_attr" for e in self.external),
-                                   tuple(self.nodes.index(n) for n in self.escaping))
-            except (_Unkeyable, TypeError):
-                self._signature = False
-        return self._signature or None
+    @property
+    def position(self) -> Dict[Any, Tuple[str, int]]:
+        """Where each node an argument may name sits: ``("own", i)`` or ``("external", i)``."""
+        if self._position is None:
+            self._position = {n: ("own", i) for i, n in enumerate(self.nodes)}
+            self._position.update((n, ("external", i)) for i, n in enumerate(self.external))
+        return self._position
 
-    def _nodes_signature(self, opaque) -> tuple:
-        position = {n: ("own", i) for i, n in enumerate(self.nodes)}
-        position.update((n, ("external", i)) for i, n in enumerate(self.external))
-        prefix = self.path + "."
-
-        def arg(value):
-            if isinstance(value, fx.Node):
-                return position[value]
-            if type(value) in (tuple, list, fx.immutable_collections.immutable_list):  # fx's args: immutable lists
-                return isinstance(value, tuple), tuple(arg(v) for v in value)
-            if type(value) in (dict, fx.immutable_collections.immutable_dict):
-                return dict, tuple((k, arg(v)) for k, v in value.items())
-            return freeze(value)
-
-        signature = []
+    def ops(self, opaque) -> tuple:
+        """Each node's op and target (a module path relative to the invocation's); :class:`_Unkeyable` when a
+        node calls a user function, a module outside the invocation or one that may run on real inputs."""
+        prefix, ops = self.path + ".", []
         for n in self.nodes:
             target = n.target
             if n.op in ("call_module", "get_attr"):
@@ -284,8 +266,50 @@ class Invocation:
                 target = target[len(prefix):]
             elif n.op == "call_function" and not pure_function(target):
                 raise _Unkeyable("a user function")
-            signature.append((n.op, target, arg(n.args), arg(n.kwargs)))
-        return tuple(signature)
+            ops.append((n.op, target))
+        return (tuple(ops), tuple(e.op == "get_attr" for e in self.external),
+                tuple(self.nodes.index(n) for n in self.escaping))
+
+
+class _Code:
+    """An invocation's code as a key part: equal when every node has the same op and relative target and
+    its arguments name the same own / external positions and equal constants (compared only when the
+    cheaper parts of two keys, the module's and the inputs', are already equal)."""
+
+    def __init__(self, invocation: Invocation, opaque) -> None:
+        self.invocation = invocation
+        self.ops = invocation.ops(opaque)
+        self._hash = hash(self.ops)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, _Code) or self.ops != other.ops:
+            return False
+        a, b = self.invocation, other.invocation
+        return all(_same_arg(x.args, y.args, a.position, b.position) and
+                   _same_arg(x.kwargs, y.kwargs, a.position, b.position) for x, y in zip(a.nodes, b.nodes))
+
+
+_SEQUENCES = (tuple, list, fx.immutable_collections.immutable_list)  # fx keeps args in immutable lists
+_MAPPINGS = (dict, fx.immutable_collections.immutable_dict)
+
+
+def _same_arg(x, y, x_position, y_position) -> bool:
+    """Whether argument ``x`` of one invocation's node is ``y`` of another's (nodes by position)."""
+    if isinstance(x, fx.Node) or isinstance(y, fx.Node):
+        return isinstance(x, fx.Node) and isinstance(y, fx.Node) and x_position[x] == y_position[y]
+    if type(x) in _SEQUENCES:
+        return (type(y) in _SEQUENCES and isinstance(x, tuple) == isinstance(y, tuple) and len(x) == len(y)
+                and all(_same_arg(u, v, x_position, y_position) for u, v in zip(x, y)))
+    if type(x) in _MAPPINGS:
+        return (type(y) in _MAPPINGS and list(x) == list(y)
+                and all(_same_arg(x[k], y[k], x_position, y_position) for k in x))
+    try:
+        return freeze(x) == freeze(y)
+    except (_Unkeyable, TypeError):
+        return False
 
 
 def invocations(graph) -> Dict[str, List[Invocation]]:

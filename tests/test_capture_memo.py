@@ -99,21 +99,25 @@ def test_in_place_calls_real_tensors_and_user_functions_are_not_memoised():
         assert memo.key("call_method", "relu", (x.t(),), {}) != key  # strides are in the key
 
 
-def test_repeated_block_calls_are_replayed_whole(monkeypatch):
+@pytest.mark.parametrize("blocks_per_scale", [1, 2])  # K=2: the block's last node lies in a replayed inner call
+def test_repeated_block_calls_are_replayed_whole(monkeypatch, blocks_per_scale):
     """ItNet's iterative block called N times: calls 3..N (call 1 skips the mixing block, so its code differs)
     repeat call 2 and are replayed as a whole, as are the N-1 identical classifier heads after the first."""
-    kinds = []
+    paths = []
     original = CallMemo.replay
 
     def spy(self, key):
         found = original(self, key)
         if found is not None and key[0] == "invocation":
-            kinds.append(key[1][0][0][1])  # the first node's target, relative to the invoked module
+            paths.append(key[-1].invocation.path)  # the module whose call was replayed
         return found
 
     monkeypatch.setattr(CallMemo, "replay", spy)
     for shared in (True, False):
-        kinds.clear()
-        model = get_model("itnet", dataset="camvid", shared=shared, N=4, L=2, K=1, f=16)
+        paths.clear()
+        model = get_model("itnet", dataset="camvid", shared=shared, N=4, L=2, K=blocks_per_scale, f=16)
         t = trace(model, (1, 3, 48, 64))
-        assert len(t.outputs) == 4 and len(kinds) >= 2 + 3  # blocks 3, 4 and classifiers 2, 3, 4
+        blocks = [p for p in paths if p in ("block", "blocks.2", "blocks.3")]
+        assert len(t.outputs) == 4 and len(blocks) >= 2  # blocks 3 and 4 (shared: one path; independent: two)
+        assert sorted(p for p in paths if p.startswith("classifiers")) == ["classifiers.1", "classifiers.2",
+                                                                          "classifiers.3"]
