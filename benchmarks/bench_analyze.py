@@ -10,7 +10,7 @@ fails on a model prints n/a. "graphcost (no memo)" is graphcost with every call 
 and costed on its own (``memoise=False``; graphcost.capture_memo is what it leaves out).
 
     nice -n 10 python benchmarks/bench_analyze.py [--repeats 5] [--only bert]
-    nice -n 10 python benchmarks/bench_analyze.py --only itnet --tools "graphcost,FlopCounterMode(fake)" --repeats 9
+    nice -n 10 python benchmarks/bench_analyze.py --only itnet --tools "graphcost,FlopCounterMode(fake)" --repeats 9 --phases
 """
 from __future__ import annotations
 
@@ -111,6 +111,42 @@ def timed(models_tools, repeats):
             else results[key] for key in models_tools}
 
 
+def phases(model, shape, repeats):
+    """Median CPU milliseconds of each phase of one graphcost analysis, with and without the memo: where the
+    time goes (the capture's two steps, the two graphs, the passes)."""
+    import graphcost.analysis as analysis
+    import graphcost.capture_fx as capture_fx
+    import graphcost.tracing as tracing
+
+    spent = {}
+    wrapped = [(capture_fx, "_symbolic_trace", "fx symbolic tracing"), (capture_fx, "run_on_fake_inputs", "fake-tensor run"),
+               (tracing, "build_dag", "execution DAG"), (tracing, "build_loop_graph", "loop graph (in the passes)"),
+               (analysis, "analyze_trace", "cost passes (incl. the loop graph)"), (analysis, "analyze", "all")]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in wrapped]
+
+    def timing(fn, label, memoise):
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent.setdefault((label, memoise), []).append(time.process_time() - start)
+        return run
+
+    try:
+        for _ in range(repeats):
+            for memoise in (True, False):
+                for (module, name, label), (_, _, fn) in zip(wrapped, originals):
+                    setattr(module, name, timing(fn, label, memoise))
+                analysis.analyze(model, shape, memoise=memoise)
+    finally:
+        for module, name, fn in originals:
+            setattr(module, name, fn)
+    for _, _, label in wrapped:
+        on, off = (statistics.median(spent.get((label, m), [0.0])) * 1e3 for m in (True, False))
+        print(f"  {label:36s} {on:7.1f} ms CPU   without the memo {off:7.1f} ms")
+
+
 def hf_bert_base():
     """bert-base-uncased's shape (transformers' BertConfig defaults), random weights."""
     built = build(ModelSpec(name="hf:bert"))
@@ -121,6 +157,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="run only the models whose name contains this")
+    parser.add_argument("--phases", action="store_true", help="also print graphcost's CPU time per phase")
     parser.add_argument("--tools", default=",".join(TOOLS),
                         help=f"comma-separated tools to run (graphcost always runs): {', '.join(TOOLS)}")
     args = parser.parse_args()
@@ -154,6 +191,8 @@ def main():
                 continue
             print(f"  {tool:24s} {seconds:9.3f} {seconds / base_time:12.2f} {cpu:8.3f} {cpu / base_cpu:8.2f} "
                   f"{macs / 1e9:9.3f} {macs / base_macs:17.4f}")
+        if args.phases:
+            phases(model, shape, args.repeats)
 
 
 if __name__ == "__main__":
