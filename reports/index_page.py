@@ -68,10 +68,9 @@ def index_html(title: str, paths: Sequence[str], summary: Optional[Sequence[Dict
             + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_index(out_dir: str, title: str, paths: Sequence[str],
-                summary: Optional[Sequence[Dict[str, Any]]] = None) -> str:
-    """Write ``out_dir/index.html`` for the report files ``paths``; returns its path."""
-    page = index_html(title, paths, summary)
+def write_page(out_dir: str, page: str) -> str:
+    """Write ``page`` to ``out_dir/index.html`` whole or not at all (every report page, the sweep explorer's
+    too); returns its path. An unwritable folder is one :class:`UserError`."""
     target = os.path.join(out_dir, INDEX)
 
     def write(tmp: str) -> None:
@@ -83,3 +82,9 @@ def write_index(out_dir: str, title: str, paths: Sequence[str],
     except OSError as exc:
         raise UserError(f"cannot write {target!r} ({exc.strerror or exc}); choose a writable folder") from None
     return target
+
+
+def write_index(out_dir: str, title: str, paths: Sequence[str],
+                summary: Optional[Sequence[Dict[str, Any]]] = None) -> str:
+    """Write ``out_dir/index.html`` for the report files ``paths``; returns its path."""
+    return write_page(out_dir, index_html(title, paths, summary))
