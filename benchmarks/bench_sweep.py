@@ -11,6 +11,7 @@
 3. A result store of those 11,520 rows: open it, read it as a DataFrame, filter, export CSV and
    parquet (pandas + pyarrow).
 4. The sweep explorer (index.html) of those rows opened in Chromium (playwright): time until drawn.
+5. (``--parts width`` only) the width search's fit, predict, verify against real probes only: analyses.
 
 No store in 1 and 2, so everything is computed. Other load on the machine slows the pool: the
 free cores are measured first and printed.
@@ -18,6 +19,7 @@ free cores are measured first and printed.
     python benchmarks/bench_sweep.py                    # all three parts
     python benchmarks/bench_sweep.py --parts 60         # only the 60-point grid
     python benchmarks/bench_sweep.py --parts codesign,store,explorer
+    python benchmarks/bench_sweep.py --parts width     # the width search: estimates vs real probes only
 """
 from __future__ import annotations
 
@@ -87,12 +89,32 @@ def codesign(workers, progress: bool):
     return result
 
 
+def width_part() -> None:
+    """The width search with estimates (fit, predict, verify) against the real-probe search, inline, same process,
+    on the 60-point grid, shared and independent: analyses (traces) and wall time; the rows must be equal."""
+    from graphcost.explore import sweep as sweep_module
+
+    real_only = sweep_module._Probe.estimate
+    for shared in (True, False):
+        runs = {}
+        for name in ("real probes only", "fit, predict, verify"):
+            sweep_module._Probe.estimate = (lambda self, width: None) if name == "real probes only" else real_only
+            start = time.perf_counter()
+            result = run_sweep(_spec(GRID, shared), max_points=None)
+            runs[name] = (time.perf_counter() - start, result)
+        sweep_module._Probe.estimate = real_only
+        (plain_s, plain), (fit_s, fit) = runs.values()
+        print(f"  width search, {'shared' if shared else 'independent'}: real probes only {plain.analyses} analyses "
+              f"{plain_s:6.1f} s; fit, predict, verify {fit.analyses} analyses {fit_s:6.1f} s; identical rows: "
+              f"{_stable(plain.rows) == _stable(fit.rows)}", flush=True)
+
+
 def _store_round(path: str, folder: str):
     """One open / read / filter / export of the store at ``path``: {step: (wall s, CPU s)}, the rows, the
     selection and the row-wise reader's (wall, CPU) as the peer."""
     import pandas as pd
 
-    from graphcost.runtime.store import open_store
+    from graphcost.runtime.store import _arrow_columns, open_store
 
     times = {}
 
@@ -119,6 +141,7 @@ def _store_round(path: str, folder: str):
         rows = store._frame_by_rows(raw, store._decode_all([r[3] for r in raw]))
         peer = (time.perf_counter() - wall, time.process_time() - cpu)
     assert rows.shape == frame.shape
+    assert _arrow_columns([r[4] for r in raw]) is not None, "the store was read row by row, not column-wise"
     return times, frame, chosen, peer
 
 
@@ -231,6 +254,8 @@ def main(argv=None) -> int:
     if "60" in parts:
         sixty(args.workers)
     result = codesign(args.workers, args.progress) if "codesign" in parts else None
+    if "width" in parts:
+        width_part()
     if "store" in parts:
         store_part(result)
     if "explorer" in parts:

@@ -40,8 +40,8 @@ def _nulls_as_none(frame):
     return frame
 
 
-@pytest.mark.parametrize("odd, columns", [(None, True), ({"v": float("nan")}, True), ({"v": 1}, True),
-                                          ({"v": 2**70}, False), ({"v": {"nested": 1}}, False), ({"N": "one"}, False)])
+@pytest.mark.parametrize("odd, columns", [(None, True), ({"v": float("nan")}, True), ({"v": 1}, True), ({"v": 0.00013752750000000003}, True),
+                                          ({"v": 2**70}, False), ({"xs": [3, 2**70]}, False), ({"v": {"nested": 1}}, False), ({"N": "one"}, False)])
 def test_frame_columns_read_as_the_row_dicts_give_them(tmp_path, odd, columns):
     """The column-wise reader (pyarrow) and the row-wise one build the same frame; rows pyarrow cannot read
     like pandas (integers beyond 64 bits, a nested object, a type changing between rows) fall back to the

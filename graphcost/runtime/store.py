@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import sqlite3
 import time
 from dataclasses import asdict
@@ -349,7 +348,19 @@ class ResultStore:
         self.close()
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+def _beyond_int64(column) -> bool:
+    """Whether a float column (or list of floats) holds a magnitude of 2^63 or more: where an integer beyond
+    int64 was, which Arrow reads as a float and Python keeps exact (a float that large is sent row by row too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = column
+    while pa.types.is_list(values.type):
+        values = pc.list_flatten(values)
+    if not pa.types.is_floating(values.type):
+        return False
+    top = pc.max(pc.abs(values)).as_py()
+    return top is not None and top >= 2.0 ** 63
 
 
 def _plain_arrow_type(kind) -> bool:
@@ -368,8 +379,8 @@ def _arrow_columns(texts: Sequence[str]) -> Optional[Dict[str, Any]]:
     """Each result column (name -> values) read by pyarrow's JSON reader, in C++ with no dict per row.
 
     None where pyarrow is missing or cannot read the texts the way ``pd.DataFrame(rows)`` would: a row
-    that is no object, a type that changes between rows (a number and a string), a nested object, a run of
-    19 digits (an integer Arrow would round to a float, which Python keeps exact). The caller then reads row
+    that is no object, a type that changes between rows (a number and a string), a nested object, an integer
+    of 19 digits or more (Arrow would round it to a float, Python keeps it exact). The caller then reads row
     by row.
     """
     try:
@@ -379,14 +390,12 @@ def _arrow_columns(texts: Sequence[str]) -> Optional[Dict[str, Any]]:
         return None
     if not texts:
         return None
-    data = "\n".join(texts).encode()
-    if _LONG_DIGITS.search(data):
-        return None
     try:
-        table = pa_json.read_json(io.BytesIO(data))
+        table = pa_json.read_json(io.BytesIO("\n".join(texts).encode()))
     except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != len(texts) or not all(_plain_arrow_type(f.type) for f in table.schema):
+    if table.num_rows != len(texts) or not all(_plain_arrow_type(f.type) for f in table.schema) or \
+            any(_beyond_int64(column) for column in table.columns):
         return None
     columns: Dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns):
