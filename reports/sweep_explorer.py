@@ -19,14 +19,13 @@ from graphcost.explore import SweepSpec
 from graphcost.explore.ranking import HIGHER_IS_BETTER
 from graphcost.explore.width import DEFAULT_WIDTH_MAX
 
-from .index_page import write_page
+from .index_page import html_page, write_page
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "explorer.js")
 #: Bookkeeping columns left out of the plots (they say how a row was computed, not what it is).
 _NOT_PLOTTED = {"analyses", "seconds", "rank", "pareto", "fits"}
 _STYLE = """
-body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }
-h1 { font-size: 18px; } .row { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
+.row { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
 canvas { border: 1px solid #ddd; } select { margin-right: 12px; }
 table { border-collapse: collapse; } th, td { border: 1px solid #ddd; padding: 1px 5px; text-align: right; }
 #rows tr[data-row] { cursor: pointer; } #rows tr[data-row]:hover { background: #eef; }
@@ -117,13 +116,8 @@ def explorer_html(payload: Mapping[str, Any]) -> str:
     with open(_SCRIPT, encoding="utf-8") as handle:
         script = handle.read()
     blob = json.dumps(payload, default=str, allow_nan=False).replace("</", "<\\/")
-    csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
     title = html.escape(payload["title"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<title>{title}</title><style>{_STYLE}</style></head><body>
-<h1>{title}: {payload["n"]:,} points</h1>
+    return html_page(payload["title"], f"""<h1>{title}: {payload["n"]:,} points</h1>
 <p>x <select id="x"></select> y <select id="y"></select> colour <select id="colour"></select>
 <button id="clear">clear brushes</button> <span id="legend"></span></p>
 <div class="row"><canvas id="scatter" width="640" height="420"></canvas><div id="detail"><p>click a row of the table
@@ -132,9 +126,7 @@ for its keys and the command that reproduces it</p></div></div>
 <canvas id="parallel" width="1200" height="320"></canvas>
 <p id="count"></p><div class="scroll"><table id="rows"></table></div>
 <script type="application/json" id="sweep-data">{blob}</script>
-<script>{script}</script>
-</body></html>
-"""
+<script>{script}</script>""", _STYLE, script=True)
 
 
 def _finite(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
