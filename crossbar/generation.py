@@ -115,7 +115,9 @@ def kv_shape(config) -> KVShape:
                  or getattr(config, "num_hidden_layers", 0) or 0)
     if not heads or not layers:
         raise UserError(f"--generate needs an attention decoder; {config.model_type} has no attention heads")
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    # an encoder-decoder's num_key_value_heads may alias its encoder's heads (Whisper's attribute map)
+    grouped = None if getattr(config, "is_encoder_decoder", False) else getattr(config, "num_key_value_heads", None)
+    kv_heads = int(grouped or heads)
     head_dim = int(getattr(config, "d_kv", None) or getattr(config, "head_dim", None) or config.hidden_size // heads)
     return KVShape(layers, kv_heads, head_dim, heads)
 
@@ -308,8 +310,12 @@ class Generation:
     layout: TokenLayout
 
     def _effective(self, context: int) -> float:
-        """The context attention's work follows: clamped at the window under gain-cell attention."""
-        return min(context, self.tech.gain_cell_window_tokens) if self.attention == "gain-cell" else context
+        """The context attention's work follows: under gain-cell attention the self-attention tokens clamped
+        at the window (the encoder's outputs, fixed, are all attended)."""
+        if self.attention != "gain-cell":
+            return context
+        encoder = self.layout.encoder_tokens
+        return encoder + min(context - encoder, self.tech.gain_cell_window_tokens)
 
     def _line(self, name: str, context: int) -> float:
         a, b = self.first, self.last
