@@ -145,6 +145,8 @@ def test_whisper_generate_from_the_cli(capsys):
     g = json.loads(out)["generation"]
     assert (g["prompt_tokens"], g["generated_tokens"], g["encoder_tokens"]) == (P, G, E)
     assert g["tokens_per_s"] > 0 and g["energy_j_per_token"] > 0
+    rc, out, err = run(capsys, "map", *WHISPER_ARGS, "--generate", f"{P}+{G}")
+    assert rc == 0 and "encoder outputs (cross-attention cache)" in out and f"{E} tokens" in out, err
 
 
 @pytest.mark.parametrize("args, needle", [
