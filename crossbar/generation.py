@@ -231,9 +231,13 @@ class DecodeStep:
     def _encoder_decoder(self) -> bool:
         return getattr(self.model.config, "is_encoder_decoder", False)
 
+    @property
+    def _input_name(self) -> str:
+        return "decoder_input_ids" if self._encoder_decoder else "input_ids"
+
     def inputs(self, batch: int) -> Dict[str, InputSpec]:
         """The step's new token ids, ``batch x 1``."""
-        return {"decoder_input_ids" if self._encoder_decoder else "input_ids": InputSpec((batch, 1), torch.int64)}
+        return {self._input_name: InputSpec((batch, 1), torch.int64)}
 
     def trace(self, batch: int):
         """The :class:`~graphcost.tracing.Trace` of one step of ``batch`` sequences."""
@@ -259,7 +263,7 @@ class DecodeStep:
         return cache
 
     def _with_caches(self, module: nn.Module, args, kwargs):
-        ids = next(iter(kwargs.values()))
+        ids = kwargs[self._input_name]
         batch, device = ids.shape[0], ids.device
         cache = self._cache(batch, self.own_tokens, device)
         extra: Dict[str, Any] = {"use_cache": True}
