@@ -14,7 +14,7 @@ self-attention cache (growing); the context counts both (:class:`TokenLayout`). 
 BART) the prompt is the encoder's and the decoder starts from one token; on other inputs (Whisper's
 log-mel features) the encoder reads them, its output length set by them, and the prompt is the
 decoder's. Under gain-cell attention with a sliding window of ``W`` tokens the attention work stops
-growing at ``L = W``.
+growing once the decoder's own tokens reach ``W``.
 
 The KV cache, by definition: ``bytes(L) = 2 x layers x kv_heads x head_dim x L x B x bytes per
 element`` (grouped-query attention counts the KV heads). Under digital attention every step reads
@@ -131,8 +131,8 @@ class TokenLayout:
     self-attention cache at the first and the last captured decode step, ``own_final`` after the last
     token. A step's context counts both caches.
 
-    >>> TokenLayout(1500, 4, 131, 132).contexts
-    (1504, 1631)
+    >>> TokenLayout(encoder_tokens=1500, own_first=4, own_last=131, own_final=132).final_context
+    1632
     """
 
     encoder_tokens: int
@@ -141,12 +141,8 @@ class TokenLayout:
     own_final: int
 
     @property
-    def contexts(self) -> Tuple[int, int]:
-        """Tokens attended at the first and the last captured step (both caches)."""
-        return self.encoder_tokens + self.own_first, self.encoder_tokens + self.own_last
-
-    @property
     def final_context(self) -> int:
+        """Tokens in both caches after the last token: the KV cache at ``P + G``."""
         return self.encoder_tokens + self.own_final
 
 
