@@ -119,7 +119,8 @@ def phases(model, shape, repeats):
     import graphcost.tracing as tracing
 
     spent = {}
-    wrapped = [(capture_fx, "_symbolic_trace", "fx symbolic tracing"), (capture_fx, "run_on_fake_inputs", "fake-tensor run"),
+    wrapped = [(capture_fx, "_symbolic_trace", "fx symbolic tracing"),
+               (capture_fx, "run_on_fake_inputs", "fake-tensor run"),
                (tracing, "build_dag", "execution DAG"), (tracing, "build_loop_graph", "loop graph (in the passes)"),
                (analysis, "analyze_trace", "cost passes (incl. the loop graph)"), (analysis, "analyze", "all")]
     originals = [(module, name, getattr(module, name)) for module, name, _ in wrapped]

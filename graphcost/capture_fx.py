@@ -267,7 +267,8 @@ class CostInterpreter(fx.Interpreter):
     def _code_runs(self, n: fx.Node) -> None:
         """A module's forward or a user function is about to run: module keys taken before may be stale.
         (A shape rule, a formula, a torch function or a tensor method changes no module.)"""
-        if self.memo is not None and (n.op == "call_module" or (n.op == "call_function" and not pure_function(n.target))):
+        user_code = n.op == "call_module" or (n.op == "call_function" and not pure_function(n.target))
+        if self.memo is not None and user_code:
             self.memo.code_ran()
 
     def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):

@@ -1,24 +1,17 @@
 """Tracing: a model's graph captured once, and its two graph views, as one :class:`Trace`.
 
-``trace(model, inputs)`` returns a :class:`Trace` holding
+``trace(model, inputs)`` returns a :class:`Trace` holding ``dag``, the *execution DAG* (one node per call,
+fx node name, in execution order; edges carry activations; MACs and latency walk it), and ``loop_graph``, the
+*loop-keeping graph*: the quotient of the DAG by parameter identity, every call of the same weight tensors (a
+module called N times, two modules holding one tied ``Parameter``) one node, re-use as back edges and self-loops.
 
-* ``dag`` — the *execution DAG*: one node per call (fx node name), in execution order; edges
-  carry activations. MACs and latency walk this graph.
-* ``loop_graph`` — the *loop-keeping graph*: the quotient of the DAG by parameter identity.
-  Every call of the same weight tensors (a module called N times, or two modules holding one
-  tied ``Parameter``) is one node; re-use shows up as back edges and self-loops.
-
-No activation is ever allocated: shapes come from fake or meta tensors. The capture paths, one
-module each, yield the same graph of costed nodes (:class:`~graphcost.schema.Captured`):
-
-* ``fx`` (:mod:`graphcost.capture_fx`): torch.fx symbolic tracing, shapes on ``FakeTensor``s,
-  submodules fx cannot trace kept as opaque leaves;
-* ``dispatch`` (:mod:`graphcost.capture_dispatch`): one ``forward`` on meta tensors under module
-  hooks and a dispatch mode, for models fx cannot trace;
-* ``export`` (:mod:`graphcost.capture_export`): ``torch.export`` on fake tensors, where meta
-  tensors cannot run the model;
-* ``eager`` (:mod:`graphcost.capture_eager`): one real forward on real tensors, for models whose
-  work depends on values (NMS, expert routing): its costs hold for the input values it ran on.
+No activation is ever allocated: shapes come from fake or meta tensors. The capture paths, one module each,
+yield the same graph of costed nodes (:class:`~graphcost.schema.Captured`): ``fx``
+(:mod:`graphcost.capture_fx`: torch.fx symbolic tracing, shapes on ``FakeTensor``s, untraceable submodules
+opaque leaves); ``dispatch`` (:mod:`graphcost.capture_dispatch`: one ``forward`` on meta tensors under module
+hooks and a dispatch mode); ``export`` (:mod:`graphcost.capture_export`: ``torch.export`` on fake tensors, where
+meta tensors cannot run the model); ``eager`` (:mod:`graphcost.capture_eager`: one real forward, for models whose
+work depends on values, such as NMS or expert routing: its costs hold for the input values it ran on).
 
 ``tracer="auto"`` tries the first three in that order, and the eager capture only when all three
 failed on data-dependent operations (``Trace.capture`` says which path ran); if none can, a
@@ -137,34 +130,25 @@ class Trace:
         return self._views[1]
 
     @functools.cached_property
-    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:
+    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:  # (dag, loop_graph)
         return build_loop_graph(self.captured_dag)
 
     def call(self, dag_node: str) -> CallRecord:
         """The record of one call (node of the execution DAG)."""
-        return self._call_records[dag_node]
+        return self._records("_calls", self.dag)[dag_node]
 
     def cost_record(self, dag_node: str) -> CallRecord:
-        """A call's record as captured: its costs, shapes and bytes, without building the loop graph
-        (``layer`` is empty; :meth:`call` names it)."""
-        return self._captured_records[dag_node]
+        """A call's record as captured (costs, shapes, bytes; ``layer`` empty), without building the loop graph."""
+        return self._records("_captured", self.captured_dag)[dag_node]
 
     def layer(self, loop_node: str) -> LayerRecord:
         """The record of one unique layer (node of the loop-keeping graph)."""
-        return self._layer_records[loop_node]
+        return self._records("_layers", self.loop_graph)[loop_node]
 
-    @functools.cached_property
-    def _call_records(self) -> Dict[str, CallRecord]:
-        # the passes read every record several times: one dict, not networkx's node views
-        return {node: data[RECORD] for node, data in self.dag.nodes(data=True)}
-
-    @functools.cached_property
-    def _captured_records(self) -> Dict[str, CallRecord]:
-        return {node: data[RECORD] for node, data in self.captured_dag.nodes(data=True)}
-
-    @functools.cached_property
-    def _layer_records(self) -> Dict[str, LayerRecord]:
-        return {node: data[RECORD] for node, data in self.loop_graph.nodes(data=True)}
+    def _records(self, name: str, graph: nx.DiGraph) -> Dict[str, Any]:  # one dict per graph: passes read each often
+        if name not in self.__dict__:
+            self.__dict__[name] = {node: data[RECORD] for node, data in graph.nodes(data=True)}
+        return self.__dict__[name]
 
     def layer_of(self, dag_node: str) -> str:
         """The loop-graph node a call belongs to."""
@@ -173,7 +157,6 @@ class Trace:
     def get_attr(self, target: str):
         """The value a ``get_attr`` fx node fetches (a parameter, buffer or constant of the model)."""
         return get_attr(self.root, target)
-
 
 
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
@@ -205,8 +188,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     Returns
     -------
     Trace
-        ``dag`` (a node per call), ``loop_graph`` (a node per unique layer), inputs, outputs, what was not costed
-        exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
+        ``dag`` (a node per call), ``loop_graph`` (one per unique layer), inputs, outputs, what was not costed.
 
     Raises
     ------
@@ -245,14 +227,13 @@ def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while capturing: the thousands of fx nodes and fake tensors a capture
-    makes triggered collections that cost a tenth of an ItNet trace; what became garbage is collected after."""
-    was_enabled = gc.isenabled()
+    """The cycle collector off while capturing (its runs cost up to half a width-search probe); garbage goes after."""
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if enabled:
             gc.enable()
 
 
