@@ -32,17 +32,22 @@ import time
 import torch
 
 
-def _time_interleaved(fns, repeats: int, warmup: int = 2):
-    """Wall times of every function of ``fns``, run in turn ``repeats`` times after a warm-up."""
+#: Clocks of ``--clock``: wall time, or the CPU time of this process (all its threads), which a loaded
+#: machine's preemption does not inflate (with ``--threads 1`` the two agree on an idle machine).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _time_interleaved(fns, repeats: int, warmup: int = 2, clock=time.perf_counter):
+    """Times (by ``clock``) of every function of ``fns``, run in turn ``repeats`` times after a warm-up."""
     for _ in range(warmup):
         for f in fns:
             f()
     times = [[] for _ in fns]
     for _ in range(repeats):
         for f, ts in zip(fns, times):
-            t = time.perf_counter()
+            t = clock()
             f()
-            ts.append(time.perf_counter() - t)
+            ts.append(clock() - t)
     return times
 
 
@@ -52,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--noise", choices=("none", "pcm", "both"), default="both")
     p.add_argument("--itnet-input", default="192x256", help="HxW of the ItNet input (multiple of 8)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                   help="wall time, or this process's CPU time (steadier on a loaded machine)")
     p.add_argument("--models", default="itnet,resnet18,tiny-gpt,bert-base")
     p.add_argument("--depthwise", default="dense", help="grouped-conv strategy: dense, packed, time-multiplexed")
     p.add_argument("--hwa", action="store_true", help="also time a hardware-aware training step against a float one")
@@ -77,7 +84,8 @@ def main(argv=None) -> int:
     array = ArraySpec(256, 256)  # 8-bit weights, 2-bit cells, differential, 8-bit DAC/ADC
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; array {array.label}, "
           f"{array.weight_bits}-bit weights / {array.cell_bits}-bit cells, DAC {array.dac_bits} / ADC "
-          f"{array.adc_bits} bits, {args.depthwise} depthwise; median (min) of {args.repeats} interleaved runs")
+          f"{array.adc_bits} bits, {args.depthwise} depthwise; median (min) of {args.repeats} interleaved runs, "
+          f"{args.clock} clock")
     print(f"{'model':10s} {'input':>14s} {'noise':>5s} {'build s':>8s} {'float ms':>16s} {'simulated ms':>16s} "
           f"{'ratio':>6s} {'(min)':>6s} {'float CL ms':>12s} {'vs CL':>6s}")
     torch.manual_seed(0)
@@ -95,7 +103,8 @@ def main(argv=None) -> int:
                 sim.calibrate(x)
             built = time.perf_counter() - t
             with torch.inference_mode():
-                a, b, c = _time_interleaved([lambda: model(x), lambda: sim(x), lambda: model_cl(x_cl)], args.repeats)
+                a, b, c = _time_interleaved([lambda: model(x), lambda: sim(x), lambda: model_cl(x_cl)], args.repeats,
+                                            clock=CLOCKS[args.clock])
             fa, fb, fc = statistics.median(a), statistics.median(b), statistics.median(c)
             print(f"{name:10s} {'x'.join(map(str, shape)):>14s} {noise_name:>5s} {built:8.2f} "
                   f"{fa * 1e3:8.1f} ({min(a) * 1e3:5.1f}) {fb * 1e3:8.1f} ({min(b) * 1e3:5.1f}) "
