@@ -621,6 +621,23 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
     render.console().print(render.table(f"sweep {model} @ {shape}{variant}{budget}", columns, table_rows))
 
 
+def _adaptive_variants(request, run, spec: ModelSpec, writers) -> Optional[Dict[str, Any]]:
+    """With a crossbar, for a model with shared and independent variants: both on the chip, the energy
+    figure and its per-input CSV added to ``writers``; their summary (``None`` otherwise)."""
+    from graphcost.crossbar.adaptive_run import INDEPENDENT_COPIES, run_variants
+
+    from . import adaptive
+
+    if request.array is None or spec.name not in INDEPENDENT_COPIES:
+        return None
+    runs = run_variants(request, run)
+    for note in (n for other in runs.values() if other is not run for n in other.notes):
+        click.echo(f"note: {note}", err=True)
+    writers.update(figure_writers(adaptive.variants_figure(runs, spec.name), f"adaptive-{spec.name}-energy",
+                                  adaptive.variants_frame(runs)))
+    return adaptive.variants_summary(runs)
+
+
 @report.command(name="adaptive")
 @model_options
 @click.option("--data", type=Parsed("graphcost.crossbar.data:check_data", "data"), default=None,
@@ -632,14 +649,16 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
               help="float, hwa or a state dict file (default: the shipped checkpoint of the model and data).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Inputs to run (default 360).")
 @click.option("--crossbar", type=Parsed("graphcost.crossbar.specs:parse_crossbar", "crossbar size", "RxC"),
-              default=None, help="Also map onto RxC arrays: energy per input in the CSV.")
+              default=None, help="Also map onto RxC arrays: energy per input in the CSV and, for ItNet and "
+                                 "iterative-resnet, energy per frame of the shared vs the independent variant.")
 @out_option()
 @format_option
 def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights: Optional[str],
                      samples: Optional[int], crossbar, out_dir: str, fmt: str):
     """Cost per input of a halting or early-exit MODEL on real data: MACs histogram, accuracy vs mean cost
     as the threshold sweeps, easiest and hardest inputs. Writes adaptive-MODEL.png/.svg/.csv (the sweep),
-    adaptive-MODEL-inputs.csv (one row per input) and index.html to --out."""
+    adaptive-MODEL-inputs.csv (one row per input), with --crossbar for ItNet / iterative-resnet
+    adaptive-MODEL-energy.png/.svg/.csv (energy per frame, shared vs independent) and index.html to --out."""
     from graphcost.crossbar.adaptive_run import DEFAULT_SAMPLES, AdaptiveRequest, run_adaptive
     from graphcost.crossbar.specs import ArraySpec
 
@@ -656,10 +675,12 @@ def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights:
     writers = figure_writers(fig, f"adaptive-{spec.name}", sweep)
     per_input = adaptive.samples_frame(run)
     writers[f"adaptive-{spec.name}-inputs.csv"] = lambda p: per_input.to_csv(p, index=False)
+    variants = _adaptive_variants(request, run, spec, writers)
     written = write_files(out, writers)
     written.append(write_index(out, f"graphcost report adaptive {spec.name}", written))
     if fmt == "json":
-        click.echo(render.dumps({"adaptive": run.result.to_dict(), "sweep": _records(sweep)}))
+        click.echo(render.dumps({"adaptive": run.to_dict()["adaptive"], "sweep": _records(sweep),
+                                 **({"variants": variants} if variants else {})}))
     elif fmt == "csv":
         click.echo(render.frame_csv(sweep), nl=False)
     else:
@@ -667,4 +688,8 @@ def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights:
         render.console().print(render.table(f"{spec.name}: {run.result.metric} vs mean cost over the threshold sweep",
                                             ["threshold", "mean MACs", run.result.metric], rows))
         click.echo(run.result.line())
+        for variant, v in (variants or {}).items():
+            if variant != "same_exits":
+                click.echo(f"{variant}: {v['chip']['arrays']:,} arrays, {v['chip']['area_mm2']:.1f} mm², energy per "
+                           f"frame mean {v['energy_j']['mean'] * 1e6:.4g} µJ, p95 {v['energy_j']['p95'] * 1e6:.4g} µJ")
     _echo_written(written)
