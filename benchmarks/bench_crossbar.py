@@ -66,19 +66,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    import torchvision
-
     from graphcost.crossbar.sim import CrossbarModel
     from graphcost.crossbar.specs import ArraySpec, NoiseSpec
-    from graphcost.models import get_model
 
-    h, w = (int(v) for v in args.itnet_input.lower().split("x"))
-    builders = {
-        "itnet": (lambda: get_model("itnet"), lambda: torch.rand(1, 3, h, w)),
-        "resnet18": (lambda: torchvision.models.resnet18(weights=None), lambda: torch.rand(1, 3, 224, 224)),
-        "tiny-gpt": (lambda: get_model("tiny-gpt"), lambda: torch.randint(0, 256, (4, 64))),
-        "bert-base": (_bert_base, lambda: torch.randint(0, 30522, (1, 128))),
-    }
+    builders = _builders(args.itnet_input)
     noises = {"none": NoiseSpec.none(), "pcm": NoiseSpec.pcm()}
     chosen = list(noises) if args.noise == "both" else [args.noise]
     array = ArraySpec(256, 256)  # 8-bit weights, 2-bit cells, differential, 8-bit DAC/ADC
@@ -112,6 +103,21 @@ def main(argv=None) -> int:
     if args.hwa:
         _bench_hwa(args.repeats)
     return 0
+
+
+def _builders(itnet_input: str) -> dict:
+    """Per model name: its builder and the maker of its input batch."""
+    import torchvision
+
+    from graphcost.models import get_model
+
+    h, w = (int(v) for v in itnet_input.lower().split("x"))
+    return {
+        "itnet": (lambda: get_model("itnet"), lambda: torch.rand(1, 3, h, w)),
+        "resnet18": (lambda: torchvision.models.resnet18(weights=None), lambda: torch.rand(1, 3, 224, 224)),
+        "tiny-gpt": (lambda: get_model("tiny-gpt"), lambda: torch.randint(0, 256, (4, 64))),
+        "bert-base": (_bert_base, lambda: torch.randint(0, 30522, (1, 128))),
+    }
 
 
 def _bert_base():

@@ -49,9 +49,9 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     """
     n, ch, span = x.shape[0], weight.shape[0] // groups, weight.shape[1]
     if groups == 1:
-        return F.linear(x.reshape(n, span), weight.view(ch, span), bias).unsqueeze(-1)
+        return F.linear(x.reshape(n, span), weight.reshape(ch, span), bias).unsqueeze(-1)
     xt = x.reshape(n, groups, span).transpose(0, 1)
-    w = weight.view(groups, ch, span).transpose(1, 2)
+    w = weight.reshape(groups, ch, span).transpose(1, 2)
     y = torch.bmm(xt, w) if bias is None else torch.baddbmm(bias.view(groups, 1, ch), xt, w)
     return y.transpose(0, 1).reshape(n, groups * ch, 1)
 
