@@ -17,7 +17,8 @@ Float and simulated runs are interleaved after a warm-up (so a busy machine slow
 the script prints the median (and minimum) wall time of each and their ratio. The simulator runs
 2-d convs on channels-last activations (``CrossbarModel(channels_last=True)``, the default), on
 which oneDNN's depthwise and 1x1 convs are much faster than on the NCHW of the float model as
-given (transformers have no 2-d activations: their peer column repeats the float model); the last column is the ratio against the float model run channels-last too
+given (transformers have no 2-d activations: their peer column repeats the float model); the last
+column is the ratio against the float model run channels-last too
 (``model.to(memory_format=torch.channels_last)``, a peer, not the target's denominator). The target is a
 simulated forward within 1.5x of the float one with noise (issue 12), an HWA training step within 2x of
 a float step (`--hwa`). Timings are printed, never asserted.

@@ -19,12 +19,14 @@ torchvision 0.25.0, so the comparison runs in its own virtual environment, by de
 itself with that interpreter, so aihwkit and graphcost run in the same process on the same
 tensors.
 
-What is compared (``--models``, both by default). ``resnet18``: torchvision's resnet18 (``weights=None``: seeded random initialisation, there
-is no download here) runs once in float on a seeded random batch; every conv / linear layer's
-input is recorded. ``llama``: a Llama-style HF causal LM from a tiny ``LlamaConfig`` (2 layers,
-hidden 256, MLP 512, 4 heads, 2 key-value heads, vocabulary 512; random weights, nothing downloaded)
-on ``--batch`` x ``--seq`` random token ids; its 15 ``nn.Linear`` layers (q, k, v, o, gate, up, down
-per layer and the LM head; 512-row down projections span two 256-row tiles) with their inputs. Each layer is then run (a) by aihwkit, converted with ``convert_to_analog`` to
+What is compared (``--models``, both by default). ``resnet18``: torchvision's resnet18
+(``weights=None``: seeded random initialisation, there is no download here) runs once in float on a
+seeded random batch; every conv / linear layer's input is recorded. ``llama``: a Llama-style HF
+causal LM from a tiny ``LlamaConfig`` (2 layers, hidden 256, MLP 512, 4 heads, 2 key-value heads,
+vocabulary 512; random weights, nothing downloaded) on ``--batch`` x ``--seq`` random token ids; its
+15 ``nn.Linear`` layers (q, k, v, o, gate, up, down per layer and the LM head; the 512-row down
+projections span two 256-row tiles) with their inputs. Each layer is then run (a) by aihwkit,
+converted with ``convert_to_analog`` to
 256 x 256 analog tiles with perfect periphery (``IOParameters(is_perfect=True)``, so only the
 device model acts), ``PCMLikeNoiseModel(g_max=25 uS)`` and ``GlobalDriftCompensation``, after
 ``program_analog_weights()`` and ``drift_analog_weights(t)``; and (b) by graphcost's
@@ -280,8 +282,8 @@ def _print_summary(model: str, mode: str, label: str, summary: list, start: floa
           f"{time.perf_counter() - start:.0f} s", flush=True)
     if per_layer:
         for r in summary:
-            print(f"    {r['layer']:32s} aihwkit {r['aihwkit']:.4f}  graphcost {r['graphcost']:.4f}  ratio {r['ratio']:.2f}",
-                  flush=True)
+            print(f"    {r['layer']:32s} aihwkit {r['aihwkit']:.4f}  graphcost {r['graphcost']:.4f}  "
+                  f"ratio {r['ratio']:.2f}", flush=True)
 
 
 def _choices(allowed):
