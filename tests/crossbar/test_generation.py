@@ -66,14 +66,15 @@ def real_decode_step_macs(spec: ModelSpec, own_tokens: int) -> int:
     """FlopCounterMode of one real decode step: a real prefill of the encoder's inputs and ``own_tokens``
     decoder tokens fills the caches, then one token runs against them, as ``generate`` runs it."""
     model = real_model(spec)
-    with torch.no_grad():
-        prefill = model(**encoder_inputs(spec), decoder_input_ids=torch.zeros(1, own_tokens, dtype=torch.long),
+    with torch.no_grad():  # the encoder's state, which graphcost's model does not output (not a prediction)
+        encoded = model.get_encoder()(**encoder_inputs(spec)).last_hidden_state
+        prefill = model(encoder_outputs=(encoded,), decoder_input_ids=torch.zeros(1, own_tokens, dtype=torch.long),
                         use_cache=True)
     cache = prefill.past_key_values
     assert (cache.self_attention_cache.get_seq_length(), cache.cross_attention_cache.get_seq_length()) == \
         (own_tokens, E)
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    macs, _ = flop_macs(model, encoder_outputs=(prefill.encoder_last_hidden_state,),
+    macs, _ = flop_macs(model, encoder_outputs=(encoded,),
                         decoder_input_ids=torch.zeros(1, 1, dtype=torch.long), use_cache=True, **{name: cache})
     return macs
 
