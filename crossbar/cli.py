@@ -72,9 +72,9 @@ def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per
 
     With --generate P+G, a language model's time to first token, tokens/s and energy per token."""
     request = map_request(spec, executor=executor_kind, address=address, **options)
-    trials = request.accuracy.trials if request.accuracy else 0
+    batches = None if request.accuracy else 0  # trials x times x batches, known once the data is loaded
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
-    with ProgressBar("simulating trials", trials, enabled=show_bar) as bar:
+    with ProgressBar("simulating batches", batches, enabled=show_bar, unit="batches") as bar:
         result = run_map(request, progress=bar)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -228,6 +228,8 @@ def _generation_rows(result: dict) -> list:
                                        f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
         ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
     ]
+    if g.get("encoder_tokens"):
+        rows.insert(1, ("encoder outputs (cross-attention cache)", f"{g['encoder_tokens']:,} tokens"))
     if chips["count"] > 1:
         rows.append(("chips", f"{chips['count']} of {chips['arrays_per_chip']:,} arrays, links "
                               f"{chips['link_energy_j_per_token'] * 1e6:,.4g} uJ per token"))

@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
+from click.core import ParameterSource
 
 from graphcost import render
 from graphcost.cli_options import INPUT_SHAPE, Parsed, format_option, model_options
 from graphcost.crossbar.cli import NOISE, TECH, TIMES, crossbar_option
-from graphcost.crossbar.cli_specs import ARRAY, CHIP, GENERATE
+from graphcost.crossbar.cli_specs import ARRAY, CHIP, GENERATE, TECH_SPEC
+from graphcost.crossbar.hardware import fixed_axes
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
                                       ChipSpec, NoiseSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
@@ -330,9 +332,9 @@ def energy_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], dataset: str,
     _echo_written(written)
 
 
-#: ``report llm`` defaults: GPT-2 (a full context past gain-cell attention's 1024-token window)
+#: ``report llm`` defaults: GPT-2 over its whole context, 1024 learned positions (gain-cell attention's window)
 DEFAULT_LLM_MODELS = ("hf:gpt2:causal-lm",)
-DEFAULT_LLM_GENERATE = "128+2048"
+DEFAULT_LLM_GENERATE = "128+896"
 LLM_SUMMARY_KEYS = ("ttft_s", "tokens_per_s", "energy_j_per_token", "kv_cache_bytes", "kv_cache_location")
 
 
@@ -343,7 +345,7 @@ LLM_SUMMARY_KEYS = ("ttft_s", "tokens_per_s", "energy_j_per_token", "kv_cache_by
 @click.option("--tech", type=TECH, default=DEFAULT_TECH, show_default=True,
               help="Technology of the energy model: a preset or a TOML file.")
 @click.option("--generate", type=GENERATE, default=DEFAULT_LLM_GENERATE, show_default=True,
-              help="Prompt and generated tokens: the contexts run from P to P+G-1.")
+              help="Prompt and generated tokens: the contexts run from P to P+G-2 (the step making the last token).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Sequences at once.")
 @out_option()
 @format_option
@@ -361,8 +363,10 @@ def llm_command(models: Tuple[Tuple[str, Dict[str, Any]], ...], array, chip: Chi
     tokens = list(models) or [(name, {}) for name in DEFAULT_LLM_MODELS]
     labels = [name + ("@" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
               for name, params in tokens]
-    results = [llm_report.run_model(ModelSpec(name=name, params=params), array, chip, tech, spec)
-               for name, params in tokens]
+    specs = [ModelSpec(name=name, params=params) for name, params in tokens]
+    for note in llm_report.check(specs, spec):  # refused here, before any model is mapped
+        click.echo(f"note: {note}", err=True)
+    results = [llm_report.run_model(model, array, chip, tech, spec) for model in specs]
     points = llm_report.frame(labels, results)
     title = f"{array.label} arrays, {tech.name}, prompt {spec.prompt_tokens}, batch {spec.batch}"
     written = llm_report.write(out, points, title)
@@ -462,6 +466,38 @@ def _metric_text(text: str) -> str:
     return text
 
 
+#: map's hardware options that set every sweep point as a one-value ``hw.`` axis (the name of its ``hw.`` key).
+_POINT_OPTIONS = ("weight_bits", "cell_bits", "differential", "dac_bits", "adc_bits", "analog_bias", "mvm_latency_ns",
+                  "write_ns_per_row")
+#: map's hardware options no sweep point has: refused before any work, naming the flag.
+_NOT_SWEPT = {"preset": "--preset", "replicate": "--replicate", "arrays_per_chip": "--chip-arrays",
+              "link_pj_per_bit": "--link-pj-per-bit", "link_gb_per_s": "--link-gb-per-s"}
+
+
+def _with_fixed_hardware(grid, tech: TechSpec):
+    """``grid`` plus a one-value ``hw.`` axis per hardware option given on the command line (the shared option
+    groups of ``map``); an option no sweep point has, or one that is also swept by ``--grid``, is refused."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    for name, flag in _NOT_SWEPT.items():
+        if given(name):
+            raise click.UsageError(f"{flag} is not part of a sweep point's hardware; sweep hw. keys (see "
+                                   f"--help), or map one point with graphcost map")
+    try:
+        axes = fixed_axes({name: ctx.params[name] for name in _POINT_OPTIONS if given(name)},
+                          tech if given("tech") else None)
+    except UserError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tech") from None
+    swept = {key for key, _ in grid}
+    for key, _ in axes:
+        if key in swept:
+            raise click.UsageError(f"{key} is set by its option and swept by --grid {key}=...; keep one")
+    return tuple(grid) + axes
+
+
 @click.command(name="sweep")
 @model_options
 @click.option("--grid", "grid", type=Parsed(parse_axis, "grid axis", "KEY=V1,V2,..."), multiple=True, callback=_grid,
@@ -471,9 +507,11 @@ def _metric_text(text: str) -> str:
 @click.option("--width-param", default=None, help="The width searched for the budget (default: f).")
 @click.option("--width-max", type=click.IntRange(min=1), default=DEFAULT_WIDTH_MAX, show_default=True,
               help="Largest width the search tries.")
-@crossbar_option(default=None, help="Also map every point onto RxC crossbar arrays (arrays_used, utilization, ...).")
-@click.option("--arrays", "chip_arrays", type=click.IntRange(min=1), default=None, metavar="M",
-              help="With --crossbar: a chip of M arrays (fits, throughput_fps, latency_s).")
+@ARRAY.options(crossbar_default=None, crossbar_help="Also map every point onto RxC crossbar arrays (arrays_used, "
+                                                   "utilization, ...); the bits options below set every point's "
+                                                   "array (as one-value hw. keys).")
+@CHIP.options()
+@TECH_SPEC.options()
 @click.option("--metric", type=Parsed(_metric_text, "metric", "NAME[:min|max]"), default=None,
               help="Rank the points by a column (e.g. graph_size_bytes) or by auc, the paper's AUC of mIoU "
                    "over MACs (needs --accuracy-table).")
@@ -491,9 +529,9 @@ def _metric_text(text: str) -> str:
 @format_option
 @run_options
 def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Optional[str], width_max: int,
-          crossbar: Optional[Tuple[int, int]], chip_arrays: Optional[int], metric: Optional[str],
-          accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str],
-          yes: bool, fmt: str, run: RunOptions):
+          array, chip: ChipSpec, tech: TechSpec, preset, metric: Optional[str], accuracy_table: Optional[str],
+          chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str], yes: bool, fmt: str,
+          run: RunOptions):
     """Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs. A2/A3).
 
     \b
@@ -505,6 +543,7 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
       graphcost sweep itnet --grid N=2,4 --grid hw.crossbar=128x128,256x256 --grid hw.adc_bits=4,6,8 \\
           --pareto energy_j,throughput_fps
     """
+    grid = _with_fixed_hardware(grid, tech)
     out = check_out_dir(out_dir) if out_dir is not None else None
     accuracy = read_table(accuracy_table) if accuracy_table else None
     max_points = None if yes else MAX_GRID_POINTS
@@ -512,7 +551,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         sweep_spec = resolve_spec(SweepSpec(  # bad names and a huge grid fail before the executor starts
             model=spec.name, grid=grid, fixed=tuple(spec.params.items()), dataset=spec.dataset,
             input_shape=spec.input_shape, shared=spec.shared, macs_budget=macs_budget, width_param=width_param,
-            width_max=width_max, crossbar=crossbar, chip_arrays=chip_arrays), max_points)
+            width_max=width_max, crossbar=None if array is None else (array.rows, array.cols),
+            chip_arrays=chip.arrays), max_points)
     except GridTooLarge as exc:
         raise UserError(f"{exc} with --yes") from None
     if accuracy is not None:

@@ -42,7 +42,7 @@ from graphcost.resolve import ModelSpec, build_for_shapes, parse_literal
 from graphcost.runtime.store import cached_map, result_key
 from graphcost.tracing import trace
 
-from .width import DEFAULT_WIDTH_MAX, InvalidWidth, last_output_macs, widest_width
+from .width import DEFAULT_WIDTH_MAX, ChannelScaling, InvalidWidth, last_output_macs, widest_width
 
 POINT_KIND = "sweep-point"
 #: Number columns of every ``ok`` row (besides the grid, the width and ``macs_next_width``), and those
@@ -247,10 +247,12 @@ def row_columns(spec: SweepSpec, accuracy: bool = False) -> Tuple[str, ...]:
 # --------------------------------------------------------------------------- one point
 @dataclass(frozen=True)
 class PointTask:
-    """The picklable work item of one grid point: the resolved spec and the point's values."""
+    """The picklable work item of one grid point: the resolved spec and the point's values (``memoise``:
+    identical calls within a trace costed once, :mod:`graphcost.capture_memo`; not part of the key)."""
 
     spec: SweepSpec
     point: Tuple[Tuple[str, Any], ...]
+    memoise: bool = True
 
     @property
     def params(self) -> Dict[str, Any]:
@@ -273,9 +275,9 @@ class PointTask:
         return {"kind": POINT_KIND, "model": self.spec.model, "point": dict(self.point)}
 
 
-def point_task(spec: SweepSpec, point: Mapping[str, Any]) -> PointTask:
+def point_task(spec: SweepSpec, point: Mapping[str, Any], memoise: bool = True) -> PointTask:
     """The work item of one grid point (a resolved spec is expected)."""
-    return PointTask(spec, tuple(point.items()))
+    return PointTask(spec, tuple(point.items()), memoise)
 
 
 def _mapping_columns(task: PointTask, t, columns=None) -> Dict[str, Any]:
@@ -306,6 +308,7 @@ class _Probe:
         self.analyses = 0
         self.kept: Dict[int, Any] = {}
         self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
+        self.scaling: Optional[ChannelScaling] = None  # the first trace's MACs by channels, for estimates
 
     def build(self, width: Optional[int] = None):
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
@@ -314,7 +317,7 @@ class _Probe:
     def trace(self, width: Optional[int] = None):
         built = self.built.pop(width, None) or self.build(width)
         self.analyses += 1
-        return trace(built.module, built.call_inputs)
+        return trace(built.module, built.call_inputs, memoise=self.task.memoise)
 
     def __call__(self, width: int) -> int:
         try:
@@ -324,7 +327,19 @@ class _Probe:
         value = last_output_macs(t)
         if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
             self.kept = {width: t}  # keep one trace: the widest within budget so far
+        self.scaling = self.scaling or ChannelScaling(t)
         return value
+
+    def estimate(self, width: int) -> Optional[int]:
+        """The last-output MACs at ``width`` predicted from the first trace: a build, no trace (kept for it)."""
+        if self.scaling is None:
+            return None
+        if width not in self.built:
+            try:
+                self.built[width] = self.build(width)
+            except UserError as exc:
+                raise InvalidWidth(str(exc)) from None
+        return self.scaling(self.built[width].module)
 
 
 def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
@@ -333,7 +348,7 @@ def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
     width, budget = spec.width_param, float(spec.macs_budget)
     start = _start_width(spec)
     probe.built[start] = probe.build(start)  # bad non-width params fail here, once
-    search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start)
+    search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start, estimate=probe.estimate)
     if search.width is None:
         smallest = min(search.probes) if search.probes else None
         need = (f"even {width}={smallest} needs {search.probes[smallest]:.4g} MACs at the last output"
@@ -506,8 +521,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     memoise : bool, optional
         With the default ``evaluate``: points that differ only in ``hw.`` values share one work item
         (:func:`evaluate_architecture`: one trace, width search and analysis per architecture, one
-        tiling per array geometry). ``False``: every point on its own (:func:`evaluate_point`, the
-        plain path; the rows are equal but for the ``analyses`` and ``seconds`` bookkeeping).
+        tiling per array geometry; identical calls in a trace costed once). ``False``: every point and
+        call on its own (the plain path; rows equal but for the ``analyses`` / ``seconds`` bookkeeping).
 
     Returns
     -------
@@ -532,7 +547,7 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     """
     started = time.perf_counter()
     spec = resolve_spec(spec, max_points)
-    tasks = [point_task(spec, p) for p in spec.points()]
+    tasks = [point_task(spec, p, memoise) for p in spec.points()]
     grouped = memoise and evaluate is evaluate_point
     rows, computed = cached_map(evaluate_architecture if grouped else evaluate, tasks, [t.key() for t in tasks],
                                 executor, store, meta=lambda i: tasks[i].meta(),
