@@ -226,7 +226,7 @@ def _generation_rows(result: dict) -> list:
         ("tokens/s (last step)", f"{g['tokens_per_s']:,.4g}"),
         ("energy per generated token", f"{g['energy_j_per_token'] * 1e6:,.4g} uJ (attention "
                                        f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
-        ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
+        ("KV cache at the end", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
     ]
     if g.get("encoder_tokens"):
         rows.insert(1, ("encoder outputs (cross-attention cache)", f"{g['encoder_tokens']:,} tokens"))
