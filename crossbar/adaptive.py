@@ -19,12 +19,15 @@ Two kinds of network adapt their cost to the input:
 same forward that gives the predictions); :func:`sample_costs` turns each sample's iterations or
 exit into costs from ONE trace (:mod:`graphcost.passes.adaptive`: the calls of every iteration,
 of every exit), and, with a mapping on a chip, into energy and latency (the arrays are programmed
-once; a skipped iteration is skipped MVMs). :func:`ponder_cost` is the paper's training term
+once; a skipped iteration is skipped MVMs). :func:`observe_at_maximum` runs a halting model with
+halting switched off (:data:`NEVER_HALT`): the fixed-cost deployment its accuracy is compared with.
+:func:`ponder_cost` is the paper's training term
 ``N + R`` from the same halting scores. The command-line job is :mod:`.adaptive_run`.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -36,6 +39,7 @@ from torch import nn
 from graphcost.errors import UserError
 
 __all__ = ["ExitPolicy", "parse_exit", "HaltingStage", "halting_stages", "HaltingRecorder", "iterations_used",
+           "NEVER_HALT", "halting_thresholds", "observe_at_maximum",
            "ponder_cost", "Observations", "observe", "SampleCosts", "CostModel", "cost_model", "sample_costs",
            "summary", "AdaptiveResult", "adaptive_result", "EXIT_KINDS"]
 
@@ -110,6 +114,25 @@ def halting_stages(model: nn.Module) -> List[HaltingStage]:
     paths = {id(m): name for name, m in model.named_modules()}
     return [HaltingStage(name, m, tuple(paths[id(m.iteration_entry(i))] for i in range(int(m.iterations))))
             for name, m in model.named_modules() if _is_halting(m)]
+
+
+#: The ACT threshold that never halts: every iteration runs and the stage output is the ACT-weighted sum of
+#: all of them (the halting scores, the remainder ``1 - c_{L-1}`` at the last): the model "run at the maximum".
+NEVER_HALT = math.inf
+
+
+@contextlib.contextmanager
+def halting_thresholds(stages: Sequence[HaltingStage], threshold: float) -> Iterator[None]:
+    """Every halting stage's ``halting_threshold`` set to ``threshold`` inside the block, restored after
+    (:data:`NEVER_HALT`: run every iteration)."""
+    saved = [st.module.halting_threshold for st in stages]
+    try:
+        for st in stages:
+            st.module.halting_threshold = threshold
+        yield
+    finally:
+        for st, value in zip(stages, saved):
+            st.module.halting_threshold = value
 
 
 class HaltingRecorder(contextlib.AbstractContextManager):
@@ -265,6 +288,14 @@ def observe(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classe
     task = "classification" if correct else "segmentation"
     return Observations(torch.cat(conf), task, classes, torch.cat(correct) if correct else None,
                         torch.cat(confusion) if confusion else None, torch.cat(iters) if iters else None)
+
+
+def observe_at_maximum(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: int, *,
+                       batch_size: int = 64) -> Observations:
+    """:func:`observe` with every halting stage run to its maximum iterations (:data:`NEVER_HALT`): the
+    fixed-cost deployment of the same model, a forward of its own (its output is not the halted one)."""
+    with halting_thresholds(halting_stages(model), NEVER_HALT):
+        return observe(model, images, labels, classes, batch_size=batch_size)
 
 
 def exits_for(observed: Observations, policy: ExitPolicy) -> torch.Tensor:
@@ -435,8 +466,8 @@ class AdaptiveResult:
     """Per-sample costs of an adaptive deployment on a data set, their summaries and the accuracy.
 
     ``iterations`` (halting: per stage, iterations used -> samples) or ``exits`` (output -> samples);
-    ``score`` the adaptive deployment's top-1 / mIoU, ``fixed_score`` the fixed-cost run's (every
-    iteration, or the last output). ``used`` keeps the per-sample iterations ``(S, stages)`` or exits
+    ``score`` the adaptive deployment's top-1 / mIoU, ``fixed_score`` the fixed-cost run's (``fixed_run`` says
+    which: every iteration without halting, or the last output). ``used`` keeps the per-sample iterations ``(S, stages)`` or exits
     ``(S,)`` (1-based) for figures."""
 
     samples: int
@@ -450,6 +481,7 @@ class AdaptiveResult:
     iterations: Optional[Dict[str, Dict[str, int]]] = None
     exits: Optional[Dict[str, int]] = None
     used: Optional[np.ndarray] = field(default=None, compare=False)
+    fixed_run: str = ""
 
     @property
     def saving(self) -> float:
@@ -473,7 +505,7 @@ class AdaptiveResult:
         if self.exits is not None:
             out["exits"] = self.exits
         out.update({"fixed_macs": self.fixed_macs, "saving": self.saving, "metric": self.metric,
-                    self.metric: self.score, f"fixed_{self.metric}": self.fixed_score})
+                    self.metric: self.score, f"fixed_{self.metric}": self.fixed_score, "fixed_run": self.fixed_run})
         return out
 
 
@@ -483,23 +515,33 @@ def _histogram(values: np.ndarray, top: int) -> Dict[str, int]:
 
 
 def adaptive_result(observed: Observations, costs: CostModel, stages: Sequence[HaltingStage],
-                    policy: Optional[ExitPolicy], data: str) -> AdaptiveResult:
-    """Iterations or exits per sample, their costs and the scores, as an :class:`AdaptiveResult`."""
+                    policy: Optional[ExitPolicy], data: str, at_maximum: Optional[Observations] = None
+                    ) -> AdaptiveResult:
+    """Iterations or exits per sample, their costs and the scores, as an :class:`AdaptiveResult`.
+
+    The fixed-cost score is the last output's (early exit) or, for a halting model, that of
+    ``at_maximum`` (:func:`observe_at_maximum`: every iteration run; required with ``stages``)."""
     metric = "top1" if observed.task == "classification" else "miou"
-    last = torch.full((observed.samples,), observed.outputs - 1, dtype=torch.long)
-    fixed = observed.score(last)
+    if stages and at_maximum is None:
+        raise ValueError("a halting model's fixed-cost score needs the observations at its maximum iterations "
+                         "(observe_at_maximum)")
+    fixed_run = at_maximum if stages else observed
+    fixed = fixed_run.score(torch.full((fixed_run.samples,), fixed_run.outputs - 1, dtype=torch.long))
     if stages:
+        last = torch.full((observed.samples,), observed.outputs - 1, dtype=torch.long)
         used = observed.iterations
         per_sample = sample_costs(costs, iterations=used)
         hist = {st.path: _histogram(used[:, k].numpy(), st.iterations) for k, st in enumerate(stages)}
         thresholds = sorted({st.threshold for st in stages})
         label = "halting (ACT, threshold " + ", ".join(f"{t:g}" for t in thresholds) + ")"
-        return AdaptiveResult(observed.samples, data, label, metric, fixed, fixed, costs.fixed_macs, per_sample,
-                              iterations=hist, used=used.numpy())
+        return AdaptiveResult(observed.samples, data, label, metric, observed.score(last), fixed, costs.fixed_macs,
+                              per_sample, iterations=hist, used=used.numpy(),
+                              fixed_run="every iteration, no halting")
     exits = exits_for(observed, policy)
     per_sample = sample_costs(costs, exits=exits)
     return AdaptiveResult(observed.samples, data, str(policy), metric, observed.score(exits), fixed, costs.fixed_macs,
-                          per_sample, exits=_histogram(exits.numpy() + 1, observed.outputs), used=exits.numpy() + 1)
+                          per_sample, exits=_histogram(exits.numpy() + 1, observed.outputs), used=exits.numpy() + 1,
+                          fixed_run=f"the last output ({observed.outputs})")
 
 
 @contextlib.contextmanager

@@ -59,4 +59,7 @@ def _render_adaptive(run: AdaptiveRun) -> None:
                                [(" ".join(f"{n}:{c}" for n, c in result.exits.items()),)]))
     m = result.metric
     click.echo(f"{m} {result.score:.4f} adaptive, {result.fixed_score:.4f} at the fixed cost "
-               f"({render.human(result.fixed_macs)} MACs); {result.line()}")
+               f"({result.fixed_run}, {render.human(result.fixed_macs)} MACs); {result.line()}")
+    if run.chip is not None:
+        chip = run.chip
+        click.echo(f"on {chip['arrays']:,} arrays of {chip['crossbar']} ({chip['area_mm2']:.2f} mm², {chip['tech']})")

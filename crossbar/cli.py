@@ -228,6 +228,8 @@ def _generation_rows(result: dict) -> list:
                                        f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
         ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
     ]
+    if g.get("encoder_tokens"):
+        rows.insert(1, ("encoder outputs (cross-attention cache)", f"{g['encoder_tokens']:,} tokens"))
     if chips["count"] > 1:
         rows.append(("chips", f"{chips['count']} of {chips['arrays_per_chip']:,} arrays, links "
                               f"{chips['link_energy_j_per_token'] * 1e6:,.4g} uJ per token"))

@@ -1,16 +1,20 @@
 """Token generation on the chip: prefill, then decode steps against a KV cache (decoder-only and encoder-decoder).
 
 ``graphcost map MODEL --generate P+G [--batch B]``: the prefill of ``P`` tokens is the model traced
-at ``B x P`` token ids (the "frame" of the other figures); a decode step is the model itself
-traced with one new token per sequence against a KV cache of ``L`` tokens built from meta tensors
-inside its forward (:class:`DecodeStep`), so every op of the step (the cache update, attention over
-``L + 1`` keys, the norms, the head) is captured, not guessed from the prefill. The step is captured
-at the first (``L = P``) and the last (``L = P + G - 1``) context; a step's work is affine in the
-context (attention's QK^T / AV and softmax grow by one key, all else is fixed), so the figures in
-between are the line through those two captures. An encoder-decoder's prefill is its encoder over the
-prompt and its decoder's first step; its decode steps attend to the prompt through the cross-attention
-cache and to their own tokens (the context counts both). Under gain-cell attention with a sliding window
-of ``W`` tokens the attention work stops growing at ``L = W``.
+at ``B x P`` token ids (the "frame" of the other figures; its latency is the time to first token); a
+decode step is the model itself traced with one new token per sequence against a KV cache of ``L``
+tokens built from meta tensors as its forward starts (:class:`DecodeStep`), so every op of the step
+(the cache update, attention over ``L + 1`` keys, the norms, the head) is captured, not guessed from
+the prefill, under the prefill's layer names. The step is captured at the first (``L = P``) and the
+last (``L = P + G - 1``) context; a step's work is affine in the context (attention's QK^T / AV and
+softmax grow by one key, all else is fixed), so the figures in between are the line through those two
+captures. An encoder-decoder runs its encoder once, in the prefill, and its decode steps attend to the
+encoder's outputs through the cross-attention cache (fixed) and to their own tokens through the
+self-attention cache (growing); the context counts both (:class:`TokenLayout`). On token ids (T5,
+BART) the prompt is the encoder's and the decoder starts from one token; on other inputs (Whisper's
+log-mel features) the encoder reads them, its output length set by them, and the prompt is the
+decoder's. Under gain-cell attention with a sliding window of ``W`` tokens the attention work stops
+growing once the decoder's own tokens reach ``W``.
 
 The KV cache, by definition: ``bytes(L) = 2 x layers x kv_heads x head_dim x L x B x bytes per
 element`` (grouped-query attention counts the KV heads). Under digital attention every step reads
@@ -23,6 +27,7 @@ gain-cell attention K and V are written into the gain cells and never read out.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import warnings
@@ -69,12 +74,6 @@ class GenerateSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"generation {name.replace('_', ' ')} must be a positive integer, got {value!r}")
 
-    @property
-    def contexts(self) -> Tuple[int, int]:
-        """Cache lengths of the two captured decode steps: the first and the last (one apart at least)."""
-        first = self.prompt_tokens
-        return first, first + max(1, self.generated_tokens - 1)
-
 
 # --------------------------------------------------------------------------- the model's cache
 @dataclass(frozen=True)
@@ -91,8 +90,8 @@ class KVShape:
 
 
 def decoder_config(model: nn.Module, label: str):
-    """The transformers config of a model that generates tokens (decoder-only or encoder-decoder on token
-    ids); a :class:`UserError` otherwise."""
+    """The transformers config of a model that generates tokens (decoder-only, or an encoder-decoder on
+    any input: text, Whisper's log-mel features); a :class:`UserError` otherwise."""
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "model_type"):
         raise UserError(f"--generate needs an hf: language model (decoder-only or encoder-decoder); {label} is not one")
@@ -101,8 +100,6 @@ def decoder_config(model: nn.Module, label: str):
 
     kind = config.model_type
     if getattr(config, "is_encoder_decoder", False):
-        if getattr(model, "main_input_name", "input_ids") != "input_ids":
-            raise UserError(f"--generate takes a prompt of tokens; {label} reads {model.main_input_name}")
         return config
     if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         raise UserError(f"{label} is an encoder: it does not generate tokens (--generate is for decoder-only and "
@@ -118,27 +115,139 @@ def kv_shape(config) -> KVShape:
                  or getattr(config, "num_hidden_layers", 0) or 0)
     if not heads or not layers:
         raise UserError(f"--generate needs an attention decoder; {config.model_type} has no attention heads")
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    # an encoder-decoder's num_key_value_heads may alias its encoder's heads (Whisper's attribute map)
+    grouped = None if getattr(config, "is_encoder_decoder", False) else getattr(config, "num_key_value_heads", None)
+    kv_heads = int(grouped or heads)
     head_dim = int(getattr(config, "d_kv", None) or getattr(config, "head_dim", None) or config.hidden_size // heads)
     return KVShape(layers, kv_heads, head_dim, heads)
 
 
-class DecodeStep(nn.Module):
-    """One decode step of ``model``: ``batch`` new tokens against a KV cache of ``context`` tokens,
-    built inside ``forward`` on the input's (meta) device, so the capture records the step itself.
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where a request's tokens sit in the caches of its decode steps.
 
-    An encoder-decoder (``prompt`` tokens given) attends to the encoder's ``prompt`` outputs through
-    its cross-attention cache (filled at the prefill) and to ``context - prompt`` tokens of its own
-    (at least one: the start token); the encoder does not run again."""
+    ``encoder_tokens`` is the cross-attention cache, the encoder's outputs computed once at the prefill
+    and fixed (0 for a decoder-only model); ``own_first`` / ``own_last`` are the tokens in the decoder's
+    self-attention cache at the first and the last captured decode step, ``own_final`` after the last
+    token. A step's context counts both caches.
 
-    def __init__(self, model: nn.Module, context: int, shape: KVShape, prompt: Optional[int] = None):
-        super().__init__()
-        self.model, self.context, self.shape, self.prompt = model, context, shape, prompt
+    >>> TokenLayout(encoder_tokens=1500, own_first=4, own_last=131, own_final=132).final_context
+    1632
+    """
+
+    encoder_tokens: int
+    own_first: int
+    own_last: int
+    own_final: int
 
     @property
-    def own_tokens(self) -> int:
-        """Tokens in the decoder's self-attention cache."""
-        return self.context if self.prompt is None else max(1, self.context - self.prompt)
+    def final_context(self) -> int:
+        """Tokens in both caches after the last token: the KV cache at ``P + G``."""
+        return self.encoder_tokens + self.own_final
+
+
+def _reads_tokens(model: nn.Module) -> bool:
+    return getattr(model, "main_input_name", "input_ids") == "input_ids"
+
+
+def token_layout(model: nn.Module, gen: GenerateSpec, inputs: Dict[str, InputSpec]) -> TokenLayout:
+    """The caches of ``gen`` on ``model`` (checked before any tracing).
+
+    A decoder-only model caches its prompt and its tokens. An encoder-decoder on token ids (T5, BART)
+    encodes the prompt (the cross-attention cache) and decodes from one start token. One on other inputs
+    (Whisper's log-mel ``inputs``) encodes them once, its length the encoder's output on the meta device,
+    and the prompt is the decoder's (Whisper's start-of-transcript tokens); a prompt and generation longer
+    than the decoder's ``max_target_positions`` is refused.
+    """
+    prompt, steps = gen.prompt_tokens, max(1, gen.generated_tokens - 1)
+    config = model.config
+    if not getattr(config, "is_encoder_decoder", False):
+        return TokenLayout(0, prompt, prompt + steps, prompt + gen.generated_tokens)
+    if _reads_tokens(model):
+        return TokenLayout(prompt, 1, steps, gen.generated_tokens)
+    positions = getattr(config, "max_target_positions", None)
+    if positions is not None and prompt + gen.generated_tokens > positions:
+        raise UserError(f"--generate {prompt}+{gen.generated_tokens} needs {prompt + gen.generated_tokens} decoder "
+                        f"positions; {config.model_type}'s decoder has {positions}")
+    return TokenLayout(encoder_length(model, inputs), prompt, prompt + steps, prompt + gen.generated_tokens)
+
+
+def _encoder_inputs(model: nn.Module, inputs: Dict[str, InputSpec]) -> Dict[str, InputSpec]:
+    return {name: spec for name, spec in inputs.items() if not name.startswith("decoder_")}
+
+
+def encoder_length(model: nn.Module, inputs: Dict[str, InputSpec]) -> int:
+    """Tokens the encoder of an encoder-decoder makes of ``inputs`` (its ``decoder_*`` ones left out),
+    by running the encoder once on the meta device."""
+    from graphcost.capture_dispatch import meta_state
+
+    encoder = model.get_encoder()
+    dtype = next((p.dtype for p in encoder.parameters() if p.is_floating_point()), torch.float32)
+    values = {name: torch.empty(spec.shape, dtype=spec.dtype or dtype, device="meta")
+              for name, spec in _encoder_inputs(model, inputs).items()}
+    with torch.no_grad():
+        out = torch.func.functional_call(encoder, meta_state(encoder), (), values, tie_weights=True, strict=False)
+    return int(out[0].shape[1])
+
+
+def prefill_inputs(model: nn.Module, gen: GenerateSpec, inputs: Dict[str, InputSpec]) -> Dict[str, InputSpec]:
+    """The prefill's inputs: the prompt's token ids (an encoder-decoder on tokens also gets its start
+    token); an encoder-decoder on other inputs gets them (``inputs``, ``B`` of each) and the prompt as
+    its decoder's token ids. The prefill yields the first token."""
+    batch, prompt = gen.batch, gen.prompt_tokens
+    if not getattr(model.config, "is_encoder_decoder", False):
+        return {"input_ids": InputSpec((batch, prompt), torch.int64)}
+    if _reads_tokens(model):
+        return {"input_ids": InputSpec((batch, prompt), torch.int64),
+                "decoder_input_ids": InputSpec((batch, 1), torch.int64)}
+    encoded = {name: InputSpec((batch,) + spec.shape[1:], spec.dtype)
+               for name, spec in _encoder_inputs(model, inputs).items()}
+    return {**encoded, "decoder_input_ids": InputSpec((batch, prompt), torch.int64)}
+
+
+class DecodeStep:
+    """One decode step of ``model``: one new token per sequence against a self-attention KV cache of
+    ``own_tokens`` and (an encoder-decoder) a cross-attention cache of the encoder's ``encoder_tokens``
+    outputs, filled at the prefill: the encoder does not run again.
+
+    :meth:`trace` traces ``model`` itself, the caches entering its forward through a pre-hook that builds
+    them on the input's (meta) device, so the capture records the step itself (the cache update,
+    attention over ``own_tokens + 1`` keys, the norms, the head) under the prefill's layer names.
+    """
+
+    def __init__(self, model: nn.Module, own_tokens: int, shape: KVShape, encoder_tokens: int = 0):
+        self.model, self.own_tokens, self.shape, self.encoder_tokens = model, own_tokens, shape, encoder_tokens
+
+    @property
+    def context(self) -> int:
+        """Tokens attended: both caches."""
+        return self.encoder_tokens + self.own_tokens
+
+    @property
+    def _encoder_decoder(self) -> bool:
+        return getattr(self.model.config, "is_encoder_decoder", False)
+
+    @property
+    def _input_name(self) -> str:
+        return "decoder_input_ids" if self._encoder_decoder else "input_ids"
+
+    def inputs(self, batch: int) -> Dict[str, InputSpec]:
+        """The step's new token ids, ``batch x 1``."""
+        return {self._input_name: InputSpec((batch, 1), torch.int64)}
+
+    def trace(self, batch: int):
+        """The :class:`~graphcost.tracing.Trace` of one step of ``batch`` sequences."""
+        from graphcost.tracing import trace
+
+        pre = self.model.register_forward_pre_hook(self._with_caches, with_kwargs=True)
+        post = self.model.register_forward_hook(lambda module, args, out: out[0])  # the logits, not the caches
+        try:
+            with warnings.catch_warnings():  # older transformers warn on either spelling of the cache argument
+                warnings.simplefilter("ignore", FutureWarning)
+                return trace(self.model, self.inputs(batch), tracer="dispatch")
+        finally:
+            pre.remove()
+            post.remove()
 
     def _cache(self, batch: int, tokens: int, device):
         from transformers import DynamicCache
@@ -149,25 +258,20 @@ class DecodeStep(nn.Module):
             cache.update(torch.zeros(size, device=device), torch.zeros(size, device=device), layer)
         return cache
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        batch, device = input_ids.shape[0], input_ids.device
+    def _with_caches(self, module: nn.Module, args, kwargs):
+        ids = kwargs[self._input_name]
+        batch, device = ids.shape[0], ids.device
         cache = self._cache(batch, self.own_tokens, device)
-        with warnings.catch_warnings():  # transformers 5 renames past_key_values; both spellings are accepted
-            warnings.simplefilter("ignore", FutureWarning)
-            if self.prompt is None:
-                out = self.model(input_ids=input_ids, past_key_values=cache, use_cache=True)
-            else:
-                from transformers import EncoderDecoderCache
+        extra: Dict[str, Any] = {"use_cache": True}
+        if self._encoder_decoder:
+            from transformers import EncoderDecoderCache
 
-                cache = EncoderDecoderCache(cache, self._cache(batch, self.prompt, device))
-                encoded = torch.zeros(batch, self.prompt, self.model.config.hidden_size, device=device)
-                out = self.model(encoder_outputs=(encoded,), decoder_input_ids=input_ids, past_key_values=cache,
-                                 use_cache=True)
-        return out[0]
-
-
-def decode_step_inputs(batch: int) -> Dict[str, InputSpec]:
-    return {"input_ids": InputSpec((batch, 1), torch.int64)}
+            cache = EncoderDecoderCache(cache, self._cache(batch, self.encoder_tokens, device))
+            hidden = self.model.config.hidden_size
+            extra["encoder_outputs"] = (torch.zeros(batch, self.encoder_tokens, hidden, device=device),)
+        takes = inspect.signature(module.forward).parameters
+        extra["cache" if "cache" in takes else "past_key_values"] = cache  # transformers >= 5.2 names it cache
+        return args, {**kwargs, **extra}
 
 
 # --------------------------------------------------------------------------- figures
@@ -203,10 +307,15 @@ class Generation:
     kv: KVShape
     tech: TechSpec
     attention: str
+    layout: TokenLayout
 
     def _effective(self, context: int) -> float:
-        """The context attention's work follows: clamped at the window under gain-cell attention."""
-        return min(context, self.tech.gain_cell_window_tokens) if self.attention == "gain-cell" else context
+        """The context attention's work follows: under gain-cell attention the self-attention tokens clamped
+        at the window (the encoder's outputs, fixed, are all attended)."""
+        if self.attention != "gain-cell":
+            return context
+        encoder = self.layout.encoder_tokens
+        return encoder + min(context - encoder, self.tech.gain_cell_window_tokens)
 
     def _line(self, name: str, context: int) -> float:
         a, b = self.first, self.last
@@ -218,9 +327,8 @@ class Generation:
         return self.tech.activation_bits / 8
 
     def kv_cache_bytes(self, context: Optional[int] = None) -> float:
-        spec = self.spec
-        ctx = spec.prompt_tokens + spec.generated_tokens if context is None else context
-        return self.kv.bytes(ctx, spec.batch, self.kv_bytes_per_element)
+        ctx = self.layout.final_context if context is None else context
+        return self.kv.bytes(ctx, self.spec.batch, self.kv_bytes_per_element)
 
     @property
     def kv_cache_location(self) -> str:
@@ -252,21 +360,25 @@ class Generation:
     def attention_energy_j_per_token(self, context: int) -> float:
         return (self._line("attention_j", context) + self._kv_traffic(context)[0]) / self.spec.batch
 
+    @property
+    def last_context(self) -> int:
+        """The context of the step that makes the last token."""
+        return max(self.first.context, self.layout.final_context - 1)
+
     def contexts(self) -> List[int]:
-        first, last = self.first.context, self.spec.prompt_tokens + self.spec.generated_tokens - 1
-        last = max(first, last)
+        first, last = self.first.context, self.last_context
         points = sorted({round(first + (last - first) * i / (CONTEXT_POINTS - 1)) for i in range(CONTEXT_POINTS)})
         return points
 
     def to_dict(self) -> Dict[str, Any]:
         spec = self.spec
-        first = self.first.context  # an encoder-decoder's first step: the prompt and its start token
-        last = max(first, spec.prompt_tokens + spec.generated_tokens - 1)
+        first, last = self.first.context, self.last_context  # an encoder-decoder's contexts count its encoder
         s_last = self.s_per_token(last)
         return {
             "prompt_tokens": spec.prompt_tokens,
             "generated_tokens": spec.generated_tokens,
             "batch": spec.batch,
+            "encoder_tokens": self.layout.encoder_tokens,
             "attention": self.attention,
             "ttft_s": self.ttft_s,
             "decode_s_per_token_first": self.s_per_token(first),

@@ -82,6 +82,32 @@ def check_hardware_axes(grid: Sequence[Tuple[str, Sequence[Any]]], crossbar: Opt
                 raise UserError(message) from None
 
 
+
+def fixed_axes(values: Mapping[str, Any], tech: Optional[TechSpec] = None) -> Tuple[Tuple[str, Tuple[Any, ...]], ...]:
+    """One-value ``hw.`` grid axes that give every point of a sweep the array / chip fields ``values``
+    (``{"adc_bits": 6, "mvm_latency_ns": 50.0}``) and the technology ``tech``: a preset is its ``hw.tech``, a
+    preset with changed fields (a TOML tech, ``base+custom``) its base's ``hw.tech`` and one axis per
+    changed field. A field no ``hw.`` key sets is a :class:`UserError` naming it.
+
+    >>> from graphcost.crossbar.tech import tech_from_mapping
+    >>> fixed_axes({"adc_bits": 6}, tech_from_mapping({"base": "pcm-14nm", "columns_per_adc": 4}))
+    (('hw.adc_bits', (6,)), ('hw.tech', ('pcm-14nm',)), ('hw.columns_per_adc', (4,)))
+    """
+    unknown = [k for k in values if k not in _ARRAY_KEYS + _CHIP_KEYS]
+    if unknown:
+        raise UserError(f"{unknown[0]!r} is no hardware field of a sweep point; known: " + ", ".join(HW_KEYS))
+    axes = [(HW_PREFIX + k, (v,)) for k, v in values.items()]
+    if tech is None:
+        return tuple(axes)
+    base = tech_preset(tech.name.split("+")[0])
+    changed = [f.name for f in fields(TechSpec) if f.name != "name" and getattr(tech, f.name) != getattr(base, f.name)]
+    fixed = [k for k in changed if k not in _TECH_KEYS]
+    if fixed:
+        raise UserError(f"the technology's {fixed[0]!r} cannot be set per sweep point (hw. keys set: "
+                        + ", ".join(_TECH_KEYS) + ")")
+    return tuple(axes + [(HW_PREFIX + "tech", (base.name,))] + [(HW_PREFIX + k, (getattr(tech, k),)) for k in changed])
+
+
 class HardwareColumns:
     """:func:`hardware_columns` of one trace at many hardware points, each piece of work done once: the mapping
     per array geometry (:class:`~.mapping.TraceMapper`), the performance per array, chip and technology

@@ -24,7 +24,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from graphcost.errors import UserError
-from graphcost.inputs import InputSpec
 from graphcost.resolve import ModelSpec, build, build_for_shapes
 from graphcost.runtime.executor import EXECUTORS, make_executor
 from graphcost.tracing import trace
@@ -33,8 +32,8 @@ from .accuracy import AccuracyConfig, evaluate_accuracy, prepare
 from .checkpoints import SHIPPED, WEIGHT_KINDS, load_weights, shipped_checkpoint_for
 from .data import parse_data
 from .energy import AreaReport, EnergyReport, area, energy
-from .generation import (DecodeStep, GenerateSpec, Generation, KVShape, Step, chips_dict, decode_step_inputs,
-                         decoder_config, kv_shape, step_of)
+from .generation import (DecodeStep, GenerateSpec, Generation, KVShape, Step, TokenLayout, chips_dict,
+                         decoder_config, kv_shape, prefill_inputs, step_of, token_layout)
 from .mapping import ATTENTION_KINDS, map_trace
 from .perf import Performance, performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
@@ -173,25 +172,14 @@ def _weights(request: MapRequest, notes: List[str]) -> Optional[str]:
     return path
 
 
-def _prefill_inputs(model, gen: GenerateSpec):
-    """The prompt's token ids; an encoder-decoder also gets its start token (the prefill yields the first token)."""
-    inputs = {"input_ids": InputSpec((gen.batch, gen.prompt_tokens), torch.int64)}
-    if getattr(model.config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = InputSpec((gen.batch, 1), torch.int64)
-    return inputs
-
-
-def _decode_step(model, request: MapRequest, kv: KVShape, context: int) -> Step:
-    """One decode step captured against a cache of ``context`` tokens (an encoder-decoder: the prompt's
-    encoder outputs and its own tokens), mapped and costed."""
-    gen = request.generate
-    prompt = gen.prompt_tokens if getattr(model.config, "is_encoder_decoder", False) else None
-    step = DecodeStep(model, context, kv, prompt)
-    captured = trace(step, decode_step_inputs(gen.batch), tracer="dispatch")
-    mapping = map_trace(captured, request.array, request.depthwise, attention=request.attention)
+def _decode_step(model, request: MapRequest, kv: KVShape, layout: TokenLayout, own_tokens: int) -> Step:
+    """One decode step captured against a self-attention cache of ``own_tokens`` (and an encoder-decoder's
+    cross-attention cache of its encoder's outputs), mapped and costed."""
+    step = DecodeStep(model, own_tokens, kv, layout.encoder_tokens)
+    mapping = map_trace(step.trace(request.generate.batch), request.array, request.depthwise,
+                        attention=request.attention)
     perf = performance(mapping, request.chip, tech=request.tech)
-    attended = step.own_tokens + (prompt or 0)
-    return step_of(attended, perf, energy(perf, request.tech))
+    return step_of(step.context, perf, energy(perf, request.tech))
 
 
 def _build_seeded(request: MapRequest):
@@ -226,14 +214,16 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     gen = request.generate
     if gen is not None:
         kv = kv_shape(decoder_config(built.module, built.label))  # refused before any tracing
-    inputs = built.call_inputs if gen is None else _prefill_inputs(built.module, gen)
+        layout = token_layout(built.module, gen, built.call_inputs)
+    inputs = built.call_inputs if gen is None else prefill_inputs(built.module, gen, built.call_inputs)
     captured = trace(built.module, inputs, tracer=request.tracer)  # every typed / named input
     mapping = map_trace(captured, request.array, request.depthwise, name=built.label, attention=request.attention)
     perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     if gen is not None:
-        steps = [_decode_step(built.module, request, kv, context) for context in gen.contexts]
-        result.generation = Generation(gen, perf.latency_s, steps[0], steps[1], kv, request.tech, request.attention)
+        first, last = (_decode_step(built.module, request, kv, layout, own) for own in (layout.own_first,
+                                                                                         layout.own_last))
+        result.generation = Generation(gen, perf.latency_s, first, last, kv, request.tech, request.attention, layout)
     if config is not None:
         with make_executor(request.executor, request.address) as executor:
             result.accuracy = evaluate_accuracy(built.module, config, executor=executor, progress=progress,

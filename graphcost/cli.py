@@ -103,7 +103,8 @@ def cli():
     """Computational-graph costs of PyTorch models, loop-aware, and their mapping onto crossbar arrays.
 
     MODEL is a zoo name (graphcost models), torchvision:NAME, timm:NAME, hf:MODEL_TYPE[:TASK] (a transformers
-    model from its config: TASK base, causal-lm, masked-lm, seq-cls, image-cls or semantic-seg), or
+    model from its config: TASK base, causal-lm, masked-lm, seq-cls, image-cls,
+    semantic-seg, seq2seq-lm or speech-seq2seq), or
     package.module:callable.
     """
 

@@ -272,7 +272,8 @@ def _build_timm(spec: ModelSpec) -> BuiltModel:
 #: ``hf:MODEL_TYPE:TASK`` -> the transformers auto class building that task's model from a config
 HF_TASKS = {"base": "AutoModel", "causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
             "seq-cls": "AutoModelForSequenceClassification", "image-cls": "AutoModelForImageClassification",
-            "semantic-seg": "AutoModelForSemanticSegmentation"}
+            "semantic-seg": "AutoModelForSemanticSegmentation", "seq2seq-lm": "AutoModelForSeq2SeqLM",
+            "speech-seq2seq": "AutoModelForSpeechSeq2Seq"}
 #: tokens a text model is given when no input is named (``input_ids=1x128:int64``)
 HF_TEXT_TOKENS = 128
 

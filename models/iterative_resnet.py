@@ -57,14 +57,16 @@ Design choices (the paper is silent or its figure/algorithm is not in our copy):
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+import re
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from .registry import DATASETS, MAX_REPEATS, MAX_WIDTH, check_int, register_model
 
-__all__ = ["IterativeResNet", "IterativeStage", "ACTUnit", "iterative_resnet", "RESNET152_ITERATIONS"]
+__all__ = ["IterativeResNet", "IterativeStage", "ACTUnit", "iterative_resnet", "independent_state_dict",
+           "RESNET152_ITERATIONS"]
 
 #: Residual blocks per stage of ResNet-152 = maximum iterations per stage of IterativeNet152.
 RESNET152_ITERATIONS: Tuple[int, int, int, int] = (3, 8, 36, 3)
@@ -264,6 +266,25 @@ class IterativeResNet(nn.Module):
         if self.return_halting:
             return {"logits": logits, "halting": torch.cat(halting, 1), "ponder_cost": ponder}
         return logits
+
+
+def independent_state_dict(shared_state: Dict[str, torch.Tensor], independent: nn.Module
+                           ) -> Dict[str, torch.Tensor]:
+    """A shared iterative ResNet's state dict as the state dict of ``independent`` (the same model
+    built with ``shared=False``): each stage's one block and one ACT unit copied into every
+    iteration's; transitions, per-iteration batch norms, stem and head unchanged. Loaded,
+    ``independent`` computes the shared model's function (same logits, same halting) as an unrolled
+    graph.
+
+    >>> shared = iterative_resnet(dataset="digits", iterations=(2, 3), width=4)
+    >>> independent = iterative_resnet(dataset="digits", iterations=(2, 3), width=4, shared=False)
+    >>> _ = independent.load_state_dict(independent_state_dict(shared.state_dict(), independent))
+    >>> x = torch.randn(2, 1, 8, 8)
+    >>> torch.equal(shared.eval()(x), independent.eval()(x))
+    True
+    """
+    return {key: shared_state[re.sub(r"^(stages\.\d+\.(?:blocks|acts))\.\d+\.", r"\1.0.", key)].clone()
+            for key in independent.state_dict()}
 
 
 #: Builder defaults: the paper's IterativeNet152 (ResNet-152 pattern, ImageNet stem) ...

@@ -35,7 +35,8 @@ the figure that had to land all the paper's numbers (listed in :func:`itnet`):
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import re
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -226,6 +227,25 @@ class ItNet(nn.Module):
             xs = block(xs, mix=n > 0)
             outputs.append(self.classifiers[n](xs))
         return outputs
+
+
+def independent_state_dict(shared_state: Dict[str, torch.Tensor], independent: nn.Module
+                           ) -> Dict[str, torch.Tensor]:
+    """A shared ItNet's state dict as the state dict of ``independent`` (the same ItNet built with
+    ``shared=False`` and the same ``f``, ``N``, ``L``, ``K``): the one iterative block copied into every
+    iteration's block (iteration 1's copy has no mixing block, as iteration 1 skips it); data block,
+    batch norms and classifiers unchanged. Loaded, ``independent`` gives the shared model's outputs:
+    the same function as a different graph (``N`` blocks of arrays on a chip).
+
+    >>> shared = itnet(N=3, L=2, f=8, classes=4)
+    >>> independent = itnet(N=3, L=2, f=8, classes=4, shared=False)
+    >>> _ = independent.load_state_dict(independent_state_dict(shared.state_dict(), independent))
+    >>> x = torch.randn(1, 3, 32, 32)
+    >>> _ = shared.eval(), independent.eval()
+    >>> all(torch.equal(a, b) for a, b in zip(shared(x), independent(x)))
+    True
+    """
+    return {key: shared_state[re.sub(r"^blocks\.\d+\.", "block.", key)].clone() for key in independent.state_dict()}
 
 
 @register_model("itnet", default_dataset="camvid")

@@ -14,11 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
+from click.core import ParameterSource
 
 from graphcost import render
 from graphcost.cli_options import INPUT_SHAPE, Parsed, format_option, model_options
 from graphcost.crossbar.cli import NOISE, TECH, TIMES, crossbar_option
-from graphcost.crossbar.cli_specs import ARRAY, CHIP, GENERATE
+from graphcost.crossbar.cli_specs import ARRAY, CHIP, GENERATE, TECH_SPEC
+from graphcost.crossbar.hardware import fixed_axes
 from graphcost.crossbar.specs import (DEFAULT_MVM_LATENCY_NS, DEFAULT_WRITE_NS_PER_ROW, DEPTHWISE_STRATEGIES,
                                       ChipSpec, NoiseSpec)
 from graphcost.crossbar.tech import DEFAULT_TECH, TechSpec
@@ -462,6 +464,38 @@ def _metric_text(text: str) -> str:
     return text
 
 
+#: map's hardware options that set every sweep point as a one-value ``hw.`` axis (the name of its ``hw.`` key).
+_POINT_OPTIONS = ("weight_bits", "cell_bits", "differential", "dac_bits", "adc_bits", "analog_bias", "mvm_latency_ns",
+                  "write_ns_per_row")
+#: map's hardware options no sweep point has: refused before any work, naming the flag.
+_NOT_SWEPT = {"preset": "--preset", "replicate": "--replicate", "arrays_per_chip": "--chip-arrays",
+              "link_pj_per_bit": "--link-pj-per-bit", "link_gb_per_s": "--link-gb-per-s"}
+
+
+def _with_fixed_hardware(grid, tech: TechSpec):
+    """``grid`` plus a one-value ``hw.`` axis per hardware option given on the command line (the shared option
+    groups of ``map``); an option no sweep point has, or one that is also swept by ``--grid``, is refused."""
+    ctx = click.get_current_context()
+
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+    for name, flag in _NOT_SWEPT.items():
+        if given(name):
+            raise click.UsageError(f"{flag} is not part of a sweep point's hardware; sweep hw. keys (see "
+                                   f"--help), or map one point with graphcost map")
+    try:
+        axes = fixed_axes({name: ctx.params[name] for name in _POINT_OPTIONS if given(name)},
+                          tech if given("tech") else None)
+    except UserError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tech") from None
+    swept = {key for key, _ in grid}
+    for key, _ in axes:
+        if key in swept:
+            raise click.UsageError(f"{key} is set by its option and swept by --grid {key}=...; keep one")
+    return tuple(grid) + axes
+
+
 @click.command(name="sweep")
 @model_options
 @click.option("--grid", "grid", type=Parsed(parse_axis, "grid axis", "KEY=V1,V2,..."), multiple=True, callback=_grid,
@@ -471,9 +505,11 @@ def _metric_text(text: str) -> str:
 @click.option("--width-param", default=None, help="The width searched for the budget (default: f).")
 @click.option("--width-max", type=click.IntRange(min=1), default=DEFAULT_WIDTH_MAX, show_default=True,
               help="Largest width the search tries.")
-@crossbar_option(default=None, help="Also map every point onto RxC crossbar arrays (arrays_used, utilization, ...).")
-@click.option("--arrays", "chip_arrays", type=click.IntRange(min=1), default=None, metavar="M",
-              help="With --crossbar: a chip of M arrays (fits, throughput_fps, latency_s).")
+@ARRAY.options(crossbar_default=None, crossbar_help="Also map every point onto RxC crossbar arrays (arrays_used, "
+                                                   "utilization, ...); the bits options below set every point's "
+                                                   "array (as one-value hw. keys).")
+@CHIP.options()
+@TECH_SPEC.options()
 @click.option("--metric", type=Parsed(_metric_text, "metric", "NAME[:min|max]"), default=None,
               help="Rank the points by a column (e.g. graph_size_bytes) or by auc, the paper's AUC of mIoU "
                    "over MACs (needs --accuracy-table).")
@@ -491,9 +527,9 @@ def _metric_text(text: str) -> str:
 @format_option
 @run_options
 def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Optional[str], width_max: int,
-          crossbar: Optional[Tuple[int, int]], chip_arrays: Optional[int], metric: Optional[str],
-          accuracy_table: Optional[str], chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str],
-          yes: bool, fmt: str, run: RunOptions):
+          array, chip: ChipSpec, tech: TechSpec, preset, metric: Optional[str], accuracy_table: Optional[str],
+          chance_miou: float, skip_failed: bool, pareto, out_dir: Optional[str], yes: bool, fmt: str,
+          run: RunOptions):
     """Grid search over MODEL's parameters, the widest width within a MAC budget per point (ItNet Figs. A2/A3).
 
     \b
@@ -505,6 +541,7 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
       graphcost sweep itnet --grid N=2,4 --grid hw.crossbar=128x128,256x256 --grid hw.adc_bits=4,6,8 \\
           --pareto energy_j,throughput_fps
     """
+    grid = _with_fixed_hardware(grid, tech)
     out = check_out_dir(out_dir) if out_dir is not None else None
     accuracy = read_table(accuracy_table) if accuracy_table else None
     max_points = None if yes else MAX_GRID_POINTS
@@ -512,7 +549,8 @@ def sweep(spec: ModelSpec, grid, macs_budget: Optional[float], width_param: Opti
         sweep_spec = resolve_spec(SweepSpec(  # bad names and a huge grid fail before the executor starts
             model=spec.name, grid=grid, fixed=tuple(spec.params.items()), dataset=spec.dataset,
             input_shape=spec.input_shape, shared=spec.shared, macs_budget=macs_budget, width_param=width_param,
-            width_max=width_max, crossbar=crossbar, chip_arrays=chip_arrays), max_points)
+            width_max=width_max, crossbar=None if array is None else (array.rows, array.cols),
+            chip_arrays=chip.arrays), max_points)
     except GridTooLarge as exc:
         raise UserError(f"{exc} with --yes") from None
     if accuracy is not None:
@@ -621,6 +659,23 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
     render.console().print(render.table(f"sweep {model} @ {shape}{variant}{budget}", columns, table_rows))
 
 
+def _adaptive_variants(request, run, spec: ModelSpec, writers) -> Optional[Dict[str, Any]]:
+    """With a crossbar, for a model with shared and independent variants: both on the chip, the energy
+    figure and its per-input CSV added to ``writers``; their summary (``None`` otherwise)."""
+    from graphcost.crossbar.adaptive_run import INDEPENDENT_COPIES, run_variants
+
+    from . import adaptive
+
+    if request.array is None or spec.name not in INDEPENDENT_COPIES:
+        return None
+    runs = run_variants(request, run)
+    for note in (n for other in runs.values() if other is not run for n in other.notes):
+        click.echo(f"note: {note}", err=True)
+    writers.update(figure_writers(adaptive.variants_figure(runs, spec.name), f"adaptive-{spec.name}-energy",
+                                  adaptive.variants_frame(runs)))
+    return adaptive.variants_summary(runs)
+
+
 @report.command(name="adaptive")
 @model_options
 @click.option("--data", type=Parsed("graphcost.crossbar.data:check_data", "data"), default=None,
@@ -632,14 +687,16 @@ def _print_sweep_table(model: str, spec, rows, width: Optional[str], metric: Opt
               help="float, hwa or a state dict file (default: the shipped checkpoint of the model and data).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Inputs to run (default 360).")
 @click.option("--crossbar", type=Parsed("graphcost.crossbar.specs:parse_crossbar", "crossbar size", "RxC"),
-              default=None, help="Also map onto RxC arrays: energy per input in the CSV.")
+              default=None, help="Also map onto RxC arrays: energy per input in the CSV and, for ItNet and "
+                                 "iterative-resnet, energy per frame of the shared vs the independent variant.")
 @out_option()
 @format_option
 def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights: Optional[str],
                      samples: Optional[int], crossbar, out_dir: str, fmt: str):
     """Cost per input of a halting or early-exit MODEL on real data: MACs histogram, accuracy vs mean cost
     as the threshold sweeps, easiest and hardest inputs. Writes adaptive-MODEL.png/.svg/.csv (the sweep),
-    adaptive-MODEL-inputs.csv (one row per input) and index.html to --out."""
+    adaptive-MODEL-inputs.csv (one row per input), with --crossbar for ItNet / iterative-resnet
+    adaptive-MODEL-energy.png/.svg/.csv (energy per frame, shared vs independent) and index.html to --out."""
     from graphcost.crossbar.adaptive_run import DEFAULT_SAMPLES, AdaptiveRequest, run_adaptive
     from graphcost.crossbar.specs import ArraySpec
 
@@ -656,10 +713,12 @@ def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights:
     writers = figure_writers(fig, f"adaptive-{spec.name}", sweep)
     per_input = adaptive.samples_frame(run)
     writers[f"adaptive-{spec.name}-inputs.csv"] = lambda p: per_input.to_csv(p, index=False)
+    variants = _adaptive_variants(request, run, spec, writers)
     written = write_files(out, writers)
     written.append(write_index(out, f"graphcost report adaptive {spec.name}", written))
     if fmt == "json":
-        click.echo(render.dumps({"adaptive": run.result.to_dict(), "sweep": _records(sweep)}))
+        click.echo(render.dumps({"adaptive": run.to_dict()["adaptive"], "sweep": _records(sweep),
+                                 **({"variants": variants} if variants else {})}))
     elif fmt == "csv":
         click.echo(render.frame_csv(sweep), nl=False)
     else:
@@ -667,4 +726,8 @@ def adaptive_command(spec: ModelSpec, data: Optional[str], exit_policy, weights:
         render.console().print(render.table(f"{spec.name}: {run.result.metric} vs mean cost over the threshold sweep",
                                             ["threshold", "mean MACs", run.result.metric], rows))
         click.echo(run.result.line())
+        for variant, v in (variants or {}).items():
+            if variant != "same_exits":
+                click.echo(f"{variant}: {v['chip']['arrays']:,} arrays, {v['chip']['area_mm2']:.1f} mm², energy per "
+                           f"frame mean {v['energy_j']['mean'] * 1e6:.4g} µJ, p95 {v['energy_j']['p95'] * 1e6:.4g} µJ")
     _echo_written(written)

@@ -16,9 +16,13 @@ from graphcost.fileio import write_atomic
 
 INDEX = "index.html"
 _XML_PROLOGUE = re.compile(r"^\s*<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", re.DOTALL)
-_STYLE = """
+#: The look every report page shares (the sweep explorer's too).
+BASE_STYLE = """
 body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }
-h1 { font-size: 18px; } h2 { font-size: 15px; margin-top: 24px; }
+h1 { font-size: 18px; }
+"""
+_STYLE = """
+h2 { font-size: 15px; margin-top: 24px; }
 table { border-collapse: collapse; margin: 6px 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #eceff1; } td:first-child, th:first-child { text-align: left; }
@@ -61,17 +65,23 @@ def index_html(title: str, paths: Sequence[str], summary: Optional[Sequence[Dict
     links = " · ".join(f'<a href="{html.escape(os.path.basename(p))}">{html.escape(os.path.basename(p))}</a>'
                        for p in paths)
     parts.append(f"<p>files: {links}</p>")
-    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    return html_page(title, "\n".join(parts), _STYLE)
+
+
+def html_page(title: str, body: str, style: str = "", script: bool = False) -> str:
+    """A self-contained page: ``BASE_STYLE`` + ``style``, ``body`` (HTML), and a Content-Security-Policy that
+    forbids fetching anything (inline styles and data: images; inline scripts too where ``script``)."""
+    csp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:" + ("; script-src 'unsafe-inline'" if script
+                                                                             else "")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+            f"<title>{html.escape(title)}</title><style>{BASE_STYLE}{style}</style></head><body>\n"
+            + body + "\n</body></html>\n")
 
 
-def write_index(out_dir: str, title: str, paths: Sequence[str],
-                summary: Optional[Sequence[Dict[str, Any]]] = None) -> str:
-    """Write ``out_dir/index.html`` for the report files ``paths``; returns its path."""
-    page = index_html(title, paths, summary)
+def write_page(out_dir: str, page: str) -> str:
+    """Write ``page`` to ``out_dir/index.html`` whole or not at all (every report page, the sweep explorer's
+    too); returns its path. An unwritable folder is one :class:`UserError`."""
     target = os.path.join(out_dir, INDEX)
 
     def write(tmp: str) -> None:
@@ -83,3 +93,9 @@ def write_index(out_dir: str, title: str, paths: Sequence[str],
     except OSError as exc:
         raise UserError(f"cannot write {target!r} ({exc.strerror or exc}); choose a writable folder") from None
     return target
+
+
+def write_index(out_dir: str, title: str, paths: Sequence[str],
+                summary: Optional[Sequence[Dict[str, Any]]] = None) -> str:
+    """Write ``out_dir/index.html`` for the report files ``paths``; returns its path."""
+    return write_page(out_dir, index_html(title, paths, summary))

@@ -18,15 +18,14 @@ from graphcost.errors import UserError, shape_text
 from graphcost.explore import SweepSpec
 from graphcost.explore.ranking import HIGHER_IS_BETTER
 from graphcost.explore.width import DEFAULT_WIDTH_MAX
-from graphcost.fileio import write_atomic
 
-INDEX = "index.html"
+from .index_page import html_page, write_page
+
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", "explorer.js")
 #: Bookkeeping columns left out of the plots (they say how a row was computed, not what it is).
 _NOT_PLOTTED = {"analyses", "seconds", "rank", "pareto", "fits"}
 _STYLE = """
-body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; }
-h1 { font-size: 18px; } .row { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
+.row { display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap; }
 canvas { border: 1px solid #ddd; } select { margin-right: 12px; }
 table { border-collapse: collapse; } th, td { border: 1px solid #ddd; padding: 1px 5px; text-align: right; }
 #rows tr[data-row] { cursor: pointer; } #rows tr[data-row]:hover { background: #eef; }
@@ -73,13 +72,31 @@ def reproduce_command(spec: SweepSpec) -> str:
     return " ".join(parts)
 
 
+def _encode_column(values: List[Any]) -> Any:
+    """One column for the page: a list of values, or for text its ``levels`` and one ``codes`` entry per row
+    (-1: no value) -- a sweep's text columns repeat a few values over thousands of rows."""
+    if not any(isinstance(v, str) for v in values) or not all(v is None or isinstance(v, str) for v in values):
+        return values
+    levels = list(dict.fromkeys(v for v in values if v is not None))
+    index = {v: k for k, v in enumerate(levels)}
+    return {"levels": levels, "codes": [-1 if v is None else index[v] for v in values]}
+
+
 def explorer_payload(spec: SweepSpec, rows: Sequence[Mapping[str, Any]],
                      pareto: Optional[Sequence[Tuple[str, bool]]] = None) -> Dict[str, Any]:
-    """The page's data: scalar columns of every row, the numeric columns, directions, keys, axes and command."""
-    plain = [{k: v for k, v in r.items() if not isinstance(v, (list, tuple, dict))} for r in rows]
+    """The page's data: every scalar column of the rows column by column (``n`` rows; a cell a row lacks is
+    null), the numeric columns, directions, keys, axes and command.
+
+    >>> from graphcost.explore import SweepSpec
+    >>> rows = [{"N": 1, "tech": "rram", "energy_j": 2.0}, {"N": 2, "tech": "rram", "energy_j": 1.0}]
+    >>> p = explorer_payload(SweepSpec(model="itnet", grid=(("N", (1, 2)),)), rows)
+    >>> p["n"], p["table"]["N"], p["table"]["tech"], p["columns"]
+    (2, [1, 2], {'levels': ['rram'], 'codes': [0, 0]}, ['N', 'energy_j'])
+    """
+    names = list(dict.fromkeys(k for r in rows for k, v in r.items() if not isinstance(v, (list, tuple, dict))))
+    table = {c: [r.get(c) for r in rows] for c in names}
     keys = list(spec.grid_keys)
-    columns = [c for c in dict.fromkeys(k for r in plain for k in r)
-               if c not in _NOT_PLOTTED and any(_number(r.get(c)) for r in plain)]
+    columns = [c for c in names if c not in _NOT_PLOTTED and any(_number(v) for v in table[c])]
     directions = {c: ("max" if c in HIGHER_IS_BETTER else "min") for c in columns}
     for name, ascending in pareto or ():
         directions[name] = "min" if ascending else "max"
@@ -87,7 +104,9 @@ def explorer_payload(spec: SweepSpec, rows: Sequence[Mapping[str, Any]],
     axes = [p[0] for p in pareto] if pareto else measured[:2]
     axes = (axes + measured + columns)[:2]
     colour = next((c for c in measured if c not in axes), axes[0])
-    return {"title": f"sweep {spec.model}", "rows": plain, "columns": columns, "directions": directions,
+    return {"title": f"sweep {spec.model}", "n": len(rows),
+            "table": {c: _encode_column(values) for c, values in table.items()}, "columns": columns,
+            "directions": directions,
             "keys": {"model": [k for k in keys if not k.startswith("hw.")],
                      "hardware": [k for k in keys if k.startswith("hw.")]},
             "axes": axes + [colour], "command": reproduce_command(spec)}
@@ -97,13 +116,8 @@ def explorer_html(payload: Mapping[str, Any]) -> str:
     with open(_SCRIPT, encoding="utf-8") as handle:
         script = handle.read()
     blob = json.dumps(payload, default=str, allow_nan=False).replace("</", "<\\/")
-    csp = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
     title = html.escape(payload["title"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<title>{title}</title><style>{_STYLE}</style></head><body>
-<h1>{title}: {len(payload["rows"]):,} points</h1>
+    return html_page(payload["title"], f"""<h1>{title}: {payload["n"]:,} points</h1>
 <p>x <select id="x"></select> y <select id="y"></select> colour <select id="colour"></select>
 <button id="clear">clear brushes</button> <span id="legend"></span></p>
 <div class="row"><canvas id="scatter" width="640" height="420"></canvas><div id="detail"><p>click a row of the table
@@ -112,9 +126,7 @@ for its keys and the command that reproduces it</p></div></div>
 <canvas id="parallel" width="1200" height="320"></canvas>
 <p id="count"></p><div class="scroll"><table id="rows"></table></div>
 <script type="application/json" id="sweep-data">{blob}</script>
-<script>{script}</script>
-</body></html>
-"""
+<script>{script}</script>""", _STYLE, script=True)
 
 
 def _finite(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
@@ -125,18 +137,7 @@ def _finite(rows: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
 def write_explorer(out_dir: str, spec: SweepSpec, rows: Sequence[Mapping[str, Any]],
                    pareto: Optional[Sequence[Tuple[str, bool]]] = None) -> str:
     """Write ``out_dir/index.html``, the explorer of ``rows``; returns its path."""
-    page = explorer_html(explorer_payload(spec, _finite(rows), pareto))
-    target = os.path.join(out_dir, INDEX)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(page)
-
-    try:
-        write_atomic(target, write)
-    except OSError as exc:
-        raise UserError(f"cannot write {target!r} ({exc.strerror or exc}); choose a writable folder") from None
-    return target
+    return write_page(out_dir, explorer_html(explorer_payload(spec, _finite(rows), pareto)))
 
 
 def read_sweep_json(path: str) -> Tuple[SweepSpec, List[Dict[str, Any]], Optional[Tuple[Tuple[str, bool], ...]]]:

@@ -20,7 +20,7 @@ NO_EXAMPLES = {
     "graphcost.cli", "graphcost.passes", "graphcost.passes.anytime", "graphcost.viewer.cli", "graphcost.viewer.page",
     "graphcost.runtime", "graphcost.runtime.executor", "graphcost.runtime.store", "graphcost.explore",
     "graphcost.models", "graphcost.models.cgnet", "graphcost.models.enet", "graphcost.models.espnetv2",
-    "graphcost.models.iterative_resnet", "graphcost.models.itnet", "graphcost.models.manifest",
+    "graphcost.models.manifest",
     "graphcost.models.recunet", "graphcost.models.recurrent_seg",
     "graphcost.crossbar", "graphcost.crossbar.cli", "graphcost.crossbar.run", "graphcost.crossbar.train_cli",
     "graphcost.crossbar.adaptive_cli", "graphcost.crossbar.adaptive_run", "graphcost.crossbar.cli_specs",

@@ -1,10 +1,11 @@
 import os
 
+import pandas as pd
 import pytest
 
 import graphcost
 from graphcost import UserError
-from graphcost.runtime.store import NullStore, ResultStore, default_store_path, open_store, result_key
+from graphcost.runtime.store import _arrow_columns, NullStore, ResultStore, default_store_path, open_store, result_key
 
 
 def test_roundtrip_and_frame(tmp_path):
@@ -20,6 +21,46 @@ def test_roundtrip_and_frame(tmp_path):
         assert list(frame["f"]) == [53] and frame["meta.model"].iloc[0] == "itnet"
     with ResultStore(path) as again:  # persisted on disk
         assert again.get(key)["f"] == 53
+
+
+
+ROWS = [  # what sweeps store: ints, floats, bools, strings, lists, None where a point failed
+    {"N": 1, "f": 53, "macs": 19_776_192, "fits": True, "tech": "rram-22nm", "xs": [1, 2], "energy_j": 1.5e-3},
+    {"N": 2, "f": None, "macs": None, "fits": None, "tech": "pcm-14nm", "xs": None, "energy_j": None,
+     "status": "infeasible", "reason": "over the budget"},
+    {"N": 3, "f": 7, "macs": 2**40, "fits": False, "tech": "2024-01-01", "xs": [], "energy_j": 2.0},
+]
+
+
+def _nulls_as_none(frame):
+    """A key a row lacks is NaN in pandas' object columns and None in Arrow's: both are a missing value."""
+    frame = frame.copy()
+    for name in frame.columns[frame.dtypes == object]:
+        frame[name] = [None if not isinstance(v, (list, dict)) and pd.isna(v) else v for v in frame[name]]
+    return frame
+
+
+@pytest.mark.parametrize("odd, columns", [(None, True), ({"v": float("nan")}, True), ({"v": 1}, True), ({"v": 0.00013752750000000003}, True),
+                                          ({"v": 2**70}, False), ({"xs": [3, 2**70]}, False), ({"v": {"nested": 1}}, False), ({"N": "one"}, False)])
+def test_frame_columns_read_as_the_row_dicts_give_them(tmp_path, odd, columns):
+    """The column-wise reader (pyarrow) and the row-wise one build the same frame; rows pyarrow cannot read
+    like pandas (integers beyond 64 bits, a nested object, a type changing between rows) fall back to the
+    row-wise reader."""
+    rows = ROWS + ([odd] if odd is not None else [])
+    with open_store(str(tmp_path / "s.sqlite")) as store:
+        store.put_many([(f"k{i}", {"kind": "sweep-point", "model": "m", "point": {"N": i}}, r)
+                        for i, r in enumerate(rows)])
+        store.put("other", {"kind": "other"}, {"q": 1})
+        frame = store.frame("sweep-point")
+        raw = store._query("SELECT key, kind, model, meta, result, version, created FROM results "
+                           "WHERE kind = 'sweep-point'")
+        by_rows = store._frame_by_rows(raw, store._decode_all([r[3] for r in raw]))
+        columnwise = _arrow_columns([r[4] for r in raw])
+    assert (columnwise is not None) == columns
+    pd.testing.assert_frame_equal(_nulls_as_none(frame), _nulls_as_none(by_rows))
+    assert len(frame) == len(rows) and list(frame["meta.point"])[0] == {"N": 0}
+    assert frame["xs"].iloc[0] == [1, 2] and isinstance(frame["xs"].iloc[0], list)
+    assert frame["tech"].iloc[2] == "2024-01-01" and frame["macs"].iloc[2] == 2**40
 
 
 def test_keys_depend_on_every_part_and_the_version(monkeypatch):

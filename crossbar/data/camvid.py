@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from graphcost.errors import UserError
 
 from .base import register_source
-from .images import ImageSource, SegmentationSet, check_classes, list_png, read_image, read_label
+from .images import LabelledFolderSource, SegmentationSet, list_png, read_image, read_label
 from .base import IGNORE_INDEX
 
 CAMVID_CLASSES = 11
@@ -33,8 +33,7 @@ class CamVidDataset(SegmentationSet):
     def __init__(self, root: str, split: str = "test", samples: Optional[int] = None,
                  size: Tuple[int, int] = CAMVID_SHAPE):
         self.root, self.split, self.size = root, split, tuple(size)
-        if not os.path.isdir(root):
-            raise UserError(f"CamVid folder {root!r} does not exist; give camvid:PATH of a folder in the SegNet layout")
+        CamVidSource.check_folder(root)
         img_dir, lab_dir = os.path.join(root, split), os.path.join(root, split + "annot")
         missing = [d for d in (img_dir, lab_dir) if not os.path.isdir(d)]
         if missing:
@@ -62,23 +61,12 @@ class CamVidDataset(SegmentationSet):
         return image, label
 
 
-
-
 @register_source
-class CamVidSource(ImageSource):
+class CamVidSource(LabelledFolderSource):
     """CamVid's ``test`` (or ``train``) split."""
 
     scheme = "camvid"
-    task = "segmentation"
-    takes_path = True
     classes = CAMVID_CLASSES
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        if not os.path.isdir(path):
-            raise UserError(f"CamVid folder {path!r} does not exist; give camvid:PATH of a folder in the SegNet layout")
-
-    def open(self, samples: Optional[int], split: str, classes: Optional[int], model_inputs: Any = None,
-             size: Optional[Tuple[int, int]] = None) -> SegmentationSet:
-        check_classes(self.scheme, CAMVID_CLASSES, classes)
-        return CamVidDataset(self.path, split=split, samples=samples, **({"size": tuple(size)} if size else {}))
+    dataset = CamVidDataset
+    folder_what = "CamVid folder"
+    folder_layout = "a folder in the SegNet layout"

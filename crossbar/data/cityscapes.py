@@ -5,14 +5,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from graphcost.errors import UserError
 
 from .base import register_source
-from .images import ImageSource, SegmentationSet, check_classes, list_png, read_image, read_label, reason
+from .images import LabelledFolderSource, SegmentationSet, list_png, read_image, read_label, reason
 from .base import IGNORE_INDEX
 
 CITYSCAPES_CLASSES = 19
@@ -39,9 +39,7 @@ class CityscapesDataset(SegmentationSet):
     def __init__(self, root: str, split: str = "val", samples: Optional[int] = None,
                  size: Tuple[int, int] = CITYSCAPES_SHAPE):
         self.root, self.split, self.size = root, split, tuple(size)
-        if not os.path.isdir(root):
-            raise UserError(f"Cityscapes folder {root!r} does not exist; give cityscapes:PATH of the folder "
-                            f"holding leftImg8bit/ and gtFine/")
+        CityscapesSource.check_folder(root)
         img_root, lab_root = os.path.join(root, "leftImg8bit", split), os.path.join(root, "gtFine", split)
         missing = [d for d in (img_root, lab_root) if not os.path.isdir(d)]
         if missing:
@@ -90,25 +88,15 @@ class CityscapesDataset(SegmentationSet):
         return image, label
 
 
-
-
 @register_source
-class CityscapesSource(ImageSource):
+class CityscapesSource(LabelledFolderSource):
     """Cityscapes' ``val`` (or ``train``) split."""
 
     scheme = "cityscapes"
-    task = "segmentation"
-    takes_path = True
     classes = CITYSCAPES_CLASSES
+    dataset = CityscapesDataset
+    folder_what = "Cityscapes folder"
+    folder_layout = "the folder holding leftImg8bit/ and gtFine/"
 
-    def __init__(self, path: str):
-        super().__init__(path)
-        if not os.path.isdir(path):
-            raise UserError(f"Cityscapes folder {path!r} does not exist; give cityscapes:PATH of the folder "
-                            f"holding leftImg8bit/ and gtFine/")
-
-    def open(self, samples: Optional[int], split: str, classes: Optional[int], model_inputs: Any = None,
-             size: Optional[Tuple[int, int]] = None) -> SegmentationSet:
-        check_classes(self.scheme, CITYSCAPES_CLASSES, classes)
-        folder = "train" if split == "train" else "val"
-        return CityscapesDataset(self.path, split=folder, samples=samples, **({"size": tuple(size)} if size else {}))
+    def split_folder(self, split: str) -> str:
+        return "train" if split == "train" else "val"

@@ -72,12 +72,11 @@ class ImageFolderSource(ImageSource):
     scheme = "imagefolder"
     task = "classification"
     takes_path = True
+    folder_what = "image folder"
+    folder_layout = "a folder holding one sub-folder of images per class"
 
     def __init__(self, path: str):
         super().__init__(path)
-        if not os.path.isdir(path):
-            raise UserError(f"image folder {path!r} does not exist; give imagefolder:PATH of a folder holding one "
-                            f"sub-folder of images per class")
         split_roots = [os.path.join(path, s) for s in ("train", "val")]
         self.split_roots = all(os.path.isdir(r) for r in split_roots)
         names, _ = _class_files(self._root("test"))  # an empty folder fails here, before any work

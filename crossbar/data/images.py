@@ -17,7 +17,7 @@ from graphcost.errors import UserError, first_line
 
 from .base import IGNORE_INDEX, DataSource, Samples, check_samples, check_split, fill_inputs
 
-__all__ = ["SegmentationSet", "ImageSource", "read_image", "read_label", "list_png", "reason"]
+__all__ = ["SegmentationSet", "ImageSource", "LabelledFolderSource", "check_folder", "read_image", "read_label", "list_png", "reason"]
 
 
 class SegmentationSet:
@@ -44,8 +44,31 @@ class SegmentationSet:
 
 
 
+def check_folder(path: str, what: str, scheme: str, layout: str) -> None:
+    """A missing folder is the user's error, named with the form it came from: ``"{what} PATH does not
+    exist; give {scheme}:PATH of {layout}"``."""
+    if not os.path.isdir(path):
+        raise UserError(f"{what} {path!r} does not exist; give {scheme}:PATH of {layout}")
+
+
 class ImageSource(DataSource):
-    """A source whose samples are a :class:`SegmentationSet`: :meth:`open` builds it."""
+    """A source whose samples are a :class:`SegmentationSet`: :meth:`open` builds it.
+
+    A source read from a folder (``takes_path``) names it ``folder_what`` and describes its
+    ``folder_layout``; the constructor checks the folder exists (:func:`check_folder`)."""
+
+    folder_what = "folder"
+    folder_layout = "a folder"
+
+    def __init__(self, path: Optional[str] = None):
+        super().__init__(path)
+        if self.takes_path:
+            self.check_folder(path)
+
+    @classmethod
+    def check_folder(cls, path: str) -> None:
+        """:func:`check_folder` with this source's names."""
+        check_folder(path, cls.folder_what, cls.scheme, cls.folder_layout)
 
     def open(self, samples: Optional[int], split: str, classes: Optional[int], model_inputs: Any = None
              ) -> SegmentationSet:  # pragma: no cover - overridden
@@ -59,6 +82,25 @@ class ImageSource(DataSource):
         images, labels = dataset.tensors()
         args, kwargs = fill_inputs(model_inputs, images, torch.Generator().manual_seed(seed))
         return Samples(args, kwargs, labels, dataset.task, dataset.classes)
+
+
+class LabelledFolderSource(ImageSource):
+    """A segmentation set in a fixed folder layout with its own class count (CamVid, Cityscapes):
+    ``dataset`` is its :class:`SegmentationSet` class, built from ``(root, split=..., samples=...,
+    size=...)``; :meth:`split_folder` names the folder split of ``"test"`` / ``"train"``."""
+
+    task = "segmentation"
+    takes_path = True
+    dataset: type = SegmentationSet
+
+    def split_folder(self, split: str) -> str:
+        return split
+
+    def open(self, samples: Optional[int], split: str, classes: Optional[int], model_inputs: Any = None,
+             size: Optional[Tuple[int, int]] = None) -> SegmentationSet:
+        check_classes(self.scheme, self.classes, classes)
+        return self.dataset(self.path, split=self.split_folder(split), samples=samples,
+                            **({"size": tuple(size)} if size else {}))
 
 
 # --------------------------------------------------------------------------- files

@@ -42,7 +42,7 @@ from graphcost.resolve import ModelSpec, build_for_shapes, parse_literal
 from graphcost.runtime.store import cached_map, result_key
 from graphcost.tracing import trace
 
-from .width import DEFAULT_WIDTH_MAX, InvalidWidth, last_output_macs, widest_width
+from .width import DEFAULT_WIDTH_MAX, ChannelScaling, InvalidWidth, last_output_macs, widest_width
 
 POINT_KIND = "sweep-point"
 #: Number columns of every ``ok`` row (besides the grid, the width and ``macs_next_width``), and those
@@ -306,6 +306,7 @@ class _Probe:
         self.analyses = 0
         self.kept: Dict[int, Any] = {}
         self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
+        self.scaling: Optional[ChannelScaling] = None  # the first trace's MACs by channels, for estimates
 
     def build(self, width: Optional[int] = None):
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
@@ -324,7 +325,19 @@ class _Probe:
         value = last_output_macs(t)
         if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
             self.kept = {width: t}  # keep one trace: the widest within budget so far
+        self.scaling = self.scaling or ChannelScaling(t)
         return value
+
+    def estimate(self, width: int) -> Optional[int]:
+        """The last-output MACs at ``width`` predicted from the first trace: a build, no trace (kept for it)."""
+        if self.scaling is None:
+            return None
+        if width not in self.built:
+            try:
+                self.built[width] = self.build(width)
+            except UserError as exc:
+                raise InvalidWidth(str(exc)) from None
+        return self.scaling(self.built[width].module)
 
 
 def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
@@ -333,7 +346,7 @@ def _search(task: PointTask, probe: _Probe, row: Dict[str, Any]):
     width, budget = spec.width_param, float(spec.macs_budget)
     start = _start_width(spec)
     probe.built[start] = probe.build(start)  # bad non-width params fail here, once
-    search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start)
+    search = widest_width(probe, budget, spec.width_min, spec.width_max, start=start, estimate=probe.estimate)
     if search.width is None:
         smallest = min(search.probes) if search.probes else None
         need = (f"even {width}={smallest} needs {search.probes[smallest]:.4g} MACs at the last output"

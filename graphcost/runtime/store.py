@@ -20,6 +20,7 @@ results to it), so no cross-process locking is needed beyond SQLite's own.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sqlite3
@@ -304,7 +305,11 @@ class ResultStore:
         return [self._decode(text) for text in texts]  # one unsound row: find it, count it
 
     def frame(self, kind: Optional[str] = None):
-        """The stored results as a DataFrame: key, kind, model, version, created, then meta and result columns."""
+        """The stored results as a DataFrame: key, kind, model, version, created, then meta and result columns.
+
+        Result columns are parsed straight into columns by pyarrow's JSON reader where it is installed (the
+        ``store`` extra) and reads them as pandas would (:func:`_arrow_columns`); else row by row.
+        """
         query = "SELECT key, kind, model, meta, result, version, created FROM results"
         args: tuple = ()
         if kind is not None:
@@ -312,6 +317,14 @@ class ResultStore:
             args = (kind,)
         raw = self._query(query, args)
         metas = self._decode_all([r[3] for r in raw])
+        if all(meta is not None for meta in metas):
+            columns = _arrow_columns([r[4] for r in raw])
+            if columns is not None:
+                return _assemble(raw, metas, columns)
+        return self._frame_by_rows(raw, metas)
+
+    def _frame_by_rows(self, raw: Sequence[tuple], metas: Sequence[Optional[Dict[str, Any]]]):
+        """:meth:`frame` one row dict at a time: any JSON, unreadable rows skipped (and counted)."""
         results = self._decode_all([r[4] for r in raw])
         rows = []
         for (key, kind_, model, _, _, version, created), meta, result in zip(raw, metas, results):
@@ -333,6 +346,75 @@ class ResultStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _beyond_int64(column) -> bool:
+    """Whether a float column (or list of floats) holds a magnitude of 2^63 or more: where an integer beyond
+    int64 was, which Arrow reads as a float and Python keeps exact (a float that large is sent row by row too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = column
+    while pa.types.is_list(values.type):
+        values = pc.list_flatten(values)
+    if not pa.types.is_floating(values.type):
+        return False
+    top = pc.max(pc.abs(values)).as_py()
+    return top is not None and top >= 2.0 ** 63
+
+
+def _plain_arrow_type(kind) -> bool:
+    """Types pyarrow hands to pandas as pandas would build them from the row dicts (numbers, bools,
+    strings, nulls, lists of those); a struct (missing keys filled in) or a timestamp (a date-like string)
+    would not."""
+    import pyarrow.types as pt
+
+    if pt.is_list(kind):
+        return _plain_arrow_type(kind.value_type)
+    return pt.is_integer(kind) or pt.is_floating(kind) or pt.is_boolean(kind) or pt.is_string(kind) or \
+        pt.is_null(kind)
+
+
+def _arrow_columns(texts: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """Each result column (name -> values) read by pyarrow's JSON reader, in C++ with no dict per row.
+
+    None where pyarrow is missing or cannot read the texts the way ``pd.DataFrame(rows)`` would: a row
+    that is no object, a type that changes between rows (a number and a string), a nested object, an integer
+    of 19 digits or more (Arrow would round it to a float, Python keeps it exact). The caller then reads row
+    by row.
+    """
+    try:
+        import pyarrow as pa  # lazy on purpose: optional (the ``store`` extra)
+        import pyarrow.json as pa_json
+    except ImportError:
+        return None
+    if not texts:
+        return None
+    try:
+        table = pa_json.read_json(io.BytesIO("\n".join(texts).encode()))
+    except (pa.ArrowException, ValueError):
+        return None
+    if table.num_rows != len(texts) or not all(_plain_arrow_type(f.type) for f in table.schema) or \
+            any(_beyond_int64(column) for column in table.columns):
+        return None
+    columns: Dict[str, Any] = {}
+    for name, column in zip(table.column_names, table.columns):
+        # lists come back from Arrow as numpy arrays: give them back as the lists that were stored
+        columns[name] = column.to_pylist() if pa.types.is_list(column.type) else column.to_pandas()
+    return columns
+
+
+def _assemble(raw: Sequence[tuple], metas: Sequence[Dict[str, Any]], columns: Mapping[str, Any]):
+    """The frame of :meth:`ResultStore.frame` from its parts: base columns, ``meta.*``, then result columns
+    (a result key named like an earlier column replaces its values in place, as ``dict.update`` does)."""
+    base = {name: [r[i] for r in raw] for name, i in (("key", 0), ("kind", 1), ("model", 2), ("version", 5),
+                                                      ("created", 6))}
+    frame = pd.DataFrame(base)
+    meta = pd.DataFrame(list(metas)).add_prefix("meta.")
+    frame = pd.concat([frame, meta], axis=1) if len(meta.columns) else frame
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
 
 
 class NullStore(ResultStore):

@@ -1,22 +1,40 @@
 // The sweep explorer: scatter (Pareto front of the two axes highlighted, colour by a third column),
 // parallel coordinates of every numeric column with brushing, the selected rows as a table, and a
 // clicked row's model / hardware keys and the command that reproduces it. No library, no fetch.
+// The rows arrive column by column (sweep_explorer.explorer_payload): a number column is a list, a string
+// column its levels and one code per row; `col[name][i]` is row i's value, row objects are built only
+// when asked for (graphcostSweep.rows).
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("sweep-data").textContent);
-  const rows = data.rows, columns = data.columns, dirs = data.directions;
+  const n = data.n, columns = data.columns, dirs = data.directions, col = {};
+  for (const [name, v] of Object.entries(data.table)) {
+    col[name] = Array.isArray(v) ? v : v.codes.map((c) => (c < 0 ? null : v.levels[c]));
+  }
+  const names = Object.keys(col);
+  const at = (c, i) => (col[c] ? col[c][i] : undefined);
+  let rowObjects = null;
+  function rows() {
+    if (!rowObjects) rowObjects = Array.from({length: n}, (_, i) => {
+      const r = {};
+      for (const c of names) r[c] = col[c][i];
+      return r;
+    });
+    return rowObjects;
+  }
   const $ = (id) => document.getElementById(id);
   const brushes = {};               // column -> [lo, hi]
-  let selected = rows.map((_, i) => i), front = [], drawnPoints = 0;
+  let selected = Array.from({length: n}, (_, i) => i), front = [], drawnPoints = 0;
   const state = {x: data.axes[0], y: data.axes[1], colour: data.axes[2]};
 
   const num = (v) => typeof v === "number" && isFinite(v);
   const fmt = (v) => num(v) ? (Number.isInteger(v) ? String(v) : v.toPrecision(4)) : (v === null || v === undefined ? "" : String(v));
-  function extent(col) {
+  const extents = {};
+  function extent(c) {
+    if (extents[c]) return extents[c];
     let lo = Infinity, hi = -Infinity;
-    for (const r of rows) { const v = r[col]; if (num(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
-    if (lo === Infinity) return [0, 1];
-    return lo === hi ? [lo - 0.5, hi + 0.5] : [lo, hi];
+    for (const v of col[c] || []) if (num(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return (extents[c] = lo === Infinity ? [0, 1] : lo === hi ? [lo - 0.5, hi + 0.5] : [lo, hi]);
   }
   function colourOf(t) {          // dark blue -> teal -> yellow
     t = Math.max(0, Math.min(1, t));
@@ -24,13 +42,14 @@
     const [p, q, s] = t < 0.5 ? [a, b, t * 2] : [b, c, (t - 0.5) * 2];
     return `rgb(${p.map((v, i) => Math.round(v + (q[i] - v) * s)).join(",")})`;
   }
+  const SHADES = Array.from({length: 64}, (_, k) => colourOf(k / 63));  // one fillStyle per shade, not per point
 
   // Pareto front of (x, y) with the directions of the table (lower is better unless "max"): a row is on
   // it when no other row with different values is at least as good in both -- graphcost.explore.pareto_front.
   function paretoFront(x, y) {
     const sx = dirs[x] === "max" ? -1 : 1, sy = dirs[y] === "max" ? -1 : 1;
-    const pts = [];
-    rows.forEach((r, i) => { if (num(r[x]) && num(r[y])) pts.push([sx * r[x], sy * r[y], i]); });
+    const pts = [], X = col[x] || [], Y = col[y] || [];
+    for (let i = 0; i < n; i++) if (num(X[i]) && num(Y[i])) pts.push([sx * X[i], sy * Y[i], i]);
     pts.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
     const on = [];
     let best = Infinity;
@@ -53,20 +72,27 @@
     g.fillStyle = "#333"; g.font = "12px sans-serif";
     g.fillText(`${state.x} (${fmt(x0)} .. ${fmt(x1)})`, m, H - 15);
     g.save(); g.translate(14, H - m); g.rotate(-Math.PI / 2); g.fillText(`${state.y} (${fmt(y0)} .. ${fmt(y1)})`, 0, 0); g.restore();
-    const chosen = new Set(selected);
+    const X = col[state.x] || [], Y = col[state.y] || [], C = col[state.colour] || [];
+    // points grouped by fill: 0..63 shades of the colour column, 64 selected without a colour value, 65 not selected
+    const shade = new Uint8Array(n).fill(65);
+    for (const i of selected) shade[i] = num(C[i]) ? Math.round(Math.max(0, Math.min(1, (C[i] - c0) / (c1 - c0))) * 63) : 64;
     drawnPoints = 0;
-    rows.forEach((r, i) => {
-      if (!num(r[state.x]) || !num(r[state.y])) return;
-      g.fillStyle = chosen.has(i) ? (num(r[state.colour]) ? colourOf((r[state.colour] - c0) / (c1 - c0)) : "#888") : "#ddd";
-      g.fillRect(px(r[state.x]) - 2, py(r[state.y]) - 2, 4, 4);
+    const byShade = Array.from({length: 66}, () => []);
+    for (let i = 0; i < n; i++) {
+      if (!num(X[i]) || !num(Y[i])) continue;
+      byShade[shade[i]].push(i);
       drawnPoints++;
-    });
+    }
+    for (const k of [65].concat(SHADES.map((_, j) => j), [64])) {  // the unselected first: the selection on top
+      g.fillStyle = k === 65 ? "#ddd" : k === 64 ? "#888" : SHADES[k];
+      for (const i of byShade[k]) g.fillRect(px(X[i]) - 2, py(Y[i]) - 2, 4, 4);
+    }
     front = paretoFront(state.x, state.y);
-    const line = front.slice().sort((a, b) => rows[a][state.x] - rows[b][state.x]);
+    const line = front.slice().sort((a, b) => X[a] - X[b]);
     g.strokeStyle = "#d62728"; g.lineWidth = 1.5; g.beginPath();
-    line.forEach((i, k) => { const X = px(rows[i][state.x]), Y = py(rows[i][state.y]); k ? g.lineTo(X, Y) : g.moveTo(X, Y); });
+    line.forEach((i, k) => { k ? g.lineTo(px(X[i]), py(Y[i])) : g.moveTo(px(X[i]), py(Y[i])); });
     g.stroke();
-    for (const i of front) { g.beginPath(); g.arc(px(rows[i][state.x]), py(rows[i][state.y]), 5, 0, 2 * Math.PI); g.stroke(); }
+    for (const i of front) { g.beginPath(); g.arc(px(X[i]), py(Y[i]), 5, 0, 2 * Math.PI); g.stroke(); }
     $("legend").textContent = `${drawnPoints} points, ${front.length} on the Pareto front of ${state.x} ` +
       `(${dirs[state.x] || "min"}) and ${state.y} (${dirs[state.y] || "min"}); colour: ${state.colour} ${fmt(c0)} .. ${fmt(c1)}`;
   }
@@ -78,19 +104,23 @@
     g.clearRect(0, 0, W, H);
     const ext = columns.map(extent);
     const yOf = (k, v) => bottom - (v - ext[k][0]) / (ext[k][1] - ext[k][0]) * (bottom - PC.top);
-    const chosen = new Set(selected);
-    for (const pass of [false, true]) {
+    const chosen = new Uint8Array(n);
+    for (const i of selected) chosen[i] = 1;
+    const xs = columns.map((_, k) => axisX(k, W)), cs = columns.map((c) => col[c]);
+    for (const pass of [0, 1]) {
+      if (pass === 0 && selected.length === n) continue;  // nothing unselected
       g.strokeStyle = pass ? "rgba(31,119,180,0.35)" : "rgba(0,0,0,0.05)";
       g.beginPath();
-      rows.forEach((r, i) => {
-        if (chosen.has(i) !== pass) return;
+      for (let i = 0; i < n; i++) {
+        if (chosen[i] !== pass) continue;
         let started = false;
-        columns.forEach((c, k) => {
-          if (!num(r[c])) { started = false; return; }
-          const X = axisX(k, W), Y = yOf(k, r[c]);
-          started ? g.lineTo(X, Y) : g.moveTo(X, Y); started = true;
-        });
-      });
+        for (let k = 0; k < cs.length; k++) {
+          const v = cs[k][i];
+          if (!num(v)) { started = false; continue; }
+          const Y = yOf(k, v);
+          started ? g.lineTo(xs[k], Y) : g.moveTo(xs[k], Y); started = true;
+        }
+      }
       g.stroke();
     }
     g.fillStyle = "#222"; g.font = "11px sans-serif"; g.textAlign = "center";
@@ -109,10 +139,11 @@
 
   function select() {
     selected = [];
-    rows.forEach((r, i) => {
-      for (const c in brushes) { const v = r[c], [lo, hi] = brushes[c]; if (!num(v) || v < lo || v > hi) return; }
+    const active = Object.entries(brushes).map(([c, range]) => [col[c] || [], range[0], range[1]]);
+    outer: for (let i = 0; i < n; i++) {
+      for (const [values, lo, hi] of active) { const v = values[i]; if (!num(v) || v < lo || v > hi) continue outer; }
       selected.push(i);
-    });
+    }
     scatter(); parallel(); table();
   }
 
@@ -122,18 +153,17 @@
     const cols = keys.concat(columns.filter((c) => !keys.includes(c)));
     const head = "<tr><th>#</th>" + cols.map((c) => `<th>${c}</th>`).join("") + "</tr>";
     const body = selected.slice(0, SHOWN).map((i) => `<tr data-row="${i}"><td>${i}</td>` +
-      cols.map((c) => `<td>${fmt(rows[i][c])}</td>`).join("") + "</tr>").join("");
+      cols.map((c) => `<td>${fmt(at(c, i))}</td>`).join("") + "</tr>").join("");
     $("rows").innerHTML = head + body;
-    $("count").textContent = `${selected.length} of ${rows.length} rows selected` +
+    $("count").textContent = `${selected.length} of ${n} rows selected` +
       (selected.length > SHOWN ? ` (first ${SHOWN} shown)` : "");
   }
 
   function command(i) {
-    const r = rows[i];
-    return data.command + data.keys.model.concat(data.keys.hardware).map((k) => ` --grid ${k}=${r[k]}`).join("");
+    return data.command + data.keys.model.concat(data.keys.hardware).map((k) => ` --grid ${k}=${at(k, i)}`).join("");
   }
   function show(i) {
-    const r = rows[i], line = (k) => `<tr><th>${k}</th><td>${fmt(r[k])}</td></tr>`;
+    const line = (k) => `<tr><th>${k}</th><td>${fmt(at(k, i))}</td></tr>`;
     $("detail").innerHTML = `<h3>row ${i}</h3><table id="detail-model"><caption>model</caption>${data.keys.model.map(line).join("")}</table>` +
       `<table id="detail-hardware"><caption>hardware</caption>${data.keys.hardware.map(line).join("")}</table>` +
       `<p>reproduce it:</p><pre id="command"></pre>`;
@@ -174,7 +204,8 @@
   }
 
   window.graphcostSweep = {
-    rows, columns,
+    get rows() { return rows(); },
+    columns,
     pointCount: () => drawnPoints,
     paretoRows: () => front.slice(),
     selected: () => selected.slice(),
@@ -183,5 +214,6 @@
     command,
   };
   controls(); select();
+  window.graphcostSweep.readyMs = performance.now();  // since navigation began: what benchmarks/bench_sweep.py reads
   document.body.dataset.ready = "true";
 })();

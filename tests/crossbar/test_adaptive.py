@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from graphcost.crossbar.adaptive import (adaptive_result, cost_model, halting_stages, iterations_used, observe,
-                                         parse_exit, ponder_cost, sample_costs)
+from graphcost.crossbar.adaptive import (NEVER_HALT, adaptive_result, cost_model, halting_stages,
+                                         halting_thresholds, iterations_used, observe, observe_at_maximum, parse_exit,
+                                         ponder_cost, sample_costs)
 from graphcost.errors import UserError
 from graphcost.models import get_model
 from graphcost.tracing import trace
@@ -94,7 +95,8 @@ def test_hand_made_halting_net_iterations_and_macs_by_hand():
     stage2 = {1: 144 + 1, 2: 145 + 144}
     assert costs.fixed_macs == stage1[3] + stage2[2] + 2 == 341
     by_hand = [stage1[n1] + stage2[n2] + 2 for n1, n2 in zip([1, 2, 3], expected_n2)]
-    result = adaptive_result(observed, costs, halting_stages(net), None, "hand")
+    result = adaptive_result(observed, costs, halting_stages(net), None, "hand",
+                             observe_at_maximum(net, images, torch.zeros(3, dtype=torch.long), 2))
     assert result.costs.macs.tolist() == by_hand
     assert result.to_dict()["macs"]["mean"] == pytest.approx(sum(by_hand) / 3)
     assert result.to_dict()["macs"]["max"] == max(by_hand)
@@ -130,6 +132,40 @@ def test_iterations_and_ponder_match_the_models_own_act_outputs():
     assert len(set(observed.iterations[:, 1].tolist())) > 1  # the case is not degenerate
 
 
+def _halting_at_random(bias: float = -6.0, **kwargs):
+    """A small iterative-resnet whose random halting units make the samples halt in its second stage at
+    different iterations (bias -6: 11 of 32 before the last one)."""
+    torch.manual_seed(0)
+    net = get_model("iterative-resnet", dataset="digits", iterations=(3, 4), width=8, **kwargs)
+    for stage in net.stages:
+        for act in stage.acts:
+            nn.init.normal_(act.fc2.weight, std=5.0)
+            nn.init.constant_(act.fc2.bias, bias)
+    return net.eval()
+
+
+def test_run_at_the_maximum_runs_every_iteration_without_halting():
+    """The fixed-cost run is a forward of its own: every sample uses every iteration, its logits differ
+    from the halted ones exactly for the samples that halted early somewhere (and equal them for the
+    samples that ran every iteration anyway); the thresholds are restored after."""
+    net = _halting_at_random()
+    images = torch.rand(32, 1, 8, 8) * torch.rand(32, 1, 1, 1) * 4
+    labels = torch.zeros(32, dtype=torch.long)
+    stages = halting_stages(net)
+    halted = observe(net, images, labels, 10)
+    at_max = observe_at_maximum(net, images, labels, 10)
+    assert at_max.iterations.tolist() == [[3, 4]] * 32
+    assert [st.threshold for st in stages] == [0.99, 0.99]
+    with torch.no_grad():
+        logits = net(images)
+        with halting_thresholds(stages, NEVER_HALT):
+            logits_max = net(images)
+    early = (halted.iterations < torch.tensor([3, 4])).any(1)
+    assert 0 < int(early.sum()) < 32
+    same = torch.isclose(logits, logits_max, atol=1e-6).all(1)
+    assert torch.equal(same, ~early)
+
+
 def test_parse_exit_rejects_bad_policies():
     assert parse_exit("confidence=1").value == 1.0
     for bad in ("confidence=0", "confidence=1.5", "confidence=-0.1", "confidence=x", "output=0", "output=-2",
@@ -161,8 +197,10 @@ def test_bad_input_one_line_exit_2(capsys, args, needle):
 
 
 def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
-    """The shipped ponder-trained checkpoint: mean MACs strictly below the fixed maximum, top-1 within
-    2 points of the same model run at every iteration, loaded with the parameters it was trained with."""
+    """The shipped ponder-trained checkpoint, loaded with the parameters it was trained with: mean MACs
+    strictly below the fixed maximum; the halted top-1 loses at most 2 points against the same model run
+    at every iteration without halting (a forward of its own; measured: halted 0.9833, every iteration
+    0.9556, so halting gains 2.8 points here and the two differ)."""
     rc, out, err = run(capsys, "analyze", "iterative-resnet", "--data", "digits", "--adaptive", "--format", "json")
     assert rc == 0, err
     result = json.loads(out)["adaptive"]
@@ -170,7 +208,9 @@ def test_shipped_iterative_resnet_on_digits_halts_and_keeps_accuracy(capsys):
     assert result["macs"]["mean"] < result["fixed_macs"]
     assert result["macs"]["max"] <= result["fixed_macs"]
     assert 0 < result["saving"] < 1
-    assert abs(result["top1"] - result["fixed_top1"]) <= 0.02
+    assert result["top1"] >= result["fixed_top1"] - 0.02
+    assert result["top1"] != result["fixed_top1"]  # the fixed-cost run is not the halted run again
+    assert result["fixed_run"].startswith("every iteration")
     assert result["top1"] > 0.8  # trained, not a random network
     assert sum(result["iterations"]["stages.0"].values()) == 360
 
@@ -233,3 +273,78 @@ def test_itnet_confidence_thresholds_monotone():
     assert mious == sorted(mious)
     assert run.result.to_dict()["miou"] == mious[-1]
     assert means[-1] == run.result.to_dict()["macs"]["mean"] < run.result.fixed_macs
+
+
+# --------------------------------------------------------------------------- shared vs independent on a chip
+def test_shared_and_independent_take_the_same_exits_and_pay_their_own_chip():
+    """The shipped shared ItNet and its independent counterpart (the same weights copied into all 16
+    blocks): identical outputs, so identical exits, MACs and latency per input. With flat wires (no
+    H-tree) an MVM costs the same in both, so a frame's energy differs only by leakage, which each input
+    pays in proportion to its latency: E_ind(s) - E_sh(s) = t(s) x (P_ind F_ind / T_ind - P_sh F_sh / T_sh),
+    P the leakage power of the arrays each variant occupies, F its frame time, T its full latency."""
+    from dataclasses import replace
+
+    from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_variants
+    from graphcost.crossbar.specs import ArraySpec
+    from graphcost.crossbar.tech import DEFAULT_TECH, TECH_PRESETS
+    from graphcost.resolve import ModelSpec
+
+    flat = replace(TECH_PRESETS[DEFAULT_TECH], wire_energy_j_per_bit_mm=0.0)
+    array = ArraySpec(128, 128)
+    runs = run_variants(AdaptiveRequest(ModelSpec("itnet", input_shape=(1, 3, 48, 64)), data="synthetic", samples=8,
+                                        batch_size=8, policy=parse_exit("confidence=0.87"), array=array, tech=flat))
+    shared, independent = runs["shared"], runs["independent"]
+    assert any("copied into every iteration's block" in n for n in independent.notes)
+    with torch.no_grad():
+        for a, b in zip(shared.model(shared.images[:2]), independent.model(shared.images[:2])):
+            assert torch.equal(a, b)
+    exits = shared.result.used
+    assert np.array_equal(exits, independent.result.used) and len(set(exits.tolist())) > 1
+    assert np.array_equal(shared.result.costs.macs, independent.result.costs.macs)
+    seconds = shared.result.costs.latency_s
+    assert np.allclose(seconds, independent.result.costs.latency_s, rtol=1e-12)
+    assert independent.chip["arrays"] > 10 * shared.chip["arrays"]
+    assert independent.chip["area_mm2"] > 10 * shared.chip["area_mm2"]
+    per_array_w = flat.leakage_w_per_array + flat.adcs_per_array(array) * flat.leakage_w_per_adc
+    slope = {v: r.chip["arrays"] * per_array_w * r.chip["frame_time_s"] / r.chip["frame_latency_s"]
+             for v, r in runs.items()}
+    difference = independent.result.costs.energy_j - shared.result.costs.energy_j
+    np.testing.assert_allclose(difference, (slope["independent"] - slope["shared"]) * seconds, rtol=1e-9)
+    for run in runs.values():  # a frame's energy is its exit's: equal exits cost the same, later ones more
+        energy = run.result.costs.energy_j
+        order = np.argsort(exits, kind="stable")
+        assert np.all(np.diff(energy[order]) >= 0)
+        assert all(np.ptp(energy[exits == e]) == 0 for e in set(exits.tolist()))
+
+
+def test_report_adaptive_crossbar_draws_shared_vs_independent(capsys, tmp_path):
+    """iterative-resnet on digits with a crossbar: the energy figure and its CSV, the same iterations per
+    input in both variants, the independent one on more arrays and, with the H-tree's longer wires and
+    more leakage, at a higher energy for every input."""
+    import pandas as pd
+
+    rc, out, err = run(capsys, "report", "adaptive", "iterative-resnet", "--data", "digits", "--samples", "40",
+                       "--crossbar", "128x128", "--out", str(tmp_path), "--format", "json")
+    assert rc == 0, err
+    variants = json.loads(out)["variants"]
+    assert variants["same_exits"] is True
+    assert variants["independent"]["chip"]["arrays"] > variants["shared"]["chip"]["arrays"]
+    for name in ("png", "svg", "csv"):
+        assert (tmp_path / f"adaptive-iterative-resnet-energy.{name}").stat().st_size > 0
+    frame = pd.read_csv(tmp_path / "adaptive-iterative-resnet-energy.csv")
+    shared, independent = (frame[frame.variant == v].reset_index(drop=True) for v in ("shared", "independent"))
+    iterations = [c for c in frame.columns if c.startswith("iterations:")]
+    assert len(shared) == len(independent) == 40 and iterations
+    assert shared[iterations].equals(independent[iterations])
+    assert (independent.energy_j > shared.energy_j).all()
+
+
+def test_run_variants_refuses_what_it_cannot_compare():
+    from graphcost.crossbar.adaptive_run import AdaptiveRequest, run_variants
+    from graphcost.crossbar.specs import ArraySpec
+    from graphcost.resolve import ModelSpec
+
+    with pytest.raises(UserError, match="no shared and independent variants"):
+        run_variants(AdaptiveRequest(ModelSpec("digits-cnn"), data="digits", array=ArraySpec(128, 128)))
+    with pytest.raises(UserError, match="needs a crossbar size"):
+        run_variants(AdaptiveRequest(ModelSpec("itnet"), data="synthetic"))

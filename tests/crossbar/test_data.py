@@ -8,7 +8,7 @@ from PIL import Image
 
 import graphcost
 from graphcost.crossbar.data import (IGNORE_INDEX, SYNTHETIC_SHAPE, CamVidDataset, CityscapesDataset,
-                                     SyntheticSegmentation, open_dataset)
+                                     SyntheticSegmentation, open_dataset, parse_data)
 
 H, W = 16, 24
 
@@ -105,6 +105,28 @@ def test_bad_data_specs_are_user_errors(text, match):
     with pytest.raises(graphcost.UserError, match=match) as caught:
         open_dataset(text, 2)
     assert "--" not in str(caught.value)  # the library never names a command-line flag
+
+
+@pytest.mark.parametrize("scheme, message", [
+    ("camvid", "CamVid folder '/no/such' does not exist; give camvid:PATH of a folder in the SegNet layout"),
+    ("cityscapes", "Cityscapes folder '/no/such' does not exist; give cityscapes:PATH of the folder holding "
+                   "leftImg8bit/ and gtFine/"),
+    ("imagefolder", "image folder '/no/such' does not exist; give imagefolder:PATH of a folder holding one "
+                    "sub-folder of images per class"),
+])
+def test_every_folder_source_names_its_missing_folder(scheme, message):
+    """One folder check (ImageSource) serves every folder form, each with its own words; the CamVid and
+    Cityscapes sets built directly check the same way."""
+    from graphcost.crossbar.data import SOURCES
+
+    with pytest.raises(graphcost.UserError) as caught:
+        parse_data(f"{scheme}:/no/such")
+    assert str(caught.value) == message
+    dataset = getattr(SOURCES[scheme], "dataset", None)
+    if dataset is not None:
+        with pytest.raises(graphcost.UserError) as direct:
+            dataset("/no/such")
+        assert str(direct.value) == message
 
 
 def test_incomplete_or_unreadable_folders_are_user_errors(tmp_path):

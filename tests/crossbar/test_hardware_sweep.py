@@ -132,3 +132,48 @@ def test_memoised_sweep_equals_the_plain_path_row_by_row(shared):
     for mine, theirs in zip(*strip):
         assert list(mine.items()) == list(theirs.items())  # same values, same column order
     assert memoised.analyses * 10 == plain.analyses  # 6 architectures, 10 hardware points each
+
+
+# --------------------------------------------------------------------------- map's hardware options on sweep
+SWEEP = ["sweep", "itnet", "--shared", "--input", "32x48", "--param", "L=1", "--param", "K=1", "--param", "f=8",
+         "--grid", "N=1,2", "--no-store", "--workers", "1", "--format", "json"]
+
+
+def test_map_hardware_options_set_every_point_as_the_same_hw_keys_do(capsys, tmp_path):
+    """``--adc-bits 6 --mvm-latency-ns 50 --tech FILE.toml`` (map's option groups) give the rows of the one-value
+    ``hw.`` axes they stand for: the options reach the mapping, energy and area."""
+    toml = tmp_path / "tech.toml"
+    toml.write_text('base = "pcm-14nm"\ncolumns_per_adc = 4\n')
+    rc, stdout, err = run(capsys, *SWEEP, "--crossbar", "64x64", "--adc-bits", "6", "--mvm-latency-ns", "50",
+                          "--tech", str(toml))
+    assert rc == 0, err
+    by_options = json.loads(stdout)["rows"]
+    rc, stdout, err = run(capsys, *SWEEP, "--crossbar", "64x64", "--grid", "hw.adc_bits=6", "--grid",
+                          "hw.mvm_latency_ns=50", "--grid", "hw.tech=pcm-14nm", "--grid", "hw.columns_per_adc=4")
+    assert rc == 0, err
+    by_axes = json.loads(stdout)["rows"]
+    drop = ("seconds", "analyses")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in by_options] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in by_axes]
+    rc, stdout, _ = run(capsys, *SWEEP, "--crossbar", "64x64")
+    plain = json.loads(stdout)["rows"]
+    assert plain[0]["energy_j"] != by_options[0]["energy_j"] and plain[0]["tech"] == "rram-22nm"
+    assert by_options[0]["tech"] == "pcm-14nm"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--replicate"], "--replicate is not part of a sweep point's hardware"),
+    (["--chip-arrays", "4"], "--chip-arrays is not part"),
+    (["--preset", "neurosim-v1.3"], "--preset is not part"),
+    (["--adc-bits", "6", "--grid", "hw.adc_bits=4,8"], "hw.adc_bits is set by its option and swept by --grid"),
+    (["--adc-bits", "0"], "--adc-bits"),
+    (["--grid", "N=1..2000", "--grid", "hw.adc_bits=1..1000"], "with --yes"),
+])
+def test_sweep_hardware_options_refused_in_one_line_before_any_point(capsys, extra, needle, monkeypatch):
+    import graphcost.explore.sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "evaluate_point", lambda task: pytest.fail("evaluated a point"))
+    args = [a for a in SWEEP if a not in ("N=1,2",)]
+    args.remove("--grid")
+    rc, _, err = run(capsys, *args, *extra)
+    assert rc == 2 and err.count("\n") == 1 and needle in err, err

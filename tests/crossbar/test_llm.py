@@ -177,11 +177,10 @@ def test_one_layer_decoder_generation_by_hand():
 
 
 def _decode_mapping(context):
-    from graphcost.crossbar.generation import DecodeStep, decode_step_inputs, kv_shape
+    from graphcost.crossbar.generation import DecodeStep, kv_shape
 
     model = build_for_shapes(ModelSpec(name="hf:gpt2:causal-lm", params=ONE_LAYER)).module
-    step = DecodeStep(model, context, kv_shape(model.config))
-    return map_trace(graphcost.trace(step, decode_step_inputs(1)), A)
+    return map_trace(DecodeStep(model, context, kv_shape(model.config)).trace(1), A)
 
 
 def test_decode_between_captures_is_the_captured_line():
@@ -224,10 +223,10 @@ def test_encoder_decoder_generates_with_its_cross_attention_cache():
     g = result.to_dict()["generation"]
     assert g["kv_cache_bytes"] == 2 * 2 * 4 * 16 * (16 + 8)  # self (8 tokens) and cross (16) K and V, 1 byte
     assert [p["context"] for p in g["by_context"]][0] == 17 and g["decode_s_per_token_first"] > 0
-    from graphcost.crossbar.generation import DecodeStep, decode_step_inputs, kv_shape
+    from graphcost.crossbar.generation import DecodeStep, kv_shape
 
     model = build_for_shapes(ModelSpec(name="hf:t5", params=params)).module
-    step = map_trace(graphcost.trace(DecodeStep(model, 20, kv_shape(model.config), prompt=16), decode_step_inputs(1)), A)
+    step = map_trace(DecodeStep(model, 4, kv_shape(model.config), encoder_tokens=16).trace(1), A)
     # QK^T and AV of 2 decoder layers x 4 heads x 16: self over 4 cached + 1 new, cross over the 16 prompt tokens
     assert step.coverage.digital_macs == 2 * 2 * 4 * 16 * ((4 + 1) + 16)
 
@@ -237,7 +236,7 @@ def test_gain_cell_gpt2_layer_within_2x_of_leroux_2025():
     """GPT-2's attention (12 heads of 64) at a full window of 1024: per token and layer Leroux et al.
     report 73.8 nJ (QK^T 18 %, AV 11 %, digital and routing 65 %, DAC 5 %) and 65 ns."""
     from graphcost.crossbar.energy import energy, work_energy_j
-    from graphcost.crossbar.generation import DecodeStep, decode_step_inputs, kv_shape
+    from graphcost.crossbar.generation import DecodeStep, kv_shape
     from graphcost.crossbar.perf import performance
 
     params = {"n_layer": 1, "n_embd": 768, "n_head": 12, "vocab_size": 100, "n_positions": 1100,
@@ -245,7 +244,7 @@ def test_gain_cell_gpt2_layer_within_2x_of_leroux_2025():
     model = build_for_shapes(ModelSpec(name="hf:gpt2:causal-lm", params=params)).module
     step = DecodeStep(model, 1023, kv_shape(model.config))
     tech = TECH_PRESETS["rram-22nm"]
-    m = map_trace(graphcost.trace(step, decode_step_inputs(1)), A, attention="gain-cell")
+    m = map_trace(step.trace(1), A, attention="gain-cell")
     cells = [g for g in m.digital if g.resource == "gain-cell"]
     work = sum((g.work for g in cells), type(cells[0].work)())
     assert work.gain_cell_macs == 12 * 2 * 1024 * 64

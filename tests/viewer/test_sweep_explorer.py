@@ -114,3 +114,25 @@ def test_report_sweep_refuses_bad_results_in_one_line(tmp_path, capsys, content,
     assert main(["report", "sweep", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err, err
+
+
+def test_rows_travel_column_by_column_and_come_back_whole(browser, tmp_path):  # noqa: F811
+    """Text columns as levels and codes, missing cells, NaN: the page's rows are the rows written (NaN and a
+    missing cell as null), and a point is drawn only where both axes have a number."""
+    from graphcost.explore import SweepSpec, parse_grid
+    from graphcost.reports.sweep_explorer import write_explorer
+
+    spec = SweepSpec(model="itnet", grid=parse_grid(["N=1,2,3", "hw.tech=a,b"]))
+    rows = [{"N": 1, "hw.tech": "a", "f": 5, "macs": 10, "energy_j": 1.5, "status": "ok", "xs": [1, 2]},
+            {"N": 2, "hw.tech": "b", "f": None, "macs": None, "status": "infeasible", "reason": "over budget"},
+            {"N": 3, "hw.tech": "a", "f": 7, "macs": 20, "energy_j": float("nan"), "status": "ok", "fits": True}]
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto("file://" + write_explorer(str(tmp_path), spec, rows))
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    names = ["N", "hw.tech", "f", "macs", "energy_j", "status", "reason", "fits"]
+    expected = [{k: (None if isinstance(r.get(k), float) and r[k] != r[k] else r.get(k)) for k in names} for r in rows]
+    assert page.evaluate("graphcostSweep.rows") == expected
+    assert page.evaluate("graphcostSweep.pointCount()") == 2 and errors == []
+    page.close()
