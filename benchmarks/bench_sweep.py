@@ -1,4 +1,5 @@
-"""Benchmark: sweeps on the memoised path against the plain path (every point on its own), same process.
+"""Benchmark: sweeps on the memoised path against the plain path (every point, and every call within a
+trace, on its own: ``run_sweep(memoise=False)``), same process.
 
 1. The ItNet paper's grid search (Sec. III-A): 5 x 4 x 3 = 60 points (N=1,2,4,8,16; L=1,2,3,4;
    K=1,2,3) on CamVid (360x480), each with a width search for the widest f whose last output needs
@@ -49,11 +50,21 @@ def _stable(rows):
     return [[(k, v) for k, v in r.items() if k not in BOOKKEEPING] for r in rows]
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers, joined at shutdown)."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def timed(spec: SweepSpec, memoise: bool, workers, progress=None):
-    """One sweep on the local pool: (wall seconds, result); pool start-up and shutdown included."""
-    start = time.perf_counter()
+    """One sweep on the local pool: (wall seconds, result); pool start-up and shutdown included.
+    ``timed.cpu`` keeps its CPU seconds (workers included): a ratio other jobs' load does not move."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
     with make_executor("local", workers=workers) as ex:
         result = run_sweep(spec, ex, memoise=memoise, max_points=None, progress=progress)
+    timed.cpu = _cpu_seconds() - cpu
     return time.perf_counter() - start, result
 
 
@@ -63,10 +74,13 @@ def sixty(workers) -> None:
     for shared in (True, False):
         variant = "shared" if shared else "independent"
         plain_s, plain = timed(_spec(GRID, shared), False, workers)
+        plain_cpu = timed.cpu
         memo_s, memo = timed(_spec(GRID, shared), True, workers)
         same = _stable(plain.rows) == _stable(memo.rows)
         print(f"  {variant:<11} plain {plain_s:6.2f} s ({plain.analyses} analyses)   memoised {memo_s:6.2f} s "
-              f"({memo.analyses} analyses)   speed-up {plain_s / memo_s:4.2f}x   identical rows: {same}", flush=True)
+              f"({memo.analyses} analyses)   speed-up {plain_s / memo_s:4.2f}x   identical rows: {same}\n"
+              f"  {'':<11} CPU seconds (workers included): plain {plain_cpu:6.1f}, memoised {timed.cpu:6.1f}, "
+              f"ratio {plain_cpu / timed.cpu:4.2f}x", flush=True)
 
 
 def codesign(workers, progress: bool):

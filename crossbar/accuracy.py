@@ -15,7 +15,8 @@ model's value; JSON keys are the metric names, the headline (``metric``) is the 
 (:data:`~.metrics.HEADLINE`), and ``std`` / ``fidelity_std`` are those of the headline and of its
 fidelity. A trial is the top-level, picklable :func:`run_trial` of ``(config, state, trial)`` so an
 executor (:func:`graphcost.runtime.executor.make_executor`) can run trials in other processes or on Ray
-workers; ``executor=None`` runs them here.
+workers; ``executor=None`` runs them here. Progress is reported per batch (trials x times x batches),
+from a local process pool's workers too (:class:`BatchCounter`), for the CLI's bar on a terminal.
 
 The checkpoint names (:func:`load_weights`, :func:`shipped_checkpoint_for`, ...) live in
 :mod:`.checkpoints` and are re-exported here for older callers.
@@ -23,7 +24,9 @@ The checkpoint names (:func:`load_weights`, :func:`shipped_checkpoint_for`, ...)
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
+from multiprocessing import shared_memory
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -40,7 +43,7 @@ from .specs import ArraySpec, NoiseSpec
 __all__ = ["ShippedModel", "SHIPPED", "WEIGHT_KINDS", "check_weights", "AccuracyConfig", "AccuracyResult",
            "OutputAccuracy", "TimeAccuracy", "TrialState", "TrialResult", "evaluate_accuracy", "prepare", "run_trial",
            "confusion_matrix", "miou", "load_weights", "default_weights_path", "shipped_checkpoint_for",
-           "SHIPPED_CONFIG", "EVAL_BATCH"]
+           "SHIPPED_CONFIG", "EVAL_BATCH", "BatchCounter"]
 
 #: Samples per forward pass during evaluation (and the calibration batch: the first one).
 EVAL_BATCH = 4
@@ -310,9 +313,81 @@ def run_trial(config: AccuracyConfig, state: TrialState, trial: int,
     return TrialResult(trial, seed, tuple(per_time))
 
 
-def _run_trial_item(item: Tuple[AccuracyConfig, TrialState, int]) -> TrialResult:
-    """Executor entry point (top level, so it pickles): ``run_trial(*item)``."""
-    return run_trial(*item)
+def _run_trial_item(item: Tuple[AccuracyConfig, TrialState, int, Optional[str]]) -> TrialResult:
+    """Executor entry point (top level, so it pickles): ``run_trial`` of ``(config, state, trial)``,
+    counting its batches in the :class:`BatchCounter` named by the item's last element (if any)."""
+    config, state, trial, counter = item
+    if counter is None:
+        return run_trial(config, state, trial)
+    shm = shared_memory.SharedMemory(name=counter)
+    counts = shm.buf.cast("q")
+    try:
+        def tick() -> None:
+            counts[trial] += 1  # only this trial's worker writes its slot
+
+        return run_trial(config, state, trial, tick=tick)
+    finally:
+        counts.release()
+        shm.close()
+
+
+class BatchCounter:
+    """Batches done per trial, counted across worker processes: one 64-bit slot per trial in shared
+    memory (the workers find it by :attr:`name`), read by a thread that calls ``progress(done, total)``
+    whenever the sum moves. A context manager: it reports the final count and frees the memory on exit.
+
+    >>> seen = []
+    >>> with BatchCounter(2, 3, lambda done, total: seen.append((done, total))) as counter:
+    ...     counter.finish(0); counter.finish(1)
+    >>> seen[-1]
+    (6, 6)
+    """
+
+    POLL_S = 0.1
+
+    def __init__(self, trials: int, per_trial: int, progress: Callable[[int, int], None]):
+        self.per_trial, self.total, self.progress = per_trial, trials * per_trial, progress
+        self._shm = shared_memory.SharedMemory(create=True, size=8 * max(1, trials))
+        self._counts = self._shm.buf.cast("q")
+        for i in range(trials):
+            self._counts[i] = 0
+        self._finished = [False] * trials
+        self._reported, self._stop, self._lock = 0, threading.Event(), threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="graphcost-batch-progress", daemon=True)
+
+    @property
+    def name(self) -> str:
+        return self._shm.name
+
+    def finish(self, trial: int) -> None:
+        """A trial is done: all its batches count (its worker may not have shared memory, Ray's on another node)."""
+        self._finished[trial] = True
+        self._report()
+
+    def _report(self) -> None:
+        with self._lock:  # the watching thread and the caller's: one report at a time, never backwards
+            done = sum(self.per_trial if fin else min(self.per_trial, count)
+                       for fin, count in zip(self._finished, self._counts))
+            if done > self._reported:
+                self._reported = done
+                self.progress(done, self.total)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            self._report()
+
+    def __enter__(self) -> "BatchCounter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self._report()
+        self._counts.release()
+        self._shm.close()
+        self._shm.unlink()
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -323,19 +398,29 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 def _run_trials(config: AccuracyConfig, state: TrialState, executor,
                 progress: Optional[Callable[[int, int], None]]) -> List[TrialResult]:
-    """Each trial's result, by ``executor`` (progress per trial) or one after another here (progress per
-    batch: trials x times x batches)."""
-    items = [(config, state, t) for t in range(config.trials)]
-    if executor is not None:
-        return list(executor.map(_run_trial_item, items, progress=progress))
-    total, done = config.trials * len(config.times) * len(state.batches), [0]
+    """Each trial's result, by ``executor`` or one after another here; ``progress(done, total)`` per batch,
+    ``total`` = trials x times x batches (a local process pool counts its workers' batches in a
+    :class:`BatchCounter`; other executors' trials count whole as they finish)."""
+    per_trial = len(config.times) * len(state.batches)
+    if executor is None:
+        total, done = config.trials * per_trial, [0]
 
-    def tick() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total)
+        def tick() -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], total)
 
-    return [run_trial(*item, tick=tick) for item in items]
+        return [run_trial(config, state, t, tick=tick) for t in range(config.trials)]
+    if progress is None:
+        return executor.map(_run_trial_item, [(config, state, t, None) for t in range(config.trials)])
+    shared = getattr(executor, "kind", None) in ("local", "inline")  # the same machine: shared memory reaches it
+    with BatchCounter(config.trials, per_trial, progress) as counter:
+        items = [(config, state, t, counter.name if shared else None) for t in range(config.trials)]
+        results: List[Optional[TrialResult]] = [None] * config.trials
+        for index, result in executor.as_completed(_run_trial_item, items):
+            results[index] = result
+            counter.finish(index)
+    return results
 
 
 def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, model_inputs: Any = None, executor=None,
@@ -355,9 +440,10 @@ def evaluate_accuracy(model: nn.Module, config: AccuracyConfig, *, model_inputs:
         The model's input specs (:attr:`graphcost.resolve.BuiltModel.call_inputs`); ``None``: one image
         input, shaped by the data.
     executor : optional
-        Runs the trials (``executor.map(fn, items, progress=...)``); ``None``: one after another here.
+        Runs the trials (``executor.as_completed(fn, items)``); ``None``: one after another here.
     progress : callable, optional
-        ``progress(done, total)``: per trial with an executor, per batch (trials x times x batches) without.
+        ``progress(done, total)`` per batch, ``total`` = trials x times x batches (with a Ray executor,
+        as each trial finishes: it counts its batches whole).
     state : TrialState, optional
         A :func:`prepare`\\ d state (the caller checked the data before longer work).
 

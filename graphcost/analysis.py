@@ -149,7 +149,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
             graph_size_bytes=graph_bytes.get(layer, 0),
             latency_layers=max(depth[c] for c in record.dag_nodes),
         ))
-    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers, depth=depth)
     return Analysis(
         model=name or type(trace.module).__name__,
         input_shape=tuple(trace.input_shape),
@@ -175,7 +175,8 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
 
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,
             bytes_per_element: Optional[int] = None, all_layers: bool = False, leaf_modules: Sequence[str] = (),
-            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None, tracer: str = "auto") -> Analysis:
+            custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None, tracer: str = "auto",
+            memoise: bool = True) -> Analysis:
     """Trace ``model`` on a fake input and run every cost pass.
 
     Parameters
@@ -183,8 +184,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     model : torch.nn.Module
         The model. Nothing is allocated for activations: shapes come from fake tensors.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
-        What ``forward`` is called with (see :func:`graphcost.trace`; token ids:
-        ``InputSpec((1, 128), torch.int64)``).
+        What ``forward`` is called with (see :func:`graphcost.trace`; token ids: ``InputSpec((1, 128), torch.int64)``).
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
@@ -198,10 +198,11 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
         ``{op: formula}`` for this call only, as ``FlopCounterMode``'s ``custom_mapping`` (see
         :func:`graphcost.trace`); to add a formula for good, use :func:`graphcost.register_cost`.
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta
-        tensors, torch.export, one real forward (costs for its input values), or the first of fx,
-        dispatch and export (in that order) that can run the model, eager when all three fail on
-        data-dependent operations.
+        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta tensors,
+        torch.export, one real forward (costs for its input values), or the first of fx, dispatch and
+        export (in that order) that can run the model, eager when all three fail on data-dependent ops.
+    memoise : bool, default True
+        Cost provably identical calls once (:mod:`graphcost.capture_memo`); the numbers are the same.
 
     Returns
     -------
@@ -211,8 +212,8 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     Raises
     ------
     UserError
-        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot
-        be captured by ``tracer``, or the model cannot run on ``inputs``.
+        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot be
+        captured by ``tracer``, or cannot run on ``inputs``.
 
     Examples
     --------
@@ -230,6 +231,5 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    t = trace_model(model, inputs, leaf_modules=leaf_modules,
-                    custom_costs=custom_costs, tracer=tracer)
+    t = trace_model(model, inputs, leaf_modules=leaf_modules, custom_costs=custom_costs, tracer=tracer, memoise=memoise)
     return analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

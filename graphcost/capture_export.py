@@ -76,7 +76,7 @@ def export_capture(model: nn.Module, bound: Dict[str, Any], dtype: torch.dtype, 
         values = [fake_input(value, dtype, device) for value in bound.values()]
     with tensor_attributes_kept(model):  # export runs the model's Python: a cached tensor would stay fake
         exported = export_graph(model, dict(zip(bound, values)) if bound_to_model else bind_inputs(model, values, {}))
-    interp = ExportedCostInterpreter(model, exported.graph, set(), custom or {})
+    interp = ExportedCostInterpreter(model, exported.graph, set(), custom or {}, memoise=False)  # nodes keep export's values
     run_on_fake_inputs(interp, exported.graph, bound, dtype, device, type(model).__name__, exported.fake_mode)
     return Captured(model, exported.graph, interp.records, list(interp.opaque_calls), sorted(interp.unknown),
                     interp.uncounted)

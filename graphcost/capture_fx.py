@@ -43,10 +43,15 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
+from .capture_memo import CallMemo, Invocation, invocations, pure_function
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
 from .schema import Captured, Evaluated
+
+
+#: argument types fx's ``create_arg`` returns unchanged
+_PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
 
 
 class LeafTracer(fx.Tracer):
@@ -61,6 +66,18 @@ class LeafTracer(fx.Tracer):
         # a module type with its own formula is costed whole, not traced into
         return qualname in self.leaves or ops.is_registered_type(m, self.custom) or \
             super().is_leaf_module(m, qualname)
+
+    def create_arg(self, a):
+        # fx asks isinstance(a, nn.Parameter) first, a Python-level check that was a sixth of a trace
+        # (ItNet): a Proxy or a plain scalar is none of the tensors, modules or constants fx looks for
+        kind = type(a)
+        if kind is fx.Proxy:
+            return a.node
+        if kind in _PLAIN_ARGS:
+            return a
+        if kind is tuple or kind is list:  # a plain sequence (not a namedtuple): its elements, as fx's base tracer does
+            return kind([self.create_arg(elem) for elem in a])
+        return super().create_arg(a)
 
     def call_module(self, m, forward, args, kwargs):
         try:
@@ -135,11 +152,16 @@ def _drop_default_guards(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
+#: what costing one node yields besides its output: (OpInfo, OpCost, costed per aten op, uncounted aten ops)
+_Outcome = Tuple[ops.OpInfo, ops.OpCost, bool, Dict[str, Any]]
+
+
 class CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict):
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True):
         super().__init__(root, garbage_collect_values=True, graph=graph)
+        self.memo = CallMemo() if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
         self.custom = custom
@@ -148,30 +170,113 @@ class CostInterpreter(fx.Interpreter):
         self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
         self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
 
+    def run(self, *args, **kwargs):
+        # submodule calls that may repeat; a call whose key was seen before is replayed whole
+        self._invocations = invocations(self.graph) if self.memo is not None else {}
+        self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
+        self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
+        return super().run(*args, **kwargs)
+
     def run_node(self, n: fx.Node):
+        for invocation in self._invocations.get(n.name, ()):  # outermost first
+            found = self._replay_invocation(invocation)
+            if found is not None:
+                return found[0]
+        out = self._run_call(n)
+        self._store_invocations_ending(n, out)
+        return out
+
+    def _store_invocations_ending(self, n: fx.Node, out) -> None:
+        """Keep the outcome of every submodule call whose last node ``n`` is (``out``: its value)."""
+        for invocation, key, inputs in self._pending.pop(n.name, ()):
+            values = [out if m is n else self.env[m] for m in invocation.escaping]
+            self.memo.store(key, tuple(values), (tuple(self.records[m.name] for m in invocation.nodes),
+                                                 tuple(self._effects[m.name] for m in invocation.nodes)), inputs)
+
+    def _replay_invocation(self, invocation: Invocation) -> Optional[Tuple[Any]]:
+        """``(value of its first node,)`` when an equal call of the invocation's module ran before: every
+        node's record and effects as then, the values the rest of the graph reads as fresh fake tensors
+        (the loop of ``run`` skips nodes whose value is set). Otherwise None, its outcome kept at its end."""
+        inputs = [self.env[e] for e in invocation.external]
+        key = self.memo.invocation_key(invocation, self.module.get_submodule(invocation.path), inputs, self.opaque)
+        found = self.memo.replay(key) if key is not None else None
+        if found is None:
+            if key is not None:
+                self._pending.setdefault(invocation.nodes[-1].name, []).append((invocation, key, inputs))
+            return None
+        values, (records, effects) = found
+        escaping = dict(zip(invocation.escaping, values))
+        for m, record, effect in zip(invocation.nodes, records, effects):
+            self.records[m.name], self._effects[m.name] = record, effect
+            self._note(m, *effect)
+            if m is not invocation.nodes[0]:
+                self.env[m] = escaping.get(m)
+            self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
+        return (escaping.get(invocation.nodes[0]),)
+
+    def _run_call(self, n: fx.Node):
+        """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
-        info = self._info(n, module)
-        with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
-            if info is None and n.op in COMPUTE_OPS:
-                out, info, cost = self._run_per_aten_op(n, module, args, kwargs)
-            else:
-                out = self._shortcut(info, module, args, kwargs)
-                if out is None:
-                    out = getattr(self, n.op)(n.target, args, kwargs)
-                cost = None
-        if cost is None:
-            cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
+        key = self._memo_key(n, module, args, kwargs)
+        found = self.memo.replay(key) if key is not None else None
+        if found is None:
+            out, outcome = self._evaluate(n, module, args, kwargs)
+            if key is not None:
+                self.memo.store(key, out, outcome, (args, kwargs))
+        else:
+            out, outcome = found
+        info, cost, per_aten, uncounted = outcome
+        self._effects[n.name] = (per_aten, uncounted)
+        self._note(n, per_aten, uncounted)
         self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
                                          _activation_bytes(n, args, kwargs))
         return out
 
+    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
+        """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,
+        or a leaf that may run on real inputs)."""
+        if self.memo is None or n.op not in COMPUTE_OPS or (module is not None and n.target in self.opaque):
+            return None
+        return self.memo.key(n.op, module if module is not None else n.target, args, kwargs)
+
+    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], args, kwargs) -> Tuple[Any, "_Outcome"]:
+        """Shape-propagate and cost one node: its output and :data:`_Outcome`."""
+        info = self._info(n, module)
+        with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
+            if info is None and n.op in COMPUTE_OPS:
+                out, info, cost, uncounted = self._run_per_aten_op(n, module, args, kwargs)
+                return out, (info, cost, True, uncounted)
+            out = self._shortcut(info, module, args, kwargs)
+            if out is None:
+                self._code_runs(n)
+                out = getattr(self, n.op)(n.target, args, kwargs)
+        cost = info.cost(ops.Call(module, args, kwargs, out)) if n.op in COMPUTE_OPS else ops.OpCost()
+        return out, (info, cost, False, {})
+
+    def _note(self, n: fx.Node, per_aten: bool, uncounted: Dict[str, Any]) -> None:
+        """What a call costed per aten op leaves in the capture's lists (its own run or a replayed one)."""
+        if per_aten and n.op == "call_module":
+            self.opaque_calls.setdefault(n.target, None)
+        elif per_aten and not isinstance(n.target, torch._ops.OpOverload):
+            self.unknown.add(target_name(n))
+        for op, found in uncounted.items():
+            calls, shapes = self.uncounted.get(op, (0, found.shapes))
+            self.uncounted[op] = (calls + found.calls, shapes)
+
+    def _code_runs(self, n: fx.Node) -> None:
+        """A module's forward or a user function is about to run: module keys taken before may be stale.
+        (A shape rule, a formula, a torch function or a tensor method changes no module.)"""
+        user_code = n.op == "call_module" or (n.op == "call_function" and not pure_function(n.target))
+        if self.memo is not None and user_code:
+            self.memo.code_ran()
+
     def _run_per_aten_op(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
         """Run a call without a formula under :class:`AtenCost`: an opaque module, or a function /
         method (e.g. an fx-wrapped leaf function) costed by the aten ops it runs."""
+        self._code_runs(n)
         if module is not None:
             out, counter = self._run_opaque(n, args, kwargs)
-            self.opaque_calls.setdefault(n.target, None)
             info = ops.OpInfo("opaque:" + type(module).__name__, "opaque", ops.free)
         else:
             out, counter = self._run_counted(n, args, kwargs)
@@ -181,12 +286,8 @@ class CostInterpreter(fx.Interpreter):
                 info = ops.OpInfo(str(n.target.overloadpacket), aten_kind(n.target, counter.macs, counter.other_ops,
                                   bool(counter.uncounted), uses_parameters), ops.free)
             else:
-                self.unknown.add(target_name(n))
                 info = ops.OpInfo(target_name(n), "opaque", ops.free)
-        for op, found in counter.uncounted.items():
-            calls, shapes = self.uncounted.get(op, (0, found.shapes))
-            self.uncounted[op] = (calls + found.calls, shapes)
-        return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops)
+        return out, info, ops.OpCost(macs=counter.macs, other_ops=counter.other_ops), dict(counter.uncounted)
 
     def _run_counted(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
         """Run a function, method or aten op under :class:`AtenCost` (see :func:`_counted`)."""
@@ -368,7 +469,7 @@ def _first_node(value) -> Optional[fx.Node]:
 
 
 def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype, device: torch.device,
-               leaf_modules: Iterable[str] = (), custom: Optional[Dict] = None) -> Captured:
+               leaf_modules: Iterable[str] = (), custom: Optional[Dict] = None, memoise: bool = True) -> Captured:
     """Trace ``root_module`` with fx and cost its graph on fake inputs (see the module doc).
 
     Parameters
@@ -382,6 +483,8 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
         Submodule paths kept as single opaque calls.
     custom : dict, optional
         Per-call formula overrides.
+    memoise : bool, default True
+        Cost provably identical calls once (:mod:`graphcost.capture_memo`); False: every call on its own.
 
     Returns
     -------
@@ -396,7 +499,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
     """
     custom = custom or {}
     root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
-    interp = CostInterpreter(root, graph, set(opaque), custom)
+    interp = CostInterpreter(root, graph, set(opaque), custom, memoise)
     model = root_module.model if isinstance(root_module, Single) else root_module
     run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],

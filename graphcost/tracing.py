@@ -1,24 +1,17 @@
 """Tracing: a model's graph captured once, and its two graph views, as one :class:`Trace`.
 
-``trace(model, inputs)`` returns a :class:`Trace` holding
+``trace(model, inputs)`` returns a :class:`Trace` holding ``dag``, the *execution DAG* (one node per call,
+fx node name, in execution order; edges carry activations; MACs and latency walk it), and ``loop_graph``, the
+*loop-keeping graph*: the quotient of the DAG by parameter identity, every call of the same weight tensors (a
+module called N times, two modules holding one tied ``Parameter``) one node, re-use as back edges and self-loops.
 
-* ``dag`` — the *execution DAG*: one node per call (fx node name), in execution order; edges
-  carry activations. MACs and latency walk this graph.
-* ``loop_graph`` — the *loop-keeping graph*: the quotient of the DAG by parameter identity.
-  Every call of the same weight tensors (a module called N times, or two modules holding one
-  tied ``Parameter``) is one node; re-use shows up as back edges and self-loops.
-
-No activation is ever allocated: shapes come from fake or meta tensors. The capture paths, one
-module each, yield the same graph of costed nodes (:class:`~graphcost.schema.Captured`):
-
-* ``fx`` (:mod:`graphcost.capture_fx`): torch.fx symbolic tracing, shapes on ``FakeTensor``s,
-  submodules fx cannot trace kept as opaque leaves;
-* ``dispatch`` (:mod:`graphcost.capture_dispatch`): one ``forward`` on meta tensors under module
-  hooks and a dispatch mode, for models fx cannot trace;
-* ``export`` (:mod:`graphcost.capture_export`): ``torch.export`` on fake tensors, where meta
-  tensors cannot run the model;
-* ``eager`` (:mod:`graphcost.capture_eager`): one real forward on real tensors, for models whose
-  work depends on values (NMS, expert routing): its costs hold for the input values it ran on.
+No activation is ever allocated: shapes come from fake or meta tensors. The capture paths, one module each,
+yield the same graph of costed nodes (:class:`~graphcost.schema.Captured`): ``fx``
+(:mod:`graphcost.capture_fx`: torch.fx symbolic tracing, shapes on ``FakeTensor``s, untraceable submodules
+opaque leaves); ``dispatch`` (:mod:`graphcost.capture_dispatch`: one ``forward`` on meta tensors under module
+hooks and a dispatch mode); ``export`` (:mod:`graphcost.capture_export`: ``torch.export`` on fake tensors, where
+meta tensors cannot run the model); ``eager`` (:mod:`graphcost.capture_eager`: one real forward, for models whose
+work depends on values, such as NMS or expert routing: its costs hold for the input values it ran on).
 
 ``tracer="auto"`` tries the first three in that order, and the eager capture only when all three
 failed on data-dependent operations (``Trace.capture`` says which path ran); if none can, a
@@ -30,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
@@ -46,7 +40,7 @@ from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
 from .errors import UserError, quiet_torch_logs
 from .graphs import build_dag, build_loop_graph, get_attr
 from .inputs import InputSpec, bind_inputs, described, split_inputs
-from .schema import CallRecord, Captured, LayerRecord, call_record, layer_record
+from .schema import RECORD, CallRecord, Captured, LayerRecord
 
 #: how a model's graph is captured (``trace``'s ``tracer``)
 TRACERS = ("auto", "fx", "dispatch", "export", "eager")
@@ -80,8 +74,8 @@ class Trace:
     graph: fx.Graph
     input_shape: Tuple[int, ...]
     dtype: torch.dtype
-    dag: nx.DiGraph
-    loop_graph: nx.DiGraph
+    #: the execution DAG as captured: records not yet naming their layer (``dag`` names them)
+    captured_dag: nx.DiGraph
     inputs: List[str]
     outputs: List[str]
     opaque_modules: List[str] = field(default_factory=list)
@@ -125,13 +119,36 @@ class Trace:
     def element_size(self) -> int:
         return torch.empty((), dtype=self.dtype).element_size()
 
+    @property
+    def dag(self) -> nx.DiGraph:
+        """The execution DAG, each record naming its layer (built with the loop graph, on first use)."""
+        return self._views[0]
+
+    @property
+    def loop_graph(self) -> nx.DiGraph:
+        """The loop-keeping graph (built on first use: a width search's probes only need MACs)."""
+        return self._views[1]
+
+    @functools.cached_property
+    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:  # (dag, loop_graph)
+        return build_loop_graph(self.captured_dag)
+
     def call(self, dag_node: str) -> CallRecord:
         """The record of one call (node of the execution DAG)."""
-        return call_record(self.dag, dag_node)
+        return self._records("_calls", self.dag)[dag_node]
+
+    def cost_record(self, dag_node: str) -> CallRecord:
+        """A call's record as captured (costs, shapes, bytes; ``layer`` empty), without building the loop graph."""
+        return self._records("_captured", self.captured_dag)[dag_node]
 
     def layer(self, loop_node: str) -> LayerRecord:
         """The record of one unique layer (node of the loop-keeping graph)."""
-        return layer_record(self.loop_graph, loop_node)
+        return self._records("_layers", self.loop_graph)[loop_node]
+
+    def _records(self, name: str, graph: nx.DiGraph) -> Dict[str, Any]:  # one dict per graph: passes read each often
+        if name not in self.__dict__:
+            self.__dict__[name] = {node: data[RECORD] for node, data in graph.nodes(data=True)}
+        return self.__dict__[name]
 
     def layer_of(self, dag_node: str) -> str:
         """The loop-graph node a call belongs to."""
@@ -142,13 +159,11 @@ class Trace:
         return get_attr(self.root, target)
 
 
-
 def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] = None,
           leaf_modules: Iterable[str] = (), custom_costs: Optional[Mapping[ops.Op, ops.Formula]] = None,
-          tracer: str = "auto") -> Trace:
-    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward);
-    return its execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its
-    loop-keeping graph.
+          tracer: str = "auto", memoise: bool = True) -> Trace:
+    """Trace ``model`` on fake or meta inputs (nothing allocated; ``tracer="eager"``: one real forward); return its
+    execution DAG, each call's cost a :class:`~graphcost.schema.CallRecord` on its node, and its loop-keeping graph.
 
     Parameters
     ----------
@@ -164,21 +179,22 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
         ``{op: formula}`` overriding or adding formulas for this trace only (module type, function
         or method name -> a function of an :class:`~graphcost.ops.Call` returning an ``OpCost``).
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``:
-        costs hold for its input values); ``"auto"`` takes the first of the first three that runs, ``"eager"``
-        when all failed on data-dependent ops. Function / method formulas apply to fx traces only.
+        The capture path (module doc): fx, a meta forward, ``torch.export``, or one real forward (``"eager"``: costs
+        for its input values); ``"auto"``: the first of the first three that runs, ``"eager"`` when all failed on
+        data-dependent ops. Function / method formulas apply to fx traces only.
+    memoise : bool, default True
+        Cost provably identical calls once (:mod:`graphcost.capture_memo`); the trace is the same.
 
     Returns
     -------
     Trace
-        ``dag`` (a node per call), ``loop_graph`` (a node per unique layer), inputs, outputs, and what was not
-        costed exactly (``opaque_modules``, ``unknown_ops``, ``uncounted``).
+        ``dag`` (a node per call), ``loop_graph`` (one per unique layer), inputs, outputs, what was not costed.
 
     Raises
     ------
     UserError
-        An input malformed or not taken by ``forward``, no capture path asked for runs the model (eager: the
-        line names the layer, quotes the model's error), bad ``custom_costs``, ``tracer`` not in :data:`TRACERS`.
+        An input malformed or not taken by ``forward``, no capture path asked for runs the model (eager: the line
+        names the layer, quotes the model's error), bad ``custom_costs``, ``tracer`` not in :data:`TRACERS`.
 
     Examples
     --------
@@ -190,8 +206,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     ...     def forward(self, x):
     ...         return self.conv(self.conv(self.conv(x)))
     >>> t = trace(Loop(), (1, 4, 8, 8))
-    >>> convs = [n for n in t.dag if t.call(n).kind == "conv"]
-    >>> len(convs), t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")
+    >>> sum(t.call(n).kind == "conv" for n in t.dag), t.layer("conv").calls, t.loop_graph.has_edge("conv", "conv")
     (3, 3, True)
     """
     if tracer not in TRACERS:
@@ -199,8 +214,8 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     custom = ops.check_custom_costs(custom_costs)
     dtype, root_module = dtype or _model_dtype(model), Single(model) if _is_leaf_model(model, custom) else model
     bound = bind_inputs(root_module, *split_inputs(inputs))
-    with _eval_mode(model), quiet_torch_logs():
-        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype)
+    with _eval_mode(model), quiet_torch_logs(), _collector_paused():
+        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype, memoise)
     specs = {path: spec for name, value in bound.items() for path, spec in described(name, value, dtype).items()}
     return _assemble(model, captured, specs, dtype)
 
@@ -208,6 +223,18 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
 def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
     """Whether the model is itself one leaf (nn.Conv2d, nn.TransformerEncoder): traced as one call of it."""
     return ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cycle collector off while capturing (its runs cost up to half a width-search probe); garbage goes after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -223,22 +250,22 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec], dtype: torch.dtype) -> Trace:
     """The Trace of a captured graph: its execution DAG and loop-keeping graph."""
     dag, placeholders, named_outputs = build_dag(captured.root, captured.graph, captured.records)
-    dag, loop_graph = build_loop_graph(dag)
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}
     first = next(iter(specs.values()))
-    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, loop_graph, placeholders,
+    return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, placeholders,
                  [node for _, node in named_outputs], captured.opaque_modules, captured.unknown_ops, uncounted,
                  specs, [name for name, _ in named_outputs], captured.capture)
 
 
 def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules: Iterable[str], custom: Dict,
-             bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
+             bound: Dict[str, Any], dtype: torch.dtype, memoise: bool = True) -> Captured:
     """The graph and records by the tracer asked for (``auto``: fx, else dispatch, else export, and
     the eager capture when those failed on data-dependent operations)."""
     failures: Dict[str, UserError] = {}
     for path in (_AUTO if tracer == "auto" else (tracer,)):
         try:
-            return replace(_capture_by(path, model, root_module, leaf_modules, custom, bound, dtype), capture=path)
+            return replace(_capture_by(path, model, root_module, leaf_modules, custom, bound, dtype, memoise),
+                           capture=path)
         except (FxUntraceable, DispatchCaptureFailed, ExportFailed) as exc:
             failures[path] = exc
     if tracer == "auto" and all(any(m in str(failures[p]) for m in _DATA_DEPENDENT) for p in ("dispatch", "export")):
@@ -249,9 +276,9 @@ def _capture(model: nn.Module, root_module: nn.Module, tracer: str, leaf_modules
 
 
 def _capture_by(path: str, model: nn.Module, root_module: nn.Module, leaf_modules: Iterable[str], custom: Dict,
-                bound: Dict[str, Any], dtype: torch.dtype) -> Captured:
+                bound: Dict[str, Any], dtype: torch.dtype, memoise: bool = True) -> Captured:
     if path == "fx":
-        return fx_capture(root_module, bound, dtype, _model_device(model), leaf_modules, custom)
+        return fx_capture(root_module, bound, dtype, _model_device(model), leaf_modules, custom, memoise)
     if path == "export":
         return export_capture(model, bound, dtype, _model_device(model), custom, bound_to_model=root_module is model)
     is_leaf = LeafTracer(set(leaf_modules), custom).is_leaf_module

@@ -247,10 +247,12 @@ def row_columns(spec: SweepSpec, accuracy: bool = False) -> Tuple[str, ...]:
 # --------------------------------------------------------------------------- one point
 @dataclass(frozen=True)
 class PointTask:
-    """The picklable work item of one grid point: the resolved spec and the point's values."""
+    """The picklable work item of one grid point: the resolved spec and the point's values (``memoise``:
+    identical calls within a trace costed once, :mod:`graphcost.capture_memo`; not part of the key)."""
 
     spec: SweepSpec
     point: Tuple[Tuple[str, Any], ...]
+    memoise: bool = True
 
     @property
     def params(self) -> Dict[str, Any]:
@@ -273,9 +275,9 @@ class PointTask:
         return {"kind": POINT_KIND, "model": self.spec.model, "point": dict(self.point)}
 
 
-def point_task(spec: SweepSpec, point: Mapping[str, Any]) -> PointTask:
+def point_task(spec: SweepSpec, point: Mapping[str, Any], memoise: bool = True) -> PointTask:
     """The work item of one grid point (a resolved spec is expected)."""
-    return PointTask(spec, tuple(point.items()))
+    return PointTask(spec, tuple(point.items()), memoise)
 
 
 def _mapping_columns(task: PointTask, t, columns=None) -> Dict[str, Any]:
@@ -315,7 +317,7 @@ class _Probe:
     def trace(self, width: Optional[int] = None):
         built = self.built.pop(width, None) or self.build(width)
         self.analyses += 1
-        return trace(built.module, built.call_inputs)
+        return trace(built.module, built.call_inputs, memoise=self.task.memoise)
 
     def __call__(self, width: int) -> int:
         try:
@@ -519,8 +521,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     memoise : bool, optional
         With the default ``evaluate``: points that differ only in ``hw.`` values share one work item
         (:func:`evaluate_architecture`: one trace, width search and analysis per architecture, one
-        tiling per array geometry). ``False``: every point on its own (:func:`evaluate_point`, the
-        plain path; the rows are equal but for the ``analyses`` and ``seconds`` bookkeeping).
+        tiling per array geometry; identical calls in a trace costed once). ``False``: every point and
+        call on its own (the plain path; rows equal but for the ``analyses`` / ``seconds`` bookkeeping).
 
     Returns
     -------
@@ -545,7 +547,7 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     """
     started = time.perf_counter()
     spec = resolve_spec(spec, max_points)
-    tasks = [point_task(spec, p) for p in spec.points()]
+    tasks = [point_task(spec, p, memoise) for p in spec.points()]
     grouped = memoise and evaluate is evaluate_point
     rows, computed = cached_map(evaluate_architecture if grouped else evaluate, tasks, [t.key() for t in tasks],
                                 executor, store, meta=lambda i: tasks[i].meta(),

@@ -6,9 +6,7 @@ its longest path, its graph size is that of the unique layers those calls use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Set
-
-import networkx as nx
+from typing import Dict, List, Optional, Set
 
 from ..tracing import Trace
 from .graph_size import graph_size_bytes
@@ -34,14 +32,24 @@ class OutputCost:
 
 
 def needed_calls(trace: Trace, output: str) -> Set[str]:
-    """The DAG calls output node ``output`` depends on, itself included."""
-    return nx.ancestors(trace.dag, output) | {output}
+    """The DAG calls output node ``output`` depends on, itself included (``networkx.ancestors`` and the
+    node, walked on the predecessor dicts: the anytime pass asks this once per output)."""
+    pred = trace.captured_dag._pred  # networkx's predecessor dicts (its public view wraps each lookup in an
+    # object); the captured DAG: a width search's probe needs no loop graph
+    needed, todo = {output}, [output]
+    while todo:
+        for p in pred[todo.pop()]:
+            if p not in needed:
+                needed.add(p)
+                todo.append(p)
+    return needed
 
 
-def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False
-                 ) -> List[OutputCost]:
-    """Cost of every output of ``trace``, in the order the model returns them."""
-    depth = longest_path_layers(trace.dag)
+def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False,
+                 depth: Optional[Dict[str, int]] = None) -> List[OutputCost]:
+    """Cost of every output of ``trace``, in the order the model returns them (``depth``: the
+    :func:`~graphcost.passes.latency.longest_path_layers` of its DAG, when the caller has it)."""
+    depth = depth if depth is not None else longest_path_layers(trace.dag)
     costs = []
     for index, (out, name) in enumerate(trace.named_outputs(), start=1):
         needed = needed_calls(trace, out)

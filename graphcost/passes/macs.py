@@ -15,9 +15,9 @@ def macs(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
     >>> macs(graphcost.trace(torch.nn.Conv2d(2, 4, 1), (1, 2, 3, 3)))
     72
     """
-    return sum(trace.call(n).macs for n in (trace.dag if nodes is None else nodes))
+    return sum(trace.cost_record(n).macs for n in (trace.captured_dag if nodes is None else nodes))
 
 
 def other_ops(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
     """Element operations outside MACs: pooling, interpolation, normalisation, activations, adds."""
-    return sum(trace.call(n).other_ops for n in (trace.dag if nodes is None else nodes))
+    return sum(trace.cost_record(n).other_ops for n in (trace.captured_dag if nodes is None else nodes))

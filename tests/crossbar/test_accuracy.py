@@ -1,6 +1,9 @@
 """mIoU, fidelity over noise seeds, the shipped checkpoint and weight loading."""
 import json
 import os
+import pty
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -159,6 +162,61 @@ def test_trial_items_pickle_for_process_and_ray_workers(seg_state):
     from graphcost.crossbar import accuracy
 
     config = AccuracyConfig(array=ArraySpec(256, 256), noise=NoiseSpec.pcm(), seed=3)
-    item = pickle.loads(pickle.dumps((config, seg_state, 1)))
+    item = pickle.loads(pickle.dumps((config, seg_state, 1, None)))  # no batch counter
     fn = pickle.loads(pickle.dumps(accuracy._run_trial_item))
     assert fn(item) == run_trial(config, seg_state, 1)
+
+
+@pytest.mark.parametrize("executor", [None, "local"])
+def test_progress_counts_every_batch_of_every_trial_and_time(executor):
+    """One step per batch: trials x times x batches, from a process pool's workers too."""
+    state = prepare(TwoOutputs().eval(), AccuracyConfig(EXACT, NoiseSpec(), samples=8, classes=11), (1, 3, 8, 8))
+    assert len(state.batches) == 2
+    config = AccuracyConfig(EXACT, NoiseSpec.pcm(), samples=8, trials=3, classes=11, times_seconds=(60.0, 3600.0))
+    seen = []
+    if executor is None:
+        result = evaluate_accuracy(None, config, state=state, progress=lambda d, t: seen.append((d, t)))
+        assert seen == [(i, 12) for i in range(1, 13)]
+    else:
+        with make_executor(executor, workers=2) as ex:
+            result = evaluate_accuracy(None, config, state=state, executor=ex,
+                                       progress=lambda d, t: seen.append((d, t)))
+        done = [d for d, _ in seen]
+        assert {t for _, t in seen} == {12} and done[-1] == 12 and done == sorted(set(done))
+    assert result.trials == 3 and len(result.times) == 2
+
+
+def _map_with_accuracy(stderr):
+    cmd = [sys.executable, "-m", "graphcost.cli", "map", "digits-cnn", "--accuracy", "--data", "digits", "--samples",
+           "8", "--trials", "2", "--times", "60s,1h", "--noise", "pcm"]
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, env=env, timeout=300)
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the terminal's other side is closed
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_progress_bar_on_a_terminal_only():
+    """The map command's accuracy bar: nothing on a pipe; on a terminal, steps = trials x times x batches
+    (2 x 2 x 2 = 8)."""
+    piped = _map_with_accuracy(subprocess.PIPE)
+    assert piped.returncode == 0, piped.stderr
+    assert b"simulating" not in piped.stderr and b"\x1b[" not in piped.stderr
+    master, slave = pty.openpty()
+    try:
+        done = _map_with_accuracy(slave)
+        os.close(slave)
+        screen = _read_all(master)
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert b"simulating" in screen and b"8/8" in screen

@@ -322,3 +322,23 @@ def test_models_that_need_nchw_activations_fall_back_to_them():
     with torch.no_grad():
         assert rel_err(sim(x), net(x)) < 1e-3
     assert sim.layout == torch.contiguous_format
+
+
+@pytest.mark.parametrize("groups,bias", [(1, True), (1, False), (3, True), (3, False)])
+def test_grouped_linear_is_the_grouped_conv1d_of_length_1(groups, bias):
+    """The linear layers' tiles run as one (batched) matrix product: the conv's values and gradients."""
+    import torch.nn.functional as F
+
+    from graphcost.crossbar.sim.layer import grouped_linear
+
+    torch.manual_seed(0)
+    x = torch.randn(7, groups * 5, 1, requires_grad=True)
+    w = torch.randn(groups * 4, 5, 1, requires_grad=True)
+    b = torch.randn(groups * 4) if bias else None
+    got = grouped_linear(x, w, b, groups)
+    want = F.conv1d(x, w, b, groups=groups)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-5)
+    gx, gw = torch.autograd.grad(got.square().sum(), (x, w))
+    hx, hw = torch.autograd.grad(want.square().sum(), (x, w))
+    assert torch.allclose(gx, hx, atol=1e-4) and torch.allclose(gw, hw, atol=1e-4)

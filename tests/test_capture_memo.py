@@ -1,0 +1,123 @@
+"""Provably identical calls costed once (graphcost.capture_memo): every number equals the unmemoised capture's."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from graphcost.analysis import analyze_trace
+from graphcost.capture_memo import CallMemo
+from graphcost.models import get_model
+from graphcost.tracing import trace
+
+
+@pytest.fixture
+def replays(monkeypatch):
+    """Counts the calls the memo answered (so a test of equality is not vacuously about a memo never used)."""
+    counted = []
+    original = CallMemo.replay
+
+    def counting(self, key):
+        found = original(self, key)
+        counted.append(found is not None)
+        return found
+
+    monkeypatch.setattr(CallMemo, "replay", counting)
+    return counted
+
+
+def _models():
+    yield "itnet shared", get_model("itnet", dataset="camvid", shared=True, N=4, L=2, K=2, f=16), (1, 3, 48, 64)
+    yield "itnet independent", get_model("itnet", dataset="camvid", shared=False, N=4, L=2, K=2, f=16), (1, 3, 48, 64)
+    layers = [nn.TransformerEncoderLayer(32, 4, 64, batch_first=True) for _ in range(3)]  # opaque leaves, run per aten op
+    yield "transformer (tiny)", nn.Sequential(*layers, nn.Linear(32, 10)), (1, 16, 32)
+    yield "resnet18", torchvision.models.resnet18(weights=None), (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name, model, shape", list(_models()), ids=[m[0] for m in _models()])
+def test_memoised_capture_equals_every_call_run(name, model, shape, replays):
+    memoised = trace(model, shape)
+    hits = sum(replays)
+    plain = trace(model, shape, memoise=False)
+    assert hits > 0 and sum(replays) == hits  # the memo answered calls, and only when asked to
+    assert list(memoised.dag.nodes) == list(plain.dag.nodes) and list(memoised.dag.edges) == list(plain.dag.edges)
+    assert [memoised.call(n) for n in memoised.dag] == [plain.call(n) for n in plain.dag]  # MACs, shapes, bytes per call
+    assert list(memoised.loop_graph.edges(data=True)) == list(plain.loop_graph.edges(data=True))
+    assert [memoised.layer(n) for n in memoised.loop_graph] == [plain.layer(n) for n in plain.loop_graph]
+    assert (memoised.opaque_modules, memoised.unknown_ops, memoised.uncounted) == \
+        (plain.opaque_modules, plain.unknown_ops, plain.uncounted)
+    a, b = analyze_trace(memoised), analyze_trace(plain)
+    assert a == b  # params, MACs, graph size, latency, every layer and every anytime output
+    assert len(a.outputs) == (4 if name.startswith("itnet") else 1)
+
+
+class Growing(nn.Module):
+    """A leaf whose output grows with every call: its state is in the key, so no call is replayed wrongly."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return x.repeat(1, self.calls)
+
+
+class ThreeCalls(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.grow = Growing()
+
+    def forward(self, x):
+        return self.grow(x), self.grow(x), self.grow(x)
+
+
+@pytest.mark.parametrize("memoise", [True, False])
+def test_a_leaf_that_changes_its_own_state_is_never_replayed(memoise):
+    t = trace(ThreeCalls(), (1, 4), leaf_modules=["grow"], memoise=memoise)
+    assert [t.call(o).out_shapes for o in t.outputs] == [((1, 4),), ((1, 8),), ((1, 12),)]
+
+
+def test_in_place_calls_real_tensors_and_user_functions_are_not_memoised():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    memo = CallMemo()
+    assert memo.key("call_function", lambda x: x, (1,), {}) is None  # a user function may read anything
+    assert memo.key("call_function", torch.relu, (torch.ones(3, 3),), {}) is None  # a real tensor's values
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda *a: None)
+    assert memo.key("call_module", hooked, (), {}) is None
+    with FakeTensorMode():
+        x = torch.empty(2, 3)
+        key = memo.key("call_method", "relu_", (x,), {})
+        memo.store(key, x.relu_(), "cost", (x,))  # the output is its input: an in-place call is never replayed
+        assert key is not None and memo.replay(key) is None
+        key = memo.key("call_method", "relu", (x,), {})
+        memo.store(key, x.relu(), "cost", (x,))
+        out, outcome = memo.replay(key)
+        assert out is not x and tuple(out.shape) == (2, 3) and outcome == "cost"
+        assert memo.key("call_method", "relu", (torch.empty(2, 4),), {}) != key
+        assert memo.key("call_method", "relu", (x.t(),), {}) != key  # strides are in the key
+
+
+@pytest.mark.parametrize("blocks_per_scale", [1, 2])  # K=2: the block's last node lies in a replayed inner call
+def test_repeated_block_calls_are_replayed_whole(monkeypatch, blocks_per_scale):
+    """ItNet's iterative block called N times: calls 3..N (call 1 skips the mixing block, so its code differs)
+    repeat call 2 and are replayed as a whole, as are the N-1 identical classifier heads after the first."""
+    paths = []
+    original = CallMemo.replay
+
+    def spy(self, key):
+        found = original(self, key)
+        if found is not None and key[0] == "invocation":
+            paths.append(key[-1].invocation.path)  # the module whose call was replayed
+        return found
+
+    monkeypatch.setattr(CallMemo, "replay", spy)
+    for shared in (True, False):
+        paths.clear()
+        model = get_model("itnet", dataset="camvid", shared=shared, N=4, L=2, K=blocks_per_scale, f=16)
+        t = trace(model, (1, 3, 48, 64))
+        blocks = [p for p in paths if p in ("block", "blocks.2", "blocks.3")]
+        assert len(t.outputs) == 4 and len(blocks) >= 2  # blocks 3 and 4 (shared: one path; independent: two)
+        assert sorted(p for p in paths if p.startswith("classifiers")) == ["classifiers.1", "classifiers.2",
+                                                                          "classifiers.3"]
