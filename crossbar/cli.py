@@ -72,9 +72,9 @@ def map_command(spec: ModelSpec, executor_kind: str, address: Optional[str], per
 
     With --generate P+G, a language model's time to first token, tokens/s and energy per token."""
     request = map_request(spec, executor=executor_kind, address=address, **options)
-    trials = request.accuracy.trials if request.accuracy else 0
+    batches = None if request.accuracy else 0  # trials x times x batches, known once the data is loaded
     show_bar = None if fmt == "table" else False  # a bar only on a terminal, and never over JSON / CSV
-    with ProgressBar("simulating trials", trials, enabled=show_bar) as bar:
+    with ProgressBar("simulating batches", batches, enabled=show_bar, unit="batches") as bar:
         result = run_map(request, progress=bar)
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
@@ -226,7 +226,7 @@ def _generation_rows(result: dict) -> list:
         ("tokens/s (last step)", f"{g['tokens_per_s']:,.4g}"),
         ("energy per generated token", f"{g['energy_j_per_token'] * 1e6:,.4g} uJ (attention "
                                        f"{g['attention_energy_j_per_token'] * 1e6:,.4g} uJ, {g['attention']})"),
-        ("KV cache at P+G", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
+        ("KV cache at the end", f"{_bytes(g['kv_cache_bytes'])} in {g['kv_cache_location']}"),
     ]
     if g.get("encoder_tokens"):
         rows.insert(1, ("encoder outputs (cross-attention cache)", f"{g['encoder_tokens']:,} tokens"))

@@ -6,20 +6,23 @@ decode step is the model itself traced with one new token per sequence against a
 tokens built from meta tensors as its forward starts (:class:`DecodeStep`), so every op of the step
 (the cache update, attention over ``L + 1`` keys, the norms, the head) is captured, not guessed from
 the prefill, under the prefill's layer names. The step is captured at the first (``L = P``) and the
-last (``L = P + G - 1``) context; a step's work is affine in the context (attention's QK^T / AV and
+last (``L = P + G - 2``: the step that makes token ``G`` reads token ``G - 1``; :class:`TokenLayout`)
+context; a step's work is affine in the context (attention's QK^T / AV and
 softmax grow by one key, all else is fixed), so the figures in between are the line through those two
 captures. An encoder-decoder runs its encoder once, in the prefill, and its decode steps attend to the
 encoder's outputs through the cross-attention cache (fixed) and to their own tokens through the
 self-attention cache (growing); the context counts both (:class:`TokenLayout`). On token ids (T5,
 BART) the prompt is the encoder's and the decoder starts from one token; on other inputs (Whisper's
 log-mel features) the encoder reads them, its output length set by them, and the prompt is the
-decoder's. Under gain-cell attention with a sliding window of ``W`` tokens the attention work stops
-growing once the decoder's own tokens reach ``W``.
+decoder's. A prompt and generation past a learned position table (GPT-2's 1024, Whisper's 448) is
+refused; past a rotary model's trained context it runs, with a note (:func:`context_note`). Under
+gain-cell attention with a sliding window of ``W`` tokens the attention work stops growing once the
+decoder's own tokens reach ``W``.
 
 The KV cache, by definition: ``bytes(L) = 2 x layers x kv_heads x head_dim x L x B x bytes per
 element`` (grouped-query attention counts the KV heads). Under digital attention every step reads
-the whole cache and writes one token's K and V: from on-chip SRAM while the cache at ``P + G`` fits
-``sram_capacity_bytes``, the part beyond it from DRAM (its bytes also cost DRAM time); under
+the whole cache and writes one token's K and V: from on-chip SRAM while the cache at the end
+(``P + G - 1`` tokens) fits ``sram_capacity_bytes``, the part beyond it from DRAM (its bytes also cost DRAM time); under
 gain-cell attention K and V are written into the gain cells and never read out.
 
 >>> parse_generate("128+128")
@@ -45,7 +48,7 @@ from .perf import Performance
 from .tech import TechSpec
 
 _GENERATE = re.compile(r"^\s*(-?\d+)\s*\+\s*(-?\d+)\s*$")
-#: contexts of the ``by_context`` list: this many points from ``P`` to ``P + G - 1``
+#: contexts of the ``by_context`` list: this many points from the first step's context to the last's
 CONTEXT_POINTS = 8
 
 
@@ -128,11 +131,18 @@ class TokenLayout:
 
     ``encoder_tokens`` is the cross-attention cache, the encoder's outputs computed once at the prefill
     and fixed (0 for a decoder-only model); ``own_first`` / ``own_last`` are the tokens in the decoder's
-    self-attention cache at the first and the last captured decode step, ``own_final`` after the last
-    token. A step's context counts both caches.
+    self-attention cache at the first and the last decode step, ``own_final`` the tokens the decoder has
+    read once the last token is made (its cache at the end). A step's context counts both caches.
 
-    >>> TokenLayout(encoder_tokens=1500, own_first=4, own_last=131, own_final=132).final_context
-    1632
+    One convention for every family: the decoder reads ``d`` tokens before its first generated one (the
+    prompt, ``P``, of a decoder-only model or Whisper; the start token, ``1``, of T5 and BART, whose prompt
+    is the encoder's); the prefill makes token 1 and the step that makes token ``g`` reads token ``g - 1``
+    against a cache of ``d + g - 2`` tokens. So the first step's cache holds ``d``, the last one's (it makes
+    token ``G``) ``d + G - 2``: the last generated token attends to ``d + G - 1`` keys (its predecessor and
+    every token before it), and the cache ends at ``d + G - 1`` (token ``G`` is never read back).
+
+    >>> TokenLayout(encoder_tokens=1500, own_first=4, own_last=130, own_final=131).final_context
+    1631
     """
 
     encoder_tokens: int
@@ -140,9 +150,14 @@ class TokenLayout:
     own_last: int
     own_final: int
 
+    @classmethod
+    def of(cls, encoder_tokens: int, read_first: int, generated: int) -> "TokenLayout":
+        """The layout of ``generated`` tokens after the decoder read ``read_first`` (see the class)."""
+        return cls(encoder_tokens, read_first, read_first + max(0, generated - 2), read_first + generated - 1)
+
     @property
     def final_context(self) -> int:
-        """Tokens in both caches after the last token: the KV cache at ``P + G``."""
+        """Tokens in both caches after the last token: the largest KV cache of the request."""
         return self.encoder_tokens + self.own_final
 
 
@@ -150,26 +165,66 @@ def _reads_tokens(model: nn.Module) -> bool:
     return getattr(model, "main_input_name", "input_ids") == "input_ids"
 
 
+#: leaf names of learned absolute position tables: GPT-2's ``wpe``, OPT / BART / Whisper's
+#: ``embed_positions``, BERT-style ``position_embeddings`` (rotary and relative models have none)
+_POSITION_TABLES = ("wpe", "embed_positions", "position_embeddings")
+
+
+def _position_limit(module: nn.Module, config, *names: str) -> Tuple[Optional[int], bool]:
+    """The positions ``module`` was built for (the first of ``names`` ``config`` sets) and whether they are
+    a learned absolute table, which cannot be looked up past its end."""
+    limit = next((getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)), None)
+    learned = any(isinstance(m, nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLES
+                  for name, m in module.named_modules())
+    return limit, learned
+
+
+def _check_positions(module: nn.Module, config, tokens: int, gen: GenerateSpec, what: str,
+                     *names: str) -> Optional[str]:
+    """Refuse ``tokens`` past a learned position table; past a rotary / relative model's trained context, a note."""
+    limit, learned = _position_limit(module, config, *names)
+    if limit is None or tokens <= limit:
+        return None
+    request = f"--generate {gen.prompt_tokens}+{gen.generated_tokens} needs {tokens} {what}positions"
+    if learned:
+        raise UserError(f"{request}; {config.model_type}'s learned position table has {limit}")
+    return (f"{request}, beyond {config.model_type}'s trained context of {limit} (rotary or relative positions "
+            f"run past it, as in transformers: the costs hold, the model's outputs there are untrained)")
+
+
+def context_note(model: nn.Module, gen: GenerateSpec) -> Optional[str]:
+    """Check that ``gen`` fits ``model``'s positions before any tracing: the decoder's ``P + G`` (``1 + G``
+    after an encoder of token ids, whose ``P`` the encoder's own positions must hold), as transformers'
+    ``generate`` counts its ``max_length``. Past a learned absolute position table (GPT-2's
+    ``n_positions``, OPT and BART's ``max_position_embeddings``, Whisper's ``max_target_positions``) a
+    :class:`UserError`; past a rotary or relative model's ``max_position_embeddings`` (Llama) a note: it
+    runs there, as transformers lets it, untrained.
+    """
+    config, prompt, generated = model.config, gen.prompt_tokens, gen.generated_tokens
+    if not getattr(config, "is_encoder_decoder", False):
+        return _check_positions(model, config, prompt + generated, gen, "", "n_positions", "max_position_embeddings")
+    decoder = model.get_decoder()
+    names = ("max_target_positions", "max_position_embeddings")
+    if not _reads_tokens(model):
+        return _check_positions(decoder, config, prompt + generated, gen, "decoder ", *names)
+    encoder_note = _check_positions(model.get_encoder(), config, prompt, gen, "encoder ", "max_position_embeddings")
+    return _check_positions(decoder, config, 1 + generated, gen, "decoder ", *names) or encoder_note
+
+
 def token_layout(model: nn.Module, gen: GenerateSpec, inputs: Dict[str, InputSpec]) -> TokenLayout:
-    """The caches of ``gen`` on ``model`` (checked before any tracing).
+    """The caches of ``gen`` on ``model`` (see :class:`TokenLayout`; checked before any tracing).
 
     A decoder-only model caches its prompt and its tokens. An encoder-decoder on token ids (T5, BART)
     encodes the prompt (the cross-attention cache) and decodes from one start token. One on other inputs
     (Whisper's log-mel ``inputs``) encodes them once, its length the encoder's output on the meta device,
-    and the prompt is the decoder's (Whisper's start-of-transcript tokens); a prompt and generation longer
-    than the decoder's ``max_target_positions`` is refused.
+    and the prompt is the decoder's (Whisper's start-of-transcript tokens).
     """
-    prompt, steps = gen.prompt_tokens, max(1, gen.generated_tokens - 1)
-    config = model.config
-    if not getattr(config, "is_encoder_decoder", False):
-        return TokenLayout(0, prompt, prompt + steps, prompt + gen.generated_tokens)
+    prompt, generated = gen.prompt_tokens, gen.generated_tokens
+    if not getattr(model.config, "is_encoder_decoder", False):
+        return TokenLayout.of(0, prompt, generated)
     if _reads_tokens(model):
-        return TokenLayout(prompt, 1, steps, gen.generated_tokens)
-    positions = getattr(config, "max_target_positions", None)
-    if positions is not None and prompt + gen.generated_tokens > positions:
-        raise UserError(f"--generate {prompt}+{gen.generated_tokens} needs {prompt + gen.generated_tokens} decoder "
-                        f"positions; {config.model_type}'s decoder has {positions}")
-    return TokenLayout(encoder_length(model, inputs), prompt, prompt + steps, prompt + gen.generated_tokens)
+        return TokenLayout.of(prompt, 1, generated)
+    return TokenLayout.of(encoder_length(model, inputs), prompt, generated)
 
 
 def _encoder_inputs(model: nn.Module, inputs: Dict[str, InputSpec]) -> Dict[str, InputSpec]:
@@ -362,8 +417,8 @@ class Generation:
 
     @property
     def last_context(self) -> int:
-        """The context of the step that makes the last token."""
-        return max(self.first.context, self.layout.final_context - 1)
+        """The context of the step that makes the last token (``TokenLayout.own_last`` plus the encoder's)."""
+        return self.last.context
 
     def contexts(self) -> List[int]:
         first, last = self.first.context, self.last_context

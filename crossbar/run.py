@@ -33,7 +33,7 @@ from .checkpoints import SHIPPED, WEIGHT_KINDS, load_weights, shipped_checkpoint
 from .data import parse_data
 from .energy import AreaReport, EnergyReport, area, energy
 from .generation import (DecodeStep, GenerateSpec, Generation, KVShape, Step, TokenLayout, chips_dict,
-                         decoder_config, kv_shape, prefill_inputs, step_of, token_layout)
+                         context_note, decoder_config, kv_shape, prefill_inputs, step_of, token_layout)
 from .mapping import ATTENTION_KINDS, map_trace
 from .perf import Performance, performance
 from .specs import DEPTHWISE_STRATEGIES, ArraySpec, ChipSpec, NoiseSpec
@@ -214,6 +214,7 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     gen = request.generate
     if gen is not None:
         kv = kv_shape(decoder_config(built.module, built.label))  # refused before any tracing
+        notes.extend(filter(None, [context_note(built.module, gen)]))
         layout = token_layout(built.module, gen, built.call_inputs)
     inputs = built.call_inputs if gen is None else prefill_inputs(built.module, gen, built.call_inputs)
     captured = trace(built.module, inputs, tracer=request.tracer)  # every typed / named input
@@ -221,8 +222,9 @@ def run_map(request: MapRequest, progress: Optional[Callable[[int, int], None]] 
     perf = performance(mapping, request.chip, target_fps=request.target_fps, tech=request.tech)
     result = MapResult(perf, notes=notes, energy=energy(perf, request.tech), area=area(perf, request.tech))
     if gen is not None:
-        first, last = (_decode_step(built.module, request, kv, layout, own) for own in (layout.own_first,
-                                                                                         layout.own_last))
+        first = _decode_step(built.module, request, kv, layout, layout.own_first)
+        last = first if layout.own_last == layout.own_first else _decode_step(built.module, request, kv, layout,
+                                                                              layout.own_last)
         result.generation = Generation(gen, perf.latency_s, first, last, kv, request.tech, request.attention, layout)
     if config is not None:
         with make_executor(request.executor, request.address) as executor:

@@ -300,9 +300,33 @@ def _build_hf(spec: ModelSpec) -> BuiltModel:
     params.setdefault("use_cache", False)
     config = _hf_config(spec.name, transformers, model_type, params)
     module = call_factory(spec.name, getattr(transformers, HF_TASKS[task]).from_config, {"config": config})
+    module.register_forward_hook(hf_predictions)  # its outputs (anytime exits) are its predictions only
     inputs = None if spec.input_shape else _hf_inputs(module, config)
     shape = spec.input_shape or next(iter(inputs.values())).shape
     return BuiltModel(module, shape, spec.name, None, inputs)
+
+
+#: fields of a transformers output that are not predictions: the encoder's state a seq2seq model passes
+#: along for reuse (``encoder_last_hidden_state``), and per-layer states and attention maps it returns when asked
+_HF_AUXILIARY = re.compile(r"^encoder_last_hidden_state$|hidden_states$|attentions$")
+
+
+def hf_predictions(module: nn.Module, args, output):
+    """Forward hook of a transformers model: its output without the fields that are not predictions (so
+    Whisper's outputs are its logits, not its logits and its encoder's last state); ``None`` (unchanged)
+    when there are none or nothing else.
+
+    >>> from collections import OrderedDict
+    >>> out = OrderedDict(logits=1, encoder_last_hidden_state=2)
+    >>> list(hf_predictions(None, (), out))
+    ['logits']
+    """
+    if not isinstance(output, dict):  # a tuple (return_dict=False): its fields have no names to tell them by
+        return None
+    kept = {key: value for key, value in output.items() if not _HF_AUXILIARY.search(key)}
+    if len(kept) in (0, len(output)):
+        return None
+    return type(output)(**kept)
 
 
 def _hf_config(label: str, transformers, model_type: str, params: Dict[str, Any]):

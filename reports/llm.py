@@ -11,17 +11,29 @@ from typing import Any, Dict, List, Sequence
 
 import pandas as pd
 
-from graphcost.crossbar.generation import GenerateSpec
+from graphcost.crossbar.generation import GenerateSpec, context_note, decoder_config
 from graphcost.crossbar.mapping import ATTENTION_KINDS
 from graphcost.crossbar.run import MapRequest, run_map
 from graphcost.crossbar.specs import ArraySpec, ChipSpec
 from graphcost.crossbar.tech import TechSpec
-from graphcost.resolve import ModelSpec
+from graphcost.resolve import ModelSpec, build_for_shapes
 
 from .common import figure_writers, pyplot, write_files
 
 #: line style per attention kind
 _STYLE = {"digital": "-", "gain-cell": "--"}
+
+
+def check(specs: Sequence[ModelSpec], generate: GenerateSpec) -> List[str]:
+    """Refuse, before any mapping, a model that does not generate tokens or whose positions ``generate``
+    exceeds (:func:`~graphcost.crossbar.generation.context_note`); the notes of those it runs past their
+    trained context. Each model is built on the meta device only."""
+    notes: List[str] = []
+    for spec in specs:
+        built = build_for_shapes(spec)
+        decoder_config(built.module, built.label)
+        notes.extend(filter(None, [context_note(built.module, generate)]))
+    return notes
 
 
 def run_model(spec: ModelSpec, array: ArraySpec, chip: ChipSpec, tech: TechSpec, generate: GenerateSpec

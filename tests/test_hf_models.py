@@ -174,3 +174,34 @@ def test_cli_map_and_view_take_every_typed_input(capsys, tmp_path):
     assert rc == 0, err
     blocks = read_blocks(page.read_text())
     assert blocks["analysis"]["macs"] == analysed["macs"] and blocks["map"]["arrays_used"] == mapped["arrays_used"]
+
+
+WHISPER_TINY = {"d_model": 64, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
+                "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_mel_bins": 16,
+                "max_source_positions": 16, "max_target_positions": 32, "vocab_size": 100, "pad_token_id": 0,
+                "bos_token_id": 0, "eos_token_id": 0, "decoder_start_token_id": 0}
+
+
+@pytest.mark.parametrize("tracer", ["dispatch", "export"])
+def test_outputs_are_the_predictions_not_the_encoder_state_passed_along(tracer):
+    """Whisper and T5 return their encoder's last state for reuse: not an output (an anytime exit) of theirs."""
+    whisper = build_for_shapes(ModelSpec(name="hf:whisper:speech-seq2seq", params=WHISPER_TINY))
+    real = graphcost.resolve.build(ModelSpec(name="hf:whisper:speech-seq2seq", params=WHISPER_TINY)).module
+    with torch.no_grad():  # transformers' own forward returns it (the hook drops it)
+        assert "encoder_last_hidden_state" in type(real).forward(real, **example(whisper.inputs))
+    assert graphcost.trace(whisper.module, whisper.inputs, tracer=tracer).output_names == ["logits"]
+    source, params, inputs = CASES["t5"]
+    t5 = build_for_shapes(ModelSpec(name=source, params=params)).module
+    assert graphcost.trace(t5, inputs, tracer=tracer).output_names == ["last_hidden_state"]
+    bert = build_for_shapes(ModelSpec(name="hf:bert", params=dict(TINY))).module  # both are predictions
+    assert graphcost.trace(bert, {"input_ids": IDS}, tracer=tracer).output_names == ["last_hidden_state",
+                                                                                     "pooler_output"]
+
+
+def test_map_on_whisper_has_one_output_and_no_anytime_table(capsys):
+    args = [f"--param={k}={v}" for k, v in WHISPER_TINY.items()]
+    rc, out, err = run(capsys, "map", "hf:whisper:speech-seq2seq", *args, "--crossbar", "64x64", "--format", "json")
+    assert rc == 0, err
+    assert [o["name"] for o in json.loads(out)["outputs"]] == ["logits"]
+    rc, out, err = run(capsys, "map", "hf:whisper:speech-seq2seq", *args, "--crossbar", "64x64")
+    assert rc == 0 and "anytime outputs" not in out, err

@@ -543,10 +543,12 @@ class RateColumn(ProgressColumn):
 class ProgressBar:
     """A progress bar with the rate (``unit``/s) and ETA on stderr (rich), used as the ``progress`` callback of ``map``.
 
-    ``enabled=None``: only when stderr is a terminal, so pipes and tests stay clean.
+    ``enabled=None``: only when stderr is a terminal, so pipes and tests stay clean. ``total=None``: the count is
+    not known yet (the bar waits for the first ``progress(done, total)`` to learn it); ``total=0``: no bar.
     """
 
-    def __init__(self, description: str, total: int, enabled: Optional[bool] = None, unit: str = "items") -> None:
+    def __init__(self, description: str, total: Optional[int], enabled: Optional[bool] = None,
+                 unit: str = "items") -> None:
         self.description = description
         self.unit = unit
         self.total = total
@@ -555,7 +557,7 @@ class ProgressBar:
         self._task = None
 
     def __enter__(self) -> "ProgressBar":
-        if self.enabled and self.total:
+        if self.enabled and self.total != 0:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       RateColumn(self.unit), TimeElapsedColumn(), TextColumn("ETA"),
                                       TimeRemainingColumn(),

@@ -186,11 +186,9 @@ def test_progress_counts_every_batch_of_every_trial_and_time(executor):
     assert result.trials == 3 and len(result.times) == 2
 
 
-def _map_with_accuracy(stderr):
-    cmd = [sys.executable, "-m", "graphcost.cli", "map", "digits-cnn", "--accuracy", "--data", "digits", "--samples",
-           "8", "--trials", "2", "--times", "60s,1h", "--noise", "pcm"]
-    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=stderr, env=env, timeout=300)
+_MAP_WITH_ACCURACY = [sys.executable, "-m", "graphcost.cli", "map", "digits-cnn", "--accuracy", "--data", "digits",
+                      "--samples", "8", "--trials", "2", "--times", "60s,1h", "--noise", "pcm"]
+_TERMINAL_ENV = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
 
 
 def _read_all(fd: int) -> bytes:
@@ -208,15 +206,17 @@ def _read_all(fd: int) -> bytes:
 def test_progress_bar_on_a_terminal_only():
     """The map command's accuracy bar: nothing on a pipe; on a terminal, steps = trials x times x batches
     (2 x 2 x 2 = 8)."""
-    piped = _map_with_accuracy(subprocess.PIPE)
+    piped = subprocess.run(_MAP_WITH_ACCURACY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_TERMINAL_ENV,
+                           timeout=300)
     assert piped.returncode == 0, piped.stderr
     assert b"simulating" not in piped.stderr and b"\x1b[" not in piped.stderr
     master, slave = pty.openpty()
-    try:
-        done = _map_with_accuracy(slave)
+    try:  # the terminal is read while the command runs: a full terminal buffer would block its writes
+        child = subprocess.Popen(_MAP_WITH_ACCURACY, stdout=subprocess.PIPE, stderr=slave, env=_TERMINAL_ENV)
         os.close(slave)
         screen = _read_all(master)
+        child.stdout.read()
+        assert child.wait(timeout=300) == 0
     finally:
         os.close(master)
-    assert done.returncode == 0
     assert b"simulating" in screen and b"8/8" in screen

@@ -153,14 +153,15 @@ def test_one_layer_decoder_generation_by_hand():
     assert d["coverage"]["digital_macs"] == 2 * HEADS * P * P * HEAD_DIM
     g = d["generation"]
     assert (g["prompt_tokens"], g["generated_tokens"]) == (P, G)
-    # KV cache at P+G: K and V x 1 layer x 2 heads x 32 x 12 tokens x 1 byte (8-bit)
-    assert g["kv_cache_bytes"] == 2 * 1 * HEADS * HEAD_DIM * (P + G) * 1 == 1536
+    # KV cache at the end, P+G-1 tokens (the last one is never read back): K and V x 1 layer x 2 heads x 32
+    # x 11 tokens x 1 byte (8-bit)
+    assert g["kv_cache_bytes"] == 2 * 1 * HEADS * HEAD_DIM * (P + G - 1) * 1 == 1408
     assert g["kv_cache_location"] == "sram"
-    # the last decode step (cache of P+G-1 tokens, 1 new): digital MACs are QK^T and AV over P+G keys
+    # the step making token G reads token G-1 against a cache of P+G-2: QK^T and AV over P+G-1 keys
     last = result.generation.last
-    assert last.context == P + G - 1
-    step = _decode_mapping(P + G - 1)
-    assert step.coverage.digital_macs == 2 * HEADS * (P + G) * HEAD_DIM
+    assert last.context == P + G - 2
+    step = _decode_mapping(P + G - 2)
+    assert step.coverage.digital_macs == 2 * HEADS * (P + G - 1) * HEAD_DIM
     assert step.coverage.analog_macs == sum(i * o for i, o in MATRICES)
     # energy per token, by hand: one MVM per weight layer, the digital unit's MACs and element ops,
     # two embedding rows read, one token's K and V written and the whole cache read from SRAM
@@ -169,7 +170,7 @@ def test_one_layer_decoder_generation_by_hand():
     ops = sum(group.work.ops for group in step.digital)
     digital = (step.coverage.digital_macs * t.digital_mac_energy_j + ops * t.digital_op_energy_j
                + 2 * D * t.sram_read_energy_j_per_byte)
-    kv = 2 * HEADS * HEAD_DIM * t.sram_write_energy_j_per_byte + 2 * HEADS * HEAD_DIM * (P + G) \
+    kv = 2 * HEADS * HEAD_DIM * t.sram_write_energy_j_per_byte + 2 * HEADS * HEAD_DIM * (P + G - 1) \
         * t.sram_read_energy_j_per_byte
     assert g["energy_j_per_token"] == pytest.approx(analog + digital + kv, rel=1e-9)
     assert g["ttft_s"] == pytest.approx(result.performance.latency_s)

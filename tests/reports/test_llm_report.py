@@ -35,3 +35,22 @@ def test_llm_report_refuses_an_encoder_in_one_line(capsys, tmp_path):
                        "--out", str(tmp_path / "x"))
     lines = [line for line in err.strip().splitlines() if not line.startswith("[transformers]")]
     assert rc == 2 and len(lines) == 1 and "encoder" in lines[0] and not (tmp_path / "x").exists()
+
+
+def test_llm_report_default_fits_its_default_model():
+    from graphcost.crossbar.generation import context_note, parse_generate
+    from graphcost.reports.cli import DEFAULT_LLM_GENERATE, DEFAULT_LLM_MODELS
+    from graphcost.resolve import build_for_shapes
+
+    spec = GenerateSpec(*parse_generate(DEFAULT_LLM_GENERATE))
+    for name in DEFAULT_LLM_MODELS:
+        model = build_for_shapes(ModelSpec(name=name)).module
+        assert spec.prompt_tokens + spec.generated_tokens == model.config.n_positions  # its whole context
+        assert context_note(model, spec) is None
+
+
+def test_llm_report_refuses_a_context_past_the_position_table_before_mapping(capsys, tmp_path):
+    rc, out, err = run(capsys, "report", "llm", TINY, TINY + ",n_positions=16", "--generate", "8+9",
+                       "--out", str(tmp_path / "x"))
+    lines = [line for line in err.strip().splitlines() if not line.startswith("[transformers]")]
+    assert rc == 2 and len(lines) == 1 and "17 positions" in lines[0] and not (tmp_path / "x").exists()

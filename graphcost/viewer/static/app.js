@@ -187,7 +187,7 @@
           seconds(g.decode_s_per_token_last)],
         ['tokens/s', g.tokens_per_s, human(g.tokens_per_s)],
         ['energy per generated token', g.energy_j_per_token, si(g.energy_j_per_token, 'J')],
-        ['KV cache at P+G', g.kv_cache_bytes, mb(g.kv_cache_bytes) + ' in ' + g.kv_cache_location]);
+        ['KV cache at the end', g.kv_cache_bytes, mb(g.kv_cache_bytes) + ' in ' + g.kv_cache_location]);
     }
     if (M.chips && M.chips.count > 1) pairs.push(['chips', M.chips.count, M.chips.count + ' of ' + M.chips.arrays_per_chip + ' arrays']);
     mapReports().forEach(function (p) { pairs.push([p[0], p[1], fmtKey(p[0], p[1])]); });
