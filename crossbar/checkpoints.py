@@ -45,7 +45,7 @@ SHIPPED = (
                  {"float": SHIPPED_NAME, "hwa": "itnet_camvid_synthetic_hwa.pt"}),
     ShippedModel("digits-cnn", {"classes": 10, "width": 16}, (None, "digits"),
                  {"float": "digits_cnn_float.pt", "hwa": "digits_cnn_hwa.pt"}, "digits", 360),
-    ShippedModel("tiny-gpt", {"layers": 2, "width": 128, "heads": 4}, (None, "pydoc"),
+    ShippedModel("tiny-gpt", {"layers": 2, "width": 192, "heads": 4}, (None, "pydoc"),
                  {"float": "tiny_gpt_float.pt", "hwa": "tiny_gpt_hwa.pt"}, "pydoc", 64),
     # trained with the ACT ponder cost, then fine-tuned with the loss at every iteration too
     # (graphcost train iterative-resnet --data digits --ponder 0.01 [--full-depth-weight 1]; its JSON)

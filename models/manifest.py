@@ -49,7 +49,7 @@ ZOO: Dict[str, ZooItem] = {
                              "Recurrent segmentation (McIntosh et al. 2018): ResNet-101 features + 3 stacked 1x1 "
                              "ConvLSTMs + additive canvas."),
     "tiny-gpt": ZooItem("tiny_gpt", "pydoc",
-                        "A GPT-2-style byte-level language model (vocab 256, context 64); ~0.47 M params."),
+                        "A GPT-2-style byte-level language model (vocab 256, context 64); ~1.0 M params."),
     "vgg8": ZooItem("vgg8", "cifar10",
                     "VGG-8 for ``dataset`` (square inputs; ``classes`` defaults to the dataset's)."),
 }

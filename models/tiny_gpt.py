@@ -7,8 +7,8 @@ GELU MLP of 4x the width, causal self-attention) at a tiny configuration, writte
 so it needs no transformers install, with every projection an ``nn.Linear`` (on the arrays) and the
 attention's activation-by-activation products and the embeddings digital.
 
-Defaults: vocabulary 256 (bytes), context 64, 2 blocks, width 128, 4 heads; ~0.47 M parameters (the
-shared 2-core CPU it was trained on set the size: a few minutes of training).
+Defaults: vocabulary 256 (bytes), context 64, 2 blocks, width 192, 4 heads; 1.0 M parameters, the low
+end of a "small" language model (the shared 2-core CPU it was trained on set the size: minutes of training).
 The float and hardware-aware checkpoints shipped in ``crossbar/weights/`` (``tiny_gpt_*.pt``, with
 the JSON of how ``graphcost train`` made them) report their held-out perplexity there.
 
@@ -16,7 +16,7 @@ the JSON of how ``graphcost train`` made them) report their held-out perplexity 
 >>> from graphcost.models import get_model
 >>> net = get_model("tiny-gpt")
 >>> tuple(net(torch.zeros(2, 64, dtype=torch.long)).shape), sum(p.numel() for p in net.parameters())
-((2, 64, 256), 470528)
+((2, 64, 256), 1000704)
 """
 from __future__ import annotations
 
@@ -88,8 +88,8 @@ class TinyGPT(nn.Module):
 
 
 @register_model("tiny-gpt", default_dataset="pydoc")
-def tiny_gpt(*, dataset: str = "pydoc", layers: int = 2, width: int = 128, heads: int = 4) -> nn.Module:
-    """A GPT-2-style byte-level language model (vocab 256, context 64); ~0.47 M params."""
+def tiny_gpt(*, dataset: str = "pydoc", layers: int = 2, width: int = 192, heads: int = 4) -> nn.Module:
+    """A GPT-2-style byte-level language model (vocab 256, context 64); ~1.0 M params."""
     preset = DATASETS[dataset]
     if not preset.tokens:
         raise ValueError(f"tiny-gpt reads token ids; the {dataset} preset is images (use pydoc)")
