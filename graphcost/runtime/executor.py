@@ -29,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -149,8 +150,10 @@ def _one_thread() -> None:
 
 
 def _init_pool_worker(parent_pid: int) -> None:
-    """Initializer of a local pool worker: dies with its parent, leaves Ctrl-C to it, one thread."""
+    """Initializer of a local pool worker: dies with its parent, leaves Ctrl-C to it, one thread, and its
+    inherited heap out of the cycle collector's reach."""
     _die_with_parent(parent_pid)
+    gc.freeze()  # the heap forked from the parent: see _run_and_freeze
     # Ctrl-C reaches the whole process group; the parent alone handles it (and stops the workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker inherits the parent's SIGTERM handler (which unwinds the CLI); the parent
@@ -229,7 +232,7 @@ class LocalExecutor(Executor):
             with signals_deferred():  # the first submit forks the workers
                 pool = self._get_pool()
                 for index, item in enumerate(items):
-                    futures[pool.submit(fn, item)] = index
+                    futures[pool.submit(_run_and_freeze, fn, item)] = index
             for future in cf.as_completed(futures):
                 yield futures[future], future.result()
         finally:
@@ -500,6 +503,19 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         reason = exc.strerror or type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address!r} ({reason}); check the address or start "
                         f"the cluster with 'ray start --head'") from None
+
+
+def _run_and_freeze(fn, item):
+    """``fn(item)`` in a pool worker, then its garbage collected and what survives frozen.
+
+    A worker's heap is mostly long-lived (torch, the modules imported on first use, caches) and every full
+    collection a work item set off scanned all of it: a quarter of a sweep's CPU time. Frozen, the cycle
+    collector only ever scans what the current item made (memory is still freed by reference counts)."""
+    try:
+        return fn(item)
+    finally:
+        gc.collect()
+        gc.freeze()
 
 
 def _call_in_worker(fn, item):
