@@ -214,9 +214,8 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     custom = ops.check_custom_costs(custom_costs)
     dtype, root_module = dtype or _model_dtype(model), Single(model) if _is_leaf_model(model, custom) else model
     bound = bind_inputs(root_module, *split_inputs(inputs))
-    with _collector_paused():
-        with _eval_mode(model), quiet_torch_logs():
-            captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype, memoise)
+    with _eval_mode(model), quiet_torch_logs(), _collector_paused():  # graphs built with the collector paused too
+        captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype, memoise)
         specs = {path: spec for name, value in bound.items() for path, spec in described(name, value, dtype).items()}
         return _assemble(model, captured, specs, dtype)
 
@@ -228,8 +227,7 @@ def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
 
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The cycle collector off while capturing and building the graphs (its runs cost up to half a width-search
-    probe: every node and record is a new container); garbage goes after."""
+    """The cycle collector off while capturing and building graphs (its runs cost up to half a probe)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
