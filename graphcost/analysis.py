@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torch import nn
 
@@ -126,29 +126,7 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
     dag, loop = trace.dag, trace.loop_graph
     depth = passes.longest_path_layers(dag)
     graph_bytes = passes.layer_graph_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
-    param_elements = trace.parameter_numel
-    layers = []
-    for layer in sorted(loop, key=lambda name: trace.layer(name).first_order):
-        record = trace.layer(layer)
-        calls = [trace.call(c) for c in record.dag_nodes]
-        n_params = sum(param_elements.get(pid, 0) for pid in record.param_ids)
-        if record.kind in ("io", "shape") and not n_params:
-            continue
-        scale = element / trace.element_size
-        layers.append(LayerCost(
-            name=layer,
-            op=record.op,
-            kind=record.kind,
-            calls=len(calls),
-            params=n_params,
-            macs=sum(c.macs for c in calls),
-            other_ops=sum(c.other_ops for c in calls),
-            in_bytes=int(max(c.in_bytes for c in calls) * scale),
-            out_bytes=int(max(c.out_bytes for c in calls) * scale),
-            param_bytes=n_params * element,
-            graph_size_bytes=graph_bytes.get(layer, 0),
-            latency_layers=max(depth[c] for c in record.dag_nodes),
-        ))
+    layers = _layer_costs(trace, element, depth, graph_bytes)
     outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers, depth=depth)
     return Analysis(
         model=name or type(trace.module).__name__,
@@ -171,6 +149,35 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
         dag_nodes=dag.number_of_nodes(),
         capture=trace.capture,
     )
+
+
+def _layer_costs(trace: Trace, element: int, depth: Dict[str, int], graph_bytes: Dict[str, int]) -> List[LayerCost]:
+    """One :class:`LayerCost` per unique layer that has parameters or computes, in order of first call."""
+    param_elements, scale = trace.parameter_numel, element / trace.element_size
+    calls_of = trace._records("_calls", trace.dag)  # the record dicts ``trace.call`` / ``trace.layer`` read
+    records = trace._records("_layers", trace.loop_graph)
+    layers = []
+    for layer in sorted(records, key=lambda name: records[name].first_order):
+        record = records[layer]
+        n_params = sum(param_elements.get(pid, 0) for pid in record.param_ids)
+        if record.kind in ("io", "shape") and not n_params:
+            continue
+        calls = [calls_of[c] for c in record.dag_nodes]
+        layers.append(LayerCost(
+            name=layer,
+            op=record.op,
+            kind=record.kind,
+            calls=len(calls),
+            params=n_params,
+            macs=sum(c.macs for c in calls),
+            other_ops=sum(c.other_ops for c in calls),
+            in_bytes=int(max(c.in_bytes for c in calls) * scale),
+            out_bytes=int(max(c.out_bytes for c in calls) * scale),
+            param_bytes=n_params * element,
+            graph_size_bytes=graph_bytes.get(layer, 0),
+            latency_layers=max(depth[c] for c in record.dag_nodes),
+        ))
+    return layers
 
 
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,

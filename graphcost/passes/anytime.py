@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Set
 
 from ..tracing import Trace
-from .graph_size import graph_size_bytes
+from .graph_size import graph_sizes
 from .latency import longest_path_layers
-from .macs import macs, other_ops
-from .params import params
+from .needs import masked_sums, need_bits, need_matrix
+from .params import params_per_output
 
 
 @dataclass(frozen=True)
@@ -48,22 +48,34 @@ def needed_calls(trace: Trace, output: str) -> Set[str]:
 def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False,
                  depth: Optional[Dict[str, int]] = None) -> List[OutputCost]:
     """Cost of every output of ``trace``, in the order the model returns them (``depth``: the
-    :func:`~graphcost.passes.latency.longest_path_layers` of its DAG, when the caller has it)."""
+    :func:`~graphcost.passes.latency.longest_path_layers` of its DAG, when the caller has it).
+
+    Each output's numbers are :func:`macs`, :func:`other_ops`, :func:`params` and :func:`graph_size_bytes` over its
+    :func:`needed_calls`, computed for all outputs at once: one walk gives every call the outputs that need it
+    (:mod:`~graphcost.passes.needs`), numpy sums and maxima over the resulting masks do the rest.
+    """
     depth = depth if depth is not None else longest_path_layers(trace.dag)
+    named = trace.named_outputs()
+    order, position, bits = need_bits(trace.dag, [out for out, _ in named])
+    calls = trace._records("_calls", trace.dag)  # the record dict ``trace.call`` reads, without a call per node
+    records = [calls[node] for node in order]
+    mask = need_matrix(bits, len(named))
+    all_macs = masked_sums(mask, [r.macs for r in records])
+    all_other_ops = masked_sums(mask, [r.other_ops for r in records])
+    all_params = params_per_output([r.param_ids for r in records], bits, len(named), trace.parameter_numel)
+    sizes = graph_sizes(trace, mask, position, bytes_per_element=bytes_per_element, all_layers=all_layers)
     costs = []
-    for index, (out, name) in enumerate(trace.named_outputs(), start=1):
-        needed = needed_calls(trace, out)
-        shapes = trace.call(out).out_shapes
+    for index, (out, name) in enumerate(named, start=1):
+        shapes = calls[out].out_shapes
         costs.append(OutputCost(
             index=index,
             node=out,
             shape=tuple(shapes[0]) if shapes else (),
-            macs=macs(trace, needed),
-            other_ops=other_ops(trace, needed),
+            macs=all_macs[index - 1],
+            other_ops=all_other_ops[index - 1],
             latency_layers=depth[out],
-            graph_size_bytes=graph_size_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers,
-                                              nodes=needed),
-            params=params(trace, needed),
+            graph_size_bytes=sizes[index - 1],
+            params=all_params[index - 1],
             name=name,
         ))
     return costs

@@ -1,12 +1,13 @@
 """Latency in layers: the longest path from the input, counted in conv layers (the paper's depth)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 import networkx as nx
 
-from ..schema import call_record
+from ..schema import RECORD
 from ..tracing import Trace
+from .needs import topological_nodes
 
 
 def longest_path_layers(dag: nx.DiGraph, counts: Optional[Callable[[str], bool]] = None) -> Dict[str, int]:
@@ -19,12 +20,26 @@ def longest_path_layers(dag: nx.DiGraph, counts: Optional[Callable[[str], bool]]
     2
     """
     if counts is None:
+        nodes = dag._node  # networkx's own dicts: its views wrap every lookup in an object
+
         def counts(node: str) -> bool:
-            return call_record(dag, node).is_weight_layer
+            return nodes[node][RECORD].is_weight_layer
+    depth = _depths(dag._pred, dag._pred, counts)  # the order nodes were added: a trace's execution order
+    return depth if depth is not None else _depths(topological_nodes(dag), dag._pred, counts)
+
+
+def _depths(order: Iterable[str], pred: Dict[str, Dict], counts: Callable[[str], bool]) -> Optional[Dict[str, int]]:
+    """Longest counted paths along ``order``; None when a node comes before one of its predecessors."""
     depth: Dict[str, int] = {}
-    for node in nx.topological_sort(dag):
-        best = max((depth[p] for p in dag.predecessors(node)), default=0)
-        depth[node] = best + int(bool(counts(node)))
+    for node in order:
+        best = 0
+        for p in pred[node]:
+            d = depth.get(p)
+            if d is None:
+                return None
+            if d > best:
+                best = d
+        depth[node] = best + (1 if counts(node) else 0)
     return depth
 
 

@@ -1,9 +1,10 @@
 """Unique parameter count."""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..tracing import Trace
+from .needs import masked_sums, need_matrix
 
 
 def params(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
@@ -20,3 +21,14 @@ def params(trace: Trace, nodes: Optional[Iterable[str]] = None) -> int:
         return sum(trace.parameter_numel.values())
     used = {pid for n in nodes for pid in trace.call(n).param_ids}
     return sum(trace.parameter_numel.get(pid, 0) for pid in used)
+
+
+def params_per_output(param_ids: Sequence[Tuple[int, ...]], bits: Sequence[int], outputs: int,
+                      numel: Dict[int, int]) -> List[int]:
+    """:func:`params` of every output at once: ``param_ids[j]`` are the parameters call ``j`` uses, ``bits[j]`` the
+    outputs that need it (:func:`~graphcost.passes.needs.need_bits`), ``numel`` the elements of each parameter."""
+    needed_by: Dict[int, int] = {}
+    for ids, need in zip(param_ids, bits):
+        for pid in ids:
+            needed_by[pid] = needed_by.get(pid, 0) | need
+    return masked_sums(need_matrix(list(needed_by.values()), outputs), [numel.get(pid, 0) for pid in needed_by])
