@@ -18,6 +18,7 @@ from . import ops, passes
 from .aten_costs import Uncounted
 from .errors import UserError
 from .passes.anytime import OutputCost
+from .passes.graph_size import LayerTable
 from .tracing import EAGER_NOTE, Trace, trace as trace_model
 
 if TYPE_CHECKING:
@@ -125,9 +126,11 @@ def analyze_trace(trace: Trace, *, name: Optional[str] = None, bytes_per_element
     element = bytes_per_element or trace.element_size
     dag, loop = trace.dag, trace.loop_graph
     depth = passes.longest_path_layers(dag)
-    graph_bytes = passes.layer_graph_bytes(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    table = LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    graph_bytes = table.layer_bytes()
     layers = _layer_costs(trace, element, depth, graph_bytes)
-    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers, depth=depth)
+    outputs = passes.output_costs(trace, bytes_per_element=bytes_per_element, all_layers=all_layers, depth=depth,
+                                  layers=table)
     return Analysis(
         model=name or type(trace.module).__name__,
         input_shape=tuple(trace.input_shape),
@@ -162,22 +165,39 @@ def _layer_costs(trace: Trace, element: int, depth: Dict[str, int], graph_bytes:
         n_params = sum(param_elements.get(pid, 0) for pid in record.param_ids)
         if record.kind in ("io", "shape") and not n_params:
             continue
-        calls = [calls_of[c] for c in record.dag_nodes]
+        macs, other_ops, in_bytes, out_bytes, latency = _call_totals(record.dag_nodes, calls_of, depth)
         layers.append(LayerCost(
             name=layer,
             op=record.op,
             kind=record.kind,
-            calls=len(calls),
+            calls=len(record.dag_nodes),
             params=n_params,
-            macs=sum(c.macs for c in calls),
-            other_ops=sum(c.other_ops for c in calls),
-            in_bytes=int(max(c.in_bytes for c in calls) * scale),
-            out_bytes=int(max(c.out_bytes for c in calls) * scale),
+            macs=macs,
+            other_ops=other_ops,
+            in_bytes=int(in_bytes * scale),
+            out_bytes=int(out_bytes * scale),
             param_bytes=n_params * element,
             graph_size_bytes=graph_bytes.get(layer, 0),
-            latency_layers=max(depth[c] for c in record.dag_nodes),
+            latency_layers=latency,
         ))
     return layers
+
+
+def _call_totals(nodes: Sequence[str], calls_of: Mapping[str, Any], depth: Dict[str, int]
+                 ) -> Tuple[int, int, int, int, int]:
+    """Over the calls ``nodes``: MACs and other ops summed, the largest input and output bytes, the deepest depth."""
+    macs = other_ops = in_bytes = out_bytes = latency = 0
+    for node in nodes:  # one loop, not five generators: a trace has a thousand calls
+        call = calls_of[node]
+        macs += call.macs
+        other_ops += call.other_ops
+        if call.in_bytes > in_bytes:
+            in_bytes = call.in_bytes
+        if call.out_bytes > out_bytes:
+            out_bytes = call.out_bytes
+        if depth[node] > latency:
+            latency = depth[node]
+    return macs, other_ops, in_bytes, out_bytes, latency
 
 
 def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[str] = None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Set
 
 from ..tracing import Trace
-from .graph_size import graph_sizes
+from .graph_size import LayerTable
 from .latency import longest_path_layers
 from .needs import masked_sums, need_bits, need_matrix
 from .params import params_per_output
@@ -46,9 +46,10 @@ def needed_calls(trace: Trace, output: str) -> Set[str]:
 
 
 def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False,
-                 depth: Optional[Dict[str, int]] = None) -> List[OutputCost]:
+                 depth: Optional[Dict[str, int]] = None, layers: Optional[LayerTable] = None) -> List[OutputCost]:
     """Cost of every output of ``trace``, in the order the model returns them (``depth``: the
-    :func:`~graphcost.passes.latency.longest_path_layers` of its DAG, when the caller has it).
+    :func:`~graphcost.passes.latency.longest_path_layers` of its DAG, ``layers``: its
+    :class:`~graphcost.passes.graph_size.LayerTable` for these options, when the caller has them).
 
     Each output's numbers are :func:`macs`, :func:`other_ops`, :func:`params` and :func:`graph_size_bytes` over its
     :func:`needed_calls`, computed for all outputs at once: one walk gives every call the outputs that need it
@@ -63,7 +64,8 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
     all_macs = masked_sums(mask, [r.macs for r in records])
     all_other_ops = masked_sums(mask, [r.other_ops for r in records])
     all_params = params_per_output([r.param_ids for r in records], bits, len(named), trace.parameter_numel)
-    sizes = graph_sizes(trace, mask, position, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    layers = layers or LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    sizes = layers.totals(mask, position)
     costs = []
     for index, (out, name) in enumerate(named, start=1):
         shapes = calls[out].out_shapes

@@ -58,6 +58,20 @@ class LayerTable:
         return np.rint(largest * self.scale + self.weight_bytes).astype(np.int64), largest >= 0
 
 
+    def layer_bytes(self, nodes: Optional[Iterable[str]] = None) -> Dict[str, int]:
+        """:func:`layer_graph_bytes` of this table's trace and options."""
+        wanted = None if nodes is None else set(nodes)
+        row = np.array([wanted is None or c in wanted for c in self.calls], dtype=bool).reshape(1, len(self.calls))
+        sizes, present = self.sizes(row)
+        return {name: size for name, size, keep in zip(self.names, sizes[0].tolist(), present[0].tolist()) if keep}
+
+    def totals(self, rows: np.ndarray, position: Dict[str, int]) -> List[int]:
+        """:func:`graph_size_bytes` for many call sets at once: one per row of ``rows``, booleans over the DAG's
+        calls (call ``c`` in column ``position[c]``)."""
+        sizes, present = self.sizes(rows[:, [position[c] for c in self.calls]])
+        return np.where(present, sizes, 0).sum(axis=1).tolist()
+
+
 def layer_graph_bytes(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False,
                       nodes: Optional[Iterable[str]] = None) -> Dict[str, int]:
     """Graph-size contribution of every unique layer, by loop-graph node name.
@@ -65,20 +79,7 @@ def layer_graph_bytes(trace: Trace, *, bytes_per_element: Optional[int] = None, 
     ``nodes`` restricts the calls considered (e.g. the ancestors of one anytime output);
     ``all_layers`` counts non-conv layers too (activations, norms, adds, ...).
     """
-    table = LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
-    wanted = None if nodes is None else set(nodes)
-    row = np.array([[wanted is None or c in wanted for c in table.calls]], dtype=bool).reshape(1, len(table.calls))
-    sizes, present = table.sizes(row)
-    return {name: int(size) for name, size, keep in zip(table.names, sizes[0].tolist(), present[0].tolist()) if keep}
-
-
-def graph_sizes(trace: Trace, rows: np.ndarray, position: Dict[str, int], *, bytes_per_element: Optional[int] = None,
-                all_layers: bool = False) -> List[int]:
-    """:func:`graph_size_bytes` for many call sets at once: one per row of ``rows``, booleans over the DAG's calls
-    (call ``c`` in column ``position[c]``)."""
-    table = LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
-    sizes, present = table.sizes(rows[:, [position[c] for c in table.calls]])
-    return np.where(present, sizes, 0).sum(axis=1).tolist()
+    return LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers).layer_bytes(nodes)
 
 
 def graph_size_bytes(trace: Trace, *, bytes_per_element: Optional[int] = None, all_layers: bool = False,

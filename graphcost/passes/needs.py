@@ -69,6 +69,8 @@ def need_matrix(bits: Sequence[int], outputs: int) -> np.ndarray:
     """``(outputs, len(bits))`` booleans: entry ``[o, j]`` is bit ``o`` of ``bits[j]``."""
     if not outputs or not bits:
         return np.zeros((outputs, len(bits)), dtype=bool)
+    if outputs < 63:  # one int64 per call holds its bits
+        return ((np.asarray(bits, dtype=np.int64)[None, :] >> np.arange(outputs, dtype=np.int64)[:, None]) & 1) == 1
     width = (outputs + 7) // 8
     raw = np.frombuffer(b"".join(b.to_bytes(width, "little") for b in bits), dtype=np.uint8)
     unpacked = np.unpackbits(raw.reshape(len(bits), width), axis=1, count=outputs, bitorder="little")
