@@ -64,7 +64,8 @@ def output_costs(trace: Trace, *, bytes_per_element: Optional[int] = None, all_l
     all_macs = masked_sums(mask, [r.macs for r in records])
     all_other_ops = masked_sums(mask, [r.other_ops for r in records])
     all_params = params_per_output([r.param_ids for r in records], bits, len(named), trace.parameter_numel)
-    layers = layers or LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
+    if layers is None:
+        layers = LayerTable.of(trace, bytes_per_element=bytes_per_element, all_layers=all_layers)
     sizes = layers.totals(mask, position)
     costs = []
     for index, (out, name) in enumerate(named, start=1):
