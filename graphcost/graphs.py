@@ -29,11 +29,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import networkx as nx
 import torch
-from networkx.utils import UnionFind
 from torch import fx, nn
 
 from . import ops
-from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name
+from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_record, with_fields
 
 #: fx node ops that are calls (the DAG's nodes besides its inputs)
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
@@ -58,87 +57,152 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated]
     (networkx.DiGraph, list of str, list of (str, str))
         The DAG (records without a layer yet), its placeholders, its named outputs.
     """
-    nodes: List[Tuple[str, Dict[str, CallRecord]]] = []
-    edges: List[Tuple[str, str]] = []
+    nodes: Dict[str, Dict[str, CallRecord]] = {}
+    succ: Dict[str, Dict[str, dict]] = {}
+    pred: Dict[str, Dict[str, dict]] = {}
     inputs: List[str] = []
-    ordinals: Dict[str, int] = {}
-    added: set = set()
-    parameters = _ParameterIds(root)
+    calls = _CallRecords(root, reads_attributes=any(n.op == "get_attr" for n in graph.nodes))
+    returned = None
     for n in graph.nodes:
-        if n.op == "placeholder":
-            inputs.append(n.name)
-        if n.op not in COMPUTE_OPS and n.op != "placeholder":
+        op, name = n.op, n.name
+        if op == "placeholder":
+            inputs.append(name)
+        elif op not in COMPUTE_OPS:
+            if op == "output":
+                returned = n.args[0]
             continue
-        rec = records.get(n.name)
+        rec = records.get(name)
         if rec is None:  # an unused optional placeholder
             continue
-        record = _call_record(root, n, rec, len(nodes), ordinals, parameters(n))
-        nodes.append((n.name, {RECORD: record}))
-        added.add(n.name)
-        edges.extend((src.name, n.name) for src in n.all_input_nodes if src.name in added)
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)  # in bulk: a third of the time of one add_node / add_edge per call
-    dag.add_edges_from(edges)
-    returned = next(n for n in reversed(graph.nodes) if n.op == "output").args[0]
+        sources = n.all_input_nodes
+        nodes[name] = {RECORD: calls.record(n, sources, rec, len(nodes))}
+        succ[name], pred[name] = {}, {}
+        into = pred[name]
+        for src in sources:  # an edge per activation, in networkx's order: as add_edges_from would add them
+            if src.name in nodes:
+                succ[src.name][name] = into[src.name] = {}
+    dag = _digraph(nodes, succ, pred)
     outputs = [(path or "output", o.name) for path, o in ops.named_leaves(returned, fx.Node) if o.name in dag]
     return dag, inputs, outputs
 
 
-class _ParameterIds:
-    """``n -> sorted ids of the Parameters node n uses``, each module's parameters listed once."""
+def _digraph(nodes: Dict[str, dict], succ: Dict[str, dict], pred: Dict[str, dict], graph: Optional[dict] = None
+             ) -> nx.DiGraph:
+    """A ``DiGraph`` holding these very dicts: node attributes, successors and predecessors (each edge's data one
+    dict in both). networkx's own data structure, filled directly: its ``add_nodes_from`` raises and catches a
+    ``TypeError`` per ``(node, data)`` pair, and building a graph edge by edge is most of building it."""
+    dag = nx.DiGraph()
+    if graph:
+        dag.graph.update(graph)
+    dag._node.update(nodes)
+    dag._adj, dag._pred = succ, pred  # networkx's setters keep _succ and its cached views in step
+    return dag
 
-    def __init__(self, root: nn.Module) -> None:
+
+class _CallRecords:
+    """The :class:`CallRecord` of each call of one graph, in execution order; what every call of a module, a
+    ``get_attr`` target or a module path shares is looked up once."""
+
+    def __init__(self, root: nn.Module, reads_attributes: bool) -> None:
         self.root = root
-        self.of_module: Dict[str, set] = {}
+        self.reads_attributes = reads_attributes  # whether the graph has get_attr nodes at all
+        self.module_params: Dict[str, Tuple[int, ...]] = {}  # call_module target -> its parameters' ids, sorted
+        self.attr_param: Dict[str, Optional[int]] = {}  # get_attr target -> id of the Parameter it is, or None
+        self.weightless_leaf: Dict[str, bool] = {}
+        self.modules: Optional[Dict[str, nn.Module]] = None  # every submodule by path, on first use
+        self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``_call_site``)
 
-    def __call__(self, n: fx.Node) -> Tuple[int, ...]:
-        ids = set()
+    def record(self, n: fx.Node, sources: List[fx.Node], rec: Evaluated, order: int) -> CallRecord:
+        """The record of call ``n`` (its input nodes ``sources``), ``order``-th in execution order."""
+        info: ops.OpInfo = rec.info
+        cost: ops.OpCost = rec.cost
+        param_ids = self.param_ids(n, sources)
+        stack = n.meta.get("nn_module_stack")
+        owner = _innermost_path(stack)
+        target = n.target if isinstance(n.target, str) else self.function_target(n, owner, param_ids)
+        # a module without a formula still holds a weight layer when torch counted MACs in it
+        computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
+        return new_record(
+            CallRecord,
+            order=order,
+            op=info.name,
+            kind=info.kind,
+            is_weight_layer=info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
+            target=target,
+            module=n.target if n.op == "call_module" else owner,
+            macs=int(cost.macs),
+            other_ops=int(cost.other_ops),
+            in_bytes=int(rec.in_bytes),
+            out_bytes=int(rec.out_bytes),
+            out_shapes=rec.out_shapes,
+            param_ids=param_ids,
+            site=self.call_site(stack, target),
+            layer="",
+        )
+
+    def param_ids(self, n: fx.Node, sources: List[fx.Node]) -> Tuple[int, ...]:
+        """Sorted ids of the Parameters ``n`` uses: its module's, and those it reads by ``get_attr``."""
+        own: Tuple[int, ...] = ()
         if n.op == "call_module":
-            if n.target not in self.of_module:
-                self.of_module[n.target] = {id(p) for p in self.root.get_submodule(n.target).parameters()}
-            ids |= self.of_module[n.target]
-        for src in n.all_input_nodes:
+            own = self.module_params.get(n.target)
+            if own is None:
+                own = self.module_params[n.target] = tuple(sorted({id(p) for p in self.submodule(n.target).parameters()}))
+        if not self.reads_attributes:
+            return own
+        fetched = None
+        for src in sources:
             if src.op == "get_attr":
-                value = get_attr(self.root, src.target)
-                if isinstance(value, nn.Parameter):
-                    ids.add(id(value))
-        return tuple(sorted(ids))
+                pid = self.attr_param_id(src.target)
+                if pid is not None:
+                    fetched = [pid] if fetched is None else fetched + [pid]
+        return own if fetched is None else tuple(sorted(set(own).union(fetched)))
 
+    def submodule(self, target: str) -> nn.Module:
+        """``root.get_submodule(target)``, looked up in one walk of ``named_modules``: every capture names a
+        ``call_module`` node's module by that path (``get_submodule`` costs a few microseconds per dot)."""
+        if self.modules is None:
+            self.modules = dict(self.root.named_modules())
+        module = self.modules.get(target)
+        return self.root.get_submodule(target) if module is None else module
 
-def _call_record(root: nn.Module, n: fx.Node, rec: Evaluated, order: int, ordinals: Dict[str, int],
-                 param_ids: Tuple[int, ...]) -> CallRecord:
-    info: ops.OpInfo = rec.info
-    cost: ops.OpCost = rec.cost
-    target = _record_target(root, n, param_ids)
-    # a module without a formula still holds a weight layer when torch counted MACs in it
-    computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
-    return CallRecord(
-        order=order,
-        op=info.name,
-        kind=info.kind,
-        is_weight_layer=info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
-        target=target,
-        module=n.target if n.op == "call_module" else owner_module(n),
-        macs=int(cost.macs),
-        other_ops=int(cost.other_ops),
-        in_bytes=int(rec.in_bytes),
-        out_bytes=int(rec.out_bytes),
-        out_shapes=rec.out_shapes,
-        param_ids=param_ids,
-        site=_call_site(n, target, ordinals),
-    )
+    def attr_param_id(self, target: str) -> Optional[int]:
+        if target not in self.attr_param:
+            value = get_attr(self.root, target)
+            self.attr_param[target] = id(value) if isinstance(value, nn.Parameter) else None
+        return self.attr_param[target]
 
+    def function_target(self, n: fx.Node, owner: str, param_ids: Tuple[int, ...]) -> str:
+        """A function call's target: the function name, but an aten op of an exported graph stands for its
+        module (path), so its layer reads as in an fx trace, when it uses weights, or runs in a leaf module
+        without any (an activation module)."""
+        if isinstance(n.target, torch._ops.OpOverload) and owner and (param_ids or self.is_weightless_leaf(owner)):
+            return owner
+        return target_name(n)
 
-def _record_target(root: nn.Module, n: fx.Node, param_ids: Tuple[int, ...]) -> str:
-    """A call's target: a module call's path, else the function / method name. An aten op of an
-    exported graph stands for its module (path), so its layer reads as in an fx trace, when it
-    uses weights, or runs in a leaf module without any (an activation module)."""
-    if isinstance(n.target, str):
-        return n.target
-    owner = owner_module(n)
-    if isinstance(n.target, torch._ops.OpOverload) and owner and (param_ids or _is_weightless_leaf(root, owner)):
-        return owner
-    return target_name(n)
+    def is_weightless_leaf(self, path: str) -> bool:
+        if path not in self.weightless_leaf:
+            self.weightless_leaf[path] = _is_weightless_leaf(self.root, path)
+        return self.weightless_leaf[path]
+
+    def call_site(self, stack: Optional[Dict[str, Any]], target: str) -> Optional[Tuple[str, int]]:
+        """(owning module path, position among that module call's nodes), or None at the top level.
+
+        fx (and export) name the i-th call of a module ``path@i`` in ``nn_module_stack``; the
+        position counts nodes within one such call, so the same line of a re-used module gets the
+        same site.
+        """
+        if not stack:
+            return None
+        entries = reversed(stack.items())
+        invocation, entry = next(entries)
+        if entry[0] == target:  # a leaf's own entry: its owner is the module that called it
+            invocation, entry = next(entries, (None, None))
+            if entry is None:
+                return None
+        path, _ = entry
+        ordinal = self.ordinals.get(invocation, 0)
+        self.ordinals[invocation] = ordinal + 1
+        return (path, ordinal)
 
 
 def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
@@ -149,31 +213,17 @@ def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
     return next(module.children(), None) is None and next(module.parameters(), None) is None
 
 
-def _call_site(n: fx.Node, target: str, ordinals: Dict[str, int]) -> Optional[Tuple[str, int]]:
-    """(owning module path, position among that module call's nodes), or None at the top level.
-
-    fx (and export) name the i-th call of a module ``path@i`` in ``nn_module_stack``; the
-    position counts nodes within one such call, so the same line of a re-used module gets the
-    same site.
-    """
-    stack = list((n.meta.get("nn_module_stack") or {}).items())
-    if stack and stack[-1][1][0] == target:
-        stack = stack[:-1]  # a leaf's own entry: its owner is the module that called it
-    if not stack:
-        return None
-    invocation, (path, _) = stack[-1]
-    ordinal = ordinals.get(invocation, 0)
-    ordinals[invocation] = ordinal + 1
-    return (path, ordinal)
+def _innermost_path(stack: Optional[Dict[str, Any]]) -> str:
+    """The module path of an ``nn_module_stack``'s innermost entry (``""`` for none)."""
+    if stack:
+        path = next(reversed(stack.values()))
+        return path[0] if isinstance(path, tuple) else str(path)
+    return ""
 
 
 def owner_module(n: fx.Node) -> str:
     """The path of the innermost module a node ran in (``""`` at the top level)."""
-    stack = n.meta.get("nn_module_stack") or {}
-    if stack:
-        path = list(stack.values())[-1]
-        return path[0] if isinstance(path, tuple) else str(path)
-    return ""
+    return _innermost_path(n.meta.get("nn_module_stack"))
 
 
 def target_name(n: fx.Node) -> str:
@@ -212,57 +262,66 @@ def build_loop_graph(dag: nx.DiGraph) -> Tuple[nx.DiGraph, nx.DiGraph]:
         A copy of ``dag`` whose records name their layer, and the loop-keeping graph (edge
         attributes ``count``: activations passed, ``back_edge``: into an earlier layer).
     """
-    records = {name: data[RECORD] for name, data in dag.nodes(data=True)}
+    node_data = dag._node  # networkx's own dicts: the views' per-item overhead is most of this function's time
+    records = {name: data[RECORD] for name, data in node_data.items()}
+    layer_of, layers = _layers(records)
+    # a new graph with new attribute dicts per node and edge: the DAG given keeps its records
+    labelled = {c: {**data, RECORD: with_fields(data[RECORD], layer=layer_of[c])} for c, data in node_data.items()}
+    succ: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
+    pred: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
+    counts: Dict[Tuple[str, str], int] = {}
+    for u, nbrs in dag._succ.items():  # edges in add_edges_from's order (predecessors by the source's position)
+        lu, out = layer_of[u], succ[u]
+        for v, data in nbrs.items():
+            out[v] = pred[v][u] = dict(data)
+            pair = (lu, layer_of[v])
+            counts[pair] = counts.get(pair, 0) + 1
+    loop_succ: Dict[str, Dict[str, dict]] = {name: {} for name in layers}
+    loop_pred: Dict[str, Dict[str, dict]] = {name: {} for name in layers}
+    for (lu, lv), count in counts.items():
+        loop_succ[lu][lv] = loop_pred[lv][lu] = {"count": count,
+                                                 "back_edge": layers[lv].first_order <= layers[lu].first_order}
+    return (_digraph(labelled, succ, pred, dag.graph),
+            _digraph({name: {RECORD: record} for name, record in layers.items()}, loop_succ, loop_pred))
+
+
+def _layers(records: Dict[str, CallRecord]) -> Tuple[Dict[str, str], Dict[str, LayerRecord]]:
+    """Each call's layer name, and each layer's record (in order of first call)."""
     layer_of: Dict[str, str] = {}
     layers: Dict[str, LayerRecord] = {}
-    for calls in _parameter_groups(dag, records):
+    for calls in _parameter_groups(records):
         first = records[calls[0]]
         name = layer_name(calls[0], first)
         if name in layers:  # module path reused by a distinct parameter group: disambiguate
             name = calls[0]
-        layer_of.update((c, name) for c in calls)
+        for c in calls:
+            layer_of[c] = name
         params = {pid for c in calls for pid in records[c].param_ids}
-        layers[name] = LayerRecord(op=first.op, kind=first.kind, is_weight_layer=first.is_weight_layer,
-                                   calls=len(calls), dag_nodes=tuple(calls), param_ids=tuple(sorted(params)),
-                                   first_order=first.order)
-    # a new graph with new attribute dicts per node: the DAG given keeps its records
-    labelled = nx.DiGraph()
-    labelled.graph.update(dag.graph)
-    labelled.add_nodes_from((c, {**data, RECORD: _with_layer(data[RECORD], layer_of[c])})
-                            for c, data in dag.nodes(data=True))
-    labelled.add_edges_from(dag.edges(data=True))
-    loop = nx.DiGraph()
-    loop.add_nodes_from((name, {RECORD: record}) for name, record in layers.items())
-    counts: Dict[Tuple[str, str], int] = {}
-    for u, v in dag.edges:
-        pair = (layer_of[u], layer_of[v])
-        counts[pair] = counts.get(pair, 0) + 1
-    loop.add_edges_from((lu, lv, {"count": count, "back_edge": layers[lv].first_order <= layers[lu].first_order})
-                        for (lu, lv), count in counts.items())
-    return labelled, loop
+        layers[name] = new_record(LayerRecord, op=first.op, kind=first.kind, is_weight_layer=first.is_weight_layer,
+                                  calls=len(calls), dag_nodes=tuple(calls), param_ids=tuple(sorted(params)),
+                                  first_order=first.order)
+    return layer_of, layers
 
 
-def _with_layer(record: CallRecord, layer: str) -> CallRecord:
-    """``dataclasses.replace(record, layer=layer)`` without re-running the frozen ``__init__`` (a fifth of
-    the loop graph's time): the fields are copied as they are, ``layer`` set."""
-    labelled = object.__new__(CallRecord)
-    labelled.__dict__.update(record.__dict__, layer=layer)
-    return labelled
+def _parameter_groups(records: Dict[str, CallRecord]) -> List[List[str]]:
+    """The calls (``records``, in execution order) grouped into unique layers: calls sharing a parameter, and
+    parameter-free calls sharing a site, join. Each group in execution order, groups by first call."""
+    parent: Dict[str, str] = {}  # union-find forest over call names, a root its own parent
 
+    def root(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = name = parent[parent[name]]  # path halving
+        return name
 
-def _parameter_groups(dag: nx.DiGraph, records: Dict[str, CallRecord]) -> List[List[str]]:
-    """The DAG's calls grouped into unique layers (each group in execution order, groups by first call)."""
-    uf = UnionFind()
-    param_owner: Dict[int, str] = {}
-    site_owner: Dict[Tuple[str, int], str] = {}
-    for name in dag.nodes:
-        record = records[name]
-        uf[name]  # noqa: B018 - registers the call as its own group
-        for pid in record.param_ids:
-            uf.union(param_owner.setdefault(pid, name), name)
-        if record.site is not None and not record.param_ids:
-            uf.union(site_owner.setdefault(record.site, name), name)
-    groups: Dict[Any, List[str]] = {}
-    for name in dag.nodes:  # dag node order is execution order
-        groups.setdefault(uf[name], []).append(name)
+    owner: Dict[Any, str] = {}  # a parameter id or a site -> the first call that used it
+    for name, record in records.items():
+        parent[name] = name
+        keys = record.param_ids or (() if record.site is None else (record.site,))
+        for key in keys:
+            first = owner.setdefault(key, name)
+            if first != name:
+                parent[root(name)] = root(first)
+    groups: Dict[str, List[str]] = {}
+    for name in records:
+        groups.setdefault(root(name), []).append(name)
     return list(groups.values())
