@@ -32,7 +32,7 @@ import torch
 from torch import fx, nn
 
 from . import ops
-from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_record, with_fields
+from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_record, with_layer
 
 #: fx node ops that are calls (the DAG's nodes besides its inputs)
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
@@ -110,52 +110,75 @@ class _CallRecords:
         self.attr_param: Dict[str, Optional[int]] = {}  # get_attr target -> id of the Parameter it is, or None
         self.weightless_leaf: Dict[str, bool] = {}
         self.modules: Optional[Dict[str, nn.Module]] = None  # every submodule by path, on first use
-        self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``_call_site``)
+        self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``placement``)
 
     def record(self, n: fx.Node, sources: List[fx.Node], rec: Evaluated, order: int) -> CallRecord:
         """The record of call ``n`` (its input nodes ``sources``), ``order``-th in execution order."""
         info: ops.OpInfo = rec.info
         cost: ops.OpCost = rec.cost
-        param_ids = self.param_ids(n, sources)
-        stack = n.meta.get("nn_module_stack")
-        owner = _innermost_path(stack)
-        target = n.target if isinstance(n.target, str) else self.function_target(n, owner, param_ids)
+        module_call = n.op == "call_module"
+        param_ids = self.module_parameter_ids(n.target) if module_call else ()
+        if self.reads_attributes:
+            param_ids = self.with_fetched_parameters(param_ids, sources)
+        owner, target, site = self.placement(n, param_ids)
         # a module without a formula still holds a weight layer when torch counted MACs in it
         computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
-        return new_record(
-            CallRecord,
-            order=order,
-            op=info.name,
-            kind=info.kind,
-            is_weight_layer=info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
-            target=target,
-            module=n.target if n.op == "call_module" else owner,
-            macs=int(cost.macs),
-            other_ops=int(cost.other_ops),
-            in_bytes=int(rec.in_bytes),
-            out_bytes=int(rec.out_bytes),
-            out_shapes=rec.out_shapes,
-            param_ids=param_ids,
-            site=self.call_site(stack, target),
-            layer="",
-        )
+        return new_record(CallRecord, {
+            "order": order,
+            "op": info.name,
+            "kind": info.kind,
+            "is_weight_layer": info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
+            "target": target,
+            "module": n.target if module_call else owner,
+            "macs": int(cost.macs),
+            "other_ops": int(cost.other_ops),
+            "in_bytes": int(rec.in_bytes),
+            "out_bytes": int(rec.out_bytes),
+            "out_shapes": rec.out_shapes,
+            "param_ids": param_ids,
+            "site": site,
+            "layer": "",
+        })
 
-    def param_ids(self, n: fx.Node, sources: List[fx.Node]) -> Tuple[int, ...]:
-        """Sorted ids of the Parameters ``n`` uses: its module's, and those it reads by ``get_attr``."""
-        own: Tuple[int, ...] = ()
-        if n.op == "call_module":
-            own = self.module_params.get(n.target)
-            if own is None:
-                own = self.module_params[n.target] = tuple(sorted({id(p) for p in self.submodule(n.target).parameters()}))
-        if not self.reads_attributes:
-            return own
-        fetched = None
-        for src in sources:
-            if src.op == "get_attr":
-                pid = self.attr_param_id(src.target)
-                if pid is not None:
-                    fetched = [pid] if fetched is None else fetched + [pid]
-        return own if fetched is None else tuple(sorted(set(own).union(fetched)))
+    def module_parameter_ids(self, path: str) -> Tuple[int, ...]:
+        """Sorted ids of the parameters of the module at ``path``."""
+        ids = self.module_params.get(path)
+        if ids is None:
+            ids = self.module_params[path] = tuple(sorted({id(p) for p in self.submodule(path).parameters()}))
+        return ids
+
+    def with_fetched_parameters(self, param_ids: Tuple[int, ...], sources: List[fx.Node]) -> Tuple[int, ...]:
+        """``param_ids`` and the ids of the Parameters among ``sources`` (``get_attr`` nodes), sorted."""
+        fetched = [self.attr_param_id(src.target) for src in sources if src.op == "get_attr"]
+        fetched = [pid for pid in fetched if pid is not None]
+        return tuple(sorted(set(param_ids).union(fetched))) if fetched else param_ids
+
+    def placement(self, n: fx.Node, param_ids: Tuple[int, ...]) -> Tuple[str, str, Optional[Tuple[str, int]]]:
+        """Where call ``n`` ran, from its ``nn_module_stack``: the innermost module's path (``""`` at the top
+        level), its target (:meth:`function_target` for a function), and its site: (owning module path,
+        position among that module call's nodes), or None at the top level.
+
+        fx (and export) name the i-th call of a module ``path@i`` in ``nn_module_stack``; the
+        position counts nodes within one such call, so the same line of a re-used module gets the
+        same site.
+        """
+        stack = n.meta.get("nn_module_stack")
+        target = n.target
+        if not stack:
+            return "", target if isinstance(target, str) else self.function_target(n, "", param_ids), None
+        entries = reversed(stack.items())
+        invocation, entry = next(entries)
+        owner = entry[0] if isinstance(entry, tuple) else str(entry)
+        if not isinstance(target, str):
+            target = self.function_target(n, owner, param_ids)
+        if entry[0] == target:  # a leaf's own entry: its owner is the module that called it
+            invocation, entry = next(entries, (None, None))
+            if entry is None:
+                return owner, target, None
+        path, _ = entry
+        ordinal = self.ordinals.get(invocation, 0)
+        self.ordinals[invocation] = ordinal + 1
+        return owner, target, (path, ordinal)
 
     def submodule(self, target: str) -> nn.Module:
         """``root.get_submodule(target)``, looked up in one walk of ``named_modules``: every capture names a
@@ -184,26 +207,6 @@ class _CallRecords:
             self.weightless_leaf[path] = _is_weightless_leaf(self.root, path)
         return self.weightless_leaf[path]
 
-    def call_site(self, stack: Optional[Dict[str, Any]], target: str) -> Optional[Tuple[str, int]]:
-        """(owning module path, position among that module call's nodes), or None at the top level.
-
-        fx (and export) name the i-th call of a module ``path@i`` in ``nn_module_stack``; the
-        position counts nodes within one such call, so the same line of a re-used module gets the
-        same site.
-        """
-        if not stack:
-            return None
-        entries = reversed(stack.items())
-        invocation, entry = next(entries)
-        if entry[0] == target:  # a leaf's own entry: its owner is the module that called it
-            invocation, entry = next(entries, (None, None))
-            if entry is None:
-                return None
-        path, _ = entry
-        ordinal = self.ordinals.get(invocation, 0)
-        self.ordinals[invocation] = ordinal + 1
-        return (path, ordinal)
-
 
 def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
     try:
@@ -213,17 +216,13 @@ def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
     return next(module.children(), None) is None and next(module.parameters(), None) is None
 
 
-def _innermost_path(stack: Optional[Dict[str, Any]]) -> str:
-    """The module path of an ``nn_module_stack``'s innermost entry (``""`` for none)."""
+def owner_module(n: fx.Node) -> str:
+    """The path of the innermost module a node ran in (``""`` at the top level)."""
+    stack = n.meta.get("nn_module_stack")
     if stack:
         path = next(reversed(stack.values()))
         return path[0] if isinstance(path, tuple) else str(path)
     return ""
-
-
-def owner_module(n: fx.Node) -> str:
-    """The path of the innermost module a node ran in (``""`` at the top level)."""
-    return _innermost_path(n.meta.get("nn_module_stack"))
 
 
 def target_name(n: fx.Node) -> str:
@@ -266,14 +265,14 @@ def build_loop_graph(dag: nx.DiGraph) -> Tuple[nx.DiGraph, nx.DiGraph]:
     records = {name: data[RECORD] for name, data in node_data.items()}
     layer_of, layers = _layers(records)
     # a new graph with new attribute dicts per node and edge: the DAG given keeps its records
-    labelled = {c: {**data, RECORD: with_fields(data[RECORD], layer=layer_of[c])} for c, data in node_data.items()}
+    labelled = {c: {**data, RECORD: with_layer(data[RECORD], layer_of[c])} for c, data in node_data.items()}
     succ: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
     pred: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
     counts: Dict[Tuple[str, str], int] = {}
     for u, nbrs in dag._succ.items():  # edges in add_edges_from's order (predecessors by the source's position)
         lu, out = layer_of[u], succ[u]
         for v, data in nbrs.items():
-            out[v] = pred[v][u] = dict(data)
+            out[v] = pred[v][u] = data.copy()
             pair = (lu, layer_of[v])
             counts[pair] = counts.get(pair, 0) + 1
     loop_succ: Dict[str, Dict[str, dict]] = {name: {} for name in layers}
@@ -294,12 +293,11 @@ def _layers(records: Dict[str, CallRecord]) -> Tuple[Dict[str, str], Dict[str, L
         name = layer_name(calls[0], first)
         if name in layers:  # module path reused by a distinct parameter group: disambiguate
             name = calls[0]
-        for c in calls:
-            layer_of[c] = name
-        params = {pid for c in calls for pid in records[c].param_ids}
-        layers[name] = new_record(LayerRecord, op=first.op, kind=first.kind, is_weight_layer=first.is_weight_layer,
-                                  calls=len(calls), dag_nodes=tuple(calls), param_ids=tuple(sorted(params)),
-                                  first_order=first.order)
+        layer_of.update(dict.fromkeys(calls, name))
+        params = set().union(*[records[c].param_ids for c in calls])
+        layers[name] = new_record(LayerRecord, {
+            "op": first.op, "kind": first.kind, "is_weight_layer": first.is_weight_layer, "calls": len(calls),
+            "dag_nodes": tuple(calls), "param_ids": tuple(sorted(params)), "first_order": first.order})
     return layer_of, layers
 
 
@@ -315,13 +313,15 @@ def _parameter_groups(records: Dict[str, CallRecord]) -> List[List[str]]:
 
     owner: Dict[Any, str] = {}  # a parameter id or a site -> the first call that used it
     for name, record in records.items():
-        parent[name] = name
-        keys = record.param_ids or (() if record.site is None else (record.site,))
-        for key in keys:
+        parent[name] = joined = name  # ``joined``: the root of name's set
+        for key in record.param_ids or (() if record.site is None else (record.site,)):
             first = owner.setdefault(key, name)
             if first != name:
-                parent[root(name)] = root(first)
+                other = root(first)
+                if other != joined:
+                    parent[joined] = joined = other
     groups: Dict[str, List[str]] = {}
     for name in records:
-        groups.setdefault(root(name), []).append(name)
+        top = parent[name]
+        groups.setdefault(top if parent[top] == top else root(top), []).append(name)
     return list(groups.values())

@@ -96,26 +96,28 @@ class LayerRecord:
     first_order: int  #: execution order of its first call
 
 
-def new_record(cls: type, **fields: Any) -> Any:
+def new_record(cls: type, fields: Dict[str, Any]) -> Any:
     """``cls(**fields)`` for a frozen record class, without running its ``__init__``: a frozen dataclass sets
-    each field through ``object.__setattr__``, most of the time of building a graph's records. Every field is
-    given, in declaration order (``vars`` of the record reads as the ``__init__``'s would).
+    each field through ``object.__setattr__``, most of the time of building a graph's records. ``fields``
+    (every field, in declaration order, so that ``vars`` reads as after ``__init__``) becomes the record's
+    ``__dict__``.
 
-    >>> new_record(LayerRecord, op="relu", kind="act", is_weight_layer=False, calls=1, dag_nodes=("relu",),
-    ...            param_ids=(), first_order=3) == LayerRecord("relu", "act", False, 1, ("relu",), (), 3)
+    >>> new_record(LayerRecord, {"op": "relu", "kind": "act", "is_weight_layer": False, "calls": 1,
+    ...            "dag_nodes": ("relu",), "param_ids": (), "first_order": 3}) == LayerRecord("relu", "act", False, 1,
+    ...                                                                            ("relu",), (), 3)
     True
     """
     record = object.__new__(cls)
-    record.__dict__.update(fields)
+    object.__setattr__(record, "__dict__", fields)  # the frozen class's own __setattr__ refuses
     return record
 
 
-def with_fields(record: Any, **changes: Any) -> Any:
-    """``dataclasses.replace(record, **changes)`` for a frozen record, without re-running its ``__init__``: the
-    other fields are copied as they are."""
-    changed = object.__new__(type(record))
-    changed.__dict__.update(record.__dict__, **changes)
-    return changed
+def with_layer(record: CallRecord, layer: str) -> CallRecord:
+    """``dataclasses.replace(record, layer=layer)``, without re-running the frozen ``__init__``: the other
+    fields are copied as they are."""
+    fields = record.__dict__.copy()
+    fields["layer"] = layer
+    return new_record(CallRecord, fields)
 
 
 def layer_name(first_call: str, record: CallRecord) -> str:

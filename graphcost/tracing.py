@@ -117,7 +117,7 @@ class Trace:
 
     @property
     def element_size(self) -> int:
-        return torch.empty((), dtype=self.dtype).element_size()
+        return self.dtype.itemsize
 
     @property
     def dag(self) -> nx.DiGraph:
@@ -130,8 +130,9 @@ class Trace:
         return self._views[1]
 
     @functools.cached_property
-    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:  # (dag, loop_graph)
-        return build_loop_graph(self.captured_dag)
+    def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:  # (dag, loop_graph), built as the DAG was: collector paused
+        with _collector_paused():
+            return build_loop_graph(self.captured_dag)
 
     def call(self, dag_node: str) -> CallRecord:
         """The record of one call (node of the execution DAG)."""
@@ -288,9 +289,7 @@ def _capture_by(path: str, model: nn.Module, root_module: nn.Module, leaf_module
 
 def _model_device(model: nn.Module) -> torch.device:
     """Where the model's parameters live (the meta device for a model built only for its shapes)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
