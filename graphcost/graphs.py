@@ -144,7 +144,12 @@ class _CallRecords:
         """Sorted ids of the parameters of the module at ``path``."""
         ids = self.module_params.get(path)
         if ids is None:
-            ids = self.module_params[path] = tuple(sorted({id(p) for p in self.submodule(path).parameters()}))
+            module = self.submodule(path)
+            # a leaf's parameters() walks named_modules for its own dict (a sixth of building the DAG, all leaves)
+            plain = not module._modules and type(module).parameters is nn.Module.parameters and \
+                type(module).named_parameters is nn.Module.named_parameters
+            params = [p for p in module._parameters.values() if p is not None] if plain else module.parameters()
+            ids = self.module_params[path] = tuple(sorted({id(p) for p in params}))
         return ids
 
     def with_fetched_parameters(self, param_ids: Tuple[int, ...], sources: List[fx.Node]) -> Tuple[int, ...]:
