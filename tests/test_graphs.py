@@ -268,8 +268,33 @@ class AttrParams(nn.Module):
         return self.conv2(y) * self.scale
 
 
-def _itnet(shared):
-    return get_model("itnet", dataset="cityscapes", N=4, shared=shared).eval(), (1, 3, 32, 64)
+class Scaled(nn.Module):
+    """A module no formula knows, given one by ``custom_costs`` (:data:`CUSTOM`): with weights or without; a
+    weight layer when it has weights and its formula counts MACs."""
+
+    def __init__(self, weighted, counted=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(4, 1, 1)) if weighted else None
+        self.counted = counted
+
+    def forward(self, x):
+        return x * self.weight if self.weight is not None else x * 2
+
+
+class CustomCosts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weighted, self.free, self.idle = Scaled(True), Scaled(False), Scaled(True, counted=False)
+
+    def forward(self, x):
+        return self.idle(self.free(self.weighted(x)))
+
+
+CUSTOM = {Scaled: lambda call: ops.OpCost(macs=call.out_numel if call.module.counted else 0)}
+
+
+def _itnet(shared, n=4):
+    return get_model("itnet", dataset="cityscapes", N=n, shared=shared).eval(), (1, 3, 32, 64)
 
 
 def _transformer():
@@ -280,6 +305,7 @@ def _transformer():
 MODELS = {
     "itnet-shared": lambda: _itnet(True),
     "itnet-independent": lambda: _itnet(False),
+    "itnet-shared-N16": lambda: _itnet(True, 16),  # the benchmark's graph: 956 calls, 266 layers
     "resnet18": lambda: (torchvision.models.resnet18(weights=None).eval(), (1, 3, 32, 32)),
     "transformer": _transformer,
     "tied": lambda: (TiedNet(), (1, 4, 8, 8)),
@@ -287,13 +313,14 @@ MODELS = {
     "loop": lambda: (LoopNet(3), (1, 3, 16, 16)),
     "anytime": lambda: (AnytimeNet(3), (1, 3, 8, 8)),
     "dict-heads": lambda: (DictHeads(), (1, 3, 8, 8)),
+    "custom-costs": lambda: (CustomCosts(), (1, 4, 3, 3)),
     "unused-input": lambda: (TwoInputs(), {"input_ids": graphcost.InputSpec((1, 5), torch.int64)}),
 }
 #: (model, tracer): fx for all; the meta, export and eager captures (aten ops standing for their modules) for some
 CASES = [(name, "fx") for name in MODELS] + [
     ("itnet-shared", "dispatch"), ("tied", "dispatch"), ("attr-params", "dispatch"), ("transformer", "dispatch"),
     ("itnet-shared", "export"), ("tied", "export"), ("attr-params", "export"), ("transformer", "export"),
-    ("resnet18", "export"), ("loop", "eager"),
+    ("resnet18", "export"), ("loop", "eager"), ("custom-costs", "dispatch"),
 ]
 
 
@@ -310,7 +337,7 @@ def captured(request):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tracing, "build_dag", spy)
-        t = graphcost.trace(model, inputs, tracer=tracer)
+        t = graphcost.trace(model, inputs, tracer=tracer, custom_costs=CUSTOM)
     assert t.capture == tracer and len(seen) == 1
     return t, seen[0]
 
