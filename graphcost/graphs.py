@@ -111,24 +111,34 @@ class _CallRecords:
         self.weightless_leaf: Dict[str, bool] = {}
         self.modules: Optional[Dict[str, nn.Module]] = None  # every submodule by path, on first use
         self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``placement``)
-        self.cost_fields: Dict[int, Tuple[Dict[str, Any], bool]] = {}  # id of an Evaluated -> _cost_fields of it
 
     def record(self, n: fx.Node, sources: List[fx.Node], rec: Evaluated, order: int) -> CallRecord:
         """The record of call ``n`` (its input nodes ``sources``), ``order``-th in execution order."""
+        info: ops.OpInfo = rec.info
+        cost: ops.OpCost = rec.cost
         module_call = n.op == "call_module"
         param_ids = self.module_parameter_ids(n.target) if module_call else ()
         if self.reads_attributes:
             param_ids = self.with_fetched_parameters(param_ids, sources)
         owner, target, site = self.placement(n, param_ids)
-        shared = self.cost_fields.get(id(rec))
-        if shared is None:  # the memo gives replayed calls one Evaluated: ItNet's 956 calls have 132
-            shared = self.cost_fields[id(rec)] = _cost_fields(rec)
-        fields = shared[0].copy()
-        fields["order"], fields["target"], fields["param_ids"], fields["site"] = order, target, param_ids, site
-        fields["module"] = n.target if module_call else owner
-        if param_ids and shared[1]:
-            fields["is_weight_layer"] = True
-        return new_record(CallRecord, fields)
+        # a module without a formula still holds a weight layer when torch counted MACs in it
+        computes_with_weights = info.kind == "opaque" or (info.kind == "custom" and param_ids)
+        return new_record(CallRecord, {
+            "order": order,
+            "op": info.name,
+            "kind": info.kind,
+            "is_weight_layer": info.is_weight_layer or bool(computes_with_weights and cost.macs > 0),
+            "target": target,
+            "module": n.target if module_call else owner,
+            "macs": int(cost.macs),
+            "other_ops": int(cost.other_ops),
+            "in_bytes": int(rec.in_bytes),
+            "out_bytes": int(rec.out_bytes),
+            "out_shapes": rec.out_shapes,
+            "param_ids": param_ids,
+            "site": site,
+            "layer": "",
+        })
 
     def module_parameter_ids(self, path: str) -> Tuple[int, ...]:
         """Sorted ids of the parameters of the module at ``path``."""
@@ -201,33 +211,6 @@ class _CallRecords:
         if path not in self.weightless_leaf:
             self.weightless_leaf[path] = _is_weightless_leaf(self.root, path)
         return self.weightless_leaf[path]
-
-
-def _cost_fields(rec: Evaluated) -> Tuple[Dict[str, Any], bool]:
-    """The fields of a :class:`CallRecord` that come from what the capture measured, in declaration order, the
-    others ``None``, ``is_weight_layer`` as for a call without parameters; and whether the call is a weight
-    layer when it uses parameters after all."""
-    info: ops.OpInfo = rec.info
-    cost: ops.OpCost = rec.cost
-    # a module without a formula still holds a weight layer when torch counted MACs in it
-    is_weight_layer = info.is_weight_layer or bool(info.kind == "opaque" and cost.macs > 0)
-    fields = {
-        "order": None,
-        "op": info.name,
-        "kind": info.kind,
-        "is_weight_layer": is_weight_layer,
-        "target": None,
-        "module": None,
-        "macs": int(cost.macs),
-        "other_ops": int(cost.other_ops),
-        "in_bytes": int(rec.in_bytes),
-        "out_bytes": int(rec.out_bytes),
-        "out_shapes": rec.out_shapes,
-        "param_ids": None,
-        "site": None,
-        "layer": "",
-    }
-    return fields, not is_weight_layer and info.kind == "custom" and cost.macs > 0
 
 
 def _is_weightless_leaf(root: nn.Module, path: str) -> bool:
