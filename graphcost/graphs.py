@@ -88,14 +88,15 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated]
 
 def _digraph(nodes: Dict[str, dict], succ: Dict[str, dict], pred: Dict[str, dict], graph: Optional[dict] = None
              ) -> nx.DiGraph:
-    """A ``DiGraph`` holding these very dicts: node attributes, successors and predecessors (each edge's data one
-    dict in both). networkx's own data structure, filled directly: its ``add_nodes_from`` raises and catches a
+    """A ``DiGraph`` holding these node attribute, successor and predecessor dicts (each edge's data one dict in
+    both). networkx's own data structure, filled directly: its ``add_nodes_from`` raises and catches a
     ``TypeError`` per ``(node, data)`` pair, and building a graph edge by edge is most of building it."""
     dag = nx.DiGraph()
     if graph:
         dag.graph.update(graph)
     dag._node.update(nodes)
-    dag._adj, dag._pred = succ, pred  # networkx's setters keep _succ and its cached views in step
+    dag._succ.update(succ)  # the same dict as ``_adj``: filled, not replaced, its cached views stay in step
+    dag._pred.update(pred)
     return dag
 
 
