@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, invocations, pure_function
+from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -57,10 +57,11 @@ _PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
 class LeafTracer(fx.Tracer):
     """fx tracer that remembers which submodule was being traced when tracing failed."""
 
-    def __init__(self, leaves: Set[str], custom: Dict):
+    def __init__(self, leaves: Set[str], custom: Dict, memoise: bool = False):
         super().__init__()
         self.leaves = leaves
         self.custom = custom
+        self.replay = TraceReplay(self) if memoise else None  # repeated module calls copied, not traced again
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # a module type with its own formula is costed whole, not traced into
@@ -79,9 +80,27 @@ class LeafTracer(fx.Tracer):
             return kind([self.create_arg(elem) for elem in a])
         return super().create_arg(a)
 
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if self.replay is not None:
+            self.replay.created_node(node, name, type_expr)
+        return node
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self.replay is not None:
+            self.replay.parameter_proxies = parameter_proxy_cache  # which get_attr nodes fx reuses
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
     def call_module(self, m, forward, args, kwargs):
         try:
-            return super().call_module(m, forward, args, kwargs)
+            if self.replay is None:
+                return super().call_module(m, forward, args, kwargs)
+            path = self.path_of_module(m)
+            if self.is_leaf_module(m, path):
+                self.replay.log_call(path)
+                return super().call_module(m, forward, args, kwargs)
+            return self.replay.call(m, path, args, kwargs,
+                                    lambda: super(LeafTracer, self).call_module(m, forward, args, kwargs))
         except Exception as exc:
             if not hasattr(exc, "_graphcost_module"):
                 exc._graphcost_module = self.path_of_module(m)
@@ -103,13 +122,15 @@ class Single(nn.Module):
         return self.model(x)
 
 
-def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str]
-                    ) -> Tuple[nn.Module, fx.Graph, List[str]]:
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str],
+                    memoise: bool = True) -> Tuple[nn.Module, fx.Graph, List[str], Dict[str, str]]:
+    """The traced graph, its root, the submodules kept opaque because fx could not trace them, and which
+    module calls were copied from an equal earlier call (:class:`~graphcost.capture_memo.TraceReplay`)."""
     leaves = set(leaf_modules)
     opaque: List[str] = []
     defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
     while True:
-        tracer = LeafTracer(leaves, custom)
+        tracer = LeafTracer(leaves, custom, memoise)
         try:
             graph = tracer.trace(model, concrete_args=defaults or None)
         except Exception as exc:  # fx raises many types; we only need to know where
@@ -122,7 +143,7 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             opaque.append(culprit)
             continue
         _drop_default_guards(graph)
-        return tracer.root, graph, opaque
+        return tracer.root, graph, opaque, tracer.replay.copies if tracer.replay is not None else {}
 
 
 #: what fx inserts to check that a concrete argument kept its traced value
@@ -498,7 +519,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
         If a layer cannot run on its inputs (one line naming it).
     """
     custom = custom or {}
-    root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
+    root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise)
     interp = CostInterpreter(root, graph, set(opaque), custom, memoise)
     model = root_module.model if isinstance(root_module, Single) else root_module
     run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)

@@ -37,12 +37,16 @@ False
 """
 from __future__ import annotations
 
+import collections
+import itertools
+import operator
 import types
 from collections import Counter
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
 from torch import fx, nn
+from torch.fx import traceback as fx_traceback
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from .ops import tensors_in
@@ -60,8 +64,9 @@ class _Unkeyable(Exception):
     """A value the memo cannot prove equal by looking at it."""
 
 
-def freeze(value) -> Hashable:
-    """``value`` as a hashable key with its type, or :class:`_Unkeyable`.
+def freeze(value, tensor_key=None) -> Hashable:
+    """``value`` as a hashable key with its type, or :class:`_Unkeyable`. ``tensor_key``: how a tensor is
+    keyed (default: its metadata, and a real scalar's value).
 
     >>> freeze((1, 2.0, [None, "a"])) == freeze((1, 2.0, [None, "a"])), freeze(1) == freeze(True)
     (True, False)
@@ -70,17 +75,17 @@ def freeze(value) -> Hashable:
     if kind in _PLAIN or value is Ellipsis:
         return kind, value
     if isinstance(value, torch.Tensor):
-        return _tensor_key(value)
+        return (tensor_key or _tensor_key)(value)
     if kind is torch.Size:
         return kind, tuple(value)
     if kind in (tuple, list):
-        return kind, tuple(freeze(v) for v in value)
+        return kind, tuple(freeze(v, tensor_key) for v in value)
     if kind is dict:
-        return kind, tuple((freeze(k), freeze(v)) for k, v in value.items())
+        return kind, tuple((freeze(k, tensor_key), freeze(v, tensor_key)) for k, v in value.items())
     if kind is slice:
-        return kind, freeze(value.start), freeze(value.stop), freeze(value.step)
+        return kind, freeze(value.start, tensor_key), freeze(value.stop, tensor_key), freeze(value.step, tensor_key)
     if kind in (set, frozenset):
-        return kind, frozenset(freeze(v) for v in value)
+        return kind, frozenset(freeze(v, tensor_key) for v in value)
     if kind in (types.FunctionType, types.BuiltinFunctionType) and pure_function(value):
         return kind, value  # e.g. a layer's ``activation=F.relu``: the very function
     raise _Unkeyable(kind.__name__)
@@ -331,3 +336,313 @@ def invocations(graph) -> Dict[str, List[Invocation]]:
         if path and kinds[kind] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
             found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))  # (a wrapper's twin: one check)
     return found
+
+
+# --- trace-time replay: a repeated call of one module copied, not traced again ------------------------
+
+
+class _Same:
+    """An object in a key by identity (a module, a tensor: fx names them by where they live)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj  # held, so its id is not reused while a key names it
+
+    def __eq__(self, other) -> bool:
+        return type(other) is _Same and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+#: every ``nn.Module``'s own hook dictionaries (all empty: no hook)
+_HOOK_DICTS = tuple(name for name, value in vars(nn.Module()).items() if "hook" in name and isinstance(value, dict))
+#: what a module's state leaves to other checks: its containers (their contents are keyed), its hooks
+_SKIPPED = _MODULE_CONTAINERS | frozenset(_HOOK_DICTS)
+
+
+def _tensor_identity(t: torch.Tensor) -> Hashable:
+    """A tensor as fx's tracer sees it: the object (its path, or its constant's name) at its version."""
+    return _Same(t), t._version
+
+
+def _immutable(value) -> bool:
+    """Whether ``value`` can never change (so the same object is the same value)."""
+    kind = type(value)
+    return kind in _PLAIN or kind is torch.Size or (kind in (tuple, frozenset) and all(map(_immutable, value)))
+
+
+class SubtreeState:
+    """What a module's traced ``forward`` may read of it and its submodules, taken now (:meth:`unchanged`
+    says whether it still holds): each module's instance attributes (immutable ones by identity, the
+    others frozen, tensors by identity and version), its parameters and buffers by identity and version,
+    its children by identity. :class:`_Unkeyable` where a hook, or an attribute of another type, could
+    make two calls differ. Identity spares freezing every attribute of every module at every call."""
+
+    def __init__(self, module: nn.Module) -> None:
+        if _global_hooks():
+            raise _Unkeyable("a global module hook")
+        self._modules: list = []
+        self._take(module)
+
+    def _take(self, module: nn.Module) -> None:
+        attributes = vars(module)
+        if any(map(attributes.get, _HOOK_DICTS)):
+            raise _Unkeyable("a module with hooks")
+        deep = []
+        for name, value in attributes.items():
+            if name in _SKIPPED or _immutable(value):
+                continue
+            if "hook" in name and isinstance(value, dict) and value:
+                raise _Unkeyable("a module with hooks")
+            deep.append((name, freeze(value, _tensor_identity)))
+        tensors = (*module._parameters.values(), *module._buffers.values())
+        self._modules.append((module, tuple(attributes), tuple(attributes.values()), tuple(deep),
+                              (*module._parameters, *module._buffers, *module._modules), tensors, _versions(tensors),
+                              tuple(module._modules.values())))
+        for child in module._modules.values():
+            if child is not None:
+                self._take(child)
+
+    def unchanged(self) -> bool:
+        """Whether every module of the subtree is as it was when this state was taken."""
+        if _global_hooks():
+            return False
+        for module, names, values, deep, owned, tensors, versions, children in self._modules:
+            attributes = vars(module)
+            if len(attributes) != len(values) or not all(map(operator.is_, attributes.values(), values)) or \
+                    tuple(attributes) != names or any(map(attributes.get, _HOOK_DICTS)):
+                return False
+            now = (*module._parameters.values(), *module._buffers.values())
+            if (*module._parameters, *module._buffers, *module._modules) != owned or \
+                    not all(map(operator.is_, now, tensors)) or _versions(now) != versions or \
+                    not all(map(operator.is_, module._modules.values(), children)):
+                return False
+            try:
+                if any(freeze(attributes[name], _tensor_identity) != frozen for name, frozen in deep):
+                    return False
+            except (_Unkeyable, TypeError):
+                return False
+        return True
+
+
+def _versions(tensors) -> tuple:
+    return tuple(None if t is None else t._version for t in tensors)
+
+
+class _Inputs:
+    """A module call's arguments as a key: each proxy by the first position of its object and of its node
+    (``f(a, a)`` and ``f(a, b)`` differ), every other value frozen (tensors by identity); the distinct
+    proxies in order, and the ids of the containers they came in."""
+
+    def __init__(self, args: tuple, kwargs: dict) -> None:
+        self.proxies: List[fx.Proxy] = []
+        self._objects: Dict[int, int] = {}
+        self._nodes: Dict[fx.Node, int] = {}
+        self.containers: set = set()
+        self.key = (self._walk(args), self._walk(kwargs))
+
+    def _walk(self, value) -> Hashable:
+        kind = type(value)
+        if kind is fx.Proxy:
+            at = self._objects.setdefault(id(value), len(self._objects))
+            if at == len(self.proxies):
+                self.proxies.append(value)
+            return "proxy", at, self._nodes.setdefault(value.node, len(self._nodes))
+        if isinstance(value, fx.Proxy):
+            raise _Unkeyable("a proxy of another kind (an attribute fx creates lazily)")
+        if kind in (tuple, list):
+            self.containers.add(id(value))
+            return kind, tuple(self._walk(v) for v in value)
+        if kind is dict:
+            self.containers.add(id(value))
+            return kind, tuple((freeze(k), self._walk(v)) for k, v in value.items())
+        return freeze(value, _tensor_identity)
+
+
+class _Recording:
+    """The fx nodes one call of a module created, ready to be copied for a later equal call."""
+
+    def __init__(self, state, inputs: _Inputs, entries, nodes, fixed, output) -> None:
+        self.state = state
+        self.input_nodes = [p.node for p in inputs.proxies]
+        self.entries = entries  # (module path, its nn_module_stack key then) of every module call in it
+        self.nodes = nodes  # (node, name and type fx was asked for, nn_module_stack below the caller's)
+        self.fixed = fixed  # nodes fx reuses rather than creates again (cached parameter proxies)
+        self.output = output  # the forward's return value, proxies by where their node is
+
+
+class TraceReplay:
+    """Repeated calls of one module during ``torch.fx`` symbolic tracing (see the module doc): the first
+    call of a module with a given argument structure runs and is recorded; a later call with an equal
+    structure while the module's subtree is as it was copies the recorded nodes (the call's inputs in place
+    of the first one's), numbering module calls and naming nodes as fx would. The tracer reports every
+    module call (:meth:`log_call`, :meth:`call`), every node it creates (:meth:`created_node`) and its
+    parameter-proxy cache (``parameter_proxies``)."""
+
+    def __init__(self, tracer: fx.Tracer) -> None:
+        self.tracer = tracer
+        self.log: List[Tuple[str, int]] = []  # every module call so far: (its path, fx's count of its calls before)
+        self.named: Dict[fx.Node, Tuple[Any, Any]] = {}  # nodes fx was asked to name (or type) explicitly
+        self.created = 0  # nodes created by the tracer or copied
+        self.copies: Dict[str, str] = {}  # nn_module_stack key of a copied call -> the recorded call's
+        self.parameter_proxies: Dict[str, fx.Proxy] = {}  # fx's cache of parameter proxies (reused, not recreated)
+        self._recordings: Dict[Hashable, _Recording] = {}
+        self._called: Dict[int, nn.Module] = {}  # non-leaf modules called so far
+
+    def log_call(self, path: str) -> None:
+        """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
+        self.log.append((path, self.tracer.num_calls.get(path, 0)))
+
+    def created_node(self, node: fx.Node, name, type_expr) -> None:
+        """The tracer created ``node``, asked for ``name`` and ``type_expr``."""
+        self.created += 1
+        if name is not None or type_expr is not None:
+            self.named[node] = (name, type_expr)
+
+    def call(self, module: nn.Module, path: str, args: tuple, kwargs: dict, run: Callable[[], Any]) -> Any:
+        """The value of calling the non-leaf ``module`` at ``path``: ``run()`` (fx's own call), recorded, or
+        a copy of an equal call's nodes."""
+        self.log_call(path)
+        if id(module) not in self._called:
+            self._called[id(module)] = module  # held: its id is not reused
+            return run()  # a module's first call is not recorded: most modules are called once
+        if self.tracer.record_stack_traces or fx_traceback.has_preserved_node_meta():
+            return run()  # node meta fx writes from elsewhere
+        try:
+            inputs = _Inputs(args, kwargs)
+            where = (id(module), inputs.key)
+            recording = self._recordings.get(where)
+            if recording is not None and recording.state.unchanged():
+                return self._replay(recording, inputs)
+            state = SubtreeState(module)
+        except (_Unkeyable, TypeError):  # TypeError: an unhashable value
+            return run()
+        return self._record(where, state, inputs, (args, kwargs), run)
+
+    def _record(self, where, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
+        tracer, graph = self.tracer, self.tracer.graph
+        depth, log_start = len(tracer.module_stack), len(self.log) - 1
+        nodes_before, created_before = len(graph.nodes), self.created
+        constants = len(getattr(tracer, "tensor_attrs", ()))
+        out = run()
+        self._recordings.pop(where, None)
+        count = len(graph.nodes) - nodes_before
+        try:
+            if self.created - created_before != count or len(getattr(tracer, "tensor_attrs", ())) != constants:
+                raise _Unkeyable("nodes made outside the tracer, or a new tensor constant")
+            if _Inputs(*arguments).key != inputs.key or not state.unchanged():
+                raise _Unkeyable("a forward that changes its arguments or its modules")
+            new = list(itertools.islice(reversed(graph.nodes), count))[::-1]
+            entries = [(path, f"{path}@{n}" if n else path) for path, n in self.log[log_start:]]
+            self._recordings[where] = self._recording(state, inputs, entries, new, depth, out)
+        except (_Unkeyable, TypeError):
+            pass
+        return out
+
+    def _recording(self, state, inputs: _Inputs, entries, new: List[fx.Node], depth: int, out) -> _Recording:
+        cached = {p.node: p for p in self.parameter_proxies.values()}
+        inside, given = set(new), {p.node for p in inputs.proxies}
+        fixed, nodes = {}, []
+        for n in new:
+            if n in cached:
+                fixed[n] = n  # fx hands out the cached proxy again
+                continue
+            stack = n.meta.get("nn_module_stack")
+            if len(n.meta) != 1 or stack is None or len(stack) <= depth:
+                raise _Unkeyable("node meta beyond the module stack")
+            for a in n.all_input_nodes:
+                if a in cached:
+                    fixed[a] = a
+                elif a not in inside and a not in given:
+                    raise _Unkeyable("a node reached other than through the arguments")
+            nodes.append((n, self.named.get(n, (None, None)), tuple(itertools.islice(stack.items(), depth, None))))
+        if given & fixed.keys():
+            raise _Unkeyable("a cached parameter proxy passed as an argument")
+        output = self._template(out, inputs, inside, cached)
+        return _Recording(state, inputs, entries, nodes, fixed, output)
+
+    def _template(self, value, inputs: _Inputs, inside, cached) -> Any:
+        """The forward's return value with each proxy by where its node comes from."""
+        kind = type(value)
+        if kind is fx.Proxy:
+            if id(value) in inputs._objects:
+                return "input", inputs._objects[id(value)]
+            if cached.get(value.node) is value:
+                return "cached", value
+            if value.node in inside:
+                return "own", value.node
+            raise _Unkeyable("a proxy from elsewhere")
+        if isinstance(value, fx.Proxy) or (kind in (tuple, list, dict) and id(value) in inputs.containers):
+            raise _Unkeyable("a lazy proxy, or an argument's container returned")
+        if kind in (tuple, list):
+            return kind, tuple(self._template(v, inputs, inside, cached) for v in value)
+        if kind is dict:
+            return kind, tuple((freeze(k) and k, self._template(v, inputs, inside, cached)) for k, v in value.items())
+        if kind in _PLAIN or kind is torch.Size:
+            return "value", value
+        raise _Unkeyable(kind.__name__)
+
+    def _replay(self, recording: _Recording, inputs: _Inputs) -> Any:
+        tracer, graph = self.tracer, self.tracer.graph
+        keys = {}
+        for i, (path, old) in enumerate(recording.entries):  # entries[0]: this call, logged by call()
+            n = tracer.num_calls.get(path, 0)
+            if i:
+                self.log.append((path, n))
+            tracer.num_calls[path] = n + 1
+            keys[old] = f"{path}@{n}" if n else path
+        outer = list(tracer.module_stack.items())
+        env = dict(recording.fixed)
+        env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
+        lookup = env.__getitem__
+        append = _append_copy if _FAST_APPEND.issubset(vars(graph)) else fx.Graph.create_node
+        for node, (name, type_expr), tail in recording.nodes:
+            copy = append(graph, node.op, node.target, fx.node.map_arg(node.args, lookup),
+                          fx.node.map_arg(node.kwargs, lookup), name, type_expr)
+            stack = collections.OrderedDict(outer)
+            for key, where in tail:
+                stack[keys[key]] = where
+            copy.meta["nn_module_stack"] = stack
+            tracer.node_name_to_scope[copy.name] = where  # the innermost call's (path, type), as fx keeps it
+            self.created_node(copy, name, type_expr)
+            env[node] = copy
+        for old, new in keys.items():
+            self.copies[new] = self.copies.get(old, old)
+        return self._rebuild(recording.output, inputs, env, {})
+
+    def _rebuild(self, template, inputs: _Inputs, env, proxies: Dict[fx.Node, fx.Proxy]) -> Any:
+        tag, value = template
+        if tag == "value" or tag == "cached":
+            return value
+        if tag == "input":
+            return inputs.proxies[value]
+        if tag == "own":
+            node = env[value]
+            if node not in proxies:
+                proxies[node] = self.tracer.proxy(node)
+            return proxies[node]
+        if tag is dict:
+            return {k: self._rebuild(v, inputs, env, proxies) for k, v in value}
+        return tag(self._rebuild(v, inputs, env, proxies) for v in value)
+
+
+#: the graph's own bookkeeping :func:`_append_copy` keeps as ``Graph.create_node`` does
+_FAST_APPEND = frozenset({"_graph_namespace", "_find_nodes_lookup_table", "_len"})
+
+
+def _append_copy(graph: fx.Graph, op: str, target, args: tuple, kwargs: dict, name, type_expr) -> fx.Node:
+    """``graph.create_node(...)`` for a copied node, less its scan of the arguments for symbolic ints (a
+    warning; the recorded node's arguments passed it, and a copy only substitutes nodes): that scan was
+    half of a replayed call's time. Names, order and lookups as ``create_node`` keeps them."""
+    name = graph._graph_namespace.create_name(name if name is not None else graph._target_to_str(target), None)
+    node = fx.Node(graph, name, op, target, args or (), kwargs or fx.immutable_collections.immutable_dict(),
+                   type_expr)
+    for hook in getattr(graph.owning_module, "_create_node_hooks", None) or ():
+        hook(node)
+    graph._graph_namespace.associate_name_with_obj(name, node)
+    graph._insert(node)
+    graph._find_nodes_lookup_table.insert(node)
+    graph._len += 1
+    return node
