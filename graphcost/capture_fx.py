@@ -180,8 +180,10 @@ _Outcome = Tuple[ops.OpInfo, ops.OpCost, bool, Dict[str, Any]]
 class CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True):
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
+                 copies: Optional[Dict[str, str]] = None):
         super().__init__(root, garbage_collect_values=True, graph=graph)
+        self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
         self.memo = CallMemo() if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
@@ -193,7 +195,7 @@ class CostInterpreter(fx.Interpreter):
 
     def run(self, *args, **kwargs):
         # submodule calls that may repeat; a call whose key was seen before is replayed whole
-        self._invocations = invocations(self.graph) if self.memo is not None else {}
+        self._invocations = invocations(self.graph, self.copies) if self.memo is not None else {}
         self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
         self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
         return super().run(*args, **kwargs)
@@ -520,7 +522,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
     """
     custom = custom or {}
     root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise)
-    interp = CostInterpreter(root, graph, set(opaque), custom, memoise)
+    interp = CostInterpreter(root, graph, set(opaque), custom, memoise, copies)
     model = root_module.model if isinstance(root_module, Single) else root_module
     run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],

@@ -38,6 +38,7 @@ False
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import operator
 import types
@@ -183,7 +184,7 @@ class CallMemo:
         """The key of one call of a submodule: the module's key (children included), its inputs' (the
         values of its external nodes) and its code (:class:`_Code`, compared last), or None."""
         try:
-            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), _Code(invocation, opaque)
+            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), invocation.code(opaque)
         except (_Unkeyable, TypeError):
             return None
 
@@ -241,23 +242,62 @@ class CallMemo:
 
 class Invocation:
     """One call of a submodule in an fx graph: its nodes (contiguous, in order), the nodes outside it that
-    it reads (``external``) and those of its own that the rest of the graph reads (``escaping``)."""
+    it reads (``external``) and those of its own that the rest of the graph reads (``escaping``), both
+    found when first asked for (most calls lie inside a replayed one and are never asked). ``source``: the
+    invocation whose nodes fx tracing copied into this one (:class:`TraceReplay`), if any."""
 
-    def __init__(self, path: str, nodes: list) -> None:
+    def __init__(self, path: str, nodes: list, source: Optional["Invocation"] = None) -> None:
         self.path = path
         self.nodes = nodes
-        inside = set(nodes)
-        self.external = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in inside))
-        self.escaping = [n for n in nodes if any(u not in inside for u in n.users)]
-        self._position: Optional[Dict[Any, Tuple[str, int]]] = None
+        self._source = source
+        self._code: Any = None
 
-    @property
+    @functools.cached_property
+    def external(self) -> list:
+        inside = self._inside
+        return list(dict.fromkeys(a for n in self.nodes for a in n.all_input_nodes if a not in inside))
+
+    @functools.cached_property
+    def escaping(self) -> list:
+        inside = self._inside
+        return [n for n in self.nodes if any(u not in inside for u in n.users)]
+
+    @functools.cached_property
+    def _inside(self) -> set:
+        return set(self.nodes)
+
+    @functools.cached_property
     def position(self) -> Dict[Any, Tuple[str, int]]:
         """Where each node an argument may name sits: ``("own", i)`` or ``("external", i)``."""
-        if self._position is None:
-            self._position = {n: ("own", i) for i, n in enumerate(self.nodes)}
-            self._position.update((n, ("external", i)) for i, n in enumerate(self.external))
-        return self._position
+        position = {n: ("own", i) for i, n in enumerate(self.nodes)}
+        position.update((n, ("external", i)) for i, n in enumerate(self.external))
+        return position
+
+    def code(self, opaque) -> "_Code":
+        """The invocation's :class:`_Code` (:class:`_Unkeyable` as :meth:`ops`), made once. A copy of a call
+        (``source``) reading and leaving the same kinds of nodes shares its source's: keys of the two then
+        compare by identity, not node by node."""
+        if self._code is None:
+            try:
+                self._code = self._copied_code(opaque) or _Code(self, opaque)
+            except _Unkeyable as exc:
+                self._code = exc
+        if isinstance(self._code, _Unkeyable):
+            raise self._code
+        return self._code
+
+    def _copied_code(self, opaque) -> Optional["_Code"]:
+        source = self._source
+        if source is None or len(source.nodes) != len(self.nodes):
+            return None
+        code = source.code(opaque)
+        same = code.ops[1:] == self._boundary()
+        return code if same else None
+
+    def _boundary(self) -> tuple:
+        """Which external nodes are parameters, and the positions of the escaping nodes."""
+        own = {n: i for i, n in enumerate(self.nodes)}
+        return tuple(e.op == "get_attr" for e in self.external), tuple(own[n] for n in self.escaping)
 
     def ops(self, opaque) -> tuple:
         """Each node's op and target (a module path relative to the invocation's); :class:`_Unkeyable` when a
@@ -272,8 +312,7 @@ class Invocation:
             elif n.op == "call_function" and not pure_function(target):
                 raise _Unkeyable("a user function")
             ops.append((n.op, target))
-        return (tuple(ops), tuple(e.op == "get_attr" for e in self.external),
-                tuple(self.nodes.index(n) for n in self.escaping))
+        return (tuple(ops), *self._boundary())
 
 
 class _Code:
@@ -317,9 +356,10 @@ def _same_arg(x, y, x_position, y_position) -> bool:
         return False
 
 
-def invocations(graph) -> Dict[str, List[Invocation]]:
+def invocations(graph, copies: Optional[Dict[str, str]] = None) -> Dict[str, List[Invocation]]:
     """Submodule calls of an fx graph whose module type is called more than once (the only ones that can
-    repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out."""
+    repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out.
+    ``copies``: calls (``nn_module_stack`` keys) that fx tracing copied from another (:class:`TraceReplay`)."""
     members: Dict[str, list] = {}
     paths: Dict[str, Tuple[str, str]] = {}
     order = {n: i for i, n in enumerate(graph.nodes)}
@@ -329,12 +369,14 @@ def invocations(graph) -> Dict[str, List[Invocation]]:
             paths[call] = (path, str(kind))
     kinds = Counter(kind for _, kind in paths.values())
     found: Dict[str, List[Invocation]] = {}
+    made: Dict[str, Invocation] = {}
     for call, nodes in members.items():  # outer calls come first: a node lists its stack outermost first
         path, kind = paths[call]
         contiguous = order[nodes[-1]] - order[nodes[0]] == len(nodes) - 1
         outer = found.get(nodes[0].name, [])
         if path and kinds[kind] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
-            found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))  # (a wrapper's twin: one check)
+            made[call] = Invocation(path, nodes, made.get(copies.get(call)) if copies else None)
+            found.setdefault(nodes[0].name, []).append(made[call])  # (a wrapper's twin: one check)
     return found
 
 
