@@ -21,6 +21,18 @@ An outcome is stored only when its outputs are fresh: a tensor that *is* one of 
 op, ``getitem`` of a list) or a view with an offset, or an output that is not plain data, is never
 replayed, so a call that mutates its input always runs.
 
+The same idea runs earlier, in fx symbolic tracing (:class:`TraceReplay`): when one module instance (not a
+leaf; ItNet's shared block, called N times) is called again with arguments of the same structure (proxies
+in the same positions, every other value equal by :func:`freeze`) while its subtree is as it was at its
+recorded call (:class:`SubtreeState`: every module's instance attributes, its parameters' and buffers'
+identities and versions, no hook anywhere), the recorded call's nodes are copied with the new inputs in
+place of the old, named and numbered (``nn_module_stack``'s ``path@n``) as fx would have; its ``forward``
+does not run again. A module's first call is only traced, its second recorded, later ones copied. A
+forward that changes its own subtree, its arguments, or makes nodes in other ways is never recorded. What
+the replay cannot see is state outside the module: a ``forward`` that reads global mutable state (a module
+global it changes, a counter elsewhere) would be copied wrongly; ``memoise=False`` traces every call.
+The fake-tensor run then knows copied calls are the same code (:meth:`Invocation.code`).
+
 >>> import torch
 >>> from torch._subclasses.fake_tensor import FakeTensorMode
 >>> conv_a, conv_b = torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(4, 8, 3)
