@@ -73,6 +73,9 @@ _PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.
           torch.memory_format)
 
 
+_INTS = {int}
+
+
 class _Unkeyable(Exception):
     """A value the memo cannot prove equal by looking at it."""
 
@@ -92,6 +95,8 @@ def freeze(value, tensor_key=None) -> Hashable:
     if kind is torch.Size:
         return kind, tuple(value)
     if kind in (tuple, list):
+        if set(map(type, value)) == _INTS:  # a kernel size, a padding: spared a call per element
+            return kind, tuple(value)
         return kind, tuple(freeze(v, tensor_key) for v in value)
     if kind is dict:
         return kind, tuple((freeze(k, tensor_key), freeze(v, tensor_key)) for k, v in value.items())
@@ -140,7 +145,8 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
             if value:
                 raise _Unkeyable("a module with hooks")
             continue
-        state.append((name, freeze(value)))
+        kind = type(value)
+        state.append((name, kind, value) if kind in _PLAIN else (name, freeze(value)))  # (plain: spared a call)
     tensors = tuple((name, None if t is None else _tensor_key(t, own=True))
                     for name, t in (*module._parameters.items(), *module._buffers.items()))
     children = tuple((name, None if child is None else _module_key(child, known))
@@ -518,13 +524,21 @@ class _Inputs:
 class _Recording:
     """The fx nodes one call of a module created, ready to be copied for a later equal call."""
 
-    def __init__(self, state, inputs: _Inputs, entries, nodes, fixed, output) -> None:
+    def __init__(self, path: str, state, inputs: _Inputs, entries, nodes, fixed, output) -> None:
+        self.path = path
         self.state = state
         self.input_nodes = [p.node for p in inputs.proxies]
         self.entries = entries  # (module path, its nn_module_stack key then) of every module call in it
         self.nodes = nodes  # (node, name and type fx was asked for, nn_module_stack below the caller's)
         self.fixed = fixed  # nodes fx reuses rather than creates again (cached parameter proxies)
         self.output = output  # the forward's return value, proxies by where their node is
+        # another instance's call may be a copy with its own path in place of this one's: no parameter read
+        # (fx names a parameter by where it was first registered), every module path below this one, names
+        # given only to functions and methods (fx names a torch function's node after the function)
+        below = path + "."
+        self.portable = not fixed and all(p == path or p.startswith(below) for p, _ in entries) and all(
+            n.target.startswith(below) and given == (None, None) if n.op == "call_module" else
+            n.op in ("call_function", "call_method") for n, given, _ in nodes)
 
 
 class TraceReplay:
@@ -544,6 +558,7 @@ class TraceReplay:
         self.parameter_proxies: Dict[str, fx.Proxy] = {}  # fx's cache of parameter proxies (reused, not recreated)
         self._recordings: Dict[Hashable, _Recording] = {}
         self._called: Dict[int, nn.Module] = {}  # non-leaf modules called so far
+        self._kinds: Dict[Hashable, Optional[_Recording]] = {}  # (module key, inputs) -> a recording, once made
 
     def log_call(self, path: str) -> None:
         """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
@@ -557,30 +572,37 @@ class TraceReplay:
 
     def call(self, module: nn.Module, path: str, args: tuple, kwargs: dict, run: Callable[[], Any]) -> Any:
         """The value of calling the non-leaf ``module`` at ``path``: ``run()`` (fx's own call), recorded, or
-        a copy of an equal call's nodes."""
+        a copy of an equal call's nodes (this module's, or another instance's of equal type and state)."""
         self.log_call(path)
-        if id(module) not in self._called:
-            self._called[id(module)] = module  # held: its id is not reused
-            return run()  # a module's first call is not recorded: most modules are called once
         if self.tracer.record_stack_traces or fx_traceback.has_preserved_node_meta():
             return run()  # node meta fx writes from elsewhere
+        first = id(module) not in self._called
+        self._called[id(module)] = module  # held: its id is not reused
         try:
             inputs = _Inputs(args, kwargs)
             where = (id(module), inputs.key)
             recording = self._recordings.get(where)
             if recording is not None and recording.state.unchanged():
-                return self._replay(recording, inputs)
+                return self._replay(recording, inputs, path)
+            kind = (module_key(module), inputs.key)  # by value: another instance of equal state matches
+            recording = self._kinds.get(kind)
+            if recording is not None and recording.portable:
+                return self._replay(recording, inputs, path)
+            if first and kind not in self._kinds:
+                self._kinds[kind] = None
+                return run()  # a first call of its kind is only traced: most modules are called once
             state = SubtreeState(module)
         except (_Unkeyable, TypeError):  # TypeError: an unhashable value
             return run()
-        return self._record(where, state, inputs, (args, kwargs), run)
+        return self._record((where, kind), path, state, inputs, (args, kwargs), run)
 
-    def _record(self, where, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
+    def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
         tracer, graph = self.tracer, self.tracer.graph
         depth, log_start = len(tracer.module_stack), len(self.log) - 1
         nodes_before, created_before = len(graph.nodes), self.created
         constants = len(getattr(tracer, "tensor_attrs", ()))
         out = run()
+        where, kind = keys
         self._recordings.pop(where, None)
         count = len(graph.nodes) - nodes_before
         try:
@@ -589,13 +611,16 @@ class TraceReplay:
             if _Inputs(*arguments).key != inputs.key or not state.unchanged():
                 raise _Unkeyable("a forward that changes its arguments or its modules")
             new = list(itertools.islice(reversed(graph.nodes), count))[::-1]
-            entries = [(path, f"{path}@{n}" if n else path) for path, n in self.log[log_start:]]
-            self._recordings[where] = self._recording(state, inputs, entries, new, depth, out)
+            entries = [(p, f"{p}@{n}" if n else p) for p, n in self.log[log_start:]]
+            recording = self._recordings[where] = self._recording(path, state, inputs, entries, new, depth, out)
+            if self._kinds.get(kind) is None:
+                self._kinds[kind] = recording
         except (_Unkeyable, TypeError):
             pass
         return out
 
-    def _recording(self, state, inputs: _Inputs, entries, new: List[fx.Node], depth: int, out) -> _Recording:
+    def _recording(self, path: str, state, inputs: _Inputs, entries, new: List[fx.Node], depth: int, out
+                   ) -> _Recording:
         cached = {p.node: p for p in self.parameter_proxies.values()}
         inside, given = set(new), {p.node for p in inputs.proxies}
         fixed, nodes = {}, []
@@ -615,7 +640,7 @@ class TraceReplay:
         if given & fixed.keys():
             raise _Unkeyable("a cached parameter proxy passed as an argument")
         output = self._template(out, inputs, inside, cached)
-        return _Recording(state, inputs, entries, nodes, fixed, output)
+        return _Recording(path, state, inputs, entries, nodes, fixed, output)
 
     def _template(self, value, inputs: _Inputs, inside, cached) -> Any:
         """The forward's return value with each proxy by where its node comes from."""
@@ -638,26 +663,32 @@ class TraceReplay:
             return "value", value
         raise _Unkeyable(kind.__name__)
 
-    def _replay(self, recording: _Recording, inputs: _Inputs) -> Any:
+    def _replay(self, recording: _Recording, inputs: _Inputs, path: str) -> Any:
+        """Copy ``recording``'s nodes for this call of the module at ``path`` (the recorded path, or another
+        instance's: then every module path below the recorded one is renamed)."""
         tracer, graph = self.tracer, self.tracer.graph
+        old_path = recording.path
+        rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
         keys = {}
-        for i, (path, old) in enumerate(recording.entries):  # entries[0]: this call, logged by call()
-            n = tracer.num_calls.get(path, 0)
+        for i, (called, old) in enumerate(recording.entries):  # entries[0]: this call, logged by call()
+            called = rename(called)
+            n = tracer.num_calls.get(called, 0)
             if i:
-                self.log.append((path, n))
-            tracer.num_calls[path] = n + 1
-            keys[old] = f"{path}@{n}" if n else path
+                self.log.append((called, n))
+            tracer.num_calls[called] = n + 1
+            keys[old] = f"{called}@{n}" if n else called
         outer = list(tracer.module_stack.items())
         env = dict(recording.fixed)
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
         lookup = env.__getitem__
         append = _append_copy if _FAST_APPEND.issubset(vars(graph)) else fx.Graph.create_node
         for node, (name, type_expr), tail in recording.nodes:
-            copy = append(graph, node.op, node.target, fx.node.map_arg(node.args, lookup),
+            target = rename(node.target) if node.op == "call_module" else node.target
+            copy = append(graph, node.op, target, fx.node.map_arg(node.args, lookup),
                           fx.node.map_arg(node.kwargs, lookup), name, type_expr)
             stack = collections.OrderedDict(outer)
-            for key, where in tail:
-                stack[keys[key]] = where
+            for key, (called, kind) in tail:
+                stack[keys[key]] = where = (rename(called), kind)
             copy.meta["nn_module_stack"] = stack
             tracer.node_name_to_scope[copy.name] = where  # the innermost call's (path, type), as fx keeps it
             self.created_node(copy, name, type_expr)

@@ -74,6 +74,31 @@ class Retuned(nn.Module):
         return self.block(x)
 
 
+class Head(nn.Module):
+    """No parameter read in ``forward``: a call of another instance of equal state is copied, paths renamed."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+
+    def forward(self, x):
+        return self.body(x).relu() + 1
+
+
+class Twins(nn.Module):
+    """Several instances of one module type: heads (copied across instances) and parameter readers (not)."""
+
+    def __init__(self):
+        super().__init__()
+        self.heads = nn.ModuleList(Head() for _ in range(4))
+        self.scaled = nn.ModuleList(Scaled() for _ in range(3))
+
+    def forward(self, x):
+        for head, scaled in zip(self.heads, self.scaled):
+            x = scaled(head(x))
+        return self.heads[3](x)
+
+
 def _models():
     yield "itnet shared", get_model("itnet", dataset="camvid", shared=True, N=4, L=2, K=2, f=16), (1, 3, 48, 64)
     yield "itnet independent", get_model("itnet", dataset="camvid", shared=False, N=4, L=2, K=2, f=16), (1, 3, 48, 64)
@@ -83,6 +108,7 @@ def _models():
     yield "transformer encoder layers", nn.Sequential(*layers, nn.Linear(32, 10)), (1, 16, 32)
     yield "repeats", Repeats(), (2, 8)
     yield "retuned", Retuned(), (2, 8)
+    yield "twins", Twins(), (2, 8)
 
 
 def _rows(graph: fx.Graph):
@@ -109,7 +135,7 @@ def test_replayed_trace_equals_plain_trace(name, model, shape):
     _, plain, opaque_p, none = _symbolic_trace(_fresh(model), (), {}, given, memoise=False)
     assert none == {} and opaque_r == opaque_p
     assert _rows(replayed) == _rows(plain)
-    if name in ("itnet shared", "repeats", "retuned"):
+    if name in ("itnet shared", "itnet independent", "repeats", "retuned", "twins"):
         assert copies  # the equality above is about graphs with copied calls
     assert not any(call.startswith("counting") for call in copies)
     memoised, unmemoised = trace(_fresh(model), shape), trace(_fresh(model), shape, memoise=False)
@@ -137,3 +163,11 @@ def test_which_calls_are_copied():
     assert copies.get("block@2") == "block@1"
     assert "block@3" not in copies and "block@4" not in copies  # extra = 2: traced; back to 1: traced again
     assert not any(call.startswith("counting") for call in copies)
+
+
+def test_calls_of_other_instances_are_copied_when_no_parameter_is_read():
+    _, _, _, copies = _symbolic_trace(Twins(), (), {}, {"x"})
+    # heads.0 is traced (the first of its kind), heads.1 recorded, heads.2 and heads.3 copied from it
+    assert copies.get("heads.2") == "heads.1" and copies.get("heads.3") == "heads.1"
+    assert copies.get("heads.2.body") == "heads.1.body"
+    assert not any(call.startswith("scaled") for call in copies)  # each reads its own parameter
