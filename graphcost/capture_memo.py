@@ -532,6 +532,7 @@ class _Recording:
         self.nodes = nodes  # (node, name and type fx was asked for, nn_module_stack below the caller's)
         self.fixed = fixed  # nodes fx reuses rather than creates again (cached parameter proxies)
         self.output = output  # the forward's return value, proxies by where their node is
+        self.plans: Dict[Tuple[str, bool], tuple] = {}  # by path: what every copy there needs (TraceReplay._plan)
         # another instance's call may be a copy with its own path in place of this one's: no parameter read
         # (fx names a parameter by where it was first registered), every module path below this one, names
         # given only to functions and methods (fx names a torch function's node after the function)
@@ -667,11 +668,10 @@ class TraceReplay:
         """Copy ``recording``'s nodes for this call of the module at ``path`` (the recorded path, or another
         instance's: then every module path below the recorded one is renamed)."""
         tracer, graph = self.tracer, self.tracer.graph
-        old_path = recording.path
-        rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
+        fast = _FAST_APPEND.issubset(vars(graph)) and hasattr(graph, "_target_to_str")
+        entries, nodes = self._plan(recording, path, fast)
         keys = {}
-        for i, (called, old) in enumerate(recording.entries):  # entries[0]: this call, logged by call()
-            called = rename(called)
+        for i, (called, old) in enumerate(entries):  # entries[0]: this call, logged by call()
             n = tracer.num_calls.get(called, 0)
             if i:
                 self.log.append((called, n))
@@ -680,22 +680,35 @@ class TraceReplay:
         outer = list(tracer.module_stack.items())
         env = dict(recording.fixed)
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
-        lookup = env.__getitem__
-        append = _append_copy if _FAST_APPEND.issubset(vars(graph)) else fx.Graph.create_node
-        for node, (name, type_expr), tail in recording.nodes:
-            target = rename(node.target) if node.op == "call_module" else node.target
-            copy = append(graph, node.op, target, fx.node.map_arg(node.args, lookup),
-                          fx.node.map_arg(node.kwargs, lookup), name, type_expr)
-            stack = collections.OrderedDict(outer)
-            for key, (called, kind) in tail:
-                stack[keys[key]] = where = (rename(called), kind)
-            copy.meta["nn_module_stack"] = stack
-            tracer.node_name_to_scope[copy.name] = where  # the innermost call's (path, type), as fx keeps it
+        lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
+        append = _append_copy if fast else fx.Graph.create_node
+        for node, target, candidate, (name, type_expr), tail, scope in nodes:
+            copy = append(graph, node.op, target, map_arg(node.args, lookup), map_arg(node.kwargs, lookup),
+                          candidate, type_expr)
+            copy.meta["nn_module_stack"] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
+            scopes[copy.name] = scope  # the innermost call's (path, type), as fx keeps it
             self.created_node(copy, name, type_expr)
             env[node] = copy
         for old, new in keys.items():
             self.copies[new] = self.copies.get(old, old)
         return self._rebuild(recording.output, inputs, env, {})
+
+    def _plan(self, recording: _Recording, path: str, fast: bool) -> tuple:
+        """What copying ``recording`` at ``path`` needs that is the same for every copy there, made once: its
+        module calls ``(path, recorded key)``, and per node ``(node, target, name candidate, (name, type) fx
+        was asked for, nn_module_stack below the caller's by recorded key, innermost scope)``."""
+        plan = recording.plans.get((path, fast))
+        if plan is None:
+            old_path = recording.path
+            rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
+            nodes = []
+            for node, given, tail in recording.nodes:
+                target = rename(node.target) if node.op == "call_module" else node.target
+                candidate = self.tracer.graph._target_to_str(target) if fast and given[0] is None else given[0]
+                tail = [(key, (rename(called), kind)) for key, (called, kind) in tail]
+                nodes.append((node, target, candidate, given, tail, tail[-1][1]))
+            plan = recording.plans[(path, fast)] = ([(rename(p), key) for p, key in recording.entries], nodes)
+        return plan
 
     def _rebuild(self, template, inputs: _Inputs, env, proxies: Dict[fx.Node, fx.Proxy]) -> Any:
         tag, value = template
