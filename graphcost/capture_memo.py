@@ -560,6 +560,7 @@ class TraceReplay:
         self._recordings: Dict[Hashable, _Recording] = {}
         self._called: Dict[int, nn.Module] = {}  # non-leaf modules called so far
         self._kinds: Dict[Hashable, Optional[_Recording]] = {}  # (module key, inputs) -> a recording, once made
+        self._types: Optional[Counter] = None  # instances of each module type in the model
 
     def log_call(self, path: str) -> None:
         """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
@@ -585,17 +586,25 @@ class TraceReplay:
             recording = self._recordings.get(where)
             if recording is not None and recording.state.unchanged():
                 return self._replay(recording, inputs, path)
-            kind = (module_key(module), inputs.key)  # by value: another instance of equal state matches
-            recording = self._kinds.get(kind)
+            kind = self._kind(module, inputs)
+            recording = self._kinds.get(kind) if kind is not None else None
             if recording is not None and recording.portable:
                 return self._replay(recording, inputs, path)
-            if first and kind not in self._kinds:
-                self._kinds[kind] = None
+            if first and (kind is None or kind not in self._kinds):
+                if kind is not None:
+                    self._kinds[kind] = None
                 return run()  # a first call of its kind is only traced: most modules are called once
             state = SubtreeState(module)
         except (_Unkeyable, TypeError):  # TypeError: an unhashable value
             return run()
         return self._record((where, kind), path, state, inputs, (args, kwargs), run)
+
+    def _kind(self, module: nn.Module, inputs: _Inputs) -> Optional[Hashable]:
+        """The call by value (another instance of equal state and equal arguments matches), or None when the
+        model holds no other instance of the module's type."""
+        if self._types is None:
+            self._types = Counter(map(type, self.tracer.root.modules()))
+        return (module_key(module), inputs.key) if self._types[type(module)] > 1 else None
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
         tracer, graph = self.tracer, self.tracer.graph
@@ -614,7 +623,7 @@ class TraceReplay:
             new = list(itertools.islice(reversed(graph.nodes), count))[::-1]
             entries = [(p, f"{p}@{n}" if n else p) for p, n in self.log[log_start:]]
             recording = self._recordings[where] = self._recording(path, state, inputs, entries, new, depth, out)
-            if self._kinds.get(kind) is None:
+            if kind is not None and self._kinds.get(kind) is None:
                 self._kinds[kind] = recording
         except (_Unkeyable, TypeError):
             pass
