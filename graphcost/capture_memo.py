@@ -379,20 +379,25 @@ def invocations(graph, copies: Optional[Dict[str, str]] = None) -> Dict[str, Lis
     repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out.
     ``copies``: calls (``nn_module_stack`` keys) that fx tracing copied from another (:class:`TraceReplay`)."""
     members: Dict[str, list] = {}
-    paths: Dict[str, Tuple[str, str]] = {}
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for n in graph.nodes:
-        for call, (path, kind) in (n.meta.get("nn_module_stack") or {}).items():
-            members.setdefault(call, []).append(n)
-            paths[call] = (path, str(kind))
-    kinds = Counter(kind for _, kind in paths.values())
+    paths: Dict[str, Tuple[str, Any]] = {}
+    order: Dict[fx.Node, int] = {}
+    for i, n in enumerate(graph.nodes):
+        order[n] = i
+        stack = n.meta.get("nn_module_stack")
+        for call in stack or ():
+            nodes = members.get(call)
+            if nodes is None:
+                members[call], paths[call] = [n], stack[call]
+            else:
+                nodes.append(n)
+    kinds = Counter(str(kind) for _, kind in paths.values())
     found: Dict[str, List[Invocation]] = {}
     made: Dict[str, Invocation] = {}
     for call, nodes in members.items():  # outer calls come first: a node lists its stack outermost first
         path, kind = paths[call]
         contiguous = order[nodes[-1]] - order[nodes[0]] == len(nodes) - 1
         outer = found.get(nodes[0].name, [])
-        if path and kinds[kind] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
+        if path and kinds[str(kind)] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
             made[call] = Invocation(path, nodes, made.get(copies.get(call)) if copies else None)
             found.setdefault(nodes[0].name, []).append(made[call])  # (a wrapper's twin: one check)
     return found
