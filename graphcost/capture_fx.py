@@ -229,12 +229,15 @@ class CostInterpreter(fx.Interpreter):
             return None
         values, (records, effects) = found
         escaping = dict(zip(invocation.escaping, values))
+        pending = self._pending
         for m, record, effect in zip(invocation.nodes, records, effects):
             self.records[m.name], self._effects[m.name] = record, effect
-            self._note(m, *effect)
+            if effect[0] or effect[1]:  # costed per aten op: listed (as _run_call lists it)
+                self._note(m, *effect)
             if m is not invocation.nodes[0]:
                 self.env[m] = escaping.get(m)
-            self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
+            if m.name in pending:
+                self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
         return (escaping.get(invocation.nodes[0]),)
 
     def _run_call(self, n: fx.Node):

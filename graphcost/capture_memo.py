@@ -138,8 +138,11 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
     if found is not None:
         return found
     state = []
-    for name, value in vars(module).items():
-        if name in _MODULE_CONTAINERS:
+    attributes = vars(module)
+    if any(map(attributes.get, _HOOK_DICTS)):
+        raise _Unkeyable("a module with hooks")
+    for name, value in attributes.items():
+        if name in _SKIPPED:  # containers (keyed below) and nn.Module's own hook dicts (empty: checked above)
             continue
         if "hook" in name and isinstance(value, dict):
             if value:
@@ -224,7 +227,8 @@ class CallMemo:
             return None
         template, outcome = found
         self.hits += 1
-        return self._rebuild(template), outcome
+        with unset_fake_temporarily():  # (once per output, not per tensor)
+            return self._rebuild(template), outcome
 
     def _template(self, out, inputs_seen) -> Any:
         kind = type(out)
@@ -249,8 +253,7 @@ class CallMemo:
             return template[1]
         if kind == "tensor":
             _, shape, stride, dtype, device, requires_grad = template
-            with unset_fake_temporarily():
-                meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta", requires_grad=requires_grad)
+            meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta", requires_grad=requires_grad)
             return self._mode.fake_tensor_converter.from_meta_and_device(self._mode, meta, device)
         if kind is dict:
             return {k: self._rebuild(v) for k, v in template[1].items()}
