@@ -550,6 +550,9 @@ class _Recording:
             n.op in ("call_function", "call_method") for n, given, _ in nodes)
 
 
+_UNNAMED = (None, None)
+
+
 class TraceReplay:
     """Repeated calls of one module during ``torch.fx`` symbolic tracing (see the module doc): the first
     call of a module with a given argument structure runs and is recorded; a later call with an equal
@@ -699,13 +702,15 @@ class TraceReplay:
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
         lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
         append = _append_copy if fast else fx.Graph.create_node
-        for node, target, candidate, (name, type_expr), tail, scope in nodes:
-            copy = append(graph, node.op, target, map_arg(node.args, lookup), map_arg(node.kwargs, lookup),
-                          candidate, type_expr)
+        for node, target, candidate, given, tail, scope in nodes:
+            kwargs = map_arg(node.kwargs, lookup) if node.kwargs else node.kwargs  # (empty: immutable, shared)
+            copy = append(graph, node.op, target, map_arg(node.args, lookup), kwargs, candidate, given[1])
             copy.meta["nn_module_stack"] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
             scopes[copy.name] = scope  # the innermost call's (path, type), as fx keeps it
-            self.created_node(copy, name, type_expr)
+            if given != _UNNAMED:
+                self.named[copy] = given
             env[node] = copy
+        self.created += len(nodes)
         for old, new in keys.items():
             self.copies[new] = self.copies.get(old, old)
         return self._rebuild(recording.output, inputs, env, {})
