@@ -27,7 +27,10 @@ in the same positions, every other value equal by :func:`freeze`) while its subt
 recorded call (:class:`SubtreeState`: every module's instance attributes, its parameters' and buffers'
 identities and versions, no hook anywhere), the recorded call's nodes are copied with the new inputs in
 place of the old, named and numbered (``nn_module_stack``'s ``path@n``) as fx would have; its ``forward``
-does not run again. A module's first call is only traced, its second recorded, later ones copied. A
+does not run again. A module's first call is only traced, its second recorded, later ones copied. Another
+instance of the same type whose state equals the recorded one's by value (:func:`module_key`; ItNet's N
+classifier heads, its independent blocks) gets a copy too, module paths renamed, where the recorded call
+read no parameter (fx names a parameter by where it was first registered, which renaming cannot know). A
 forward that changes its own subtree, its arguments, or makes nodes in other ways is never recorded. What
 the replay cannot see is state outside the module: a ``forward`` that reads global mutable state (a module
 global it changes, a counter elsewhere) would be copied wrongly; ``memoise=False`` traces every call.
