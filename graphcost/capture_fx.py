@@ -244,10 +244,11 @@ class CostInterpreter(fx.Interpreter):
         """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
-        key = self._memo_key(n, module, args, kwargs)
+        info = self._info(n, module)
+        key = self._memo_key(n, module, info, args, kwargs)
         found = self.memo.replay(key) if key is not None else None
         if found is None:
-            out, outcome = self._evaluate(n, module, args, kwargs)
+            out, outcome = self._evaluate(n, module, info, args, kwargs)
             if key is not None:
                 self.memo.store(key, out, outcome, (args, kwargs))
         else:
@@ -259,16 +260,24 @@ class CostInterpreter(fx.Interpreter):
                                          _activation_bytes(n, args, kwargs))
         return out
 
-    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
+    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs):
         """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,
-        or a leaf that may run on real inputs)."""
+        a leaf that may run on real inputs, or a call whose shape rule returns its input: an outcome the
+        memo never keeps, for this key or an equal one, so the key is not worth its time)."""
         if self.memo is None or n.op not in COMPUTE_OPS or (module is not None and n.target in self.opaque):
             return None
+        if info is not None and info.preserves_shape and args:
+            try:
+                if self._shortcut(info, module, args, kwargs) is args[0]:
+                    return None
+            except Exception:  # noqa: BLE001 - a shape rule rejecting the call: _evaluate says so, naming the layer
+                pass
         return self.memo.key(n.op, module if module is not None else n.target, args, kwargs)
 
-    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], args, kwargs) -> Tuple[Any, "_Outcome"]:
-        """Shape-propagate and cost one node: its output and :data:`_Outcome`."""
-        info = self._info(n, module)
+    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs
+                  ) -> Tuple[Any, "_Outcome"]:
+        """Shape-propagate and cost one node (``info``: its op's entry in the registry): its output and
+        :data:`_Outcome`."""
         with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
             if info is None and n.op in COMPUTE_OPS:
                 out, info, cost, uncounted = self._run_per_aten_op(n, module, args, kwargs)
