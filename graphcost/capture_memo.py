@@ -557,10 +557,11 @@ _UNNAMED = (None, None)
 
 
 class TraceReplay:
-    """Repeated calls of one module during ``torch.fx`` symbolic tracing (see the module doc): the first
-    call of a module with a given argument structure runs and is recorded; a later call with an equal
-    structure while the module's subtree is as it was copies the recorded nodes (the call's inputs in place
-    of the first one's), numbering module calls and naming nodes as fx would. The tracer reports every
+    """Repeated calls of one module during ``torch.fx`` symbolic tracing (see the module doc): a module's
+    first call is traced, a later one with a given argument structure is traced and recorded, and a call
+    after that with an equal structure while the module's subtree is as it was (or of another instance of
+    equal state, where the recording is portable) copies the recorded nodes, the call's inputs in place of
+    the recorded ones, numbering module calls and naming nodes as fx would. The tracer reports every
     module call (:meth:`log_call`, :meth:`call`), every node it creates (:meth:`created_node`) and its
     parameter-proxy cache (``parameter_proxies``)."""
 
@@ -682,7 +683,9 @@ class TraceReplay:
         if kind in (tuple, list):
             return kind, tuple(self._template(v, inputs, inside, cached) for v in value)
         if kind is dict:
-            return kind, tuple((freeze(k) and k, self._template(v, inputs, inside, cached)) for k, v in value.items())
+            if not all(type(k) in _PLAIN for k in value):
+                raise _Unkeyable("a dict keyed by other than plain values")
+            return kind, tuple((k, self._template(v, inputs, inside, cached)) for k, v in value.items())
         if kind in _PLAIN or kind is torch.Size:
             return "value", value
         raise _Unkeyable(kind.__name__)
