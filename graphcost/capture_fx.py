@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, invocations, pure_function
+from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -57,10 +57,11 @@ _PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
 class LeafTracer(fx.Tracer):
     """fx tracer that remembers which submodule was being traced when tracing failed."""
 
-    def __init__(self, leaves: Set[str], custom: Dict):
+    def __init__(self, leaves: Set[str], custom: Dict, memoise: bool = False):
         super().__init__()
         self.leaves = leaves
         self.custom = custom
+        self.replay = TraceReplay(self) if memoise else None  # repeated module calls copied, not traced again
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # a module type with its own formula is costed whole, not traced into
@@ -79,9 +80,27 @@ class LeafTracer(fx.Tracer):
             return kind([self.create_arg(elem) for elem in a])
         return super().create_arg(a)
 
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        if self.replay is not None:
+            self.replay.created_node(node, name, type_expr)
+        return node
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):
+        if self.replay is not None:
+            self.replay.parameter_proxies = parameter_proxy_cache  # which get_attr nodes fx reuses
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
     def call_module(self, m, forward, args, kwargs):
         try:
-            return super().call_module(m, forward, args, kwargs)
+            if self.replay is None:
+                return super().call_module(m, forward, args, kwargs)
+            path = self.path_of_module(m)
+            if self.is_leaf_module(m, path):
+                self.replay.log_call(path)
+                return super().call_module(m, forward, args, kwargs)
+            return self.replay.call(m, path, args, kwargs,
+                                    lambda: super(LeafTracer, self).call_module(m, forward, args, kwargs))
         except Exception as exc:
             if not hasattr(exc, "_graphcost_module"):
                 exc._graphcost_module = self.path_of_module(m)
@@ -103,13 +122,15 @@ class Single(nn.Module):
         return self.model(x)
 
 
-def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str]
-                    ) -> Tuple[nn.Module, fx.Graph, List[str]]:
+def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str],
+                    memoise: bool = True) -> Tuple[nn.Module, fx.Graph, List[str], Dict[str, str]]:
+    """The traced graph, its root, the submodules kept opaque because fx could not trace them, and which
+    module calls were copied from an equal earlier call (:class:`~graphcost.capture_memo.TraceReplay`)."""
     leaves = set(leaf_modules)
     opaque: List[str] = []
     defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
     while True:
-        tracer = LeafTracer(leaves, custom)
+        tracer = LeafTracer(leaves, custom, memoise)
         try:
             graph = tracer.trace(model, concrete_args=defaults or None)
         except Exception as exc:  # fx raises many types; we only need to know where
@@ -122,7 +143,7 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             opaque.append(culprit)
             continue
         _drop_default_guards(graph)
-        return tracer.root, graph, opaque
+        return tracer.root, graph, opaque, tracer.replay.copies if tracer.replay is not None else {}
 
 
 #: what fx inserts to check that a concrete argument kept its traced value
@@ -159,8 +180,10 @@ _Outcome = Tuple[ops.OpInfo, ops.OpCost, bool, Dict[str, Any]]
 class CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
-    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True):
+    def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
+                 copies: Optional[Dict[str, str]] = None):
         super().__init__(root, garbage_collect_values=True, graph=graph)
+        self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
         self.memo = CallMemo() if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
@@ -172,7 +195,7 @@ class CostInterpreter(fx.Interpreter):
 
     def run(self, *args, **kwargs):
         # submodule calls that may repeat; a call whose key was seen before is replayed whole
-        self._invocations = invocations(self.graph) if self.memo is not None else {}
+        self._invocations = invocations(self.graph, self.copies) if self.memo is not None else {}
         self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
         self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
         return super().run(*args, **kwargs)
@@ -206,22 +229,26 @@ class CostInterpreter(fx.Interpreter):
             return None
         values, (records, effects) = found
         escaping = dict(zip(invocation.escaping, values))
+        pending = self._pending
         for m, record, effect in zip(invocation.nodes, records, effects):
             self.records[m.name], self._effects[m.name] = record, effect
-            self._note(m, *effect)
+            if effect[0] or effect[1]:  # costed per aten op: listed (as _run_call lists it)
+                self._note(m, *effect)
             if m is not invocation.nodes[0]:
                 self.env[m] = escaping.get(m)
-            self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
+            if m.name in pending:
+                self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
         return (escaping.get(invocation.nodes[0]),)
 
     def _run_call(self, n: fx.Node):
         """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
-        key = self._memo_key(n, module, args, kwargs)
+        info = self._info(n, module)
+        key = self._memo_key(n, module, info, args, kwargs)
         found = self.memo.replay(key) if key is not None else None
         if found is None:
-            out, outcome = self._evaluate(n, module, args, kwargs)
+            out, outcome = self._evaluate(n, module, info, args, kwargs)
             if key is not None:
                 self.memo.store(key, out, outcome, (args, kwargs))
         else:
@@ -233,16 +260,24 @@ class CostInterpreter(fx.Interpreter):
                                          _activation_bytes(n, args, kwargs))
         return out
 
-    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], args, kwargs):
+    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs):
         """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,
-        or a leaf that may run on real inputs)."""
+        a leaf that may run on real inputs, or a call whose shape rule returns its input: an outcome the
+        memo never keeps, for this key or an equal one, so the key is not worth its time)."""
         if self.memo is None or n.op not in COMPUTE_OPS or (module is not None and n.target in self.opaque):
             return None
+        if info is not None and info.preserves_shape and args:
+            try:
+                if self._shortcut(info, module, args, kwargs) is args[0]:
+                    return None
+            except Exception:  # noqa: BLE001 - a shape rule rejecting the call: _evaluate says so, naming the layer
+                pass
         return self.memo.key(n.op, module if module is not None else n.target, args, kwargs)
 
-    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], args, kwargs) -> Tuple[Any, "_Outcome"]:
-        """Shape-propagate and cost one node: its output and :data:`_Outcome`."""
-        info = self._info(n, module)
+    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs
+                  ) -> Tuple[Any, "_Outcome"]:
+        """Shape-propagate and cost one node (``info``: its op's entry in the registry): its output and
+        :data:`_Outcome`."""
         with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
             if info is None and n.op in COMPUTE_OPS:
                 out, info, cost, uncounted = self._run_per_aten_op(n, module, args, kwargs)
@@ -498,8 +533,8 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
         If a layer cannot run on its inputs (one line naming it).
     """
     custom = custom or {}
-    root, graph, opaque = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound))
-    interp = CostInterpreter(root, graph, set(opaque), custom, memoise)
+    root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise)
+    interp = CostInterpreter(root, graph, set(opaque), custom, memoise, copies)
     model = root_module.model if isinstance(root_module, Single) else root_module
     run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],

@@ -21,6 +21,21 @@ An outcome is stored only when its outputs are fresh: a tensor that *is* one of 
 op, ``getitem`` of a list) or a view with an offset, or an output that is not plain data, is never
 replayed, so a call that mutates its input always runs.
 
+The same idea runs earlier, in fx symbolic tracing (:class:`TraceReplay`): when one module instance (not a
+leaf; ItNet's shared block, called N times) is called again with arguments of the same structure (proxies
+in the same positions, every other value equal by :func:`freeze`) while its subtree is as it was at its
+recorded call (:class:`SubtreeState`: every module's instance attributes, its parameters' and buffers'
+identities and versions, no hook anywhere), the recorded call's nodes are copied with the new inputs in
+place of the old, named and numbered (``nn_module_stack``'s ``path@n``) as fx would have; its ``forward``
+does not run again. A module's first call is only traced, its second recorded, later ones copied. Another
+instance of the same type whose state equals the recorded one's by value (:func:`module_key`; ItNet's N
+classifier heads, its independent blocks) gets a copy too, module paths renamed, where the recorded call
+read no parameter (fx names a parameter by where it was first registered, which renaming cannot know). A
+forward that changes its own subtree, its arguments, or makes nodes in other ways is never recorded. What
+the replay cannot see is state outside the module: a ``forward`` that reads global mutable state (a module
+global it changes, a counter elsewhere) would be copied wrongly; ``memoise=False`` traces every call.
+The fake-tensor run then knows copied calls are the same code (:meth:`Invocation.code`).
+
 >>> import torch
 >>> from torch._subclasses.fake_tensor import FakeTensorMode
 >>> conv_a, conv_b = torch.nn.Conv2d(4, 8, 3), torch.nn.Conv2d(4, 8, 3)
@@ -37,12 +52,17 @@ False
 """
 from __future__ import annotations
 
+import collections
+import functools
+import itertools
+import operator
 import types
 from collections import Counter
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
 from torch import fx, nn
+from torch.fx import traceback as fx_traceback
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from .ops import tensors_in
@@ -56,12 +76,16 @@ _PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.
           torch.memory_format)
 
 
+_INTS = {int}
+
+
 class _Unkeyable(Exception):
     """A value the memo cannot prove equal by looking at it."""
 
 
-def freeze(value) -> Hashable:
-    """``value`` as a hashable key with its type, or :class:`_Unkeyable`.
+def freeze(value, tensor_key=None) -> Hashable:
+    """``value`` as a hashable key with its type, or :class:`_Unkeyable`. ``tensor_key``: how a tensor is
+    keyed (default: its metadata, and a real scalar's value).
 
     >>> freeze((1, 2.0, [None, "a"])) == freeze((1, 2.0, [None, "a"])), freeze(1) == freeze(True)
     (True, False)
@@ -70,17 +94,19 @@ def freeze(value) -> Hashable:
     if kind in _PLAIN or value is Ellipsis:
         return kind, value
     if isinstance(value, torch.Tensor):
-        return _tensor_key(value)
+        return (tensor_key or _tensor_key)(value)
     if kind is torch.Size:
         return kind, tuple(value)
     if kind in (tuple, list):
-        return kind, tuple(freeze(v) for v in value)
+        if set(map(type, value)) == _INTS:  # a kernel size, a padding: spared a call per element
+            return kind, tuple(value)
+        return kind, tuple(freeze(v, tensor_key) for v in value)
     if kind is dict:
-        return kind, tuple((freeze(k), freeze(v)) for k, v in value.items())
+        return kind, tuple((freeze(k, tensor_key), freeze(v, tensor_key)) for k, v in value.items())
     if kind is slice:
-        return kind, freeze(value.start), freeze(value.stop), freeze(value.step)
+        return kind, freeze(value.start, tensor_key), freeze(value.stop, tensor_key), freeze(value.step, tensor_key)
     if kind in (set, frozenset):
-        return kind, frozenset(freeze(v) for v in value)
+        return kind, frozenset(freeze(v, tensor_key) for v in value)
     if kind in (types.FunctionType, types.BuiltinFunctionType) and pure_function(value):
         return kind, value  # e.g. a layer's ``activation=F.relu``: the very function
     raise _Unkeyable(kind.__name__)
@@ -115,14 +141,18 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
     if found is not None:
         return found
     state = []
-    for name, value in vars(module).items():
-        if name in _MODULE_CONTAINERS:
+    attributes = vars(module)
+    if any(map(attributes.get, _HOOK_DICTS)):
+        raise _Unkeyable("a module with hooks")
+    for name, value in attributes.items():
+        if name in _SKIPPED:  # containers (keyed below) and nn.Module's own hook dicts (empty: checked above)
             continue
         if "hook" in name and isinstance(value, dict):
             if value:
                 raise _Unkeyable("a module with hooks")
             continue
-        state.append((name, freeze(value)))
+        kind = type(value)
+        state.append((name, kind, value) if kind in _PLAIN else (name, freeze(value)))  # (plain: spared a call)
     tensors = tuple((name, None if t is None else _tensor_key(t, own=True))
                     for name, t in (*module._parameters.items(), *module._buffers.items()))
     children = tuple((name, None if child is None else _module_key(child, known))
@@ -178,7 +208,7 @@ class CallMemo:
         """The key of one call of a submodule: the module's key (children included), its inputs' (the
         values of its external nodes) and its code (:class:`_Code`, compared last), or None."""
         try:
-            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), _Code(invocation, opaque)
+            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), invocation.code(opaque)
         except (_Unkeyable, TypeError):
             return None
 
@@ -200,7 +230,8 @@ class CallMemo:
             return None
         template, outcome = found
         self.hits += 1
-        return self._rebuild(template), outcome
+        with unset_fake_temporarily():  # (once per output, not per tensor)
+            return self._rebuild(template), outcome
 
     def _template(self, out, inputs_seen) -> Any:
         kind = type(out)
@@ -225,8 +256,7 @@ class CallMemo:
             return template[1]
         if kind == "tensor":
             _, shape, stride, dtype, device, requires_grad = template
-            with unset_fake_temporarily():
-                meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta", requires_grad=requires_grad)
+            meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta", requires_grad=requires_grad)
             return self._mode.fake_tensor_converter.from_meta_and_device(self._mode, meta, device)
         if kind is dict:
             return {k: self._rebuild(v) for k, v in template[1].items()}
@@ -236,23 +266,62 @@ class CallMemo:
 
 class Invocation:
     """One call of a submodule in an fx graph: its nodes (contiguous, in order), the nodes outside it that
-    it reads (``external``) and those of its own that the rest of the graph reads (``escaping``)."""
+    it reads (``external``) and those of its own that the rest of the graph reads (``escaping``), both
+    found when first asked for (most calls lie inside a replayed one and are never asked). ``source``: the
+    invocation whose nodes fx tracing copied into this one (:class:`TraceReplay`), if any."""
 
-    def __init__(self, path: str, nodes: list) -> None:
+    def __init__(self, path: str, nodes: list, source: Optional["Invocation"] = None) -> None:
         self.path = path
         self.nodes = nodes
-        inside = set(nodes)
-        self.external = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in inside))
-        self.escaping = [n for n in nodes if any(u not in inside for u in n.users)]
-        self._position: Optional[Dict[Any, Tuple[str, int]]] = None
+        self._source = source
+        self._code: Any = None
 
-    @property
+    @functools.cached_property
+    def external(self) -> list:
+        inside = self._inside
+        return list(dict.fromkeys(a for n in self.nodes for a in n.all_input_nodes if a not in inside))
+
+    @functools.cached_property
+    def escaping(self) -> list:
+        inside = self._inside
+        return [n for n in self.nodes if any(u not in inside for u in n.users)]
+
+    @functools.cached_property
+    def _inside(self) -> set:
+        return set(self.nodes)
+
+    @functools.cached_property
     def position(self) -> Dict[Any, Tuple[str, int]]:
         """Where each node an argument may name sits: ``("own", i)`` or ``("external", i)``."""
-        if self._position is None:
-            self._position = {n: ("own", i) for i, n in enumerate(self.nodes)}
-            self._position.update((n, ("external", i)) for i, n in enumerate(self.external))
-        return self._position
+        position = {n: ("own", i) for i, n in enumerate(self.nodes)}
+        position.update((n, ("external", i)) for i, n in enumerate(self.external))
+        return position
+
+    def code(self, opaque) -> "_Code":
+        """The invocation's :class:`_Code` (:class:`_Unkeyable` as :meth:`ops`), made once. A copy of a call
+        (``source``) reading and leaving the same kinds of nodes shares its source's: keys of the two then
+        compare by identity, not node by node."""
+        if self._code is None:
+            try:
+                self._code = self._copied_code(opaque) or _Code(self, opaque)
+            except _Unkeyable as exc:
+                self._code = exc
+        if isinstance(self._code, _Unkeyable):
+            raise self._code
+        return self._code
+
+    def _copied_code(self, opaque) -> Optional["_Code"]:
+        source = self._source
+        if source is None or len(source.nodes) != len(self.nodes):
+            return None
+        code = source.code(opaque)
+        same = code.ops[1:] == self._boundary()
+        return code if same else None
+
+    def _boundary(self) -> tuple:
+        """Which external nodes are parameters, and the positions of the escaping nodes."""
+        own = {n: i for i, n in enumerate(self.nodes)}
+        return tuple(e.op == "get_attr" for e in self.external), tuple(own[n] for n in self.escaping)
 
     def ops(self, opaque) -> tuple:
         """Each node's op and target (a module path relative to the invocation's); :class:`_Unkeyable` when a
@@ -267,8 +336,7 @@ class Invocation:
             elif n.op == "call_function" and not pure_function(target):
                 raise _Unkeyable("a user function")
             ops.append((n.op, target))
-        return (tuple(ops), tuple(e.op == "get_attr" for e in self.external),
-                tuple(self.nodes.index(n) for n in self.escaping))
+        return (tuple(ops), *self._boundary())
 
 
 class _Code:
@@ -312,22 +380,395 @@ def _same_arg(x, y, x_position, y_position) -> bool:
         return False
 
 
-def invocations(graph) -> Dict[str, List[Invocation]]:
+def invocations(graph, copies: Optional[Dict[str, str]] = None) -> Dict[str, List[Invocation]]:
     """Submodule calls of an fx graph whose module type is called more than once (the only ones that can
-    repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out."""
+    repeat), by the name of their first node, outermost first; calls whose nodes interleave are left out.
+    ``copies``: calls (``nn_module_stack`` keys) that fx tracing copied from another (:class:`TraceReplay`)."""
     members: Dict[str, list] = {}
-    paths: Dict[str, Tuple[str, str]] = {}
-    order = {n: i for i, n in enumerate(graph.nodes)}
-    for n in graph.nodes:
-        for call, (path, kind) in (n.meta.get("nn_module_stack") or {}).items():
-            members.setdefault(call, []).append(n)
-            paths[call] = (path, str(kind))
-    kinds = Counter(kind for _, kind in paths.values())
+    paths: Dict[str, Tuple[str, Any]] = {}
+    order: Dict[fx.Node, int] = {}
+    for i, n in enumerate(graph.nodes):
+        order[n] = i
+        stack = n.meta.get("nn_module_stack")
+        for call in stack or ():
+            nodes = members.get(call)
+            if nodes is None:
+                members[call], paths[call] = [n], stack[call]
+            else:
+                nodes.append(n)
+    kinds = Counter(str(kind) for _, kind in paths.values())
     found: Dict[str, List[Invocation]] = {}
+    made: Dict[str, Invocation] = {}
     for call, nodes in members.items():  # outer calls come first: a node lists its stack outermost first
         path, kind = paths[call]
         contiguous = order[nodes[-1]] - order[nodes[0]] == len(nodes) - 1
         outer = found.get(nodes[0].name, [])
-        if path and kinds[kind] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
-            found.setdefault(nodes[0].name, []).append(Invocation(path, nodes))  # (a wrapper's twin: one check)
+        if path and kinds[str(kind)] > 1 and contiguous and len(nodes) > 1 and not (outer and outer[-1].nodes == nodes):
+            made[call] = Invocation(path, nodes, made.get(copies.get(call)) if copies else None)
+            found.setdefault(nodes[0].name, []).append(made[call])  # (a wrapper's twin: one check)
     return found
+
+
+# --- trace-time replay: a repeated call of one module copied, not traced again ------------------------
+
+
+class _Same:
+    """An object in a key by identity (a module, a tensor: fx names them by where they live)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj) -> None:
+        self.obj = obj  # held, so its id is not reused while a key names it
+
+    def __eq__(self, other) -> bool:
+        return type(other) is _Same and other.obj is self.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+#: every ``nn.Module``'s own hook dictionaries (all empty: no hook)
+_HOOK_DICTS = tuple(name for name, value in vars(nn.Module()).items() if "hook" in name and isinstance(value, dict))
+#: what a module's state leaves to other checks: its containers (their contents are keyed), its hooks
+_SKIPPED = _MODULE_CONTAINERS | frozenset(_HOOK_DICTS)
+
+
+def _tensor_identity(t: torch.Tensor) -> Hashable:
+    """A tensor as fx's tracer sees it: the object (its path, or its constant's name) at its version."""
+    return _Same(t), t._version
+
+
+def _immutable(value) -> bool:
+    """Whether ``value`` can never change (so the same object is the same value)."""
+    kind = type(value)
+    return kind in _PLAIN or kind is torch.Size or (kind in (tuple, frozenset) and all(map(_immutable, value)))
+
+
+class SubtreeState:
+    """What a module's traced ``forward`` may read of it and its submodules, taken now (:meth:`unchanged`
+    says whether it still holds): each module's instance attributes (immutable ones by identity, the
+    others frozen, tensors by identity and version), its parameters and buffers by identity and version,
+    its children by identity. :class:`_Unkeyable` where a hook, or an attribute of another type, could
+    make two calls differ. Identity spares freezing every attribute of every module at every call."""
+
+    def __init__(self, module: nn.Module) -> None:
+        if _global_hooks():
+            raise _Unkeyable("a global module hook")
+        self._modules: list = []
+        self._take(module)
+
+    def _take(self, module: nn.Module) -> None:
+        attributes = vars(module)
+        if any(map(attributes.get, _HOOK_DICTS)):
+            raise _Unkeyable("a module with hooks")
+        deep = []
+        for name, value in attributes.items():
+            if name in _SKIPPED or _immutable(value):
+                continue
+            if "hook" in name and isinstance(value, dict) and value:
+                raise _Unkeyable("a module with hooks")
+            deep.append((name, freeze(value, _tensor_identity)))
+        tensors = (*module._parameters.values(), *module._buffers.values())
+        self._modules.append((module, tuple(attributes), tuple(attributes.values()), tuple(deep),
+                              (*module._parameters, *module._buffers, *module._modules), tensors, _versions(tensors),
+                              tuple(module._modules.values())))
+        for child in module._modules.values():
+            if child is not None:
+                self._take(child)
+
+    def unchanged(self) -> bool:
+        """Whether every module of the subtree is as it was when this state was taken."""
+        if _global_hooks():
+            return False
+        for module, names, values, deep, owned, tensors, versions, children in self._modules:
+            attributes = vars(module)
+            if len(attributes) != len(values) or not all(map(operator.is_, attributes.values(), values)) or \
+                    tuple(attributes) != names or any(map(attributes.get, _HOOK_DICTS)):
+                return False
+            now = (*module._parameters.values(), *module._buffers.values())
+            if (*module._parameters, *module._buffers, *module._modules) != owned or \
+                    not all(map(operator.is_, now, tensors)) or _versions(now) != versions or \
+                    not all(map(operator.is_, module._modules.values(), children)):
+                return False
+            try:
+                if any(freeze(attributes[name], _tensor_identity) != frozen for name, frozen in deep):
+                    return False
+            except (_Unkeyable, TypeError):
+                return False
+        return True
+
+
+def _versions(tensors) -> tuple:
+    return tuple(None if t is None else t._version for t in tensors)
+
+
+class _Inputs:
+    """A module call's arguments as a key: each proxy by the first position of its object and of its node
+    (``f(a, a)`` and ``f(a, b)`` differ), every other value frozen (tensors by identity); the distinct
+    proxies in order, and the ids of the containers they came in."""
+
+    def __init__(self, args: tuple, kwargs: dict) -> None:
+        self.proxies: List[fx.Proxy] = []
+        self._objects: Dict[int, int] = {}
+        self._nodes: Dict[fx.Node, int] = {}
+        self.containers: set = set()
+        self.key = (self._walk(args), self._walk(kwargs))
+
+    def _walk(self, value) -> Hashable:
+        kind = type(value)
+        if kind is fx.Proxy:
+            at = self._objects.setdefault(id(value), len(self._objects))
+            if at == len(self.proxies):
+                self.proxies.append(value)
+            return "proxy", at, self._nodes.setdefault(value.node, len(self._nodes))
+        if isinstance(value, fx.Proxy):
+            raise _Unkeyable("a proxy of another kind (an attribute fx creates lazily)")
+        if kind in (tuple, list):
+            self.containers.add(id(value))
+            return kind, tuple(self._walk(v) for v in value)
+        if kind is dict:
+            self.containers.add(id(value))
+            return kind, tuple((freeze(k), self._walk(v)) for k, v in value.items())
+        return freeze(value, _tensor_identity)
+
+
+class _Recording:
+    """The fx nodes one call of a module created, ready to be copied for a later equal call."""
+
+    def __init__(self, path: str, state, inputs: _Inputs, entries, nodes, fixed, output) -> None:
+        self.path = path
+        self.state = state
+        self.input_nodes = [p.node for p in inputs.proxies]
+        self.entries = entries  # (module path, its nn_module_stack key then) of every module call in it
+        self.nodes = nodes  # (node, name and type fx was asked for, nn_module_stack below the caller's)
+        self.fixed = fixed  # nodes fx reuses rather than creates again (cached parameter proxies)
+        self.output = output  # the forward's return value, proxies by where their node is
+        self.plans: Dict[Tuple[str, bool], tuple] = {}  # by path: what every copy there needs (TraceReplay._plan)
+        # another instance's call may be a copy with its own path in place of this one's: no parameter read
+        # (fx names a parameter by where it was first registered), every module path below this one, names
+        # given only to functions and methods (fx names a torch function's node after the function)
+        below = path + "."
+        self.portable = not fixed and all(p == path or p.startswith(below) for p, _ in entries) and all(
+            n.target.startswith(below) and given == (None, None) if n.op == "call_module" else
+            n.op in ("call_function", "call_method") for n, given, _ in nodes)
+
+
+_UNNAMED = (None, None)
+
+
+class TraceReplay:
+    """Repeated calls of one module during ``torch.fx`` symbolic tracing (see the module doc): a module's
+    first call is traced, a later one with a given argument structure is traced and recorded, and a call
+    after that with an equal structure while the module's subtree is as it was (or of another instance of
+    equal state, where the recording is portable) copies the recorded nodes, the call's inputs in place of
+    the recorded ones, numbering module calls and naming nodes as fx would. The tracer reports every
+    module call (:meth:`log_call`, :meth:`call`), every node it creates (:meth:`created_node`) and its
+    parameter-proxy cache (``parameter_proxies``)."""
+
+    def __init__(self, tracer: fx.Tracer) -> None:
+        self.tracer = tracer
+        self.log: List[Tuple[str, int]] = []  # every module call so far: (its path, fx's count of its calls before)
+        self.named: Dict[fx.Node, Tuple[Any, Any]] = {}  # nodes fx was asked to name (or type) explicitly
+        self.created = 0  # nodes created by the tracer or copied
+        self.copies: Dict[str, str] = {}  # nn_module_stack key of a copied call -> the recorded call's
+        self.parameter_proxies: Dict[str, fx.Proxy] = {}  # fx's cache of parameter proxies (reused, not recreated)
+        self._recordings: Dict[Hashable, _Recording] = {}
+        self._called: Dict[int, nn.Module] = {}  # non-leaf modules called so far
+        self._kinds: Dict[Hashable, Optional[_Recording]] = {}  # (module key, inputs) -> a recording, once made
+        self._types: Optional[Counter] = None  # instances of each module type in the model
+
+    def log_call(self, path: str) -> None:
+        """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
+        self.log.append((path, self.tracer.num_calls.get(path, 0)))
+
+    def created_node(self, node: fx.Node, name, type_expr) -> None:
+        """The tracer created ``node``, asked for ``name`` and ``type_expr``."""
+        self.created += 1
+        if name is not None or type_expr is not None:
+            self.named[node] = (name, type_expr)
+
+    def call(self, module: nn.Module, path: str, args: tuple, kwargs: dict, run: Callable[[], Any]) -> Any:
+        """The value of calling the non-leaf ``module`` at ``path``: ``run()`` (fx's own call), recorded, or
+        a copy of an equal call's nodes (this module's, or another instance's of equal type and state)."""
+        self.log_call(path)
+        if self.tracer.record_stack_traces or fx_traceback.has_preserved_node_meta():
+            return run()  # node meta fx writes from elsewhere
+        first = id(module) not in self._called
+        self._called[id(module)] = module  # held: its id is not reused
+        try:
+            inputs = _Inputs(args, kwargs)
+            where = (id(module), inputs.key)
+            recording = self._recordings.get(where)
+            if recording is not None and recording.state.unchanged():
+                return self._replay(recording, inputs, path)
+            kind = self._kind(module, inputs)
+            recording = self._kinds.get(kind) if kind is not None else None
+            if recording is not None and recording.portable:
+                return self._replay(recording, inputs, path)
+            if first and (kind is None or kind not in self._kinds):
+                if kind is not None:
+                    self._kinds[kind] = None
+                return run()  # a first call of its kind is only traced: most modules are called once
+            state = SubtreeState(module)
+        except (_Unkeyable, TypeError):  # TypeError: an unhashable value
+            return run()
+        return self._record((where, kind), path, state, inputs, (args, kwargs), run)
+
+    def _kind(self, module: nn.Module, inputs: _Inputs) -> Optional[Hashable]:
+        """The call by value (another instance of equal state and equal arguments matches), or None when the
+        model holds no other instance of the module's type."""
+        if self._types is None:
+            self._types = Counter(map(type, self.tracer.root.modules()))
+        return (module_key(module), inputs.key) if self._types[type(module)] > 1 else None
+
+    def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
+        tracer, graph = self.tracer, self.tracer.graph
+        depth, log_start = len(tracer.module_stack), len(self.log) - 1
+        nodes_before, created_before = len(graph.nodes), self.created
+        constants = len(getattr(tracer, "tensor_attrs", ()))
+        out = run()
+        where, kind = keys
+        self._recordings.pop(where, None)
+        count = len(graph.nodes) - nodes_before
+        try:
+            if self.created - created_before != count or len(getattr(tracer, "tensor_attrs", ())) != constants:
+                raise _Unkeyable("nodes made outside the tracer, or a new tensor constant")
+            if _Inputs(*arguments).key != inputs.key or not state.unchanged():
+                raise _Unkeyable("a forward that changes its arguments or its modules")
+            new = list(itertools.islice(reversed(graph.nodes), count))[::-1]
+            entries = [(p, f"{p}@{n}" if n else p) for p, n in self.log[log_start:]]
+            recording = self._recordings[where] = self._recording(path, state, inputs, entries, new, depth, out)
+            if kind is not None and self._kinds.get(kind) is None:
+                self._kinds[kind] = recording
+        except (_Unkeyable, TypeError):
+            pass
+        return out
+
+    def _recording(self, path: str, state, inputs: _Inputs, entries, new: List[fx.Node], depth: int, out
+                   ) -> _Recording:
+        cached = {p.node: p for p in self.parameter_proxies.values()}
+        inside, given = set(new), {p.node for p in inputs.proxies}
+        fixed, nodes = {}, []
+        for n in new:
+            if n in cached:
+                fixed[n] = n  # fx hands out the cached proxy again
+                continue
+            stack = n.meta.get("nn_module_stack")
+            if len(n.meta) != 1 or stack is None or len(stack) <= depth:
+                raise _Unkeyable("node meta beyond the module stack")
+            for a in n.all_input_nodes:
+                if a in cached:
+                    fixed[a] = a
+                elif a not in inside and a not in given:
+                    raise _Unkeyable("a node reached other than through the arguments")
+            nodes.append((n, self.named.get(n, (None, None)), tuple(itertools.islice(stack.items(), depth, None))))
+        if given & fixed.keys():
+            raise _Unkeyable("a cached parameter proxy passed as an argument")
+        output = self._template(out, inputs, inside, cached)
+        return _Recording(path, state, inputs, entries, nodes, fixed, output)
+
+    def _template(self, value, inputs: _Inputs, inside, cached) -> Any:
+        """The forward's return value with each proxy by where its node comes from."""
+        kind = type(value)
+        if kind is fx.Proxy:
+            if id(value) in inputs._objects:
+                return "input", inputs._objects[id(value)]
+            if cached.get(value.node) is value:
+                return "cached", value
+            if value.node in inside:
+                return "own", value.node
+            raise _Unkeyable("a proxy from elsewhere")
+        if isinstance(value, fx.Proxy) or (kind in (tuple, list, dict) and id(value) in inputs.containers):
+            raise _Unkeyable("a lazy proxy, or an argument's container returned")
+        if kind in (tuple, list):
+            return kind, tuple(self._template(v, inputs, inside, cached) for v in value)
+        if kind is dict:
+            if not all(type(k) in _PLAIN for k in value):
+                raise _Unkeyable("a dict keyed by other than plain values")
+            return kind, tuple((k, self._template(v, inputs, inside, cached)) for k, v in value.items())
+        if kind in _PLAIN or kind is torch.Size:
+            return "value", value
+        raise _Unkeyable(kind.__name__)
+
+    def _replay(self, recording: _Recording, inputs: _Inputs, path: str) -> Any:
+        """Copy ``recording``'s nodes for this call of the module at ``path`` (the recorded path, or another
+        instance's: then every module path below the recorded one is renamed)."""
+        tracer, graph = self.tracer, self.tracer.graph
+        fast = _FAST_APPEND.issubset(vars(graph)) and hasattr(graph, "_target_to_str")
+        entries, nodes = self._plan(recording, path, fast)
+        keys = {}
+        for i, (called, old) in enumerate(entries):  # entries[0]: this call, logged by call()
+            n = tracer.num_calls.get(called, 0)
+            if i:
+                self.log.append((called, n))
+            tracer.num_calls[called] = n + 1
+            keys[old] = f"{called}@{n}" if n else called
+        outer = list(tracer.module_stack.items())
+        env = dict(recording.fixed)
+        env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
+        lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
+        append = _append_copy if fast else fx.Graph.create_node
+        for node, target, candidate, given, tail, scope in nodes:
+            kwargs = map_arg(node.kwargs, lookup) if node.kwargs else node.kwargs  # (empty: immutable, shared)
+            copy = append(graph, node.op, target, map_arg(node.args, lookup), kwargs, candidate, given[1])
+            copy.meta["nn_module_stack"] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
+            scopes[copy.name] = scope  # the innermost call's (path, type), as fx keeps it
+            if given != _UNNAMED:
+                self.named[copy] = given
+            env[node] = copy
+        self.created += len(nodes)
+        for old, new in keys.items():
+            self.copies[new] = self.copies.get(old, old)
+        return self._rebuild(recording.output, inputs, env, {})
+
+    def _plan(self, recording: _Recording, path: str, fast: bool) -> tuple:
+        """What copying ``recording`` at ``path`` needs that is the same for every copy there, made once: its
+        module calls ``(path, recorded key)``, and per node ``(node, target, name candidate, (name, type) fx
+        was asked for, nn_module_stack below the caller's by recorded key, innermost scope)``."""
+        plan = recording.plans.get((path, fast))
+        if plan is None:
+            old_path = recording.path
+            rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
+            nodes = []
+            for node, given, tail in recording.nodes:
+                target = rename(node.target) if node.op == "call_module" else node.target
+                candidate = self.tracer.graph._target_to_str(target) if fast and given[0] is None else given[0]
+                tail = [(key, (rename(called), kind)) for key, (called, kind) in tail]
+                nodes.append((node, target, candidate, given, tail, tail[-1][1]))
+            plan = recording.plans[(path, fast)] = ([(rename(p), key) for p, key in recording.entries], nodes)
+        return plan
+
+    def _rebuild(self, template, inputs: _Inputs, env, proxies: Dict[fx.Node, fx.Proxy]) -> Any:
+        tag, value = template
+        if tag == "value" or tag == "cached":
+            return value
+        if tag == "input":
+            return inputs.proxies[value]
+        if tag == "own":
+            node = env[value]
+            if node not in proxies:
+                proxies[node] = self.tracer.proxy(node)
+            return proxies[node]
+        if tag is dict:
+            return {k: self._rebuild(v, inputs, env, proxies) for k, v in value}
+        return tag(self._rebuild(v, inputs, env, proxies) for v in value)
+
+
+#: the graph's own bookkeeping :func:`_append_copy` keeps as ``Graph.create_node`` does
+_FAST_APPEND = frozenset({"_graph_namespace", "_find_nodes_lookup_table", "_len"})
+
+
+def _append_copy(graph: fx.Graph, op: str, target, args: tuple, kwargs: dict, name, type_expr) -> fx.Node:
+    """``graph.create_node(...)`` for a copied node, less its scan of the arguments for symbolic ints (a
+    warning; the recorded node's arguments passed it, and a copy only substitutes nodes): that scan was
+    half of a replayed call's time. Names, order and lookups as ``create_node`` keeps them."""
+    name = graph._graph_namespace.create_name(name if name is not None else graph._target_to_str(target), None)
+    node = fx.Node(graph, name, op, target, args or (), kwargs or fx.immutable_collections.immutable_dict(),
+                   type_expr)
+    for hook in getattr(graph.owning_module, "_create_node_hooks", None) or ():
+        hook(node)
+    graph._graph_namespace.associate_name_with_obj(name, node)
+    graph._insert(node)
+    graph._find_nodes_lookup_table.insert(node)
+    graph._len += 1
+    return node

@@ -5,6 +5,7 @@ import torchvision
 from torch import nn
 
 from graphcost.analysis import analyze_trace
+from graphcost.capture_fx import CostInterpreter
 from graphcost.capture_memo import CallMemo
 from graphcost.models import get_model
 from graphcost.tracing import trace
@@ -104,15 +105,15 @@ def test_repeated_block_calls_are_replayed_whole(monkeypatch, blocks_per_scale):
     """ItNet's iterative block called N times: calls 3..N (call 1 skips the mixing block, so its code differs)
     repeat call 2 and are replayed as a whole, as are the N-1 identical classifier heads after the first."""
     paths = []
-    original = CallMemo.replay
+    original = CostInterpreter._replay_invocation
 
-    def spy(self, key):
-        found = original(self, key)
-        if found is not None and key[0] == "invocation":
-            paths.append(key[-1].invocation.path)  # the module whose call was replayed
+    def spy(self, invocation):
+        found = original(self, invocation)
+        if found is not None:
+            paths.append(invocation.path)  # the module whose call was replayed
         return found
 
-    monkeypatch.setattr(CallMemo, "replay", spy)
+    monkeypatch.setattr(CostInterpreter, "_replay_invocation", spy)
     for shared in (True, False):
         paths.clear()
         model = get_model("itnet", dataset="camvid", shared=shared, N=4, L=2, K=blocks_per_scale, f=16)
