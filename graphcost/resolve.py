@@ -7,6 +7,7 @@ traces or counts.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import inspect
 import math
@@ -463,14 +464,51 @@ def _build_callable(spec: ModelSpec) -> BuiltModel:
     return BuiltModel(module, shape, spec.name, dataset)
 
 
+#: The in-place initialisers of ``torch.nn.init`` (``kaiming_uniform_``, ``zeros_``, ...) that :func:`no_init` skips.
+_INITIALISERS = tuple(name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")
+                      and callable(getattr(nn.init, name)))
+
+
+def _skipping_meta(original):
+    """``original`` (an initialiser), but a no-op on a meta tensor, whose values do not exist anyway."""
+    def initialise(tensor, *args, **kwargs):
+        if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return original(tensor, *args, **kwargs)
+
+    return initialise
+
+
+@contextlib.contextmanager
+def no_init():
+    """Inside the block, ``torch.nn.init``'s initialisers leave meta tensors alone.
+
+    Filling a meta tensor computes nothing but still dispatches (a ``uniform_`` on meta is decomposed
+    into several ops): two thirds of building ItNet N=16 on the meta device. Shapes, dtypes and
+    modules are what they would be; only values, which a meta tensor has not, are skipped. Real
+    tensors are initialised as ever, and the initialisers are restored as the block ends, exception
+    or not (patched in the module, so a layer's ``init.kaiming_uniform_(...)`` sees them; a model
+    that imported an initialiser by name keeps the original, which is only slower).
+    """
+    originals = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name, original in originals.items():
+            setattr(nn.init, name, _skipping_meta(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(nn.init, name, original)
+
+
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:
     """:func:`build` on the meta device: parameters have shapes but no storage, so a huge width costs nothing.
 
-    For tracing, analysis and mapping, which only read shapes. A model that cannot be built on
-    the meta device (its constructor computes with its own weights) is built normally.
+    For tracing, analysis and mapping, which only read shapes (parameters are not initialised:
+    :func:`no_init`). A model that cannot be built on the meta device (its constructor computes
+    with its own weights) is built normally.
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), no_init():
             return build(spec)
     except BuildFailed:  # the factory raised on the meta device: it may need real tensors
         return build(spec)

@@ -309,6 +309,7 @@ class _Probe:
         self.kept: Dict[int, Any] = {}
         self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
         self.scaling: Optional[ChannelScaling] = None  # the first trace's MACs by channels, for estimates
+        self.scaled_width: Optional[int] = None  # the width of that first trace
 
     def build(self, width: Optional[int] = None):
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
@@ -327,13 +328,16 @@ class _Probe:
         value = last_output_macs(t)
         if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
             self.kept = {width: t}  # keep one trace: the widest within budget so far
-        self.scaling = self.scaling or ChannelScaling(t)
+        if self.scaling is None:
+            self.scaling, self.scaled_width = ChannelScaling(t), width
         return value
 
     def estimate(self, width: int) -> Optional[int]:
         """The last-output MACs at ``width`` predicted from the first trace: a build, no trace (kept for it)."""
         if self.scaling is None:
             return None
+        if width == self.scaled_width:  # the first trace's own model: no build
+            return self.scaling.total
         if width not in self.built:
             try:
                 self.built[width] = self.build(width)
