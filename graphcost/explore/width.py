@@ -75,7 +75,7 @@ class ChannelScaling:
         self.layers = _layer_paths(modules)
         calls = []
         for name in needed_calls(t, t.outputs[-1]):
-            record = t.call(name)
+            record = t.cost_record(name)  # the captured record: no loop graph for a probe
             if not record.macs:
                 continue
             pair = _channel_pair(modules.get(record.target)) if record.calls_module else None
