@@ -55,6 +55,9 @@ MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
 MAX_GRID_POINTS = 1_000_000
+#: What a point's first trace imports (``torch._dynamo``, by its first fake tensor): imported before a local
+#: pool forks its workers, once for all of them (:meth:`graphcost.runtime.executor.LocalExecutor.preload`).
+WORKER_IMPORTS = ("torch._dynamo",)
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
@@ -551,6 +554,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     """
     started = time.perf_counter()
     spec = resolve_spec(spec, max_points)
+    if executor is not None:
+        executor.preload(WORKER_IMPORTS)
     tasks = [point_task(spec, p, memoise) for p in spec.points()]
     grouped = memoise and evaluate is evaluate_point
     rows, computed = cached_map(evaluate_architecture if grouped else evaluate, tasks, [t.key() for t in tasks],
