@@ -10,6 +10,7 @@ import ast
 import contextlib
 import importlib
 import inspect
+import itertools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -467,6 +468,12 @@ def _build_callable(spec: ModelSpec) -> BuiltModel:
 #: The in-place initialisers of ``torch.nn.init`` (``kaiming_uniform_``, ``zeros_``, ...) that :func:`no_init` skips.
 _INITIALISERS = tuple(name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")
                       and callable(getattr(nn.init, name)))
+#: torch's layers whose ``reset_parameters`` only fills their parameters and buffers with values (and computes
+#: the bounds of those values): :func:`no_init` skips it where they are all on the meta device.
+_RESETTING_LAYERS = tuple(layer for layer in (
+    nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+    getattr(nn, "RMSNorm", None), nn.Embedding, nn.EmbeddingBag, nn.PReLU, nn.modules.rnn.RNNBase,
+    nn.modules.rnn.RNNCellBase) if layer is not None)
 
 
 def _skipping_meta(original):
@@ -479,25 +486,43 @@ def _skipping_meta(original):
     return initialise
 
 
+def _skipping_meta_reset(original):
+    """``original`` (a layer's ``reset_parameters``), but a no-op where all the layer's tensors are meta tensors."""
+    def reset_parameters(self, *args, **kwargs):
+        if all(t.is_meta for t in itertools.chain(self.parameters(), self.buffers())):
+            return None
+        return original(self, *args, **kwargs)
+
+    return reset_parameters
+
+
 @contextlib.contextmanager
 def no_init():
-    """Inside the block, ``torch.nn.init``'s initialisers leave meta tensors alone.
+    """Inside the block, parameters and buffers on the meta device are not initialised.
 
     Filling a meta tensor computes nothing but still dispatches (a ``uniform_`` on meta is decomposed
-    into several ops): two thirds of building ItNet N=16 on the meta device. Shapes, dtypes and
-    modules are what they would be; only values, which a meta tensor has not, are skipped. Real
-    tensors are initialised as ever, and the initialisers are restored as the block ends, exception
-    or not (patched in the module, so a layer's ``init.kaiming_uniform_(...)`` sees them; a model
-    that imported an initialiser by name keeps the original, which is only slower).
+    into several ops), and a layer's ``reset_parameters`` computes the bounds first: together over
+    half of building ItNet on the meta device. Inside the block ``torch.nn.init``'s initialisers leave
+    meta tensors alone, and so does the ``reset_parameters`` of torch's layers (conv, linear, norms,
+    embeddings, RNNs; :data:`_RESETTING_LAYERS`) whose tensors are all meta. Shapes, dtypes and modules
+    are what they would be; only values, which a meta tensor has not, are skipped. Real tensors are
+    initialised as ever, and everything is restored as the block ends, exception or not (patched in the
+    module and the classes, so a layer's ``init.kaiming_uniform_(...)`` sees them; a model that imported
+    an initialiser by name keeps the original, which is only slower).
     """
-    originals = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    initialisers = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    resets = {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS}
     try:
-        for name, original in originals.items():
+        for name, original in initialisers.items():
             setattr(nn.init, name, _skipping_meta(original))
+        for layer, original in resets.items():
+            layer.reset_parameters = _skipping_meta_reset(original)
         yield
     finally:
-        for name, original in originals.items():
+        for name, original in initialisers.items():
             setattr(nn.init, name, original)
+        for layer, original in resets.items():
+            layer.reset_parameters = original
 
 
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:

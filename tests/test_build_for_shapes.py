@@ -13,6 +13,9 @@ SPECS = [
     ModelSpec(name="tiny-gpt"),  # embeddings, layer norms, linear layers
     ModelSpec(name="espnetv2"),  # batch norms, PReLU, grouped and dilated convs
     ModelSpec(name="torchvision:resnet18"),
+    ModelSpec(name="cgnet"),  # PReLU
+    ModelSpec(name="recurrent-seg"),
+    ModelSpec(name="torchvision:mobilenet_v3_small"),
 ]
 
 
@@ -54,13 +57,38 @@ def test_initialisers_are_skipped_on_meta_only(monkeypatch):
     assert nn.init.kaiming_uniform_ is counting  # restored
 
 
-def test_no_init_restores_the_initialisers_when_the_block_raises():
-    before = {name: getattr(nn.init, name) for name in dir(nn.init) if not name.startswith("__")}
+def _patchable():
+    """Everything no_init may patch: torch.nn.init's functions and every torch layer's own reset_parameters."""
+    layers = {}
+    todo = [nn.Module]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("torch.nn") and "reset_parameters" in cls.__dict__:
+            layers[cls] = cls.__dict__["reset_parameters"]
+    return {name: getattr(nn.init, name) for name in dir(nn.init) if not name.startswith("__")}, layers
+
+
+def test_no_init_restores_everything_when_the_block_raises():
+    before = _patchable()
     with pytest.raises(ZeroDivisionError):
         with no_init():
-            assert nn.init.uniform_ is not before["uniform_"]
+            assert nn.init.uniform_ is not before[0]["uniform_"]
+            assert nn.Conv2d.reset_parameters is not before[1][nn.modules.conv._ConvNd]
             raise ZeroDivisionError
-    assert {name: getattr(nn.init, name) for name in dir(nn.init) if not name.startswith("__")} == before
+    assert _patchable() == before
+
+
+def test_layers_with_real_tensors_are_reset_inside_no_init():
+    torch.manual_seed(0)
+    expected = [nn.Linear(3, 4), nn.BatchNorm2d(3), nn.Embedding(5, 2), nn.LSTM(3, 4)]
+    torch.manual_seed(0)
+    with no_init():
+        got = [nn.Linear(3, 4), nn.BatchNorm2d(3), nn.Embedding(5, 2), nn.LSTM(3, 4)]
+        meta = nn.BatchNorm2d(3, device="meta")
+    for a, b in zip(expected, got):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert _layout(meta) == _layout(nn.BatchNorm2d(3, device="meta"))
 
 
 def needs_real_weights():
