@@ -13,6 +13,7 @@ import inspect
 import itertools
 import math
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -508,21 +509,33 @@ def no_init():
     are what they would be; only values, which a meta tensor has not, are skipped. Real tensors are
     initialised as ever, and everything is restored as the block ends, exception or not (patched in the
     module and the classes, so a layer's ``init.kaiming_uniform_(...)`` sees them; a model that imported
-    an initialiser by name keeps the original, which is only slower).
+    an initialiser by name keeps the original, which is only slower). Blocks may nest and overlap in
+    threads: the first to open patches, the last to close restores.
     """
-    initialisers = {name: getattr(nn.init, name) for name in _INITIALISERS}
-    resets = {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS}
+    with _NO_INIT["lock"]:
+        if not _NO_INIT["open"]:
+            _NO_INIT["originals"] = ({name: getattr(nn.init, name) for name in _INITIALISERS},
+                                     {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS})
+            for name, original in _NO_INIT["originals"][0].items():
+                setattr(nn.init, name, _skipping_meta(original))
+            for layer, original in _NO_INIT["originals"][1].items():
+                layer.reset_parameters = _skipping_meta_reset(original)
+        _NO_INIT["open"] += 1
     try:
-        for name, original in initialisers.items():
-            setattr(nn.init, name, _skipping_meta(original))
-        for layer, original in resets.items():
-            layer.reset_parameters = _skipping_meta_reset(original)
         yield
     finally:
-        for name, original in initialisers.items():
-            setattr(nn.init, name, original)
-        for layer, original in resets.items():
-            layer.reset_parameters = original
+        with _NO_INIT["lock"]:
+            _NO_INIT["open"] -= 1
+            if not _NO_INIT["open"]:
+                initialisers, resets = _NO_INIT.pop("originals")
+                for name, original in initialisers.items():
+                    setattr(nn.init, name, original)
+                for layer, original in resets.items():
+                    layer.reset_parameters = original
+
+
+#: :func:`no_init`'s blocks open (in any thread) and the originals they replaced.
+_NO_INIT: Dict[str, Any] = {"lock": threading.Lock(), "open": 0}
 
 
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:

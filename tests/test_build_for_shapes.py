@@ -121,3 +121,22 @@ def test_sweep_rows_equal_those_of_initialised_meta_builds(monkeypatch):
     drop = ("seconds",)
     assert [{k: v for k, v in r.items() if k not in drop} for r in fast] == \
         [{k: v for k, v in r.items() if k not in drop} for r in slow]
+
+
+def test_nested_and_overlapping_blocks_restore_the_originals_once_the_last_closes():
+    import threading
+
+    before = _patchable()
+    first, second = no_init(), no_init()
+    first.__enter__()
+    second.__enter__()  # as another thread's block would overlap
+    first.__exit__(None, None, None)  # closed out of order: the other block still skips
+    assert nn.init.uniform_ is not before[0]["uniform_"]
+    second.__exit__(None, None, None)
+    assert _patchable() == before
+    threads = [threading.Thread(target=lambda: [build_for_shapes(SPECS[0]) for _ in range(3)]) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _patchable() == before
