@@ -488,9 +488,10 @@ def _skipping_meta(original):
 
 
 def _skipping_meta_reset(original):
-    """``original`` (a layer's ``reset_parameters``), but a no-op where all the layer's tensors are meta tensors."""
+    """``original`` (a layer's ``reset_parameters``), but a no-op where all the layer's own tensors (those it
+    resets: the layers of :data:`_RESETTING_LAYERS` have no children) are meta tensors."""
     def reset_parameters(self, *args, **kwargs):
-        if all(t.is_meta for t in itertools.chain(self.parameters(), self.buffers())):
+        if all(t is None or t.is_meta for t in itertools.chain(self._parameters.values(), self._buffers.values())):
             return None
         return original(self, *args, **kwargs)
 
