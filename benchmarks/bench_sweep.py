@@ -13,6 +13,8 @@ trace, on its own: ``run_sweep(memoise=False)``), same process.
    parquet (pandas + pyarrow).
 4. The sweep explorer (index.html) of those rows opened in Chromium (playwright): time until drawn.
 5. (``--parts width`` only) the width search's fit, predict, verify against real probes only: analyses.
+6. (``--baseline REF``) the 60-point grid on the code of git commit REF against this checkout, each in
+   its own process (the same Python and packages), alternating: wall and CPU seconds, ratios, rows compared.
 
 No store in 1 and 2, so everything is computed. Other load on the machine slows the pool: the
 free cores are measured first and printed.
@@ -21,11 +23,14 @@ free cores are measured first and printed.
     python benchmarks/bench_sweep.py --parts 60         # only the 60-point grid
     python benchmarks/bench_sweep.py --parts codesign,store,explorer
     python benchmarks/bench_sweep.py --parts width     # the width search: estimates vs real probes only
+    python benchmarks/bench_sweep.py --parts none --baseline f6a14a1   # this code against commit f6a14a1
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +126,84 @@ def width_part() -> None:
         print(f"  width search, {'shared' if shared else 'independent'}: real probes only {plain.analyses} analyses "
               f"{plain_s:6.1f} s; fit, predict, verify {fit.analyses} analyses {fit_s:6.1f} s; identical rows: "
               f"{_stable(plain.rows) == _stable(fit.rows)}", flush=True)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: One 60-point sweep on the local pool with the graphcost of the checkout in argv[1] (its sibling folders mapped
+#: into graphcost as its setup.cfg says, as an editable install does): one JSON line of wall and CPU seconds,
+#: analyses and rows. Plain API of every version since the grid existed, so it runs on old commits too.
+_DRIVER = r"""
+import configparser, importlib.util, json, os, resource, sys, time
+root, shared = sys.argv[1], sys.argv[2] == "shared"
+config = configparser.ConfigParser()
+config.read(os.path.join(root, "setup.cfg"))
+folders = {k.strip(): os.path.join(root, v.strip()) for k, v in
+           (line.split("=") for line in config.get("options", "package_dir", fallback="").splitlines() if "=" in line)}
+class Folders:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        folder = folders.get(name)
+        return folder and importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                                 submodule_search_locations=[folder])
+sys.meta_path.insert(0, Folders)
+sys.path.insert(0, root)
+from graphcost.explore import SweepSpec, parse_grid, run_sweep
+from graphcost.runtime.executor import make_executor
+import graphcost.models
+assert all(m.__file__.startswith(root) for m in (sys.modules["graphcost"], graphcost.models)), "not the checkout's code"
+spec = SweepSpec(model="itnet", grid=parse_grid(["N=1,2,4,8,16", "L=1,2,3,4", "K=1,2,3"]), dataset="camvid",
+                 shared=shared, macs_budget=2.2e9)
+def cpu():
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+wall, used = time.perf_counter(), cpu()
+with make_executor("local") as ex:
+    result = run_sweep(spec, ex, max_points=None)
+wall, used = time.perf_counter() - wall, cpu() - used
+rows = [[(k, v) for k, v in r.items() if k not in ("analyses", "seconds")] for r in result.rows]
+print(json.dumps({"wall": wall, "cpu": used, "analyses": result.analyses, "rows": rows}))
+"""
+
+
+def _grid_in_process(root: str, shared: bool) -> dict:
+    """The 60-point grid with the code of the checkout at ``root``, in a fresh process: :data:`_DRIVER`'s answer."""
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run([sys.executable, "-c", _DRIVER, root, "shared" if shared else "independent"], env=env,
+                         capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_part(ref: str, rounds: int = 3) -> None:
+    """The 60-point grid with the code of commit ``ref`` (a temporary git worktree, removed afterwards) and with
+    this checkout, alternating, ``rounds`` times each, shared and independent: medians of wall and CPU seconds."""
+    from statistics import median
+
+    folder = tempfile.mkdtemp(prefix="graphcost-baseline-")
+    tree = os.path.join(folder, "tree")
+    subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", tree, ref], check=True, capture_output=True)
+    try:
+        print(f"60-point grid: commit {ref} against this checkout, each in its own process, {rounds} alternating "
+              f"rounds (medians)", flush=True)
+        for shared in (True, False):
+            runs = {"baseline": [], "current": []}
+            for _ in range(rounds):
+                runs["baseline"].append(_grid_in_process(tree, shared))
+                runs["current"].append(_grid_in_process(ROOT, shared))
+            medians = {(name, k): median(r[k] for r in done) for name, done in runs.items() for k in ("wall", "cpu")}
+            (b_wall, b_cpu), (c_wall, c_cpu) = ((medians[name, "wall"], medians[name, "cpu"])
+                                                for name in ("baseline", "current"))
+            same = all(r["rows"] == runs["baseline"][0]["rows"] for r in runs["baseline"] + runs["current"])
+            print(f"  {'shared' if shared else 'independent':<11} {ref}: {b_wall:6.2f} s wall, {b_cpu:6.1f} s CPU "
+                  f"({runs['baseline'][0]['analyses']} analyses)   current: {c_wall:6.2f} s wall, {c_cpu:6.1f} s CPU "
+                  f"({runs['current'][0]['analyses']} analyses)   speed-up {b_wall / c_wall:4.2f}x wall, "
+                  f"{b_cpu / c_cpu:4.2f}x CPU   identical rows: {same}", flush=True)
+    finally:
+        subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], capture_output=True)
+        subprocess.run(["git", "-C", ROOT, "worktree", "prune"], capture_output=True)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _store_round(path: str, folder: str):
@@ -260,6 +343,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="60,codesign,store,explorer")
     parser.add_argument("--workers", type=int, default=None, help="local pool size (default: all cores)")
+    parser.add_argument("--baseline", metavar="REF", default=None,
+                        help="also run the 60-point grid on the code of git commit REF, alternating with this code")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --baseline (default 3)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar of the co-design sweep (default: when stderr is a terminal)")
     args = parser.parse_args(argv)
@@ -274,6 +360,8 @@ def main(argv=None) -> int:
         store_part(result)
     if "explorer" in parts:
         explorer_part(result)
+    if args.baseline:
+        baseline_part(args.baseline, args.rounds)
     return 0
 
 

@@ -7,10 +7,13 @@ traces or counts.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import inspect
+import itertools
 import math
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -463,14 +466,88 @@ def _build_callable(spec: ModelSpec) -> BuiltModel:
     return BuiltModel(module, shape, spec.name, dataset)
 
 
+#: The in-place initialisers of ``torch.nn.init`` (``kaiming_uniform_``, ``zeros_``, ...) that :func:`no_init` skips.
+_INITIALISERS = tuple(name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")
+                      and callable(getattr(nn.init, name)))
+#: torch's layers whose ``reset_parameters`` only fills their parameters and buffers with values (and computes
+#: the bounds of those values): :func:`no_init` skips it where they are all on the meta device.
+_RESETTING_LAYERS = tuple(layer for layer in (
+    nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+    getattr(nn, "RMSNorm", None), nn.Embedding, nn.EmbeddingBag, nn.PReLU, nn.modules.rnn.RNNBase,
+    nn.modules.rnn.RNNCellBase) if layer is not None)
+
+
+def _skipping_meta(original):
+    """``original`` (an initialiser), but a no-op on a meta tensor, whose values do not exist anyway."""
+    def initialise(tensor, *args, **kwargs):
+        if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+            return tensor
+        return original(tensor, *args, **kwargs)
+
+    return initialise
+
+
+def _skipping_meta_reset(original):
+    """``original`` (a layer's ``reset_parameters``), but a no-op where all the layer's own tensors (those it
+    resets: the layers of :data:`_RESETTING_LAYERS` have no children) are meta tensors."""
+    def reset_parameters(self, *args, **kwargs):
+        if all(t is None or t.is_meta for t in itertools.chain(self._parameters.values(), self._buffers.values())):
+            return None
+        return original(self, *args, **kwargs)
+
+    return reset_parameters
+
+
+@contextlib.contextmanager
+def no_init():
+    """Inside the block, parameters and buffers on the meta device are not initialised.
+
+    Filling a meta tensor computes nothing but still dispatches (a ``uniform_`` on meta is decomposed
+    into several ops), and a layer's ``reset_parameters`` computes the bounds first: together over
+    half of building ItNet on the meta device. Inside the block ``torch.nn.init``'s initialisers leave
+    meta tensors alone, and so does the ``reset_parameters`` of torch's layers (conv, linear, norms,
+    embeddings, RNNs; :data:`_RESETTING_LAYERS`) whose tensors are all meta. Shapes, dtypes and modules
+    are what they would be; only values, which a meta tensor has not, are skipped. Real tensors are
+    initialised as ever, and everything is restored as the block ends, exception or not (patched in the
+    module and the classes, so a layer's ``init.kaiming_uniform_(...)`` sees them; a model that imported
+    an initialiser by name keeps the original, which is only slower). Blocks may nest and overlap in
+    threads: the first to open patches, the last to close restores.
+    """
+    with _NO_INIT["lock"]:
+        if not _NO_INIT["open"]:
+            _NO_INIT["originals"] = ({name: getattr(nn.init, name) for name in _INITIALISERS},
+                                     {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS})
+            for name, original in _NO_INIT["originals"][0].items():
+                setattr(nn.init, name, _skipping_meta(original))
+            for layer, original in _NO_INIT["originals"][1].items():
+                layer.reset_parameters = _skipping_meta_reset(original)
+        _NO_INIT["open"] += 1
+    try:
+        yield
+    finally:
+        with _NO_INIT["lock"]:
+            _NO_INIT["open"] -= 1
+            if not _NO_INIT["open"]:
+                initialisers, resets = _NO_INIT.pop("originals")
+                for name, original in initialisers.items():
+                    setattr(nn.init, name, original)
+                for layer, original in resets.items():
+                    layer.reset_parameters = original
+
+
+#: :func:`no_init`'s blocks open (in any thread) and the originals they replaced.
+_NO_INIT: Dict[str, Any] = {"lock": threading.Lock(), "open": 0}
+
+
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:
     """:func:`build` on the meta device: parameters have shapes but no storage, so a huge width costs nothing.
 
-    For tracing, analysis and mapping, which only read shapes. A model that cannot be built on
-    the meta device (its constructor computes with its own weights) is built normally.
+    For tracing, analysis and mapping, which only read shapes (parameters are not initialised:
+    :func:`no_init`). A model that cannot be built on the meta device (its constructor computes
+    with its own weights) is built normally.
     """
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), no_init():
             return build(spec)
     except BuildFailed:  # the factory raised on the meta device: it may need real tensors
         return build(spec)

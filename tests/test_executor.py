@@ -159,3 +159,22 @@ def test_sweep_on_a_ray_address_nobody_answers_is_one_line_before_any_point(caps
     from graphcost.runtime.store import open_store
 
     assert len(open_store(str(store))) == 0
+
+
+def imported(name):
+    return name in sys.modules
+
+
+def test_preload_imports_once_before_the_workers_fork_and_only_if_they_start(tmp_path, monkeypatch):
+    name = "graphcost_preload_probe"
+    (tmp_path / f"{name}.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with make_executor("local", workers=1) as inline:
+        inline.preload([name])
+        assert inline.map(imported, [name]) == [False]  # inline: the items import what they need
+    with LocalExecutor(workers=2, start_method="fork") as ex:
+        ex.preload([name])
+        assert ex.map(imported, [name]) == [False] and name not in sys.modules  # one item: no pool, no import
+        assert ex.map(imported, [name, name]) == [True, True]  # the workers inherited it
+        assert name in sys.modules
+    monkeypatch.delitem(sys.modules, name)

@@ -55,6 +55,9 @@ MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
 MAX_GRID_POINTS = 1_000_000
+#: What a point's first trace imports (``torch._dynamo``, by its first fake tensor): imported before a local
+#: pool forks its workers, once for all of them (:meth:`graphcost.runtime.executor.LocalExecutor.preload`).
+WORKER_IMPORTS = ("torch._dynamo",)
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
@@ -309,6 +312,7 @@ class _Probe:
         self.kept: Dict[int, Any] = {}
         self.built: Dict[Optional[int], Any] = {}  # a model built to check the parameters, traced by the first probe
         self.scaling: Optional[ChannelScaling] = None  # the first trace's MACs by channels, for estimates
+        self.scaled_width: Optional[int] = None  # the width of that first trace
 
     def build(self, width: Optional[int] = None):
         params = self.task.params if width is None else {**self.task.params, self.task.spec.width_param: width}
@@ -327,13 +331,16 @@ class _Probe:
         value = last_output_macs(t)
         if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
             self.kept = {width: t}  # keep one trace: the widest within budget so far
-        self.scaling = self.scaling or ChannelScaling(t)
+        if self.scaling is None:
+            self.scaling, self.scaled_width = ChannelScaling(t), width
         return value
 
     def estimate(self, width: int) -> Optional[int]:
         """The last-output MACs at ``width`` predicted from the first trace: a build, no trace (kept for it)."""
         if self.scaling is None:
             return None
+        if width == self.scaled_width:  # the first trace's own model: no build
+            return self.scaling.total
         if width not in self.built:
             try:
                 self.built[width] = self.build(width)
@@ -547,6 +554,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     """
     started = time.perf_counter()
     spec = resolve_spec(spec, max_points)
+    if executor is not None:
+        executor.preload(WORKER_IMPORTS)
     tasks = [point_task(spec, p, memoise) for p in spec.points()]
     grouped = memoise and evaluate is evaluate_point
     rows, computed = cached_map(evaluate_architecture if grouped else evaluate, tasks, [t.key() for t in tasks],

@@ -10,10 +10,11 @@ conv net are ``a f^2 + b f`` up to rounding of derived widths), with bisection a
 Fit, predict, verify: one trace is enough to predict the MACs at any other width without tracing
 (:class:`ChannelScaling`: every conv / linear call's MACs are its channel product times what a width
 leaves alone; the model is only built at the other width). The search runs on these predictions, then
-the width it settles on and the next one are analysed for real -- 3 traces per point where the
-prediction holds (all of ItNet: the paper's 60-point grid, 2 x 60 points, in 358 analyses instead of
-476) -- and only where a real analysis disagrees does the search go on with real probes, so the
-answer is always the one the real probes prove.
+the width it settles on is analysed for real. Where the estimate agrees with both real analyses (the
+start and the settled width), the next width's MACs are an *agreed prediction*, not traced: 2 traces
+per point where the prediction holds (the paper's 60-point grid in 120 analyses instead of 179, and of
+238 without estimates). Only where a real analysis disagrees does the search go on with real probes,
+so the answer is always the one the real probes prove.
 """
 from __future__ import annotations
 
@@ -42,14 +43,20 @@ def _channel_pair(module) -> Optional[int]:
     return None
 
 
+def _layer_paths(modules: Mapping[str, nn.Module]) -> frozenset:
+    """Paths of the conv and linear layers among ``modules`` (``named_modules`` as a dict)."""
+    return frozenset(path for path, module in modules.items() if _channel_pair(module) is not None)
+
+
 class ChannelScaling:
     """The last-output MACs of the model of trace ``t`` at another width, predicted without tracing it.
 
     Every call with MACs of ``t`` must be a conv or linear module call: its MACs are the product of its
     channels (inputs per group x outputs) and what a width leaves alone (batch, spatial size, kernel), so
     ``scaling(module)``, the same model built at another width, reads the channels off ``module``'s layers.
-    None (no estimate) where ``t`` has another call with MACs, or ``module`` lacks one of the layers.
-    An estimate only steers :func:`widest_width`: the width it settles on is verified by real analyses.
+    None (no estimate) where ``t`` has another call with MACs, or ``module``'s conv / linear layers are
+    not those of ``t``'s model. An estimate steers :func:`widest_width`: the width it settles on is
+    verified by a real analysis, and only an estimate that agrees with it stands in for the next width.
 
     >>> import torch, graphcost
     >>> def net(f): return torch.nn.Sequential(torch.nn.Conv2d(3, f, 3), torch.nn.Conv2d(f, f // 2, 1))
@@ -60,12 +67,15 @@ class ChannelScaling:
 
     def __init__(self, t) -> None:
         self.calls: Optional[List[Tuple[str, int]]] = None  # (module path, MACs per channel pair)
+        self.layers: frozenset = frozenset()  # paths of the conv / linear layers of the traced model
+        self.total: Optional[int] = None  # the traced model's own last-output MACs (the estimate at its width)
         if t.root is not t.module:
             return
         modules = dict(t.module.named_modules())
+        self.layers = _layer_paths(modules)
         calls = []
         for name in needed_calls(t, t.outputs[-1]):
-            record = t.call(name)
+            record = t.cost_record(name)  # the captured record: no loop graph for a probe
             if not record.macs:
                 continue
             pair = _channel_pair(modules.get(record.target)) if record.calls_module else None
@@ -73,11 +83,14 @@ class ChannelScaling:
                 return
             calls.append((record.target, record.macs // pair))
         self.calls = calls
+        self.total = sum(per_pair * _channel_pair(modules[path]) for path, per_pair in calls)
 
     def __call__(self, module) -> Optional[int]:
         if self.calls is None:
             return None
         modules = dict(module.named_modules())
+        if _layer_paths(modules) != self.layers:  # layers added or dropped at this width: other calls
+            return None
         total = 0
         for path, per_pair in self.calls:
             pair = _channel_pair(modules.get(path))
@@ -129,11 +142,16 @@ class InvalidWidth(Exception):
 
 @dataclass
 class WidthSearch:
-    """Result of :func:`widest_width`: ``width`` (None if even ``lo_bound`` is over budget), probes made."""
+    """Result of :func:`widest_width`: ``width`` (None if even ``lo_bound`` is over budget), probes made.
+
+    ``probes`` maps each width to its MACs: real probes, and the widths in ``predicted``, whose MACs are
+    agreed predictions (estimates that agreed with every real probe they could be compared with).
+    """
 
     width: Optional[int]
     probes: Dict[int, int] = field(default_factory=dict)
     capped: bool = False
+    predicted: Tuple[int, ...] = ()
 
 
 def _next_probe(known: Mapping[int, int], budget: float, lo: Optional[int], hi: Optional[int], lower: int,
@@ -168,8 +186,10 @@ def widest_width(probe: Callable[[int], int], budget: float, lo_bound: int = 1, 
 
     ``estimate(w)``, where given, is a cheap prediction of ``probe(w)`` (None: cannot tell), valid once
     ``start`` has been probed: fit, predict, verify -- the search runs on the estimates, then the predicted
-    width and the next are probed for real; only if they disagree does the search go on with real probes.
-    The answer is the same either way; the real probes are fewer where the estimates are right.
+    width is probed for real. Where the estimates agree with the real probes at ``start`` and at that width,
+    the estimate of ``w + 1`` is taken for its probe (an agreed prediction, listed in ``predicted``); else
+    ``w + 1`` is probed too. Only where a real probe disagrees does the search go on with real probes.
+    The answer is the same either way for an estimate that is exact wherever it agrees with the probes.
 
     >>> widest_width(lambda f: 3 * f * f + 5 * f, 1000).width   # 3*17^2+85 = 952, 3*18^2+90 = 1062
     17
@@ -177,8 +197,9 @@ def widest_width(probe: Callable[[int], int], budget: float, lo_bound: int = 1, 
     >>> def probe(f):
     ...     real.append(f)
     ...     return 3 * f * f + 5 * f
-    >>> widest_width(probe, 1000, estimate=lambda f: 3 * f * f + 5 * f).width, real   # the start, 17 and 18
-    (17, [32, 17, 18])
+    >>> search = widest_width(probe, 1000, estimate=lambda f: 3 * f * f + 5 * f)
+    >>> search.width, real, search.predicted   # the start and 17 probed, 18 predicted
+    (17, [32, 17], (18,))
     """
     known: Dict[int, int] = {}
     if estimate is not None:
@@ -188,44 +209,55 @@ def widest_width(probe: Callable[[int], int], budget: float, lo_bound: int = 1, 
     return _bracket(probe, budget, lo_bound, hi_bound, start, known)
 
 
+class _NoEstimate(Exception):
+    """An estimate the search needed is missing (None)."""
+
+
+class _Estimates:
+    """``estimate`` where no real probe is known, each width estimated once; ``probe``-like for :func:`_bracket`."""
+
+    def __init__(self, estimate: Callable[[int], Optional[int]], known: Mapping[int, int]) -> None:
+        self.estimate, self.known, self.values = estimate, known, {}
+
+    def __call__(self, f: int) -> int:
+        if f in self.known:
+            return self.known[f]
+        if f not in self.values:
+            self.values[f] = self.estimate(f)
+        if self.values[f] is None:
+            raise _NoEstimate
+        return self.values[f]
+
+
 def _estimated(probe: Callable[[int], int], estimate: Callable[[int], Optional[int]], budget: float, lo_bound: int,
                hi_bound: int, start: int, known: Dict[int, int]) -> Optional[WidthSearch]:
-    """The search on ``estimate`` (after one real probe at ``start``), verified by real probes of its width and
-    the next; None where an estimate is missing or a real probe disagrees (``known`` keeps the real probes)."""
+    """The search on ``estimate`` (after one real probe at ``start``), verified by a real probe of its width and
+    an agreed prediction or a real probe of the next; None where an estimate is missing or a real probe
+    disagrees (``known`` keeps the real probes)."""
     first = min(max(start, lo_bound), hi_bound)
     try:
         known[first] = probe(first)
     except InvalidWidth:
         return None
-
-    class _NoEstimate(Exception):
-        pass
-
-    def guess(f: int) -> int:
-        value = known.get(f)
-        value = estimate(f) if value is None else value
-        if value is None:
-            raise _NoEstimate
-        return value
-
+    guesses = _Estimates(estimate, dict(known))
     try:
-        predicted = _bracket(guess, budget, lo_bound, hi_bound, first, {first: known[first]})
+        w = _bracket(guesses, budget, lo_bound, hi_bound, first, {first: known[first]}).width
+        if w is None:
+            return None  # nothing within budget, by the estimates: let the real search prove it
+        if w not in known:
+            known[w] = probe(w)
+        agreed = w != first and known[w] == guesses.values.get(w) and estimate(first) == known[first]
+        predicted = (w + 1,) if agreed and w + 1 in guesses.values else ()
+        if w < hi_bound and w + 1 not in known and not predicted:
+            known[w + 1] = probe(w + 1)
     except (_NoEstimate, InvalidWidth):  # an estimate it cannot give, a width valid below but not above
         return None
-    if predicted.width is None:
-        return None  # nothing within budget, by the estimates: let the real search prove it
-    for f in (predicted.width, predicted.width + 1):
-        if f <= hi_bound and f not in known:
-            try:
-                known[f] = probe(f)
-            except InvalidWidth:
-                return None
-    w = predicted.width
-    if known[w] > budget or (w < hi_bound and known[w + 1] <= budget):
+    probes = {**known, **{f: guesses.values[f] for f in predicted}}
+    if probes[w] > budget or (w < hi_bound and probes[w + 1] <= budget):
         return None
-    if any(f > w and f in known and known[f] <= budget for f in known):  # pragma: no cover - probe not monotone
+    if any(f > w and value <= budget for f, value in known.items()):  # pragma: no cover - probe not monotone
         return None
-    return WidthSearch(w, dict(known), capped=w == hi_bound)
+    return WidthSearch(w, probes, capped=w == hi_bound, predicted=predicted)
 
 
 def _bracket(probe: Callable[[int], int], budget: float, lo_bound: int, hi_bound: int, start: int,
