@@ -22,6 +22,7 @@ from torch import nn
 
 from .errors import UserError, first_line
 from .inputs import InputSpec
+from .runtime.collector import collector_paused
 
 DEFAULT_INPUT = (1, 3, 224, 224)
 
@@ -546,6 +547,12 @@ def build_for_shapes(spec: ModelSpec) -> BuiltModel:
     :func:`no_init`). A model that cannot be built on the meta device (its constructor computes
     with its own weights) is built normally.
     """
+    with collector_paused():  # thousands of modules allocated: the collector's runs were half the build
+        return _build_on_meta(spec)
+
+
+def _build_on_meta(spec: ModelSpec) -> BuiltModel:
+    """:func:`build` on the meta device, inside :func:`no_init`; a normal build where that fails."""
     try:
         with torch.device("meta"), no_init():
             return build(spec)
