@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function
+from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function, release_codes
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -143,7 +143,15 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             opaque.append(culprit)
             continue
         _drop_default_guards(graph)
-        return tracer.root, graph, opaque, tracer.replay.copies if tracer.replay is not None else {}
+        root, copies = tracer.root, tracer.replay.copies if tracer.replay is not None else {}
+        _release(tracer)
+        return root, graph, opaque, copies
+
+
+def _release(tracer: fx.Tracer) -> None:
+    """Empty a tracer that is done: fx's own closures and patcher keep it in reference cycles, and emptied it
+    takes nothing else there (its graph, proxies and replay die by reference counting, no collector pass)."""
+    tracer.__dict__.clear()
 
 
 #: what fx inserts to check that a concrete argument kept its traced value
@@ -198,7 +206,10 @@ class CostInterpreter(fx.Interpreter):
         self._invocations = invocations(self.graph, self.copies) if self.memo is not None else {}
         self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
         self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
-        return super().run(*args, **kwargs)
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            release_codes(self._invocations)
 
     def run_node(self, n: fx.Node):
         for invocation in self._invocations.get(n.name, ()):  # outermost first

@@ -409,6 +409,14 @@ def invocations(graph, copies: Optional[Dict[str, str]] = None) -> Dict[str, Lis
     return found
 
 
+def release_codes(found: Dict[str, List[Invocation]]) -> None:
+    """Drop the codes of invocations that are done (``found``, as :func:`invocations` returns): a code and its
+    invocation name each other, and unlinked they die by reference counting, not in a collector pass."""
+    for calls in found.values():
+        for invocation in calls:
+            invocation._code = None
+
+
 # --- trace-time replay: a repeated call of one module copied, not traced again ------------------------
 
 
