@@ -626,7 +626,8 @@ class TraceReplay:
         """The call by value (another instance of equal state and equal arguments matches), or None when the
         model holds no other instance of the module's type."""
         if self._types is None:
-            self._types = Counter(map(type, self.tracer.root.modules()))
+            known = self.tracer.submodule_paths  # fx's own walk of the model's modules, not a second one
+            self._types = Counter(map(type, known if known is not None else self.tracer.root.modules()))
         return (module_key(module), inputs.key) if self._types[type(module)] > 1 else None
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
