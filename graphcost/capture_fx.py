@@ -232,7 +232,7 @@ class CostInterpreter(fx.Interpreter):
         node's record and effects as then, the values the rest of the graph reads as fresh fake tensors
         (the loop of ``run`` skips nodes whose value is set). Otherwise None, its outcome kept at its end."""
         inputs = [self.env[e] for e in invocation.external]
-        key = self.memo.invocation_key(invocation, self.module.get_submodule(invocation.path), inputs, self.opaque)
+        key = self.memo.invocation_key(invocation, self._submodule(invocation.path), inputs, self.opaque)
         found = self.memo.replay(key) if key is not None else None
         if found is None:
             if key is not None:
@@ -254,7 +254,7 @@ class CostInterpreter(fx.Interpreter):
     def _run_call(self, n: fx.Node):
         """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
-        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        module = self._submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
         key = self._memo_key(n, module, info, args, kwargs)
         found = self.memo.replay(key) if key is not None else None
@@ -270,6 +270,12 @@ class CostInterpreter(fx.Interpreter):
         self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
                                          _activation_bytes(n, args, kwargs))
         return out
+
+    def _submodule(self, path: str) -> nn.Module:
+        """The module at ``path``: from fx's dict of them (``get_submodule`` costs microseconds per dot), which
+        names a module held twice by its first path only."""
+        module = self.submodules.get(path)
+        return self.module.get_submodule(path) if module is None else module
 
     def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs):
         """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,
