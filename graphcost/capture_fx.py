@@ -190,7 +190,9 @@ class CostInterpreter(fx.Interpreter):
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
                  copies: Optional[Dict[str, str]] = None):
-        super().__init__(root, garbage_collect_values=True, graph=graph)
+        # values kept to the end: fake tensors hold no data, and fx's last-use bookkeeping (a pass over the graph,
+        # a lookup per node) cost more than keeping them
+        super().__init__(root, garbage_collect_values=False, graph=graph)
         self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
         self.memo = CallMemo() if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
