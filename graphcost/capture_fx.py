@@ -43,7 +43,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function
+from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function, release_codes
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -143,7 +143,15 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             opaque.append(culprit)
             continue
         _drop_default_guards(graph)
-        return tracer.root, graph, opaque, tracer.replay.copies if tracer.replay is not None else {}
+        root, copies = tracer.root, tracer.replay.copies if tracer.replay is not None else {}
+        _release(tracer)
+        return root, graph, opaque, copies
+
+
+def _release(tracer: fx.Tracer) -> None:
+    """Empty a tracer that is done: fx's own closures and patcher keep it in reference cycles, and emptied it
+    takes nothing else there (its graph, proxies and replay die by reference counting, no collector pass)."""
+    tracer.__dict__.clear()
 
 
 #: what fx inserts to check that a concrete argument kept its traced value
@@ -182,7 +190,9 @@ class CostInterpreter(fx.Interpreter):
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
                  copies: Optional[Dict[str, str]] = None):
-        super().__init__(root, garbage_collect_values=True, graph=graph)
+        # values kept to the end: fake tensors hold no data, and fx's last-use bookkeeping (a pass over the graph,
+        # a lookup per node) cost more than keeping them
+        super().__init__(root, garbage_collect_values=False, graph=graph)
         self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
         self.memo = CallMemo() if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
@@ -198,7 +208,10 @@ class CostInterpreter(fx.Interpreter):
         self._invocations = invocations(self.graph, self.copies) if self.memo is not None else {}
         self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
         self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
-        return super().run(*args, **kwargs)
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            release_codes(self._invocations)
 
     def run_node(self, n: fx.Node):
         for invocation in self._invocations.get(n.name, ()):  # outermost first
@@ -221,7 +234,7 @@ class CostInterpreter(fx.Interpreter):
         node's record and effects as then, the values the rest of the graph reads as fresh fake tensors
         (the loop of ``run`` skips nodes whose value is set). Otherwise None, its outcome kept at its end."""
         inputs = [self.env[e] for e in invocation.external]
-        key = self.memo.invocation_key(invocation, self.module.get_submodule(invocation.path), inputs, self.opaque)
+        key = self.memo.invocation_key(invocation, self._submodule(invocation.path), inputs, self.opaque)
         found = self.memo.replay(key) if key is not None else None
         if found is None:
             if key is not None:
@@ -243,7 +256,7 @@ class CostInterpreter(fx.Interpreter):
     def _run_call(self, n: fx.Node):
         """Shape-propagate and cost one node (or replay an equal call's outcome)."""
         args, kwargs = self.fetch_args_kwargs_from_env(n)
-        module = self.module.get_submodule(n.target) if n.op == "call_module" else None
+        module = self._submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
         key = self._memo_key(n, module, info, args, kwargs)
         found = self.memo.replay(key) if key is not None else None
@@ -259,6 +272,12 @@ class CostInterpreter(fx.Interpreter):
         self.records[n.name] = Evaluated(info, cost, tuple(tuple(t.shape) for t in ops.tensors_in(out)), ops.nbytes(out),
                                          _activation_bytes(n, args, kwargs))
         return out
+
+    def _submodule(self, path: str) -> nn.Module:
+        """The module at ``path``: from fx's dict of them (``get_submodule`` costs microseconds per dot), which
+        names a module held twice by its first path only."""
+        module = self.submodules.get(path)
+        return self.module.get_submodule(path) if module is None else module
 
     def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs):
         """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,

@@ -409,6 +409,14 @@ def invocations(graph, copies: Optional[Dict[str, str]] = None) -> Dict[str, Lis
     return found
 
 
+def release_codes(found: Dict[str, List[Invocation]]) -> None:
+    """Drop the codes of invocations that are done (``found``, as :func:`invocations` returns): a code and its
+    invocation name each other, and unlinked they die by reference counting, not in a collector pass."""
+    for calls in found.values():
+        for invocation in calls:
+            invocation._code = None
+
+
 # --- trace-time replay: a repeated call of one module copied, not traced again ------------------------
 
 
@@ -618,7 +626,8 @@ class TraceReplay:
         """The call by value (another instance of equal state and equal arguments matches), or None when the
         model holds no other instance of the module's type."""
         if self._types is None:
-            self._types = Counter(map(type, self.tracer.root.modules()))
+            known = self.tracer.submodule_paths  # fx's own walk of the model's modules, not a second one
+            self._types = Counter(map(type, known if known is not None else self.tracer.root.modules()))
         return (module_key(module), inputs.key) if self._types[type(module)] > 1 else None
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:

@@ -1,0 +1,52 @@
+"""``analyze`` leaves its trace to reference counting (no fx graph for the cycle collector), and a trace the
+user keeps is untouched by analyses: still whole, and analysed to the same numbers."""
+import gc
+
+import torch
+from torch import fx
+
+import graphcost
+from graphcost.capture_memo import Invocation
+from nets import LoopNet
+
+SHAPE = (1, 3, 32, 32)
+
+
+def cyclic_garbage(run):
+    """The objects ``run()`` leaves that only the cycle collector would free."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        run()
+        gc.collect()
+        return list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()
+
+
+def test_analyze_leaves_no_graph_or_memo_to_the_collector():
+    model = LoopNet(3).eval()
+    graphcost.analyze(model, SHAPE)  # warm: lazily made module-level state is not garbage
+    left = cyclic_garbage(lambda: graphcost.analyze(model, SHAPE))
+    kinds = {type(o) for o in left}
+    assert not kinds & {fx.Node, fx.Graph, Invocation, graphcost.Trace}, kinds
+
+
+def test_a_kept_trace_is_whole_after_analyses_and_analyzes_as_analyze_does():
+    model = LoopNet(3).eval()
+    kept = graphcost.trace(model, SHAPE)
+    fresh = graphcost.analyze(model, SHAPE)
+    graphcost.analyze(model, SHAPE)
+    assert graphcost.analyze_trace(kept).to_dict() == fresh.to_dict()
+    assert graphcost.analyze_trace(graphcost.trace(model, SHAPE)).to_dict() == fresh.to_dict()
+    nodes = list(kept.graph.nodes)
+    assert nodes and all(n.graph is kept.graph for n in nodes)
+    assert set(kept.dag) <= {n.name for n in nodes}
+    x = torch.randn(SHAPE)
+    assert torch.equal(kept.graph_module(x), model(x))
+    assert kept.loop_graph.number_of_nodes() == fresh.loop_nodes and kept.dag.number_of_nodes() == fresh.dag_nodes
