@@ -19,7 +19,8 @@ from .aten_costs import Uncounted
 from .errors import UserError
 from .passes.anytime import OutputCost
 from .passes.graph_size import LayerTable
-from .tracing import EAGER_NOTE, Trace, _collector_paused, trace as trace_model
+from .collector import collector_paused
+from .tracing import EAGER_NOTE, Trace, trace as trace_model
 
 if TYPE_CHECKING:
     import pandas as pd  # imported by the two frame methods only: analysing needs no pandas
@@ -258,7 +259,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    with _collector_paused():  # what the analysis leaves behind dies by reference counting (_discard)
+    with collector_paused():  # what the analysis leaves behind dies by reference counting (_discard)
         t = trace_model(model, inputs, leaf_modules=leaf_modules, custom_costs=custom_costs, tracer=tracer,
                         memoise=memoise)
         analysis = analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)

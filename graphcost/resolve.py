@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import UserError, first_line
 from .inputs import InputSpec
-from .runtime.collector import collector_paused
+from .collector import collector_paused
 
 DEFAULT_INPUT = (1, 3, 224, 224)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
@@ -36,6 +35,7 @@ from .aten_costs import Uncounted
 from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
 from .capture_eager import eager_capture
 from .capture_export import ExportFailed, export_capture
+from .collector import collector_paused
 from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
 from .errors import UserError, quiet_torch_logs
 from .graphs import build_dag, build_loop_graph, get_attr
@@ -131,7 +131,7 @@ class Trace:
 
     @functools.cached_property
     def _views(self) -> Tuple[nx.DiGraph, nx.DiGraph]:  # (dag, loop_graph), built as the DAG was: collector paused
-        with _collector_paused():
+        with collector_paused():
             return build_loop_graph(self.captured_dag)
 
     def call(self, dag_node: str) -> CallRecord:
@@ -215,7 +215,7 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
     custom = ops.check_custom_costs(custom_costs)
     dtype, root_module = dtype or _model_dtype(model), Single(model) if _is_leaf_model(model, custom) else model
     bound = bind_inputs(root_module, *split_inputs(inputs))
-    with _eval_mode(model), quiet_torch_logs(), _collector_paused():  # graphs built with the collector paused too
+    with _eval_mode(model), quiet_torch_logs(), collector_paused():  # graphs built with the collector paused too
         captured = _capture(model, root_module, tracer, leaf_modules, custom, bound, dtype, memoise)
         specs = {path: spec for name, value in bound.items() for path, spec in described(name, value, dtype).items()}
         return _assemble(model, captured, specs, dtype)
@@ -224,18 +224,6 @@ def trace(model: nn.Module, inputs: Any = None, *, dtype: Optional[torch.dtype] 
 def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
     """Whether the model is itself one leaf (nn.Conv2d, nn.TransformerEncoder): traced as one call of it."""
     return ops.lookup_module(model, custom) is not None or fx.Tracer().is_leaf_module(model, "")
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cycle collector off while capturing and building graphs (its runs cost up to half a probe)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @contextlib.contextmanager

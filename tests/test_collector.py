@@ -1,4 +1,4 @@
-"""The cycle collector paused around model builds (``graphcost.runtime.collector.collector_paused``): off inside,
+"""The cycle collector paused around model builds (``graphcost.collector.collector_paused``): off inside,
 restored after (exception or not, nested or overlapping blocks), and a build's modules are those of a build with
 the collector running."""
 import gc
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from graphcost.resolve import ModelSpec, build_for_shapes
-from graphcost.runtime.collector import collector_paused
+from graphcost.collector import collector_paused
 
 SPEC = ModelSpec(name="itnet", dataset="camvid", params={"N": 3, "L": 2, "K": 2, "f": 13}, shared=False)
 

@@ -1,7 +1,6 @@
 """Shared plumbing: where work runs and where its results are kept.
 
 * :mod:`.executor` — run independent, picklable work items on a local process pool or Ray.
-* :mod:`.collector` — the cycle collector paused around allocation bursts (a model build).
 * :mod:`.store` — the SQLite result store and :func:`~.store.cached_map` (store in front,
   executor behind), so a sweep or report never computes a result twice.
 

@@ -1,8 +1,9 @@
 """The cycle collector paused around work that allocates many objects and frees them by reference counts.
 
-Building a model allocates thousands of modules, parameters and dicts at once; each allocation burst
-starts the cycle collector, whose full runs walk every object alive (the sweep's traces and models too):
-half of building ItNet on the meta device. Nothing such a block makes is garbage only through a cycle it
+Capturing a model, building its graphs and building a model allocate thousands of nodes, records, modules
+and dicts at once; each allocation burst starts the cycle collector, whose runs walk every young object alive
+(half of building ItNet on the meta device; up to half a width-search probe). ``trace``, ``analyze`` and
+``resolve.build_for_shapes`` run inside :func:`collector_paused`. Nothing such a block makes is garbage only through a cycle it
 must free at once, so the collector can wait until the block ends.
 """
 from __future__ import annotations
