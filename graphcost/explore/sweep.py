@@ -516,9 +516,8 @@ def run_sweep(spec: SweepSpec, executor=None, store=None, progress: Optional[Cal
     executor : graphcost.runtime.executor.Executor, optional
         Where the points run (default: inline, in this process).
     store : graphcost.runtime.store.ResultStore, optional
-        Where finished points are kept (default: nowhere). Each computed row is stored as soon
-        as it arrives, so an interrupted sweep resumes; rows with ``status == "error"`` (bad
-        parameters) are not stored, so a fixed model is retried.
+        Where finished points are kept (default: nowhere). Each computed row is stored as soon as it
+        arrives, so an interrupted sweep resumes; ``status == "error"`` rows are not: a fixed model is retried.
     progress : callable, optional
         ``progress(done, total)`` after each point, stored points included.
     evaluate : callable, optional
