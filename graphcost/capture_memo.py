@@ -584,6 +584,7 @@ class TraceReplay:
         self._called: Dict[int, nn.Module] = {}  # non-leaf modules called so far
         self._kinds: Dict[Hashable, Optional[_Recording]] = {}  # (module key, inputs) -> a recording, once made
         self._types: Optional[Counter] = None  # instances of each module type in the model
+        self._sketches: Dict[Hashable, nn.Module] = {}  # (type, inputs, parameter shapes) -> first module called
 
     def log_call(self, path: str) -> None:
         """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
@@ -623,12 +624,25 @@ class TraceReplay:
         return self._record((where, kind), path, state, inputs, (args, kwargs), run)
 
     def _kind(self, module: nn.Module, inputs: _Inputs) -> Optional[Hashable]:
-        """The call by value (another instance of equal state and equal arguments matches), or None when the
-        model holds no other instance of the module's type."""
+        """The call by value (another instance of equal state and equal arguments matches), or None while no
+        other instance of its type, argument structure and parameter shapes has been called.
+
+        The full key (:func:`module_key`, the whole subtree's state) is only taken once a second module of
+        one sketch is called: most models call many containers of one type (a ResNet's ``Sequential``
+        stages and blocks) whose parameter shapes differ, and keying each one's subtree cost more than the
+        replay saved. Equal keys imply equal sketches, so no match is missed; the sketch's first module gets
+        its key then (marking its kind as traced once, as its own call would have)."""
         if self._types is None:
             known = self.tracer.submodule_paths  # fx's own walk of the model's modules, not a second one
             self._types = Counter(map(type, known if known is not None else self.tracer.root.modules()))
-        return (module_key(module), inputs.key) if self._types[type(module)] > 1 else None
+        if self._types[type(module)] <= 1:
+            return None
+        sketch = (type(module), inputs.key, tuple(p.shape for p in module.parameters()))
+        first = self._sketches.setdefault(sketch, module)
+        if first is module:
+            return None
+        self._kinds.setdefault((module_key(first), inputs.key), None)
+        return module_key(module), inputs.key
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
         tracer, graph = self.tracer, self.tracer.graph
