@@ -32,7 +32,8 @@ import contextlib
 import functools
 import inspect
 import operator
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from collections import Counter
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -205,13 +206,27 @@ class CostInterpreter(fx.Interpreter):
 
     def run(self, *args, **kwargs):
         # submodule calls that may repeat; a call whose key was seen before is replayed whole
-        self._invocations = invocations(self.graph, self.copies) if self.memo is not None else {}
+        self._invocations = self._repeatable(invocations(self.graph, self.copies)) if self.memo is not None else {}
         self._pending: Dict[str, list] = {}  # last node of a call being run -> (invocation, key, its inputs)
         self._effects: Dict[str, Tuple[bool, Dict[str, Any]]] = {}  # node -> (costed per aten op, uncounted)
         try:
             return super().run(*args, **kwargs)
         finally:
             release_codes(self._invocations)
+
+    def _repeatable(self, found: Dict[str, List[Invocation]]) -> Dict[str, List[Invocation]]:
+        """``found`` without the submodule calls no other call could equal: an equal key needs the same module
+        type, parameter shapes and node count, so a call alone in that is never keyed nor kept (a ResNet's
+        stages, most blocks of a plain network), which cost more than replays saved there."""
+        sketches: Dict[Invocation, Hashable] = {}
+        for calls in found.values():
+            for invocation in calls:
+                module = self._submodule(invocation.path)
+                sketches[invocation] = (type(module), len(invocation.nodes),
+                                        tuple(p.shape for p in module.parameters()))
+        counts = Counter(sketches.values())
+        kept = {name: [c for c in calls if counts[sketches[c]] > 1] for name, calls in found.items()}
+        return {name: calls for name, calls in kept.items() if calls}
 
     def run_node(self, n: fx.Node):
         for invocation in self._invocations.get(n.name, ()):  # outermost first
