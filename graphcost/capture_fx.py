@@ -33,7 +33,7 @@ import functools
 import inspect
 import operator
 from collections import Counter
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -216,17 +216,19 @@ class CostInterpreter(fx.Interpreter):
 
     def _repeatable(self, found: Dict[str, List[Invocation]]) -> Dict[str, List[Invocation]]:
         """``found`` without the submodule calls no other call could equal: an equal key needs the same module
-        type, parameter shapes and node count, so a call alone in that is never keyed nor kept (a ResNet's
+        type, node count and parameter shapes, so a call alone in that is never keyed nor kept (a ResNet's
         stages, most blocks of a plain network), which cost more than replays saved there."""
-        sketches: Dict[Invocation, Hashable] = {}
-        for calls in found.values():
-            for invocation in calls:
-                module = self._submodule(invocation.path)
-                sketches[invocation] = (type(module), len(invocation.nodes),
-                                        tuple(p.shape for p in module.parameters()))
+        calls = [c for cs in found.values() for c in cs]
+        kinds = {c: (type(self._submodule(c.path)), len(c.nodes)) for c in calls}
+        twins = Counter(kinds.values())
+        shapes: Dict[str, tuple] = {}  # per module path: an iterated block's calls share one walk
+        for c in calls:
+            if twins[kinds[c]] > 1 and c.path not in shapes:
+                shapes[c.path] = tuple(p.shape for p in self._submodule(c.path).parameters())
+        sketches = {c: (kinds[c], shapes.get(c.path)) for c in calls}
         counts = Counter(sketches.values())
-        kept = {name: [c for c in calls if counts[sketches[c]] > 1] for name, calls in found.items()}
-        return {name: calls for name, calls in kept.items() if calls}
+        kept = {name: [c for c in cs if counts[sketches[c]] > 1] for name, cs in found.items()}
+        return {name: cs for name, cs in kept.items() if cs}
 
     def run_node(self, n: fx.Node):
         for invocation in self._invocations.get(n.name, ()):  # outermost first
