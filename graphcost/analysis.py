@@ -216,19 +216,15 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     name : str, optional
         Label of the result (default: the model's class name).
     bytes_per_element : int, optional
-        Bytes per parameter and activation element for graph size (default: the model dtype's
-        size; e.g. 1 for int8).
+        Bytes per parameter and activation element for graph size (default: the model dtype's; 1: int8).
     all_layers : bool, default False
         Graph size counts non-conv layers (activations, norms, adds, ...) too.
     leaf_modules : sequence of str, optional
         Submodule paths to keep as single opaque calls (MACs by torch's flop counter).
     custom_costs : dict, optional
-        ``{op: formula}`` for this call only, as ``FlopCounterMode``'s ``custom_mapping`` (see
-        :func:`graphcost.trace`); to add a formula for good, use :func:`graphcost.register_cost`.
+        ``{op: formula}`` for this call only (:func:`graphcost.trace`); for good: :func:`graphcost.register_cost`.
     tracer : {"auto", "fx", "dispatch", "export", "eager"}, default "auto"
-        How the graph is captured (see :func:`graphcost.trace`): torch.fx, one forward on meta tensors,
-        torch.export, one real forward (costs for its input values), or the first of fx, dispatch and
-        export (in that order) that can run the model, eager when all three fail on data-dependent ops.
+        How the graph is captured (:func:`graphcost.trace` says what each path does and when auto uses it).
     memoise : bool, default True
         Cost provably identical calls once (:mod:`graphcost.capture_memo`); the numbers are the same.
 
@@ -240,8 +236,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     Raises
     ------
     UserError
-        If ``bytes_per_element`` is not positive, ``custom_costs`` is malformed, the model cannot be
-        captured by ``tracer``, or cannot run on ``inputs``.
+        Non-positive ``bytes_per_element``, malformed ``custom_costs``, or ``tracer`` cannot capture / run the model.
 
     Examples
     --------

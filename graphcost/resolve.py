@@ -7,22 +7,20 @@ traces or counts.
 from __future__ import annotations
 
 import ast
-import contextlib
 import importlib
 import inspect
 import itertools
 import math
 import re
-import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from .errors import UserError, first_line
 from .inputs import InputSpec
-from .collector import collector_paused
+from .collector import SharedSwitch, collector_paused
 
 DEFAULT_INPUT = (1, 3, 224, 224)
 
@@ -499,8 +497,7 @@ def _skipping_meta_reset(original):
     return reset_parameters
 
 
-@contextlib.contextmanager
-def no_init():
+def no_init() -> ContextManager[None]:
     """Inside the block, parameters and buffers on the meta device are not initialised.
 
     Filling a meta tensor computes nothing but still dispatches (a ``uniform_`` on meta is decomposed
@@ -514,30 +511,30 @@ def no_init():
     an initialiser by name keeps the original, which is only slower). Blocks may nest and overlap in
     threads: the first to open patches, the last to close restores.
     """
-    with _NO_INIT["lock"]:
-        if not _NO_INIT["open"]:
-            _NO_INIT["originals"] = ({name: getattr(nn.init, name) for name in _INITIALISERS},
-                                     {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS})
-            for name, original in _NO_INIT["originals"][0].items():
-                setattr(nn.init, name, _skipping_meta(original))
-            for layer, original in _NO_INIT["originals"][1].items():
-                layer.reset_parameters = _skipping_meta_reset(original)
-        _NO_INIT["open"] += 1
-    try:
-        yield
-    finally:
-        with _NO_INIT["lock"]:
-            _NO_INIT["open"] -= 1
-            if not _NO_INIT["open"]:
-                initialisers, resets = _NO_INIT.pop("originals")
-                for name, original in initialisers.items():
-                    setattr(nn.init, name, original)
-                for layer, original in resets.items():
-                    layer.reset_parameters = original
+    return _NO_INIT()
 
 
-#: :func:`no_init`'s blocks open (in any thread) and the originals they replaced.
-_NO_INIT: Dict[str, Any] = {"lock": threading.Lock(), "open": 0}
+def _patch_initialisers() -> tuple:
+    """Swap in the meta-skipping initialisers and resets; the originals, for :func:`_restore_initialisers`."""
+    originals = ({name: getattr(nn.init, name) for name in _INITIALISERS},
+                 {layer: layer.__dict__["reset_parameters"] for layer in _RESETTING_LAYERS})
+    for name, original in originals[0].items():
+        setattr(nn.init, name, _skipping_meta(original))
+    for layer, original in originals[1].items():
+        layer.reset_parameters = _skipping_meta_reset(original)
+    return originals
+
+
+def _restore_initialisers(originals: tuple) -> None:
+    initialisers, resets = originals
+    for name, original in initialisers.items():
+        setattr(nn.init, name, original)
+    for layer, original in resets.items():
+        layer.reset_parameters = original
+
+
+#: :func:`no_init`'s switch: the first block to open patches, the last to close restores.
+_NO_INIT = SharedSwitch(_patch_initialisers, _restore_initialisers)
 
 
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:
