@@ -16,10 +16,10 @@ from torch import fx, nn
 
 from . import ops, passes
 from .aten_costs import Uncounted
+from .collector import collector_paused
 from .errors import UserError
 from .passes.anytime import OutputCost
 from .passes.graph_size import LayerTable
-from .collector import collector_paused
 from .tracing import EAGER_NOTE, Trace, trace as trace_model
 
 if TYPE_CHECKING:

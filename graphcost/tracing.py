@@ -35,8 +35,8 @@ from .aten_costs import Uncounted
 from .capture_dispatch import DispatchCaptureFailed, dispatch_capture
 from .capture_eager import eager_capture
 from .capture_export import ExportFailed, export_capture
-from .collector import collector_paused
 from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
+from .collector import collector_paused
 from .errors import UserError, quiet_torch_logs
 from .graphs import build_dag, build_loop_graph, get_attr
 from .inputs import InputSpec, bind_inputs, described, split_inputs
