@@ -3,7 +3,11 @@
 :func:`fx_capture` traces the model's ``forward`` symbolically (:class:`LeafTracer`: a module type
 with a formula is one call, not traced into) and runs the graph once on ``FakeTensor``s
 (:class:`CostInterpreter`), recording each node's output shapes and cost. No activation is
-allocated.
+allocated. A model built on the meta device (every parameter and buffer there: what
+:func:`graphcost.resolve.build_for_shapes` builds) runs on plain meta tensors instead, which are what
+its fake tensors hold anyway: a meta dispatch costs a fraction of a fake one, and a process that
+never makes a fake tensor never imports ``torch._dynamo`` (a second of CPU). Where that run fails
+(a CPU tensor made inside ``forward``, an op without a meta kernel), the fake run decides.
 
 Calls without a formula in the op registry — ``nn`` leaf modules nobody registered, fx-wrapped
 leaf functions — are costed per aten op (:mod:`graphcost.aten_costs`) on the slow math path.
@@ -376,7 +380,7 @@ class CostInterpreter(fx.Interpreter):
         if info is None or not args or not (info.preserves_shape or info.shape):
             return None
         tensors = ops.tensors_in(args)
-        if not tensors or not isinstance(tensors[0], FakeTensor) or not tensors[0].is_floating_point() or \
+        if not tensors or not _abstract(tensors[0]) or not tensors[0].is_floating_point() or \
                 not _same_kind(tensors[0], tensors[1:]) or \
                 (module is not None and not _same_kind(tensors[0], _module_tensors(module))):
             return None
@@ -397,14 +401,14 @@ class CostInterpreter(fx.Interpreter):
         except Exception:
             if n.target not in self.opaque:
                 raise
-        fake_mode = _active_fake_mode(args)
+        abstract = _active_fake_mode(args).from_tensor if _fakes_in(args) else _meta_like
         gen = torch.Generator().manual_seed(0)
         with unset_fake_temporarily():
             real = tree_map_only(torch.Tensor, lambda t: torch.rand(t.shape, generator=gen).to(t.dtype),
                                  (args, kwargs))
             with AtenCost() as counter:
                 out = self.module.get_submodule(n.target)(*real[0], **real[1])
-        return tree_map_only(torch.Tensor, fake_mode.from_tensor, out), counter
+        return tree_map_only(torch.Tensor, abstract, out), counter
 
     def _info(self, n: fx.Node, module: Optional[nn.Module]) -> Optional[ops.OpInfo]:
         if n.op == "call_module":
@@ -470,12 +474,21 @@ class ExportedCostInterpreter(CostInterpreter):
         return super().call_function(target, args, kwargs)
 
 
-def _fake_empty(like: FakeTensor, shape) -> FakeTensor:
-    """A fake tensor of ``shape`` like ``like``, built from a meta tensor: 4x cheaper than
-    dispatching ``new_empty`` through the fake mode's cache."""
+def _abstract(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds no data: a fake tensor (the fake run) or a meta one (the meta run)."""
+    return isinstance(t, FakeTensor) or t.is_meta
+
+
+def _fakes_in(args) -> List[FakeTensor]:
+    return [t for t in ops.tensors_in(args) if isinstance(t, FakeTensor)]
+
+
+def _fake_empty(like: torch.Tensor, shape) -> torch.Tensor:
+    """A tensor of ``shape`` like ``like`` (fake or meta), built from a meta tensor: for a fake one 4x
+    cheaper than dispatching ``new_empty`` through the fake mode's cache."""
     with unset_fake_temporarily():
         meta = torch.empty(shape, dtype=like.dtype, device="meta")
-    return _fake_from_meta(like, meta)
+    return _fake_from_meta(like, meta) if isinstance(like, FakeTensor) else meta
 
 
 def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, AtenCost]:
@@ -484,8 +497,8 @@ def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, A
     or torch refuses the shapes), ``on_fake`` on the fake tensors themselves, whose error is then
     torch's own. Why: a fake-tensor dispatch costs several meta ones (swin_t's fx-wrapped window
     attention was 70% of its trace on fake tensors, nn.TransformerEncoder's opaque run most of its)."""
-    fakes = [t for t in ops.tensors_in((args, kwargs)) if isinstance(t, FakeTensor)]
-    if fakes:
+    fakes = _fakes_in((args, kwargs))
+    if fakes:  # (on the meta run there are none: ``on_fake`` runs on the meta tensors themselves)
         try:
             with unset_fake_temporarily(), AtenCost() as counter:
                 meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
@@ -570,11 +583,37 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
     """
     custom = custom or {}
     root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise)
-    interp = CostInterpreter(root, graph, set(opaque), custom, memoise, copies)
     model = root_module.model if isinstance(root_module, Single) else root_module
-    run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
+    interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies)
+    interp = interpreter()
+    on_meta = device.type == "meta" and _all_meta(root)
+    if not (on_meta and run_on_meta_inputs(interp, graph, bound, dtype)):
+        interp = interpreter() if on_meta else interp  # (a failed meta run left its records behind)
+        run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
                     sorted(interp.unknown), interp.uncounted)
+
+
+def _all_meta(root: nn.Module) -> bool:
+    """Whether every parameter and buffer of ``root`` is on the meta device (a model built for its shapes)."""
+    return all(t.is_meta for t in root.parameters()) and all(t.is_meta for t in root.buffers())
+
+
+def run_on_meta_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype) -> bool:
+    """Run ``interp`` over ``graph`` on meta inputs made from ``bound``, no fake mode: whether it ran through.
+
+    Only for a model on the meta device, whose fake tensors would hold these very meta tensors: the
+    same kernels give the same shapes, dtypes and aten calls. False where anything failed (a tensor made
+    on the CPU inside ``forward`` meets a meta one, an op has no meta kernel, a value is read): the
+    caller then runs a fresh interpreter on fake tensors, whose outcome and error messages are torch's."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    values = {name: fake_input(value, dtype, torch.device("meta")) for name, value in bound.items()}
+    try:
+        interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
+                     for p in placeholders))
+    except Exception:  # noqa: BLE001 - the fake run decides, with torch's own message
+        return False
+    return True
 
 
 def run_on_fake_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype,

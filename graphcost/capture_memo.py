@@ -175,7 +175,7 @@ def pure_function(fn) -> bool:
 
 
 class CallMemo:
-    """Outcomes of the calls of one capture, by key; outputs replayed as fresh fake tensors."""
+    """Outcomes of the calls of one capture, by key; outputs replayed as fresh fake (or meta) tensors."""
 
     def __init__(self) -> None:
         self._outcomes: Dict[Hashable, Tuple[Any, Any]] = {}
@@ -235,13 +235,16 @@ class CallMemo:
 
     def _template(self, out, inputs_seen) -> Any:
         kind = type(out)
-        if isinstance(out, FakeTensor):
+        fake = isinstance(out, FakeTensor)
+        if fake or (kind is torch.Tensor and out.is_meta):  # (a meta run's values: a model built on meta)
             if id(out) in inputs_seen or out.storage_offset() != 0 or any(type(s) is not int for s in out.shape):
                 raise _Unkeyable("an output aliasing an input")
-            self._mode = self._mode or out.fake_mode
-            if out.fake_mode is not self._mode:
-                raise _Unkeyable("another fake mode")
-            return ("tensor", tuple(out.shape), tuple(out.stride()), out.dtype, out.device, out.requires_grad)
+            if fake:
+                self._mode = self._mode or out.fake_mode
+                if out.fake_mode is not self._mode:
+                    raise _Unkeyable("another fake mode")
+            return ("tensor", tuple(out.shape), tuple(out.stride()), out.dtype, out.device, out.requires_grad,
+                    fake)
         if kind in _PLAIN or kind is torch.Size:
             return ("value", out)
         if kind in (tuple, list):
@@ -255,9 +258,9 @@ class CallMemo:
         if kind == "value":
             return template[1]
         if kind == "tensor":
-            _, shape, stride, dtype, device, requires_grad = template
+            _, shape, stride, dtype, device, requires_grad, fake = template
             meta = torch.empty_strided(shape, stride, dtype=dtype, device="meta", requires_grad=requires_grad)
-            return self._mode.fake_tensor_converter.from_meta_and_device(self._mode, meta, device)
+            return self._mode.fake_tensor_converter.from_meta_and_device(self._mode, meta, device) if fake else meta
         if kind is dict:
             return {k: self._rebuild(v) for k, v in template[1].items()}
         return kind(self._rebuild(v) for v in template[1])
