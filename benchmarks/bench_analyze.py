@@ -1,6 +1,7 @@
 """graphcost.analyze vs fvcore vs ptflops vs torch's FlopCounterMode on fake tensors.
 
-Same process, same models: ItNet (Cityscapes) and torchvision resnet18 at 1x3x512x1024,
+Same process, same models: ItNet (Cityscapes) and torchvision resnet18 at 1x3x512x1024 (ItNet twice: with
+real weights, and built on the meta device as ``graphcost analyze`` and sweeps build it),
 torchvision swin_t at 1x3x224x224, an nn.TransformerEncoder (seq 1024, d 64, 2 layers) and
 Hugging Face bert-base (``hf:bert``, default config: 12 layers, hidden 768) on 128 token ids,
 which graphcost captures with torch.export. Prints wall and CPU times (median of interleaved
@@ -33,12 +34,13 @@ from graphcost.resolve import ModelSpec, build
 SHAPE = (1, 3, 512, 1024)
 
 
-def example_inputs(inputs):
-    """(args, kwargs) of zero tensors for ``inputs`` (a shape or a dict of InputSpecs), in the active mode."""
+def example_inputs(inputs, device="cpu"):
+    """(args, kwargs) of zero tensors for ``inputs`` (a shape or a dict of InputSpecs), in the active mode,
+    on ``device`` (the model's: a model built on the meta device gets meta inputs)."""
     args, kwargs = split_inputs(inputs)
 
     def make(spec):
-        return torch.zeros(spec.shape, dtype=spec.dtype or torch.float32)
+        return torch.zeros(spec.shape, dtype=spec.dtype or torch.float32, device=device)
 
     return [make(a) for a in args], {k: make(v) for k, v in kwargs.items()}
 
@@ -56,7 +58,7 @@ def run_flop_counter_fake(model, shape):
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         with FakeTensorMode(allow_non_fake_inputs=True), sdpa_kernel(SDPBackend.MATH):
-            args, kwargs = example_inputs(shape)
+            args, kwargs = example_inputs(shape, next(model.parameters()).device)
             with FlopCounterMode(display=False) as counter:
                 model(*args, **kwargs)
     finally:
@@ -121,6 +123,7 @@ def phases(model, shape, repeats):
     spent = {}
     wrapped = [(capture_fx, "_symbolic_trace", "fx symbolic tracing"),
                (capture_fx, "run_on_fake_inputs", "fake-tensor run"),
+               (capture_fx, "run_on_meta_inputs", "meta-tensor run (a model on meta)"),
                (tracing, "build_dag", "execution DAG"), (tracing, "build_loop_graph", "loop graph (in the passes)"),
                (analysis, "analyze_trace", "cost passes (incl. the loop graph)"), (analysis, "analyze", "all")]
     originals = [(module, name, getattr(module, name)) for module, name, _ in wrapped]
@@ -148,6 +151,11 @@ def phases(model, shape, repeats):
         print(f"  {label:36s} {on:7.1f} ms CPU   without the memo {off:7.1f} ms")
 
 
+def meta_built(factory, *args, **kwargs):
+    with torch.device("meta"):
+        return factory(*args, **kwargs).eval()
+
+
 def hf_bert_base():
     """bert-base-uncased's shape (transformers' BertConfig defaults), random weights."""
     built = build(ModelSpec(name="hf:bert"))
@@ -167,6 +175,10 @@ def main():
     torch.set_num_threads(max(1, torch.get_num_threads()))
     factories = {
         "itnet (cityscapes)": lambda: (get_model("itnet", dataset="cityscapes").eval(), SHAPE),
+        # as `graphcost analyze itnet` and every sweep build it (graphcost.resolve.build_for_shapes): both tools
+        # get the same model, parameters on the meta device (graphcost then runs on meta tensors, no fake mode)
+        "itnet (cityscapes, built on the meta device)": lambda: (meta_built(get_model, "itnet", dataset="cityscapes"),
+                                                                 SHAPE),
         "resnet18": lambda: (torchvision.models.resnet18(weights=None).eval(), SHAPE),
         "swin_t": lambda: (torchvision.models.swin_t(weights=None).eval(), (1, 3, 224, 224)),
         "nn.TransformerEncoder (seq 1024, d 64, 2 layers)": lambda: (

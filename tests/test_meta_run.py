@@ -1,0 +1,123 @@
+"""The meta run (graphcost.capture_fx.run_on_meta_inputs): a model built on the meta device is costed on plain
+meta tensors, no fake mode; every analysis equals the fake run's, key by key, and a process that only analyses
+such models never imports torch._dynamo."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
+
+import graphcost
+import graphcost.capture_fx as capture_fx
+from graphcost.models import get_model
+from graphcost.resolve import ModelSpec, build_for_shapes
+
+
+def on_meta(factory):
+    with torch.device("meta"):
+        return factory().eval()
+
+
+def fake_only(x):
+    """Runs on fake tensors only (as code that asks a tensor for its fake mode does)."""
+    if not isinstance(x, FakeTensor):
+        raise RuntimeError("not a fake tensor")
+    return x * 2
+
+
+torch.fx.wrap("fake_only")
+
+
+class NeedsFakeTensors(nn.Module):
+    """Calls, as one fx-wrapped function, code the meta run cannot take: the fake run decides."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+
+    def forward(self, x):
+        return fake_only(self.lin(x))
+
+
+CASES = {
+    "itnet shared": (lambda: get_model("itnet", dataset="camvid", shared=True), (1, 3, 64, 96)),
+    "itnet independent": (lambda: get_model("itnet", dataset="camvid", shared=False), (1, 3, 64, 96)),
+    "enet": (lambda: get_model("enet", dataset="camvid"), (1, 3, 64, 96)),
+    "espnetv2": (lambda: get_model("espnetv2", dataset="camvid"), (1, 3, 64, 96)),
+    "cgnet": (lambda: get_model("cgnet", dataset="camvid"), (1, 3, 64, 96)),
+    "vgg8": (lambda: get_model("vgg8"), (1, 3, 32, 32)),
+    "resnet18": (lambda: torchvision.models.resnet18(weights=None), (1, 3, 64, 64)),
+    "swin_t": (lambda: torchvision.models.swin_t(weights=None), (1, 3, 64, 64)),
+    "mobilenet_v3_small": (lambda: torchvision.models.mobilenet_v3_small(weights=None), (1, 3, 64, 64)),
+    "transformer encoder": (lambda: nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2),
+                            (1, 16, 32)),
+    "needs fake tensors": (NeedsFakeTensors, (2, 8)),
+}
+
+
+def analysis(model, shape, meta_run: bool, monkeypatch, memoise=True):
+    """``model``'s analysis as a dict, the meta run allowed or not, and whether the fake run ran."""
+    ran_fake = []
+    real_fake_run = capture_fx.run_on_fake_inputs
+    with monkeypatch.context() as patch:
+        patch.setattr(capture_fx, "run_on_fake_inputs", lambda *a, **k: ran_fake.append(1) or real_fake_run(*a, **k))
+        if not meta_run:
+            patch.setattr(capture_fx, "_all_meta", lambda root: False)
+        result = graphcost.analyze(model, shape, memoise=memoise).to_dict()
+    return result, bool(ran_fake)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_meta_run_gives_the_fake_runs_analysis(name, monkeypatch):
+    factory, shape = CASES[name]
+    model = on_meta(factory)
+    meta, fell_back = analysis(model, shape, True, monkeypatch)
+    fake, ran_fake = analysis(model, shape, False, monkeypatch)
+    assert ran_fake
+    assert meta == fake
+    assert meta["macs"] > 0
+    assert fell_back == (name == "needs fake tensors")  # the one model the meta run cannot take
+
+
+def test_meta_run_without_memo_equals_the_fake_run(monkeypatch):
+    model = on_meta(lambda: get_model("itnet", dataset="camvid", shared=True))
+    meta, fell_back = analysis(model, (1, 3, 64, 96), True, monkeypatch, memoise=False)
+    fake, _ = analysis(model, (1, 3, 64, 96), False, monkeypatch, memoise=False)
+    assert not fell_back and meta == fake
+
+
+def test_models_with_real_weights_keep_the_fake_run(monkeypatch):
+    model = torchvision.models.resnet18(weights=None).eval()
+    _, ran_fake = analysis(model, (1, 3, 64, 64), True, monkeypatch)
+    assert ran_fake
+
+
+def test_a_layer_that_rejects_its_input_is_named_as_on_the_fake_run():
+    model = on_meta(lambda: nn.Sequential(nn.Linear(8, 4), nn.Linear(5, 2)))
+    with pytest.raises(graphcost.errors.UserError, match=r"layer '1' \(Linear\) cannot run on input 1x4"):
+        graphcost.analyze(model, (1, 8))
+
+
+def test_analysing_meta_models_never_imports_torch_dynamo():
+    script = textwrap.dedent("""
+        import sys
+        import graphcost
+        from graphcost.resolve import ModelSpec, build_for_shapes
+        built = build_for_shapes(ModelSpec(name="itnet", dataset="camvid"))
+        a = graphcost.analyze(built.module, (1, 3, 64, 96))
+        assert a.macs > 0
+        print("torch._dynamo" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_build_for_shapes_then_analyze_equals_a_real_model():
+    built = build_for_shapes(ModelSpec(name="itnet", dataset="camvid"))
+    real = get_model("itnet", dataset="camvid").eval()
+    meta = graphcost.analyze(built.module, (1, 3, 64, 96)).to_dict()
+    assert meta == graphcost.analyze(real, (1, 3, 64, 96)).to_dict()
