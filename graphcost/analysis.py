@@ -210,8 +210,7 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     Parameters
     ----------
     model : torch.nn.Module
-        The model. Nothing is allocated for activations: shapes come from fake tensors (meta ones for a model
-        built on the meta device).
+        The model. Nothing is allocated for activations: shapes come from fake (or meta) tensors.
     inputs : shape, InputSpec, tensor, or a tuple / dict of them, default (1, 3, 224, 224)
         What ``forward`` is called with (see :func:`graphcost.trace`; token ids: ``InputSpec((1, 128), torch.int64)``).
     name : str, optional
