@@ -588,6 +588,7 @@ class TraceReplay:
         self._kinds: Dict[Hashable, Optional[_Recording]] = {}  # (module key, inputs) -> a recording, once made
         self._types: Optional[Counter] = None  # instances of each module type in the model
         self._sketches: Dict[Hashable, nn.Module] = {}  # (type, inputs, parameter shapes) -> first module called
+        self._twinned: set = set()  # sketches whose first module's kind is marked (a second one was called)
 
     def log_call(self, path: str) -> None:
         """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
@@ -644,7 +645,9 @@ class TraceReplay:
         first = self._sketches.setdefault(sketch, module)
         if first is module:
             return None
-        self._kinds.setdefault((module_key(first), inputs.key), None)
+        if sketch not in self._twinned:  # (once: the marker only decides whether a first call is recorded)
+            self._twinned.add(sketch)
+            self._kinds.setdefault((module_key(first), inputs.key), None)
         return module_key(module), inputs.key
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
