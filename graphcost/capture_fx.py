@@ -48,7 +48,8 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import CallMemo, Invocation, TraceReplay, invocations, pure_function, release_codes
+from .capture_memo import (CallMemo, Invocation, TraceReplay, invocations, parameter_shapes, pure_function,
+                           release_codes)
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -228,7 +229,7 @@ class CostInterpreter(fx.Interpreter):
         shapes: Dict[str, tuple] = {}  # per module path: an iterated block's calls share one walk
         for c in calls:
             if twins[kinds[c]] > 1 and c.path not in shapes:
-                shapes[c.path] = tuple(p.shape for p in self._submodule(c.path).parameters())
+                shapes[c.path] = parameter_shapes(self._submodule(c.path))
         sketches = {c: (kinds[c], shapes.get(c.path)) for c in calls}
         counts = Counter(sketches.values())
         kept = {name: [c for c in cs if counts[sketches[c]] > 1] for name, cs in found.items()}
@@ -596,7 +597,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
 
 def _all_meta(root: nn.Module) -> bool:
     """Whether every parameter and buffer of ``root`` is on the meta device (a model built for its shapes)."""
-    return all(t.is_meta for t in root.parameters()) and all(t.is_meta for t in root.buffers())
+    return all(t is None or t.is_meta for m in root.modules() for t in (*m._parameters.values(), *m._buffers.values()))
 
 
 def run_on_meta_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype) -> bool:

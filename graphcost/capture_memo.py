@@ -161,6 +161,12 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
     return key
 
 
+def parameter_shapes(module: nn.Module) -> tuple:
+    """The shapes of the parameters in ``module``'s subtree, holder by holder: a sketch of its state (equal module
+    keys imply equal sketches), read off the modules' own dicts (``parameters()``' deduplicating walk costs more)."""
+    return tuple(p.shape for m in module.modules() for p in m._parameters.values() if p is not None)
+
+
 def _global_hooks() -> bool:
     from torch.nn.modules import module as module_mod
 
@@ -641,7 +647,7 @@ class TraceReplay:
             self._types = Counter(map(type, known if known is not None else self.tracer.root.modules()))
         if self._types[type(module)] <= 1:
             return None
-        sketch = (type(module), inputs.key, tuple(p.shape for p in module.parameters()))
+        sketch = (type(module), inputs.key, parameter_shapes(module))
         first = self._sketches.setdefault(sketch, module)
         if first is module:
             return None
