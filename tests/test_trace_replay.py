@@ -171,3 +171,17 @@ def test_calls_of_other_instances_are_copied_when_no_parameter_is_read():
     assert copies.get("heads.2") == "heads.1" and copies.get("heads.3") == "heads.1"
     assert copies.get("heads.2.body") == "heads.1.body"
     assert not any(call.startswith("scaled") for call in copies)  # each reads its own parameter
+
+
+def test_the_first_module_of_a_sketch_is_keyed_once(monkeypatch):
+    """heads.0 is keyed when heads.1 (its first twin) is called, not again at heads.2's and heads.3's calls."""
+    import graphcost.capture_memo as capture_memo
+
+    keyed = []
+    real = capture_memo.module_key
+    monkeypatch.setattr(capture_memo, "module_key", lambda module, *a: keyed.append(module) or real(module, *a))
+    model = Twins()
+    _, _, _, copies = _symbolic_trace(model, (), {}, {"x"})
+    assert copies.get("heads.3") == "heads.1"  # the keys still find the twins
+    assert sum(m is model.heads[0] for m in keyed) == 1
+    assert all(sum(m is head for m in keyed) == 1 for head in model.heads[1:3])
