@@ -597,7 +597,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
 
 def _all_meta(root: nn.Module) -> bool:
     """Whether every parameter and buffer of ``root`` is on the meta device (a model built for its shapes)."""
-    return all(t is None or t.is_meta for m in root.modules() for t in (*m._parameters.values(), *m._buffers.values()))
+    return all(t.is_meta for m in root.modules() for t in _module_tensors(m))
 
 
 def run_on_meta_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype) -> bool:
@@ -607,26 +607,28 @@ def run_on_meta_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str
     same kernels give the same shapes, dtypes and aten calls. False where anything failed (a tensor made
     on the CPU inside ``forward`` meets a meta one, an op has no meta kernel, a value is read): the
     caller then runs a fresh interpreter on fake tensors, whose outcome and error messages are torch's."""
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {name: fake_input(value, dtype, torch.device("meta")) for name, value in bound.items()}
     try:
-        interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
-                     for p in placeholders))
+        _run_with_inputs(interp, graph, values)
     except Exception:  # noqa: BLE001 - the fake run decides, with torch's own message
         return False
     return True
+
+
+def _run_with_inputs(interp: CostInterpreter, graph: fx.Graph, values: Dict[str, Any]) -> None:
+    """``interp.run`` with each placeholder bound to its input in ``values``, else to its default (or None)."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None) for p in placeholders))
 
 
 def run_on_fake_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype,
                        device: torch.device, model_name: str, fake_mode: Optional[FakeTensorMode] = None) -> None:
     """Run ``interp`` over ``graph`` on fake inputs made from ``bound``; with ``fake_mode`` (an
     exported graph's), in that mode on the values its placeholders recorded."""
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     with FakeTensorMode(allow_non_fake_inputs=True) if fake_mode is None else fake_mode:
         values = {name: fake_input(value, dtype, device) for name, value in bound.items()} if fake_mode is None else {}
         try:
-            interp.run(*(values[p.target] if p.target in values else (p.args[0] if p.args else None)
-                         for p in placeholders))
+            _run_with_inputs(interp, graph, values)
         except UserError:
             raise
         except Exception as exc:
