@@ -18,9 +18,9 @@ from typing import Any, ContextManager, Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .collector import SharedSwitch, collector_paused
 from .errors import UserError, first_line
 from .inputs import InputSpec
-from .collector import SharedSwitch, collector_paused
 
 DEFAULT_INPUT = (1, 3, 224, 224)
 
