@@ -403,7 +403,26 @@ def _broadcast_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
     if kwargs or not all(isinstance(a, torch.Tensor) or isinstance(a, float) or (isinstance(a, int) and floating)
                          for a in args):
         return None  # type promotion or an ``out=``/``alpha=`` we do not model
-    return tuple(torch.broadcast_shapes(*(t.shape for t in tensors)))
+    return broadcast_shape(*(t.shape for t in tensors))
+
+
+def broadcast_shape(*shapes: Sequence[int]) -> Optional[tuple]:
+    """The shape ``shapes`` broadcast to (NumPy's rule, as ``torch.broadcast_shapes``), None where they do not
+    broadcast (the op then runs, and torch says why). Plain Python: torch's own checks each size with
+    ``torch._check``, whose first call imports sympy (a third of a second in a fresh sweep worker).
+
+    >>> broadcast_shape((2, 1, 4), (3, 1), ()), broadcast_shape((2,), (3,))
+    ((2, 3, 4), None)
+    """
+    ndim = max(map(len, shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, size in enumerate(shape, ndim - len(shape)):
+            if size != 1 and out[i] != size:
+                if out[i] != 1:
+                    return None
+                out[i] = size
+    return tuple(out)
 
 
 def _in_place_shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
@@ -675,10 +694,67 @@ def _recurrent_module(call: Call) -> OpCost:
     return OpCost(macs=steps * per_step, other_ops=directions * steps * m.num_layers * gates * m.hidden_size)
 
 
-@register_cost(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-               name="pool", kind="pool")
-@register_cost(F.max_pool1d, F.max_pool2d, F.max_pool3d, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
-               F.max_pool2d_with_indices, name="pool", kind="pool")
+#: the arguments of F.max_pool2d / F.avg_pool2d, in order (a module holds the same names as attributes)
+_MAX_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+
+def _pool_settings(m, args: Sequence[Any], kwargs, names: Tuple[str, ...]) -> Optional[Dict[str, Any]]:
+    """A 2-D pool call's arguments by name (a module's from its attributes), None where they are not plain."""
+    if m is not None:
+        return {"input": args[0], **{k: getattr(m, k) for k in names[1:]}} if len(args) == 1 and not kwargs else None
+    given = dict(zip(names, args))
+    if len(args) > len(names) or (set(kwargs) - set(names[len(args):])) or "kernel_size" not in {*given, *kwargs}:
+        return None
+    return {**given, **kwargs}
+
+
+def _pair(value, default) -> Optional[Tuple[int, int]]:
+    """``value`` as (height, width) the way torch's 2-D pools read it, None where it is not plain ints."""
+    if value is None or (isinstance(value, (tuple, list)) and len(value) == 0):
+        value = default
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2):
+        value = tuple(value) * (3 - len(value))
+    elif type(value) is int:
+        value = (value, value)
+    return value if isinstance(value, tuple) and len(value) == 2 and all(type(v) is int for v in value) else None
+
+
+def _pooled_size(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """One spatial size after pooling (torch's ``pooling_output_shape``: a window may start in the left
+    padding but not in the right one)."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    return out - 1 if ceil_mode and (out - 1) * stride >= size + pad else out
+
+
+def _pool2d_shape(names: Tuple[str, ...]):
+    """The shape rule of a 2-D max (``names``: :data:`_MAX_POOL_ARGS`) or average pool: the output shape of a
+    call torch certainly accepts (contiguous 3-D / 4-D input of non-zero sizes, positive kernel, stride and
+    dilation, padding at most half the kernel, an output of at least one element per side), else None."""
+    def shape(m, args: Sequence[Any], kwargs) -> Optional[tuple]:
+        given = _pool_settings(m, args, kwargs, names)
+        if given is None or given.get("return_indices") or given.get("divisor_override") is not None:
+            return None
+        x, kernel = given["input"], _pair(given["kernel_size"], None)
+        stride = _pair(given.get("stride"), kernel) if kernel else None
+        padding, dilation = _pair(given.get("padding", 0), None), _pair(given.get("dilation", 1), None)
+        if None in (kernel, stride, padding, dilation) or x.dim() not in (3, 4) or 0 in x.shape or \
+                not x.is_contiguous() or min(kernel + stride + dilation) < 1 or min(padding) < 0 or \
+                any(p > k // 2 for k, p in zip(kernel, padding)):  # (torch's bound, dilation or not)
+            return None
+        ceil_mode = bool(given.get("ceil_mode", False))
+        out = tuple(_pooled_size(n, *settings, ceil_mode)
+                    for n, settings in zip(x.shape[-2:], zip(kernel, padding, stride, dilation)))
+        return tuple(x.shape[:-2]) + out if min(out) >= 1 else None
+
+    return shape
+
+
+@register_cost(nn.MaxPool2d, F.max_pool2d, name="pool", kind="pool", shape=_pool2d_shape(_MAX_POOL_ARGS))
+@register_cost(nn.AvgPool2d, F.avg_pool2d, name="pool", kind="pool", shape=_pool2d_shape(_AVG_POOL_ARGS))
+@register_cost(nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool3d, name="pool", kind="pool")
+@register_cost(F.max_pool1d, F.max_pool3d, F.avg_pool1d, F.avg_pool3d, F.max_pool2d_with_indices, name="pool",
+               kind="pool")
 def _pool(call: Call) -> OpCost:
     m = call.module
     kernel = m.kernel_size if m is not None else call.arg(1, "kernel_size")

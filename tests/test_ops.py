@@ -54,6 +54,70 @@ def test_function_shape_rules_match_torch(fn, args, kwargs):
     assert rule_shape(info, None, args, kwargs) == tuple(fn(*args, **kwargs).shape)
 
 
+#: pool settings drawn over torch's edges: zero / negative sizes, padding past half the window, ceil mode
+POOL = dict(kernel=st.one_of(st.integers(0, 4), st.tuples(st.integers(1, 4), st.integers(1, 4))),
+            stride=st.one_of(st.none(), st.integers(0, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)), st.just(())),
+            pad=st.one_of(st.integers(-1, 3), st.tuples(st.integers(0, 2), st.integers(0, 2))),
+            dil=st.integers(0, 3), ceil=st.booleans(),
+            shape=st.one_of(st.tuples(st.integers(0, 2), st.integers(0, 3), st.integers(0, 9), st.integers(0, 9)),
+                            st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(1, 9)),
+                            st.tuples(st.integers(1, 9), st.integers(1, 9))),
+            channels_last=st.booleans(), functional=st.booleans())
+
+
+def _torch_verdict(run):
+    """torch's output shape on meta tensors, or None where torch refuses the call."""
+    try:
+        return tuple(run().shape)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(max_pool=st.booleans(), **POOL)
+def test_pool_shape_rules_accept_exactly_what_torch_accepts(max_pool, kernel, stride, pad, dil, ceil, shape,
+                                                            channels_last, functional):
+    """The 2-D pool rule gives torch's output shape, and never a shape for a call torch refuses (None there:
+    the op runs and torch says why). Non-contiguous and empty inputs are left to torch (its output's layout
+    follows the input's)."""
+    x = torch.empty(shape, device="meta")
+    if channels_last and x.dim() == 4:
+        x = x.to(memory_format=torch.channels_last)
+    settings_ = dict(kernel_size=kernel, stride=stride, padding=pad, ceil_mode=ceil)
+    if max_pool:
+        settings_["dilation"] = dil
+    fn, module_type = (F.max_pool2d, nn.MaxPool2d) if max_pool else (F.avg_pool2d, nn.AvgPool2d)
+    if functional:
+        info, module, args, kwargs = ops.lookup_function(fn), None, (x, kernel), {k: v for k, v in settings_.items()
+                                                                                   if k != "kernel_size"}
+        expected = _torch_verdict(lambda: fn(*args, **kwargs))
+    else:
+        try:
+            module = module_type(**settings_)
+        except (RuntimeError, ValueError, TypeError):
+            return
+        info, args, kwargs = ops.lookup_module(module), (x,), {}
+        expected = _torch_verdict(lambda: module(x))
+    got = rule_shape(info, module, args, kwargs)
+    assert got is None or got == expected
+    if expected is not None and x.is_contiguous() and x.dim() >= 3 and 0 not in x.shape:
+        assert got == expected  # every plain valid call takes the rule: the op is not dispatched
+
+
+def test_pool_rule_of_a_typical_call():
+    x = torch.zeros(2, 3, 17, 20)
+    m = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+    assert rule_shape(ops.lookup_module(m), m, (x,), {}) == tuple(m(x).shape) == (2, 3, 9, 11)
+    assert rule_shape(ops.lookup_function(F.avg_pool2d), None, (x, 2), {}) == (2, 3, 8, 10)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(shapes=st.lists(st.lists(st.integers(0, 3), max_size=4).map(tuple), min_size=1, max_size=3))
+def test_broadcast_shape_is_torchs(shapes):
+    expected = _torch_verdict(lambda: torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+    assert ops.broadcast_shape(*shapes) == expected
+
+
 def test_upsample_module_rule():
     m = nn.Upsample(scale_factor=8, mode="bilinear")
     x = torch.zeros(1, 3, 5, 6)

@@ -55,12 +55,13 @@ MAPPING_COLUMNS = ("arrays_used", "utilization") + PERF_COLUMNS + ("energy_j", "
 MAX_AXIS_VALUES = 10_000
 #: Grid points a sweep runs without an explicit ``max_points=None`` (``graphcost sweep --yes``).
 MAX_GRID_POINTS = 1_000_000
-#: What a point's first trace imports that this module has not (``torch._check`` in torch's meta kernels imports
-#: ``symbolic_shapes`` and with it sympy: a third of a second): imported before a local pool forks its workers,
-#: once for all of them (:meth:`graphcost.runtime.executor.LocalExecutor.preload`). Models are built on the meta
-#: device and costed on meta tensors, so no worker imports ``torch._dynamo`` (a second more) unless one needs
-#: the fake run.
-WORKER_IMPORTS = ("torch.fx.experimental.symbolic_shapes",)
+#: What a point's first trace imports that this module has not, imported before a local pool forks its workers,
+#: once for all of them (:meth:`graphcost.runtime.executor.LocalExecutor.preload`): nothing. Models are built on
+#: the meta device and costed on meta tensors, so no worker imports ``torch._dynamo`` (a second) unless one needs
+#: the fake run; and torch's ``symbolic_shapes`` with sympy (a third of a second, imported by the first
+#: ``torch._check`` of a meta kernel) is imported by a worker only where a point's op has no shape rule: preloaded,
+#: every sweep would wait for it before its first point, whether or not a worker needs it.
+WORKER_IMPORTS: Tuple[str, ...] = ()
 #: ``depthwise`` strategy of the optional crossbar columns (``graphcost.crossbar.DEPTHWISE_STRATEGIES[0]``).
 DEFAULT_DEPTHWISE = "dense"
 
