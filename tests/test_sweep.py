@@ -224,3 +224,19 @@ def test_row_columns_are_the_columns_every_ok_row_has():
     assert row["status"] == "ok"
     numbers = {k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)} | {"fits"}
     assert set(row_columns(result.spec)) == numbers
+
+
+def test_work_items_are_handed_out_largest_first_and_rows_stay_in_grid_order():
+    """The pool gets the points with the largest model values first (its last items are then its smallest, no
+    worker idles waiting for a big one); the rows come back in grid order, each with its own point."""
+    from graphcost.explore.sweep import architecture_tasks, point_task, resolve_spec
+
+    spec = resolve_spec(SweepSpec(model="itnet", grid=parse_grid(["N=1,4", "L=1,2", "hw.adc_bits=4,8"]),
+                                  fixed=(("K", 1),), input_shape=(1, 3, 32, 48), shared=True))
+    tasks = [point_task(spec, p) for p in spec.points()]
+    order = [dict(work.points[0])["N"] * dict(work.points[0])["L"]
+             for work, _ in architecture_tasks(tasks, range(len(tasks)))]
+    assert order == sorted(order, reverse=True) == [8, 4, 2, 1]
+    rows = run_sweep(spec).rows
+    assert [(r["N"], r["L"], r["hw.adc_bits"]) for r in rows] == \
+        [(dict(t.point)["N"], dict(t.point)["L"], dict(t.point)["hw.adc_bits"]) for t in tasks]

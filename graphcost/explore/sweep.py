@@ -439,13 +439,28 @@ class ArchitectureTask:
 
 
 def architecture_tasks(tasks: Sequence[PointTask], indices: Sequence[int]) -> List[Tuple[ArchitectureTask, List[int]]]:
-    """``tasks[i]`` for ``i`` in ``indices`` grouped by architecture (their model values), in first-seen order."""
+    """``tasks[i]`` for ``i`` in ``indices`` grouped by architecture (their model values), the likely largest
+    first (:func:`size_hint`; ties in first-seen order)."""
     groups: Dict[str, List[int]] = {}
     for i in indices:
         model_values = tuple((k, v) for k, v in tasks[i].point if not k.startswith(HW_PREFIX))
         groups.setdefault(repr(model_values), []).append(i)
+    ordered = sorted(groups.values(), key=lambda members: -size_hint(tasks[members[0]].point))
     return [(ArchitectureTask(tasks[members[0]].spec, tuple(tasks[i].point for i in members)), members)
-            for members in groups.values()]
+            for members in ordered]
+
+
+def size_hint(point: Sequence[Tuple[str, Any]]) -> float:
+    """The product of a point's positive numeric model values: a guess at its relative work (a sweep's depths,
+    iterations and widths grow its model), for the order work items are handed out in. Largest first, a pool's
+    last items are its smallest, and no worker waits long for the last one (the 60-point ItNet grid ends with
+    N=16, its slowest points). The order changes no row: results are kept by grid index.
+
+    >>> size_hint((("N", 16), ("L", 2), ("shared", True), ("hw.adc_bits", 8))), size_hint((("act", "relu"),))
+    (32.0, 1.0)
+    """
+    numbers = [v for k, v in point if not k.startswith(HW_PREFIX) and type(v) in (int, float) and v > 0]
+    return float(math.prod(numbers))
 
 
 def evaluate_architecture(task: ArchitectureTask) -> List[Dict[str, Any]]:
