@@ -48,7 +48,7 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import (CallMemo, Invocation, TraceReplay, invocations, parameter_shapes, pure_function,
+from .capture_memo import (CallMemo, Invocation, ParameterShapes, TraceReplay, invocations, pure_function,
                            release_codes)
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
@@ -226,10 +226,11 @@ class CostInterpreter(fx.Interpreter):
         calls = [c for cs in found.values() for c in cs]
         kinds = {c: (type(self._submodule(c.path)), len(c.nodes)) for c in calls}
         twins = Counter(kinds.values())
-        shapes: Dict[str, tuple] = {}  # per module path: an iterated block's calls share one walk
+        shapes: Dict[str, tuple] = {}  # per module path: an iterated block's calls share one sketch
+        sketch = ParameterShapes()
         for c in calls:
             if twins[kinds[c]] > 1 and c.path not in shapes:
-                shapes[c.path] = parameter_shapes(self._submodule(c.path))
+                shapes[c.path] = sketch(self._submodule(c.path))
         sketches = {c: (kinds[c], shapes.get(c.path)) for c in calls}
         counts = Counter(sketches.values())
         kept = {name: [c for c in cs if counts[sketches[c]] > 1] for name, cs in found.items()}

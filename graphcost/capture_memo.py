@@ -161,10 +161,27 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
     return key
 
 
-def parameter_shapes(module: nn.Module) -> tuple:
-    """The shapes of the parameters in ``module``'s subtree, holder by holder: a sketch of its state (equal module
-    keys imply equal sketches), read off the modules' own dicts (``parameters()``' deduplicating walk costs more)."""
-    return tuple(p.shape for m in module.modules() for p in m._parameters.values() if p is not None)
+class ParameterShapes:
+    """``shapes(module)``: the shapes of the parameters in ``module``'s subtree, holder by holder, children in
+    order (a module held twice counted twice, as its key keys it twice): a sketch of its state, equal module
+    keys imply equal sketches. Read off the modules' own dicts, and each subtree's made once from its children's
+    (a model's blocks and their layers are sketched alike: one walk, not one per level). Only ever a filter in
+    front of a full key, so a sketch gone stale (a parameter replaced after it was taken) costs a replay, never
+    an answer."""
+
+    def __init__(self) -> None:
+        self._known: Dict[int, Tuple[tuple, nn.Module]] = {}  # id -> (sketch, the module: its id stays its own)
+
+    def __call__(self, module: nn.Module) -> tuple:
+        found = self._known.get(id(module))
+        if found is not None:
+            return found[0]
+        sketch = tuple(p.shape for p in module._parameters.values() if p is not None)
+        for child in module._modules.values():
+            if child is not None:
+                sketch += self(child)
+        self._known[id(module)] = (sketch, module)
+        return sketch
 
 
 def _global_hooks() -> bool:
@@ -595,6 +612,7 @@ class TraceReplay:
         self._types: Optional[Counter] = None  # instances of each module type in the model
         self._sketches: Dict[Hashable, nn.Module] = {}  # (type, inputs, parameter shapes) -> first module called
         self._twinned: set = set()  # sketches whose first module's kind is marked (a second one was called)
+        self._parameter_shapes = ParameterShapes()
 
     def log_call(self, path: str) -> None:
         """fx is about to call the module at ``path`` (a leaf's node or a forward)."""
@@ -647,7 +665,7 @@ class TraceReplay:
             self._types = Counter(map(type, known if known is not None else self.tracer.root.modules()))
         if self._types[type(module)] <= 1:
             return None
-        sketch = (type(module), inputs.key, parameter_shapes(module))
+        sketch = (type(module), inputs.key, self._parameter_shapes(module))
         first = self._sketches.setdefault(sketch, module)
         if first is module:
             return None

@@ -228,12 +228,17 @@ def _is_leaf_model(model: nn.Module, custom: Dict) -> bool:
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
+    """``model`` in eval mode inside the block; afterwards each module in the mode it was in. A model already in
+    eval mode is left alone: ``eval()`` and ``train()`` walk every module through ``nn.Module.__setattr__``
+    (4% of analysing an independent ItNet)."""
+    training = [m for m in model.modules() if m.training]
+    if training:
+        model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        for m in training:
+            m.training = True
 
 
 def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec], dtype: torch.dtype) -> Trace:

@@ -94,6 +94,24 @@ def test_trace_leaves_training_mode_untouched():
     assert m.training
 
 
+def test_trace_runs_in_eval_mode_and_restores_each_modules_own_mode():
+    """A model in training with one submodule frozen in eval (a fine-tuning set-up) comes back exactly so; the
+    trace itself sees eval mode (dropout and batch norm as at inference)."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(self.training)
+            return x
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Sequential(Probe())).train()
+    m[1].eval()
+    before = [sub.training for sub in m.modules()]
+    graphcost.trace(m, (1, 3, 8, 8))
+    assert [sub.training for sub in m.modules()] == before == [True, True, False, True, True]
+    assert seen and not any(seen)
+
+
 def test_bad_input_shape():
     with pytest.raises(UserError):
         graphcost.trace(LoopNet(1), (1, 3, 0, 16))
