@@ -537,6 +537,60 @@ def _restore_initialisers(originals: tuple) -> None:
 _NO_INIT = SharedSwitch(_patch_initialisers, _restore_initialisers)
 
 
+#: value types ``nn.Module.__setattr__`` stores as a plain attribute unless the name is one of the module's
+#: parameters, children or buffers (exact types: a subclass, a Parameter, a Buffer or a Module takes torch's path)
+_PLAIN_VALUES = frozenset({int, float, bool, str, type(None), tuple, list, dict, torch.dtype, torch.device})
+
+
+def _direct_setattr(original):
+    """``nn.Module.__setattr__`` (``original``), but a plain value assigned to a name the module does not hold as
+    a parameter, child or buffer is stored at once: where torch's method ends for it, after ``isinstance``
+    checks against ``Parameter``, ``Module`` and ``Buffer``, whose Python-level instance checks are a
+    sixth of building a model (constructors assign every hyper-parameter)."""
+    def __setattr__(self, name: str, value) -> None:
+        if type(value) in _PLAIN_VALUES:
+            owned = self.__dict__
+            params, modules, buffers = owned.get("_parameters"), owned.get("_modules"), owned.get("_buffers")
+            if (params is None or name not in params) and (modules is None or name not in modules) and \
+                    (buffers is None or name not in buffers):
+                object.__setattr__(self, name, value)
+                return
+        original(self, name, value)
+
+    return __setattr__
+
+
+def _patch_setattr():
+    original = nn.Module.__dict__["__setattr__"]
+    nn.Module.__setattr__ = _direct_setattr(original)
+    return original
+
+
+def _restore_setattr(original) -> None:
+    nn.Module.__setattr__ = original
+
+
+#: :func:`direct_attributes`' switch: the first block to open patches, the last to close restores.
+_DIRECT_ATTRIBUTES = SharedSwitch(_patch_setattr, _restore_setattr)
+
+
+def direct_attributes() -> ContextManager[None]:
+    """Inside the block, ``nn.Module.__setattr__`` stores a plain value (a number, string, tuple, dtype, ...)
+    under a name that is not a parameter, child or buffer of the module directly, as torch's own method would
+    after its checks; every other assignment takes torch's method. Restored as the block ends, exception or
+    not. Blocks may nest and overlap in threads (:class:`SharedSwitch`); patching costs a fraction of a
+    millisecond (every subclass's slot is updated), so work that builds many models (a sweep's work item)
+    opens one block around them all.
+
+    >>> with direct_attributes():
+    ...     conv = nn.Conv2d(3, 8, 3, device="meta")
+    ...     conv.bias = None  # a parameter's name: torch's path
+    >>> conv.stride, conv.bias, "bias" in conv._parameters, nn.Module.__setattr__.__qualname__
+    ((1, 1), None, True, 'Module.__setattr__')
+    """
+    return _DIRECT_ATTRIBUTES()
+
+
 def build_for_shapes(spec: ModelSpec) -> BuiltModel:
     """:func:`build` on the meta device: parameters have shapes but no storage, so a huge width costs nothing.
 
@@ -551,7 +605,7 @@ def build_for_shapes(spec: ModelSpec) -> BuiltModel:
 def _build_on_meta(spec: ModelSpec) -> BuiltModel:
     """:func:`build` on the meta device, inside :func:`no_init`; a normal build where that fails."""
     try:
-        with torch.device("meta"), no_init():
+        with torch.device("meta"), no_init(), direct_attributes():
             return build(spec)
     except BuildFailed:  # the factory raised on the meta device: it may need real tensors
         return build(spec)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from graphcost.explore import SweepSpec, parse_grid, run_sweep
-from graphcost.resolve import ModelSpec, build, build_for_shapes, no_init
+from graphcost.resolve import ModelSpec, build, build_for_shapes, direct_attributes, no_init
 
 SPECS = [
     ModelSpec(name="itnet", dataset="camvid", params={"N": 3, "L": 2, "K": 2, "f": 13}, shared=True),
@@ -140,3 +140,49 @@ def test_nested_and_overlapping_blocks_restore_the_originals_once_the_last_close
     for thread in threads:
         thread.join()
     assert _patchable() == before
+
+
+def _state(module: nn.Module):
+    """Every module's attributes in order: plain values as they are, tensors by layout, submodules by type, and
+    the order of its parameters, buffers and children."""
+    def value(v):
+        if isinstance(v, torch.Tensor):
+            return ("tensor", type(v).__name__, tuple(v.shape), v.dtype, v.device.type, v.requires_grad)
+        if isinstance(v, nn.Module):
+            return ("module", type(v).__name__)
+        if isinstance(v, dict):
+            return ("dict", [(k, value(x)) for k, x in v.items()])
+        if isinstance(v, set):
+            return ("set", sorted(map(repr, v)))
+        if callable(v) and not isinstance(v, type):
+            return ("callable", getattr(v, "__qualname__", repr(type(v))))
+        return v
+    return [(name, type(m).__name__, [(k, value(v)) for k, v in vars(m).items()]) for name, m in module.named_modules()]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.name}-{s.shared}")
+def test_direct_attributes_build_the_same_modules_attribute_for_attribute(spec):
+    """``direct_attributes`` (inside every ``build_for_shapes``) stores what torch's ``__setattr__`` would, in
+    the same order: every module's attributes, parameters, buffers and children equal a build without it."""
+    with torch.device("meta"), no_init():
+        plain = build(spec).module
+    assert nn.Module.__setattr__.__module__ == "torch.nn.modules.module"  # restored after every block
+    fast = build_for_shapes(spec).module
+    assert _state(fast) == _state(plain)
+
+
+def test_direct_attributes_leave_parameters_children_and_buffers_to_torch():
+    with direct_attributes():
+        conv = nn.Conv2d(3, 8, 3, device="meta")
+        conv.bias = None  # a parameter's name: registered as an absent parameter
+        conv.stride = (2, 2)  # a plain attribute
+        conv.extra = nn.ReLU()  # a module: a child
+        conv.register_buffer("scale", torch.ones(1))
+        conv.scale = None  # a buffer's name: still a buffer
+        with pytest.raises(TypeError, match="cannot assign"):
+            conv.weight = 3  # torch's own refusal
+        with pytest.raises(TypeError, match="cannot assign"):
+            conv.extra = (1, 2)
+    assert "bias" in conv._parameters and conv.bias is None and "bias" not in vars(conv)
+    assert conv.stride == (2, 2) and "extra" in conv._modules and "scale" in conv._buffers and conv.scale is None
+    assert nn.Module.__setattr__.__module__ == "torch.nn.modules.module"

@@ -38,7 +38,7 @@ import pandas as pd
 from graphcost.analysis import analyze_trace
 from graphcost.errors import UserError
 from graphcost.models import dataset_preset, model_entry
-from graphcost.resolve import ModelSpec, build_for_shapes, parse_literal
+from graphcost.resolve import ModelSpec, build_for_shapes, direct_attributes, parse_literal
 from graphcost.runtime.store import cached_map, result_key
 from graphcost.tracing import trace
 
@@ -396,7 +396,8 @@ def _architecture_row(task: PointTask, probe: "_Probe") -> Tuple[Dict[str, Any],
     spec = task.spec
     row: Dict[str, Any] = dict(task.point)
     try:
-        t = _search(task, probe, row) if spec.macs_budget is not None else probe.trace()
+        with direct_attributes():  # one patch for the search's builds (each would patch and restore its own)
+            t = _search(task, probe, row) if spec.macs_budget is not None else probe.trace()
         if t is not None:
             row.update(_cost_columns(analyze_trace(t, name=spec.model, bytes_per_element=spec.bytes_per_element)))
     except (UserError, InvalidWidth) as exc:
