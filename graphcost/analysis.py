@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from torch import fx, nn
+from torch import nn
 
 from . import ops, passes
 from .aten_costs import Uncounted
@@ -254,26 +254,10 @@ def analyze(model: nn.Module, inputs: Any = (1, 3, 224, 224), *, name: Optional[
     """
     if bytes_per_element is not None and bytes_per_element <= 0:
         raise UserError(f"bytes per element must be positive, got {bytes_per_element}")
-    with collector_paused():  # what the analysis leaves behind dies by reference counting (_discard)
+    with collector_paused():  # what the analysis leaves behind dies by reference counting (Trace.release)
         t = trace_model(model, inputs, leaf_modules=leaf_modules, custom_costs=custom_costs, tracer=tracer,
                         memoise=memoise)
         analysis = analyze_trace(t, name=name, bytes_per_element=bytes_per_element, all_layers=all_layers)
-        _discard(t.graph)
+        t.release()
         del t  # before the collector resumes (and runs at once): the trace is most of what it would traverse
     return analysis
-
-
-def _discard(graph: fx.Graph) -> None:
-    """Unlink the nodes of an fx graph nobody will read again (the trace ``analyze`` made): each names its
-    neighbours, its users and its graph, cycles that only a collector pass would free (ItNet's thousand nodes:
-    some 3 ms of collector time, under 1 ms to unlink). ``object.__setattr__``: fx's own keeps a lookup table
-    current, work for nothing here."""
-    root = getattr(graph, "_root", None)  # fx's sentinel of its node list (private: the collector frees it without)
-    if root is None:
-        return
-    put = object.__setattr__
-    for node in (root, *graph.nodes):
-        put(node, "_prev", None)
-        put(node, "_next", None)
-        put(node, "users", {})
-        put(node, "graph", None)

@@ -331,3 +331,19 @@ def _parameter_groups(records: Dict[str, CallRecord]) -> List[List[str]]:
         top = parent[name]
         groups.setdefault(top if parent[top] == top else root(top), []).append(name)
     return list(groups.values())
+
+
+def release(graph: fx.Graph) -> None:
+    """Unlink the nodes of an fx graph nobody will read again: each names its neighbours, its users and its
+    graph, cycles that only a collector pass would free (ItNet's thousand nodes: some 3 ms of collector time,
+    under 1 ms to unlink). The graph is unusable afterwards. ``object.__setattr__``: fx's own keeps a lookup
+    table current, work for nothing here."""
+    root = getattr(graph, "_root", None)  # fx's sentinel of its node list (private: the collector frees it without)
+    if root is None:
+        return
+    put = object.__setattr__
+    for node in (root, *graph.nodes):
+        put(node, "_prev", None)
+        put(node, "_next", None)
+        put(node, "users", {})
+        put(node, "graph", None)

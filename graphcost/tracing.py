@@ -38,7 +38,7 @@ from .capture_export import ExportFailed, export_capture
 from .capture_fx import FxUntraceable, LeafTracer, Single, fx_capture
 from .collector import collector_paused
 from .errors import UserError, quiet_torch_logs
-from .graphs import build_dag, build_loop_graph, get_attr
+from .graphs import build_dag, build_loop_graph, get_attr, release
 from .inputs import InputSpec, bind_inputs, described, split_inputs
 from .schema import RECORD, CallRecord, Captured, LayerRecord
 
@@ -89,6 +89,12 @@ class Trace:
     output_names: List[str] = field(default_factory=list)
     #: the capture path that ran: ``fx``, ``dispatch``, ``export`` or ``eager`` (costs for these input values)
     capture: str = ""
+
+    def release(self) -> None:
+        """Free this trace's fx graph now (:func:`graphcost.graphs.release`), not at the cycle collector's next
+        pass: for code that made the trace and will not read its ``graph`` again (the DAG, loop graph and
+        records stay readable). ``analyze`` does it with the trace it made; a sweep with every trace it drops."""
+        release(self.graph)
 
     def named_outputs(self) -> List[Tuple[str, str]]:
         """``(dag node, name)`` of every output in the order ``forward`` returns them; the name is the dict key,

@@ -50,3 +50,29 @@ def test_a_kept_trace_is_whole_after_analyses_and_analyzes_as_analyze_does():
     x = torch.randn(SHAPE)
     assert torch.equal(kept.graph_module(x), model(x))
     assert kept.loop_graph.number_of_nodes() == fresh.loop_nodes and kept.dag.number_of_nodes() == fresh.dag_nodes
+
+
+def test_a_released_trace_leaves_no_graph_to_the_collector_and_still_analyses():
+    """``Trace.release`` (what a sweep does with every trace it drops): the fx graph goes by reference counts,
+    the DAG, loop graph and records stay, and analyse to what a whole trace gives."""
+    model = LoopNet(3).eval()
+    fresh = graphcost.analyze(model, SHAPE)
+    graphcost.trace(model, SHAPE).release()  # warm
+
+    def run():
+        t = graphcost.trace(model, SHAPE)
+        t.release()
+        assert graphcost.analyze_trace(t).to_dict() == fresh.to_dict()
+
+    kinds = {type(o) for o in cyclic_garbage(run)}
+    assert not kinds & {fx.Node, fx.Graph}, kinds
+
+
+def test_the_sweep_leaves_no_graph_to_the_collector():
+    from graphcost.explore import SweepSpec, parse_grid, run_sweep
+
+    spec = SweepSpec(model="itnet", grid=parse_grid(["N=1,2"]), fixed=(("L", 1), ("K", 1)), input_shape=(1, 3, 32, 48),
+                     shared=False, macs_budget=5e6)
+    run_sweep(spec)
+    kinds = {type(o) for o in cyclic_garbage(lambda: run_sweep(spec))}
+    assert not kinds & {fx.Node, fx.Graph}, kinds

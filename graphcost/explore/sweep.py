@@ -333,10 +333,14 @@ class _Probe:
         except UserError as exc:
             raise InvalidWidth(str(exc)) from None
         value = last_output_macs(t)
-        if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
-            self.kept = {width: t}  # keep one trace: the widest within budget so far
         if self.scaling is None:
             self.scaling, self.scaled_width = ChannelScaling(t), width
+        if value <= float(self.task.spec.macs_budget) and all(width > kept for kept in self.kept):
+            for dropped in self.kept.values():
+                dropped.release()
+            self.kept = {width: t}  # keep one trace: the widest within budget so far
+        else:
+            t.release()
         return value
 
     def estimate(self, width: int) -> Optional[int]:
@@ -488,6 +492,8 @@ def evaluate_architecture(task: ArchitectureTask) -> List[Dict[str, Any]]:
         row.update(analyses=analyses, seconds=round(now - start_time, 4))
         rows.append(row)
         start_time, analyses = now, 0
+    if t is not None:
+        t.release()
     return rows
 
 
