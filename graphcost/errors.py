@@ -2,9 +2,10 @@
 
 The CLI prints a :class:`UserError`'s message as one stderr line and exits with 2.
 """
-import contextlib
 import logging
-from typing import Iterable, Optional
+from typing import ContextManager, Iterable, Optional
+
+from .collector import SharedSwitch
 
 
 class UserError(Exception):
@@ -17,18 +18,38 @@ TORCH_CAPTURE_LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental
                          "torch._dynamo", "torch.export", "torch._export")
 
 
-@contextlib.contextmanager
-def quiet_torch_logs():
-    """Silence torch's own logging of failures while a model is captured, then restore it."""
+def _silence() -> list:
     loggers = [logging.getLogger(name) for name in TORCH_CAPTURE_LOGGERS]
-    levels = [logger.level for logger in loggers]
+    levels = [(logger, logger.level) for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    return levels
+
+
+def _restore(levels: list) -> None:
+    for logger, level in levels:
+        logger.setLevel(level)
+
+
+#: :func:`quiet_torch_logs`' switch: the first block to open silences, the last to close restores
+_QUIET = SharedSwitch(_silence, _restore)
+
+
+def quiet_torch_logs() -> ContextManager[None]:
+    """Silence torch's own logging of failures while a model is captured, then restore it. Blocks may nest and
+    overlap (threads too): the first silences, the last restores, so work that captures many times (a sweep's
+    search) opens one block around all (each ``setLevel`` clears every logger's cache, torch has hundreds).
+
+    >>> logger = logging.getLogger("torch._dynamo")
+    >>> before = logger.level
+    >>> with quiet_torch_logs():
+    ...     with quiet_torch_logs():
+    ...         inside = logger.level
+    ...     still = logger.level
+    >>> inside == still == logging.CRITICAL, logger.level == before
+    (True, True)
+    """
+    return _QUIET()
 
 
 def first_line(exc: BaseException, empty: Optional[str] = None) -> str:

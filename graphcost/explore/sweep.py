@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import pandas as pd
 
 from graphcost.analysis import analyze_trace
-from graphcost.errors import UserError
+from graphcost.errors import UserError, quiet_torch_logs
 from graphcost.models import dataset_preset, model_entry
 from graphcost.resolve import ModelSpec, build_for_shapes, direct_attributes, parse_literal
 from graphcost.runtime.store import cached_map, result_key
@@ -400,7 +400,7 @@ def _architecture_row(task: PointTask, probe: "_Probe") -> Tuple[Dict[str, Any],
     spec = task.spec
     row: Dict[str, Any] = dict(task.point)
     try:
-        with direct_attributes():  # one patch for the search's builds (each would patch and restore its own)
+        with direct_attributes(), quiet_torch_logs():  # once for the search's builds and traces, not per each
             t = _search(task, probe, row) if spec.macs_budget is not None else probe.trace()
         if t is not None:
             row.update(_cost_columns(analyze_trace(t, name=spec.model, bytes_per_element=spec.bytes_per_element)))

@@ -43,9 +43,14 @@ def _channel_pair(module) -> Optional[int]:
     return None
 
 
-def _layer_paths(modules: Mapping[str, nn.Module]) -> frozenset:
-    """Paths of the conv and linear layers among ``modules`` (``named_modules`` as a dict)."""
-    return frozenset(path for path, module in modules.items() if _channel_pair(module) is not None)
+def _layer_pairs(module: nn.Module) -> Dict[str, int]:
+    """The channel pair of every conv and linear layer of ``module``, by path (one walk of its modules)."""
+    pairs = {}
+    for path, layer in module.named_modules():
+        pair = _channel_pair(layer)
+        if pair is not None:
+            pairs[path] = pair
+    return pairs
 
 
 class ChannelScaling:
@@ -71,33 +76,27 @@ class ChannelScaling:
         self.total: Optional[int] = None  # the traced model's own last-output MACs (the estimate at its width)
         if t.root is not t.module:
             return
-        modules = dict(t.module.named_modules())
-        self.layers = _layer_paths(modules)
+        pairs = _layer_pairs(t.module)
+        self.layers = frozenset(pairs)
         calls = []
         for name in needed_calls(t, t.outputs[-1]):
             record = t.cost_record(name)  # the captured record: no loop graph for a probe
             if not record.macs:
                 continue
-            pair = _channel_pair(modules.get(record.target)) if record.calls_module else None
+            pair = pairs.get(record.target) if record.calls_module else None
             if pair is None or record.macs % pair:
                 return
             calls.append((record.target, record.macs // pair))
         self.calls = calls
-        self.total = sum(per_pair * _channel_pair(modules[path]) for path, per_pair in calls)
+        self.total = sum(per_pair * pairs[path] for path, per_pair in calls)
 
     def __call__(self, module) -> Optional[int]:
         if self.calls is None:
             return None
-        modules = dict(module.named_modules())
-        if _layer_paths(modules) != self.layers:  # layers added or dropped at this width: other calls
+        pairs = _layer_pairs(module)
+        if pairs.keys() != self.layers:  # layers added or dropped at this width: other calls
             return None
-        total = 0
-        for path, per_pair in self.calls:
-            pair = _channel_pair(modules.get(path))
-            if pair is None:
-                return None
-            total += per_pair * pair
-        return total
+        return sum(per_pair * pairs[path] for path, per_pair in self.calls)
 
 
 def _power_law(known: Mapping[int, int], budget: float) -> Optional[int]:
