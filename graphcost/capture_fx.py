@@ -48,8 +48,8 @@ from torch.utils._pytree import tree_map_only
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
 from .capture_dispatch import meta_state
-from .capture_memo import (CallMemo, Invocation, ParameterShapes, TraceReplay, invocations, pure_function,
-                           release_codes)
+from .capture_memo import (CallMemo, Invocation, ModuleKeys, ParameterShapes, TraceReplay, invocations,
+                           pure_function, release_codes)
 from .errors import UserError, first_line, shape_text
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
@@ -63,11 +63,11 @@ _PLAIN_ARGS = frozenset({int, float, bool, str, type(None)})
 class LeafTracer(fx.Tracer):
     """fx tracer that remembers which submodule was being traced when tracing failed."""
 
-    def __init__(self, leaves: Set[str], custom: Dict, memoise: bool = False):
+    def __init__(self, leaves: Set[str], custom: Dict, memoise: bool = False, keys: Optional[ModuleKeys] = None):
         super().__init__()
         self.leaves = leaves
         self.custom = custom
-        self.replay = TraceReplay(self) if memoise else None  # repeated module calls copied, not traced again
+        self.replay = TraceReplay(self, keys) if memoise else None  # repeated module calls copied, not traced again
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # a module type with its own formula is costed whole, not traced into
@@ -129,14 +129,16 @@ class Single(nn.Module):
 
 
 def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str],
-                    memoise: bool = True) -> Tuple[nn.Module, fx.Graph, List[str], Dict[str, str]]:
+                    memoise: bool = True, keys: Optional[ModuleKeys] = None
+                    ) -> Tuple[nn.Module, fx.Graph, List[str], Dict[str, str]]:
     """The traced graph, its root, the submodules kept opaque because fx could not trace them, and which
-    module calls were copied from an equal earlier call (:class:`~graphcost.capture_memo.TraceReplay`)."""
+    module calls were copied from an equal earlier call (:class:`~graphcost.capture_memo.TraceReplay`, its
+    module keys kept in ``keys``)."""
     leaves = set(leaf_modules)
     opaque: List[str] = []
     defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
     while True:
-        tracer = LeafTracer(leaves, custom, memoise)
+        tracer = LeafTracer(leaves, custom, memoise, keys)
         try:
             graph = tracer.trace(model, concrete_args=defaults or None)
         except Exception as exc:  # fx raises many types; we only need to know where
@@ -195,12 +197,12 @@ class CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
-                 copies: Optional[Dict[str, str]] = None):
+                 copies: Optional[Dict[str, str]] = None, keys: Optional[ModuleKeys] = None):
         # values kept to the end: fake tensors hold no data, and fx's last-use bookkeeping (a pass over the graph,
         # a lookup per node) cost more than keeping them
         super().__init__(root, garbage_collect_values=False, graph=graph)
         self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
-        self.memo = CallMemo() if memoise else None  # provably identical calls costed once
+        self.memo = CallMemo(keys) if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
         self.custom = custom
@@ -584,9 +586,11 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
         If a layer cannot run on its inputs (one line naming it).
     """
     custom = custom or {}
-    root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise)
+    keys = ModuleKeys()  # taken while tracing, given back to the run's memo where they still hold
+    root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise,
+                                                  keys=keys)
     model = root_module.model if isinstance(root_module, Single) else root_module
-    interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies)
+    interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies, keys)
     interp = interpreter()
     on_meta = device.type == "meta" and _all_meta(root)
     if not (on_meta and run_on_meta_inputs(interp, graph, bound, dtype)):

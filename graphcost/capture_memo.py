@@ -127,38 +127,91 @@ def _tensor_key(t: torch.Tensor, own: bool = False) -> Hashable:
     return meta
 
 
-def module_key(module: nn.Module, known: Optional[Dict[int, Hashable]] = None) -> Hashable:
+def module_key(module: nn.Module, known: Optional[Dict[int, Hashable]] = None,
+               taken: Optional["ModuleKeys"] = None) -> Hashable:
     """A module's type, attributes, tensor metadata and children's keys (:class:`_Unkeyable` when a hook
     anywhere in it, or an attribute of another type, could make two calls differ). ``known``: keys of
-    modules no code has run in since they were taken (:meth:`CallMemo.code_ran` forgets them)."""
+    modules no code has run in since they were taken (:meth:`CallMemo.code_ran` forgets them); ``taken``:
+    keys taken earlier in the capture, each given back only where :class:`ModuleKeys` finds its module as it was."""
     if _global_hooks():
         raise _Unkeyable("a global module hook")
-    return _module_key(module, {} if known is None else known)
+    return _module_key(module, {} if known is None else known, taken)
 
 
-def _module_key(module: nn.Module, known: Dict[int, Hashable]) -> Hashable:
+def _module_key(module: nn.Module, known: Dict[int, Hashable], taken: Optional["ModuleKeys"] = None) -> Hashable:
     found = known.get(id(module))
+    if found is None and taken is not None:
+        found = taken.still(module, known)
     if found is not None:
         return found
     state = []
     attributes = vars(module)
     if any(map(attributes.get, _HOOK_DICTS)):
         raise _Unkeyable("a module with hooks")
+    immutable = True
     for name, value in attributes.items():
         if name in _SKIPPED:  # containers (keyed below) and nn.Module's own hook dicts (empty: checked above)
             continue
         if "hook" in name and isinstance(value, dict):
             if value:
                 raise _Unkeyable("a module with hooks")
+            immutable = False  # (a dict: it may fill)
             continue
         kind = type(value)
-        state.append((name, kind, value) if kind in _PLAIN else (name, freeze(value)))  # (plain: spared a call)
-    tensors = tuple((name, None if t is None else _tensor_key(t, own=True))
-                    for name, t in (*module._parameters.items(), *module._buffers.items()))
-    children = tuple((name, None if child is None else _module_key(child, known))
-                     for name, child in module._modules.items())
-    key = known[id(module)] = (type(module), tuple(state), tensors, children)
+        if kind in _PLAIN:
+            state.append((name, kind, value))  # (plain: spared a call)
+        else:
+            state.append((name, freeze(value)))
+            immutable = immutable and _immutable(value)
+    key = known[id(module)] = (type(module), tuple(state), _own_tensor_keys(module),
+                               tuple((name, None if child is None else _module_key(child, known, taken))
+                                     for name, child in module._modules.items()))
+    if taken is not None and immutable:
+        taken.keep(module, key)
     return key
+
+
+def _own_tensor_keys(module: nn.Module) -> tuple:
+    return tuple((name, None if t is None else _tensor_key(t, own=True))
+                 for name, t in (*module._parameters.items(), *module._buffers.items()))
+
+
+class ModuleKeys:
+    """The module keys taken during one capture (fx tracing and the run after it), each given back where its
+    module still holds the very attribute objects it was keyed from (every one immutable: numbers, strings,
+    tuples of them), no hook, equal tensor metadata and children whose own keys are given back unchanged.
+    Checking that is a fraction of keying afresh (an iterated block of 73 modules: keyed in ~0.9 ms), and
+    an independent ItNet's blocks are keyed at trace time (:class:`TraceReplay`) and again by the run's memo.
+    A module with a mutable attribute (a list, a dict) is keyed afresh every time."""
+
+    def __init__(self) -> None:
+        self._taken: Dict[int, Tuple[nn.Module, tuple, tuple, Hashable]] = {}  # id -> (module, names, values, key)
+
+    def keep(self, module: nn.Module, key: Hashable) -> None:
+        attributes = vars(module)
+        self._taken[id(module)] = (module, tuple(attributes), tuple(attributes.values()), key)
+
+    def still(self, module: nn.Module, known: Dict[int, Hashable]) -> Optional[Hashable]:
+        """``module``'s key as taken before, if it holds now (then also in ``known``), else None."""
+        entry = self._taken.get(id(module))
+        if entry is None or entry[0] is not module:
+            return None
+        _, names, values, key = entry
+        attributes = vars(module)
+        if len(attributes) != len(values) or not all(map(operator.is_, attributes.values(), values)) or \
+                tuple(attributes) != names or any(map(attributes.get, _HOOK_DICTS)):
+            return None
+        if _own_tensor_keys(module) != key[2]:
+            return None
+        children = key[3]
+        if len(module._modules) != len(children):
+            return None
+        for (name, child), (was_name, was_key) in zip(module._modules.items(), children):
+            if name != was_name or (child is None) != (was_key is None) or \
+                    (child is not None and _module_key(child, known, self) is not was_key):
+                return None
+        known[id(module)] = key
+        return key
 
 
 class ParameterShapes:
@@ -200,10 +253,11 @@ def pure_function(fn) -> bool:
 class CallMemo:
     """Outcomes of the calls of one capture, by key; outputs replayed as fresh fake (or meta) tensors."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: Optional[ModuleKeys] = None) -> None:
         self._outcomes: Dict[Hashable, Tuple[Any, Any]] = {}
         self._mode: Optional[FakeTensorMode] = None
         self._module_keys: Dict[int, Hashable] = {}  # modules' keys while no code that could change them runs
+        self.keys = keys if keys is not None else ModuleKeys()  # the capture's keys, given back where they hold
         self.hits = 0
 
     def code_ran(self) -> None:
@@ -214,7 +268,7 @@ class CallMemo:
         """The key of a call (``op``: an fx node op; ``target``: the module, function or method name), or None."""
         try:
             if op == "call_module":
-                what = module_key(target, self._module_keys)
+                what = module_key(target, self._module_keys, self.keys)
             elif op == "call_function":
                 if not pure_function(target):
                     return None
@@ -231,7 +285,8 @@ class CallMemo:
         """The key of one call of a submodule: the module's key (children included), its inputs' (the
         values of its external nodes) and its code (:class:`_Code`, compared last), or None."""
         try:
-            return "invocation", module_key(module, self._module_keys), freeze(tuple(inputs)), invocation.code(opaque)
+            return ("invocation", module_key(module, self._module_keys, self.keys), freeze(tuple(inputs)),
+                    invocation.code(opaque))
         except (_Unkeyable, TypeError):
             return None
 
@@ -599,8 +654,9 @@ class TraceReplay:
     module call (:meth:`log_call`, :meth:`call`), every node it creates (:meth:`created_node`) and its
     parameter-proxy cache (``parameter_proxies``)."""
 
-    def __init__(self, tracer: fx.Tracer) -> None:
+    def __init__(self, tracer: fx.Tracer, keys: Optional[ModuleKeys] = None) -> None:
         self.tracer = tracer
+        self.keys = keys if keys is not None else ModuleKeys()  # the capture's module keys (the run's memo reuses them)
         self.log: List[Tuple[str, int]] = []  # every module call so far: (its path, fx's count of its calls before)
         self.named: Dict[fx.Node, Tuple[Any, Any]] = {}  # nodes fx was asked to name (or type) explicitly
         self.created = 0  # nodes created by the tracer or copied
@@ -671,8 +727,8 @@ class TraceReplay:
             return None
         if sketch not in self._twinned:  # (once: the marker only decides whether a first call is recorded)
             self._twinned.add(sketch)
-            self._kinds.setdefault((module_key(first), inputs.key), None)
-        return module_key(module), inputs.key
+            self._kinds.setdefault((module_key(first, taken=self.keys), inputs.key), None)
+        return module_key(module, taken=self.keys), inputs.key
 
     def _record(self, keys, path: str, state: SubtreeState, inputs: _Inputs, arguments, run) -> Any:
         tracer, graph = self.tracer, self.tracer.graph

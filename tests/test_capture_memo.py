@@ -122,3 +122,69 @@ def test_repeated_block_calls_are_replayed_whole(monkeypatch, blocks_per_scale):
         assert len(t.outputs) == 4 and len(blocks) >= 2  # blocks 3 and 4 (shared: one path; independent: two)
         assert sorted(p for p in paths if p.startswith("classifiers")) == ["classifiers.1", "classifiers.2",
                                                                           "classifiers.3"]
+
+
+def _mutations():
+    """Changes to a module after it was keyed, each of which must change (or at least re-take) its key."""
+    def stride(m):
+        m[0].stride = (2, 2)
+
+    def same_stride_new_tuple(m):
+        m[0].stride = tuple(m[0].stride)  # another object, equal value: the key must stay equal
+
+    def weight_shape(m):
+        m[0].weight = nn.Parameter(torch.empty(8, 3, 5, 5, device="meta"))
+
+    def requires_grad(m):
+        m[0].weight.requires_grad_(False)
+
+    def list_attribute(m):
+        m[1].extra = [1, 2]
+
+    def list_in_place(m):
+        m[1].extra = [1, 2]
+        m[1].extra.append(3)
+
+    def child_replaced(m):
+        m[1] = nn.ReLU(inplace=True)
+
+    def child_attribute(m):
+        m[2][0].negative_slope = 0.2
+
+    def hook(m):
+        m[2][0].register_forward_hook(lambda *a: None)
+
+    def buffer(m):
+        m[0].register_buffer("scale", torch.ones(1, device="meta"))
+
+    return [stride, same_stride_new_tuple, weight_shape, requires_grad, list_attribute, list_in_place,
+            child_replaced, child_attribute, hook, buffer]
+
+
+@pytest.mark.parametrize("mutate", _mutations(), ids=lambda f: f.__name__)
+def test_a_kept_module_key_is_given_back_only_while_it_holds(mutate):
+    """``ModuleKeys`` (keys taken at trace time, reused by the run's memo) gives a module's earlier key back only
+    where a fresh key would equal it: after each kind of change the key equals a fresh one, untouched parts
+    (the other children) still come back as the very key objects they were."""
+    from graphcost.capture_memo import ModuleKeys, _Unkeyable, module_key
+
+    def net():
+        with torch.device("meta"):
+            return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Sequential(nn.LeakyReLU(0.1), nn.Conv2d(8, 8, 1)))
+
+    m, keys = net(), ModuleKeys()
+    before = module_key(m, taken=keys)
+    assert module_key(m, taken=keys) is before  # unchanged: the kept key itself
+    untouched = module_key(m[2][1], taken=keys)
+    mutate(m)
+    try:
+        fresh = module_key(m)
+    except _Unkeyable:
+        with pytest.raises(_Unkeyable):
+            module_key(m, taken=keys)
+        return
+    again = module_key(m, taken=keys)
+    assert again == fresh
+    assert (again == before) == (fresh == before)
+    if mutate.__name__ != "child_replaced":
+        assert module_key(m[2][1], taken=keys) is untouched

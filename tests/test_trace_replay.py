@@ -179,7 +179,7 @@ def test_the_first_module_of_a_sketch_is_keyed_once(monkeypatch):
 
     keyed = []
     real = capture_memo.module_key
-    monkeypatch.setattr(capture_memo, "module_key", lambda module, *a: keyed.append(module) or real(module, *a))
+    monkeypatch.setattr(capture_memo, "module_key", lambda module, *a, **k: keyed.append(module) or real(module, *a, **k))
     model = Twins()
     _, _, _, copies = _symbolic_trace(model, (), {}, {"x"})
     assert copies.get("heads.3") == "heads.1"  # the keys still find the twins
