@@ -72,8 +72,8 @@ _PURE_FUNCTION_HOMES = ("torch", "_operator", "operator", "builtins", "math")
 #: a module's own containers, keyed by their contents below (not as attributes)
 _MODULE_CONTAINERS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
 #: immutable values kept as they are, in a key and in a replayed output
-_PLAIN = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.layout,
-          torch.memory_format)
+_PLAIN = frozenset({bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.layout,
+                    torch.memory_format})
 
 
 _INTS = {int}
@@ -93,14 +93,14 @@ def freeze(value, tensor_key=None) -> Hashable:
     kind = type(value)
     if kind in _PLAIN or value is Ellipsis:
         return kind, value
+    if kind is tuple or kind is list:  # (exact types: a namedtuple or a list subclass is not taken for one)
+        if set(map(type, value)) == _INTS:  # a kernel size, a padding: spared a call per element
+            return kind, tuple(value)
+        return kind, tuple(freeze(v, tensor_key) for v in value)
     if isinstance(value, torch.Tensor):
         return (tensor_key or _tensor_key)(value)
     if kind is torch.Size:
         return kind, tuple(value)
-    if kind in (tuple, list):
-        if set(map(type, value)) == _INTS:  # a kernel size, a padding: spared a call per element
-            return kind, tuple(value)
-        return kind, tuple(freeze(v, tensor_key) for v in value)
     if kind is dict:
         return kind, tuple((freeze(k, tensor_key), freeze(v, tensor_key)) for k, v in value.items())
     if kind is slice:
@@ -116,7 +116,7 @@ def _tensor_key(t: torch.Tensor, own: bool = False) -> Hashable:
     """A tensor's metadata, and a real scalar's value (the one value fake tensors propagate). A real
     tensor of more elements is unkeyable as an argument (``.tolist()`` could read it), not as a
     module's ``own`` parameter or buffer (a leaf runs on fake or meta copies of those)."""
-    real = not isinstance(t, FakeTensor) and t.device.type != "meta"
+    real = not t.is_meta and not isinstance(t, FakeTensor)  # (``is_meta`` first: a fifth of ``device.type``'s time)
     scalar = real and t.numel() == 1
     if real and not scalar and not own:
         raise _Unkeyable("a real tensor (its values may decide a shape)")
@@ -144,31 +144,44 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable], taken: Optional["
         found = taken.still(module, known)
     if found is not None:
         return found
-    state = []
     attributes = vars(module)
     if any(map(attributes.get, _HOOK_DICTS)):
         raise _Unkeyable("a module with hooks")
+    names, values = tuple(attributes), tuple(attributes.values())
     immutable = True
-    for name, value in attributes.items():
-        if name in _SKIPPED:  # containers (keyed below) and nn.Module's own hook dicts (empty: checked above)
-            continue
-        if "hook" in name and isinstance(value, dict):
+    state = []
+    for i, named_for_hooks in _state_plan(names):
+        value = values[i]
+        kind = type(value)
+        if named_for_hooks and isinstance(value, dict):  # another dict of hooks: empty, or the module is not keyed
             if value:
                 raise _Unkeyable("a module with hooks")
             immutable = False  # (a dict: it may fill)
-            continue
-        kind = type(value)
-        if kind in _PLAIN:
-            state.append((name, kind, value))  # (plain: spared a call)
+        elif kind in _PLAIN:
+            state.append((names[i], kind, value))  # (plain: spared a call)
         else:
-            state.append((name, freeze(value)))
+            state.append((names[i], freeze(value)))
             immutable = immutable and _immutable(value)
     key = known[id(module)] = (type(module), tuple(state), _own_tensor_keys(module),
                                tuple((name, None if child is None else _module_key(child, known, taken))
                                      for name, child in module._modules.items()))
     if taken is not None and immutable:
-        taken.keep(module, key)
+        taken.keep(module, names, values, key)
     return key
+
+
+#: per tuple of attribute names (a module class's, mostly): the attributes a key reads, and which are named for hooks
+_STATE_PLANS: Dict[tuple, Tuple[Tuple[int, bool], ...]] = {}
+
+
+def _state_plan(names: tuple) -> Tuple[Tuple[int, bool], ...]:
+    """``(position, named for hooks)`` of each of a module's attributes that its key reads, in order: not its
+    containers nor nn.Module's own hook dicts (keyed or checked apart). Worked out once per list of names: most
+    of a module's attributes are nn.Module's own, and skipping them one by one was a third of keying it."""
+    plan = _STATE_PLANS.get(names)
+    if plan is None:
+        plan = _STATE_PLANS[names] = tuple((i, "hook" in name) for i, name in enumerate(names) if name not in _SKIPPED)
+    return plan
 
 
 def _own_tensor_keys(module: nn.Module) -> tuple:
@@ -187,9 +200,9 @@ class ModuleKeys:
     def __init__(self) -> None:
         self._taken: Dict[int, Tuple[nn.Module, tuple, tuple, Hashable]] = {}  # id -> (module, names, values, key)
 
-    def keep(self, module: nn.Module, key: Hashable) -> None:
-        attributes = vars(module)
-        self._taken[id(module)] = (module, tuple(attributes), tuple(attributes.values()), key)
+    def keep(self, module: nn.Module, names: tuple, values: tuple, key: Hashable) -> None:
+        """Keep ``key``, taken from ``module``'s attribute ``names`` and ``values`` (every one immutable)."""
+        self._taken[id(module)] = (module, names, values, key)
 
     def still(self, module: nn.Module, known: Dict[int, Hashable]) -> Optional[Hashable]:
         """``module``'s key as taken before, if it holds now (then also in ``known``), else None."""
@@ -237,12 +250,13 @@ class ParameterShapes:
         return sketch
 
 
-def _global_hooks() -> bool:
-    from torch.nn.modules import module as module_mod
+#: torch's registries of hooks on every module (looked up by name each time: torch may rebind them)
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks", "_global_module_registration_hooks")
 
-    return any(getattr(module_mod, name, None) for name in (
-        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-        "_global_backward_pre_hooks", "_global_module_registration_hooks"))
+
+def _global_hooks() -> bool:
+    return any(map(vars(torch.nn.modules.module).get, _GLOBAL_HOOKS))
 
 
 def pure_function(fn) -> bool:
@@ -530,7 +544,10 @@ def _tensor_identity(t: torch.Tensor) -> Hashable:
 def _immutable(value) -> bool:
     """Whether ``value`` can never change (so the same object is the same value)."""
     kind = type(value)
-    return kind in _PLAIN or kind is torch.Size or (kind in (tuple, frozenset) and all(map(_immutable, value)))
+    if kind in _PLAIN or kind is torch.Size:
+        return True
+    # a tuple of plain values (a kernel size) in one pass, nested ones element by element
+    return (kind is tuple or kind is frozenset) and (set(map(type, value)) <= _PLAIN or all(map(_immutable, value)))
 
 
 class SubtreeState:
