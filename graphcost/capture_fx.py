@@ -87,6 +87,8 @@ class LeafTracer(fx.Tracer):
         return super().create_arg(a)
 
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        if kind == "output":  # fx's last node: its dict of the root's modules is dropped right after
+            self.module_paths = self.submodule_paths
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if self.replay is not None:
             self.replay.created_node(node, name, type_expr)
@@ -129,11 +131,13 @@ class Single(nn.Module):
 
 
 def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict, given: Set[str],
-                    memoise: bool = True, keys: Optional[ModuleKeys] = None
+                    memoise: bool = True, keys: Optional[ModuleKeys] = None,
+                    modules: Optional[Dict[str, nn.Module]] = None
                     ) -> Tuple[nn.Module, fx.Graph, List[str], Dict[str, str]]:
     """The traced graph, its root, the submodules kept opaque because fx could not trace them, and which
     module calls were copied from an equal earlier call (:class:`~graphcost.capture_memo.TraceReplay`, its
-    module keys kept in ``keys``)."""
+    module keys kept in ``keys``). ``modules``, where given, is filled with the root's submodules by path
+    (``dict(root.named_modules())``, from fx's own walk of them: the run and the DAG need no walk of their own)."""
     leaves = set(leaf_modules)
     opaque: List[str] = []
     defaults = {name: value for name, value in _optional_defaults(model).items() if name not in given}
@@ -152,6 +156,8 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             continue
         _drop_default_guards(graph)
         root, copies = tracer.root, tracer.replay.copies if tracer.replay is not None else {}
+        if modules is not None:
+            modules.update((path, module) for module, path in (getattr(tracer, "module_paths", None) or {}).items())
         _release(tracer)
         return root, graph, opaque, copies
 
@@ -189,6 +195,10 @@ def _drop_default_guards(graph: fx.Graph) -> None:
             graph.erase_node(node)
 
 
+#: a module without submodules: what :class:`CostInterpreter` hands fx's ``Interpreter`` while it walks the model's
+#: modules itself (fx's would walk them all again), before putting the model and the dict it has in its place
+_NO_SUBMODULES = nn.Module()
+
 #: what costing one node yields besides its output: (OpInfo, OpCost, costed per aten op, uncounted aten ops)
 _Outcome = Tuple[ops.OpInfo, ops.OpCost, bool, Dict[str, Any]]
 
@@ -197,10 +207,15 @@ class CostInterpreter(fx.Interpreter):
     """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
-                 copies: Optional[Dict[str, str]] = None, keys: Optional[ModuleKeys] = None):
+                 copies: Optional[Dict[str, str]] = None, keys: Optional[ModuleKeys] = None,
+                 modules: Optional[Dict[str, nn.Module]] = None):
         # values kept to the end: fake tensors hold no data, and fx's last-use bookkeeping (a pass over the graph,
         # a lookup per node) cost more than keeping them
-        super().__init__(root, garbage_collect_values=False, graph=graph)
+        if modules:  # root's submodules as tracing found them: fx's own walk of them (``named_modules``) spared
+            super().__init__(_NO_SUBMODULES, garbage_collect_values=False, graph=graph)
+            self.module, self.submodules = root, modules
+        else:
+            super().__init__(root, garbage_collect_values=False, graph=graph)
         self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
         self.memo = CallMemo(keys) if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
@@ -587,22 +602,24 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
     """
     custom = custom or {}
     keys = ModuleKeys()  # taken while tracing, given back to the run's memo where they still hold
+    modules: Dict[str, nn.Module] = {}
     root, graph, opaque, copies = _symbolic_trace(root_module, leaf_modules, custom, given=set(bound), memoise=memoise,
-                                                  keys=keys)
+                                                  keys=keys, modules=modules)
     model = root_module.model if isinstance(root_module, Single) else root_module
-    interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies, keys)
+    interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies, keys, modules)
     interp = interpreter()
-    on_meta = device.type == "meta" and _all_meta(root)
+    on_meta = device.type == "meta" and _all_meta(modules.values())
     if not (on_meta and run_on_meta_inputs(interp, graph, bound, dtype)):
         interp = interpreter() if on_meta else interp  # (a failed meta run left its records behind)
         run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
-                    sorted(interp.unknown), interp.uncounted)
+                    sorted(interp.unknown), interp.uncounted, modules=modules)
 
 
-def _all_meta(root: nn.Module) -> bool:
-    """Whether every parameter and buffer of ``root`` is on the meta device (a model built for its shapes)."""
-    return all(t.is_meta for m in root.modules() for t in _module_tensors(m))
+def _all_meta(modules: Iterable[nn.Module]) -> bool:
+    """Whether every parameter and buffer of ``modules`` (a model's) is on the meta device (a model built for
+    its shapes)."""
+    return all(t.is_meta for m in modules for t in _module_tensors(m))
 
 
 def run_on_meta_inputs(interp: CostInterpreter, graph: fx.Graph, bound: Dict[str, Any], dtype: torch.dtype) -> bool:

@@ -38,8 +38,8 @@ from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
 
-def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated]
-              ) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
+def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated],
+              modules: Optional[Dict[str, nn.Module]] = None) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
     """The execution DAG of ``graph``, its input nodes, and its outputs as (name in the returned value, node).
 
     Parameters
@@ -51,6 +51,8 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated]
     records : dict
         Each node's :class:`~graphcost.schema.Evaluated` by node name; a node without one (an
         unused optional placeholder) is left out.
+    modules : dict, optional
+        ``dict(root.named_modules())`` where the caller has it (else walked here on first use).
 
     Returns
     -------
@@ -61,7 +63,7 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated]
     succ: Dict[str, Dict[str, dict]] = {}
     pred: Dict[str, Dict[str, dict]] = {}
     inputs: List[str] = []
-    calls = _CallRecords(root, reads_attributes=any(n.op == "get_attr" for n in graph.nodes))
+    calls = _CallRecords(root, reads_attributes=any(n.op == "get_attr" for n in graph.nodes), modules=modules)
     returned = None
     for n in graph.nodes:
         op, name = n.op, n.name
@@ -104,13 +106,14 @@ class _CallRecords:
     """The :class:`CallRecord` of each call of one graph, in execution order; what every call of a module, a
     ``get_attr`` target or a module path shares is looked up once."""
 
-    def __init__(self, root: nn.Module, reads_attributes: bool) -> None:
+    def __init__(self, root: nn.Module, reads_attributes: bool, modules: Optional[Dict[str, nn.Module]] = None
+                 ) -> None:
         self.root = root
         self.reads_attributes = reads_attributes  # whether the graph has get_attr nodes at all
         self.module_params: Dict[str, Tuple[int, ...]] = {}  # call_module target -> its parameters' ids, sorted
         self.attr_param: Dict[str, Optional[int]] = {}  # get_attr target -> id of the Parameter it is, or None
         self.weightless_leaf: Dict[str, bool] = {}
-        self.modules: Optional[Dict[str, nn.Module]] = None  # every submodule by path, on first use
+        self.modules: Optional[Dict[str, nn.Module]] = modules  # every submodule by path (walked on first use)
         self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``placement``)
 
     def record(self, n: fx.Node, sources: List[fx.Node], rec: Evaluated, order: int) -> CallRecord:

@@ -81,6 +81,8 @@ class Captured:
     uncounted: Dict[str, Tuple[int, tuple]]
     #: the capture path that produced it: ``fx``, ``dispatch``, ``export`` or ``eager``
     capture: str = ""
+    #: ``root``'s submodules by path as the capture found them (``named_modules``), where it walked them anyway
+    modules: Optional[Dict[str, Any]] = None
 
 
 @dataclass(frozen=True)

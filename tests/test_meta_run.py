@@ -121,3 +121,16 @@ def test_build_for_shapes_then_analyze_equals_a_real_model():
     real = get_model("itnet", dataset="camvid").eval()
     meta = graphcost.analyze(built.module, (1, 3, 64, 96)).to_dict()
     assert meta == graphcost.analyze(real, (1, 3, 64, 96)).to_dict()
+
+
+def test_the_run_and_the_dag_read_the_modules_fx_tracing_walked():
+    """fx tracing walks the model's modules once; the run (its ``submodules``) and the DAG read that walk's
+    dict, which is the model's ``named_modules`` (a module held twice: its first path), in order."""
+    from graphcost.capture_fx import fx_capture
+    from graphcost.inputs import InputSpec
+
+    shared_conv = nn.Conv2d(3, 3, 1)
+    model = nn.Sequential(shared_conv, nn.ReLU(), nn.Sequential(shared_conv, nn.BatchNorm2d(3)))
+    captured = fx_capture(model, {"input": InputSpec((1, 3, 8, 8))}, torch.float32, torch.device("cpu"))
+    assert list(captured.modules.items()) == list(model.named_modules())
+    assert captured.modules["0"] is shared_conv and "2.0" not in captured.modules
