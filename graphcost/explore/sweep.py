@@ -431,6 +431,8 @@ def evaluate_point(task: PointTask) -> Dict[str, Any]:
     probe = _Probe(task)
     row, t = _architecture_row(task, probe)
     row = _with_hardware(task, row, t)
+    if t is not None:
+        t.release()
     row.update(analyses=probe.analyses, seconds=round(time.perf_counter() - start_time, 4))
     return row
 
