@@ -210,9 +210,7 @@ class ModuleKeys:
         if entry is None or entry[0] is not module:
             return None
         _, names, values, key = entry
-        attributes = vars(module)
-        if len(attributes) != len(values) or not all(map(operator.is_, attributes.values(), values)) or \
-                tuple(attributes) != names or any(map(attributes.get, _HOOK_DICTS)):
+        if not _holds_attributes(module, names, values):
             return None
         if _own_tensor_keys(module) != key[2]:
             return None
@@ -225,6 +223,14 @@ class ModuleKeys:
                 return None
         known[id(module)] = key
         return key
+
+
+def _holds_attributes(module: nn.Module, names: tuple, values: tuple) -> bool:
+    """Whether ``module``'s instance attributes are still ``names`` bound to the very objects ``values``, and it
+    has no hook (what :class:`ModuleKeys` and :class:`SubtreeState` check before trusting what they took)."""
+    attributes = vars(module)
+    return len(attributes) == len(values) and all(map(operator.is_, attributes.values(), values)) and \
+        tuple(attributes) == names and not any(map(attributes.get, _HOOK_DICTS))
 
 
 class ParameterShapes:
@@ -587,10 +593,9 @@ class SubtreeState:
         if _global_hooks():
             return False
         for module, names, values, deep, owned, tensors, versions, children in self._modules:
-            attributes = vars(module)
-            if len(attributes) != len(values) or not all(map(operator.is_, attributes.values(), values)) or \
-                    tuple(attributes) != names or any(map(attributes.get, _HOOK_DICTS)):
+            if not _holds_attributes(module, names, values):
                 return False
+            attributes = vars(module)
             now = (*module._parameters.values(), *module._buffers.values())
             if (*module._parameters, *module._buffers, *module._modules) != owned or \
                     not all(map(operator.is_, now, tensors)) or _versions(now) != versions or \

@@ -221,7 +221,8 @@ class LocalExecutor(Executor):
 
     def preload(self, modules: Sequence[str]) -> None:
         """Import ``modules`` in this process just before the workers start (with ``fork``), once, instead of
-        once in every worker (a sweep's: torch's ``symbolic_shapes`` and sympy, a third of a second of CPU each).
+        once in every worker (a module a worker's first item would import, e.g. a large library: once here,
+        shared by every forked worker).
 
         Parameters
         ----------
