@@ -162,12 +162,38 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable], taken: Optional["
         else:
             state.append((names[i], freeze(value)))
             immutable = immutable and _immutable(value)
-    key = known[id(module)] = (type(module), tuple(state), _own_tensor_keys(module),
-                               tuple((name, None if child is None else _module_key(child, known, taken))
-                                     for name, child in module._modules.items()))
-    if taken is not None and immutable:
-        taken.keep(module, names, values, key)
+    key = ModuleKey(type(module), tuple(state), _own_tensor_keys(module),
+                    tuple((name, None if child is None else _module_key(child, known, taken))
+                          for name, child in module._modules.items()))
+    if taken is not None:
+        key = taken.interned(key)
+        if immutable:
+            taken.keep(module, names, values, key)
+    known[id(module)] = key
     return key
+
+
+class ModuleKey:
+    """A module's key (:func:`module_key`): its type, state, own tensors' keys and children's keys, hashed once.
+
+    A tuple hashes everything it holds on every lookup (an ItNet block's nested key: ~20 us a hash and as much
+    an equality test, met in each dict lookup of its calls); children's keys are ``ModuleKey`` s, so a key's hash
+    reads theirs, and :meth:`ModuleKeys.interned` makes equal keys of one capture the same object, so two
+    equal blocks' keys compare their own state and their children's by identity."""
+
+    __slots__ = ("type", "state", "tensors", "children", "_hash")
+
+    def __init__(self, module_type: type, state: tuple, tensors: tuple, children: tuple) -> None:
+        self.type, self.state, self.tensors, self.children = module_type, state, tensors, children
+        self._hash = hash((module_type, state, tensors, children))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return other is self or (type(other) is ModuleKey and other._hash == self._hash and
+                                 other.type is self.type and other.state == self.state and
+                                 other.tensors == self.tensors and other.children == self.children)
 
 
 #: per tuple of attribute names (a module class's, mostly): the attributes a key reads, and which are named for hooks
@@ -199,6 +225,11 @@ class ModuleKeys:
 
     def __init__(self) -> None:
         self._taken: Dict[int, Tuple[nn.Module, tuple, tuple, Hashable]] = {}  # id -> (module, names, values, key)
+        self._interned: Dict["ModuleKey", "ModuleKey"] = {}
+
+    def interned(self, key: "ModuleKey") -> "ModuleKey":
+        """The capture's one key equal to ``key`` (``key`` itself the first time): equal subtrees, one object."""
+        return self._interned.setdefault(key, key)
 
     def keep(self, module: nn.Module, names: tuple, values: tuple, key: Hashable) -> None:
         """Keep ``key``, taken from ``module``'s attribute ``names`` and ``values`` (every one immutable)."""
@@ -212,9 +243,9 @@ class ModuleKeys:
         _, names, values, key = entry
         if not _holds_attributes(module, names, values):
             return None
-        if _own_tensor_keys(module) != key[2]:
+        if _own_tensor_keys(module) != key.tensors:
             return None
-        children = key[3]
+        children = key.children
         if len(module._modules) != len(children):
             return None
         for (name, child), (was_name, was_key) in zip(module._modules.items(), children):
@@ -443,22 +474,39 @@ class Invocation:
 class _Code:
     """An invocation's code as a key part: equal when every node has the same op and relative target and
     its arguments name the same own / external positions and equal constants (compared only when the
-    cheaper parts of two keys, the module's and the inputs', are already equal)."""
+    cheaper parts of two keys, the module's and the inputs', are already equal). Codes found equal are
+    joined (``_same_as``, towards one representative): an iterated block's stored key is then matched by
+    every later call's code by identity, not node by node again (the same two codes met once per copy)."""
 
     def __init__(self, invocation: Invocation, opaque) -> None:
         self.invocation = invocation
         self.ops = invocation.ops(opaque)
         self._hash = hash(self.ops)
+        self._same_as: Optional["_Code"] = None  # a code proven equal to this one (None: it represents itself)
 
     def __hash__(self) -> int:
         return self._hash
 
+    def _representative(self) -> "_Code":
+        code = self
+        while code._same_as is not None:
+            code = code._same_as
+        return code
+
     def __eq__(self, other) -> bool:
+        if other is self:
+            return True
         if not isinstance(other, _Code) or self.ops != other.ops:
             return False
-        a, b = self.invocation, other.invocation
-        return all(_same_arg(x.args, y.args, a.position, b.position) and
+        mine, theirs = self._representative(), other._representative()
+        if mine is theirs:
+            return True
+        a, b = mine.invocation, theirs.invocation
+        same = all(_same_arg(x.args, y.args, a.position, b.position) and
                    _same_arg(x.kwargs, y.kwargs, a.position, b.position) for x, y in zip(a.nodes, b.nodes))
+        if same:  # (equality of codes is an equivalence: a representative stands for its whole class)
+            theirs._same_as = mine
+        return same
 
 
 _SEQUENCES = (tuple, list, fx.immutable_collections.immutable_list)  # fx keeps args in immutable lists

@@ -188,3 +188,42 @@ def test_a_kept_module_key_is_given_back_only_while_it_holds(mutate):
     assert (again == before) == (fresh == before)
     if mutate.__name__ != "child_replaced":
         assert module_key(m[2][1], taken=keys) is untouched
+
+
+def test_equal_module_keys_of_one_capture_are_one_object():
+    """``ModuleKeys.interned``: equal subtrees keyed in one capture share one key object (children compared by
+    identity, each hash taken once); keys stay equal by value across captures and differ where the state does."""
+    from graphcost.capture_memo import ModuleKey, ModuleKeys, module_key
+
+    def block(stride=1):
+        with torch.device("meta"):
+            return nn.Sequential(nn.Conv2d(8, 8, 3, stride=stride), nn.ReLU(), nn.Sequential(nn.Conv2d(8, 8, 1)))
+
+    a, b, c, keys = block(), block(), block(stride=2), ModuleKeys()
+    key_a, key_b, key_c = (module_key(m, taken=keys) for m in (a, b, c))
+    assert isinstance(key_a, ModuleKey) and key_a is key_b and key_c != key_a
+    assert key_c.children[2][1] is key_a.children[2][1]  # the equal inner Sequential of the strided block: the same key
+    fresh = module_key(block())  # another capture (no ModuleKeys): an equal key, another object
+    assert fresh == key_a and fresh is not key_a and hash(fresh) == hash(key_a)
+
+
+def test_equal_codes_are_compared_node_by_node_once(monkeypatch):
+    """An iterated block's stored call and each later copy's: the first comparison of their codes goes node by
+    node, later ones find the two codes joined (so the work does not grow with the iterations)."""
+    import graphcost.capture_memo as capture_memo
+
+    compared = []
+    original = capture_memo._same_arg
+
+    def counting(*args):
+        compared.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(capture_memo, "_same_arg", counting)
+    counts = {}
+    for n in (4, 8):
+        compared.clear()
+        model = get_model("itnet", dataset="camvid", shared=False, N=n, L=2, K=1, f=16)
+        assert len(trace(model, (1, 3, 48, 64)).outputs) == n
+        counts[n] = len(compared)
+    assert counts[4] > 0 and counts[8] == counts[4]
