@@ -112,6 +112,30 @@ def test_trace_runs_in_eval_mode_and_restores_each_modules_own_mode():
     assert seen and not any(seen)
 
 
+def test_trace_honours_a_train_override_of_any_module():
+    """A module that overrides ``train`` (here: its probe stays in training, a frozen-statistics set-up in
+    reverse) is put in eval mode through that override, as ``model.eval()`` would, even when the module itself
+    is already in eval mode; the direct flip is only for models that use ``nn.Module.train`` throughout."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(self.training)
+            return x
+
+    class KeepsProbeTraining(torch.nn.Sequential):
+        def train(self, mode=True):
+            super().train(mode)
+            self[0].training = True
+            return self
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), KeepsProbeTraining(Probe())).train()
+    m[1].training = False  # the override's owner is in eval already; its child is not
+    graphcost.trace(m, (1, 3, 8, 8))
+    assert seen == [True]
+    assert [sub.training for sub in m.modules()] == [True, True, False, True]
+
+
 def test_bad_input_shape():
     with pytest.raises(UserError):
         graphcost.trace(LoopNet(1), (1, 3, 0, 16))
