@@ -543,31 +543,102 @@ _PLAIN_VALUES = frozenset({int, float, bool, str, type(None), tuple, list, dict,
 
 
 def _direct_setattr(original):
-    """``nn.Module.__setattr__`` (``original``), but a plain value assigned to a name the module does not hold as
-    a parameter, child or buffer is stored at once: where torch's method ends for it, after ``isinstance``
-    checks against ``Parameter``, ``Module`` and ``Buffer``, whose Python-level instance checks are a
-    sixth of building a model (constructors assign every hyper-parameter)."""
+    """``nn.Module.__setattr__`` (``original``), but three common assignments done at once, where torch's method
+    ends for them after checks that cannot fail there (its Python-level ``isinstance`` checks against
+    ``Parameter``, ``Module`` and ``Buffer`` and ``register_parameter``'s were a third of building a model):
+
+    * a plain value to a name the module does not hold as a parameter, child or buffer: stored as an attribute;
+    * a ``Parameter`` (exactly, no subclass; a leaf) to a fresh name (not an attribute, buffer, child or class
+      attribute of the module), no global parameter-registration hook: stored in ``_parameters``;
+    * a module to a fresh name (not an attribute, parameter or buffer), no global module-registration hook:
+      stored in ``_modules``.
+
+    Anything else (a name to be moved from one kind to another, a hook to call, an error to raise) takes
+    torch's own method."""
     def __setattr__(self, name: str, value) -> None:
-        if type(value) in _PLAIN_VALUES:
-            owned = self.__dict__
-            params, modules, buffers = owned.get("_parameters"), owned.get("_modules"), owned.get("_buffers")
-            if (params is None or name not in params) and (modules is None or name not in modules) and \
-                    (buffers is None or name not in buffers):
+        kind, owned = type(value), self.__dict__
+        params, modules, buffers = owned.get("_parameters"), owned.get("_modules"), owned.get("_buffers")
+        if params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
+            original(self, name, value)
+        elif kind in _PLAIN_VALUES:
+            if name in params or name in modules or name in buffers:
+                original(self, name, value)
+            else:
                 object.__setattr__(self, name, value)
-                return
-        original(self, name, value)
+        elif _fresh(self, name, owned, params, modules, buffers):
+            if kind is nn.Parameter and value.grad_fn is None and not _module_hooks.parameter_registration:
+                params[name] = value
+            elif isinstance(value, nn.Module) and not _module_hooks.module_registration:
+                modules[name] = value
+            else:
+                original(self, name, value)
+        else:
+            original(self, name, value)
 
     return __setattr__
 
 
+def _fresh(module: nn.Module, name: str, owned: dict, params: dict, modules: dict, buffers: dict) -> bool:
+    """Whether ``name`` is a valid name not yet taken on ``module`` in any way torch's ``__setattr__`` and
+    ``register_parameter`` would look at (instance attribute, parameter, child, buffer, class attribute)."""
+    return type(name) is str and name and "." not in name and name not in owned and name not in params and \
+        name not in modules and name not in buffers and name not in owned["_non_persistent_buffers_set"] and \
+        not hasattr(type(module), name)
+
+
+class _ModuleHooks:
+    """torch's global registration hooks, read where torch keeps them (looked up at each use: torch may rebind)."""
+
+    @property
+    def parameter_registration(self) -> bool:
+        return bool(nn.modules.module._global_parameter_registration_hooks)
+
+    @property
+    def module_registration(self) -> bool:
+        return bool(nn.modules.module._global_module_registration_hooks)
+
+
+_module_hooks = _ModuleHooks()
+
+
+def _direct_init(original):
+    """``nn.Module.__init__`` (``original``), but for a call without arguments (every layer's ``super().__init__()``)
+    of a class that defines none of the attributes it sets, the module's dict filled at once from a template: the
+    values torch's own ``__init__`` leaves (taken from a fresh module as the patch starts, fresh containers of
+    each kind), in its order, where torch assigns each through ``super().__setattr__`` (a tenth of a build)."""
+    template = vars(nn.Module())
+    if not all(value is None or type(value) is bool or (isinstance(value, (dict, set)) and not value)
+               for value in template.values()):
+        return original  # a torch whose modules start with other state: its own __init__ only
+    plan = tuple((name, type(value) if isinstance(value, (dict, set)) else (lambda value=value: value))
+                 for name, value in template.items())
+    log_usage, plain_classes = torch._C._log_api_usage_once, {}
+
+    def __init__(self, *args, **kwargs) -> None:
+        cls = type(self)
+        plain = plain_classes.get(cls)
+        if plain is None:
+            plain = plain_classes[cls] = not any(hasattr(cls, name) for name, _ in plan)
+        if args or kwargs or self.call_super_init or not plain:
+            original(self, *args, **kwargs)
+            return
+        log_usage("python.nn_module")
+        owned = self.__dict__
+        for name, make in plan:
+            owned[name] = make()
+
+    return __init__
+
+
 def _patch_setattr():
-    original = nn.Module.__dict__["__setattr__"]
-    nn.Module.__setattr__ = _direct_setattr(original)
-    return original
+    originals = nn.Module.__dict__["__setattr__"], nn.Module.__dict__["__init__"]
+    nn.Module.__setattr__ = _direct_setattr(originals[0])
+    nn.Module.__init__ = _direct_init(originals[1])
+    return originals
 
 
-def _restore_setattr(original) -> None:
-    nn.Module.__setattr__ = original
+def _restore_setattr(originals) -> None:
+    nn.Module.__setattr__, nn.Module.__init__ = originals
 
 
 #: :func:`direct_attributes`' switch: the first block to open patches, the last to close restores.
@@ -576,9 +647,10 @@ _DIRECT_ATTRIBUTES = SharedSwitch(_patch_setattr, _restore_setattr)
 
 def direct_attributes() -> ContextManager[None]:
     """Inside the block, ``nn.Module.__setattr__`` stores a plain value (a number, string, tuple, dtype, ...)
-    under a name that is not a parameter, child or buffer of the module directly, as torch's own method would
-    after its checks; every other assignment takes torch's method. Restored as the block ends, exception or
-    not. Blocks may nest and overlap in threads (:class:`SharedSwitch`); patching costs a fraction of a
+    under a name that is not a parameter, child or buffer of the module, and a parameter or a module under a
+    fresh name, directly, as torch's own method would after its checks (:func:`_direct_setattr`); every other
+    assignment takes torch's method. ``nn.Module.__init__`` without arguments fills the module's dict as torch's
+    would (:func:`_direct_init`). Restored as the block ends, exception or not. Blocks may nest and overlap in threads (:class:`SharedSwitch`); patching costs a fraction of a
     millisecond (every subclass's slot is updated), so work that builds many models (a sweep's work item)
     opens one block around them all.
 
@@ -587,6 +659,8 @@ def direct_attributes() -> ContextManager[None]:
     ...     conv.bias = None  # a parameter's name: torch's path
     >>> conv.stride, conv.bias, "bias" in conv._parameters, nn.Module.__setattr__.__qualname__
     ((1, 1), None, True, 'Module.__setattr__')
+    >>> nn.Module.__init__.__qualname__
+    'Module.__init__'
     """
     return _DIRECT_ATTRIBUTES()
 

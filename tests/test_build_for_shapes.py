@@ -186,3 +186,51 @@ def test_direct_attributes_leave_parameters_children_and_buffers_to_torch():
     assert "bias" in conv._parameters and conv.bias is None and "bias" not in vars(conv)
     assert conv.stride == (2, 2) and "extra" in conv._modules and "scale" in conv._buffers and conv.scale is None
     assert nn.Module.__setattr__.__module__ == "torch.nn.modules.module"
+
+
+def test_direct_attributes_store_parameters_and_children_as_torch_would_and_leave_the_rest_to_it():
+    """Inside the block a parameter or module under a fresh name is stored directly; a name that moves from one kind
+    to another, a class attribute in the way, a registration hook to call and ``__init__`` with arguments all take
+    torch's own path, so each ends as it would without the block (hooks called, errors raised, entries moved)."""
+    seen = []
+
+    class Holder(nn.Module):
+        @property
+        def taken(self):
+            return 1
+
+    def run(fresh_module):
+        m = fresh_module()
+        m.p = nn.Parameter(torch.zeros(2, device="meta"))  # fresh: stored directly
+        m.register_buffer("b", torch.zeros(1, device="meta"))
+        m.b = nn.Parameter(torch.zeros(1, device="meta"))  # a buffer's name: moved to the parameters by torch
+        m.plain = 3
+        m.plain = nn.Parameter(torch.zeros(1, device="meta"))  # an attribute's name: moved too
+        m.child = nn.ReLU()  # fresh: stored directly
+        with pytest.raises(KeyError, match="already exists"):
+            m.taken = nn.Parameter(torch.zeros(1, device="meta"))  # a class attribute (a property) in the way
+        handle = nn.modules.module.register_module_module_registration_hook(lambda *a: seen.append(a[1]))
+        try:
+            m.hooked = nn.Identity()  # a registration hook to call: torch's path calls it
+        finally:
+            handle.remove()
+        return (list(m._parameters), list(m._buffers), list(m._modules), [k for k in vars(m) if not k.startswith("_")])
+
+    plain = run(Holder)
+    with direct_attributes():
+        fast = run(Holder)
+        assert nn.Module.__init__.__module__ == nn.Module.__setattr__.__module__ == "graphcost.resolve"
+    assert fast == plain == (["p", "b", "plain"], [], ["child", "hooked"], ["training"])
+    assert seen == ["hooked", "hooked"]
+    assert nn.Module.__init__.__module__ == nn.Module.__setattr__.__module__ == "torch.nn.modules.module"
+
+
+def test_direct_init_leaves_a_class_that_defines_its_attributes_to_torch():
+    class Frozen(nn.Module):
+        training = False  # a class attribute of a name Module.__init__ sets: torch's __init__ runs
+
+    with direct_attributes():
+        frozen, fast = Frozen(), nn.Sequential(nn.ReLU())
+    plain = nn.Sequential(nn.ReLU())
+    assert list(vars(frozen)) == list(vars(nn.Module())) and frozen.training is True
+    assert _state(fast) == _state(plain)
