@@ -148,8 +148,21 @@ def _module_key(module: nn.Module, known: Dict[int, Hashable], taken: Optional["
     if any(map(attributes.get, _HOOK_DICTS)):
         raise _Unkeyable("a module with hooks")
     names, values = tuple(attributes), tuple(attributes.values())
-    state, immutable = _state(names, values)
-    key = ModuleKey(type(module), state, _own_tensor_keys(module),
+    immutable = True
+    state = []
+    for i, named_for_hooks in _state_plan(names):
+        value = values[i]
+        kind = type(value)
+        if named_for_hooks and isinstance(value, dict):  # another dict of hooks: empty, or the module is not keyed
+            if value:
+                raise _Unkeyable("a module with hooks")
+            immutable = False  # (a dict: it may fill)
+        elif kind in _PLAIN:
+            state.append((names[i], kind, value))  # (plain: spared a call)
+        else:
+            state.append((names[i], freeze(value)))
+            immutable = immutable and _immutable(value)
+    key = ModuleKey(type(module), tuple(state), _own_tensor_keys(module),
                     tuple((name, None if child is None else _module_key(child, known, taken))
                           for name, child in module._modules.items()))
     if taken is not None:
@@ -183,69 +196,17 @@ class ModuleKey:
                                  other.tensors == self.tensors and other.children == self.children)
 
 
-def _state(names: tuple, values: tuple) -> Tuple[tuple, bool]:
-    """A module's state as its key holds it, from its attribute ``names`` and ``values``, and whether every value
-    in it is immutable: the names its key reads, their values' types, and the values (plain ones as they are,
-    others frozen). Where no read attribute is a dict named for hooks, the values are picked and typed at C speed."""
-    read, pick, kept, hooked = _state_plan(names)
-    if hooked and any(isinstance(values[i], dict) for i in hooked):
-        return _state_with_hook_dicts(names, values, read)
-    picked = pick(values)
-    kinds = tuple(map(type, picked))
-    if _PLAIN.issuperset(kinds):
-        return (kept, kinds, picked), True
-    frozen, immutable = list(picked), True
-    for i, kind in enumerate(kinds):
-        if kind not in _PLAIN:
-            value = frozen[i]
-            if kind is tuple and set(map(type, value)) == _INTS:  # a kernel size, a stride: frozen and immutable
-                frozen[i] = kind, value
-                continue
-            frozen[i] = freeze(value)
-            immutable = immutable and _immutable(value)
-    return (kept, kinds, tuple(frozen)), immutable
+#: per tuple of attribute names (a module class's, mostly): the attributes a key reads, and which are named for hooks
+_STATE_PLANS: Dict[tuple, Tuple[Tuple[int, bool], ...]] = {}
 
 
-def _state_with_hook_dicts(names: tuple, values: tuple, read: tuple) -> Tuple[tuple, bool]:
-    """:func:`_state` for a module with an attribute of its own named for hooks: such a dict must be empty (else
-    the module is not keyed), and it is left out of the key, its module not kept (a dict may fill)."""
-    kept, kinds, frozen, immutable = [], [], [], True
-    for i in read:
-        value, kind = values[i], type(values[i])
-        if "hook" in names[i] and isinstance(value, dict):
-            if value:
-                raise _Unkeyable("a module with hooks")
-            immutable = False
-            continue
-        kept.append(names[i])
-        kinds.append(kind)
-        frozen.append(value if kind in _PLAIN else freeze(value))
-        immutable = immutable and _immutable(value)
-    return (tuple(kept), tuple(kinds), tuple(frozen)), immutable
-
-
-def _picker(read: tuple) -> Callable[[tuple], tuple]:
-    """``values -> tuple(values[i] for i in read)``, by ``operator.itemgetter`` where it returns a tuple."""
-    if len(read) > 1:
-        return operator.itemgetter(*read)
-    return lambda values: tuple(values[i] for i in read)
-
-
-#: per tuple of attribute names (a module class's, mostly): what :func:`_state` reads of them (``_state_plan``)
-_STATE_PLANS: Dict[tuple, tuple] = {}
-
-
-def _state_plan(names: tuple) -> tuple:
-    """The positions of a module's attributes that its key reads, in order (not its containers nor nn.Module's
-    own hook dicts: keyed or checked apart), a function picking them, their names, and the positions of those
-    named for hooks (``_is_full_backward_hook``, a subclass's dict of hooks). Worked out
-    once per list of names: most of a module's attributes are nn.Module's own, and skipping them one by one was
-    a third of keying it."""
+def _state_plan(names: tuple) -> Tuple[Tuple[int, bool], ...]:
+    """``(position, named for hooks)`` of each of a module's attributes that its key reads, in order: not its
+    containers nor nn.Module's own hook dicts (keyed or checked apart). Worked out once per list of names: most
+    of a module's attributes are nn.Module's own, and skipping them one by one was a third of keying it."""
     plan = _STATE_PLANS.get(names)
     if plan is None:
-        read = tuple(i for i, name in enumerate(names) if name not in _SKIPPED)
-        plan = _STATE_PLANS[names] = (read, _picker(read), tuple(names[i] for i in read),
-                                      tuple(i for i in read if "hook" in names[i]))
+        plan = _STATE_PLANS[names] = tuple((i, "hook" in name) for i, name in enumerate(names) if name not in _SKIPPED)
     return plan
 
 
@@ -742,7 +703,6 @@ class _Recording:
         self.fixed = fixed  # nodes fx reuses rather than creates again (cached parameter proxies)
         self.output = output  # the forward's return value, proxies by where their node is
         self.plans: Dict[Tuple[str, bool], tuple] = {}  # by path: what every copy there needs (TraceReplay._plan)
-        self.names: Dict[Any, str] = {}  # fx's name candidate of each function / method target, at any path
         # another instance's call may be a copy with its own path in place of this one's: no parameter read
         # (fx names a parameter by where it was first registered), every module path below this one, names
         # given only to functions and methods (fx names a torch function's node after the function)
@@ -927,14 +887,10 @@ class TraceReplay:
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
         lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
         append = _append_copy if fast else fx.Graph.create_node
-        stacks: Dict[int, list] = {}  # each distinct tail's stack entries, made once (its nodes get their own dicts)
         for node, target, candidate, given, tail, scope in nodes:
             kwargs = map_arg(node.kwargs, lookup) if node.kwargs else node.kwargs  # (empty: immutable, shared)
             copy = append(graph, node.op, target, map_arg(node.args, lookup), kwargs, candidate, given[1])
-            stack = stacks.get(id(tail))
-            if stack is None:
-                stack = stacks[id(tail)] = outer + [(keys[k], v) for k, v in tail]
-            copy.meta["nn_module_stack"] = collections.OrderedDict(stack)
+            copy.meta["nn_module_stack"] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
             scopes[copy.name] = scope  # the innermost call's (path, type), as fx keeps it
             if given != _UNNAMED:
                 self.named[copy] = given
@@ -950,31 +906,14 @@ class TraceReplay:
         was asked for, nn_module_stack below the caller's by recorded key, innermost scope)``."""
         plan = recording.plans.get((path, fast))
         if plan is None:
-            old_path, graph = recording.path, self.tracer.graph
-            renamed: Dict[str, str] = {}  # each module path of the recording renamed once (nodes share a few)
-            tails: Dict[tuple, list] = {}  # and each distinct nn_module_stack tail
-
-            def rename(called: str) -> str:
-                found = renamed.get(called)
-                if found is None:
-                    found = renamed[called] = path + called[len(old_path):] if path != old_path else called
-                return found
-
+            old_path = recording.path
+            rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
             nodes = []
             for node, given, tail in recording.nodes:
-                module_call = node.op == "call_module"
-                target = rename(node.target) if module_call else node.target
-                if not fast or given[0] is not None:
-                    candidate = given[0]
-                elif module_call:
-                    candidate = graph._target_to_str(target)
-                else:  # a function's or method's name: the same at every path, worked out once per recording
-                    candidate = recording.names.get(target) or recording.names.setdefault(
-                        target, graph._target_to_str(target))
-                new_tail = tails.get(tail)
-                if new_tail is None:
-                    new_tail = tails[tail] = [(key, (rename(called), kind)) for key, (called, kind) in tail]
-                nodes.append((node, target, candidate, given, new_tail, new_tail[-1][1]))
+                target = rename(node.target) if node.op == "call_module" else node.target
+                candidate = self.tracer.graph._target_to_str(target) if fast and given[0] is None else given[0]
+                tail = [(key, (rename(called), kind)) for key, (called, kind) in tail]
+                nodes.append((node, target, candidate, given, tail, tail[-1][1]))
             plan = recording.plans[(path, fast)] = ([(rename(p), key) for p, key in recording.entries], nodes)
         return plan
 

@@ -237,12 +237,8 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode inside the block; afterwards each module in the mode it was in. A model already in
     eval mode is left alone: ``eval()`` and ``train()`` walk every module through ``nn.Module.__setattr__``
     (4% of analysing an independent ItNet)."""
-    modules = list(model.modules())
-    training = [m for m in modules if m.training]
-    if training and all(type(m).train is nn.Module.train for m in modules):
-        for m in training:  # what ``model.eval()`` does where no module overrides ``train``, less its recursion
-            m.training = False
-    elif training:
+    training = [m for m in model.modules() if m.training]
+    if training:
         model.eval()
     try:
         yield
