@@ -2,6 +2,7 @@
 user keeps is untouched by analyses: still whole, and analysed to the same numbers."""
 import gc
 
+import pytest
 import torch
 from torch import fx
 
@@ -76,3 +77,31 @@ def test_the_sweep_leaves_no_graph_to_the_collector():
     run_sweep(spec)
     kinds = {type(o) for o in cyclic_garbage(lambda: run_sweep(spec))}
     assert not kinds & {fx.Node, fx.Graph}, kinds
+
+
+def test_a_sweep_work_item_runs_with_the_collector_paused_and_restores_it(monkeypatch):
+    """The cycle collector waits while a sweep's work item runs (its traces die by reference counting, cycles are
+    collected once at its end) and is on again afterwards, also when the item fails."""
+    from graphcost.explore import SweepSpec, parse_grid, sweep
+
+    spec = sweep.resolve_spec(SweepSpec(model="itnet", grid=parse_grid(["N=1,2"]), fixed=(("L", 1), ("K", 1)),
+                                        input_shape=(1, 3, 32, 48), shared=False))
+    seen = []
+    original = sweep.analyze_trace
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "analyze_trace", spy)
+    tasks = [sweep.point_task(spec, point) for point in spec.points()]
+    rows = sweep.evaluate_architecture(sweep.architecture_tasks(tasks, [0])[0][0]) + [sweep.evaluate_point(tasks[1])]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and seen == [False, False] and gc.isenabled()
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sweep, "analyze_trace", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        sweep.evaluate_point(tasks[0])
+    assert gc.isenabled()
