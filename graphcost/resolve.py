@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import itertools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -490,11 +489,18 @@ def _skipping_meta_reset(original):
     """``original`` (a layer's ``reset_parameters``), but a no-op where all the layer's own tensors (those it
     resets: the layers of :data:`_RESETTING_LAYERS` have no children) are meta tensors."""
     def reset_parameters(self, *args, **kwargs):
-        if all(t is None or t.is_meta for t in itertools.chain(self._parameters.values(), self._buffers.values())):
+        if _all_meta(self._parameters) and _all_meta(self._buffers):
             return None
         return original(self, *args, **kwargs)
 
     return reset_parameters
+
+
+def _all_meta(tensors: Dict[str, Optional[torch.Tensor]]) -> bool:
+    for t in tensors.values():
+        if t is not None and not t.is_meta:
+            return False
+    return True
 
 
 def no_init() -> ContextManager[None]:
@@ -558,13 +564,14 @@ def _direct_setattr(original):
     def __setattr__(self, name: str, value) -> None:
         kind, owned = type(value), self.__dict__
         params, modules, buffers = owned.get("_parameters"), owned.get("_modules"), owned.get("_buffers")
-        if params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
-            original(self, name, value)
-        elif kind in _PLAIN_VALUES:
-            if name in params or name in modules or name in buffers:
-                original(self, name, value)
-            else:
+        if kind in _PLAIN_VALUES:
+            if (params is None or name not in params) and (modules is None or name not in modules) and \
+                    (buffers is None or name not in buffers):
                 object.__setattr__(self, name, value)
+            else:
+                original(self, name, value)
+        elif params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
+            original(self, name, value)
         elif _fresh(self, name, owned, params, modules, buffers):
             if kind is nn.Parameter and value.grad_fn is None and not _module_hooks.parameter_registration:
                 params[name] = value
