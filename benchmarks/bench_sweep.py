@@ -15,6 +15,8 @@ trace, on its own: ``run_sweep(memoise=False)``), same process.
 5. (``--parts width`` only) the width search's fit, predict, verify against real probes only: analyses.
 6. (``--baseline REF``) the 60-point grid on the code of git commit REF against this checkout, each in
    its own process (the same Python and packages), alternating: wall and CPU seconds, ratios, rows compared.
+   ``--paired``: also one pool worker of each checkout running the grid's items in lockstep, item by item (the
+   machine's drift cancels): the sums of each item's fastest CPU time, and their ratio.
 
 No store in 1 and 2, so everything is computed. Other load on the machine slows the pool: the
 free cores are measured first and printed.
@@ -24,6 +26,7 @@ free cores are measured first and printed.
     python benchmarks/bench_sweep.py --parts codesign,store,explorer
     python benchmarks/bench_sweep.py --parts width     # the width search: estimates vs real probes only
     python benchmarks/bench_sweep.py --parts none --baseline f6a14a1   # this code against commit f6a14a1
+    python benchmarks/bench_sweep.py --parts none --baseline f6a14a1 --paired   # and item by item, in lockstep
 """
 from __future__ import annotations
 
@@ -166,6 +169,55 @@ print(json.dumps({"wall": wall, "cpu": used, "analyses": result.analyses, "rows"
 """
 
 
+#: One pool worker of the checkout in argv[1] (its own worker set-up, ``_init_pool_worker``, and item wrapper,
+#: ``_run_and_freeze`` where it has one), answering "run item i" on stdin with the item's CPU seconds: the 60-point
+#: grid's work items in the order that checkout hands them out, for :func:`paired_part`.
+_PAIRED_WORKER = _DRIVER.split("def cpu():")[0] + r"""
+import gc, graphcost.runtime.executor as executor
+from graphcost.explore import sweep
+spec = sweep.resolve_spec(spec, max_points=None)
+tasks = [sweep.point_task(spec, point) for point in spec.points()]
+items = sorted(sweep.architecture_tasks(tasks, range(len(tasks))), key=lambda item: item[1][0])  # grid order
+executor._init_pool_worker(os.getppid())
+wrap = getattr(executor, "_run_and_freeze", None)
+print(len(items), flush=True)
+for line in sys.stdin:
+    item, start = items[int(line)][0], time.process_time()
+    rows = wrap(sweep.evaluate_architecture, item) if wrap else sweep.evaluate_architecture(item)
+    print(json.dumps([time.process_time() - start, [[(k, v) for k, v in r.items() if k not in ("analyses", "seconds")]
+                                                    for r in rows]]), flush=True)
+"""
+
+
+def paired_part(tree: str, shared: bool, rounds: int) -> None:
+    """The 60-point grid's work items run by a worker of the baseline checkout at ``tree`` and one of this checkout,
+    in lockstep: item by item, each item by both (in alternating order) before the next, ``rounds`` times. The
+    machine's speed drifts by a fifth within minutes; two items run a second apart see the same machine, so the
+    sum of each item's fastest CPU time is a steadier ratio than whole runs minutes apart (one core, no pool)."""
+    workers = [subprocess.Popen([sys.executable, "-c", _PAIRED_WORKER, root, "shared" if shared else "independent"],
+                                env={**os.environ, "PYTHONPATH": root}, cwd=root, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for root in (tree, ROOT)]
+    try:
+        count = [int(w.stdout.readline()) for w in workers][0]
+        best, rows, totals = [[float("inf")] * count for _ in workers], [{}, {}], [[0.0] * rounds for _ in workers]
+        for r in range(rounds):
+            for i in range(count):
+                for k in ((0, 1) if (i + r) % 2 == 0 else (1, 0)):
+                    workers[k].stdin.write(f"{i}\n")
+                    workers[k].stdin.flush()
+                    seconds, rows[k][i] = json.loads(workers[k].stdout.readline())
+                    best[k][i], totals[k][r] = min(best[k][i], seconds), totals[k][r] + seconds
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait()
+    per_round = " ".join(f"{a / b:4.2f}x" for a, b in zip(*totals))
+    print(f"  {'shared' if shared else 'independent':<11} paired, item by item ({rounds} rounds, one core): "
+          f"baseline {sum(best[0]):6.2f} s CPU, current {sum(best[1]):6.2f} s CPU (sums of each item's fastest), "
+          f"speed-up {sum(best[0]) / sum(best[1]):4.2f}x (per round {per_round})   identical rows: {rows[0] == rows[1]}",
+          flush=True)
+
+
 def _grid_in_process(root: str, shared: bool) -> dict:
     """The 60-point grid with the code of the checkout at ``root``, in a fresh process: :data:`_DRIVER`'s answer."""
     env = {**os.environ, "PYTHONPATH": root}
@@ -174,9 +226,10 @@ def _grid_in_process(root: str, shared: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def baseline_part(ref: str, rounds: int = 3) -> None:
+def baseline_part(ref: str, rounds: int = 3, paired: bool = False) -> None:
     """The 60-point grid with the code of commit ``ref`` (a temporary git worktree, removed afterwards) and with
-    this checkout, alternating, ``rounds`` times each, shared and independent: medians of wall and CPU seconds."""
+    this checkout, alternating, ``rounds`` times each, shared and independent: medians of wall and CPU seconds
+    (``paired``: also :func:`paired_part`)."""
     from statistics import median
 
     folder = tempfile.mkdtemp(prefix="graphcost-baseline-")
@@ -198,6 +251,8 @@ def baseline_part(ref: str, rounds: int = 3) -> None:
                   f"({runs['baseline'][0]['analyses']} analyses)   current: {c_wall:6.2f} s wall, {c_cpu:6.1f} s CPU "
                   f"({runs['current'][0]['analyses']} analyses)   speed-up {b_wall / c_wall:4.2f}x wall, "
                   f"{b_cpu / c_cpu:4.2f}x CPU   identical rows: {same}", flush=True)
+            if paired:
+                paired_part(tree, shared, rounds)
     finally:
         subprocess.run(["git", "-C", ROOT, "worktree", "remove", "--force", tree], capture_output=True)
         subprocess.run(["git", "-C", ROOT, "worktree", "prune"], capture_output=True)
@@ -346,6 +401,8 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline", metavar="REF", default=None,
                         help="also run the 60-point grid on the code of git commit REF, alternating with this code")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --baseline (default 3)")
+    parser.add_argument("--paired", action="store_true",
+                        help="with --baseline: also the grid's items run by both checkouts in lockstep (CPU time)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar of the co-design sweep (default: when stderr is a terminal)")
     args = parser.parse_args(argv)
@@ -361,7 +418,7 @@ def main(argv=None) -> int:
     if "explorer" in parts:
         explorer_part(result)
     if args.baseline:
-        baseline_part(args.baseline, args.rounds)
+        baseline_part(args.baseline, args.rounds, args.paired)
     return 0
 
 
