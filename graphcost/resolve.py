@@ -496,10 +496,15 @@ def _skipping_meta_reset(original):
     return reset_parameters
 
 
+#: torch-function handling off (modes such as ``torch.device("meta")`` included) around reads of tensor attributes
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+
+
 def _all_meta(tensors: Dict[str, Optional[torch.Tensor]]) -> bool:
-    for t in tensors.values():
-        if t is not None and not t.is_meta:
-            return False
+    with _NO_TORCH_FUNCTION():  # a read: past the meta-device mode, which costs ~1 us per tensor attribute read
+        for t in tensors.values():
+            if t is not None and not t.is_meta:
+                return False
     return True
 
 
@@ -573,7 +578,7 @@ def _direct_setattr(original):
         elif params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
             original(self, name, value)
         elif _fresh(self, name, owned, params, modules, buffers):
-            if kind is nn.Parameter and value.grad_fn is None and not _module_hooks.parameter_registration:
+            if kind is nn.Parameter and _is_leaf(value) and not _module_hooks.parameter_registration:
                 params[name] = value
             elif isinstance(value, nn.Module) and not _module_hooks.module_registration:
                 modules[name] = value
@@ -583,6 +588,11 @@ def _direct_setattr(original):
             original(self, name, value)
 
     return __setattr__
+
+
+def _is_leaf(tensor: torch.Tensor) -> bool:
+    with _NO_TORCH_FUNCTION():  # (see _all_meta)
+        return tensor.grad_fn is None
 
 
 def _fresh(module: nn.Module, name: str, owned: dict, params: dict, modules: dict, buffers: dict) -> bool:
