@@ -36,10 +36,16 @@ def last_output_macs(t) -> int:
 
 
 
+#: the layers whose MACs scale with their channels' product
+_CHANNEL_LAYERS = (nn.modules.conv._ConvNd, nn.Linear)
+
+
 def _channel_pair(module) -> Optional[int]:
     """Input channels per group x output channels of a conv or linear module (the product its MACs scale by)."""
-    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and module.weight.dim() >= 2:
-        return int(module.weight.shape[0]) * int(module.weight.shape[1])
+    if isinstance(module, _CHANNEL_LAYERS):
+        shape = module.weight.shape
+        if len(shape) >= 2:
+            return int(shape[0]) * int(shape[1])
     return None
 
 
