@@ -211,11 +211,10 @@ def paired_part(tree: str, shared: bool, rounds: int) -> None:
         for w in workers:
             w.stdin.close()
             w.wait()
-    per_round = " ".join(f"{a / b:4.2f}x" for a, b in zip(*totals))
+    per_round, same = " ".join(f"{a / b:4.2f}x" for a, b in zip(*totals)), rows[0] == rows[1]
     print(f"  {'shared' if shared else 'independent':<11} paired, item by item ({rounds} rounds, one core): "
           f"baseline {sum(best[0]):6.2f} s CPU, current {sum(best[1]):6.2f} s CPU (sums of each item's fastest), "
-          f"speed-up {sum(best[0]) / sum(best[1]):4.2f}x (per round {per_round})   identical rows: {rows[0] == rows[1]}",
-          flush=True)
+          f"speed-up {sum(best[0]) / sum(best[1]):4.2f}x (per round {per_round})   identical rows: {same}", flush=True)
 
 
 def _grid_in_process(root: str, shared: bool) -> dict:

@@ -667,9 +667,9 @@ def direct_attributes() -> ContextManager[None]:
     under a name that is not a parameter, child or buffer of the module, and a parameter or a module under a
     fresh name, directly, as torch's own method would after its checks (:func:`_direct_setattr`); every other
     assignment takes torch's method. ``nn.Module.__init__`` without arguments fills the module's dict as torch's
-    would (:func:`_direct_init`). Restored as the block ends, exception or not. Blocks may nest and overlap in threads (:class:`SharedSwitch`); patching costs a fraction of a
-    millisecond (every subclass's slot is updated), so work that builds many models (a sweep's work item)
-    opens one block around them all.
+    would (:func:`_direct_init`). Restored as the block ends, exception or not. Blocks may nest and overlap in
+    threads (:class:`SharedSwitch`); patching costs a fraction of a millisecond (every subclass's slot is
+    updated), so work that builds many models (a sweep's work item) opens one block around them all.
 
     >>> with direct_attributes():
     ...     conv = nn.Conv2d(3, 8, 3, device="meta")
