@@ -578,9 +578,9 @@ def _direct_setattr(original):
         elif params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
             original(self, name, value)
         elif _fresh(self, name, owned, params, modules, buffers):
-            if kind is nn.Parameter and _is_leaf(value) and not _module_hooks.parameter_registration:
+            if kind is nn.Parameter and _is_leaf(value) and not _hooked("_global_parameter_registration_hooks"):
                 params[name] = value
-            elif isinstance(value, nn.Module) and not _module_hooks.module_registration:
+            elif isinstance(value, nn.Module) and not _hooked("_global_module_registration_hooks"):
                 modules[name] = value
             else:
                 original(self, name, value)
@@ -603,19 +603,9 @@ def _fresh(module: nn.Module, name: str, owned: dict, params: dict, modules: dic
         not hasattr(type(module), name)
 
 
-class _ModuleHooks:
-    """torch's global registration hooks, read where torch keeps them (looked up at each use: torch may rebind)."""
-
-    @property
-    def parameter_registration(self) -> bool:
-        return bool(nn.modules.module._global_parameter_registration_hooks)
-
-    @property
-    def module_registration(self) -> bool:
-        return bool(nn.modules.module._global_module_registration_hooks)
-
-
-_module_hooks = _ModuleHooks()
+def _hooked(registry: str) -> bool:
+    """Whether torch's global registration hooks ``registry`` hold any (looked up at each use: torch may rebind it)."""
+    return bool(getattr(nn.modules.module, registry))
 
 
 def _direct_init(original):
@@ -647,19 +637,19 @@ def _direct_init(original):
     return __init__
 
 
-def _patch_setattr():
+def _patch_module_methods():
     originals = nn.Module.__dict__["__setattr__"], nn.Module.__dict__["__init__"]
     nn.Module.__setattr__ = _direct_setattr(originals[0])
     nn.Module.__init__ = _direct_init(originals[1])
     return originals
 
 
-def _restore_setattr(originals) -> None:
+def _restore_module_methods(originals) -> None:
     nn.Module.__setattr__, nn.Module.__init__ = originals
 
 
 #: :func:`direct_attributes`' switch: the first block to open patches, the last to close restores.
-_DIRECT_ATTRIBUTES = SharedSwitch(_patch_setattr, _restore_setattr)
+_DIRECT_ATTRIBUTES = SharedSwitch(_patch_module_methods, _restore_module_methods)
 
 
 def direct_attributes() -> ContextManager[None]:
