@@ -123,7 +123,7 @@ def phases(model, shape, repeats):
     spent = {}
     wrapped = [(capture_fx, "_symbolic_trace", "fx symbolic tracing"),
                (capture_fx, "run_on_fake_inputs", "fake-tensor run"),
-               (capture_fx, "run_on_meta_inputs", "meta-tensor run (a model on meta)"),
+               (capture_fx, "run_on_meta_inputs", "meta-tensor run"),
                (tracing, "build_dag", "execution DAG"), (tracing, "build_loop_graph", "loop graph (in the passes)"),
                (analysis, "analyze_trace", "cost passes (incl. the loop graph)"), (analysis, "analyze", "all")]
     originals = [(module, name, getattr(module, name)) for module, name, _ in wrapped]

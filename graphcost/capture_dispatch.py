@@ -157,15 +157,51 @@ def meta_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     """Every parameter and buffer of ``model`` by name (tied names too), on the meta device: the
     model's own tensors where they are there already, else a meta copy of each (one per tensor,
     so tied names stay tied), for ``torch.func.functional_call``."""
-    tensors = dict(itertools.chain(model.named_parameters(remove_duplicate=False),
-                                   model.named_buffers(remove_duplicate=False)))
-    meta_of: Dict[int, torch.Tensor] = {}
-    for t in tensors.values():
-        if id(t) not in meta_of:
-            meta_of[id(t)] = t if t.device.type == "meta" else \
-                nn.Parameter(torch.empty_like(t, device="meta"), t.requires_grad) if isinstance(t, nn.Parameter) \
-                else torch.empty_like(t, device="meta")
-    return {name: meta_of[id(t)] for name, t in tensors.items()}
+    return MetaTwins().state(model)
+
+
+class MetaTwins:
+    """A model's parameters, buffers and tensor constants as meta tensors (same shape, strides, dtype,
+    ``requires_grad``; a ``Parameter`` stays one), each made once and shared by every module that holds
+    it, so tied weights stay tied: what a real model's run on meta inputs reads in their place.
+    A tensor already on the meta device is its own twin."""
+
+    def __init__(self) -> None:
+        self._twins: Dict[int, Tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (the tensor, held: ids stay unique)
+        self._states: Dict[int, Tuple[nn.Module, Dict[str, torch.Tensor], bool]] = {}
+
+    def of(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor``'s meta twin."""
+        if tensor.is_meta:
+            return tensor
+        found = self._twins.get(id(tensor))
+        if found is None:
+            twin = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device="meta")
+            twin = nn.Parameter(twin, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else \
+                twin.requires_grad_(tensor.requires_grad)
+            found = self._twins[id(tensor)] = (tensor, twin)
+        return found[1]
+
+    def state(self, module: nn.Module) -> Dict[str, torch.Tensor]:
+        """Every parameter and buffer of ``module`` by name (tied names too) as its twin."""
+        return self._state(module)[1]
+
+    def call(self, module: nn.Module, args, kwargs) -> Any:
+        """``module(*args, **kwargs)`` with its parameters and buffers replaced by their twins."""
+        _, state, swaps = self._state(module)
+        if not swaps:  # all on the meta device already
+            return module(*args, **kwargs)
+        return torch.func.functional_call(module, state, tuple(args), kwargs, tie_weights=True, strict=False)
+
+    def _state(self, module: nn.Module) -> Tuple[nn.Module, Dict[str, torch.Tensor], bool]:
+        found = self._states.get(id(module))
+        if found is None:
+            tensors = dict(itertools.chain(module.named_parameters(remove_duplicate=False),
+                                           module.named_buffers(remove_duplicate=False)))
+            state = {name: self.of(t) for name, t in tensors.items()}
+            swaps = any(state[name] is not t for name, t in tensors.items())
+            found = self._states[id(module)] = (module, state, swaps)
+        return found
 
 
 def _meta_parameters(model: nn.Module) -> Tuple[Callable[[Dict[str, torch.Tensor]], Any], Dict[str, torch.Tensor]]:

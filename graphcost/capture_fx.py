@@ -6,8 +6,10 @@ with a formula is one call, not traced into) and runs the graph once on ``FakeTe
 allocated. A model built on the meta device (every parameter and buffer there: what
 :func:`graphcost.resolve.build_for_shapes` builds) runs on plain meta tensors instead, which are what
 its fake tensors hold anyway: a meta dispatch costs a fraction of a fake one, and a process that
-never makes a fake tensor never imports ``torch._dynamo`` (a second of CPU). Where that run fails
-(a CPU tensor made inside ``forward``, an op without a meta kernel), the fake run decides.
+never makes a fake tensor never imports ``torch._dynamo`` (a second of CPU). So does a model on the
+CPU, reading a meta twin of each parameter, buffer and constant (:class:`~graphcost.capture_dispatch.MetaTwins`;
+the model itself is not touched). Where that run fails (an op without a meta kernel, code that asks
+for a fake tensor), the fake run decides; a model on an accelerator runs on fake tensors of its device.
 
 Calls without a formula in the op registry — ``nn`` leaf modules nobody registered, fx-wrapped
 leaf functions — are costed per aten op (:mod:`graphcost.aten_costs`) on the slow math path.
@@ -47,7 +49,7 @@ from torch.utils._pytree import tree_map_only
 
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
-from .capture_dispatch import meta_state
+from .capture_dispatch import MetaTwins, meta_state
 from .capture_memo import (CallMemo, Invocation, ModuleKeys, ParameterShapes, TraceReplay, invocations,
                            pure_function, release_codes)
 from .errors import UserError, first_line, shape_text
@@ -204,11 +206,11 @@ _Outcome = Tuple[ops.OpInfo, ops.OpCost, bool, Dict[str, Any]]
 
 
 class CostInterpreter(fx.Interpreter):
-    """Runs the fx graph on fake tensors and records shapes and per-call costs on each node."""
+    """Runs the fx graph on fake (or meta) tensors and records shapes and per-call costs on each node."""
 
     def __init__(self, root: nn.Module, graph: fx.Graph, opaque: Set[str], custom: Dict, memoise: bool = True,
                  copies: Optional[Dict[str, str]] = None, keys: Optional[ModuleKeys] = None,
-                 modules: Optional[Dict[str, nn.Module]] = None):
+                 modules: Optional[Dict[str, nn.Module]] = None, twins: Optional[MetaTwins] = None):
         # values kept to the end: fake tensors hold no data, and fx's last-use bookkeeping (a pass over the graph,
         # a lookup per node) cost more than keeping them
         if modules:  # root's submodules as tracing found them: fx's own walk of them (``named_modules``) spared
@@ -217,6 +219,7 @@ class CostInterpreter(fx.Interpreter):
         else:
             super().__init__(root, garbage_collect_values=False, graph=graph)
         self.copies = copies  # module calls fx tracing copied from an equal earlier call (TraceReplay)
+        self.twins = twins  # the model's own tensors as meta ones, for a run on meta inputs (None: as they are)
         self.memo = CallMemo(keys) if memoise else None  # provably identical calls costed once
         self.extra_traceback = False  # errors are one line, naming the layer (see _blame)
         self.opaque = opaque
@@ -389,8 +392,7 @@ class CostInterpreter(fx.Interpreter):
             return getattr(self, n.op)(n.target, a, k)
         return _counted(run, run, args, kwargs)
 
-    @staticmethod
-    def _shortcut(info: Optional[ops.OpInfo], module, args, kwargs):
+    def _shortcut(self, info: Optional[ops.OpInfo], module, args, kwargs):
         """The op's output from a shape rule, without dispatching the op (None: run it).
 
         Only floating-point fake tensors of one dtype and device, matching the module's own
@@ -401,7 +403,7 @@ class CostInterpreter(fx.Interpreter):
         tensors = ops.tensors_in(args)
         if not tensors or not _abstract(tensors[0]) or not tensors[0].is_floating_point() or \
                 not _same_kind(tensors[0], tensors[1:]) or \
-                (module is not None and not _same_kind(tensors[0], _module_tensors(module))):
+                (module is not None and not _same_kind(tensors[0], self._own_tensors(module))):
             return None
         shape = info.shape(module, args, kwargs) if info.shape else ()
         if shape is None:
@@ -409,6 +411,20 @@ class CostInterpreter(fx.Interpreter):
         if info.preserves_shape:
             return args[0] if args[0] is tensors[0] else None
         return _fake_empty(tensors[0], shape)
+
+    def _own_tensors(self, module: nn.Module) -> List[torch.Tensor]:
+        """The module's own parameters and buffers as this run sees them (meta twins on a twinned run)."""
+        own = _module_tensors(module)
+        return own if self.twins is None else [self.twins.of(t) for t in own]
+
+    def get_attr(self, target, args, kwargs):
+        value = super().get_attr(target, args, kwargs)
+        return value if self.twins is None or not isinstance(value, torch.Tensor) else self.twins.of(value)
+
+    def call_module(self, target, args, kwargs):
+        if self.twins is None:
+            return super().call_module(target, args, kwargs)
+        return self.twins.call(self._submodule(target), args, kwargs)
 
     def _run_opaque(self, n: fx.Node, args, kwargs) -> Tuple[Any, AtenCost]:
         """Run a leaf nobody registered per aten op: on fake tensors when it can, else
@@ -607,13 +623,29 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
                                                   keys=keys, modules=modules)
     model = root_module.model if isinstance(root_module, Single) else root_module
     interpreter = functools.partial(CostInterpreter, root, graph, set(opaque), custom, memoise, copies, keys, modules)
-    interp = interpreter()
-    on_meta = device.type == "meta" and _all_meta(modules.values())
-    if not (on_meta and run_on_meta_inputs(interp, graph, bound, dtype)):
-        interp = interpreter() if on_meta else interp  # (a failed meta run left its records behind)
+    interp = _run_on_meta(interpreter, graph, bound, dtype, device, modules.values())
+    if interp is None:
+        interp = interpreter()
         run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
                     sorted(interp.unknown), interp.uncounted, modules=modules)
+
+
+def _run_on_meta(interpreter: Callable[..., CostInterpreter], graph: fx.Graph, bound: Dict[str, Any],
+                 dtype: torch.dtype, device: torch.device, modules: Iterable[nn.Module]) -> Optional[CostInterpreter]:
+    """The interpreter that ran ``graph`` on meta inputs, or None where that run failed or cannot be made.
+
+    A model on the meta device runs as it is; a model on the CPU reads meta twins of its parameters and buffers
+    (:class:`~graphcost.capture_dispatch.MetaTwins`): a CPU fake tensor holds a meta one, so both give the same
+    shapes, at a fraction of a fake dispatch. A model on an accelerator runs on fake tensors of that device
+    (its kernels may differ)."""
+    if device.type == "meta" and _all_meta(modules):
+        interp = interpreter()
+    elif device.type in ("cpu", "meta"):
+        interp = interpreter(twins=MetaTwins())
+    else:
+        return None
+    return interp if run_on_meta_inputs(interp, graph, bound, dtype) else None
 
 
 def _all_meta(modules: Iterable[nn.Module]) -> bool:

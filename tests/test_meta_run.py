@@ -1,6 +1,7 @@
-"""The meta run (graphcost.capture_fx.run_on_meta_inputs): a model built on the meta device is costed on plain
-meta tensors, no fake mode; every analysis equals the fake run's, key by key, and a process that only analyses
-such models never imports torch._dynamo."""
+"""The meta run (graphcost.capture_fx.run_on_meta_inputs): a model built on the meta device, or one on the CPU
+reading meta twins of its tensors (capture_dispatch.MetaTwins), is costed on plain meta tensors, no fake mode;
+every analysis equals the fake run's, key by key, and a process that only analyses such models never imports
+torch._dynamo."""
 import subprocess
 import sys
 import textwrap
@@ -66,15 +67,16 @@ def analysis(model, shape, meta_run: bool, monkeypatch, memoise=True):
     with monkeypatch.context() as patch:
         patch.setattr(capture_fx, "run_on_fake_inputs", lambda *a, **k: ran_fake.append(1) or real_fake_run(*a, **k))
         if not meta_run:
-            patch.setattr(capture_fx, "_all_meta", lambda root: False)
+            patch.setattr(capture_fx, "_run_on_meta", lambda *a, **k: None)
         result = graphcost.analyze(model, shape, memoise=memoise).to_dict()
     return result, bool(ran_fake)
 
 
+@pytest.mark.parametrize("weights", ["meta", "real"])
 @pytest.mark.parametrize("name", CASES)
-def test_meta_run_gives_the_fake_runs_analysis(name, monkeypatch):
+def test_meta_run_gives_the_fake_runs_analysis(name, weights, monkeypatch):
     factory, shape = CASES[name]
-    model = on_meta(factory)
+    model = on_meta(factory) if weights == "meta" else factory().eval()
     meta, fell_back = analysis(model, shape, True, monkeypatch)
     fake, ran_fake = analysis(model, shape, False, monkeypatch)
     assert ran_fake
@@ -90,10 +92,62 @@ def test_meta_run_without_memo_equals_the_fake_run(monkeypatch):
     assert not fell_back and meta == fake
 
 
-def test_models_with_real_weights_keep_the_fake_run(monkeypatch):
-    model = torchvision.models.resnet18(weights=None).eval()
-    _, ran_fake = analysis(model, (1, 3, 64, 64), True, monkeypatch)
-    assert ran_fake
+class TiedAndConstant(nn.Module):
+    """A weight used by two layers and read directly, a buffer, a frozen parameter and a tensor constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.b.weight = self.a.weight
+        self.register_buffer("offset", torch.ones(8))
+        self.frozen = nn.Parameter(torch.ones(8), requires_grad=False)
+
+    def forward(self, x):
+        y = self.b(self.a(x)) + self.offset * self.frozen
+        return y @ self.a.weight.t() + torch.tensor([1.0] * 8)
+
+
+def test_a_real_models_tensors_are_read_as_meta_twins_and_left_as_they_were(monkeypatch):
+    model = TiedAndConstant().eval()
+    before = {name: (t, t.device, t.requires_grad) for name, t in model.state_dict(keep_vars=True).items()}
+    meta, fell_back = analysis(model, (2, 8), True, monkeypatch)
+    fake, _ = analysis(model, (2, 8), False, monkeypatch)
+    assert not fell_back and meta == fake
+    assert meta["params"] == 8 * 8 + 2 * 8 + 8  # one tied weight, two biases, the frozen vector
+    after = {name: (t, t.device, t.requires_grad) for name, t in model.state_dict(keep_vars=True).items()}
+    assert after.keys() == before.keys() and all(after[k][0] is before[k][0] and after[k][1:] == before[k][1:]
+                                                 for k in before)
+
+
+def test_twins_are_made_once_per_tensor_and_keep_what_a_run_reads():
+    from graphcost.capture_dispatch import MetaTwins
+    twins, model = MetaTwins(), TiedAndConstant()
+    weight = twins.of(model.a.weight)
+    assert weight is twins.of(model.b.weight) and weight.is_meta and isinstance(weight, nn.Parameter)
+    assert twins.state(model)["b.weight"] is weight and twins.state(model.a)["weight"] is weight
+    frozen = twins.of(model.frozen)
+    assert not frozen.requires_grad and frozen.shape == (8,) and frozen.dtype == torch.float32
+    assert twins.of(weight) is weight  # a meta tensor is its own twin
+    assert twins.call(model.a, (torch.empty(2, 8, device="meta"),), {}).is_meta
+
+
+def test_models_on_an_accelerator_keep_the_fake_run():
+    def never_called(**kwargs):
+        raise AssertionError("an interpreter was made")
+    assert capture_fx._run_on_meta(never_called, torch.fx.Graph(), {}, torch.float32, torch.device("cuda"), []) is None
+
+
+def test_analysing_real_cpu_models_never_imports_torch_dynamo():
+    script = textwrap.dedent("""
+        import sys
+        import graphcost
+        from graphcost.models import get_model
+        a = graphcost.analyze(get_model("itnet", dataset="camvid").eval(), (1, 3, 64, 96))
+        assert a.macs > 0
+        print("torch._dynamo" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_a_layer_that_rejects_its_input_is_named_as_on_the_fake_run():
