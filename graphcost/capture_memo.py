@@ -56,6 +56,7 @@ import collections
 import functools
 import itertools
 import operator
+import re
 import types
 from collections import Counter
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
@@ -887,10 +888,14 @@ class TraceReplay:
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
         lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
         append = _append_copy if fast else fx.Graph.create_node
+        stacks: Dict[int, collections.OrderedDict] = {}  # by tail (one object per module call in the plan)
         for node, target, candidate, given, tail, scope in nodes:
             kwargs = map_arg(node.kwargs, lookup) if node.kwargs else node.kwargs  # (empty: immutable, shared)
             copy = append(graph, node.op, target, map_arg(node.args, lookup), kwargs, candidate, given[1])
-            copy.meta["nn_module_stack"] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
+            stack = stacks.get(id(tail))
+            if stack is None:
+                stack = stacks[id(tail)] = collections.OrderedDict(outer + [(keys[k], v) for k, v in tail])
+            copy.meta["nn_module_stack"] = stack.copy()  # each node its own, as fx gives it
             scopes[copy.name] = scope  # the innermost call's (path, type), as fx keeps it
             if given != _UNNAMED:
                 self.named[copy] = given
@@ -908,11 +913,13 @@ class TraceReplay:
         if plan is None:
             old_path = recording.path
             rename = (lambda p: path + p[len(old_path):]) if path != old_path else (lambda p: p)
-            nodes = []
+            nodes, tails = [], {}
             for node, given, tail in recording.nodes:
                 target = rename(node.target) if node.op == "call_module" else node.target
-                candidate = self.tracer.graph._target_to_str(target) if fast and given[0] is None else given[0]
-                tail = [(key, (rename(called), kind)) for key, (called, kind) in tail]
+                candidate = _identifier(self.tracer.graph._target_to_str(target)) if fast and given[0] is None \
+                    else given[0]
+                tail = tuple((key, (rename(called), kind)) for key, (called, kind) in tail)
+                tail = tails.setdefault(tail, tail)  # the nodes of one module call share one (see _replay)
                 nodes.append((node, target, candidate, given, tail, tail[-1][1]))
             plan = recording.plans[(path, fast)] = ([(rename(p), key) for p, key in recording.entries], nodes)
         return plan
@@ -932,6 +939,17 @@ class TraceReplay:
             return {k: self._rebuild(v, inputs, env, proxies) for k, v in value}
         return tag(self._rebuild(v, inputs, env, proxies) for v in value)
 
+
+def _identifier(candidate: str) -> str:
+    """``candidate`` made a Python identifier as fx's namespace makes it before numbering it (each run of
+    characters other than letters, digits and ``_`` one ``_``; ``_unnamed`` for nothing; ``_`` before a leading
+    digit): a module path's name (``blocks.0.conv``) then takes fx's first regex match, not three, per copy."""
+    candidate = _ILLEGAL_CHARACTERS.sub("_", candidate) or "_unnamed"
+    return f"_{candidate}" if candidate[0].isdigit() else candidate
+
+
+#: what fx's namespace replaces in a name (``torch.fx.graph``'s pattern, the same characters)
+_ILLEGAL_CHARACTERS = re.compile("[^0-9a-zA-Z_]+")
 
 #: the graph's own bookkeeping :func:`_append_copy` keeps as ``Graph.create_node`` does
 _FAST_APPEND = frozenset({"_graph_namespace", "_find_nodes_lookup_table", "_len"})

@@ -185,3 +185,16 @@ def test_the_first_module_of_a_sketch_is_keyed_once(monkeypatch):
     assert copies.get("heads.3") == "heads.1"  # the keys still find the twins
     assert sum(m is model.heads[0] for m in keyed) == 1
     assert all(sum(m is head for m in keyed) == 1 for head in model.heads[1:3])
+
+
+@pytest.mark.parametrize("candidate", ["conv", "blocks.0.conv", "0", "3.conv", "a..b", "-", "", "add_3", "list",
+                                       "__add__", "layer1.0.downsample.0", "getattr_1"])
+def test_a_copys_name_candidate_is_named_as_fx_names_the_raw_one(candidate):
+    """Copies hand fx's namespace their candidate made an identifier ahead (capture_memo._identifier): the
+    same names, in any order of use, as the raw candidates give."""
+    from torch.fx.graph import _Namespace
+    from graphcost.capture_memo import _identifier
+
+    raw, ready = _Namespace(), _Namespace()
+    for used in ("conv", "blocks_0_conv", "_0", "add_3", candidate, candidate):
+        assert raw.create_name(used, None) == ready.create_name(_identifier(used), None)
