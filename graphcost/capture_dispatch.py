@@ -207,11 +207,8 @@ class MetaTwins:
 def _meta_parameters(model: nn.Module) -> Tuple[Callable[[Dict[str, torch.Tensor]], Any], Dict[str, torch.Tensor]]:
     """A function calling ``model`` with every parameter and buffer on the meta device, and the
     tensor each parameter / buffer name is seen as while it runs."""
-    seen = meta_state(model)
-    if all(seen[name] is t for name, t in itertools.chain(model.named_parameters(remove_duplicate=False),
-                                                          model.named_buffers(remove_duplicate=False))):
-        return (lambda kwargs: model(**kwargs)), seen  # on the meta device already: nothing to swap
-    return (lambda kwargs: torch.func.functional_call(model, seen, (), kwargs, tie_weights=True, strict=False)), seen
+    twins = MetaTwins()
+    return (lambda kwargs: twins.call(model, (), kwargs)), twins.state(model)
 
 
 @dataclass
