@@ -39,7 +39,7 @@ import functools
 import inspect
 import operator
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Set, Tuple
 
 import torch
 from torch import fx, nn
@@ -301,10 +301,10 @@ class CostInterpreter(fx.Interpreter):
         args, kwargs = self.fetch_args_kwargs_from_env(n)
         module = self._submodule(n.target) if n.op == "call_module" else None
         info = self._info(n, module)
-        key = self._memo_key(n, module, info, args, kwargs)
+        key, passed_through = self._memo_key(n, module, info, args, kwargs)
         found = self.memo.replay(key) if key is not None else None
         if found is None:
-            out, outcome = self._evaluate(n, module, info, args, kwargs)
+            out, outcome = self._evaluate(n, module, info, args, kwargs, passed_through)
             if key is not None:
                 self.memo.store(key, out, outcome, (args, kwargs))
         else:
@@ -322,29 +322,32 @@ class CostInterpreter(fx.Interpreter):
         module = self.submodules.get(path)
         return self.module.get_submodule(path) if module is None else module
 
-    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs):
-        """The call's memo key (:mod:`graphcost.capture_memo`), or None: not memoised (no memo, not a call,
-        a leaf that may run on real inputs, or a call whose shape rule returns its input: an outcome the
-        memo never keeps, for this key or an equal one, so the key is not worth its time)."""
+    def _memo_key(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs
+                  ) -> Tuple[Optional[Hashable], Any]:
+        """The call's memo key (:mod:`graphcost.capture_memo`) or None, and the output its shape rule gave
+        where that is its input (else None). No key: no memo, not a call, a leaf that may run on real inputs,
+        or a call whose shape rule returns its input: an outcome the memo never keeps, for this key or an equal
+        one, so the key is not worth its time (and :meth:`_evaluate` need not ask the rule again)."""
         if self.memo is None or n.op not in COMPUTE_OPS or (module is not None and n.target in self.opaque):
-            return None
+            return None, None
         if info is not None and info.preserves_shape and args:
             try:
                 if self._shortcut(info, module, args, kwargs) is args[0]:
-                    return None
+                    return None, args[0]
             except Exception:  # noqa: BLE001 - a shape rule rejecting the call: _evaluate says so, naming the layer
                 pass
-        return self.memo.key(n.op, module if module is not None else n.target, args, kwargs)
+        return self.memo.key(n.op, module if module is not None else n.target, args, kwargs), None
 
-    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs
-                  ) -> Tuple[Any, "_Outcome"]:
+    def _evaluate(self, n: fx.Node, module: Optional[nn.Module], info: Optional[ops.OpInfo], args, kwargs,
+                  passed_through: Any = None) -> Tuple[Any, "_Outcome"]:
         """Shape-propagate and cost one node (``info``: its op's entry in the registry): its output and
-        :data:`_Outcome`."""
+        :data:`_Outcome`. ``passed_through``: its output where its shape rule was asked already and gave
+        back its input."""
         with _blame(functools.partial(_where, self.module, n, module), args, kwargs):
             if info is None and n.op in COMPUTE_OPS:
                 out, info, cost, uncounted = self._run_per_aten_op(n, module, args, kwargs)
                 return out, (info, cost, True, uncounted)
-            out = self._shortcut(info, module, args, kwargs)
+            out = self._shortcut(info, module, args, kwargs) if passed_through is None else passed_through
             if out is None:
                 self._code_runs(n)
                 out = getattr(self, n.op)(n.target, args, kwargs)
