@@ -302,11 +302,15 @@ def _layers(records: Dict[str, CallRecord]) -> Tuple[Dict[str, str], Dict[str, L
         name = layer_name(calls[0], first)
         if name in layers:  # module path reused by a distinct parameter group: disambiguate
             name = calls[0]
-        layer_of.update(dict.fromkeys(calls, name))
-        params = set().union(*[records[c].param_ids for c in calls])
+        if len(calls) == 1:  # most layers of a network without loops: its ids are sorted and distinct already
+            layer_of[calls[0]] = name
+            param_ids = first.param_ids
+        else:
+            layer_of.update(dict.fromkeys(calls, name))
+            param_ids = tuple(sorted(set().union(*[records[c].param_ids for c in calls])))
         layers[name] = new_record(LayerRecord, {
             "op": first.op, "kind": first.kind, "is_weight_layer": first.is_weight_layer, "calls": len(calls),
-            "dag_nodes": tuple(calls), "param_ids": tuple(sorted(params)), "first_order": first.order})
+            "dag_nodes": tuple(calls), "param_ids": param_ids, "first_order": first.order})
     return layer_of, layers
 
 
