@@ -160,6 +160,11 @@ def meta_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     return MetaTwins().state(model)
 
 
+def meta_like(t: torch.Tensor) -> torch.Tensor:
+    """A meta tensor with ``t``'s shape, strides and dtype (``t`` real, fake or meta)."""
+    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
+
+
 class MetaTwins:
     """A model's parameters, buffers and tensor constants as meta tensors (same shape, strides, dtype,
     ``requires_grad``; a ``Parameter`` stays one), each made once and shared by every module that holds
@@ -176,7 +181,7 @@ class MetaTwins:
             return tensor
         found = self._twins.get(id(tensor))
         if found is None:
-            twin = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device="meta")
+            twin = meta_like(tensor)
             twin = nn.Parameter(twin, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else \
                 twin.requires_grad_(tensor.requires_grad)
             found = self._twins[id(tensor)] = (tensor, twin)

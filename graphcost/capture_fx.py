@@ -49,7 +49,7 @@ from torch.utils._pytree import tree_map_only
 
 from . import ops
 from .aten_costs import AtenCost, aten_kind, does_no_arithmetic
-from .capture_dispatch import MetaTwins, meta_state
+from .capture_dispatch import MetaTwins, meta_like, meta_state
 from .capture_memo import (CallMemo, Invocation, ModuleKeys, ParameterShapes, TraceReplay, invocations,
                            pure_function, release_codes)
 from .errors import UserError, first_line, shape_text
@@ -439,7 +439,7 @@ class CostInterpreter(fx.Interpreter):
         except Exception:
             if n.target not in self.opaque:
                 raise
-        abstract = _active_fake_mode(args).from_tensor if _fakes_in(args) else _meta_like
+        abstract = _active_fake_mode(args).from_tensor if _fakes_in(args) else meta_like
         gen = torch.Generator().manual_seed(0)
         with unset_fake_temporarily():
             real = tree_map_only(torch.Tensor, lambda t: torch.rand(t.shape, generator=gen).to(t.dtype),
@@ -539,7 +539,7 @@ def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, A
     if fakes:  # (on the meta run there are none: ``on_fake`` runs on the meta tensors themselves)
         try:
             with unset_fake_temporarily(), AtenCost() as counter:
-                meta_args, meta_kwargs = tree_map_only(torch.Tensor, _meta_like, (args, kwargs))
+                meta_args, meta_kwargs = tree_map_only(torch.Tensor, meta_like, (args, kwargs))
                 out = on_meta(meta_args, meta_kwargs)
             return tree_map_only(torch.Tensor, functools.partial(_fake_from_meta, fakes[0]), out), counter
         except Exception:  # noqa: BLE001 - the fake run below decides, with torch's own message
@@ -547,11 +547,6 @@ def _counted(on_meta: Callable, on_fake: Callable, args, kwargs) -> Tuple[Any, A
     with AtenCost() as counter:
         out = on_fake(args, kwargs)
     return out, counter
-
-
-def _meta_like(t: torch.Tensor) -> torch.Tensor:
-    """A meta tensor with ``t``'s shape, strides and dtype (``t`` real, fake or meta)."""
-    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="meta")
 
 
 def _fake_from_meta(like: FakeTensor, meta: torch.Tensor) -> FakeTensor:
