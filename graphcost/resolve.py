@@ -573,19 +573,17 @@ def _direct_setattr(original):
             if (params is None or name not in params) and (modules is None or name not in modules) and \
                     (buffers is None or name not in buffers):
                 object.__setattr__(self, name, value)
-            else:
-                original(self, name, value)
-        elif params is None or modules is None or buffers is None:  # before Module.__init__: torch says what to do
-            original(self, name, value)
-        elif _fresh(self, name, owned, params, modules, buffers):
+                return
+        # (before Module.__init__ there are no containers yet: torch says what to do)
+        elif params is not None and modules is not None and buffers is not None and \
+                _fresh(self, name, owned, params, modules, buffers):
             if kind is nn.Parameter and _is_leaf(value) and not _hooked("_global_parameter_registration_hooks"):
                 params[name] = value
-            elif isinstance(value, nn.Module) and not _hooked("_global_module_registration_hooks"):
+                return
+            if isinstance(value, nn.Module) and not _hooked("_global_module_registration_hooks"):
                 modules[name] = value
-            else:
-                original(self, name, value)
-        else:
-            original(self, name, value)
+                return
+        original(self, name, value)
 
     return __setattr__
 
