@@ -53,6 +53,7 @@ from .capture_dispatch import MetaTwins, meta_like, meta_state
 from .capture_memo import (CallMemo, Invocation, ModuleKeys, ParameterShapes, TraceReplay, invocations,
                            pure_function, release_codes)
 from .errors import UserError, first_line, shape_text
+from .fx_fast import CopyableScope, ModuleStack, restore_scan, skip_scan
 from .graphs import COMPUTE_OPS, get_attr, owner_module, target_name
 from .inputs import describe, fake_input
 from .schema import Captured, Evaluated
@@ -70,6 +71,8 @@ class LeafTracer(fx.Tracer):
         self.leaves = leaves
         self.custom = custom
         self.replay = TraceReplay(self, keys) if memoise else None  # repeated module calls copied, not traced again
+        self.module_stack, self.scope = ModuleStack(), CopyableScope("", None)  # copied per node / call: cheaply
+        self._unscanned: Optional[fx.Graph] = None  # the graph made to skip fx's scan for symbolic ints
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # a module type with its own formula is costed whole, not traced into
@@ -91,6 +94,9 @@ class LeafTracer(fx.Tracer):
     def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
         if kind == "output":  # fx's last node: its dict of the root's modules is dropped right after
             self.module_paths = self.submodule_paths
+        if self.graph is not self._unscanned:  # (fx makes a graph per trace; restore_scan after it)
+            self._unscanned = self.graph
+            skip_scan(self.graph)
         node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if self.replay is not None:
             self.replay.created_node(node, name, type_expr)
@@ -156,6 +162,7 @@ def _symbolic_trace(model: nn.Module, leaf_modules: Iterable[str], custom: Dict,
             leaves.add(culprit)
             opaque.append(culprit)
             continue
+        restore_scan(graph)
         _drop_default_guards(graph)
         root, copies = tracer.root, tracer.replay.copies if tracer.replay is not None else {}
         if modules is not None:

@@ -66,6 +66,7 @@ from torch import fx, nn
 from torch.fx import traceback as fx_traceback
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
+from .fx_fast import append_node, can_append, name_candidate
 from .ops import tensors_in
 
 #: where a function's code must live for its result to depend on its arguments alone
@@ -874,7 +875,7 @@ class TraceReplay:
         """Copy ``recording``'s nodes for this call of the module at ``path`` (the recorded path, or another
         instance's: then every module path below the recorded one is renamed)."""
         tracer, graph = self.tracer, self.tracer.graph
-        fast = _FAST_APPEND.issubset(vars(graph)) and hasattr(graph, "_target_to_str")
+        fast = can_append(graph)
         entries, nodes = self._plan(recording, path, fast)
         keys = {}
         for i, (called, old) in enumerate(entries):  # entries[0]: this call, logged by call()
@@ -887,7 +888,7 @@ class TraceReplay:
         env = dict(recording.fixed)
         env.update(zip(recording.input_nodes, (p.node for p in inputs.proxies)))
         lookup, scopes, map_arg = env.__getitem__, tracer.node_name_to_scope, fx.node.map_arg
-        append = _append_copy if fast else fx.Graph.create_node
+        append = append_node if fast else fx.Graph.create_node  # (append_node: no scan of copied arguments)
         stacks: Dict[int, collections.OrderedDict] = {}  # by tail (one object per module call in the plan)
         for node, target, candidate, given, tail, scope in nodes:
             kwargs = map_arg(node.kwargs, lookup) if node.kwargs else node.kwargs  # (empty: immutable, shared)
@@ -916,7 +917,7 @@ class TraceReplay:
             nodes, tails = [], {}
             for node, given, tail in recording.nodes:
                 target = rename(node.target) if node.op == "call_module" else node.target
-                candidate = _identifier(self.tracer.graph._target_to_str(target)) if fast and given[0] is None \
+                candidate = _identifier(name_candidate(self.tracer.graph, target)) if fast and given[0] is None \
                     else given[0]
                 tail = tuple((key, (rename(called), kind)) for key, (called, kind) in tail)
                 tail = tails.setdefault(tail, tail)  # the nodes of one module call share one (see _replay)
@@ -950,22 +951,3 @@ def _identifier(candidate: str) -> str:
 
 #: what fx's namespace replaces in a name (``torch.fx.graph``'s pattern, the same characters)
 _ILLEGAL_CHARACTERS = re.compile("[^0-9a-zA-Z_]+")
-
-#: the graph's own bookkeeping :func:`_append_copy` keeps as ``Graph.create_node`` does
-_FAST_APPEND = frozenset({"_graph_namespace", "_find_nodes_lookup_table", "_len"})
-
-
-def _append_copy(graph: fx.Graph, op: str, target, args: tuple, kwargs: dict, name, type_expr) -> fx.Node:
-    """``graph.create_node(...)`` for a copied node, less its scan of the arguments for symbolic ints (a
-    warning; the recorded node's arguments passed it, and a copy only substitutes nodes): that scan was
-    half of a replayed call's time. Names, order and lookups as ``create_node`` keeps them."""
-    name = graph._graph_namespace.create_name(name if name is not None else graph._target_to_str(target), None)
-    node = fx.Node(graph, name, op, target, args or (), kwargs or fx.immutable_collections.immutable_dict(),
-                   type_expr)
-    for hook in getattr(graph.owning_module, "_create_node_hooks", None) or ():
-        hook(node)
-    graph._graph_namespace.associate_name_with_obj(name, node)
-    graph._insert(node)
-    graph._find_nodes_lookup_table.insert(node)
-    graph._len += 1
-    return node
