@@ -398,6 +398,10 @@ class CallMemo:
 
 
 
+#: an fx node's inputs in order, as ``all_input_nodes`` lists them (its own dict, not a new list)
+_INPUT_NODES = operator.attrgetter("_input_nodes")
+
+
 class Invocation:
     """One call of a submodule in an fx graph: its nodes (contiguous, in order), the nodes outside it that
     it reads (``external``) and those of its own that the rest of the graph reads (``escaping``), both
@@ -412,13 +416,14 @@ class Invocation:
 
     @functools.cached_property
     def external(self) -> list:
-        inside = self._inside
-        return list(dict.fromkeys(a for n in self.nodes for a in n.all_input_nodes if a not in inside))
+        inside = self._inside  # (each node's own dict of its inputs, read in C: not a list per node)
+        return [a for a in dict.fromkeys(itertools.chain.from_iterable(map(_INPUT_NODES, self.nodes)))
+                if a not in inside]
 
     @functools.cached_property
     def escaping(self) -> list:
         inside = self._inside
-        return [n for n in self.nodes if any(u not in inside for u in n.users)]
+        return [n for n in self.nodes if not inside.issuperset(n.users)]
 
     @functools.cached_property
     def _inside(self) -> set:
@@ -454,8 +459,8 @@ class Invocation:
 
     def _boundary(self) -> tuple:
         """Which external nodes are parameters, and the positions of the escaping nodes."""
-        own = {n: i for i, n in enumerate(self.nodes)}
-        return tuple(e.op == "get_attr" for e in self.external), tuple(own[n] for n in self.escaping)
+        own = dict(zip(self.nodes, itertools.count()))
+        return tuple(e.op == "get_attr" for e in self.external), tuple(map(own.__getitem__, self.escaping))
 
     def ops(self, opaque) -> tuple:
         """Each node's op and target (a module path relative to the invocation's); :class:`_Unkeyable` when a
@@ -609,54 +614,66 @@ def _immutable(value) -> bool:
 class SubtreeState:
     """What a module's traced ``forward`` may read of it and its submodules, taken now (:meth:`unchanged`
     says whether it still holds): each module's instance attributes (immutable ones by identity, the
-    others frozen, tensors by identity and version), its parameters and buffers by identity and version,
-    its children by identity. :class:`_Unkeyable` where a hook, or an attribute of another type, could
-    make two calls differ. Identity spares freezing every attribute of every module at every call."""
+    others frozen, tensors by identity and version), its parameters, buffers and children by name and
+    identity, its tensors' versions. :class:`_Unkeyable` where a hook, or an attribute of another type, could
+    make two calls differ. Identity spares freezing every attribute of every module at every call; the
+    objects of the whole subtree are compared as one flat list (an iterated block is checked at every copy)."""
 
     def __init__(self, module: nn.Module) -> None:
         if _global_hooks():
             raise _Unkeyable("a global module hook")
-        self._modules: list = []
+        self._modules: List[nn.Module] = []
+        self._deep: List[Tuple[nn.Module, str, Hashable]] = []  # attributes compared by value: (module, name, frozen)
         self._take(module)
+        self._objects = _state_objects(self._modules)
+        # every module's hook dicts (the very objects: the flat list checks they are still the modules')
+        self._hook_dicts = [hooks for m in self._modules for hooks in map(vars(m).get, _HOOK_DICTS) if hooks is not None]
+        self._tensors = [t for m in self._modules for t in (*m._parameters.values(), *m._buffers.values())
+                         if t is not None]
+        self._versions = _versions(self._tensors)
 
     def _take(self, module: nn.Module) -> None:
         attributes = vars(module)
         if any(map(attributes.get, _HOOK_DICTS)):
             raise _Unkeyable("a module with hooks")
-        deep = []
         for name, value in attributes.items():
             if name in _SKIPPED or _immutable(value):
                 continue
             if "hook" in name and isinstance(value, dict) and value:
                 raise _Unkeyable("a module with hooks")
-            deep.append((name, freeze(value, _tensor_identity)))
-        tensors = (*module._parameters.values(), *module._buffers.values())
-        self._modules.append((module, tuple(attributes), tuple(attributes.values()), tuple(deep),
-                              (*module._parameters, *module._buffers, *module._modules), tensors, _versions(tensors),
-                              tuple(module._modules.values())))
+            self._deep.append((module, name, freeze(value, _tensor_identity)))
+        self._modules.append(module)
         for child in module._modules.values():
             if child is not None:
                 self._take(child)
 
     def unchanged(self) -> bool:
         """Whether every module of the subtree is as it was when this state was taken."""
-        if _global_hooks():
+        if _global_hooks() or any(self._hook_dicts):
             return False
-        for module, names, values, deep, owned, tensors, versions, children in self._modules:
-            if not _holds_attributes(module, names, values):
-                return False
-            attributes = vars(module)
-            now = (*module._parameters.values(), *module._buffers.values())
-            if (*module._parameters, *module._buffers, *module._modules) != owned or \
-                    not all(map(operator.is_, now, tensors)) or _versions(now) != versions or \
-                    not all(map(operator.is_, module._modules.values(), children)):
-                return False
-            try:
-                if any(freeze(attributes[name], _tensor_identity) != frozen for name, frozen in deep):
-                    return False
-            except (_Unkeyable, TypeError):
-                return False
-        return True
+        now = _state_objects(self._modules)
+        if len(now) != len(self._objects) or not all(map(operator.is_, now, self._objects)) or \
+                _versions(self._tensors) != self._versions:
+            return False
+        try:
+            return not any(freeze(vars(module)[name], _tensor_identity) != frozen for module, name, frozen in self._deep)
+        except (_Unkeyable, TypeError):
+            return False
+
+
+def _state_objects(modules: List[nn.Module]) -> list:
+    """Every object a subtree's state is made of, flat: per module its attribute names and values, its
+    parameters', buffers' and children's names and objects (a name or object replaced, one added or
+    removed: another list, by identity)."""
+    objects: list = []
+    for module in modules:
+        attributes = vars(module)
+        objects += attributes
+        objects += attributes.values()
+        for owned in (module._parameters, module._buffers, module._modules):
+            objects += owned
+            objects += owned.values()
+    return objects
 
 
 def _versions(tensors) -> tuple:

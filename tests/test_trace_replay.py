@@ -198,3 +198,34 @@ def test_a_copys_name_candidate_is_named_as_fx_names_the_raw_one(candidate):
     raw, ready = _Namespace(), _Namespace()
     for used in ("conv", "blocks_0_conv", "_0", "add_3", candidate, candidate):
         assert raw.create_name(used, None) == ready.create_name(_identifier(used), None)
+
+
+@pytest.mark.parametrize("change", ["none", "attribute", "new attribute", "parameter", "in place", "child", "hook",
+                                    "list", "buffer", "deleted child"])
+def test_a_subtree_state_sees_every_change_a_forward_could_read(change):
+    from graphcost.capture_memo import SubtreeState
+
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Sequential(nn.BatchNorm2d(2), nn.ReLU()))
+    model[1][1].sizes = [1, 2]  # a mutable attribute: compared by value
+    state = SubtreeState(model)
+    inner = model[1]
+    if change == "attribute":
+        model[0].padding = (1, 1)
+    elif change == "new attribute":
+        inner[1].extra = 3
+    elif change == "parameter":
+        model[0].weight = nn.Parameter(torch.zeros(2, 2, 3, 3))
+    elif change == "in place":
+        with torch.no_grad():
+            model[0].bias.add_(1)
+    elif change == "child":
+        inner[1] = nn.GELU()
+    elif change == "hook":
+        inner[0].register_forward_pre_hook(lambda *a: None)
+    elif change == "list":
+        inner[1].sizes.append(3)
+    elif change == "buffer":
+        inner[0].register_buffer("scale", torch.ones(2))
+    elif change == "deleted child":
+        del inner[1]
+    assert state.unchanged() is (change == "none")
