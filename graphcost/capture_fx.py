@@ -413,7 +413,7 @@ class CostInterpreter(fx.Interpreter):
         tensors = ops.tensors_in(args)
         if not tensors or not _abstract(tensors[0]) or not tensors[0].is_floating_point() or \
                 not _same_kind(tensors[0], tensors[1:]) or \
-                (module is not None and not _same_kind(tensors[0], self._own_tensors(module))):
+                (module is not None and not self._own_tensors_match(module, tensors[0])):
             return None
         shape = info.shape(module, args, kwargs) if info.shape else ()
         if shape is None:
@@ -422,10 +422,15 @@ class CostInterpreter(fx.Interpreter):
             return args[0] if args[0] is tensors[0] else None
         return _fake_empty(tensors[0], shape)
 
-    def _own_tensors(self, module: nn.Module) -> List[torch.Tensor]:
-        """The module's own parameters and buffers as this run sees them (meta twins on a twinned run)."""
+    def _own_tensors_match(self, module: nn.Module, like: torch.Tensor) -> bool:
+        """Whether the module's own floating-point parameters and buffers, as this run sees them, have ``like``'s
+        dtype and device. On a twinned run each is its meta twin (its dtype, the meta device): asked of the
+        tensor itself, no twin made for a module whose call a shape rule answers."""
         own = _module_tensors(module)
-        return own if self.twins is None else [self.twins.of(t) for t in own]
+        if self.twins is None:
+            return _same_kind(like, own)
+        return all(t.dtype == like.dtype for t in own if t.is_floating_point()) and \
+            (like.is_meta or not any(t.is_floating_point() for t in own))
 
     def get_attr(self, target, args, kwargs):
         value = super().get_attr(target, args, kwargs)

@@ -25,7 +25,7 @@ Pure functions over graphs; nothing here captures, runs or costs anything.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import networkx as nx
 import torch
@@ -76,7 +76,7 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated],
         rec = records.get(name)
         if rec is None:  # an unused optional placeholder
             continue
-        sources = n.all_input_nodes
+        sources = n._input_nodes  # (all_input_nodes, without a new list per node: its keys, in that order)
         nodes[name] = {RECORD: calls.record(n, sources, rec, len(nodes))}
         succ[name], pred[name] = {}, {}
         into = pred[name]
@@ -115,8 +115,9 @@ class _CallRecords:
         self.weightless_leaf: Dict[str, bool] = {}
         self.modules: Optional[Dict[str, nn.Module]] = modules  # every submodule by path (walked on first use)
         self.ordinals: Dict[str, int] = {}  # nodes seen so far per module invocation (``placement``)
+        self.names: Dict[Tuple[str, Any], str] = {}  # (op, target) -> target_name: one per function or method
 
-    def record(self, n: fx.Node, sources: List[fx.Node], rec: Evaluated, order: int) -> CallRecord:
+    def record(self, n: fx.Node, sources: Iterable[fx.Node], rec: Evaluated, order: int) -> CallRecord:
         """The record of call ``n`` (its input nodes ``sources``), ``order``-th in execution order."""
         info: ops.OpInfo = rec.info
         cost: ops.OpCost = rec.cost
@@ -156,7 +157,7 @@ class _CallRecords:
             ids = self.module_params[path] = tuple(sorted({id(p) for p in params}))
         return ids
 
-    def with_fetched_parameters(self, param_ids: Tuple[int, ...], sources: List[fx.Node]) -> Tuple[int, ...]:
+    def with_fetched_parameters(self, param_ids: Tuple[int, ...], sources: Iterable[fx.Node]) -> Tuple[int, ...]:
         """``param_ids`` and the ids of the Parameters among ``sources`` (``get_attr`` nodes), sorted."""
         fetched = [self.attr_param_id(src.target) for src in sources if src.op == "get_attr"]
         fetched = [pid for pid in fetched if pid is not None]
@@ -209,7 +210,14 @@ class _CallRecords:
         without any (an activation module)."""
         if isinstance(n.target, torch._ops.OpOverload) and owner and (param_ids or self.is_weightless_leaf(owner)):
             return owner
-        return target_name(n)
+        key = (n.op, n.target)
+        try:
+            name = self.names.get(key)
+        except TypeError:  # an unhashable callable
+            return target_name(n)
+        if name is None:
+            name = self.names[key] = target_name(n)
+        return name
 
     def is_weightless_leaf(self, path: str) -> bool:
         if path not in self.weightless_leaf:

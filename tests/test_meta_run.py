@@ -60,7 +60,7 @@ CASES = {
 }
 
 
-def analysis(model, shape, meta_run: bool, monkeypatch, memoise=True):
+def analysis(model, shape, meta_run: bool, monkeypatch, memoise=True, **options):
     """``model``'s analysis as a dict, the meta run allowed or not, and whether the fake run ran."""
     ran_fake = []
     real_fake_run = capture_fx.run_on_fake_inputs
@@ -68,7 +68,7 @@ def analysis(model, shape, meta_run: bool, monkeypatch, memoise=True):
         patch.setattr(capture_fx, "run_on_fake_inputs", lambda *a, **k: ran_fake.append(1) or real_fake_run(*a, **k))
         if not meta_run:
             patch.setattr(capture_fx, "_run_on_meta", lambda *a, **k: None)
-        result = graphcost.analyze(model, shape, memoise=memoise).to_dict()
+        result = graphcost.analyze(model, shape, memoise=memoise, **options).to_dict()
     return result, bool(ran_fake)
 
 
@@ -129,6 +129,34 @@ def test_twins_are_made_once_per_tensor_and_keep_what_a_run_reads():
     assert not frozen.requires_grad and frozen.shape == (8,) and frozen.dtype == torch.float32
     assert twins.of(weight) is weight  # a meta tensor is its own twin
     assert twins.call(model.a, (torch.empty(2, 8, device="meta"),), {}).is_meta
+
+
+class Unruled(nn.Module):
+    """A leaf with parameters and no formula: the run calls it (with twins) where a shape rule answers the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(8))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+def test_twins_are_made_only_for_tensors_the_run_reads(leaf, monkeypatch):
+    """A layer whose call a shape rule answers needs no twin (only its tensors' dtype, read off the tensors);
+    a leaf the run calls, or a parameter a node fetches, gets its own. The same analysis as the fake run."""
+    import graphcost.capture_dispatch as capture_dispatch
+
+    made = []
+    real = capture_dispatch.meta_like
+    monkeypatch.setattr(capture_dispatch, "meta_like", lambda t: made.append(t) or real(t))
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), Unruled()).eval()
+    options = {"leaf_modules": ["3"]} if leaf else {}
+    meta, fell_back = analysis(model, (2, 8), True, monkeypatch, **options)
+    assert not fell_back and [id(t) for t in made] == [id(model[3].scale)]
+    fake, _ = analysis(model, (2, 8), False, monkeypatch, **options)
+    assert meta == fake
 
 
 def test_models_on_an_accelerator_keep_the_fake_run():
