@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 from torch import fx
+from torch.fx.graph import _illegal_names, _name_regex
 from torch.fx.proxy import Scope
 
 #: the graph's own bookkeeping :func:`append_node` keeps as ``Graph.create_node`` does
 _GRAPH_STATE = frozenset({"_graph_namespace", "_find_nodes_lookup_table", "_len"})
+#: the namespace's own bookkeeping :func:`unique_name` keeps as ``_Namespace.create_name`` does
+_NAMESPACE_STATE = frozenset({"_obj_to_name", "_used_names", "_base_count"})
+#: candidate -> (base, numeric suffix or None): fx's name regex, matched once per candidate
+_SPLITS: Dict[str, Tuple[str, Optional[str]]] = {}
+_MOST_SPLITS = 100_000
 
 
 class ModuleStack(collections.OrderedDict):
@@ -58,7 +64,37 @@ def name_candidate(graph: fx.Graph, target) -> str:
 
 def can_append(graph: fx.Graph) -> bool:
     """Whether ``graph`` keeps the bookkeeping :func:`append_node` updates (fx's ``Graph`` of this torch)."""
-    return _GRAPH_STATE.issubset(vars(graph)) and hasattr(graph, "_target_to_str")
+    return _GRAPH_STATE.issubset(vars(graph)) and hasattr(graph, "_target_to_str") and \
+        _NAMESPACE_STATE.issubset(vars(graph._graph_namespace))
+
+
+def unique_name(namespace, candidate: str) -> str:
+    """``namespace.create_name(candidate, None)`` (fx's ``_Namespace``): the candidate, or its base numbered
+    past every name used, never a builtin's or a keyword's. fx matches its name regex on every call (a copied
+    block names the same candidates again and again); here once per candidate string."""
+    split = _SPLITS.get(candidate)
+    if split is None:
+        match = _name_regex.match(candidate)
+        if match is None:  # not an identifier yet: fx's own path makes it one
+            return namespace.create_name(candidate, None)
+        if len(_SPLITS) >= _MOST_SPLITS:  # (a long sweep of many models: kept bounded)
+            _SPLITS.clear()
+        split = _SPLITS[candidate] = match.group(1, 2)
+    base, num = split
+    used = namespace._used_names
+    if num is None or candidate in used:
+        number = namespace._base_count.get(base, 0)
+        if _illegal_names.get(candidate) is not None:
+            number += 1
+            candidate = f"{base}_{number}"
+    else:
+        number = int(num)
+    while candidate in used:
+        number += 1
+        candidate = f"{base}_{number}"
+    used.add(candidate)
+    namespace._base_count[base] = number
+    return candidate
 
 
 def append_node(graph: fx.Graph, op: str, target, args: Optional[tuple] = None, kwargs: Optional[dict] = None,
@@ -67,7 +103,7 @@ def append_node(graph: fx.Graph, op: str, target, args: Optional[tuple] = None, 
     made from fake tensors; symbolic tracing and copies of its nodes never hold one). Names, order and
     lookups as ``create_node`` keeps them; only for a graph :func:`can_append` accepts."""
     candidate = name if name is not None else name_candidate(graph, target)
-    name = graph._graph_namespace.create_name(candidate, None)
+    name = unique_name(graph._graph_namespace, candidate)
     node = fx.Node(graph, name, op, target, args or (), kwargs or fx.immutable_collections.immutable_dict(),
                    type_expr)
     for hook in getattr(graph.owning_module, "_create_node_hooks", None) or ():

@@ -91,3 +91,15 @@ def test_skip_scan_is_undone():
     graph.placeholder("x")
     fx_fast.restore_scan(graph)
     assert "create_node" not in vars(graph) and graph.create_node.__func__ is fx.Graph.create_node
+
+
+def test_unique_names_are_the_namespaces():
+    """Any order of candidates, repeated, numbered, builtins, keywords, not yet identifiers: fx's names."""
+    from torch.fx.graph import _Namespace
+
+    candidates = ["conv", "conv", "conv_1", "conv", "add_3", "add", "add", "list", "list", "None", "if", "x_0",
+                  "blocks.0.conv", "0", "", "conv_1", "getattr_1", "getattr", "getattr", "a__", "_1", "_1"]
+    for order in (candidates, candidates[::-1], sorted(candidates)):
+        theirs, ours = _Namespace(), _Namespace()
+        assert [theirs.create_name(c, None) for c in order] == [fx_fast.unique_name(ours, c) for c in order]
+        assert ours._used_names == theirs._used_names and ours._base_count == theirs._base_count
