@@ -627,7 +627,8 @@ class SubtreeState:
         self._take(module)
         self._objects = _state_objects(self._modules)
         # every module's hook dicts (the very objects: the flat list checks they are still the modules')
-        self._hook_dicts = [hooks for m in self._modules for hooks in map(vars(m).get, _HOOK_DICTS) if hooks is not None]
+        self._hook_dicts = [hooks for m in self._modules for hooks in map(vars(m).get, _HOOK_DICTS)
+                            if hooks is not None]
         self._tensors = [t for m in self._modules for t in (*m._parameters.values(), *m._buffers.values())
                          if t is not None]
         self._versions = _versions(self._tensors)
@@ -656,7 +657,8 @@ class SubtreeState:
                 _versions(self._tensors) != self._versions:
             return False
         try:
-            return not any(freeze(vars(module)[name], _tensor_identity) != frozen for module, name, frozen in self._deep)
+            return not any(freeze(vars(module)[name], _tensor_identity) != frozen
+                           for module, name, frozen in self._deep)
         except (_Unkeyable, TypeError):
             return False
 
