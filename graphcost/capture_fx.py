@@ -292,16 +292,19 @@ class CostInterpreter(fx.Interpreter):
             return None
         values, (records, effects) = found
         escaping = dict(zip(invocation.escaping, values))
-        pending = self._pending
-        for m, record, effect in zip(invocation.nodes, records, effects):
-            self.records[m.name], self._effects[m.name] = record, effect
-            if effect[0] or effect[1]:  # costed per aten op: listed (as _run_call lists it)
-                self._note(m, *effect)
-            if m is not invocation.nodes[0]:
-                self.env[m] = escaping.get(m)
-            if m.name in pending:
-                self._store_invocations_ending(m, escaping.get(m))  # an outer call may end inside this one
-        return (escaping.get(invocation.nodes[0]),)
+        nodes, names = invocation.nodes, invocation.names
+        self.records.update(zip(names, records))  # (dict updates in C: a block is dozens of nodes)
+        self._effects.update(zip(names, effects))
+        self.env.update(zip(nodes[1:], map(escaping.get, nodes[1:])))  # set: the loop of ``run`` skips them
+        if any(map(any, effects)):  # some costed per aten op: listed (as _run_call lists them)
+            for m, effect in zip(nodes, effects):
+                if effect[0] or effect[1]:
+                    self._note(m, *effect)
+        if self._pending.keys() & invocation.name_set:  # an outer call may end inside this one
+            for m in nodes:
+                if m.name in self._pending:
+                    self._store_invocations_ending(m, escaping.get(m))
+        return (escaping.get(nodes[0]),)
 
     def _run_call(self, n: fx.Node):
         """Shape-propagate and cost one node (or replay an equal call's outcome)."""

@@ -430,6 +430,15 @@ class Invocation:
         return set(self.nodes)
 
     @functools.cached_property
+    def names(self) -> List[str]:
+        """Its nodes' names, in order."""
+        return [n.name for n in self.nodes]
+
+    @functools.cached_property
+    def name_set(self) -> frozenset:
+        return frozenset(self.names)
+
+    @functools.cached_property
     def position(self) -> Dict[Any, Tuple[str, int]]:
         """Where each node an argument may name sits: ``("own", i)`` or ``("external", i)``."""
         position = {n: ("own", i) for i, n in enumerate(self.nodes)}

@@ -154,7 +154,7 @@ class Trace:
 
     def _records(self, name: str, graph: nx.DiGraph) -> Dict[str, Any]:  # one dict per graph: passes read each often
         if name not in self.__dict__:
-            self.__dict__[name] = {node: data[RECORD] for node, data in graph.nodes(data=True)}
+            self.__dict__[name] = {node: data[RECORD] for node, data in graph._node.items()}  # (no view per item)
         return self.__dict__[name]
 
     def layer_of(self, dag_node: str) -> str:
