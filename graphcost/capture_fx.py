@@ -232,6 +232,7 @@ class CostInterpreter(fx.Interpreter):
         self.opaque = opaque
         self.custom = custom
         self.records: Dict[str, Evaluated] = {}
+        self.templates: Dict[str, str] = {}  # node of a replayed invocation -> its source's (same module path)
         self.unknown: Set[str] = set()  # functions / methods without a formula, costed per aten op
         self.opaque_calls: Dict[str, None] = {}  # leaf modules without a formula, in call order
         self.uncounted: Dict[str, Tuple[int, tuple]] = {}  # aten op -> (calls, example shapes)
@@ -277,7 +278,8 @@ class CostInterpreter(fx.Interpreter):
         for invocation, key, inputs in self._pending.pop(n.name, ()):
             values = [out if m is n else self.env[m] for m in invocation.escaping]
             self.memo.store(key, tuple(values), (tuple(self.records[m.name] for m in invocation.nodes),
-                                                 tuple(self._effects[m.name] for m in invocation.nodes)), inputs)
+                                                 tuple(self._effects[m.name] for m in invocation.nodes),
+                                                 invocation), inputs)
 
     def _replay_invocation(self, invocation: Invocation) -> Optional[Tuple[Any]]:
         """``(value of its first node,)`` when an equal call of the invocation's module ran before: every
@@ -290,9 +292,11 @@ class CostInterpreter(fx.Interpreter):
             if key is not None:
                 self._pending.setdefault(invocation.nodes[-1].name, []).append((invocation, key, inputs))
             return None
-        values, (records, effects) = found
+        values, (records, effects, source) = found
         escaping = dict(zip(invocation.escaping, values))
         nodes, names = invocation.nodes, invocation.names
+        if source.path == invocation.path:  # the same module again: its DAG records are the source's
+            self.templates.update(zip(names, source.names))
         self.records.update(zip(names, records))  # (dict updates in C: a block is dozens of nodes)
         self._effects.update(zip(names, effects))
         self.env.update(zip(nodes[1:], map(escaping.get, nodes[1:])))  # set: the loop of ``run`` skips them
@@ -641,7 +645,7 @@ def fx_capture(root_module: nn.Module, bound: Dict[str, Any], dtype: torch.dtype
         interp = interpreter()
         run_on_fake_inputs(interp, graph, bound, dtype, device, type(model).__name__)
     return Captured(root, graph, interp.records, opaque + [m for m in interp.opaque_calls if m not in opaque],
-                    sorted(interp.unknown), interp.uncounted, modules=modules)
+                    sorted(interp.unknown), interp.uncounted, modules=modules, templates=interp.templates)
 
 
 def _run_on_meta(interpreter: Callable[..., CostInterpreter], graph: fx.Graph, bound: Dict[str, Any],

@@ -32,14 +32,15 @@ import torch
 from torch import fx, nn
 
 from . import ops
-from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_record, with_layer
+from .schema import RECORD, CallRecord, Evaluated, LayerRecord, layer_name, new_record, with_layer, with_order
 
 #: fx node ops that are calls (the DAG's nodes besides its inputs)
 COMPUTE_OPS = ("call_module", "call_function", "call_method")
 
 
 def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated],
-              modules: Optional[Dict[str, nn.Module]] = None) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
+              modules: Optional[Dict[str, nn.Module]] = None, templates: Optional[Dict[str, str]] = None
+              ) -> Tuple[nx.DiGraph, List[str], List[Tuple[str, str]]]:
     """The execution DAG of ``graph``, its input nodes, and its outputs as (name in the returned value, node).
 
     Parameters
@@ -53,6 +54,10 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated],
         unused optional placeholder) is left out.
     modules : dict, optional
         ``dict(root.named_modules())`` where the caller has it (else walked here on first use).
+    templates : dict, optional
+        Node -> an earlier node whose record this one's equals but for its order (a call of the same module
+        path whose outcome the capture replayed, :attr:`~graphcost.schema.Captured.templates`): copied, not
+        worked out again.
 
     Returns
     -------
@@ -77,7 +82,9 @@ def build_dag(root: nn.Module, graph: fx.Graph, records: Dict[str, Evaluated],
         if rec is None:  # an unused optional placeholder
             continue
         sources = n._input_nodes  # (all_input_nodes, without a new list per node: its keys, in that order)
-        nodes[name] = {RECORD: calls.record(n, sources, rec, len(nodes))}
+        template = nodes.get(templates.get(name)) if templates else None
+        nodes[name] = {RECORD: calls.record(n, sources, rec, len(nodes)) if template is None else
+                       with_order(template[RECORD], len(nodes))}
         succ[name], pred[name] = {}, {}
         into = pred[name]
         for src in sources:  # an edge per activation, in networkx's order: as add_edges_from would add them

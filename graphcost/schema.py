@@ -83,6 +83,9 @@ class Captured:
     capture: str = ""
     #: ``root``'s submodules by path as the capture found them (``named_modules``), where it walked them anyway
     modules: Optional[Dict[str, Any]] = None
+    #: node -> an earlier node of an equal call of the same module (same path), whose DAG record it shares but
+    #: for its order (the fx capture's replayed invocations; :func:`graphcost.graphs.build_dag`)
+    templates: Optional[Dict[str, str]] = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,13 @@ def with_layer(record: CallRecord, layer: str) -> CallRecord:
     fields are copied as they are."""
     fields = record.__dict__.copy()
     fields["layer"] = layer
+    return new_record(CallRecord, fields)
+
+
+def with_order(record: CallRecord, order: int) -> CallRecord:
+    """``dataclasses.replace(record, order=order)``, as :func:`with_layer` makes it."""
+    fields = record.__dict__.copy()
+    fields["order"] = order
     return new_record(CallRecord, fields)
 
 

@@ -249,7 +249,8 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 def _assemble(model: nn.Module, captured: Captured, specs: Dict[str, InputSpec], dtype: torch.dtype) -> Trace:
     """The Trace of a captured graph: its execution DAG and loop-keeping graph."""
-    dag, placeholders, named_outputs = build_dag(captured.root, captured.graph, captured.records, captured.modules)
+    dag, placeholders, named_outputs = build_dag(captured.root, captured.graph, captured.records, captured.modules,
+                                                 captured.templates)
     uncounted = {op: Uncounted(calls, shapes) for op, (calls, shapes) in sorted(captured.uncounted.items())}
     first = next(iter(specs.values()))
     return Trace(model, captured.root, captured.graph, first.shape, dtype, dag, placeholders,

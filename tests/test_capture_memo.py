@@ -8,6 +8,7 @@ from graphcost.analysis import analyze_trace
 from graphcost.capture_fx import CostInterpreter
 from graphcost.capture_memo import CallMemo
 from graphcost.models import get_model
+from graphcost.schema import RECORD
 from graphcost.tracing import trace
 
 
@@ -227,3 +228,26 @@ def test_equal_codes_are_compared_node_by_node_once(monkeypatch):
         assert len(trace(model, (1, 3, 48, 64)).outputs) == n
         counts[n] = len(compared)
     assert counts[4] > 0 and counts[8] == counts[4]
+
+
+def test_replayed_calls_of_the_same_module_copy_their_dag_records():
+    """The run names, for every node of an invocation it replayed from an earlier call of the same module path,
+    that call's node (``Captured.templates``); the DAG copies those records but for their order, and equals the
+    DAG built without them record by record."""
+    from graphcost.capture_fx import fx_capture
+    from graphcost.graphs import build_dag
+    from graphcost.inputs import bind_inputs, split_inputs
+
+    model = get_model("itnet", dataset="camvid", shared=True, N=5, L=2, K=2, f=16)
+    captured = fx_capture(model, bind_inputs(model, *split_inputs((1, 3, 48, 64))), torch.float32, torch.device("cpu"))
+    templates = captured.templates
+    assert len(templates) > 3 * 20  # iterations 3-5 of the block, every node
+    order = {n.name: i for i, n in enumerate(captured.graph.nodes)}
+    modules = {n.name: n.meta["nn_module_stack"] for n in captured.graph.nodes if "nn_module_stack" in n.meta}
+    for node, source in templates.items():
+        assert order[source] < order[node] and captured.records[node] is captured.records[source]
+        assert [path for path, _ in modules[node].values()] == [path for path, _ in modules[source].values()]
+    with_templates = build_dag(captured.root, captured.graph, captured.records, captured.modules, templates)[0]
+    without = build_dag(captured.root, captured.graph, captured.records, captured.modules)[0]
+    assert list(with_templates.nodes) == list(without.nodes) and list(with_templates.edges) == list(without.edges)
+    assert [with_templates.nodes[n][RECORD] for n in with_templates] == [without.nodes[n][RECORD] for n in without]
