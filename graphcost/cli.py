@@ -22,6 +22,7 @@ import click
 
 from .cli_options import FORMATS, Parsed, format_option, model_options, tracer_option  # noqa: F401 (re-exported)
 from .errors import TORCH_CAPTURE_LOGGERS, UserError, shape_text
+from .signals import signals_deferred
 
 if TYPE_CHECKING:
     from .resolve import ModelSpec
@@ -65,7 +66,8 @@ class LazyGroup(click.Group):
         if name in self.lazy and name not in self.commands:
             module_name, attribute, _ = self.lazy[name]
             try:
-                module = importlib.import_module(module_name)
+                with signals_deferred():  # it imports torch: a Ctrl-C inside a C extension's start aborts the process
+                    module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:  # a plugin room that is not installed
                 if not module_name.startswith(exc.name or "?"):
                     raise

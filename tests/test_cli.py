@@ -106,3 +106,25 @@ def test_graph_size_counts_each_tensor_at_its_own_dtype(capsys, monkeypatch):
     assert embed["in_bytes"] == 16 * 8  # the ids
     assert embed["param_bytes"] == 50 * 16 * 4 and embed["out_bytes"] == 16 * 16 * 4
     assert embed["graph_size_bytes"] == 16 * 8 + 50 * 16 * 4 + 16 * 16 * 4
+
+
+def test_a_signal_during_a_plugin_import_arrives_after_it(tmp_path, monkeypatch):
+    """A plugin command's module imports torch; a Ctrl-C inside a C extension's start would abort the process
+    (SIGABRT), so it is held while the module imports and raised as the import ends: the module is whole."""
+    import sys
+
+    import click
+
+    from graphcost.cli import LazyGroup
+
+    (tmp_path / "slow_plugin.py").write_text(
+        "import os, signal, click\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "whole = True\n"
+        "command = click.Command('slow', callback=lambda: None)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = LazyGroup(lazy={"slow": ("slow_plugin", "command", "a plugin")})
+    with pytest.raises(KeyboardInterrupt):
+        group.get_command(click.Context(group), "slow")
+    assert sys.modules["slow_plugin"].whole
+    sys.modules.pop("slow_plugin", None)

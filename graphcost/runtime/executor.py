@@ -49,6 +49,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from graphcost.errors import UserError, first_line
+from graphcost.signals import signals_deferred
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "install the ray extra: pip install -e '.[ray]'"
@@ -165,35 +166,6 @@ def _init_pool_worker(parent_pid: int) -> None:
     # stops its workers with SIGTERM, so here it must simply end the process.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _one_thread()
-
-
-#: The signals that end a run: Ctrl-C and SIGTERM.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold Ctrl-C and SIGTERM back while the block runs, then deliver the first one that arrived.
-
-    Starting the pool's workers is not interruptible safely: a signal between a worker's fork and
-    the pool recording it leaves a worker nobody stops (and whose join at exit never returns), and a
-    worker forked with Python's Ctrl-C handler dies with a traceback if the group's Ctrl-C reaches it
-    before its initializer ignores it. Inside this block the handler only records the signal (the
-    workers inherit that harmless handler); the signal is raised again as the block ends. Outside the
-    main thread (where handlers cannot be set) it does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    arrived: List[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if arrived:
-            signal.raise_signal(arrived[0])
 
 
 def _default_start_method() -> str:
