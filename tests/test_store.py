@@ -218,3 +218,34 @@ def test_cli_says_a_store_is_read_only_before_computing(capsys, tmp_path, monkey
                        "1", "--store", path)
     assert rc == 0, err
     assert err.splitlines()[0].startswith("note: the result store") and "read-only" in err.splitlines()[0]
+
+
+def test_a_store_interrupted_while_it_is_made_is_made_again(tmp_path, monkeypatch):
+    """A Ctrl-C between the statements that make a store (each of which would commit on its own) must not leave a
+    file marked as graphcost's without its schema version: the next run would refuse it."""
+    import graphcost.runtime.store as store_module
+
+    real_connect = sqlite3.connect
+
+    class Interrupted:  # a connection whose schema version write is cut short by a Ctrl-C
+        def __init__(self, *args, **kwargs):
+            self._conn = real_connect(*args, **kwargs)
+
+        def execute(self, sql, *args):
+            if "user_version =" in sql:
+                raise KeyboardInterrupt
+            return self._conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+    path = str(tmp_path / "store.sqlite")
+    monkeypatch.setattr(store_module.sqlite3, "connect", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_store(path).get("x")
+    monkeypatch.setattr(store_module.sqlite3, "connect", real_connect)
+    with open_store(path) as store:
+        store.put("x", {"kind": "analysis"}, {"a": 1})
+        assert store.get("x") == {"a": 1}
+    with real_connect(path) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID

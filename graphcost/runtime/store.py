@@ -208,10 +208,17 @@ class ResultStore:
             if not tables:
                 raise self._refuse("is read-only and empty")
             return
-        conn.execute(SCHEMA)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.commit()
+        # one transaction: a signal between the statements (each of which would commit on its own) left a store
+        # marked as graphcost's with no schema version, refused at the next run; now it is all or nothing
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(SCHEMA)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> List[tuple]:
         """Rows of a read; a store locked past the timeout is refused in one line."""
