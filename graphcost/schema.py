@@ -118,18 +118,20 @@ def new_record(cls: type, fields: Dict[str, Any]) -> Any:
 
 
 def with_layer(record: CallRecord, layer: str) -> CallRecord:
-    """``dataclasses.replace(record, layer=layer)``, without re-running the frozen ``__init__``: the other
-    fields are copied as they are."""
-    fields = record.__dict__.copy()
-    fields["layer"] = layer
-    return new_record(CallRecord, fields)
+    """``dataclasses.replace(record, layer=layer)``, without re-running the frozen ``__init__``."""
+    return _replaced(record, "layer", layer)
 
 
 def with_order(record: CallRecord, order: int) -> CallRecord:
-    """``dataclasses.replace(record, order=order)``, as :func:`with_layer` makes it."""
+    """``dataclasses.replace(record, order=order)``, without re-running the frozen ``__init__``."""
+    return _replaced(record, "order", order)
+
+
+def _replaced(record: Any, field: str, value: Any) -> Any:
+    """``record`` with one field replaced; the other fields copied as they are."""
     fields = record.__dict__.copy()
-    fields["order"] = order
-    return new_record(CallRecord, fields)
+    fields[field] = value
+    return new_record(type(record), fields)
 
 
 def layer_name(first_call: str, record: CallRecord) -> str:
