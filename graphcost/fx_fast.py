@@ -10,6 +10,7 @@ tracing never makes (the scan only warns). On ItNet these were a sixth of tracin
   ``Scope`` of the same path and type), made directly;
 * :func:`name_candidate`: ``Graph._target_to_str`` where a target's name is lower case already (its snake case is
   itself), fx's own function otherwise;
+* :func:`unique_name`: the namespace's numbering of a name, its regex matched once per candidate string;
 * :func:`append_node`: ``Graph.create_node`` less the scan, with the graph's names, order and lookups kept as it
   keeps them; :func:`skip_scan` makes a graph create its nodes that way while a tracer fills it.
 

@@ -289,8 +289,7 @@ def build_loop_graph(dag: nx.DiGraph) -> Tuple[nx.DiGraph, nx.DiGraph]:
     records = {name: data[RECORD] for name, data in node_data.items()}
     layer_of, layers = _layers(records)
     # a new graph with new attribute dicts per node and edge: the DAG given keeps its records
-    labelled = {c: {**data, RECORD: with_layer(data[RECORD], layer_of[c])} if len(data) > 1 else
-                {RECORD: with_layer(data[RECORD], layer_of[c])} for c, data in node_data.items()}
+    labelled = {c: {**data, RECORD: with_layer(data[RECORD], layer_of[c])} for c, data in node_data.items()}
     succ: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
     pred: Dict[str, Dict[str, dict]] = {c: {} for c in node_data}
     counts: Dict[Tuple[str, str], int] = {}
